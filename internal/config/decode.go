@@ -1,0 +1,367 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/trellismesh/trellis/internal/config/field"
+	"github.com/trellismesh/trellis/internal/config/validate"
+)
+
+// DefaultNamespace is used when an object names none, as kubectl does.
+const DefaultNamespace = "default"
+
+// DefaultRootNamespace is Istio's default mesh root namespace.
+const DefaultRootNamespace = "istio-system"
+
+// File is what one file yielded: its valid objects, its errors and its
+// warnings. Errors and warnings are *Error values.
+type File struct {
+	Path     string
+	Objects  []*Object
+	Errors   []error
+	Warnings []error
+}
+
+// ParseFile decodes and validates every document in data. It never stops at
+// the first problem: every document is tried and every error reported.
+// Documents that fail are left out of Objects.
+func ParseFile(path string, data []byte) *File {
+	f := &File{Path: path}
+	docs, err := splitDocuments(path, data)
+	if err != nil {
+		f.Errors = append(f.Errors, &Error{Source: Source{File: path}, Err: err})
+		return f
+	}
+	for i, d := range docs {
+		f.parseDocument(Source{File: path, Doc: i + 1}, d)
+	}
+	return f
+}
+
+// splitDocuments returns each document as JSON. YAML streams split on
+// `---` lines; .json files may hold one object or a stream of them.
+func splitDocuments(path string, data []byte) ([][]byte, error) {
+	if strings.HasSuffix(strings.ToLower(path), ".json") {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		var out [][]byte
+		for {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err == io.EOF {
+				return out, nil
+			} else if err != nil {
+				return out, fmt.Errorf("invalid JSON: %w", err)
+			}
+			out = append(out, raw)
+		}
+	}
+	var out [][]byte
+	for _, d := range splitYAML(data) {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// splitYAML splits a YAML stream at document separators, keeping empty
+// documents so that document numbers match what the user counts.
+func splitYAML(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for _, line := range lines {
+		trimmed := bytes.TrimRight(line, " \t\r\n")
+		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(trimmed, []byte("--- ")) {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+			cur.Reset()
+			continue
+		}
+		cur.Write(line)
+	}
+	docs = append(docs, cur.Bytes())
+	// A leading separator does not start a document the user counts.
+	if len(docs) > 1 && isBlankYAML(docs[0]) {
+		docs = docs[1:]
+	}
+	return docs
+}
+
+func isBlankYAML(b []byte) bool {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		t := bytes.TrimSpace(line)
+		if len(t) > 0 && t[0] != '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeJSON reads a JSON value keeping numbers exact.
+func decodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (f *File) parseDocument(src Source, doc []byte) {
+	if isBlankYAML(doc) {
+		return
+	}
+	js, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		f.Errors = append(f.Errors, &Error{Source: src, Err: fmt.Errorf("invalid YAML: %w", err)})
+		return
+	}
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return
+	}
+	v, err := decodeJSON(js)
+	if err != nil {
+		f.Errors = append(f.Errors, &Error{Source: src, Err: fmt.Errorf("invalid document: %w", err)})
+		return
+	}
+	f.parseValue(src, v)
+}
+
+func (f *File) parseValue(src Source, v any) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		f.Errors = append(f.Errors, &Error{Source: src, Err: fmt.Errorf("a document must be an object with apiVersion and kind, not %s", jsonTypeName(v))})
+		return
+	}
+	apiVersion, _ := obj["apiVersion"].(string)
+	kind, _ := obj["kind"].(string)
+	if apiVersion == "" || kind == "" {
+		f.Errors = append(f.Errors, &Error{Source: src, Err: errors.New("apiVersion and kind are required")})
+		return
+	}
+	if kind == "List" && (apiVersion == "v1" || apiVersion == "List") {
+		items, _ := obj["items"].([]any)
+		for i, it := range items {
+			f.parseValue(Source{File: src.File, Doc: src.Doc, Item: i + 1}, it)
+		}
+		return
+	}
+	o, errs, warn := decodeObject(src, obj)
+	if warn != nil {
+		f.Warnings = append(f.Warnings, warn)
+		return
+	}
+	if len(errs) > 0 {
+		f.Errors = append(f.Errors, errs...)
+		return
+	}
+	f.Objects = append(f.Objects, o)
+}
+
+// decodeObject checks, decodes and validates one object. It returns either
+// the object, its errors, or (for a known unsupported kind) a warning.
+func decodeObject(src Source, obj map[string]any) (*Object, []error, error) {
+	apiVersion, _ := obj["apiVersion"].(string)
+	kindName, _ := obj["kind"].(string)
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	ns, _ := meta["namespace"].(string)
+
+	info, version, err := lookupKind(apiVersion, kindName)
+	id := kindName + " " + name
+	if ns != "" || info == nil || info.namespaced {
+		id = kindName + " " + orDefault(ns) + "/" + name
+	}
+	fail := func(err error) (*Object, []error, error) {
+		return nil, []error{&Error{Source: src, Object: id, Err: err}}, nil
+	}
+	if err != nil {
+		var u *unsupportedError
+		if errors.As(err, &u) {
+			return nil, nil, &Error{Source: src, Object: id, Err: err}
+		}
+		return fail(err)
+	}
+	if !info.namespaced {
+		id = kindName + " " + name
+	}
+
+	var errs field.List
+	checkStruct(field.NewPath("metadata"), obj["metadata"], metaType, &errs)
+	if name == "" {
+		if _, hasGen := meta["generateName"]; hasGen {
+			errs.Add(field.NewPath("metadata", "generateName"), "not supported: set metadata.name")
+		} else {
+			errs.Append(field.Required(field.NewPath("metadata", "name")))
+		}
+	} else {
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			errs.Add(field.NewPath("metadata", "name"), "%q is not a valid name: %s", name, msg)
+		}
+	}
+	if ns != "" {
+		if !info.namespaced {
+			errs.Add(field.NewPath("metadata", "namespace"), "%s is cluster-scoped and takes no namespace", kindName)
+		}
+		for _, msg := range validation.IsDNS1123Label(ns) {
+			errs.Add(field.NewPath("metadata", "namespace"), "%q is not a valid namespace: %s", ns, msg)
+		}
+	}
+
+	var specJSON []byte
+	if info.spec != nil {
+		for _, k := range sortedKeys(obj) {
+			switch k {
+			case "apiVersion", "kind", "metadata", "spec", "status":
+			default:
+				errs.Append(unknownField(field.NewPath(k), k, []string{"spec", "metadata"}))
+			}
+		}
+		checkProto(field.NewPath("spec"), obj["spec"], info.spec.ProtoReflect().Descriptor(), &errs)
+		if s, ok := obj["spec"]; ok && s != nil {
+			specJSON, _ = json.Marshal(s)
+		}
+	} else {
+		root := map[string]any{}
+		for k, v := range obj {
+			if k != "metadata" && k != "apiVersion" && k != "kind" {
+				root[k] = v
+			}
+		}
+		checkRoot(root, info.goType(version), &errs)
+	}
+	if len(errs) > 0 {
+		return nil, fieldErrors(src, id, errs), nil
+	}
+	docJSON, _ := json.Marshal(obj)
+	value, err := info.decode(version, docJSON, specJSON)
+	if err != nil {
+		return fail(fmt.Errorf("cannot decode: %w", err))
+	}
+	o := &Object{
+		Source:      src,
+		APIVersion:  apiVersion,
+		GroupKind:   info.gk,
+		Name:        name,
+		Labels:      stringMap(meta["labels"]),
+		Annotations: stringMap(meta["annotations"]),
+		Spec:        value,
+	}
+	if info.namespaced {
+		o.Namespace = orDefault(ns)
+	}
+	m := validate.Meta{Namespace: o.Namespace, Name: o.Name, Labels: o.Labels, RootNamespace: DefaultRootNamespace}
+	if errs := info.validate(m, value); len(errs) > 0 {
+		return nil, fieldErrors(src, id, errs), nil
+	}
+	return o, nil, nil
+}
+
+// checkRoot checks the non-metadata top-level fields of a Go-typed object.
+func checkRoot(root map[string]any, t reflect.Type, errs *field.List) {
+	fields := structFields(t)
+	for _, k := range sortedKeys(root) {
+		ft, ok := fields[k]
+		if !ok {
+			errs.Append(unknownField(field.NewPath(k), k, []string{"spec", "data", "status"}))
+			continue
+		}
+		checkStruct(field.NewPath(k), root[k], ft, errs)
+	}
+}
+
+func fieldErrors(src Source, id string, errs field.List) []error {
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, &Error{Source: src, Object: id, Err: e})
+	}
+	return out
+}
+
+func orDefault(ns string) string {
+	if ns == "" {
+		return DefaultNamespace
+	}
+	return ns
+}
+
+func stringMap(v any) map[string]string {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, x := range m {
+		s, _ := x.(string)
+		out[k] = s
+	}
+	return out
+}
+
+// MeshConfigMapName and MeshConfigKey locate MeshConfig, as in Istio: the
+// ConfigMap `istio` in the root namespace, key `mesh`.
+const (
+	MeshConfigMapName = "istio"
+	MeshConfigKey     = "mesh"
+)
+
+// ParseMeshConfig strictly decodes MeshConfig YAML (the ConfigMap's `mesh`
+// key) on top of Istio's defaults that Trellis uses.
+func ParseMeshConfig(p *field.Path, data string) (*meshv1alpha1.MeshConfig, field.List) {
+	mc := DefaultMeshConfig()
+	if strings.TrimSpace(data) == "" {
+		return mc, nil
+	}
+	js, err := yaml.YAMLToJSONStrict([]byte(data))
+	if err != nil {
+		return nil, field.List{field.Errorf(p, "invalid YAML: %v", err)}
+	}
+	v, err := decodeJSON(js)
+	if err != nil {
+		return nil, field.List{field.Errorf(p, "invalid YAML: %v", err)}
+	}
+	var errs field.List
+	checkProto(p, v, mc.ProtoReflect().Descriptor(), &errs)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := mc.UnmarshalJSON(js); err != nil {
+		return nil, field.List{field.Errorf(p, "cannot decode: %v", err)}
+	}
+	errs = validate.MeshConfig(p, mc)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return mc, nil
+}
+
+// DefaultMeshConfig is the MeshConfig in force when the user gives none.
+func DefaultMeshConfig() *meshv1alpha1.MeshConfig {
+	return &meshv1alpha1.MeshConfig{
+		RootNamespace: DefaultRootNamespace,
+		TrustDomain:   "cluster.local",
+		OutboundTrafficPolicy: &meshv1alpha1.MeshConfig_OutboundTrafficPolicy{
+			Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY,
+		},
+	}
+}
+
+func validateConfigMap(m validate.Meta, cm *corev1.ConfigMap) field.List {
+	errs := validate.ConfigMap(m, cm)
+	if cm.Name == MeshConfigMapName {
+		if data, ok := cm.Data[MeshConfigKey]; ok {
+			_, merrs := ParseMeshConfig(field.NewPath("data").Key(MeshConfigKey), data)
+			errs = append(errs, merrs...)
+		}
+	}
+	return errs
+}

@@ -1,0 +1,417 @@
+package config
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/trellismesh/trellis/internal/config/field"
+)
+
+// The upstream types accept unknown fields silently (Istio's jsonpb
+// unmarshalers set AllowUnknownFields, and encoding/json ignores them), so a
+// misspelt `destinaton:` would vanish without a word. These walkers check a
+// generic JSON value against the schema first and report every problem with
+// its path; decoding into the typed value happens only when they pass.
+
+// checkProto checks v (from decodeJSON) against a protobuf message schema,
+// as Istio's JSON mapping reads it: field names in lowerCamel or
+// snake_case, enums by name, durations as strings.
+func checkProto(p *field.Path, v any, md protoreflect.MessageDescriptor, errs *field.List) {
+	if v == nil {
+		return
+	}
+	switch md.FullName() {
+	case "google.protobuf.Duration":
+		checkDuration(p, v, errs)
+		return
+	case "google.protobuf.Timestamp":
+		if _, ok := v.(string); !ok {
+			errs.Add(p, "must be an RFC 3339 timestamp string")
+		}
+		return
+	case "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue", "google.protobuf.Any":
+		return
+	case "google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue",
+		"google.protobuf.Int32Value", "google.protobuf.Int64Value", "google.protobuf.UInt32Value",
+		"google.protobuf.UInt64Value", "google.protobuf.FloatValue", "google.protobuf.DoubleValue":
+		checkProtoScalar(p, v, md.Fields().ByName("value"), errs)
+		return
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		errs.Add(p, "must be an object, not %s", jsonTypeName(v))
+		return
+	}
+	fields := md.Fields()
+	setOneofs := map[protoreflect.FullName]string{}
+	for _, k := range sortedKeys(obj) {
+		fd := fields.ByJSONName(k)
+		if fd == nil {
+			fd = fields.ByName(protoreflect.Name(k))
+		}
+		if fd == nil {
+			errs.Append(unknownField(p.Child(k), k, protoFieldNames(md)))
+			continue
+		}
+		val := obj[k]
+		if val == nil {
+			continue
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if prev, dup := setOneofs[od.FullName()]; dup {
+				errs.Add(p.Child(k), "only one of %s and %s may be set", prev, k)
+			}
+			setOneofs[od.FullName()] = k
+		}
+		cp := p.Child(k)
+		switch {
+		case fd.IsMap():
+			m, ok := val.(map[string]any)
+			if !ok {
+				errs.Add(cp, "must be a map, not %s", jsonTypeName(val))
+				continue
+			}
+			for _, mk := range sortedKeys(m) {
+				checkProtoValue(cp.Key(mk), m[mk], fd.MapValue(), errs)
+			}
+		case fd.IsList():
+			l, ok := val.([]any)
+			if !ok {
+				errs.Add(cp, "must be a list, not %s", jsonTypeName(val))
+				continue
+			}
+			for i, e := range l {
+				checkProtoValue(cp.Index(i), e, fd, errs)
+			}
+		default:
+			checkProtoValue(cp, val, fd, errs)
+		}
+	}
+}
+
+func checkProtoValue(p *field.Path, v any, fd protoreflect.FieldDescriptor, errs *field.List) {
+	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
+		checkProto(p, v, fd.Message(), errs)
+		return
+	}
+	checkProtoScalar(p, v, fd, errs)
+}
+
+func checkProtoScalar(p *field.Path, v any, fd protoreflect.FieldDescriptor, errs *field.List) {
+	if v == nil {
+		return
+	}
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if _, ok := v.(string); !ok {
+			errs.Add(p, "must be a string, not %s", jsonTypeName(v))
+		}
+	case protoreflect.BoolKind:
+		if _, ok := v.(bool); !ok {
+			errs.Add(p, "must be true or false, not %s", jsonTypeName(v))
+		}
+	case protoreflect.BytesKind:
+		s, ok := v.(string)
+		if !ok {
+			errs.Add(p, "must be a base64 string, not %s", jsonTypeName(v))
+		} else if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+			errs.Add(p, "must be base64: %v", err)
+		}
+	case protoreflect.EnumKind:
+		checkEnum(p, v, fd.Enum(), errs)
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		if _, ok := v.(json.Number); !ok {
+			errs.Add(p, "must be a number, not %s", jsonTypeName(v))
+		}
+	default: // integer kinds
+		checkInt(p, v, fd.Kind(), errs)
+	}
+}
+
+func checkInt(p *field.Path, v any, k protoreflect.Kind, errs *field.List) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = x.String()
+	case string: // protobuf's JSON mapping allows quoted 64-bit integers
+		s = x
+	default:
+		errs.Add(p, "must be an integer, not %s", jsonTypeName(v))
+		return
+	}
+	var lo, hi float64
+	switch k {
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		lo, hi = math.MinInt32, math.MaxInt32
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		lo, hi = 0, math.MaxUint32
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		lo, hi = 0, math.MaxUint64
+	default:
+		lo, hi = math.MinInt64, math.MaxInt64
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) {
+		errs.Add(p, "must be an integer, not %q", s)
+		return
+	}
+	if f < lo {
+		if lo == 0 {
+			errs.Add(p, "must be >= 0")
+		} else {
+			errs.Add(p, "must be >= %.0f", lo)
+		}
+		return
+	}
+	if f > hi {
+		errs.Add(p, "must be <= %.0f", hi)
+	}
+}
+
+func checkEnum(p *field.Path, v any, ed protoreflect.EnumDescriptor, errs *field.List) {
+	vals := ed.Values()
+	switch x := v.(type) {
+	case string:
+		if vals.ByName(protoreflect.Name(x)) != nil {
+			return
+		}
+	case json.Number:
+		if n, err := x.Int64(); err == nil && vals.ByNumber(protoreflect.EnumNumber(n)) != nil {
+			return
+		}
+	}
+	names := make([]string, 0, vals.Len())
+	for i := 0; i < vals.Len(); i++ {
+		names = append(names, string(vals.Get(i).Name()))
+	}
+	errs.Add(p, "unknown value %s: must be one of %s", jsonValueString(v), strings.Join(names, ", "))
+}
+
+// checkDuration accepts what Istio accepts: Go durations ("500ms", "1m30s")
+// and protobuf's seconds form ("0.5s"); never negative.
+func checkDuration(p *field.Path, v any, errs *field.List) {
+	s, ok := v.(string)
+	if !ok {
+		errs.Add(p, "must be a duration string such as \"500ms\" or \"2s\", not %s", jsonTypeName(v))
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		errs.Add(p, "invalid duration %q: use a number with a unit, such as \"500ms\" or \"2s\"", s)
+		return
+	}
+	if d < 0 {
+		errs.Add(p, "duration %q must not be negative", s)
+	}
+}
+
+func protoFieldNames(md protoreflect.MessageDescriptor) []string {
+	fs := md.Fields()
+	out := make([]string, 0, fs.Len())
+	for i := 0; i < fs.Len(); i++ {
+		out = append(out, fs.Get(i).JSONName())
+	}
+	return out
+}
+
+// checkStruct checks v against a Go type's encoding/json shape (json tags,
+// inline structs, maps, slices). Types with their own UnmarshalJSON
+// (Quantity, IntOrString, Time) are leaves: decoding checks them.
+func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
+	if v == nil {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(jsonUnmarshalerType) || t.Implements(jsonUnmarshalerType) {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			errs.Add(p, "must be an object, not %s", jsonTypeName(v))
+			return
+		}
+		fields := structFields(t)
+		for _, k := range sortedKeys(obj) {
+			ft, ok := fields[k]
+			if !ok {
+				names := make([]string, 0, len(fields))
+				for n := range fields {
+					names = append(names, n)
+				}
+				errs.Append(unknownField(p.Child(k), k, names))
+				continue
+			}
+			checkStruct(p.Child(k), obj[k], ft, errs)
+		}
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			errs.Add(p, "must be a map, not %s", jsonTypeName(v))
+			return
+		}
+		for _, k := range sortedKeys(m) {
+			checkStruct(p.Key(k), m[k], t.Elem(), errs)
+		}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			if _, ok := v.(string); !ok {
+				errs.Add(p, "must be a base64 string, not %s", jsonTypeName(v))
+			}
+			return
+		}
+		l, ok := v.([]any)
+		if !ok {
+			errs.Add(p, "must be a list, not %s", jsonTypeName(v))
+			return
+		}
+		for i, e := range l {
+			checkStruct(p.Index(i), e, t.Elem(), errs)
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			errs.Add(p, "must be a string, not %s", jsonTypeName(v))
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			errs.Add(p, "must be true or false, not %s", jsonTypeName(v))
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(json.Number)
+		if !ok {
+			errs.Add(p, "must be an integer, not %s", jsonTypeName(v))
+			return
+		}
+		if _, err := n.Int64(); err != nil {
+			errs.Add(p, "must be an integer, not %s", n)
+		}
+	case reflect.Float32, reflect.Float64:
+		if _, ok := v.(json.Number); !ok {
+			errs.Add(p, "must be a number, not %s", jsonTypeName(v))
+		}
+	}
+}
+
+var jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// structFields maps the JSON names encoding/json would accept to field types.
+func structFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" && opts == "" {
+			continue
+		}
+		inline := strings.Contains(opts, "inline") || (f.Anonymous && name == "")
+		if inline {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range structFields(ft) {
+					if _, ok := out[k]; !ok {
+						out[k] = v
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func unknownField(p *field.Path, name string, known []string) *field.Error {
+	if s := closest(name, known); s != "" {
+		return field.Errorf(p, "unknown field (did you mean %q?)", s)
+	}
+	return field.Errorf(p, "unknown field")
+}
+
+// closest returns the known name within edit distance 2 of name, if any.
+func closest(name string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func jsonTypeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func jsonValueString(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}

@@ -1,0 +1,15 @@
+// Package validate holds the per-object checks for every kind Trellis
+// reads. Each function looks at one typed object and returns every problem
+// it finds with its field path; nothing here looks at other objects (that is
+// the analyzer's job) and nothing here does I/O.
+package validate
+
+// Meta is the metadata a check may need besides the spec.
+type Meta struct {
+	Namespace string
+	Name      string
+	Labels    map[string]string
+	// RootNamespace is the mesh root namespace (MeshConfig.rootNamespace,
+	// default istio-system): policies there apply mesh-wide.
+	RootNamespace string
+}
