@@ -6,10 +6,10 @@ import (
 	"reflect"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 	telemetry "istio.io/api/telemetry/v1alpha1"
-	"google.golang.org/protobuf/proto"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -77,12 +77,12 @@ type kindInfo struct {
 
 // unsupported kinds are recognised, warned about and skipped.
 var unsupported = map[GroupKind]string{
-	{GroupNetworking, "EnvoyFilter"}:     "Trellis proxies are not Envoy; EnvoyFilter patches cannot apply",
-	{GroupNetworking, "WorkloadGroup"}:   "WorkloadGroup auto-registration is not supported; list WorkloadEntries instead",
-	{GroupNetworking, "ProxyConfig"}:     "ProxyConfig is not supported; use MeshConfig.defaultConfig",
+	{GroupNetworking, "EnvoyFilter"}:      "Trellis proxies are not Envoy; EnvoyFilter patches cannot apply",
+	{GroupNetworking, "WorkloadGroup"}:    "WorkloadGroup auto-registration is not supported; list WorkloadEntries instead",
+	{GroupNetworking, "ProxyConfig"}:      "ProxyConfig is not supported; use MeshConfig.defaultConfig",
 	{"extensions.istio.io", "WasmPlugin"}: "Trellis proxies do not run Wasm",
-	{GroupGateway, "GatewayClass"}:       "GatewayClass is not needed by Trellis",
-	{GroupGateway, "ReferenceGrant"}:     "ReferenceGrant is not enforced yet; cross-namespace references are allowed",
+	{GroupGateway, "GatewayClass"}:        "GatewayClass is not needed by Trellis",
+	{GroupGateway, "ReferenceGrant"}:      "ReferenceGrant is not enforced yet; cross-namespace references are allowed",
 }
 
 var (
@@ -144,8 +144,8 @@ func init() {
 	kube(GatewayAPIGate, []string{"v1", "v1beta1"}, true, reflect.TypeFor[gatewayv1.Gateway](), typed(validate.GatewayAPIGateway))
 
 	register(&kindInfo{gk: TrafficSplit, versions: split.Versions, namespaced: true,
-		goType: func(v string) reflect.Type { t, _ := split.WireType(v); return t },
-		decode: func(v string, doc []byte, _ []byte) (any, error) { return split.Decode(v, doc) },
+		goType:   func(v string) reflect.Type { t, _ := split.WireType(v); return t },
+		decode:   func(v string, doc []byte, _ []byte) (any, error) { return split.Decode(v, doc) },
 		validate: typed(validate.TrafficSplit)})
 }
 
@@ -173,14 +173,28 @@ func lookupKind(apiVersion, kind string) (info *kindInfo, version string, err er
 			return info, version, nil
 		}
 	}
-	return nil, version, fmt.Errorf("apiVersion %q is not served for %s: use %s/%s", apiVersion, kind, groupPrefix(group), strings.Join(info.versions, " or "))
+	served := make([]string, len(info.versions))
+	for i, v := range info.versions {
+		served[i] = apiVersionOf(group, v)
+	}
+	return nil, version, fmt.Errorf("apiVersion %q is not served for %s: use %s", apiVersion, kind, orList(served))
 }
 
-func groupPrefix(group string) string {
+// apiVersionOf spells an apiVersion as users write it: core kinds have no
+// group prefix ("v1", not "/v1").
+func apiVersionOf(group, version string) string {
 	if group == "" {
-		return ""
+		return version
 	}
-	return group
+	return group + "/" + version
+}
+
+// orList joins choices as prose: "a", "a or b", "a, b or c".
+func orList(s []string) string {
+	if len(s) <= 1 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
 type unsupportedError struct {
