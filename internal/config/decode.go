@@ -39,14 +39,30 @@ type File struct {
 func ParseFile(path string, data []byte) *File {
 	f := &File{Path: path}
 	docs, err := splitDocuments(path, data)
-	if err != nil {
-		f.Errors = append(f.Errors, &Error{Source: Source{File: path}, Err: err})
-		return f
-	}
 	for i, d := range docs {
 		f.parseDocument(Source{File: path, Doc: i + 1}, d)
 	}
+	if err != nil {
+		// The documents before a syntax error are still checked, so one
+		// run shows every problem; the broken one is the next document.
+		f.Errors = append(f.Errors, &Error{Source: Source{File: path, Doc: len(docs) + 1}, Err: err})
+	}
 	return f
+}
+
+// jsonErrorOffset is the byte offset a JSON decoding error points at.
+func jsonErrorOffset(err error, dec *json.Decoder) int64 {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return syn.Offset
+	}
+	return dec.InputOffset()
+}
+
+// lineAt is the 1-based line holding byte offset off of data.
+func lineAt(data []byte, off int64) int {
+	off = max(0, min(off, int64(len(data))))
+	return bytes.Count(data[:off], []byte("\n")) + 1
 }
 
 // splitDocuments returns each document as JSON. YAML streams split on
@@ -60,7 +76,7 @@ func splitDocuments(path string, data []byte) ([][]byte, error) {
 			if err := dec.Decode(&raw); err == io.EOF {
 				return out, nil
 			} else if err != nil {
-				return out, fmt.Errorf("invalid JSON: %w", err)
+				return out, fmt.Errorf("invalid JSON at line %d: %w", lineAt(data, jsonErrorOffset(err, dec)), err)
 			}
 			out = append(out, raw)
 		}
@@ -83,6 +99,13 @@ func splitYAML(data []byte) [][]byte {
 		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(trimmed, []byte("--- ")) {
 			docs = append(docs, bytes.Clone(cur.Bytes()))
 			cur.Reset()
+			// YAML lets a document start on its separator line
+			// ("--- {apiVersion: v1, ...}"); keep that content rather
+			// than silently dropping it.
+			if rest := bytes.TrimSpace(trimmed[3:]); len(rest) > 0 && rest[0] != '#' {
+				cur.Write(rest)
+				cur.WriteByte('\n')
+			}
 			continue
 		}
 		cur.Write(line)
@@ -149,7 +172,11 @@ func (f *File) parseValue(src Source, v any) {
 		return
 	}
 	if kind == "List" && (apiVersion == "v1" || apiVersion == "List") {
-		items, _ := obj["items"].([]any)
+		items, ok := obj["items"].([]any)
+		if !ok && obj["items"] != nil {
+			f.Errors = append(f.Errors, &Error{Source: src, Object: "List", Err: field.Errorf(field.NewPath("items"), "must be a list of objects, not %s", jsonTypeName(obj["items"]))})
+			return
+		}
 		for i, it := range items {
 			f.parseValue(Source{File: src.File, Doc: src.Doc, Item: i + 1}, it)
 		}
