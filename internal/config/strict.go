@@ -233,7 +233,11 @@ func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(jsonUnmarshalerType) || t.Implements(jsonUnmarshalerType) {
+	if reflect.PointerTo(t).Implements(jsonUnmarshalerType) {
+		// Quantity, IntOrString, Time and friends parse themselves; try it
+		// here so that a bad value is reported at its path rather than as
+		// a pathless "cannot decode" later.
+		checkUnmarshal(p, v, t, errs)
 		return
 	}
 	switch t.Kind() {
@@ -306,6 +310,17 @@ func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
 }
 
 var jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+func checkUnmarshal(p *field.Path, v any, t reflect.Type, errs *field.List) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		errs.Add(p, "invalid value: %v", err)
+		return
+	}
+	if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(b); err != nil {
+		errs.Add(p, "invalid value %s: %v", jsonValueString(v), strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
 
 // structFields maps the JSON names encoding/json would accept to field types.
 func structFields(t reflect.Type) map[string]reflect.Type {
