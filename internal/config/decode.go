@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -65,57 +67,84 @@ func lineAt(data []byte, off int64) int {
 	return bytes.Count(data[:off], []byte("\n")) + 1
 }
 
+// document is one document of a file and the file line it starts on, so
+// that parser errors can point at lines the user's editor shows.
+type document struct {
+	data []byte
+	line int // 1-based
+}
+
 // splitDocuments returns each document as JSON. YAML streams split on
 // `---` lines; .json files may hold one object or a stream of them.
-func splitDocuments(path string, data []byte) ([][]byte, error) {
+func splitDocuments(path string, data []byte) ([]document, error) {
 	if strings.HasSuffix(strings.ToLower(path), ".json") {
 		dec := json.NewDecoder(bytes.NewReader(data))
-		var out [][]byte
+		var out []document
 		for {
 			var raw json.RawMessage
+			start := dec.InputOffset()
 			if err := dec.Decode(&raw); err == io.EOF {
 				return out, nil
 			} else if err != nil {
 				return out, fmt.Errorf("invalid JSON at line %d: %w", lineAt(data, jsonErrorOffset(err, dec)), err)
 			}
-			out = append(out, raw)
+			rest := data[start:]
+			start += int64(len(rest) - len(bytes.TrimLeft(rest, " \t\r\n")))
+			out = append(out, document{data: raw, line: lineAt(data, start)})
 		}
 	}
-	var out [][]byte
-	for _, d := range splitYAML(data) {
-		out = append(out, d)
-	}
-	return out, nil
+	return splitYAML(data), nil
 }
 
 // splitYAML splits a YAML stream at document separators, keeping empty
 // documents so that document numbers match what the user counts.
-func splitYAML(data []byte) [][]byte {
-	var docs [][]byte
+func splitYAML(data []byte) []document {
+	var docs []document
 	var cur bytes.Buffer
+	curLine := 1
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	for _, line := range lines {
+	for i, line := range lines {
 		trimmed := bytes.TrimRight(line, " \t\r\n")
 		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(trimmed, []byte("--- ")) {
-			docs = append(docs, bytes.Clone(cur.Bytes()))
+			docs = append(docs, document{data: bytes.Clone(cur.Bytes()), line: curLine})
 			cur.Reset()
+			curLine = i + 2
 			// YAML lets a document start on its separator line
 			// ("--- {apiVersion: v1, ...}"); keep that content rather
 			// than silently dropping it.
 			if rest := bytes.TrimSpace(trimmed[3:]); len(rest) > 0 && rest[0] != '#' {
 				cur.Write(rest)
 				cur.WriteByte('\n')
+				curLine = i + 1
 			}
 			continue
 		}
 		cur.Write(line)
 	}
-	docs = append(docs, cur.Bytes())
+	docs = append(docs, document{data: cur.Bytes(), line: curLine})
 	// A leading separator does not start a document the user counts.
-	if len(docs) > 1 && isBlankYAML(docs[0]) {
+	if len(docs) > 1 && isBlankYAML(docs[0].data) {
 		docs = docs[1:]
 	}
 	return docs
+}
+
+var yamlLine = regexp.MustCompile(`\bline (\d+)`)
+
+// fileLines rewrites the document-relative "line N" in a YAML parser error
+// into a line of the file.
+func fileLines(err error, docLine int) error {
+	if docLine <= 1 {
+		return err
+	}
+	msg := yamlLine.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		n, convErr := strconv.Atoi(m[len("line "):])
+		if convErr != nil {
+			return m
+		}
+		return "line " + strconv.Itoa(n+docLine-1)
+	})
+	return errors.New(msg)
 }
 
 func isBlankYAML(b []byte) bool {
@@ -139,13 +168,13 @@ func decodeJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-func (f *File) parseDocument(src Source, doc []byte) {
-	if isBlankYAML(doc) {
+func (f *File) parseDocument(src Source, doc document) {
+	if isBlankYAML(doc.data) {
 		return
 	}
-	js, err := yaml.YAMLToJSONStrict(doc)
+	js, err := yaml.YAMLToJSONStrict(doc.data)
 	if err != nil {
-		f.Errors = append(f.Errors, &Error{Source: src, Err: fmt.Errorf("invalid YAML: %w", err)})
+		f.Errors = append(f.Errors, &Error{Source: src, Err: fmt.Errorf("invalid YAML: %w", fileLines(err, doc.line))})
 		return
 	}
 	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
