@@ -2,7 +2,7 @@
 // together (a route to a subset no DestinationRule defines, two routing
 // configs for one host, ...). Findings are messages with stable codes and
 // severities modelled on Istio's analyzers (IST0101 and friends), so users
-// can search for them.
+// can search for them. docs/analyzers.md lists every code.
 //
 // Analysis never rejects an object on its own: where objects arrive one at a
 // time (admission, live edits) findings are only reported, because apply
@@ -10,7 +10,12 @@
 // because it sees everything at once.
 package analyze
 
-import "github.com/trellismesh/trellis/internal/config"
+import (
+	"fmt"
+	"sort"
+
+	"github.com/trellismesh/trellis/internal/config"
+)
 
 // Severity of a finding.
 type Severity int
@@ -55,7 +60,89 @@ func (m Message) String() string {
 }
 
 // Run analyses objects together and returns findings sorted by severity
-// (errors first), then by file and document.
+// (errors first), then by file, document and code.
 func Run(objs []*config.Object) []Message {
-	return nil
+	w, dups := newWorld(objs)
+	msgs := dups
+	for _, a := range analyzers {
+		msgs = append(msgs, a(w)...)
+	}
+	sort.SliceStable(msgs, func(i, j int) bool { return less(msgs[i], msgs[j]) })
+	return msgs
+}
+
+// analyzers run in this order; the final sort makes the order invisible.
+var analyzers = []func(*world) []Message{
+	virtualServiceDestinations,
+	virtualServiceGateways,
+	meshGatewayHostConflicts,
+	routingConfigConflicts,
+	destinationRules,
+	servicePortNames,
+	sidecars,
+	policySelectors,
+	authorizationPolicies,
+	peerAuthenticationConflicts,
+	trafficSplits,
+	gatewayRoutes,
+}
+
+func less(a, b Message) bool {
+	if a.Severity != b.Severity {
+		return a.Severity > b.Severity
+	}
+	sa, sb := a.Object.Source, b.Object.Source
+	if sa.File != sb.File {
+		return sa.File < sb.File
+	}
+	if sa.Doc != sb.Doc {
+		return sa.Doc < sb.Doc
+	}
+	if sa.Item != sb.Item {
+		return sa.Item < sb.Item
+	}
+	if a.Code != b.Code {
+		return a.Code < b.Code
+	}
+	if a.Path != b.Path {
+		return a.Path < b.Path
+	}
+	return a.Detail < b.Detail
+}
+
+// kind is one entry of the message catalogue (docs/analyzers.md).
+type kind struct {
+	code, name string
+	severity   Severity
+}
+
+// The catalogue. Istio's codes keep Istio's meaning; where Trellis grades a
+// finding differently the reason is in docs/analyzers.md.
+var (
+	referencedResourceNotFound = kind{"IST0101", "ReferencedResourceNotFound", Error}
+	// Istio says Error; two routing configs for one host is a Warning in
+	// Trellis (the merge is deterministic: see docs/analyzers.md).
+	conflictingMeshGatewayHosts       = kind{"IST0109", "ConflictingMeshGatewayVirtualServiceHosts", Warning}
+	conflictingSidecarSelectors       = kind{"IST0110", "ConflictingSidecarWorkloadSelectors", Error}
+	multipleSidecarsWithoutSelector   = kind{"IST0111", "MultipleSidecarsWithoutWorkloadSelectors", Error}
+	portNameNotUnderNamingConvention  = kind{"IST0118", "PortNameIsNotUnderNamingConvention", Info}
+	noMatchingWorkloadsFound          = kind{"IST0127", "NoMatchingWorkloadsFound", Warning}
+	virtualServiceHostNotFoundInGW    = kind{"IST0132", "VirtualServiceHostNotFoundInGateway", Warning}
+	destinationRuleSubsetNotSelectPod = kind{"IST0173", "DestinationRuleSubsetNotSelectPods", Warning}
+	unknownDestinationRuleHost        = kind{"IST0174", "UnknownDestinationRuleHost", Warning}
+
+	multipleRoutingConfigs        = kind{"TRL0001", "MultipleRoutingConfigsForHost", Warning}
+	principalServiceAccountAbsent = kind{"TRL0002", "PrincipalServiceAccountNotFound", Warning}
+	conflictingSubsets            = kind{"TRL0003", "ConflictingDestinationRuleSubsets", Warning}
+	multiplePeerAuthentications   = kind{"TRL0004", "MultiplePeerAuthenticationsWithoutSelector", Error}
+	duplicateObject               = kind{"TRL0005", "DuplicateObject", Error}
+)
+
+func (k kind) msg(o *config.Object, path, format string, args ...any) Message {
+	return Message{Code: k.code, Name: k.name, Severity: k.severity, Object: o, Path: path, Detail: fmt.Sprintf(format, args...)}
+}
+
+// notFound is IST0101 with Istio's wording, so its messages read the same.
+func notFound(o *config.Object, path, reftype, refval string) Message {
+	return referencedResourceNotFound.msg(o, path, "Referenced %s not found: %q", reftype, refval)
 }
