@@ -122,7 +122,9 @@ type workloadEntry struct {
 // labelIndex finds the objects a selector matches without comparing every
 // selector with every object: a selector's objects all carry its first
 // key=value pair, so only that pair's objects are checked.
-type labelIndex[T any] map[string]map[string][]labelled[T]
+type labelIndex[T any] map[string]map[labelPair][]labelled[T]
+
+type labelPair struct{ key, value string }
 
 type labelled[T any] struct {
 	labels map[string]string
@@ -132,11 +134,11 @@ type labelled[T any] struct {
 func (x labelIndex[T]) add(ns string, labels map[string]string, v T) {
 	m := x[ns]
 	if m == nil {
-		m = map[string][]labelled[T]{}
+		m = map[labelPair][]labelled[T]{}
 		x[ns] = m
 	}
 	for k, val := range labels {
-		m[k+"="+val] = append(m[k+"="+val], labelled[T]{labels, v})
+		m[labelPair{k, val}] = append(m[labelPair{k, val}], labelled[T]{labels, v})
 	}
 }
 
@@ -153,7 +155,7 @@ func (x labelIndex[T]) match(ns string, selector map[string]string) []T {
 		}
 	}
 	var out []T
-	for _, c := range x[ns][first+"="+selector[first]] {
+	for _, c := range x[ns][labelPair{first, selector[first]}] {
 		if selects(selector, c.labels) {
 			out = append(out, c.v)
 		}
@@ -175,8 +177,16 @@ func index(objs []*config.Object) *world {
 	// Input order is whatever the watcher produced; sorting makes every
 	// later tie (conflicts, equal instances) independent of it.
 	slices.SortFunc(sorted, func(a, b *config.Object) int {
-		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Kind, b.Kind),
-			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+		if a.Kind != b.Kind {
+			return strings.Compare(a.Kind, b.Kind)
+		}
+		if a.Group != b.Group {
+			return strings.Compare(a.Group, b.Group)
+		}
+		if a.Namespace != b.Namespace {
+			return strings.Compare(a.Namespace, b.Namespace)
+		}
+		return strings.Compare(a.Name, b.Name)
 	})
 	w := &world{
 		slices:      map[nsName][]*discoveryv1.EndpointSlice{},
@@ -387,8 +397,8 @@ func podIP(p *corev1.Pod) string {
 	return ""
 }
 
-// podReady follows the brief's local-runner reality: a pod is ready unless
-// it says otherwise, since pods written as files carry no status.
+// podReady treats a pod as ready unless its Ready condition is False:
+// pods written as files, or created by the local runner, carry no status.
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionFalse {
