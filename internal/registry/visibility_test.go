@@ -154,9 +154,9 @@ kind: Sidecar
 metadata: {name: shop-default, namespace: shop}
 spec:
   egress:
-  - hosts: ["./*", "data/db.data.svc.cluster.local"]
   - port: {number: 443, protocol: TLS, name: tls}
     hosts: ["*/*.example.com"]
+  - hosts: ["./*", "data/db.data.svc.cluster.local"]
 ---
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -173,6 +173,7 @@ metadata: {name: open, namespace: open}
 spec:
   workloadSelector:
     labels: {app: open}
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
 ---
 apiVersion: v1
 kind: Service
