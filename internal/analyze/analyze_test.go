@@ -116,3 +116,20 @@ func TestSeedPhase2Duplicate(t *testing.T) {
 		`Error [TRL0005] (PeerAuthentication istio-system/default strict.yaml#1) metadata.name: PeerAuthentication istio-system/default is also defined at permissive.yaml#1; that definition is used and this one is ignored. Keep one.`,
 	)
 }
+
+func TestPathLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"spec.ports[2]", "spec.ports[10]", true},
+		{"spec.ports[10]", "spec.ports[2]", false},
+		{"spec.http[1].route[0]", "spec.http[1].route[0].destination", true},
+		{"spec.hosts[0]", "spec.http[0]", true},
+		{"a", "a", false},
+	} {
+		if got := pathLess(c.a, c.b); got != c.want {
+			t.Errorf("pathLess(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
