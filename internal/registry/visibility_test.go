@@ -27,25 +27,7 @@ kind: Service
 metadata:
   name: named
   namespace: a
-  annotations: {networking.istio.io/exportTo: " b , c"}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: hidden
-  namespace: a
-  annotations: {networking.istio.io/exportTo: "~"}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: star
-  namespace: a
-  annotations: {networking.istio.io/exportTo: "~,*"}
+  annotations: {networking.istio.io/exportTo: "b,c"}
 spec:
   ports: [{name: http, port: 80}]
 ---
@@ -96,8 +78,6 @@ func TestVisible(t *testing.T) {
 		{"private.a.svc.cluster.local", map[string]bool{"a": true, "b": false, "c": false}},
 		// Naming namespaces does not include the service's own.
 		{"named.a.svc.cluster.local", map[string]bool{"a": false, "b": true, "c": true}},
-		{"hidden.a.svc.cluster.local", map[string]bool{"a": false, "b": false, "c": false}},
-		{"star.a.svc.cluster.local", map[string]bool{"a": true, "b": true, "c": true}},
 		{"public.example.com", map[string]bool{"a": true, "b": true, "c": true}},
 		{"private.example.com", map[string]bool{"a": true, "b": false, "c": false}},
 		{"named.example.com", map[string]bool{"a": true, "b": true, "c": false}},
@@ -116,8 +96,36 @@ func TestVisible(t *testing.T) {
 	}
 	diff(t, []string{
 		"named.a.svc.cluster.local", "named.example.com", "public.a.svc.cluster.local",
-		"public.example.com", "star.a.svc.cluster.local",
+		"public.example.com",
 	}, hostnames(r.ForProxy("b", nil)))
+}
+
+// Validation rejects "~" on a Service and "*" or "~" with other entries,
+// but the Kubernetes source may still deliver them; Visible reads them as
+// Istio does.
+func TestVisibleUnvalidated(t *testing.T) {
+	r := Build(nil, "")
+	diff(t, []string{".", "c"}, parseExportTo(" . , c ,"))
+	diff(t, []string(nil), parseExportTo(""))
+	tests := []struct {
+		exportTo []string
+		visible  map[string]bool
+	}{
+		{nil, map[string]bool{"a": true, "b": true}},
+		{[]string{"~"}, map[string]bool{"a": false, "b": false}},
+		{[]string{"~", "*"}, map[string]bool{"a": true, "b": true}},
+		{[]string{"~", "a", "."}, map[string]bool{"a": false, "b": false}},
+		{[]string{".", "*"}, map[string]bool{"a": true, "b": true}},
+		{[]string{"b"}, map[string]bool{"a": false, "b": true}},
+	}
+	for _, tt := range tests {
+		s := &Service{Hostname: "s.a.svc.cluster.local", Namespace: "a", ExportTo: tt.exportTo}
+		for ns, want := range tt.visible {
+			if got := r.Visible(s, ns); got != want {
+				t.Errorf("exportTo %q: Visible(%s) = %v, want %v", tt.exportTo, ns, got, want)
+			}
+		}
+	}
 }
 
 func equalStrings(a, b []string) bool {
