@@ -1,0 +1,133 @@
+// Package controlplane assembles the control plane: a config source
+// (folder watch) feeding the store, and the xDS server serving it. It is
+// the one composition root shared by `trellis controlplane`, `trellis up`
+// (in-process) and tests.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/watch"
+	"github.com/trellismesh/trellis/internal/xds"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// ConfigPaths are the folders/files to watch; Recursive reads subfolders.
+	ConfigPaths []string
+	Recursive   bool
+	// XDSAddress is the plaintext ADS listen address (loopback and tests
+	// only), e.g. 127.0.0.1:15010. Ignored when XDSListener is set.
+	XDSAddress  string
+	XDSListener net.Listener
+	Log         *slog.Logger
+	// Debounce and MaxDelay tune push batching (see xds.Options).
+	Debounce, MaxDelay time.Duration
+	// Resync is the folder rescan period (see watch.Folder).
+	Resync time.Duration
+}
+
+// ControlPlane is a started control plane.
+type ControlPlane struct {
+	Store *store.Store
+	XDS   *xds.Server
+	Addr  net.Addr
+
+	grpc   *grpc.Server
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+}
+
+// Start loads the config (synchronously, so the first proxies get it),
+// starts serving ADS and begins watching. Stop (or ctx ending) shuts it
+// down.
+func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	st := store.New(log)
+	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Store: st, Log: log, Resync: opts.Resync}
+	if err := folder.Load(); err != nil {
+		return nil, fmt.Errorf("cannot load config: %w", err)
+	}
+	lis := opts.XDSListener
+	if lis == nil {
+		addr := opts.XDSAddress
+		if addr == "" {
+			addr = "127.0.0.1:15010"
+		}
+		var err error
+		lis, err = net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("cannot listen for xDS on %s: %w (is another control plane running? pick another address with --xds-address)", addr, err)
+		}
+	}
+	srv := xds.New(xds.Options{Store: st, Log: log, Debounce: opts.Debounce, MaxDelay: opts.MaxDelay})
+	g := grpc.NewServer(
+		// Thousands of proxies hold one long stream each.
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	srv.Register(g)
+
+	ctx, cancel := context.WithCancel(ctx)
+	cp := &ControlPlane{Store: st, XDS: srv, Addr: lis.Addr(), grpc: g, cancel: cancel}
+	cp.goRun(func() error { return srv.Run(ctx) })
+	cp.goRun(func() error { return folder.Run(ctx) })
+	cp.goRun(func() error {
+		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("xDS server: %w", err)
+		}
+		return nil
+	})
+	cp.goRun(func() error {
+		<-ctx.Done()
+		g.Stop()
+		return nil
+	})
+	log.Info("control plane serving xDS", "address", lis.Addr().String(), "config", opts.ConfigPaths)
+	return cp, nil
+}
+
+func (cp *ControlPlane) goRun(f func() error) {
+	cp.wg.Add(1)
+	go func() {
+		defer cp.wg.Done()
+		if err := f(); err != nil {
+			cp.errMu.Lock()
+			if cp.err == nil {
+				cp.err = err
+			}
+			cp.errMu.Unlock()
+			cp.cancel()
+		}
+	}()
+}
+
+// Wait blocks until the control plane has stopped and returns the first
+// error that stopped it.
+func (cp *ControlPlane) Wait() error {
+	cp.wg.Wait()
+	cp.errMu.Lock()
+	defer cp.errMu.Unlock()
+	return cp.err
+}
+
+// Stop shuts everything down and waits for it.
+func (cp *ControlPlane) Stop() error {
+	cp.cancel()
+	return cp.Wait()
+}

@@ -1,0 +1,399 @@
+package translate
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/trellismesh/trellis/api/split"
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/registry"
+)
+
+// gammaRoutes translates Gateway API HTTPRoutes and GRPCRoutes attached to
+// the service (GAMMA: parentRefs naming a Service). A route in the
+// service's namespace (producer route) applies to every client; a route in
+// another namespace (consumer route) applies only to clients in that
+// namespace and, as the GAMMA spec says, wins over producer routes.
+func (t *translation) gammaRoutes(svc *registry.Service, port uint32) ([]*routev3.Route, bool) {
+	var consumer, producer []*config.Object
+	for _, o := range t.w.routes {
+		if !attachesTo(o, svc, port) {
+			continue
+		}
+		switch o.Namespace {
+		case t.proxy.Namespace:
+			if o.Namespace != svc.Namespace {
+				consumer = append(consumer, o)
+				continue
+			}
+			producer = append(producer, o)
+		case svc.Namespace:
+			producer = append(producer, o)
+		}
+	}
+	chosen := producer
+	if len(consumer) > 0 {
+		chosen = consumer
+	}
+	if len(chosen) == 0 {
+		return nil, false
+	}
+	var rs []rankedRoute
+	for _, o := range chosen {
+		switch r := o.Spec.(type) {
+		case *gatewayv1.HTTPRoute:
+			rs = append(rs, t.httpRouteRules(o, r, svc, port)...)
+		case *gatewayv1.GRPCRoute:
+			rs = append(rs, t.grpcRouteRules(o, r, svc, port)...)
+		}
+	}
+	// The Gateway API orders matches across rules and routes by precedence,
+	// not by position: exact path, then longest prefix, then method, then
+	// header count, then query count; ties keep their order.
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].rank.less(rs[j].rank) })
+	out := make([]*routev3.Route, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.route)
+	}
+	return out, true
+}
+
+func parentRefs(o *config.Object) []gatewayv1.ParentReference {
+	switch r := o.Spec.(type) {
+	case *gatewayv1.HTTPRoute:
+		return r.Spec.ParentRefs
+	case *gatewayv1.GRPCRoute:
+		return r.Spec.ParentRefs
+	}
+	return nil
+}
+
+func attachesTo(o *config.Object, svc *registry.Service, port uint32) bool {
+	for _, p := range parentRefs(o) {
+		if p.Kind == nil || *p.Kind != "Service" {
+			continue
+		}
+		if p.Group != nil && *p.Group != "" && *p.Group != "core" {
+			continue
+		}
+		ns := o.Namespace
+		if p.Namespace != nil {
+			ns = string(*p.Namespace)
+		}
+		if ns != svc.Namespace || string(p.Name) != svc.Name {
+			continue
+		}
+		if p.Port != nil && uint32(*p.Port) != port {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+type rank struct {
+	exact     bool
+	prefixLen int
+	method    bool
+	headers   int
+	queries   int
+}
+
+func (a rank) less(b rank) bool {
+	if a.exact != b.exact {
+		return a.exact
+	}
+	if a.prefixLen != b.prefixLen {
+		return a.prefixLen > b.prefixLen
+	}
+	if a.method != b.method {
+		return a.method
+	}
+	if a.headers != b.headers {
+		return a.headers > b.headers
+	}
+	return a.queries > b.queries
+}
+
+type rankedRoute struct {
+	route *routev3.Route
+	rank  rank
+}
+
+func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, svc *registry.Service, port uint32) []rankedRoute {
+	var out []rankedRoute
+	for i, rule := range r.Spec.Rules {
+		action := t.backendAction(o.Namespace, svc, port, httpBackends(rule.BackendRefs))
+		matches := rule.Matches
+		if len(matches) == 0 {
+			matches = []gatewayv1.HTTPRouteMatch{{}}
+		}
+		for _, m := range matches {
+			rm, rk := httpRouteMatch(m)
+			route := &routev3.Route{Name: fmt.Sprintf("%s.%s.rules[%d]", o.Name, o.Namespace, i), Match: rm}
+			setAction(route, action)
+			for _, f := range rule.Filters {
+				applyHeaderFilter(route, f.RequestHeaderModifier, f.ResponseHeaderModifier)
+			}
+			out = append(out, rankedRoute{route: route, rank: rk})
+		}
+	}
+	return out
+}
+
+func (t *translation) grpcRouteRules(o *config.Object, r *gatewayv1.GRPCRoute, svc *registry.Service, port uint32) []rankedRoute {
+	var out []rankedRoute
+	for i, rule := range r.Spec.Rules {
+		var refs []gatewayv1.BackendRef
+		for _, b := range rule.BackendRefs {
+			refs = append(refs, b.BackendRef)
+		}
+		action := t.backendAction(o.Namespace, svc, port, refs)
+		matches := rule.Matches
+		if len(matches) == 0 {
+			matches = []gatewayv1.GRPCRouteMatch{{}}
+		}
+		for _, m := range matches {
+			rm, rk := grpcRouteMatch(m)
+			route := &routev3.Route{Name: fmt.Sprintf("%s.%s.rules[%d]", o.Name, o.Namespace, i), Match: rm}
+			setAction(route, action)
+			for _, f := range rule.Filters {
+				applyHeaderFilter(route, f.RequestHeaderModifier, f.ResponseHeaderModifier)
+			}
+			out = append(out, rankedRoute{route: route, rank: rk})
+		}
+	}
+	return out
+}
+
+func httpBackends(in []gatewayv1.HTTPBackendRef) []gatewayv1.BackendRef {
+	out := make([]gatewayv1.BackendRef, 0, len(in))
+	for _, b := range in {
+		out = append(out, b.BackendRef)
+	}
+	return out
+}
+
+// backendAction builds the route action for weighted backendRefs (weight
+// defaults to 1). When every backend has weight 0 (or there is none), the
+// spec asks for a 500.
+func (t *translation) backendAction(routeNS string, svc *registry.Service, port uint32, refs []gatewayv1.BackendRef) any {
+	var dests []weighted
+	for _, b := range refs {
+		w := uint32(1)
+		if b.Weight != nil {
+			w = uint32(max(*b.Weight, 0))
+		}
+		if w == 0 {
+			continue
+		}
+		ns := routeNS
+		if b.Namespace != nil {
+			ns = string(*b.Namespace)
+		}
+		host := string(b.Name) + "." + ns
+		p := port
+		if b.Port != nil {
+			p = uint32(*b.Port)
+		}
+		fq := t.w.Reg.FQDN(host, ns)
+		dests = append(dests, weighted{cluster: ClusterName("outbound", p, "", fq), weight: w})
+	}
+	if len(dests) == 0 {
+		return &routev3.DirectResponseAction{Status: 500}
+	}
+	if len(dests) == 1 {
+		dests[0].weight = 1
+	}
+	return t.routeAction(svc, port, dests)
+}
+
+func setAction(r *routev3.Route, action any) {
+	switch a := action.(type) {
+	case *routev3.RouteAction:
+		r.Action = &routev3.Route_Route{Route: a}
+	case *routev3.DirectResponseAction:
+		r.Action = &routev3.Route_DirectResponse{DirectResponse: a}
+	}
+}
+
+func httpRouteMatch(m gatewayv1.HTTPRouteMatch) (*routev3.RouteMatch, rank) {
+	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	var rk rank
+	if p := m.Path; p != nil && p.Value != nil {
+		typ := gatewayv1.PathMatchPathPrefix
+		if p.Type != nil {
+			typ = *p.Type
+		}
+		switch typ {
+		case gatewayv1.PathMatchExact:
+			rm.PathSpecifier = &routev3.RouteMatch_Path{Path: *p.Value}
+			rk.exact = true
+		case gatewayv1.PathMatchRegularExpression:
+			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: *p.Value}}
+		default:
+			// PathPrefix matches whole segments: /foo matches /foo and /foo/bar, not /foobar.
+			v := strings.TrimSuffix(*p.Value, "/")
+			if v == "" {
+				rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+			} else {
+				rm.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: v}
+			}
+			rk.prefixLen = len(v) + 1
+		}
+	}
+	for _, h := range m.Headers {
+		hm := &routev3.HeaderMatcher{Name: strings.ToLower(string(h.Name))}
+		if h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression {
+			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Value}}}}
+		} else {
+			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Value}}}
+		}
+		rm.Headers = append(rm.Headers, hm)
+	}
+	rk.headers = len(m.Headers)
+	if m.Method != nil {
+		rm.Headers = append(rm.Headers, &routev3.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: string(*m.Method)}}}})
+		rk.method = true
+	}
+	for _, q := range m.QueryParams {
+		sm := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: q.Value}}
+		if q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression {
+			sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: q.Value}}}
+		}
+		rm.QueryParameters = append(rm.QueryParameters, &routev3.QueryParameterMatcher{Name: string(q.Name), QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm}})
+	}
+	rk.queries = len(m.QueryParams)
+	return rm, rk
+}
+
+// grpcRouteMatch maps a gRPC method match onto the request path
+// /package.Service/Method.
+func grpcRouteMatch(m gatewayv1.GRPCRouteMatch) (*routev3.RouteMatch, rank) {
+	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	var rk rank
+	if mm := m.Method; mm != nil {
+		svc, meth := deref(mm.Service), deref(mm.Method)
+		regex := mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression
+		switch {
+		case regex:
+			s, me := svc, meth
+			if s == "" {
+				s = "[^/]+"
+			}
+			if me == "" {
+				me = "[^/]+"
+			}
+			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/" + s + "/" + me}}
+		case svc != "" && meth != "":
+			rm.PathSpecifier = &routev3.RouteMatch_Path{Path: "/" + svc + "/" + meth}
+			rk.exact = true
+		case svc != "":
+			rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/" + svc + "/"}
+			rk.prefixLen = len(svc) + 2
+		case meth != "":
+			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/[^/]+/" + regexp.QuoteMeta(meth)}}
+		}
+	}
+	for _, h := range m.Headers {
+		sm := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Value}}
+		if h.Type != nil && *h.Type == gatewayv1.GRPCHeaderMatchRegularExpression {
+			sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Value}}}
+		}
+		rm.Headers = append(rm.Headers, &routev3.HeaderMatcher{Name: strings.ToLower(string(h.Name)), HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}})
+	}
+	rk.headers = len(m.Headers)
+	return rm, rk
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func applyHeaderFilter(r *routev3.Route, req, resp *gatewayv1.HTTPHeaderFilter) {
+	if req != nil {
+		r.RequestHeadersToAdd = append(r.RequestHeadersToAdd, gwHeaderOptions(req)...)
+		r.RequestHeadersToRemove = append(r.RequestHeadersToRemove, req.Remove...)
+	}
+	if resp != nil {
+		r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, gwHeaderOptions(resp)...)
+		r.ResponseHeadersToRemove = append(r.ResponseHeadersToRemove, resp.Remove...)
+	}
+}
+
+func gwHeaderOptions(f *gatewayv1.HTTPHeaderFilter) []*corev3.HeaderValueOption {
+	var out []*corev3.HeaderValueOption
+	for _, h := range f.Set {
+		out = append(out, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: string(h.Name), Value: h.Value}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+	}
+	for _, h := range f.Add {
+		out = append(out, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: string(h.Name), Value: h.Value}, AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD})
+	}
+	return out
+}
+
+// splitRoutes translates an SMI TrafficSplit whose root service is svc:
+// requests for the root go to the backend services by relative weight,
+// on the same port.
+func (t *translation) splitRoutes(svc *registry.Service, port uint32) ([]*routev3.Route, bool) {
+	for _, o := range t.w.splits {
+		ts := o.Spec.(*split.TrafficSplit)
+		root := t.w.Reg.Lookup(ts.Spec.Service, o.Namespace)
+		if root == nil || root.Hostname != svc.Hostname {
+			continue
+		}
+		var dests []weighted
+		for _, b := range ts.Spec.Backends {
+			if b.WeightMilli <= 0 {
+				continue
+			}
+			fq := t.w.Reg.FQDN(b.Service, o.Namespace)
+			dests = append(dests, weighted{cluster: ClusterName("outbound", port, "", fq), weight: uint32(min(b.WeightMilli, 1<<31))})
+		}
+		if len(dests) == 0 {
+			continue
+		}
+		dests = scaleWeights(dests)
+		return []*routev3.Route{{
+			Name:   fmt.Sprintf("%s.%s", o.Name, o.Namespace),
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: t.routeAction(svc, port, dests)},
+		}}, true
+	}
+	return nil, false
+}
+
+// scaleWeights divides weights by their common divisor so they stay small
+// (900m/100m becomes 9/1) and well inside Envoy's and grpc-go's sums.
+func scaleWeights(in []weighted) []weighted {
+	g := uint32(0)
+	for _, d := range in {
+		g = gcd(g, d.weight)
+	}
+	if g > 1 {
+		for i := range in {
+			in[i].weight /= g
+		}
+	}
+	if len(in) == 1 {
+		in[0].weight = 1
+	}
+	return in
+}
+
+func gcd(a, b uint32) uint32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

@@ -1,0 +1,361 @@
+package translate
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
+	"github.com/trellismesh/trellis/internal/registry"
+)
+
+// Resources is everything one proxy receives, each list sorted by name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// Well-known names shared with the proxy.
+const (
+	VirtualOutbound    = "virtualOutbound"
+	VirtualInbound     = "virtualInbound"
+	PassthroughCluster = "PassthroughCluster"
+	BlackHoleCluster   = "BlackHoleCluster"
+	OutboundPort       = 15001
+	InboundPort        = 15006
+	// MetadataNamespace is the filter_metadata key under which endpoint
+	// identity (workload, namespace, service account) travels.
+	MetadataNamespace = "trellis"
+)
+
+type translation struct {
+	w     *World
+	proxy *Proxy
+	log   *slog.Logger
+	res   Resources
+}
+
+// ForProxy translates the world for one proxy: Shared and Local together.
+// log receives notes about settings a client cannot honour (e.g. RANDOM
+// for grpc-go).
+func ForProxy(w *World, p *Proxy, log *slog.Logger) *Resources {
+	r := Shared(w, p, log)
+	l := Local(w, p, log)
+	r.Listeners = append(r.Listeners, l.Listeners...)
+	r.Routes = append(r.Routes, l.Routes...)
+	r.Clusters = append(r.Clusters, l.Clusters...)
+	r.Endpoints = append(r.Endpoints, l.Endpoints...)
+	r.sort()
+	return r
+}
+
+// Shared translates the part of a proxy's resources that every proxy with
+// the same World.ScopeKey receives (outbound routes, clusters, endpoints),
+// so the control plane translates it once per scope, not once per proxy.
+func Shared(w *World, p *Proxy, log *slog.Logger) *Resources {
+	t := &translation{w: w, proxy: p, log: newLogger(log).With("scope", w.ScopeKey(p))}
+	if p.Generator == GeneratorGRPC {
+		t.grpc()
+	} else {
+		t.sidecar()
+	}
+	t.res.sort()
+	return &t.res
+}
+
+// Local translates what is specific to one proxy: its own listeners
+// (bound to its pod IP in explicit mode) and its inbound side.
+func Local(w *World, p *Proxy, log *slog.Logger) *Resources {
+	t := &translation{w: w, proxy: p, log: newLogger(log).With("proxy", p.ID)}
+	if p.Generator != GeneratorGRPC {
+		t.res.Listeners = append(t.res.Listeners, t.virtualOutbound())
+		t.inbound()
+	}
+	t.res.sort()
+	return &t.res
+}
+
+func (r *Resources) sort() {
+	sort.Slice(r.Listeners, func(i, j int) bool { return r.Listeners[i].Name < r.Listeners[j].Name })
+	sort.Slice(r.Routes, func(i, j int) bool { return r.Routes[i].Name < r.Routes[j].Name })
+	sort.Slice(r.Clusters, func(i, j int) bool { return r.Clusters[i].Name < r.Clusters[j].Name })
+	sort.Slice(r.Endpoints, func(i, j int) bool { return r.Endpoints[i].ClusterName < r.Endpoints[j].ClusterName })
+}
+
+func (t *translation) addClusters(svc *registry.Service, port registry.Port) {
+	dr := t.w.destinationRuleFor(t.proxy, svc.Hostname, svc.Namespace)
+	cs := t.outboundClusters(svc, port, dr)
+	t.res.Clusters = append(t.res.Clusters, cs.clusters...)
+	t.res.Endpoints = append(t.res.Endpoints, cs.endpoints...)
+}
+
+// grpc builds what proxyless grpc-go needs: for every reachable HTTP-ish
+// service port, api_listeners named as a client may write the target
+// (greeter:7070 from its own namespace, greeter.ns:7070, ...,
+// greeter.ns.svc.cluster.local:7070), one route configuration per service
+// port, and EDS clusters.
+func (t *translation) grpc() {
+	for _, svc := range t.w.services(t.proxy) {
+		for _, port := range svc.Ports {
+			if !port.Protocol.IsHTTP() && port.Protocol != registry.Unsupported {
+				continue
+			}
+			routeName := svc.Hostname + ":" + strconv.FormatUint(uint64(port.Port), 10)
+			domains := domainsFor(svc, port.Port, t.proxy.Namespace, false)
+			for _, d := range domains {
+				t.res.Listeners = append(t.res.Listeners, apiListener(d, routeName))
+			}
+			rc := &routev3.RouteConfiguration{Name: routeName, VirtualHosts: []*routev3.VirtualHost{t.virtualHost(svc, port.Port, append(domains, "*"))}}
+			t.res.Routes = append(t.res.Routes, rc)
+			t.addClusters(svc, port)
+		}
+	}
+}
+
+func apiListener(name, routeName string) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: routeName}},
+		HttpFilters:    []*hcmv3.HttpFilter{routerFilter()},
+	}
+	return &listenerv3.Listener{Name: name, ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)}}
+}
+
+// sidecar builds Istio-shaped sidecar resources: per-port outbound route
+// configurations named by port ("9080") with a virtual host per service,
+// per-port outbound listeners (bind_to_port false) behind virtualOutbound
+// on 15001, TCP listeners for non-HTTP ports, and virtualInbound on 15006
+// with one filter chain per local workload port.
+func (t *translation) sidecar() {
+	routesByPort := map[uint32]*routev3.RouteConfiguration{}
+	for _, svc := range t.w.services(t.proxy) {
+		for _, port := range svc.Ports {
+			t.addClusters(svc, port)
+			if port.Protocol.IsHTTP() || port.Protocol == registry.Unsupported {
+				rc, ok := routesByPort[port.Port]
+				if !ok {
+					rc = &routev3.RouteConfiguration{Name: strconv.FormatUint(uint64(port.Port), 10), ValidateClusters: wrapperspb.Bool(false)}
+					routesByPort[port.Port] = rc
+				}
+				rc.VirtualHosts = append(rc.VirtualHosts, t.virtualHost(svc, port.Port, domainsFor(svc, port.Port, t.proxy.Namespace, true)))
+				continue
+			}
+			t.res.Listeners = append(t.res.Listeners, t.tcpListener(svc, port))
+		}
+	}
+	ports := make([]uint32, 0, len(routesByPort))
+	for p := range routesByPort {
+		ports = append(ports, p)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	for _, p := range ports {
+		rc := routesByPort[p]
+		rc.VirtualHosts = append(rc.VirtualHosts, t.fallbackHost())
+		t.res.Routes = append(t.res.Routes, rc)
+		t.res.Listeners = append(t.res.Listeners, httpOutboundListener(p))
+	}
+	t.res.Clusters = append(t.res.Clusters,
+		&clusterv3.Cluster{Name: PassthroughCluster, ConnectTimeout: durationpb.New(defaultConnectTimeout),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}, LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED},
+		&clusterv3.Cluster{Name: BlackHoleCluster, ConnectTimeout: durationpb.New(defaultConnectTimeout),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
+	)
+}
+
+// fallbackHost handles hosts no service claims: passed through under
+// ALLOW_ANY (Istio's default), refused with 502 under REGISTRY_ONLY.
+func (t *translation) fallbackHost() *routev3.VirtualHost {
+	vh := &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"}}
+	if t.w.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		vh.Name = "block_all"
+		vh.Routes = []*routev3.Route{{Name: "block_all", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}}}}
+		return vh
+	}
+	vh.Routes = []*routev3.Route{{Name: "allow_any", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster}, Timeout: zeroDuration()}}}}
+	return vh
+}
+
+func (t *translation) listenAddress() string {
+	if t.proxy.InterceptionMode == "NONE" && t.proxy.IP != "" {
+		return t.proxy.IP
+	}
+	return "0.0.0.0"
+}
+
+func (t *translation) virtualOutbound() *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:           VirtualOutbound,
+		Address:        socketAddress(t.listenAddress(), OutboundPort),
+		UseOriginalDst: wrapperspb.Bool(t.proxy.InterceptionMode != "NONE"),
+		FilterChains: []*listenerv3.FilterChain{{
+			Name:    PassthroughCluster,
+			Filters: []*listenerv3.Filter{tcpProxyFilter(PassthroughCluster, PassthroughCluster)},
+		}},
+	}
+}
+
+func httpOutboundListener(port uint32) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix:     "outbound_0.0.0.0_" + strconv.FormatUint(uint64(port), 10),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: strconv.FormatUint(uint64(port), 10)}},
+		HttpFilters:    []*hcmv3.HttpFilter{routerFilter()},
+	}
+	return &listenerv3.Listener{
+		Name:             fmt.Sprintf("0.0.0.0_%d", port),
+		Address:          socketAddress("0.0.0.0", port),
+		BindToPort:       wrapperspb.Bool(false),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}}},
+	}
+}
+
+// tcpListener serves a non-HTTP service port: on its VIP when it has one
+// (several TCP services may share a port number), otherwise on the
+// hostname-qualified name the explicit-mode proxy looks up for CONNECT.
+func (t *translation) tcpListener(svc *registry.Service, port registry.Port) *listenerv3.Listener {
+	addr := "0.0.0.0"
+	name := svc.Hostname + "_" + strconv.FormatUint(uint64(port.Port), 10)
+	if len(svc.Addresses) > 0 {
+		addr = svc.Addresses[0]
+		name = addr + "_" + strconv.FormatUint(uint64(port.Port), 10)
+	}
+	cluster := ClusterName("outbound", port.Port, "", svc.Hostname)
+	return &listenerv3.Listener{
+		Name:             name,
+		Address:          socketAddress(addr, port.Port),
+		BindToPort:       wrapperspb.Bool(false),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		FilterChains:     []*listenerv3.FilterChain{{Name: cluster, Filters: []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}}},
+		Metadata:         stringMetadata(map[string]string{"host": svc.Hostname}),
+	}
+}
+
+// inbound builds virtualInbound for the workload behind this proxy: one
+// filter chain per target port of every service that selects it, routing
+// to the app on the pod IP.
+func (t *translation) inbound() {
+	type target struct {
+		port     uint32
+		protocol registry.Protocol
+	}
+	seen := map[uint32]bool{}
+	var targets []target
+	for _, svc := range t.w.Reg.Services() {
+		for _, port := range svc.Ports {
+			for _, in := range svc.Instances[port.Port] {
+				if t.proxy.IP == "" || in.Address != t.proxy.IP || seen[in.Port] {
+					continue
+				}
+				seen[in.Port] = true
+				targets = append(targets, target{port: in.Port, protocol: port.Protocol})
+			}
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].port < targets[j].port })
+	l := &listenerv3.Listener{
+		Name:             VirtualInbound,
+		Address:          socketAddress(t.listenAddress(), InboundPort),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+	}
+	for _, tg := range targets {
+		name := ClusterName("inbound", tg.port, "", "")
+		t.res.Clusters = append(t.res.Clusters, &clusterv3.Cluster{
+			Name:                 name,
+			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(t.proxy.IP, tg.port)}}}},
+			}}},
+		})
+		fc := &listenerv3.FilterChain{
+			Name:             name,
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(tg.port)},
+		}
+		if tg.protocol.IsHTTP() || tg.protocol == registry.Unsupported {
+			hcm := &hcmv3.HttpConnectionManager{
+				StatPrefix: name,
+				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+					Name: name,
+					VirtualHosts: []*routev3.VirtualHost{{Name: "inbound|http|" + strconv.FormatUint(uint64(tg.port), 10), Domains: []string{"*"},
+						Routes: []*routev3.Route{{Name: "default", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+							Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}, Timeout: zeroDuration()}}}}}},
+				}},
+				HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+			}
+			fc.Filters = []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}
+		} else {
+			fc.Filters = []*listenerv3.Filter{tcpProxyFilter(name, name)}
+		}
+		l.FilterChains = append(l.FilterChains, fc)
+	}
+	t.res.Listeners = append(t.res.Listeners, l)
+}
+
+func tcpProxyFilter(statPrefix, cluster string) *listenerv3.Filter {
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+}
+
+func routerFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3, ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}
+}
+
+// mustAny packs a message we built ourselves; failure is a programming error.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("translate: cannot pack %T: %v", m, err))
+	}
+	return a
+}
+
+func zeroDuration() *durationpb.Duration { return durationpb.New(0) }
+
+func stringMetadata(kv map[string]string) *corev3.Metadata {
+	fields := map[string]*structpb.Value{}
+	for k, v := range kv {
+		fields[k] = structpb.NewStringValue(v)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: {Fields: fields}}}
+}
+
+// endpointMetadata carries the workload identity a proxy needs to check the
+// peer's certificate once mTLS lands (and for telemetry labels).
+func endpointMetadata(in *registry.Instance) *corev3.Metadata {
+	kv := map[string]string{}
+	if in.Workload != "" {
+		kv["workload"] = in.Workload
+	}
+	if in.Namespace != "" {
+		kv["namespace"] = in.Namespace
+	}
+	if in.ServiceAccount != "" {
+		kv["serviceAccount"] = in.ServiceAccount
+	}
+	if len(kv) == 0 {
+		return nil
+	}
+	return stringMetadata(kv)
+}

@@ -1,0 +1,223 @@
+package translate
+
+import (
+	"strings"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/registry"
+	"github.com/trellismesh/trellis/internal/store"
+)
+
+// World is one config snapshot with the indexes translation needs, built
+// once per snapshot and shared by every proxy's translation.
+type World struct {
+	Snap *store.Snapshot
+	Reg  *registry.Registry
+	Mesh *meshv1alpha1.MeshConfig
+
+	domain string
+	vs     []*config.Object
+	dr     []*config.Object
+	splits []*config.Object
+	routes []*config.Object // Gateway API HTTPRoute and GRPCRoute
+	// labelSensitive is set when some routing config depends on the
+	// client's labels, so proxies with different labels need their own
+	// translation.
+	labelSensitive bool
+}
+
+// NewWorld indexes a snapshot.
+func NewWorld(snap *store.Snapshot) *World {
+	mesh := snap.Mesh
+	if mesh == nil {
+		mesh = config.DefaultMeshConfig()
+	}
+	domain := mesh.GetTrustDomain()
+	if domain == "" {
+		domain = "cluster.local"
+	}
+	w := &World{Snap: snap, Mesh: mesh, domain: domain}
+	w.Reg = registry.Build(snap.Objects, "cluster.local")
+	w.vs = snap.OfKind(config.VirtualService)
+	w.dr = snap.OfKind(config.DestinationRule)
+	w.splits = snap.OfKind(config.TrafficSplit)
+	w.routes = append(snap.OfKind(config.HTTPRoute), snap.OfKind(config.GRPCRoute)...)
+	for _, o := range w.vs {
+		for _, hr := range o.Spec.(*networking.VirtualService).GetHttp() {
+			for _, m := range hr.GetMatch() {
+				if len(m.GetSourceLabels()) > 0 {
+					w.labelSensitive = true
+				}
+			}
+		}
+	}
+	for _, o := range w.dr {
+		if len(o.Spec.(*networking.DestinationRule).GetWorkloadSelector().GetMatchLabels()) > 0 {
+			w.labelSensitive = true
+		}
+	}
+	return w
+}
+
+// RootNamespace is the mesh root namespace.
+func (w *World) RootNamespace() string {
+	if ns := w.Mesh.GetRootNamespace(); ns != "" {
+		return ns
+	}
+	return config.DefaultRootNamespace
+}
+
+// ScopeKey identifies proxies that receive identical Shared resources. Labels
+// count only when some config looks at the client's labels (sourceLabels
+// matches, DestinationRule workloadSelector, Sidecar selectors); otherwise a
+// thousand pods in a namespace share one translation.
+func (w *World) ScopeKey(p *Proxy) string {
+	key := string(p.Generator) + "|" + p.InterceptionMode + "|" + p.Namespace
+	if sc := registry.SidecarFor(w.Snap.Objects, p.Namespace, p.Labels, w.RootNamespace()); sc != nil {
+		key += "|sidecar=" + sc.Namespace + "/" + sc.Name
+	}
+	if w.labelSensitive {
+		key += "|" + p.labelKey()
+	}
+	return key
+}
+
+// exported reports whether an object with exportTo list may be seen from ns.
+func exported(exportTo []string, objNS, ns string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		switch e {
+		case "*":
+			return true
+		case ".":
+			if objNS == ns {
+				return true
+			}
+		case "~":
+		default:
+			if e == ns {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appliesToMesh reports whether a VirtualService binds to sidecars: no
+// gateways listed, or the reserved "mesh" among them.
+func appliesToMesh(vs *networking.VirtualService) bool {
+	if len(vs.GetGateways()) == 0 {
+		return true
+	}
+	for _, g := range vs.GetGateways() {
+		if g == "mesh" {
+			return true
+		}
+	}
+	return false
+}
+
+// hostMatches reports whether a VirtualService/DestinationRule host (already
+// qualified) covers the service hostname, honouring a leading "*." wildcard.
+func hostMatches(pattern, hostname string) bool {
+	if pattern == hostname || pattern == "*" {
+		return true
+	}
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		return strings.HasSuffix(hostname, suffix)
+	}
+	return false
+}
+
+// virtualServiceFor returns the VirtualService that routes hostname for a
+// proxy, or nil. When several claim the host, the one in the proxy's own
+// namespace wins, then the first by namespace/name; exact hosts beat
+// wildcards (the analyzer warns about such conflicts).
+func (w *World) virtualServiceFor(p *Proxy, hostname string) (*config.Object, *networking.VirtualService) {
+	var best *config.Object
+	bestScore := -1
+	for _, o := range w.vs {
+		vs := o.Spec.(*networking.VirtualService)
+		if !appliesToMesh(vs) || !exported(vs.GetExportTo(), o.Namespace, p.Namespace) {
+			continue
+		}
+		for _, h := range vs.GetHosts() {
+			fq := w.Reg.FQDN(h, o.Namespace)
+			if !hostMatches(fq, hostname) {
+				continue
+			}
+			score := 0
+			if fq == hostname {
+				score += 2
+			}
+			if o.Namespace == p.Namespace {
+				score++
+			}
+			if score > bestScore {
+				best, bestScore = o, score
+			}
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return best, best.Spec.(*networking.VirtualService)
+}
+
+// destinationRuleFor returns the DestinationRule for hostname as Istio
+// looks it up: the proxy's namespace first, then the service's namespace,
+// then the root namespace; exact hosts beat wildcards.
+func (w *World) destinationRuleFor(p *Proxy, hostname, svcNS string) *networking.DestinationRule {
+	var best *networking.DestinationRule
+	bestScore := -1
+	for _, o := range w.dr {
+		dr := o.Spec.(*networking.DestinationRule)
+		if !exported(dr.GetExportTo(), o.Namespace, p.Namespace) {
+			continue
+		}
+		if sel := dr.GetWorkloadSelector().GetMatchLabels(); len(sel) > 0 && (o.Namespace != p.Namespace || !labelsMatch(sel, p.Labels)) {
+			continue
+		}
+		fq := w.Reg.FQDN(dr.GetHost(), o.Namespace)
+		if !hostMatches(fq, hostname) {
+			continue
+		}
+		score := 0
+		switch o.Namespace {
+		case p.Namespace:
+			score = 3
+		case svcNS:
+			score = 2
+		case w.RootNamespace():
+			score = 1
+		}
+		score *= 2
+		if fq == hostname {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = dr, score
+		}
+	}
+	return best
+}
+
+func labelsMatch(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// services returns what a proxy may reach: exportTo and its Sidecar.
+func (w *World) services(p *Proxy) []*registry.Service {
+	sc := registry.SidecarFor(w.Snap.Objects, p.Namespace, p.Labels, w.RootNamespace())
+	return w.Reg.ForProxy(p.Namespace, sc)
+}

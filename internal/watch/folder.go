@@ -1,0 +1,191 @@
+// Package watch keeps the store in step with config sources. Folder
+// watches directories of YAML/JSON files: new, edited and removed files
+// are re-read and applied; invalid edits are logged with their path-rooted
+// errors while the last good version of each object stays in force.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/store"
+)
+
+// Folder watches config folders and files.
+type Folder struct {
+	Paths     []string
+	Recursive bool
+	Store     *store.Store
+	Log       *slog.Logger
+	// Resync is the period of the full rescan that backs up filesystem
+	// notifications (which some filesystems drop); default 2s.
+	Resync time.Duration
+
+	known map[string]fileStamp
+}
+
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+// Load reads everything once, synchronously. Run calls it; callers that
+// need the initial config applied before serving call it first.
+func (f *Folder) Load() error {
+	if f.Log == nil {
+		f.Log = slog.Default()
+	}
+	if f.known == nil {
+		f.known = map[string]fileStamp{}
+	}
+	return f.sync()
+}
+
+// Run watches until ctx ends.
+func (f *Folder) Run(ctx context.Context) error {
+	if f.known == nil {
+		if err := f.Load(); err != nil {
+			return err
+		}
+	}
+	resync := f.Resync
+	if resync == 0 {
+		resync = 2 * time.Second
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("cannot watch config folders: %w", err)
+	}
+	defer w.Close()
+	f.addWatches(w)
+
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	var settle *time.Timer
+	var settleC <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if settle != nil {
+				settle.Stop()
+			}
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Has(fsnotify.Create) {
+				if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && f.Recursive {
+					f.addWatches(w)
+				}
+			}
+			// Editors write in several steps; wait for a short quiet spell.
+			if settle != nil {
+				settle.Stop()
+			}
+			settle = time.NewTimer(30 * time.Millisecond)
+			settleC = settle.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			f.Log.Warn("config watch error; relying on periodic rescan", "err", err)
+		case <-settleC:
+			settleC = nil
+			f.resync()
+		case <-tick.C:
+			f.resync()
+		}
+	}
+}
+
+func (f *Folder) resync() {
+	if err := f.sync(); err != nil {
+		f.Log.Warn("cannot rescan config", "err", err)
+	}
+}
+
+func (f *Folder) addWatches(w *fsnotify.Watcher) {
+	for _, root := range f.Paths {
+		st, err := os.Stat(root)
+		if err != nil {
+			continue
+		}
+		if !st.IsDir() {
+			// Watch the parent: editors replace files by renaming over them.
+			_ = w.Add(filepath.Dir(root))
+			continue
+		}
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
+			}
+			if p != root && (!f.Recursive || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			_ = w.Add(p)
+			return nil
+		})
+	}
+}
+
+// sync compares the files on disk with what was applied and applies the
+// difference.
+func (f *Folder) sync() error {
+	var files []string
+	for _, root := range f.Paths {
+		found, err := config.FindFiles([]string{root}, f.Recursive)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a removed folder simply contributes nothing
+			}
+			return err
+		}
+		files = append(files, found...)
+	}
+	present := map[string]bool{}
+	for _, p := range files {
+		present[p] = true
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		stamp := fileStamp{size: st.Size(), mod: st.ModTime()}
+		if old, ok := f.known[p]; ok && old == stamp {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Log.Warn("cannot read config file; keeping what it gave before", "file", p, "err", err)
+			continue
+		}
+		f.known[p] = stamp
+		parsed := config.ParseFile(p, data)
+		for _, w := range parsed.Warnings {
+			f.Log.Warn(w.Error())
+		}
+		errs := f.Store.ApplyFile(parsed)
+		for _, e := range errs {
+			f.Log.Error("invalid config; the last good version stays in force", "err", e.Error())
+		}
+		f.Log.Info("applied config file", "file", p, "objects", len(parsed.Objects), "errors", len(errs))
+	}
+	for p := range f.known {
+		if !present[p] {
+			delete(f.known, p)
+			f.Store.RemoveFile(p)
+			f.Log.Info("config file removed", "file", p)
+		}
+	}
+	return nil
+}

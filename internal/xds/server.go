@@ -1,0 +1,416 @@
+// Package xds serves the translated config to proxies over Envoy's
+// Aggregated Discovery Service, both state-of-the-world (grpc-go's
+// proxyless clients) and incremental/delta (Trellis's own proxies, so a
+// change sends only what changed).
+//
+// It owns push scheduling: config changes are debounced, translated once
+// per proxy scope (see translate.World.ScopeKey) and handed to
+// go-control-plane's snapshot cache with precomputed per-resource versions.
+// NACKs are logged and counted, never answered with the same config again.
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+
+	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/translate"
+)
+
+// Options configure a Server.
+type Options struct {
+	Store *store.Store
+	Log   *slog.Logger
+	// Debounce is how long the config must be quiet before a push (default
+	// 100ms); MaxDelay caps how long a stream of changes can hold a push
+	// back (default 500ms), so an edit reaches proxies well within 1s.
+	Debounce time.Duration
+	MaxDelay time.Duration
+}
+
+// Server is the ADS server.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	cache cachev3.SnapshotCache
+	ads   serverv3.Server
+
+	mu      sync.Mutex
+	world   *translate.World
+	gen     uint64 // bumped on every new world
+	proxies map[string]*proxyState
+	streams map[int64]string // stream id -> node id
+	scopes  map[string]*scopeState
+
+	nacks  atomic.Int64
+	pushes atomic.Int64
+}
+
+type proxyState struct {
+	proxy *translate.Proxy
+	refs  int
+
+	mu      sync.Mutex // serialises SetSnapshot for this node
+	setGen  uint64
+	shared  [numTypes]*layer
+	local   [numTypes]*layer
+	merged  [numTypes]*layer
+	sent    map[string]string // type URL -> nonce of the last response sent
+	acked   map[string]string // type URL -> nonce of the last response ACKed
+	nacks   int
+	lastErr string
+}
+
+type scopeState struct {
+	gen    uint64
+	layers [numTypes]*layer
+}
+
+// New builds a server; call Register and Run.
+func New(opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = 500 * time.Millisecond
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Log,
+		proxies: map[string]*proxyState{},
+		streams: map[int64]string{},
+		scopes:  map[string]*scopeState{},
+	}
+	// ads=false: go-control-plane's ADS mode refuses to answer a request
+	// that does not name every resource of the type, which is exactly what
+	// grpc-go does (it asks for the listener it needs).
+	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{opts.Log})
+	s.world = translate.NewWorld(opts.Store.Snapshot())
+	s.gen = 1
+	s.ads = serverv3.NewServer(context.Background(), s.cache, s.callbacks())
+	return s
+}
+
+// Register adds the ADS service to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.ads)
+}
+
+// Run pushes config changes until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	changes, stop := s.opts.Store.Subscribe()
+	defer stop()
+	var (
+		quiet    *time.Timer
+		deadline *time.Timer
+		pending  bool
+	)
+	timerC := func(t *time.Timer) <-chan time.Time {
+		if t == nil {
+			return nil
+		}
+		return t.C
+	}
+	fire := func() {
+		if quiet != nil {
+			quiet.Stop()
+		}
+		if deadline != nil {
+			deadline.Stop()
+		}
+		quiet, deadline, pending = nil, nil, false
+		s.Push()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if quiet != nil {
+				quiet.Stop()
+			}
+			if deadline != nil {
+				deadline.Stop()
+			}
+			return nil
+		case <-changes:
+			if !pending {
+				pending = true
+				deadline = time.NewTimer(s.opts.MaxDelay)
+			}
+			if quiet != nil {
+				quiet.Stop()
+			}
+			quiet = time.NewTimer(s.opts.Debounce)
+		case <-timerC(quiet):
+			fire()
+		case <-timerC(deadline):
+			fire()
+		}
+	}
+}
+
+// Push translates the store's current snapshot and updates every
+// connected proxy. Run calls it after changes; tests may call it directly.
+func (s *Server) Push() {
+	start := time.Now()
+	w := translate.NewWorld(s.opts.Store.Snapshot())
+	s.mu.Lock()
+	s.world = w
+	s.gen++
+	gen := s.gen
+	proxies := make([]*proxyState, 0, len(s.proxies))
+	for _, ps := range s.proxies {
+		proxies = append(proxies, ps)
+	}
+	s.mu.Unlock()
+
+	for _, ps := range proxies {
+		s.update(ps, w, gen)
+	}
+	s.pushes.Add(1)
+	s.log.Info("pushed config", "version", w.Snap.Version, "proxies", len(proxies), "took", time.Since(start).Round(time.Microsecond))
+}
+
+// sharedLayers returns the scope's layers for this world generation,
+// translating at most once per scope and generation. Unchanged layers keep
+// their previous identity, so proxies can reuse merged maps.
+func (s *Server) sharedLayers(w *translate.World, gen uint64, p *translate.Proxy) [numTypes]*layer {
+	key := w.ScopeKey(p)
+	s.mu.Lock()
+	sc, ok := s.scopes[key]
+	if ok && sc.gen == gen {
+		l := sc.layers
+		s.mu.Unlock()
+		return l
+	}
+	s.mu.Unlock()
+
+	fresh := layers(translate.Shared(w, p, s.log))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sc, ok = s.scopes[key]
+	if ok && sc.gen >= gen {
+		return sc.layers
+	}
+	if ok {
+		for i := range fresh {
+			if sc.layers[i] != nil && sc.layers[i].version == fresh[i].version {
+				fresh[i] = sc.layers[i]
+			}
+		}
+	}
+	s.scopes[key] = &scopeState{gen: gen, layers: fresh}
+	return fresh
+}
+
+func (s *Server) update(ps *proxyState, w *translate.World, gen uint64) {
+	shared := s.sharedLayers(w, gen, ps.proxy)
+	local := layers(translate.Local(w, ps.proxy, s.log))
+
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if gen < ps.setGen {
+		return // a newer world was already applied
+	}
+	ps.setGen = gen
+	snap := &snapshot{}
+	for i := range snap.layers {
+		if ps.merged[i] != nil && ps.shared[i] == shared[i] && ps.local[i] != nil && ps.local[i].version == local[i].version {
+			snap.layers[i] = ps.merged[i]
+			continue
+		}
+		snap.layers[i] = merge(shared[i], local[i])
+		ps.shared[i], ps.local[i], ps.merged[i] = shared[i], local[i], snap.layers[i]
+	}
+	if err := s.cache.SetSnapshot(context.Background(), ps.proxy.ID, snap); err != nil {
+		s.log.Error("cannot set snapshot", "proxy", ps.proxy.ID, "err", err)
+	}
+}
+
+// onRequest runs for every request on a stream (SotW and delta).
+func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseNonce string, errDetail string) error {
+	s.mu.Lock()
+	id, known := s.streams[streamID]
+	if !known {
+		p, err := ParseNode(node)
+		if err != nil {
+			s.mu.Unlock()
+			s.log.Warn("refusing xDS stream", "stream", streamID, "err", err)
+			return err
+		}
+		id = p.ID
+		s.streams[streamID] = id
+		ps, ok := s.proxies[id]
+		if !ok {
+			ps = &proxyState{proxy: p, sent: map[string]string{}, acked: map[string]string{}}
+			s.proxies[id] = ps
+		}
+		ps.refs++
+		w, gen := s.world, s.gen
+		s.mu.Unlock()
+		s.log.Info("proxy connected", "proxy", id, "namespace", p.Namespace, "generator", string(p.Generator))
+		s.update(ps, w, gen)
+		s.mu.Lock()
+	}
+	ps := s.proxies[id]
+	s.mu.Unlock()
+	if ps == nil {
+		return nil
+	}
+	if errDetail != "" {
+		s.nacks.Add(1)
+		ps.mu.Lock()
+		ps.nacks++
+		ps.lastErr = errDetail
+		ps.mu.Unlock()
+		s.log.Warn("proxy rejected config (NACK)", "proxy", id, "type", typeURL, "nonce", responseNonce, "reason", errDetail)
+	}
+	return nil
+}
+
+func (s *Server) onClosed(streamID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.streams[streamID]
+	if !ok {
+		return
+	}
+	delete(s.streams, streamID)
+	ps := s.proxies[id]
+	if ps == nil {
+		return
+	}
+	ps.refs--
+	if ps.refs <= 0 {
+		delete(s.proxies, id)
+		s.cache.ClearSnapshot(id)
+		s.log.Info("proxy disconnected", "proxy", id)
+	}
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
+			errDetail := req.GetErrorDetail().GetMessage()
+			if err := s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), errDetail); err != nil {
+				return err
+			}
+			if req.GetErrorDetail() != nil {
+				// A NACK carries the last version the client accepted, so the
+				// cache would answer with the rejected config at once, and again
+				// after every NACK. Claim the client is current instead: it keeps
+				// its last good config and gets the next change when there is one.
+				if snap, err := s.cache.GetSnapshot(req.GetNode().GetId()); err == nil {
+					req.VersionInfo = snap.GetVersion(req.GetTypeUrl())
+				}
+			} else if req.GetResponseNonce() != "" {
+				s.recordACK(id, req.GetTypeUrl(), req.GetResponseNonce())
+			}
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+			s.recordSent(id, resp.GetTypeUrl(), resp.GetNonce())
+		},
+		StreamDeltaResponseFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
+			s.recordSent(id, resp.GetTypeUrl(), resp.GetNonce())
+		},
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(id) },
+		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+			if err := s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage()); err != nil {
+				return err
+			}
+			if req.GetErrorDetail() == nil && req.GetResponseNonce() != "" {
+				s.recordACK(id, req.GetTypeUrl(), req.GetResponseNonce())
+			}
+			return nil
+		},
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(id) },
+	}
+}
+
+func (s *Server) proxyOf(streamID int64) *proxyState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proxies[s.streams[streamID]]
+}
+
+// recordACK and recordSent track nonces: a proxy is in sync when it has
+// ACKed the last response of every type sent to it.
+func (s *Server) recordACK(streamID int64, typeURL, nonce string) {
+	if ps := s.proxyOf(streamID); ps != nil {
+		ps.mu.Lock()
+		ps.acked[typeURL] = nonce
+		ps.mu.Unlock()
+	}
+}
+
+func (s *Server) recordSent(streamID int64, typeURL, nonce string) {
+	if ps := s.proxyOf(streamID); ps != nil {
+		ps.mu.Lock()
+		ps.sent[typeURL] = nonce
+		ps.mu.Unlock()
+	}
+}
+
+// ProxyStatus is one connected proxy's sync state.
+type ProxyStatus struct {
+	ID        string
+	Namespace string
+	Generator string
+	// Synced is true when the proxy has ACKed the last response of every
+	// type sent to it.
+	Synced   bool
+	NACKs    int
+	LastNACK string
+}
+
+// Status lists connected proxies, sorted by id.
+func (s *Server) Status() []ProxyStatus {
+	s.mu.Lock()
+	ps := make([]*proxyState, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(ps))
+	for _, p := range ps {
+		p.mu.Lock()
+		synced := len(p.sent) > 0
+		for typ, nonce := range p.sent {
+			if p.acked[typ] != nonce {
+				synced = false
+			}
+		}
+		out = append(out, ProxyStatus{ID: p.proxy.ID, Namespace: p.proxy.Namespace, Generator: string(p.proxy.Generator), Synced: synced, NACKs: p.nacks, LastNACK: p.lastErr})
+		p.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// NACKs counts rejected responses since start.
+func (s *Server) NACKs() int64 { return s.nacks.Load() }
+
+// Pushes counts completed pushes since start.
+func (s *Server) Pushes() int64 { return s.pushes.Load() }
+
+// cacheLogger routes go-control-plane's logging into slog at debug level.
+type cacheLogger struct{ l *slog.Logger }
+
+func (c cacheLogger) Debugf(f string, a ...any) { c.l.Debug("xds cache", "msg", sprintf(f, a...)) }
+func (c cacheLogger) Infof(f string, a ...any)  { c.l.Debug("xds cache", "msg", sprintf(f, a...)) }
+func (c cacheLogger) Warnf(f string, a ...any)  { c.l.Warn("xds cache", "msg", sprintf(f, a...)) }
+func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error("xds cache", "msg", sprintf(f, a...)) }

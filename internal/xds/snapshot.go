@@ -1,0 +1,164 @@
+package xds
+
+import (
+	"encoding/hex"
+	"hash/fnv"
+	"sort"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trellismesh/trellis/internal/translate"
+)
+
+// typeURLs are the resource types served, in ADS order.
+var typeURLs = [...]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+
+const numTypes = len(typeURLs)
+
+func typeIndex(url string) int {
+	for i, u := range typeURLs {
+		if u == url {
+			return i
+		}
+	}
+	return -1
+}
+
+// layer is one type's resources with a content hash per resource. Layers
+// are immutable and shared: every proxy of a scope points at the same
+// layers, so hashing happens once per scope and push, not once per proxy
+// (go-control-plane's own Snapshot re-hashes for every node).
+type layer struct {
+	resources map[string]types.Resource
+	withTTL   map[string]types.ResourceWithTTL
+	versions  map[string]string
+	version   string // hash over names and versions: equal layers, equal version
+}
+
+var emptyLayer = newLayer(nil, nil)
+
+func newLayer(names []string, res []types.Resource) *layer {
+	l := &layer{
+		resources: make(map[string]types.Resource, len(res)),
+		withTTL:   make(map[string]types.ResourceWithTTL, len(res)),
+		versions:  make(map[string]string, len(res)),
+	}
+	for i, r := range res {
+		l.add(names[i], r, hashResource(r))
+	}
+	l.seal()
+	return l
+}
+
+func (l *layer) add(name string, r types.Resource, version string) {
+	l.resources[name] = r
+	l.withTTL[name] = types.ResourceWithTTL{Resource: r}
+	l.versions[name] = version
+}
+
+func (l *layer) seal() {
+	names := make([]string, 0, len(l.versions))
+	for n := range l.versions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := fnv.New64a()
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(l.versions[n]))
+		h.Write([]byte{0})
+	}
+	l.version = hex.EncodeToString(h.Sum(nil))
+}
+
+// merge combines a shared layer with a proxy's own; an empty local layer
+// costs nothing.
+func merge(shared, local *layer) *layer {
+	if len(local.resources) == 0 {
+		return shared
+	}
+	if len(shared.resources) == 0 {
+		return local
+	}
+	m := &layer{
+		resources: make(map[string]types.Resource, len(shared.resources)+len(local.resources)),
+		withTTL:   make(map[string]types.ResourceWithTTL, len(shared.resources)+len(local.resources)),
+		versions:  make(map[string]string, len(shared.resources)+len(local.resources)),
+	}
+	for _, src := range []*layer{shared, local} {
+		for n, r := range src.resources {
+			m.add(n, r, src.versions[n])
+		}
+	}
+	m.seal()
+	return m
+}
+
+func hashResource(r types.Resource) string {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return ""
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// layers turns translated resources into one layer per type.
+func layers(r *translate.Resources) [numTypes]*layer {
+	var out [numTypes]*layer
+	names, res := make([]string, 0, len(r.Clusters)), make([]types.Resource, 0, len(r.Clusters))
+	for _, c := range r.Clusters {
+		names, res = append(names, c.Name), append(res, c)
+	}
+	out[0] = newLayer(names, res)
+	names, res = names[:0], nil
+	for _, e := range r.Endpoints {
+		names, res = append(names, e.ClusterName), append(res, e)
+	}
+	out[1] = newLayer(names, res)
+	names, res = names[:0], nil
+	for _, l := range r.Listeners {
+		names, res = append(names, l.Name), append(res, l)
+	}
+	out[2] = newLayer(names, res)
+	names, res = names[:0], nil
+	for _, rc := range r.Routes {
+		names, res = append(names, rc.Name), append(res, rc)
+	}
+	out[3] = newLayer(names, res)
+	return out
+}
+
+// snapshot implements cachev3.ResourceSnapshot over precomputed layers.
+type snapshot struct {
+	layers [numTypes]*layer
+}
+
+var _ cachev3.ResourceSnapshot = (*snapshot)(nil)
+
+func (s *snapshot) layer(typeURL string) *layer {
+	if i := typeIndex(typeURL); i >= 0 && s.layers[i] != nil {
+		return s.layers[i]
+	}
+	return emptyLayer
+}
+
+func (s *snapshot) GetVersion(typeURL string) string { return s.layer(typeURL).version }
+
+func (s *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	return s.layer(typeURL).withTTL
+}
+
+func (s *snapshot) GetResources(typeURL string) map[string]types.Resource {
+	return s.layer(typeURL).resources
+}
+
+// ConstructVersionMap is a no-op: versions are computed when layers are built.
+func (s *snapshot) ConstructVersionMap() error { return nil }
+
+func (s *snapshot) GetVersionMap(typeURL string) map[string]string { return s.layer(typeURL).versions }
