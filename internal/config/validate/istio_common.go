@@ -622,7 +622,8 @@ func checkLoadBalancer(errs *field.List, p *field.Path, lb *networking.LoadBalan
 		case nil:
 			errs.Add(cp, "set one hash key: httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName")
 		}
-		if ch.MinimumRingSize != 0 && ch.HashAlgorithm != nil { //nolint:staticcheck // the deprecated field is what users may still write
+		//lint:ignore SA1019 users still write the deprecated field; reject the conflict
+		if ch.MinimumRingSize != 0 && ch.HashAlgorithm != nil {
 			errs.Add(cp.Child("minimumRingSize"), "cannot be combined with ringHash or maglev: move it to ringHash.minimumRingSize")
 		}
 		if ml := ch.GetMaglev(); ml != nil {
@@ -652,6 +653,7 @@ func checkLoadBalancer(errs *field.List, p *field.Path, lb *networking.LoadBalan
 			checkFailover(errs, zp.Child("failover").Index(i), f.GetFrom(), f.GetTo())
 		}
 	}
+	//lint:ignore SA1019 users still write the deprecated field
 	checkDuration(errs, p.Child("warmupDurationSecs"), lb.WarmupDurationSecs)
 	if w := lb.Warmup; w != nil {
 		wp := p.Child("warmup")

@@ -196,8 +196,9 @@ func checkHTTPRoute(errs *field.List, p *field.Path, r *networking.HTTPRoute, in
 	checkHeaderOps(errs, p.Child("headers"), r.Headers)
 	checkCORS(errs, p.Child("corsPolicy"), r.CorsPolicy)
 	checkFault(errs, p.Child("fault"), r.Fault)
-	if r.MirrorPercent != nil && r.MirrorPercent.GetValue() > 100 {
-		errs.Add(p.Child("mirrorPercent"), "%d is not a percentage: must be in 0..100 (mirrorPercent is deprecated: use mirrorPercentage)", r.MirrorPercent.GetValue())
+	//lint:ignore SA1019 users still write the deprecated field
+	if mp := r.MirrorPercent; mp.GetValue() > 100 {
+		errs.Add(p.Child("mirrorPercent"), "%d is not a percentage: must be in 0..100 (mirrorPercent is deprecated: use mirrorPercentage)", mp.GetValue())
 	}
 	if r.MirrorPercentage != nil {
 		checkPercentValue(errs, p.Child("mirrorPercentage", "value"), r.MirrorPercentage.GetValue())
@@ -459,6 +460,7 @@ func checkFault(errs *field.List, p *field.Path, f *networking.HTTPFaultInjectio
 		if d.Percentage != nil {
 			checkPercentValue(errs, dp.Child("percentage", "value"), d.Percentage.GetValue())
 		}
+		//lint:ignore SA1019 users still write the deprecated field
 		checkPercent(errs, dp.Child("percent"), d.Percent)
 		switch dt := d.HttpDelayType.(type) {
 		case *networking.HTTPFaultInjection_Delay_FixedDelay:
@@ -1149,6 +1151,7 @@ func checkSidecarPort(errs *field.List, p *field.Path, sp *networking.SidecarPor
 		checkPortName(errs, p.Child("name"), sp.Name)
 	}
 	checkProtocol(errs, p.Child("protocol"), sp.Protocol, false)
+	//lint:ignore SA1019 Istio rejects the deprecated field here
 	if sp.TargetPort != 0 {
 		errs.Add(p.Child("targetPort"), "has no effect on a Sidecar: remove it")
 	}
@@ -1267,6 +1270,7 @@ func checkServer(errs *field.List, p *field.Path, s *networking.Server) {
 		if s.Port.Number > 0 || !unix {
 			checkPort(errs, pp.Child("number"), s.Port.Number)
 		}
+		//lint:ignore SA1019 Istio rejects the deprecated field here
 		if s.Port.TargetPort != 0 {
 			errs.Add(pp.Child("targetPort"), "has no effect on a Gateway: remove it")
 		}
