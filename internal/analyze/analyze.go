@@ -147,18 +147,21 @@ type kind struct {
 	severity   Severity
 }
 
-// The catalogue. Istio's codes keep Istio's meaning; where Trellis grades a
-// finding differently the reason is in docs/analyzers.md.
+// The catalogue. Istio's codes keep Istio's meaning (users search for
+// them); where Trellis grades a finding differently the reason is here and
+// in docs/analyzers.md.
 var (
 	referencedResourceNotFound = kind{"IST0101", "ReferencedResourceNotFound", Error}
-	// Istio says Error; two routing configs for one host is a Warning in
-	// Trellis (the merge is deterministic: see docs/analyzers.md).
-	conflictingMeshGatewayHosts       = kind{"IST0109", "ConflictingMeshGatewayVirtualServiceHosts", Warning}
-	conflictingSidecarSelectors       = kind{"IST0110", "ConflictingSidecarWorkloadSelectors", Error}
-	multipleSidecarsWithoutSelector   = kind{"IST0111", "MultipleSidecarsWithoutWorkloadSelectors", Error}
-	portNameNotUnderNamingConvention  = kind{"IST0118", "PortNameIsNotUnderNamingConvention", Info}
-	noMatchingWorkloadsFound          = kind{"IST0127", "NoMatchingWorkloadsFound", Warning}
-	virtualServiceHostNotFoundInGW    = kind{"IST0132", "VirtualServiceHostNotFoundInGateway", Warning}
+	// Istio says Error. Trellis grades every "two routing configs for one
+	// host" finding a Warning: the host is still routed, by one of them.
+	conflictingMeshGatewayHosts      = kind{"IST0109", "ConflictingMeshGatewayVirtualServiceHosts", Warning}
+	conflictingSidecarSelectors      = kind{"IST0110", "ConflictingSidecarWorkloadSelectors", Error}
+	multipleSidecarsWithoutSelector  = kind{"IST0111", "MultipleSidecarsWithoutWorkloadSelectors", Error}
+	portNameNotUnderNamingConvention = kind{"IST0118", "PortNameIsNotUnderNamingConvention", Info}
+	noMatchingWorkloadsFound         = kind{"IST0127", "NoMatchingWorkloadsFound", Warning}
+	virtualServiceHostNotFoundInGW   = kind{"IST0132", "VirtualServiceHostNotFoundInGateway", Warning}
+	// Istio says Error. A rule may be applied before the Deployment it
+	// names; `trellis validate` must not fail on that order.
 	destinationRuleSubsetNotSelectPod = kind{"IST0173", "DestinationRuleSubsetNotSelectPods", Warning}
 	unknownDestinationRuleHost        = kind{"IST0174", "UnknownDestinationRuleHost", Warning}
 

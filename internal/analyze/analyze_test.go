@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -132,4 +133,74 @@ func TestPathLess(t *testing.T) {
 			t.Errorf("pathLess(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
 		}
 	}
+}
+
+// The same objects in any order give the same messages, in the same order.
+func TestRunIsDeterministic(t *testing.T) {
+	objs := append(seed(t, allSeeds...), parse(t, "sc.yaml", reviewsV1+`
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: a, namespace: bookinfo}
+spec:
+  workloadSelector:
+    labels: {app: reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: b, namespace: bookinfo}
+spec:
+  workloadSelector:
+    labels: {app: reviews}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v0, namespace: bookinfo}
+spec:
+  selector:
+    matchLabels: {app: reviews}
+  template:
+    metadata:
+      labels: {app: reviews}
+    spec:
+      containers:
+      - {name: reviews, image: reviews}
+`)...)
+	want := run(objs)
+	if len(want) < 10 {
+		t.Fatalf("expected a rich set of messages, got %d", len(want))
+	}
+	for i := range 5 {
+		shuffled := append([]*config.Object(nil), objs...)
+		rand.New(rand.NewPCG(uint64(i), 1)).Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
+		check(t, run(shuffled), want...)
+	}
+	// Errors come first.
+	if got := Run(objs); got[0].Severity != Error || got[len(got)-1].Severity == Error {
+		t.Errorf("not sorted by severity: first %v, last %v", got[0].Severity, got[len(got)-1].Severity)
+	}
+}
+
+// Objects of one name but another kind or namespace are not duplicates.
+func TestDuplicates(t *testing.T) {
+	objs := parse(t, "a.yaml", `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: other}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: default}
+`)
+	check(t, run(objs),
+		`Error [TRL0005] (ServiceAccount default/web a.yaml#4) metadata.name: ServiceAccount default/web is also defined at a.yaml#1; that definition is used and this one is ignored. Keep one.`,
+	)
 }

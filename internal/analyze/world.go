@@ -17,7 +17,8 @@ const clusterDomain = "svc.cluster.local"
 
 // world indexes the objects once so that each analyzer is a plain loop.
 type world struct {
-	objs       []*config.Object // deduplicated, in input order
+	// byKind holds the objects without duplicates, in file order, so that
+	// what a message names never depends on the order objects came in.
 	byKind     map[config.GroupKind][]*config.Object
 	keys       map[config.Key]*config.Object
 	namespaces map[string]bool     // declared, or holding any object
@@ -73,11 +74,10 @@ func newWorld(objs []*config.Object) (*world, []Message) {
 		}
 		w.keys[o.Key()] = o
 	}
-	for _, o := range objs {
+	for _, o := range ordered {
 		if w.keys[o.Key()] != o {
 			continue
 		}
-		w.objs = append(w.objs, o)
 		w.byKind[o.GroupKind] = append(w.byKind[o.GroupKind], o)
 		if o.Namespace != "" {
 			w.namespaces[o.Namespace] = true
