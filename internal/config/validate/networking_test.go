@@ -1,0 +1,233 @@
+package validate_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/trellismesh/trellis/internal/config"
+)
+
+// istioCase is one document and every error it must produce, in order.
+type istioCase struct {
+	name string
+	yaml string
+	want []string
+}
+
+func runIstioCases(t *testing.T, cases []istioCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := config.ParseFile("x.yaml", []byte(strings.TrimLeft(tc.yaml, "\n")))
+			var got []string
+			for _, e := range f.Errors {
+				got = append(got, e.Error())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+			if len(tc.want) == 0 && len(f.Objects) != 1 {
+				t.Errorf("got %d objects, want 1", len(f.Objects))
+			}
+		})
+	}
+}
+
+// The user's examples must load unchanged.
+func TestSeedExamplesValidate(t *testing.T) {
+	for _, dir := range []string{"../../../../shared/seed-examples", "../../../../shared/seed-examples/phase2"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) == 0 {
+			t.Fatalf("no examples in %s", dir)
+		}
+		for _, name := range files {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := config.ParseFile(name, data)
+			for _, e := range f.Errors {
+				t.Errorf("%v", e)
+			}
+			if len(f.Objects) == 0 {
+				t.Errorf("%s: no objects", name)
+			}
+		}
+	}
+}
+
+func TestVirtualService(t *testing.T) {
+	const head = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: r
+spec:
+`
+	const id = "x.yaml#1 VirtualService default/r: "
+	runIstioCases(t, []istioCase{
+		{name: "valid weighted routes", yaml: head + `
+  hosts: [reviews, "*.example.com"]
+  http:
+  - match:
+    - uri: {prefix: /api}
+      headers:
+        x-user: {exact: test}
+        x-present: {}
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 30
+    - destination: {host: reviews, subset: v2, port: {number: 9080}}
+      weight: 70
+    timeout: 3s
+    retries: {attempts: 2, perTryTimeout: 500ms, retryOn: "5xx,reset,503,unavailable"}
+`},
+		{name: "negative and all-zero weights", yaml: head + `
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+      weight: -1
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 0
+    - destination: {host: reviews, subset: v2}
+      weight: 0
+`, want: []string{
+			id + "spec.http[0].route[0].weight: must be >= 0",
+			id + "spec.http[1].route: all weights are 0: give at least one destination a positive weight (weights are relative)",
+		}},
+		{name: "every problem reported", yaml: head + `
+  hosts: ["", "foo*.example.com", "*"]
+  http:
+  - match:
+    - uri: {}
+      method: {prefix: ""}
+      headers:
+        x-a: {regex: "a("}
+      port: 70000
+      sourceLabels: {"app": "bad value!"}
+    redirect: {uri: /x, redirectCode: 200}
+    route:
+    - destination: {host: reviews}
+    timeout: 0s
+    retries: {attempts: 3, perTryTimeout: 1500us, retryOn: "5xx,bogus,,999"}
+    fault:
+      abort: {httpStatus: 700, percentage: {value: 120}}
+      delay: {percentage: {value: 10}}
+    mirrorPercentage: {value: 150}
+    corsPolicy: {allowMethods: [get], maxAge: 1500ms}
+`, want: []string{
+			id + "spec.hosts[0]: host must not be empty",
+			id + `spec.hosts[1]: invalid host "foo*.example.com": a wildcard is only allowed as a leading "*.", as in "*.example.com"`,
+			id + `spec.hosts[2]: "*" is only allowed for VirtualServices bound to gateways: name the hosts this applies to`,
+			id + "spec.http[0].route: cannot have both route and redirect: keep one",
+			id + "spec.http[0].fault: cannot have both fault and redirect",
+			id + "spec.http[0].match[0].uri: empty match: set one of exact, prefix or regex",
+			id + "spec.http[0].match[0].method.prefix: must not be empty",
+			id + `spec.http[0].match[0].headers[x-a].regex: invalid RE2 regex "a(": error parsing regexp: missing closing ): ` + "`a(`" + ` (see https://github.com/google/re2/wiki/Syntax)`,
+			id + "spec.http[0].match[0].port: port 70000 must be in 1..65535",
+			id + `spec.http[0].match[0].sourceLabels[app]: invalid label value "bad value!": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`,
+			id + `spec.http[0].corsPolicy.allowMethods[0]: "get" is not an HTTP method (use upper case, e.g. GET, POST, or *)`,
+			id + "spec.http[0].corsPolicy.maxAge: browsers take whole seconds: use a whole number of seconds",
+			id + "spec.http[0].fault.abort.percentage.value: 120 is not a percentage: must be in 0..100",
+			id + "spec.http[0].fault.abort.httpStatus: HTTP status 700 must be in 200..599",
+			id + "spec.http[0].fault.delay: set fixedDelay",
+			id + "spec.http[0].mirrorPercentage.value: 150 is not a percentage: must be in 0..100",
+			id + "spec.http[0].redirect.redirectCode: 200 is not a redirect code: use 3xx, such as 301",
+			id + "spec.http[0].retries.perTryTimeout: must be a whole number of milliseconds, got 1.5ms",
+			id + `spec.http[0].retries.retryOn: unknown retry policy "bogus": use Envoy's (5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, ...), gRPC's (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable) or an HTTP status code`,
+			id + `spec.http[0].retries.retryOn: "5xx,bogus,,999" has an empty entry: separate policies with single commas`,
+			id + `spec.http[0].retries.retryOn: unknown retry policy "999": use Envoy's (5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, ...), gRPC's (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable) or an HTTP status code`,
+			id + "spec.http[0].timeout: must be at least 1ms, got 0s",
+		}},
+		{name: "route needs an action", yaml: head + `
+  hosts: [reviews]
+  http:
+  - match: [{uri: {exact: /}}]
+`, want: []string{id + "spec.http[0]: needs route, redirect, directResponse or delegate"}},
+		{name: "no routes", yaml: head + `
+  hosts: [reviews]
+`, want: []string{id + "spec: no routes: add http, tcp or tls routes"}},
+		{name: "duplicate hosts", yaml: head + `
+  hosts: ["*.example.com", a.example.com]
+  gateways: [istio-system/gw]
+  http:
+  - route: [{destination: {host: a.example.com}}]
+`, want: []string{id + `spec.hosts[1]: "a.example.com" overlaps hosts[0] "*.example.com": list each host once`}},
+		{name: "delegate", yaml: head + `
+  gateways: [gw]
+  tcp:
+  - route: [{destination: {host: a}}]
+  http:
+  - delegate: {name: other, namespace: "Bad_NS"}
+    route: [{destination: {host: a}}]
+`, want: []string{
+			id + "spec.gateways: a VirtualService without hosts is a delegate and takes no gateways: add hosts, or remove gateways",
+			id + "spec.tcp: a VirtualService without hosts is a delegate and supports only http routes: add hosts",
+			id + "spec.http[0].delegate: a delegate VirtualService cannot delegate again",
+			id + "spec.http[0].route: a route with delegate cannot also have route: the delegate VirtualService routes",
+			id + `spec.http[0].delegate.namespace: "Bad_NS" is not a valid namespace name (lowercase letters, digits and '-', at most 63)`,
+		}},
+		{name: "headers, rewrite and mirrors", yaml: head + `
+  hosts: [reviews]
+  http:
+  - headers:
+      request:
+        set: {":path": x, host: a.example.com}
+        remove: [host]
+      response:
+        add: {x-ok: "100%"}
+    rewrite: {authority: b.example.com, uriRegexRewrite: {match: "(", rewrite: ""}}
+    mirror: {host: m}
+    mirrors: [{destination: {host: "*"}, percentage: {value: -1}}]
+    route: [{destination: {host: reviews}}]
+`, want: []string{
+			id + "spec.http[0].mirrors: cannot have both mirror and mirrors: move mirror into mirrors",
+			id + `spec.http[0].headers.request.set[:path]: cannot change pseudo-header ":path"`,
+			id + "spec.http[0].headers.request.remove[0]: cannot change the Host header here: use rewrite.authority",
+			id + `spec.http[0].headers.response.add[x-ok]: header value "100%" has an unescaped %: write %% for a literal %, or %VARIABLE%`,
+			id + `spec.http[0].mirrors[0].destination.host: "*" is not allowed here: name a host, or a wildcard such as "*.example.com"`,
+			id + "spec.http[0].mirrors[0].percentage.value: -1 is not a percentage: must be in 0..100",
+			id + `spec.http[0].rewrite.uriRegexRewrite.match: invalid RE2 regex "(": error parsing regexp: missing closing ): ` + "`(`" + ` (see https://github.com/google/re2/wiki/Syntax)`,
+			id + "spec.http[0].rewrite.uriRegexRewrite.rewrite: required",
+			id + `spec.http[0].headers.request.set[host]: the authority is already rewritten to "b.example.com": set it in one place only`,
+		}},
+		{name: "tls and tcp routes", yaml: head + `
+  hosts: [a.example.com]
+  tls:
+  - match: [{sniHosts: [b.example.com], destinationSubnets: [10.0.0.1/8]}]
+    route: [{destination: {host: a.example.com}}]
+  tcp:
+  - match: [{port: 0, destinationSubnets: ["not-an-ip"]}]
+`, want: []string{
+			id + `spec.tls[0].match[0].sniHosts[0]: SNI host "b.example.com" is not covered by any of the VirtualService hosts [a.example.com]`,
+			id + `spec.tls[0].match[0].destinationSubnets[0]: CIDR "10.0.0.1/8" has host bits set: write 10.0.0.0/8`,
+			id + `spec.tcp[0].match[0].destinationSubnets[0]: "not-an-ip" is not a valid IP address or CIDR block`,
+			id + "spec.tcp[0].route: required",
+		}},
+		{name: "jwt claim routing needs a gateway", yaml: head + `
+  hosts: [reviews]
+  http:
+  - match: [{headers: {"@request.auth.claims.group": {exact: admin}}}]
+    route: [{destination: {host: reviews}}]
+`, want: []string{id + "spec.http[0].match[0].headers[@request.auth.claims.group]: routing on JWT claims only works on gateways: add spec.gateways"}},
+		{name: "export to", yaml: head + `
+  hosts: [reviews]
+  exportTo: [".", default, "~"]
+  http:
+  - route: [{destination: {host: reviews}}]
+`, want: []string{
+			id + `spec.exportTo[1]: duplicate: exportTo[0] already names namespace "default"`,
+			id + `spec.exportTo[2]: "~" (visible to no one) is only allowed for ServiceEntry`,
+			id + `spec.exportTo[2]: "~" cannot be combined with other entries`,
+		}},
+	})
+}
