@@ -231,3 +231,247 @@ spec:
 		}},
 	})
 }
+
+func TestIstioDestinationRule(t *testing.T) {
+	runIstioCases(t, []istioCase{
+		{name: "invalid 0", yaml: `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d}
+spec:
+  host: "bad host"
+  trafficPolicy:
+    connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true, maxRetries: -1}, tcp: {connectTimeout: 0s}}
+    outlierDetection: {interval: 0s, maxEjectionPercent: 150, consecutiveLocalOriginFailures: 3}
+    loadBalancer: {consistentHash: {maglev: {tableSize: 100}, httpCookie: {ttl: 0s}}}
+    tls: {mode: MUTUAL}
+    portLevelSettings: [{port: {number: 80}}]
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v1, labels: {version: v2}}
+  - {name: V_2, trafficPolicy: {}}
+`,
+			want: []string{
+				`x.yaml#1 DestinationRule default/d: spec.host: invalid host "bad host": "bad host" is not a valid DNS label (lowercase letters, digits and '-', at most 63)`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.outlierDetection.interval: must be at least 1ms, got 0s`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures: only counts when splitExternalLocalOriginErrors is true: set it`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.outlierDetection.maxEjectionPercent: 150 is not a percentage: must be in 0..100`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.connectionPool.http.maxRetries: must be >= 0`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.connectionPool.http.useClientProtocol: cannot be true with h2UpgradePolicy UPGRADE: keep one`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be at least 1ms, got 0s`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: required`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: 100 is not prime: Maglev needs a prime table size, such as 65537`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.tls.clientCertificate: required for MUTUAL: set it with privateKey, or use credentialName`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.tls.privateKey: required for MUTUAL: set it with clientCertificate, or use credentialName`,
+				`x.yaml#1 DestinationRule default/d: spec.trafficPolicy.portLevelSettings[0]: set at least one of loadBalancer, connectionPool, outlierDetection and tls`,
+				`x.yaml#1 DestinationRule default/d: spec.subsets[1].name: duplicate subset name "v1" (also subsets[0]): subset names must be unique`,
+				`x.yaml#1 DestinationRule default/d: spec.subsets[2].name: "V_2" is not a valid subset name (lowercase letters, digits and '-', at most 63)`,
+				`x.yaml#1 DestinationRule default/d: spec.subsets[2].trafficPolicy: empty trafficPolicy: set at least one field, or remove it`,
+			}},
+		{name: "valid 1", yaml: `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d}
+spec:
+  host: reviews.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_REQUEST, localityLbSetting: {distribute: [{from: "us-west/*", to: {"us-west/*": 80, "us-east/*": 20}}]}}
+    connectionPool: {tcp: {maxConnections: 100, connectTimeout: 30ms}, http: {http2MaxRequests: 1000}}
+    outlierDetection: {consecutive5xxErrors: 7, interval: 5m, baseEjectionTime: 15m}
+    tls: {mode: ISTIO_MUTUAL}
+`,
+		},
+	})
+}
+
+func TestIstioServiceEntry(t *testing.T) {
+	runIstioCases(t, []istioCase{
+		{name: "invalid 0", yaml: `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: s}
+spec:
+  hosts: ["*.example.com", "a.example.com"]
+  addresses: [10.0.0.0/8]
+  resolution: DNS
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+  - {number: 80, name: http, protocol: TCP}
+  - {number: 0, name: Bad, protocol: FOO}
+`,
+			want: []string{
+				`x.yaml#1 ServiceEntry default/s: spec.addresses: CIDR addresses need resolution NONE or STATIC, not DNS`,
+				`x.yaml#1 ServiceEntry default/s: spec.ports[1].number: port 80 is already defined in ports[0]`,
+				`x.yaml#1 ServiceEntry default/s: spec.ports[1].name: port name "http" is already used by ports[0]`,
+				`x.yaml#1 ServiceEntry default/s: spec.ports[2].number: port 0 must be in 1..65535`,
+				`x.yaml#1 ServiceEntry default/s: spec.ports[2].name: invalid port name "Bad": use lowercase letters, digits and '-' (at most 63)`,
+				`x.yaml#1 ServiceEntry default/s: spec.ports[2].protocol: unknown protocol "FOO": use one of HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, UDP, MONGO, REDIS, MYSQL, HTTP_PROXY`,
+				`x.yaml#1 ServiceEntry default/s: spec.hosts[0]: resolution DNS with no endpoints resolves the hosts themselves, so "*.example.com" must not be a wildcard: add endpoints, or use DYNAMIC_DNS`,
+				`x.yaml#1 ServiceEntry default/s: spec.ports[1].protocol: several hosts share this port, but protocol "TCP" cannot tell them apart: use HTTP or TLS, one host per ServiceEntry, or resolution NONE`,
+			}},
+		{name: "invalid 1", yaml: `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: s}
+spec:
+  hosts: [db.example.com]
+  resolution: STATIC
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+  endpoints:
+  - address: db.internal
+    ports: {other: 5432}
+  - address: 10.1.2.3
+`,
+			want: []string{
+				`x.yaml#1 ServiceEntry default/s: spec.endpoints[0].address: "db.internal" is not an IP address: resolution STATIC needs IP endpoints (use DNS for host names)`,
+				`x.yaml#1 ServiceEntry default/s: spec.endpoints[0].ports[other]: port name "other" is not one of the ServiceEntry's ports`,
+			}},
+		{name: "invalid 2", yaml: `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: s}
+spec:
+  hosts: [db.example.com]
+  resolution: STATIC
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+`,
+			want: []string{
+				`x.yaml#1 ServiceEntry default/s: spec.endpoints: resolution STATIC needs endpoints (IP addresses) or a workloadSelector`,
+			}},
+		{name: "valid 3", yaml: `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: s}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: https, protocol: TLS}]
+`,
+		},
+	})
+}
+
+func TestIstioWorkloadEntry(t *testing.T) {
+	runIstioCases(t, []istioCase{
+		{name: "invalid 0", yaml: `
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: w}
+spec:
+  address: "not an address"
+  ports: {http: 0}
+  labels: {app: "a b"}
+`,
+			want: []string{
+				`x.yaml#1 WorkloadEntry default/w: spec.address: "not an address" is neither an IP address nor a host name`,
+				`x.yaml#1 WorkloadEntry default/w: spec.ports[http]: port 0 must be in 1..65535`,
+				`x.yaml#1 WorkloadEntry default/w: spec.labels[app]: invalid label value "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`,
+			}},
+		{name: "valid 1", yaml: `
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: w}
+spec:
+  address: 10.0.0.5
+  ports: {http: 8080}
+  labels: {app: vm}
+  serviceAccount: vm-sa
+`,
+		},
+	})
+}
+
+func TestIstioSidecar(t *testing.T) {
+	runIstioCases(t, []istioCase{
+		{name: "invalid 0", yaml: `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: sc}
+spec:
+  workloadSelector: {labels: {}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 10.0.0.1:8080
+  egress:
+  - hosts: ["./*"]
+  - port: {number: 80, protocol: HTTP}
+    hosts: [reviews, "Bad_NS/*", "istio-system/*.svc.cluster.local", "./short", "*/*"]
+`,
+			want: []string{
+				`x.yaml#1 Sidecar default/sc: spec.workloadSelector.labels: an empty selector selects every workload in the namespace: add labels, or remove workloadSelector`,
+				`x.yaml#1 Sidecar default/sc: spec.ingress[0].defaultEndpoint: "10.0.0.1:8080" must be 127.0.0.1:<port>, 0.0.0.0:<port>, [::1]:<port>, [::]:<port> or unix:///path`,
+				`x.yaml#1 Sidecar default/sc: spec.egress[0]: the egress listener without a port catches everything else: move it to the end, and keep only one`,
+				`x.yaml#1 Sidecar default/sc: spec.egress[1].hosts[0]: "reviews" must be "<namespace>/<host>", e.g. "./*", "istio-system/*" or "*/reviews"`,
+				`x.yaml#1 Sidecar default/sc: spec.egress[1].hosts[1]: invalid namespace "Bad_NS" in "Bad_NS/*": use a namespace name, "*" (any) or "." (this one)`,
+				`x.yaml#1 Sidecar default/sc: spec.egress[1].hosts[3]: short name "short" is not allowed here: use the full name, e.g. short.<namespace>.svc.cluster.local`,
+			}},
+		{name: "valid 1", yaml: `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: sc}
+spec:
+  egress:
+  - hosts: ["./*", "istio-system/*", "~/*"]
+`,
+		},
+		{name: "invalid 2", yaml: `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: sc}
+spec: {}
+`,
+			want: []string{
+				`x.yaml#1 Sidecar default/sc: spec: empty Sidecar: set egress, ingress, outboundTrafficPolicy or inboundConnectionPool`,
+			}},
+	})
+}
+
+func TestIstioGateway(t *testing.T) {
+	runIstioCases(t, []istioCase{
+		{name: "invalid 0", yaml: `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["bookinfo/*.example.com"]
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: MUTUAL, serverCertificate: /c.pem}
+  - port: {number: 80, name: http2, protocol: HTTP}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, credentialName: c}
+  - port: {number: 8080, protocol: FOO}
+    hosts: ["Bad_NS/x.example.com", "short"]
+`,
+			want: []string{
+				`x.yaml#1 Gateway default/gw: spec.servers[0].tls: required for protocol HTTPS: set tls.mode (SIMPLE with credentialName, PASSTHROUGH, ...)`,
+				`x.yaml#1 Gateway default/gw: spec.servers[1].tls.caCertificates: required for MUTUAL: set it, or use credentialName`,
+				`x.yaml#1 Gateway default/gw: spec.servers[1].tls.privateKey: required for MUTUAL TLS: set serverCertificate and privateKey, or credentialName`,
+				`x.yaml#1 Gateway default/gw: spec.servers[1].port.name: port name "https" is already used by servers[0]: names must be unique`,
+				`x.yaml#1 Gateway default/gw: spec.servers[2].tls: a plain-text HTTP server only takes tls.httpsRedirect: use protocol HTTPS to terminate TLS`,
+				`x.yaml#1 Gateway default/gw: spec.servers[3].hosts[0]: invalid namespace "Bad_NS" in "Bad_NS/x.example.com": use a namespace name, "*" (any) or "." (this one)`,
+				`x.yaml#1 Gateway default/gw: spec.servers[3].hosts[1]: short name "short" is not allowed here: use the full name, e.g. short.<namespace>.svc.cluster.local`,
+				`x.yaml#1 Gateway default/gw: spec.servers[3].port.protocol: unknown protocol "FOO": use one of HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, UDP, MONGO, REDIS, MYSQL, HTTP_PROXY`,
+				`x.yaml#1 Gateway default/gw: spec.servers[3].port.name: required`,
+			}},
+		{name: "valid 1", yaml: `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*.example.com"]
+    tls: {mode: SIMPLE, credentialName: example-cert}
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["./*"]
+    tls: {httpsRedirect: true}
+`,
+		},
+	})
+}
