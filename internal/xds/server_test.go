@@ -1,0 +1,368 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/store"
+)
+
+const meshYAML = `apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-1}
+spec: {address: 127.0.0.20, labels: {app: ratings}}
+`
+
+func reviewsEntry(addr string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-1}
+spec: {address: %s, labels: {app: reviews, version: v1}}
+`, addr)
+}
+
+type env struct {
+	store *store.Store
+	srv   *Server
+	addr  string
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	st := store.New(slog.New(slog.DiscardHandler))
+	st.ApplyFile(config.ParseFile("mesh.yaml", []byte(meshYAML)))
+	st.ApplyFile(config.ParseFile("reviews.yaml", []byte(reviewsEntry("127.0.0.10"))))
+	srv := New(Options{Store: st, Log: slog.New(slog.DiscardHandler), Debounce: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { _ = g.Serve(lis); done <- struct{}{} }()
+	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		g.Stop()
+		<-done
+		<-done
+	})
+	return &env{store: st, srv: srv, addr: lis.Addr().String()}
+}
+
+func testNode(id string, generator string) *corev3.Node {
+	md := map[string]any{"NAMESPACE": "default", "INTERCEPTION_MODE": "NONE"}
+	if generator != "" {
+		md["GENERATOR"] = generator
+	}
+	s, _ := structpb.NewStruct(md)
+	return &corev3.Node{Id: id, Metadata: s}
+}
+
+func dial(t *testing.T, addr string) discoverygrpc.AggregatedDiscoveryServiceClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return discoverygrpc.NewAggregatedDiscoveryServiceClient(cc)
+}
+
+// recvDelta waits for one delta response, or returns nil after d.
+func recvDelta(t *testing.T, ch <-chan *discoverygrpc.DeltaDiscoveryResponse, d time.Duration) *discoverygrpc.DeltaDiscoveryResponse {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func deltaStream(t *testing.T, addr, nodeID string) (discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, <-chan *discoverygrpc.DeltaDiscoveryResponse) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := dial(t, addr).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan *discoverygrpc.DeltaDiscoveryResponse, 16)
+	go func() {
+		defer close(ch)
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return
+			}
+			ch <- r
+		}
+	}()
+	return st, ch
+}
+
+// Our proxies use delta xDS: after the initial state, an endpoint change
+// must send only the changed ClusterLoadAssignment, nothing else.
+func TestDeltaSendsOnlyWhatChanged(t *testing.T) {
+	e := start(t)
+	st, ch := deltaStream(t, e.addr, "")
+	node := testNode("sidecar~127.0.0.5~sleep-0.default~default.svc.cluster.local", "")
+	types := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+	for i, typ := range types {
+		req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: typ}
+		if i == 0 {
+			req.Node = node
+		}
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string][]string{}
+	for range types {
+		r := recvDelta(t, ch, 10*time.Second)
+		if r == nil {
+			t.Fatalf("no initial response; have %v", got)
+		}
+		for _, res := range r.GetResources() {
+			got[r.GetTypeUrl()] = append(got[r.GetTypeUrl()], res.GetName())
+		}
+		if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"outbound|9080||reviews.default.svc.cluster.local", "outbound|9080||ratings.default.svc.cluster.local"} {
+		if !contains(got[resourcev3.EndpointType], n) {
+			t.Fatalf("initial EDS lacks %s: %v", n, got[resourcev3.EndpointType])
+		}
+	}
+
+	e.store.ApplyFile(config.ParseFile("reviews.yaml", []byte(reviewsEntry("127.0.0.11"))))
+	r := recvDelta(t, ch, 5*time.Second)
+	if r == nil {
+		t.Fatal("no push within 5s of an endpoint change")
+	}
+	if r.GetTypeUrl() != resourcev3.EndpointType {
+		t.Fatalf("endpoint change pushed %s, want only EDS", r.GetTypeUrl())
+	}
+	var names []string
+	for _, res := range r.GetResources() {
+		names = append(names, res.GetName())
+		var cla endpointv3.ClusterLoadAssignment
+		if err := res.GetResource().UnmarshalTo(&cla); err != nil {
+			t.Fatal(err)
+		}
+		addr := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
+		if addr != "127.0.0.11" {
+			t.Fatalf("pushed endpoint %s, want 127.0.0.11", addr)
+		}
+	}
+	if d := cmp.Diff([]string{"outbound|9080||reviews.default.svc.cluster.local"}, names); d != "" {
+		t.Fatalf("changed resources (-want +got):\n%s", d)
+	}
+	if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	if extra := recvDelta(t, ch, 300*time.Millisecond); extra != nil {
+		t.Fatalf("unexpected further push of %s", extra.GetTypeUrl())
+	}
+	waitFor(t, func() bool {
+		s := e.srv.Status()
+		return len(s) == 1 && s[0].Synced
+	}, "proxy to show as synced")
+}
+
+// A NACK is logged and counted; the same config is not sent again (no
+// loop), and the next real change still arrives.
+func TestNACKIsNotRetried(t *testing.T) {
+	for _, mode := range []string{"sotw", "delta"} {
+		t.Run(mode, func(t *testing.T) {
+			e := start(t)
+			node := testNode("sidecar~127.0.0.6~sleep-1.default~default.svc.cluster.local", "")
+			nack := &status.Status{Code: 3, Message: "cluster outbound|9080||reviews: rejected for the test"}
+			var next func(d time.Duration) (typ, nonce string, ok bool)
+			var sendNACK func(nonce string)
+			var sendACK func(nonce string)
+			switch mode {
+			case "sotw":
+				ctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel)
+				st, err := dial(t, e.addr).StreamAggregatedResources(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ch := make(chan *discoverygrpc.DiscoveryResponse, 16)
+				go func() {
+					defer close(ch)
+					for {
+						r, err := st.Recv()
+						if err != nil {
+							return
+						}
+						ch <- r
+					}
+				}()
+				if err := st.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+					t.Fatal(err)
+				}
+				var lastGood string
+				var lastVersion string
+				next = func(d time.Duration) (string, string, bool) {
+					select {
+					case r := <-ch:
+						lastVersion = r.GetVersionInfo()
+						return r.GetTypeUrl(), r.GetNonce(), true
+					case <-time.After(d):
+						return "", "", false
+					}
+				}
+				sendNACK = func(nonce string) {
+					_ = st.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: lastGood, ResponseNonce: nonce, ErrorDetail: nack})
+				}
+				sendACK = func(nonce string) {
+					lastGood = lastVersion
+					_ = st.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: lastGood, ResponseNonce: nonce})
+				}
+			case "delta":
+				st, ch := deltaStream(t, e.addr, "")
+				if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+					t.Fatal(err)
+				}
+				next = func(d time.Duration) (string, string, bool) {
+					r := recvDelta(t, ch, d)
+					if r == nil {
+						return "", "", false
+					}
+					return r.GetTypeUrl(), r.GetNonce(), true
+				}
+				sendNACK = func(nonce string) {
+					_ = st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: nonce, ErrorDetail: nack})
+				}
+				sendACK = func(nonce string) {
+					_ = st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: nonce})
+				}
+			}
+
+			_, nonce, ok := next(10 * time.Second)
+			if !ok {
+				t.Fatal("no initial CDS response")
+			}
+			sendNACK(nonce)
+			if typ, _, again := next(time.Second); again {
+				t.Fatalf("server re-sent %s after a NACK", typ)
+			}
+			waitFor(t, func() bool { return e.srv.NACKs() == 1 }, "the NACK to be counted")
+			if s := e.srv.Status(); len(s) != 1 || s[0].NACKs != 1 || s[0].LastNACK != nack.Message || s[0].Synced {
+				t.Fatalf("status after NACK: %+v", s)
+			}
+
+			// A new service is a real change: it must still arrive.
+			e.store.ApplyFile(config.ParseFile("more.yaml", []byte(`apiVersion: v1
+kind: Service
+metadata: {name: details}
+spec:
+  selector: {app: details}
+  ports: [{name: http, port: 9080}]
+`)))
+			_, nonce, ok = next(5 * time.Second)
+			if !ok {
+				t.Fatal("no push after a change that followed a NACK")
+			}
+			sendACK(nonce)
+			waitFor(t, func() bool { s := e.srv.Status(); return len(s) == 1 && s[0].Synced }, "the ACK to be recorded")
+		})
+	}
+}
+
+// A node without a namespace cannot be scoped; the stream is refused with
+// a message that says what to send.
+func TestBadNodeRefused(t *testing.T) {
+	e := start(t)
+	st, ch := deltaStream(t, e.addr, "")
+	if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "just-a-name"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if r := recvDelta(t, ch, 2*time.Second); r != nil {
+		t.Fatalf("got a response for a node without namespace")
+	}
+	_, err := st.Recv()
+	if err == nil {
+		t.Fatal("stream not closed")
+	}
+}
+
+func TestParseNode(t *testing.T) {
+	labels, _ := structpb.NewStruct(map[string]any{"app": "reviews", "version": "v2"})
+	md, _ := structpb.NewStruct(map[string]any{"SERVICE_ACCOUNT": "bookinfo-reviews", "INTERCEPTION_MODE": "NONE"})
+	md.Fields["LABELS"] = structpb.NewStructValue(labels)
+	p, err := ParseNode(&corev3.Node{Id: NodeID("127.10.0.3", "reviews-v2-0", "shop"), Metadata: md})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%s %s %s %s %s %v", p.IP, p.Pod, p.Namespace, p.ServiceAccount, p.InterceptionMode, p.Labels)
+	if want := "127.10.0.3 reviews-v2-0 shop bookinfo-reviews NONE map[app:reviews version:v2]"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for _, bad := range []*corev3.Node{nil, {Id: "x"}, {Id: NodeID("1.2.3.4", "p", "ns"), Metadata: mustStruct(map[string]any{"GENERATOR": "envoy-ng"})}} {
+		if _, err := ParseNode(bad); err == nil {
+			t.Errorf("ParseNode(%v) accepted", bad)
+		}
+	}
+}
+
+func mustStruct(m map[string]any) *structpb.Struct {
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	sort.Strings(list)
+	i := sort.SearchStrings(list, s)
+	return i < len(list) && list[i] == s
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
