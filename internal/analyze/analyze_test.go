@@ -145,6 +145,8 @@ metadata: {name: a, namespace: bookinfo}
 spec:
   workloadSelector:
     labels: {app: reviews}
+  egress:
+  - hosts: ["./*"]
 ---
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -152,6 +154,8 @@ metadata: {name: b, namespace: bookinfo}
 spec:
   workloadSelector:
     labels: {app: reviews}
+  egress:
+  - hosts: ["./*"]
 ---
 apiVersion: apps/v1
 kind: Deployment

@@ -107,8 +107,8 @@ func refName(ns *gatewayv1.Namespace, name gatewayv1.ObjectName) string {
 }
 
 // gatewayRoutes reports Gateway API route references to Services and
-// Gateways that do not exist. Other kinds (ServiceImport, ...) are not
-// Trellis's to judge.
+// Gateways that do not exist. Other kinds are left to validation, which
+// knows what Trellis can route to.
 func gatewayRoutes(w *world) []Message {
 	var msgs []Message
 	for _, r := range w.routes() {

@@ -52,7 +52,6 @@ spec:
   - backendRefs:
     - {name: reviews, port: 9080}
     - {name: reviews-v2, port: 9080}
-    - {group: multicluster.x-k8s.io, kind: ServiceImport, name: remote, port: 9080}
     filters:
     - type: RequestMirror
       requestMirror:

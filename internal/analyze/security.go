@@ -94,7 +94,7 @@ func (w *world) namespaceMatches(pattern string) bool {
 func (w *world) checkPrincipals(o *config.Object, path string, principals []string) []Message {
 	var msgs []Message
 	for k, pr := range principals {
-		parts := strings.Split(strings.TrimPrefix(pr, "spiffe://"), "/")
+		parts := strings.Split(pr, "/")
 		if len(parts) != 5 || parts[1] != "ns" || parts[3] != "sa" || strings.Contains(parts[2]+parts[4], "*") {
 			continue
 		}

@@ -107,7 +107,7 @@ spec:
     - source:
         principals:
         - cluster.local/ns/frontend/sa/web
-        - spiffe://cluster.local/ns/shop/sa/payment
+        - cluster.local/ns/shop/sa/payment
         - cluster.local/ns/frontend/sa/default
         - cluster.local/ns/frontend/sa/*
         - "*"

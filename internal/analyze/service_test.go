@@ -13,7 +13,7 @@ spec:
   - {name: http-web, port: 80}
   - {name: web, port: 81, targetPort: 8081}
   - {name: custom, port: 82, appProtocol: grpc}
-  - {name: GRPC-Web-ui, port: 83}
+  - {name: grpc-web-ui, port: 83}
   - {name: dns, port: 84, protocol: UDP}
   - {name: db, port: 3306}
   - {name: h2c, port: 85, appProtocol: kubernetes.io/h2c}

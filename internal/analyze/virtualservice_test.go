@@ -28,8 +28,12 @@ spec:
   http:
   - route:
     - destination: {host: reviews, subset: v1}
+      weight: 90
     - destination: {host: reviews.bookinfo.svc.cluster.local, subset: v3}
+      weight: 10
     mirror: {host: reviews, subset: v4}
+  - route:
+    - destination: {host: reviews, subset: v1}
     mirrors:
     - destination: {host: reviews.bookinfo, subset: v5}
   tcp:
@@ -51,8 +55,8 @@ spec:
 `)
 	check(t, run(vs, dr),
 		`Error [IST0101] (VirtualService bookinfo/reviews vs.yaml#1) spec.http[0].mirror.subset: Referenced mirror+subset in destinationrule not found: "reviews+v4"`,
-		`Error [IST0101] (VirtualService bookinfo/reviews vs.yaml#1) spec.http[0].mirrors[0].destination.subset: Referenced mirror+subset in destinationrule not found: "reviews.bookinfo+v5"`,
 		`Error [IST0101] (VirtualService bookinfo/reviews vs.yaml#1) spec.http[0].route[1].destination.subset: Referenced host+subset in destinationrule not found: "reviews.bookinfo.svc.cluster.local+v3"`,
+		`Error [IST0101] (VirtualService bookinfo/reviews vs.yaml#1) spec.http[1].mirrors[0].destination.subset: Referenced mirror+subset in destinationrule not found: "reviews.bookinfo+v5"`,
 		`Warning [IST0174] (DestinationRule istio-system/reviews dr.yaml#1) spec.host: The host reviews.bookinfo.svc.cluster.local defined in the DestinationRule does not match any services in the mesh.`,
 	)
 }
