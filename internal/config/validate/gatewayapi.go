@@ -138,6 +138,10 @@ func gwParentRefs(errs *field.List, p *field.Path, refs []gatewayv1.ParentRefere
 			gwObjectName(errs, rp.Child("name"), string(ref.Name))
 		case gwCoreGroup(string(group)) && kind == "Service":
 			kubeServiceName(errs, rp.Child("name"), string(ref.Name))
+		case kind == "Service" && ref.Group == nil:
+			// The CRD defaults group to gateway.networking.k8s.io, so GAMMA
+			// routes that leave it out silently attach to nothing.
+			errs.Add(rp.Child("group"), "required for kind Service: set group: \"\" (left out, it defaults to gateway.networking.k8s.io)")
 		default:
 			errs.Add(rp, "cannot attach to kind %q in group %q: use a Service (group \"\", kind Service) for mesh routing or a Gateway (group gateway.networking.k8s.io, the default)", kind, group)
 		}
