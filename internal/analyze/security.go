@@ -21,7 +21,7 @@ func policySelectors(w *world) []Message {
 			return
 		}
 		ns := o.Namespace
-		if ns == config.DefaultRootNamespace {
+		if ns == w.rootNS {
 			ns = ""
 		}
 		if len(w.workloadsIn(ns, sel.GetMatchLabels())) == 0 {
@@ -132,7 +132,7 @@ func peerAuthenticationConflicts(w *world) []Message {
 			continue
 		}
 		scope := "namespace-wide for " + ns
-		if ns == config.DefaultRootNamespace {
+		if ns == w.rootNS {
 			scope = "mesh-wide"
 		}
 		for _, o := range pas {

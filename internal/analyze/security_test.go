@@ -165,3 +165,41 @@ spec:
 		"Error [TRL0004] (PeerAuthentication shop/legacy pa.yaml#4) "+shop,
 	)
 }
+
+// MeshConfig's rootNamespace decides which policies are mesh-wide.
+func TestRootNamespaceFromMeshConfig(t *testing.T) {
+	objs := parse(t, "p.yaml", paymentDeployment+`
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    rootNamespace: mesh-root
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: payment, namespace: mesh-root}
+spec:
+  selector:
+    matchLabels: {app: payment}
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: a, namespace: mesh-root}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: b, namespace: mesh-root}
+spec:
+  mtls: {mode: PERMISSIVE}
+`)
+	const detail = "The PeerAuthentications mesh-root/a, mesh-root/b have no workload selector and so are all mesh-wide: only one can apply and which one is undefined. Merge them into one."
+	check(t, run(objs),
+		"Error [TRL0004] (PeerAuthentication mesh-root/a p.yaml#4) "+detail,
+		"Error [TRL0004] (PeerAuthentication mesh-root/b p.yaml#5) "+detail,
+	)
+}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/field"
 )
 
 // clusterDomain is the suffix Kubernetes gives Service hostnames.
@@ -24,6 +25,7 @@ type world struct {
 	namespaces map[string]bool     // declared, or holding any object
 	services   map[string]*service // by FQDN hostname
 	workloads  []workload
+	rootNS     string // MeshConfig's rootNamespace: policies there are mesh-wide
 	// accounts holds ns/name of every service account that exists or that
 	// a workload runs as (`trellis up` creates those itself).
 	accounts map[string]bool
@@ -84,6 +86,14 @@ func newWorld(objs []*config.Object) (*world, []Message) {
 		}
 		if o.GroupKind == config.Namespace {
 			w.namespaces[o.Name] = true
+		}
+	}
+	w.rootNS = config.DefaultRootNamespace
+	if o := w.keys[config.Key{GroupKind: config.ConfigMap, Namespace: config.DefaultRootNamespace, Name: config.MeshConfigMapName}]; o != nil {
+		if data, ok := o.Spec.(*corev1.ConfigMap).Data[config.MeshConfigKey]; ok {
+			if mc, errs := config.ParseMeshConfig(field.NewPath("data"), data); len(errs) == 0 && mc.GetRootNamespace() != "" {
+				w.rootNS = mc.GetRootNamespace()
+			}
 		}
 	}
 	for _, o := range w.byKind[config.Service] {
