@@ -1,0 +1,137 @@
+package watch
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/store"
+)
+
+func vsYAML(weight string) string {
+	return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: ` + weight + `
+    - destination: {host: reviews, subset: v2}
+      weight: 10
+`
+}
+
+var vsKey = config.Key{GroupKind: config.VirtualService, Namespace: "default", Name: "reviews"}
+
+func weightOf(s *store.Store) int32 {
+	o := s.Snapshot().Get(vsKey)
+	if o == nil {
+		return -1
+	}
+	return o.Spec.(*networking.VirtualService).GetHttp()[0].GetRoute()[0].GetWeight()
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	// Write then rename, as editors do, so the watcher never reads half a file.
+	tmp := path + ".tmp~"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// New, edited, invalid and removed files reach the store; an invalid edit
+// leaves the last good version in force. The resync period is long, so the
+// filesystem notifications alone must deliver each change within 1s.
+func TestFolderFollowsEdits(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "reviews.yaml")
+	write(t, path, vsYAML("90"))
+	st := store.New(slog.New(slog.DiscardHandler))
+	f := &Folder{Paths: []string{dir}, Store: st, Log: slog.New(slog.DiscardHandler), Resync: time.Hour}
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if weightOf(st) != 90 {
+		t.Fatalf("initial load: weight %d", weightOf(st))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the watcher register
+
+	write(t, path, vsYAML("50"))
+	eventually(t, time.Second, func() bool { return weightOf(st) == 50 }, "edit applied")
+
+	write(t, path, vsYAML("-5"))
+	time.Sleep(300 * time.Millisecond)
+	if w := weightOf(st); w != 50 {
+		t.Fatalf("invalid edit replaced the last good version: weight %d", w)
+	}
+
+	other := filepath.Join(dir, "ratings.yaml")
+	write(t, other, `apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  ports: [{name: http, port: 9080}]
+`)
+	svcKey := config.Key{GroupKind: config.Service, Namespace: "default", Name: "ratings"}
+	eventually(t, time.Second, func() bool { return st.Snapshot().Get(svcKey) != nil }, "new file applied")
+
+	if err := os.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, func() bool { return st.Snapshot().Get(svcKey) == nil }, "removed file dropped")
+
+	write(t, path, vsYAML("70"))
+	eventually(t, time.Second, func() bool { return weightOf(st) == 70 }, "valid edit after an invalid one applied")
+}
+
+// Subfolders are read only when Recursive, as kubectl's -R.
+func TestFolderRecursive(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(sub, "reviews.yaml"), vsYAML("90"))
+	for _, rec := range []bool{false, true} {
+		st := store.New(slog.New(slog.DiscardHandler))
+		f := &Folder{Paths: []string{dir}, Recursive: rec, Store: st, Log: slog.New(slog.DiscardHandler)}
+		if err := f.Load(); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Snapshot().Get(vsKey) != nil; got != rec {
+			t.Fatalf("recursive=%v: subfolder object present=%v", rec, got)
+		}
+	}
+}
