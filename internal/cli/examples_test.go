@@ -89,7 +89,7 @@ func TestDocSnippets(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range yamlBlock.FindAllSubmatchIndex(data, -1) {
-			header := string(data[m[0]:bytes.IndexByte(data[m[0]:], '\n')+m[0]])
+			header := string(data[m[0] : bytes.IndexByte(data[m[0]:], '\n')+m[0]])
 			block := data[m[2]:m[3]]
 			if strings.Contains(header, "invalid") || !hasAPIVersion.Match(block) {
 				continue
