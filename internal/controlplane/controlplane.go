@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/trellismesh/trellis/internal/analyze"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/watch"
 	"github.com/trellismesh/trellis/internal/xds"
@@ -87,6 +88,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	cp := &ControlPlane{Store: st, XDS: srv, Addr: lis.Addr(), grpc: g, cancel: cancel}
 	cp.goRun(func() error { return srv.Run(ctx) })
 	cp.goRun(func() error { return folder.Run(ctx) })
+	cp.goRun(func() error { reportAnalysis(ctx, st, log); return nil })
 	cp.goRun(func() error {
 		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("xDS server: %w", err)
@@ -130,4 +132,42 @@ func (cp *ControlPlane) Wait() error {
 func (cp *ControlPlane) Stop() error {
 	cp.cancel()
 	return cp.Wait()
+}
+
+// reportAnalysis logs cross-object findings as the config changes. Live
+// edits arrive one at a time, so findings are only reported, never used to
+// reject anything: apply order must not matter. Each finding is logged once,
+// when it first appears.
+func reportAnalysis(ctx context.Context, st *store.Store, log *slog.Logger) {
+	changes, stop := st.Subscribe()
+	defer stop()
+	seen := map[string]bool{}
+	report := func() {
+		now := map[string]bool{}
+		for _, m := range analyze.Run(st.Snapshot().Objects) {
+			s := m.String()
+			now[s] = true
+			if seen[s] {
+				continue
+			}
+			switch m.Severity {
+			case analyze.Error:
+				log.Error("config analysis", "finding", s)
+			case analyze.Warning:
+				log.Warn("config analysis", "finding", s)
+			default:
+				log.Info("config analysis", "finding", s)
+			}
+		}
+		seen = now
+	}
+	report()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			report()
+		}
+	}
 }
