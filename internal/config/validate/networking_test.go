@@ -234,7 +234,7 @@ spec:
 
 func TestIstioDestinationRule(t *testing.T) {
 	runIstioCases(t, []istioCase{
-		{name: "invalid 0", yaml: `
+		{name: "every problem reported", yaml: `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: d}
@@ -268,7 +268,7 @@ spec:
 				`x.yaml#1 DestinationRule default/d: spec.subsets[2].name: "V_2" is not a valid subset name (lowercase letters, digits and '-', at most 63)`,
 				`x.yaml#1 DestinationRule default/d: spec.subsets[2].trafficPolicy: empty trafficPolicy: set at least one field, or remove it`,
 			}},
-		{name: "valid 1", yaml: `
+		{name: "valid locality weights and pools", yaml: `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: d}
@@ -286,7 +286,7 @@ spec:
 
 func TestIstioServiceEntry(t *testing.T) {
 	runIstioCases(t, []istioCase{
-		{name: "invalid 0", yaml: `
+		{name: "ports, CIDRs and wildcard DNS hosts", yaml: `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: s}
@@ -309,7 +309,7 @@ spec:
 				`x.yaml#1 ServiceEntry default/s: spec.hosts[0]: resolution DNS with no endpoints resolves the hosts themselves, so "*.example.com" must not be a wildcard: add endpoints, or use DYNAMIC_DNS`,
 				`x.yaml#1 ServiceEntry default/s: spec.ports[1].protocol: several hosts share this port, but protocol "TCP" cannot tell them apart: use HTTP or TLS, one host per ServiceEntry, or resolution NONE`,
 			}},
-		{name: "invalid 1", yaml: `
+		{name: "STATIC needs IP endpoints on declared ports", yaml: `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: s}
@@ -326,7 +326,7 @@ spec:
 				`x.yaml#1 ServiceEntry default/s: spec.endpoints[0].address: "db.internal" is not an IP address: resolution STATIC needs IP endpoints (use DNS for host names)`,
 				`x.yaml#1 ServiceEntry default/s: spec.endpoints[0].ports[other]: port name "other" is not one of the ServiceEntry's ports`,
 			}},
-		{name: "invalid 2", yaml: `
+		{name: "STATIC needs endpoints", yaml: `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: s}
@@ -338,7 +338,7 @@ spec:
 			want: []string{
 				`x.yaml#1 ServiceEntry default/s: spec.endpoints: resolution STATIC needs endpoints (IP addresses) or a workloadSelector`,
 			}},
-		{name: "valid 3", yaml: `
+		{name: "valid external TLS host", yaml: `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: s}
@@ -354,7 +354,7 @@ spec:
 
 func TestIstioWorkloadEntry(t *testing.T) {
 	runIstioCases(t, []istioCase{
-		{name: "invalid 0", yaml: `
+		{name: "bad address, port and label", yaml: `
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: w}
@@ -368,7 +368,7 @@ spec:
 				`x.yaml#1 WorkloadEntry default/w: spec.ports[http]: port 0 must be in 1..65535`,
 				`x.yaml#1 WorkloadEntry default/w: spec.labels[app]: invalid label value "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`,
 			}},
-		{name: "valid 1", yaml: `
+		{name: "valid VM", yaml: `
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: w}
@@ -384,7 +384,7 @@ spec:
 
 func TestIstioSidecar(t *testing.T) {
 	runIstioCases(t, []istioCase{
-		{name: "invalid 0", yaml: `
+		{name: "selector, default endpoint, catch-all order and host format", yaml: `
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: sc}
@@ -406,7 +406,7 @@ spec:
 				`x.yaml#1 Sidecar default/sc: spec.egress[1].hosts[1]: invalid namespace "Bad_NS" in "Bad_NS/*": use a namespace name, "*" (any) or "." (this one)`,
 				`x.yaml#1 Sidecar default/sc: spec.egress[1].hosts[3]: short name "short" is not allowed here: use the full name, e.g. short.<namespace>.svc.cluster.local`,
 			}},
-		{name: "valid 1", yaml: `
+		{name: "valid namespace-scoped egress", yaml: `
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: sc}
@@ -415,7 +415,7 @@ spec:
   - hosts: ["./*", "istio-system/*", "~/*"]
 `,
 		},
-		{name: "invalid 2", yaml: `
+		{name: "empty Sidecar", yaml: `
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: sc}
@@ -429,7 +429,7 @@ spec: {}
 
 func TestIstioGateway(t *testing.T) {
 	runIstioCases(t, []istioCase{
-		{name: "invalid 0", yaml: `
+		{name: "TLS settings, duplicate port names and host format", yaml: `
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: gw}
@@ -458,7 +458,7 @@ spec:
 				`x.yaml#1 Gateway default/gw: spec.servers[3].port.protocol: unknown protocol "FOO": use one of HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, UDP, MONGO, REDIS, MYSQL, HTTP_PROXY`,
 				`x.yaml#1 Gateway default/gw: spec.servers[3].port.name: required`,
 			}},
-		{name: "valid 1", yaml: `
+		{name: "valid credential and HTTPS redirect", yaml: `
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: gw}
