@@ -170,6 +170,9 @@ var (
 	conflictingSubsets            = kind{"TRL0003", "ConflictingDestinationRuleSubsets", Warning}
 	multiplePeerAuthentications   = kind{"TRL0004", "MultiplePeerAuthenticationsWithoutSelector", Error}
 	duplicateObject               = kind{"TRL0005", "DuplicateObject", Error}
+	// A split's backends are often created after the split (canary
+	// rollouts): a Warning, so that apply order never fails validation.
+	trafficSplitBackendAbsent = kind{"TRL0006", "TrafficSplitBackendNotFound", Warning}
 )
 
 func (k kind) msg(o *config.Object, path, format string, args ...any) Message {

@@ -97,8 +97,6 @@ func TestSeedExamplesWithoutDestinationRule(t *testing.T) {
 func TestSeedExamplesAlone(t *testing.T) {
 	got := run(seed(t, allSeeds...))
 	check(t, got,
-		`Error [IST0101] (TrafficSplit default/reviews-split split.yaml#1) spec.backends[0].service: Referenced service not found: "reviews-v1"`,
-		`Error [IST0101] (TrafficSplit default/reviews-split split.yaml#1) spec.backends[1].service: Referenced service not found: "reviews-v2"`,
 		`Error [IST0101] (TrafficSplit default/reviews-split split.yaml#1) spec.service: Referenced service not found: "reviews"`,
 		`Warning [IST0127] (AuthorizationPolicy default/payment-policy payment-policy.yaml#1) spec.selector.matchLabels: No matching workloads for this resource with the following labels: app=payment-service`,
 		`Warning [TRL0002] (AuthorizationPolicy default/payment-policy payment-policy.yaml#1) spec.rules[0].from[0].source.principals[0]: principal "cluster.local/ns/default/sa/checkout-service" names service account default/checkout-service, which no ServiceAccount defines and no workload runs as: no caller can have this identity`,
@@ -106,6 +104,8 @@ func TestSeedExamplesAlone(t *testing.T) {
 		`Warning [IST0174] (DestinationRule default/reviews reviews-dr.yaml#1) spec.host: The host reviews defined in the DestinationRule does not match any services in the mesh.`,
 		"Warning [TRL0001] (VirtualService default/reviews reviews-vs.yaml#1) spec.hosts[0]: "+splitAndVS,
 		"Warning [TRL0001] (TrafficSplit default/reviews-split split.yaml#1) spec.service: "+splitAndVS,
+		`Warning [TRL0006] (TrafficSplit default/reviews-split split.yaml#1) spec.backends[0].service: backend service "reviews-v1" does not exist yet: its share of reviews's traffic fails with 503 until a Service default/reviews-v1 does`,
+		`Warning [TRL0006] (TrafficSplit default/reviews-split split.yaml#1) spec.backends[1].service: backend service "reviews-v2" does not exist yet: its share of reviews's traffic fails with 503 until a Service default/reviews-v2 does`,
 	)
 }
 

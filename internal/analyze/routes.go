@@ -11,10 +11,10 @@ func trafficSplitRoot(o *config.Object) string {
 	return o.Spec.(*split.TrafficSplit).Spec.Service
 }
 
-// trafficSplits reports a root or backend service that is not a
-// Kubernetes Service of the split's namespace: SMI splits traffic between
-// Services, so there would be nothing to send it to (or no one addressing
-// the root).
+// trafficSplits reports a root service that is not a Kubernetes Service of
+// the split's namespace (no one can address it: an Error) and backends that
+// do not exist yet (their share of traffic fails until they do: a Warning,
+// since canary backends are often created after the split).
 func trafficSplits(w *world) []Message {
 	var msgs []Message
 	for _, o := range w.byKind[config.TrafficSplit] {
@@ -24,7 +24,8 @@ func trafficSplits(w *world) []Message {
 		}
 		for i, b := range ts.Spec.Backends {
 			if b.Service != "" && w.kubeService(b.Service, o.Namespace) == nil {
-				msgs = append(msgs, notFound(o, idx("spec.backends", i)+".service", "service", b.Service))
+				msgs = append(msgs, trafficSplitBackendAbsent.msg(o, idx("spec.backends", i)+".service",
+					"backend service %q does not exist yet: its share of %s's traffic fails with 503 until a Service %s/%s does", b.Service, ts.Spec.Service, o.Namespace, b.Service))
 			}
 		}
 	}

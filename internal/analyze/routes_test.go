@@ -23,8 +23,8 @@ spec:
   - {service: reviews, weight: 1}
 `)
 	check(t, run(objs),
-		`Error [IST0101] (TrafficSplit bookinfo/reviews ts.yaml#2) spec.backends[1].service: Referenced service not found: "reviews-v3"`,
 		`Error [IST0101] (TrafficSplit bookinfo/ratings ts.yaml#3) spec.service: Referenced service not found: "ratings"`,
+		`Warning [TRL0006] (TrafficSplit bookinfo/reviews ts.yaml#2) spec.backends[1].service: backend service "reviews-v3" does not exist yet: its share of reviews.bookinfo.svc.cluster.local's traffic fails with 503 until a Service bookinfo/reviews-v3 does`,
 	)
 }
 
