@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -34,6 +35,11 @@ func FindFiles(paths []string, recursive bool) ([]string, error) {
 	for _, root := range paths {
 		st, err := os.Stat(root)
 		if err != nil {
+			// The *PathError would repeat the path: "cannot read x: stat x: ...".
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
 			return nil, fmt.Errorf("cannot read %s: %w", root, err)
 		}
 		if !st.IsDir() {
