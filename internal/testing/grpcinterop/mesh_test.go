@@ -1,0 +1,261 @@
+package grpcinterop
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/trellismesh/trellis/internal/controlplane"
+	"github.com/trellismesh/trellis/internal/testing/leak"
+)
+
+// mesh is one control plane watching a temporary config folder, and the
+// two versions of the greeter service it routes to.
+type mesh struct {
+	t       *testing.T
+	cp      *controlplane.ControlPlane
+	dir     string // watched
+	staging string // where files are written before being renamed into dir
+	logs    *lockedBuffer
+	clients int // client processes started, for unique node ids
+}
+
+// routingFile is the file that tests edit; the services live in another
+// so that a broken edit can only ever concern routing.
+const routingFile = "routing.yaml"
+
+// meshYAML declares greeter in namespace default with two WorkloadEntries
+// on loopback. The entries map the port name to where each server really
+// listens, so both versions share a Service port while binding random
+// ports.
+const meshYAML = `apiVersion: v1
+kind: Service
+metadata:
+  name: greeter
+  namespace: default
+spec:
+  selector:
+    app: greeter
+  ports:
+  - name: grpc-greeter
+    port: 7070
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: greeter-v1
+  namespace: default
+spec:
+  address: 127.0.0.1
+  labels:
+    app: greeter
+    version: v1
+  ports:
+    grpc-greeter: %d
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: greeter-v2
+  namespace: default
+spec:
+  address: 127.0.0.1
+  labels:
+    app: greeter
+    version: v2
+  ports:
+    grpc-greeter: %d
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+  namespace: default
+spec:
+  host: greeter
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+`
+
+// startMesh starts both greeter versions and a control plane whose
+// routing file holds routing ("" for none). Everything stops, and leaked
+// goroutines are reported, when the test ends.
+func startMesh(t *testing.T, routing string) *mesh {
+	t.Helper()
+	leak.Check(t)
+
+	p1 := startGreeter(t, "v1")
+	p2 := startGreeter(t, "v2")
+
+	m := &mesh{t: t, dir: t.TempDir(), staging: t.TempDir(), logs: &lockedBuffer{}}
+	m.write(filepath.Join(m.dir, "mesh.yaml"), fmt.Sprintf(meshYAML, p1, p2))
+	if routing != "" {
+		m.write(filepath.Join(m.dir, routingFile), routing)
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cp, err := controlplane.Start(context.Background(), controlplane.Options{
+		ConfigPaths: []string{m.dir},
+		XDSListener: lis,
+		Log:         log,
+	})
+	if err != nil {
+		lis.Close()
+		t.Fatal(err)
+	}
+	m.cp = cp
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Errorf("control plane stopped with an error: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("control plane log:\n%s", m.logs.String())
+		}
+	})
+	return m
+}
+
+// bootstrap is grpc-go's bootstrap: a plaintext ADS server and a node in
+// namespace default that asks for proxyless resources. Each client process
+// has a node id of its own so the control plane tracks them apart.
+func bootstrap(addr, nodeID string) string {
+	b, err := json.Marshal(map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri":      addr,
+			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"server_features": []string{"xds_v3"},
+		}},
+		"node": map[string]any{
+			"id": nodeID,
+			"metadata": map[string]string{
+				"GENERATOR": "grpc",
+				"NAMESPACE": "default",
+			},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// setRouting replaces the routing file atomically and returns the moment
+// just before it appeared, from which switch latency is measured. A plain
+// rewrite could let the watcher read a half-written or empty file, which
+// would be a different (valid, route-less) config.
+func (m *mesh) setRouting(content string) time.Time {
+	m.t.Helper()
+	tmp := filepath.Join(m.staging, routingFile)
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+	at := time.Now()
+	if err := os.Rename(tmp, filepath.Join(m.dir, routingFile)); err != nil {
+		m.t.Fatal(err)
+	}
+	return at
+}
+
+func (m *mesh) write(path, content string) {
+	m.t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// waitLogAbove waits until the control plane has logged msg more than n
+// times.
+func (m *mesh) waitLogAbove(msg string, n int, timeout time.Duration) {
+	m.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for strings.Count(m.logs.String(), msg) <= n {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("control plane did not log %q within %v", msg, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkNoNACKs fails the test if grpc-go rejected anything we sent: a NACK
+// means a translation that a real client cannot use.
+func (m *mesh) checkNoNACKs() {
+	m.t.Helper()
+	if n := m.cp.XDS.NACKs(); n != 0 {
+		for _, st := range m.cp.XDS.Status() {
+			if st.NACKs > 0 {
+				m.t.Errorf("proxy %s NACKed %d time(s), last: %s", st.ID, st.NACKs, st.LastNACK)
+			}
+		}
+		m.t.Errorf("grpc-go NACKed %d response(s)", n)
+	}
+}
+
+// greeter answers with the version that served the call, in the payload
+// (server_id) where the client reads it.
+type greeter struct {
+	testgrpc.UnimplementedTestServiceServer
+	version string
+}
+
+func (g *greeter) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{ServerId: g.version}, nil
+}
+
+func startGreeter(t *testing.T, version string) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(s, &greeter{version: version})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		s.Stop()
+		<-done
+	})
+	return lis.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects output written from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
