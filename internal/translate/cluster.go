@@ -159,7 +159,8 @@ func (t *translation) applyLoadBalancer(c *clusterv3.Cluster, lb *networking.Loa
 		c.LbPolicy = clusterv3.Cluster_RING_HASH
 		min := ch.GetRingHash().GetMinimumRingSize()
 		if min == 0 {
-			min = ch.GetMinimumRingSize() //nolint:staticcheck // still honoured by Istio
+			//lint:ignore SA1019 Istio still honours the deprecated top-level field.
+			min = ch.GetMinimumRingSize()
 		}
 		if min > 0 {
 			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(min)}}
