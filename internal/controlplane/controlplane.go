@@ -62,6 +62,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	st := store.New(log)
 	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Store: st, Log: log, Resync: opts.Resync}
 	if err := folder.Load(); err != nil {
+		folder.Close()
 		return nil, fmt.Errorf("cannot load config: %w", err)
 	}
 	lis := opts.XDSListener
@@ -73,6 +74,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		var err error
 		lis, err = net.Listen("tcp", addr)
 		if err != nil {
+			folder.Close()
 			return nil, fmt.Errorf("cannot listen for xDS on %s: %w (is another control plane running? pick another address with --xds-address)", addr, err)
 		}
 	}

@@ -31,7 +31,8 @@ type Folder struct {
 	// notifications (which some filesystems drop); default 2s.
 	Resync time.Duration
 
-	known map[string]fileStamp
+	known   map[string]fileStamp
+	watcher *fsnotify.Watcher
 }
 
 type fileStamp struct {
@@ -39,8 +40,10 @@ type fileStamp struct {
 	mod  time.Time
 }
 
-// Load reads everything once, synchronously. Run calls it; callers that
-// need the initial config applied before serving call it first.
+// Load starts watching and reads everything once, synchronously, so that
+// no change made after Load returns can be missed. Run calls it if needed;
+// callers that need the initial config applied before serving call it
+// first, and must then call Run (which releases the watch).
 func (f *Folder) Load() error {
 	if f.Log == nil {
 		f.Log = slog.Default()
@@ -48,26 +51,41 @@ func (f *Folder) Load() error {
 	if f.known == nil {
 		f.known = map[string]fileStamp{}
 	}
+	if f.watcher == nil {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			return fmt.Errorf("cannot watch config folders: %w", err)
+		}
+		f.watcher = w
+		f.addWatches(w)
+	}
 	return f.sync()
+}
+
+// Close releases the watch of a Folder that was loaded but will not Run.
+func (f *Folder) Close() {
+	if f.watcher != nil {
+		f.watcher.Close()
+		f.watcher = nil
+	}
 }
 
 // Run watches until ctx ends.
 func (f *Folder) Run(ctx context.Context) error {
-	if f.known == nil {
+	if f.watcher == nil {
 		if err := f.Load(); err != nil {
+			if f.watcher != nil {
+				f.watcher.Close()
+			}
 			return err
 		}
 	}
+	w := f.watcher
+	defer w.Close()
 	resync := f.Resync
 	if resync == 0 {
 		resync = 2 * time.Second
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("cannot watch config folders: %w", err)
-	}
-	defer w.Close()
-	f.addWatches(w)
 
 	tick := time.NewTicker(resync)
 	defer tick.Stop()

@@ -86,7 +86,6 @@ func TestFolderFollowsEdits(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	time.Sleep(50 * time.Millisecond) // let the watcher register
 
 	write(t, path, vsYAML("50"))
 	eventually(t, time.Second, func() bool { return weightOf(st) == 50 }, "edit applied")
