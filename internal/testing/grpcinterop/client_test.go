@@ -36,7 +36,10 @@ const (
 // comes first: Max RPCs, MaxDuration, or its stdin closing (the test's
 // way of saying "enough").
 type clientConfig struct {
-	Target      string
+	// Targets are called in turn: RPC i goes to Targets[i % len]. Each
+	// has its own channel, warmed up one after the other, so a later one
+	// adds its names to an xDS subscription already in place.
+	Targets     []string
 	Max         int
 	MaxDuration time.Duration
 	// Pace is the pause between RPCs, so long runs measure time without
@@ -44,13 +47,17 @@ type clientConfig struct {
 	Pace time.Duration
 	// Metadata[i % len] is sent with RPC i; an empty map sends none.
 	Metadata []map[string]string
+	// Namespace is the client's (node metadata NAMESPACE); default if
+	// empty. Only the test reads it: the bootstrap carries it.
+	Namespace string `json:"-"`
 }
 
 // record is one RPC as the client saw it, one JSON line on stdout.
 type record struct {
 	Ready   bool   `json:"ready,omitempty"` // the first line: resolution done, loop begins
 	Seq     int    `json:"seq"`
-	Start   int64  `json:"start,omitempty"` // wall clock, Unix ns: comparable across processes
+	Target  int    `json:"target,omitempty"` // index into Targets
+	Start   int64  `json:"start,omitempty"`  // wall clock, Unix ns: comparable across processes
 	Version string `json:"version,omitempty"`
 	Err     string `json:"err,omitempty"`
 }
@@ -65,14 +72,6 @@ func runClient(raw string) int {
 		fmt.Fprintf(os.Stderr, "bad %s: %v\n", clientEnv, err)
 		return 2
 	}
-	conn, err := grpc.NewClient(cfg.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cannot create client for %s: %v\n", cfg.Target, err)
-		return 1
-	}
-	defer conn.Close()
-	c := testgrpc.NewTestServiceClient(conn)
-
 	stop := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -80,15 +79,25 @@ func runClient(raw string) int {
 	}()
 	out := json.NewEncoder(os.Stdout) // one Write per line, so the test reads lines as they happen
 
-	// Only the first RPC waits for the channel: it covers xDS resolution
-	// and connecting. Later RPCs must not wait, or a broken update would
-	// stall them instead of failing them.
-	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
-	_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "first RPC to %s failed: %v\n", cfg.Target, err)
-		return 1
+	clients := make([]testgrpc.TestServiceClient, len(cfg.Targets))
+	for i, target := range cfg.Targets {
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cannot create client for %s: %v\n", target, err)
+			return 1
+		}
+		defer conn.Close()
+		clients[i] = testgrpc.NewTestServiceClient(conn)
+		// Only the first RPC waits for the channel: it covers xDS
+		// resolution and connecting. Later RPCs must not wait, or a broken
+		// update would stall them instead of failing them.
+		ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
+		_, err = clients[i].UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "first RPC to %s failed: %v\n", target, err)
+			return 1
+		}
 	}
 	if err := out.Encode(record{Ready: true}); err != nil {
 		return 1
@@ -107,8 +116,8 @@ func runClient(raw string) int {
 				ctx = metadata.NewOutgoingContext(ctx, metadata.New(md))
 			}
 		}
-		r := record{Seq: i, Start: time.Now().UnixNano()}
-		resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		r := record{Seq: i, Target: i % len(clients), Start: time.Now().UnixNano()}
+		resp, err := clients[r.Target].UnaryCall(ctx, &testgrpc.SimpleRequest{})
 		cancel()
 		if err != nil {
 			r.Err = err.Error()
@@ -151,11 +160,15 @@ func (m *mesh) startClient(cfg clientConfig) *client {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	node := xds.NodeID("127.0.0.1", fmt.Sprintf("client-%d", m.clients), "default")
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	node := xds.NodeID("127.0.0.1", fmt.Sprintf("client-%d", m.clients), ns)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		clientEnv+"="+string(raw),
-		"GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap(m.cp.Addr.String(), node),
+		"GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap(m.cp.Addr.String(), node, ns),
 	)
 	c := &client{t: m.t, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr
@@ -173,7 +186,7 @@ func (m *mesh) startClient(cfg clientConfig) *client {
 	m.t.Cleanup(func() {
 		c.stop()
 		if m.t.Failed() {
-			m.t.Logf("client %s (%s) stderr:\n%s", node, cfg.Target, c.stderr.String())
+			m.t.Logf("client %s (%v) stderr:\n%s", node, cfg.Targets, c.stderr.String())
 		}
 	})
 	return c

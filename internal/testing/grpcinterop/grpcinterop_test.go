@@ -131,7 +131,7 @@ func sleepUntil(t time.Time) { time.Sleep(time.Until(t)) }
 
 func TestWeightedSplit(t *testing.T) {
 	m := startMesh(t, splitRouting(80, 20))
-	c := m.startClient(clientConfig{Target: fqdnTarget, Max: 2000, MaxDuration: time.Minute})
+	c := m.startClient(clientConfig{Targets: []string{fqdnTarget}, Max: 2000, MaxDuration: time.Minute})
 	c.waitReady()
 	got := count(c.finish())
 	t.Logf("80/20 split: %v", got)
@@ -152,7 +152,7 @@ func TestWeightedSplit(t *testing.T) {
 func TestHeaderMatch(t *testing.T) {
 	m := startMesh(t, headerRouting)
 	c := m.startClient(clientConfig{
-		Target:      fqdnTarget,
+		Targets:     []string{fqdnTarget},
 		Max:         300,
 		MaxDuration: time.Minute,
 		Metadata: []map[string]string{
@@ -197,7 +197,7 @@ func TestHeaderMatch(t *testing.T) {
 // fail on the way.
 func TestLiveSwitch(t *testing.T) {
 	m := startMesh(t, splitRouting(80, 20))
-	c := m.startClient(clientConfig{Target: fqdnTarget, Max: 100000, MaxDuration: time.Minute, Pace: time.Millisecond})
+	c := m.startClient(clientConfig{Targets: []string{fqdnTarget}, Max: 100000, MaxDuration: time.Minute, Pace: time.Millisecond})
 	c.waitReady()
 	c.waitRecords(100, startupTimeout)
 
@@ -249,7 +249,7 @@ func switchLatency(recs []record, at time.Time, want string) (time.Duration, boo
 // if applied, move traffic far from 80/20.
 func TestInvalidEditKeepsRouting(t *testing.T) {
 	m := startMesh(t, splitRouting(80, 20))
-	c := m.startClient(clientConfig{Target: fqdnTarget, Max: 1000000, MaxDuration: time.Minute})
+	c := m.startClient(clientConfig{Targets: []string{fqdnTarget}, Max: 1000000, MaxDuration: time.Minute})
 	c.waitReady()
 	c.waitRecords(100, startupTimeout)
 
@@ -313,7 +313,7 @@ func TestTargets(t *testing.T) {
 	}
 	clients := make([]*client, len(targets))
 	for i, target := range targets {
-		clients[i] = m.startClient(clientConfig{Target: target, Max: 40, MaxDuration: time.Minute})
+		clients[i] = m.startClient(clientConfig{Targets: []string{target}, Max: 40, MaxDuration: time.Minute})
 	}
 	var wg sync.WaitGroup
 	results := make([][]record, len(targets))
@@ -333,6 +333,70 @@ func TestTargets(t *testing.T) {
 		checkNoFailures(t, target, got)
 		if got.n != 40 || got.versions["v1"] == 0 || got.versions["v2"] == 0 {
 			t.Errorf("%s: want 40 RPCs reaching both versions, got %v", target, got)
+		}
+	}
+	m.checkNoNACKs()
+}
+
+// TestOneClientManyTargets calls several services from one process, as an
+// application does: each new channel adds names to the xDS subscription
+// the process already holds, and must still get its resources.
+func TestOneClientManyTargets(t *testing.T) {
+	m := startMesh(t, headerRouting)
+	targets := []string{"xds:///greeter:7070", "xds:///greeter-v2:7071", fqdnTarget}
+	c := m.startClient(clientConfig{Targets: targets, Max: 90, MaxDuration: time.Minute})
+	c.waitReady()
+	byTarget := make([][]record, len(targets))
+	for _, r := range c.finish() {
+		byTarget[r.Target] = append(byTarget[r.Target], r)
+	}
+	for i, want := range []string{"v1", "v2", "v1"} {
+		got := count(byTarget[i])
+		t.Logf("%s: %v", targets[i], got)
+		checkNoFailures(t, targets[i], got)
+		if got.n != 30 || got.versions[want] != got.n {
+			t.Errorf("%s: want all of 30 RPCs on %s, got %v", targets[i], want, got)
+		}
+	}
+	m.checkNoNACKs()
+}
+
+// TestOtherNamespace calls greeter from another namespace by the name
+// Kubernetes DNS resolves there; the routing of greeter's own namespace
+// applies. (That the bare name does not resolve from there is left to
+// translate's tests: grpc-go only gives up on a listener it never
+// received after a 15s timer.)
+func TestOtherNamespace(t *testing.T) {
+	m := startMesh(t, headerRouting)
+	c := m.startClient(clientConfig{
+		Targets:     []string{"xds:///greeter.default:7070"},
+		Max:         40,
+		MaxDuration: time.Minute,
+		Metadata:    []map[string]string{{"x-trellis-canary": "yes"}, {}},
+		Namespace:   "other",
+	})
+	c.waitReady()
+	var canary, plain []record
+	for _, r := range c.finish() {
+		if r.Seq%2 == 0 {
+			canary = append(canary, r)
+		} else {
+			plain = append(plain, r)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		recs []record
+		want string
+	}{
+		{"x-trellis-canary: yes", canary, "v2"},
+		{"no header", plain, "v1"},
+	} {
+		got := count(tc.recs)
+		t.Logf("from namespace other, %s: %v", tc.name, got)
+		checkNoFailures(t, tc.name, got)
+		if got.n != 20 || got.versions[tc.want] != got.n {
+			t.Errorf("from namespace other, %s: want all of 20 RPCs on %s, got %v", tc.name, tc.want, got)
 		}
 	}
 	m.checkNoNACKs()

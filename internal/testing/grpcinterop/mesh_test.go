@@ -37,7 +37,7 @@ type mesh struct {
 const routingFile = "routing.yaml"
 
 // meshYAML declares greeter in namespace default with two WorkloadEntries
-// on loopback. The entries map the port name to where each server really
+// on loopback, and greeter-v2 selecting only the second. The entries map the port name to where each server really
 // listens, so both versions share a Service port while binding random
 // ports.
 const meshYAML = `apiVersion: v1
@@ -51,6 +51,19 @@ spec:
   ports:
   - name: grpc-greeter
     port: 7070
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: greeter-v2
+  namespace: default
+spec:
+  selector:
+    app: greeter
+    version: v2
+  ports:
+  - name: grpc-greeter
+    port: 7071
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -136,10 +149,10 @@ func startMesh(t *testing.T, routing string) *mesh {
 	return m
 }
 
-// bootstrap is grpc-go's bootstrap: a plaintext ADS server and a node in
-// namespace default that asks for proxyless resources. Each client process
-// has a node id of its own so the control plane tracks them apart.
-func bootstrap(addr, nodeID string) string {
+// bootstrap is grpc-go's bootstrap: a plaintext ADS server and a node
+// that asks for proxyless resources. Each client process has a node id of
+// its own so the control plane tracks them apart.
+func bootstrap(addr, nodeID, namespace string) string {
 	b, err := json.Marshal(map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      addr,
@@ -150,7 +163,7 @@ func bootstrap(addr, nodeID string) string {
 			"id": nodeID,
 			"metadata": map[string]string{
 				"GENERATOR": "grpc",
-				"NAMESPACE": "default",
+				"NAMESPACE": namespace,
 			},
 		},
 	})
