@@ -18,6 +18,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config/field"
 	"github.com/trellismesh/trellis/internal/config/validate"
+	"github.com/trellismesh/trellis/internal/config/validate/kubeapi"
 )
 
 // DefaultNamespace is used when an object names none, as kubectl does.
@@ -412,7 +413,7 @@ func DefaultMeshConfig() *meshv1alpha1.MeshConfig {
 }
 
 func validateConfigMap(m validate.Meta, cm *corev1.ConfigMap) field.List {
-	errs := validate.ConfigMap(m, cm)
+	errs := kubeapi.ConfigMap(m, cm)
 	if cm.Name == MeshConfigMapName {
 		if data, ok := cm.Data[MeshConfigKey]; ok {
 			_, merrs := ParseMeshConfig(field.NewPath("data").Key(MeshConfigKey), data)

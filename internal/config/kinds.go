@@ -19,6 +19,7 @@ import (
 	"github.com/trellismesh/trellis/api/split"
 	"github.com/trellismesh/trellis/internal/config/field"
 	"github.com/trellismesh/trellis/internal/config/validate"
+	"github.com/trellismesh/trellis/internal/config/validate/kubeapi"
 )
 
 // Group names.
@@ -131,22 +132,22 @@ func init() {
 				return p.Interface(), nil
 			}})
 	}
-	kube(Namespace, []string{"v1"}, false, reflect.TypeFor[corev1.Namespace](), typed(validate.Namespace))
-	kube(Service, []string{"v1"}, true, reflect.TypeFor[corev1.Service](), typed(validate.Service))
-	kube(ServiceAccount, []string{"v1"}, true, reflect.TypeFor[corev1.ServiceAccount](), typed(validate.ServiceAccount))
+	kube(Namespace, []string{"v1"}, false, reflect.TypeFor[corev1.Namespace](), typed(kubeapi.Namespace))
+	kube(Service, []string{"v1"}, true, reflect.TypeFor[corev1.Service](), typed(kubeapi.Service))
+	kube(ServiceAccount, []string{"v1"}, true, reflect.TypeFor[corev1.ServiceAccount](), typed(kubeapi.ServiceAccount))
 	kube(ConfigMap, []string{"v1"}, true, reflect.TypeFor[corev1.ConfigMap](), typed(validateConfigMap))
-	kube(Pod, []string{"v1"}, true, reflect.TypeFor[corev1.Pod](), typed(validate.Pod))
-	kube(Deployment, []string{"v1"}, true, reflect.TypeFor[appsv1.Deployment](), typed(validate.Deployment))
-	kube(EndpointSlice, []string{"v1"}, true, reflect.TypeFor[discoveryv1.EndpointSlice](), typed(validate.EndpointSlice))
+	kube(Pod, []string{"v1"}, true, reflect.TypeFor[corev1.Pod](), typed(kubeapi.Pod))
+	kube(Deployment, []string{"v1"}, true, reflect.TypeFor[appsv1.Deployment](), typed(kubeapi.Deployment))
+	kube(EndpointSlice, []string{"v1"}, true, reflect.TypeFor[discoveryv1.EndpointSlice](), typed(kubeapi.EndpointSlice))
 	// Gateway API v1beta1 types are aliases of v1, so both versions decode alike.
-	kube(HTTPRoute, []string{"v1", "v1beta1"}, true, reflect.TypeFor[gatewayv1.HTTPRoute](), typed(validate.HTTPRoute))
-	kube(GRPCRoute, []string{"v1"}, true, reflect.TypeFor[gatewayv1.GRPCRoute](), typed(validate.GRPCRoute))
-	kube(GatewayAPIGate, []string{"v1", "v1beta1"}, true, reflect.TypeFor[gatewayv1.Gateway](), typed(validate.GatewayAPIGateway))
+	kube(HTTPRoute, []string{"v1", "v1beta1"}, true, reflect.TypeFor[gatewayv1.HTTPRoute](), typed(kubeapi.HTTPRoute))
+	kube(GRPCRoute, []string{"v1"}, true, reflect.TypeFor[gatewayv1.GRPCRoute](), typed(kubeapi.GRPCRoute))
+	kube(GatewayAPIGate, []string{"v1", "v1beta1"}, true, reflect.TypeFor[gatewayv1.Gateway](), typed(kubeapi.GatewayAPIGateway))
 
 	register(&kindInfo{gk: TrafficSplit, versions: split.Versions, namespaced: true,
 		goType:   func(v string) reflect.Type { t, _ := split.WireType(v); return t },
 		decode:   func(v string, doc []byte, _ []byte) (any, error) { return split.Decode(v, doc) },
-		validate: typed(validate.TrafficSplit)})
+		validate: typed(kubeapi.TrafficSplit)})
 }
 
 // typed adapts a kind-specific check to the table's untyped signature.

@@ -1,4 +1,4 @@
-package validate
+package kubeapi
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellismesh/trellis/api/split"
 	"github.com/trellismesh/trellis/internal/config/field"
+	"github.com/trellismesh/trellis/internal/config/validate"
 )
 
 // The Gateway API checks reproduce what its CRD schema and CEL rules
@@ -57,7 +58,7 @@ var (
 )
 
 // HTTPRoute checks one Gateway API HTTPRoute.
-func HTTPRoute(m Meta, r *gatewayv1.HTTPRoute) field.List {
+func HTTPRoute(m validate.Meta, r *gatewayv1.HTTPRoute) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &r.ObjectMeta)
 	sp := field.NewPath("spec")
@@ -77,7 +78,7 @@ func HTTPRoute(m Meta, r *gatewayv1.HTTPRoute) field.List {
 }
 
 // GRPCRoute checks one Gateway API GRPCRoute.
-func GRPCRoute(m Meta, r *gatewayv1.GRPCRoute) field.List {
+func GRPCRoute(m validate.Meta, r *gatewayv1.GRPCRoute) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &r.ObjectMeta)
 	sp := field.NewPath("spec")
@@ -911,7 +912,7 @@ func gwGRPCFilters(errs *field.List, p *field.Path, filters []gatewayv1.GRPCRout
 }
 
 // GatewayAPIGateway checks one Gateway API Gateway.
-func GatewayAPIGateway(m Meta, g *gatewayv1.Gateway) field.List {
+func GatewayAPIGateway(m validate.Meta, g *gatewayv1.Gateway) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &g.ObjectMeta)
 	sp := field.NewPath("spec")
@@ -1040,7 +1041,7 @@ func gwListener(errs *field.List, p *field.Path, l *gatewayv1.Listener, names, e
 }
 
 // TrafficSplit checks one SMI TrafficSplit (canonical form; weights in milli-units).
-func TrafficSplit(m Meta, ts *split.TrafficSplit) field.List {
+func TrafficSplit(m validate.Meta, ts *split.TrafficSplit) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &ts.ObjectMeta)
 	sp := field.NewPath("spec")

@@ -1,4 +1,4 @@
-package validate_test
+package kubeapi_test
 
 import (
 	"strings"

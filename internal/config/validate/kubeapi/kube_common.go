@@ -1,4 +1,4 @@
-package validate
+package kubeapi
 
 import (
 	"net/netip"

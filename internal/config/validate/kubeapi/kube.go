@@ -1,4 +1,4 @@
-package validate
+package kubeapi
 
 import (
 	"fmt"
@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/trellismesh/trellis/internal/config/field"
+	"github.com/trellismesh/trellis/internal/config/validate"
 )
 
 // These checks reject what the Kubernetes API server would reject, so a
@@ -24,7 +25,7 @@ import (
 // fields local pods fill in, EndpointSlices it can attach to a Service).
 
 // Namespace checks one Namespace.
-func Namespace(m Meta, ns *corev1.Namespace) field.List {
+func Namespace(m validate.Meta, ns *corev1.Namespace) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &ns.ObjectMeta)
 	// Namespaces appear as one DNS label in Service names
@@ -38,7 +39,7 @@ func Namespace(m Meta, ns *corev1.Namespace) field.List {
 }
 
 // Service checks one Service.
-func Service(m Meta, svc *corev1.Service) field.List {
+func Service(m validate.Meta, svc *corev1.Service) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &svc.ObjectMeta)
 	// Service names become DNS labels and environment variable prefixes.
@@ -188,7 +189,7 @@ func kubeTargetPort(errs *field.List, p *field.Path, tp intstr.IntOrString) {
 }
 
 // ServiceAccount checks one ServiceAccount.
-func ServiceAccount(m Meta, sa *corev1.ServiceAccount) field.List {
+func ServiceAccount(m validate.Meta, sa *corev1.ServiceAccount) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &sa.ObjectMeta)
 	for i, s := range sa.ImagePullSecrets {
@@ -204,7 +205,7 @@ func ServiceAccount(m Meta, sa *corev1.ServiceAccount) field.List {
 const kubeConfigMapMaxBytes = 1 << 20
 
 // ConfigMap checks one ConfigMap.
-func ConfigMap(m Meta, cm *corev1.ConfigMap) field.List {
+func ConfigMap(m validate.Meta, cm *corev1.ConfigMap) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &cm.ObjectMeta)
 	size := 0
@@ -227,7 +228,7 @@ func ConfigMap(m Meta, cm *corev1.ConfigMap) field.List {
 }
 
 // Pod checks one Pod.
-func Pod(m Meta, pod *corev1.Pod) field.List {
+func Pod(m validate.Meta, pod *corev1.Pod) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &pod.ObjectMeta)
 	kubePodSpec(&errs, field.NewPath("spec"), &pod.Spec)
@@ -235,7 +236,7 @@ func Pod(m Meta, pod *corev1.Pod) field.List {
 }
 
 // Deployment checks one Deployment.
-func Deployment(m Meta, d *appsv1.Deployment) field.List {
+func Deployment(m validate.Meta, d *appsv1.Deployment) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &d.ObjectMeta)
 	sp := field.NewPath("spec")
@@ -683,7 +684,7 @@ const (
 )
 
 // EndpointSlice checks one EndpointSlice.
-func EndpointSlice(m Meta, es *discoveryv1.EndpointSlice) field.List {
+func EndpointSlice(m validate.Meta, es *discoveryv1.EndpointSlice) field.List {
 	var errs field.List
 	kubeObjectMeta(&errs, &es.ObjectMeta)
 
