@@ -252,20 +252,13 @@ func (t *translation) tcpListener(svc *registry.Service, port registry.Port) *li
 // filter chain per target port of every service that selects it, routing
 // to the app on the pod IP.
 func (t *translation) inbound() {
-	type target struct {
-		port     uint32
-		protocol registry.Protocol
-	}
 	seen := map[uint32]bool{}
-	var targets []target
-	for _, svc := range t.w.Reg.Services() {
-		for _, port := range svc.Ports {
-			for _, in := range svc.Instances[port.Port] {
-				if t.proxy.IP == "" || in.Address != t.proxy.IP || seen[in.Port] {
-					continue
-				}
-				seen[in.Port] = true
-				targets = append(targets, target{port: in.Port, protocol: port.Protocol})
+	var targets []inboundTarget
+	if t.proxy.IP != "" {
+		for _, tg := range t.w.inbound[t.proxy.IP] {
+			if !seen[tg.port] {
+				seen[tg.port] = true
+				targets = append(targets, tg)
 			}
 		}
 	}

@@ -27,6 +27,19 @@ type World struct {
 	// client's labels, so proxies with different labels need their own
 	// translation.
 	labelSensitive bool
+	// sidecars are the Sidecar objects and inbound the service ports that
+	// select each address: every proxy's ScopeKey and Local translation
+	// looks them up, so a push to a thousand proxies must not rescan the
+	// whole world for each.
+	sidecars []*config.Object
+	inbound  map[string][]inboundTarget
+}
+
+// inboundTarget is a port a workload serves, with the protocol of the
+// service port that targets it.
+type inboundTarget struct {
+	port     uint32
+	protocol registry.Protocol
 }
 
 // NewWorld indexes a snapshot.
@@ -45,6 +58,15 @@ func NewWorld(snap *store.Snapshot) *World {
 	w.dr = snap.OfKind(config.DestinationRule)
 	w.splits = snap.OfKind(config.TrafficSplit)
 	w.routes = append(snap.OfKind(config.HTTPRoute), snap.OfKind(config.GRPCRoute)...)
+	w.sidecars = snap.OfKind(config.Sidecar)
+	w.inbound = map[string][]inboundTarget{}
+	for _, svc := range w.Reg.Services() {
+		for _, port := range svc.Ports {
+			for _, in := range svc.Instances[port.Port] {
+				w.inbound[in.Address] = append(w.inbound[in.Address], inboundTarget{port: in.Port, protocol: port.Protocol})
+			}
+		}
+	}
 	for _, o := range w.vs {
 		for _, hr := range o.Spec.(*networking.VirtualService).GetHttp() {
 			for _, m := range hr.GetMatch() {
@@ -76,7 +98,7 @@ func (w *World) RootNamespace() string {
 // thousand pods in a namespace share one translation.
 func (w *World) ScopeKey(p *Proxy) string {
 	key := string(p.Generator) + "|" + p.InterceptionMode + "|" + p.Namespace
-	if sc := registry.SidecarFor(w.Snap.Objects, p.Namespace, p.Labels, w.RootNamespace()); sc != nil {
+	if sc := registry.SidecarFor(w.sidecars, p.Namespace, p.Labels, w.RootNamespace()); sc != nil {
 		key += "|sidecar=" + sc.Namespace + "/" + sc.Name
 	}
 	if w.labelSensitive {
@@ -218,6 +240,6 @@ func labelsMatch(selector, labels map[string]string) bool {
 
 // services returns what a proxy may reach: exportTo and its Sidecar.
 func (w *World) services(p *Proxy) []*registry.Service {
-	sc := registry.SidecarFor(w.Snap.Objects, p.Namespace, p.Labels, w.RootNamespace())
+	sc := registry.SidecarFor(w.sidecars, p.Namespace, p.Labels, w.RootNamespace())
 	return w.Reg.ForProxy(p.Namespace, sc)
 }
