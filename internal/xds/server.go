@@ -40,10 +40,15 @@ type Options struct {
 
 // Server is the ADS server.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	cache cachev3.SnapshotCache
-	ads   serverv3.Server
+	opts Options
+	log  *slog.Logger
+	// caches holds one snapshot cache per resource type (typeURLs order).
+	// go-control-plane re-evaluates every open watch of a node on each
+	// SetSnapshot, which for a sidecar means diffing thousands of clusters
+	// when only one endpoint moved; with a cache per type a push touches
+	// only the types whose layer changed.
+	caches [numTypes]cachev3.SnapshotCache
+	ads    serverv3.Server
 
 	mu      sync.Mutex
 	world   *translate.World
@@ -97,10 +102,18 @@ func New(opts Options) *Server {
 	// ads=false: go-control-plane's ADS mode refuses to answer a request
 	// that does not name every resource of the type, which is exactly what
 	// grpc-go does (it asks for the listener it needs).
-	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{opts.Log})
+	mux := &cachev3.MuxCache{
+		Classify:      func(r *cachev3.Request) string { return typeURLs[cacheIndex(r.GetTypeUrl())] },
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return typeURLs[cacheIndex(r.GetTypeUrl())] },
+		Caches:        map[string]cachev3.Cache{},
+	}
+	for i := range s.caches {
+		s.caches[i] = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{opts.Log})
+		mux.Caches[typeURLs[i]] = s.caches[i]
+	}
 	s.world = translate.NewWorld(opts.Store.Snapshot())
 	s.gen = 1
-	s.ads = serverv3.NewServer(context.Background(), s.cache, s.callbacks())
+	s.ads = serverv3.NewServer(context.Background(), mux, s.callbacks())
 	return s
 }
 
@@ -227,16 +240,25 @@ func (s *Server) update(ps *proxyState, w *translate.World, gen uint64) {
 	}
 	ps.setGen = gen
 	snap := &snapshot{}
+	var changed [numTypes]bool
 	for i := range snap.layers {
 		if ps.merged[i] != nil && ps.shared[i] == shared[i] && ps.local[i] != nil && ps.local[i].version == local[i].version {
 			snap.layers[i] = ps.merged[i]
 			continue
 		}
 		snap.layers[i] = merge(shared[i], local[i])
+		changed[i] = ps.merged[i] == nil || ps.merged[i].version != snap.layers[i].version
 		ps.shared[i], ps.local[i], ps.merged[i] = shared[i], local[i], snap.layers[i]
 	}
-	if err := s.cache.SetSnapshot(context.Background(), ps.proxy.ID, snap); err != nil {
-		s.log.Error("cannot set snapshot", "proxy", ps.proxy.ID, "err", err)
+	// Every type's cache holds the same snapshot value and reads only its
+	// own type from it.
+	for i, c := range s.caches {
+		if !changed[i] {
+			continue
+		}
+		if err := c.SetSnapshot(context.Background(), ps.proxy.ID, snap); err != nil {
+			s.log.Error("cannot set snapshot", "proxy", ps.proxy.ID, "type", typeURLs[i], "err", err)
+		}
 	}
 }
 
@@ -296,7 +318,9 @@ func (s *Server) onClosed(streamID int64) {
 	ps.refs--
 	if ps.refs <= 0 {
 		delete(s.proxies, id)
-		s.cache.ClearSnapshot(id)
+		for _, c := range s.caches {
+			c.ClearSnapshot(id)
+		}
 		s.log.Info("proxy disconnected", "proxy", id)
 	}
 }
@@ -313,7 +337,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 				// cache would answer with the rejected config at once, and again
 				// after every NACK. Claim the client is current instead: it keeps
 				// its last good config and gets the next change when there is one.
-				if snap, err := s.cache.GetSnapshot(req.GetNode().GetId()); err == nil {
+				if snap, err := s.caches[cacheIndex(req.GetTypeUrl())].GetSnapshot(req.GetNode().GetId()); err == nil {
 					req.VersionInfo = snap.GetVersion(req.GetTypeUrl())
 				}
 			} else if req.GetResponseNonce() != "" {
@@ -408,9 +432,18 @@ func (s *Server) NACKs() int64 { return s.nacks.Load() }
 func (s *Server) Pushes() int64 { return s.pushes.Load() }
 
 // cacheLogger routes go-control-plane's logging into slog at debug level.
+// It formats only when the level is enabled: the cache logs every watch
+// with its full resource list (thousands of names, sorted by fmt) on
+// every ACK, which otherwise dominates a push to many proxies.
 type cacheLogger struct{ l *slog.Logger }
 
-func (c cacheLogger) Debugf(f string, a ...any) { c.l.Debug("xds cache", "msg", sprintf(f, a...)) }
-func (c cacheLogger) Infof(f string, a ...any)  { c.l.Debug("xds cache", "msg", sprintf(f, a...)) }
-func (c cacheLogger) Warnf(f string, a ...any)  { c.l.Warn("xds cache", "msg", sprintf(f, a...)) }
-func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error("xds cache", "msg", sprintf(f, a...)) }
+func (c cacheLogger) log(level slog.Level, f string, a []any) {
+	if c.l.Enabled(context.Background(), level) {
+		c.l.Log(context.Background(), level, "xds cache", "msg", sprintf(f, a...))
+	}
+}
+
+func (c cacheLogger) Debugf(f string, a ...any) { c.log(slog.LevelDebug, f, a) }
+func (c cacheLogger) Infof(f string, a ...any)  { c.log(slog.LevelDebug, f, a) }
+func (c cacheLogger) Warnf(f string, a ...any)  { c.log(slog.LevelWarn, f, a) }
+func (c cacheLogger) Errorf(f string, a ...any) { c.log(slog.LevelError, f, a) }

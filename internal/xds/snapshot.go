@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"hash/fnv"
 	"sort"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -27,15 +28,27 @@ func typeIndex(url string) int {
 	return -1
 }
 
+// cacheIndex picks the cache that answers a type: its own, or for a type
+// Trellis does not serve (which every snapshot answers with nothing) the
+// first.
+func cacheIndex(url string) int {
+	return max(typeIndex(url), 0)
+}
+
 // layer is one type's resources with a content hash per resource. Layers
 // are immutable and shared: every proxy of a scope points at the same
 // layers, so hashing happens once per scope and push, not once per proxy
 // (go-control-plane's own Snapshot re-hashes for every node).
 type layer struct {
 	resources map[string]types.Resource
-	withTTL   map[string]types.ResourceWithTTL
 	versions  map[string]string
 	version   string // hash over names and versions: equal layers, equal version
+
+	// withTTL is what state-of-the-world watches read. Only grpc-go's
+	// clients use SotW, so it is built on first use: a sidecar's merged
+	// layer of thousands of clusters would otherwise carry a third map.
+	ttlOnce sync.Once
+	withTTL map[string]types.ResourceWithTTL
 }
 
 var emptyLayer = newLayer(nil, nil)
@@ -43,7 +56,6 @@ var emptyLayer = newLayer(nil, nil)
 func newLayer(names []string, res []types.Resource) *layer {
 	l := &layer{
 		resources: make(map[string]types.Resource, len(res)),
-		withTTL:   make(map[string]types.ResourceWithTTL, len(res)),
 		versions:  make(map[string]string, len(res)),
 	}
 	for i, r := range res {
@@ -55,8 +67,17 @@ func newLayer(names []string, res []types.Resource) *layer {
 
 func (l *layer) add(name string, r types.Resource, version string) {
 	l.resources[name] = r
-	l.withTTL[name] = types.ResourceWithTTL{Resource: r}
 	l.versions[name] = version
+}
+
+func (l *layer) resourcesWithTTL() map[string]types.ResourceWithTTL {
+	l.ttlOnce.Do(func() {
+		l.withTTL = make(map[string]types.ResourceWithTTL, len(l.resources))
+		for n, r := range l.resources {
+			l.withTTL[n] = types.ResourceWithTTL{Resource: r}
+		}
+	})
+	return l.withTTL
 }
 
 func (l *layer) seal() {
@@ -86,7 +107,6 @@ func merge(shared, local *layer) *layer {
 	}
 	m := &layer{
 		resources: make(map[string]types.Resource, len(shared.resources)+len(local.resources)),
-		withTTL:   make(map[string]types.ResourceWithTTL, len(shared.resources)+len(local.resources)),
 		versions:  make(map[string]string, len(shared.resources)+len(local.resources)),
 	}
 	for _, src := range []*layer{shared, local} {
@@ -151,7 +171,7 @@ func (s *snapshot) layer(typeURL string) *layer {
 func (s *snapshot) GetVersion(typeURL string) string { return s.layer(typeURL).version }
 
 func (s *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
-	return s.layer(typeURL).withTTL
+	return s.layer(typeURL).resourcesWithTTL()
 }
 
 func (s *snapshot) GetResources(typeURL string) map[string]types.Resource {
