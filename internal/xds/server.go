@@ -3,10 +3,12 @@
 // proxyless clients) and incremental/delta (Trellis's own proxies, so a
 // change sends only what changed).
 //
-// It owns push scheduling: config changes are debounced, translated once
-// per proxy scope (see translate.World.ScopeKey) and handed to
-// go-control-plane's snapshot cache with precomputed per-resource versions.
-// NACKs are logged and counted, never answered with the same config again.
+// It owns push scheduling: config changes are debounced and translated
+// once per proxy scope (see translate.World.ScopeKey). Delta streams are
+// served here (delta.go), from layers shared by every proxy of a scope;
+// state-of-the-world streams go through go-control-plane's snapshot cache
+// with precomputed per-resource versions. NACKs are logged and counted,
+// never answered with the same config again.
 package xds
 
 import (
@@ -57,23 +59,30 @@ type Server struct {
 	streams map[int64]string // stream id -> node id
 	scopes  map[string]*scopeState
 
-	nacks  atomic.Int64
-	pushes atomic.Int64
+	nacks    atomic.Int64
+	pushes   atomic.Int64
+	streamID atomic.Int64
 }
 
 type proxyState struct {
 	proxy *translate.Proxy
 	refs  int
 
-	mu      sync.Mutex // serialises SetSnapshot for this node
-	setGen  uint64
-	shared  [numTypes]*layer
-	local   [numTypes]*layer
-	merged  [numTypes]*layer
-	sent    map[string]string // type URL -> nonce of the last response sent
-	acked   map[string]string // type URL -> nonce of the last response ACKed
-	nacks   int
-	lastErr string
+	mu     sync.Mutex // guards everything below
+	setGen uint64
+	shared [numTypes]*layer
+	local  [numTypes]*layer
+	// merged is the SotW view (shared and local in one layer), kept only
+	// while the proxy has state-of-the-world streams.
+	merged     [numTypes]*layer
+	mergedFrom [numTypes][2]*layer
+	sotw       int
+	// watchers are the delta streams of this proxy, told of new layers.
+	watchers map[chan struct{}]struct{}
+	sent     map[string]string // type URL -> nonce of the last response sent
+	acked    map[string]string // type URL -> nonce of the last response ACKed
+	nacks    int
+	lastErr  string
 }
 
 type scopeState struct {
@@ -119,7 +128,18 @@ func New(opts Options) *Server {
 
 // Register adds the ADS service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) {
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.ads)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, adsService{Server: s.ads, s: s})
+}
+
+// adsService serves state-of-the-world ADS through go-control-plane and
+// delta ADS itself.
+type adsService struct {
+	serverv3.Server
+	s *Server
+}
+
+func (a adsService) DeltaAggregatedResources(st discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.s.serveDelta(st)
 }
 
 // Run pushes config changes until ctx ends.
@@ -222,6 +242,8 @@ func (s *Server) sharedLayers(w *translate.World, gen uint64, p *translate.Proxy
 		for i := range fresh {
 			if sc.layers[i] != nil && sc.layers[i].version == fresh[i].version {
 				fresh[i] = sc.layers[i]
+			} else {
+				fresh[i].inherit(sc.layers[i])
 			}
 		}
 	}
@@ -239,16 +261,38 @@ func (s *Server) update(ps *proxyState, w *translate.World, gen uint64) {
 		return // a newer world was already applied
 	}
 	ps.setGen = gen
+	for i := range local {
+		if ps.local[i] != nil && ps.local[i].version == local[i].version {
+			local[i] = ps.local[i] // keep identity: delta streams see no change
+		}
+	}
+	ps.shared, ps.local = shared, local
+	for ch := range ps.watchers {
+		select {
+		case ch <- struct{}{}:
+		default: // already pending: the stream reads the latest layers
+		}
+	}
+	if ps.sotw > 0 {
+		s.setSotW(ps)
+	}
+}
+
+// setSotW hands the proxy's merged layers to the SotW caches. Caller holds
+// ps.mu.
+func (s *Server) setSotW(ps *proxyState) {
+	shared, local := ps.shared, ps.local
 	snap := &snapshot{}
 	var changed [numTypes]bool
 	for i := range snap.layers {
-		if ps.merged[i] != nil && ps.shared[i] == shared[i] && ps.local[i] != nil && ps.local[i].version == local[i].version {
+		if ps.merged[i] != nil && ps.mergedFrom[i] == [2]*layer{shared[i], local[i]} {
 			snap.layers[i] = ps.merged[i]
 			continue
 		}
+		ps.mergedFrom[i] = [2]*layer{shared[i], local[i]}
 		snap.layers[i] = merge(shared[i], local[i])
 		changed[i] = ps.merged[i] == nil || ps.merged[i].version != snap.layers[i].version
-		ps.shared[i], ps.local[i], ps.merged[i] = shared[i], local[i], snap.layers[i]
+		ps.merged[i] = snap.layers[i]
 	}
 	// Every type's cache holds the same snapshot value and reads only its
 	// own type from it.
@@ -275,16 +319,19 @@ func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseN
 		}
 		id = p.ID
 		s.streams[streamID] = id
-		ps, ok := s.proxies[id]
-		if !ok {
-			ps = &proxyState{proxy: p, sent: map[string]string{}, acked: map[string]string{}}
-			s.proxies[id] = ps
-		}
-		ps.refs++
+		ps := s.register(p)
 		w, gen := s.world, s.gen
 		s.mu.Unlock()
-		s.log.Info("proxy connected", "proxy", id, "namespace", p.Namespace, "generator", string(p.Generator))
+		ps.mu.Lock()
+		ps.sotw++
+		ps.mu.Unlock()
+		s.log.Info("proxy connected", "proxy", id, "namespace", p.Namespace, "generator", string(p.Generator), "protocol", "sotw")
 		s.update(ps, w, gen)
+		ps.mu.Lock()
+		if ps.merged[0] == nil {
+			s.setSotW(ps) // update found the layers current; build the SotW view now
+		}
+		ps.mu.Unlock()
 		s.mu.Lock()
 	}
 	ps := s.proxies[id]
@@ -303,6 +350,69 @@ func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseN
 	return nil
 }
 
+// register finds or creates the state of a connecting proxy and counts
+// the stream. Caller holds s.mu.
+func (s *Server) register(p *translate.Proxy) *proxyState {
+	ps, ok := s.proxies[p.ID]
+	if !ok {
+		ps = &proxyState{proxy: p, sent: map[string]string{}, acked: map[string]string{}, watchers: map[chan struct{}]struct{}{}}
+		s.proxies[p.ID] = ps
+	}
+	ps.refs++
+	return ps
+}
+
+// release drops one stream of a proxy; the last one forgets the proxy.
+// Caller holds s.mu.
+func (s *Server) release(ps *proxyState) {
+	ps.refs--
+	if ps.refs <= 0 {
+		delete(s.proxies, ps.proxy.ID)
+		for _, c := range s.caches {
+			c.ClearSnapshot(ps.proxy.ID)
+		}
+		s.log.Info("proxy disconnected", "proxy", ps.proxy.ID)
+	}
+}
+
+// attach registers a delta stream and returns its change notifications.
+func (s *Server) attach(p *translate.Proxy) (*proxyState, chan struct{}) {
+	s.mu.Lock()
+	ps := s.register(p)
+	w, gen := s.world, s.gen
+	s.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	ps.mu.Lock()
+	ps.watchers[ch] = struct{}{}
+	ps.mu.Unlock()
+	s.log.Info("proxy connected", "proxy", p.ID, "namespace", p.Namespace, "generator", string(p.Generator), "protocol", "delta")
+	s.update(ps, w, gen)
+	return ps, ch
+}
+
+func (s *Server) detach(ps *proxyState, ch chan struct{}) {
+	ps.mu.Lock()
+	delete(ps.watchers, ch)
+	ps.mu.Unlock()
+	s.mu.Lock()
+	s.release(ps)
+	s.mu.Unlock()
+}
+
+// current returns the layers of type i a proxy should have now.
+func (s *Server) current(ps *proxyState, i int) (shared, local *layer) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	shared, local = ps.shared[i], ps.local[i]
+	if shared == nil {
+		shared = emptyLayer
+	}
+	if local == nil {
+		local = emptyLayer
+	}
+	return shared, local
+}
+
 func (s *Server) onClosed(streamID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -315,14 +425,10 @@ func (s *Server) onClosed(streamID int64) {
 	if ps == nil {
 		return
 	}
-	ps.refs--
-	if ps.refs <= 0 {
-		delete(s.proxies, id)
-		for _, c := range s.caches {
-			c.ClearSnapshot(id)
-		}
-		s.log.Info("proxy disconnected", "proxy", id)
-	}
+	ps.mu.Lock()
+	ps.sotw--
+	ps.mu.Unlock()
+	s.release(ps)
 }
 
 func (s *Server) callbacks() serverv3.Callbacks {
@@ -348,20 +454,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamResponseFunc: func(_ context.Context, id int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
 			s.recordSent(id, resp.GetTypeUrl(), resp.GetNonce())
 		},
-		StreamDeltaResponseFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
-			s.recordSent(id, resp.GetTypeUrl(), resp.GetNonce())
-		},
 		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(id) },
-		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
-			if err := s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage()); err != nil {
-				return err
-			}
-			if req.GetErrorDetail() == nil && req.GetResponseNonce() != "" {
-				s.recordACK(id, req.GetTypeUrl(), req.GetResponseNonce())
-			}
-			return nil
-		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.onClosed(id) },
 	}
 }
 

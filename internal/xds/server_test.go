@@ -21,6 +21,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/testing/leak"
 )
 
 const meshYAML = `apiVersion: v1
@@ -59,6 +60,7 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
+	leak.Check(t)
 	st := store.New(slog.New(slog.DiscardHandler))
 	st.ApplyFile(config.ParseFile("mesh.yaml", []byte(meshYAML)))
 	st.ApplyFile(config.ParseFile("reviews.yaml", []byte(reviewsEntry("127.0.0.10"))))
@@ -364,5 +366,133 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// deltaRequestAll subscribes to every type and returns the initial
+// responses by type, ACKing each.
+func subscribeAll(t *testing.T, st discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, ch <-chan *discoverygrpc.DeltaDiscoveryResponse, node *corev3.Node, reqs ...*discoverygrpc.DeltaDiscoveryRequest) map[string][]*discoverygrpc.DeltaDiscoveryResponse {
+	t.Helper()
+	for i, req := range reqs {
+		if i == 0 {
+			req.Node = node
+		}
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string][]*discoverygrpc.DeltaDiscoveryResponse{}
+	for {
+		r := recvDelta(t, ch, time.Second)
+		if r == nil {
+			return got
+		}
+		got[r.GetTypeUrl()] = append(got[r.GetTypeUrl()], r)
+		if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func names(rs []*discoverygrpc.DeltaDiscoveryResponse) (res, removed []string) {
+	for _, r := range rs {
+		for _, x := range r.GetResources() {
+			res = append(res, x.GetName())
+		}
+		removed = append(removed, r.GetRemovedResources()...)
+	}
+	sort.Strings(res)
+	sort.Strings(removed)
+	return res, removed
+}
+
+// Envoy-style explicit subscriptions: only the named resources come, a name
+// that does not exist is reported removed (so the client stops waiting),
+// and a later subscription is answered at once.
+func TestDeltaExplicitSubscriptions(t *testing.T) {
+	e := start(t)
+	st, ch := deltaStream(t, e.addr, "")
+	node := testNode("sidecar~127.0.0.7~sleep-2.default~default.svc.cluster.local", "")
+	got := subscribeAll(t, st, ch, node, &discoverygrpc.DeltaDiscoveryRequest{
+		TypeUrl:                resourcev3.EndpointType,
+		ResourceNamesSubscribe: []string{"outbound|9080||reviews.default.svc.cluster.local", "outbound|9080||nope.default.svc.cluster.local"},
+	})
+	res, removed := names(got[resourcev3.EndpointType])
+	if d := cmp.Diff([]string{"outbound|9080||reviews.default.svc.cluster.local"}, res); d != "" {
+		t.Fatalf("resources (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"outbound|9080||nope.default.svc.cluster.local"}, removed); d != "" {
+		t.Fatalf("removed (-want +got):\n%s", d)
+	}
+	got = subscribeAll(t, st, ch, nil, &discoverygrpc.DeltaDiscoveryRequest{
+		TypeUrl:                resourcev3.EndpointType,
+		ResourceNamesSubscribe: []string{"outbound|9080||ratings.default.svc.cluster.local"},
+	})
+	res, _ = names(got[resourcev3.EndpointType])
+	if d := cmp.Diff([]string{"outbound|9080||ratings.default.svc.cluster.local"}, res); d != "" {
+		t.Fatalf("after subscribing ratings (-want +got):\n%s", d)
+	}
+	// A change to a resource the client did not subscribe to is not sent.
+	e.store.ApplyFile(config.ParseFile("ratings.yaml", []byte(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-2}
+spec: {address: 127.0.0.21, labels: {app: ratings}}
+`)))
+	r := recvDelta(t, ch, 3*time.Second)
+	if r == nil {
+		t.Fatal("no push for a subscribed resource")
+	}
+	res, _ = names([]*discoverygrpc.DeltaDiscoveryResponse{r})
+	if d := cmp.Diff([]string{"outbound|9080||ratings.default.svc.cluster.local"}, res); d != "" {
+		t.Fatalf("pushed (-want +got):\n%s", d)
+	}
+}
+
+// After a reconnect the client says what it has; only what differs is sent,
+// and what no longer exists is reported removed.
+func TestDeltaReconnectWithKnownVersions(t *testing.T) {
+	e := start(t)
+	node := testNode("sidecar~127.0.0.8~sleep-3.default~default.svc.cluster.local", "")
+	st, ch := deltaStream(t, e.addr, "")
+	first := subscribeAll(t, st, ch, node, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType})
+	known := map[string]string{"outbound|9080||gone.default.svc.cluster.local": "v0"}
+	for _, r := range first[resourcev3.EndpointType] {
+		for _, x := range r.GetResources() {
+			known[x.GetName()] = x.GetVersion()
+		}
+	}
+	e.store.ApplyFile(config.ParseFile("reviews.yaml", []byte(reviewsEntry("127.0.0.12"))))
+	waitFor(t, func() bool { return e.srv.Pushes() > 0 }, "a push")
+
+	st2, ch2 := deltaStream(t, e.addr, "")
+	again := subscribeAll(t, st2, ch2, node, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, InitialResourceVersions: known})
+	res, removed := names(again[resourcev3.EndpointType])
+	if d := cmp.Diff([]string{"outbound|9080||reviews.default.svc.cluster.local"}, res); d != "" {
+		t.Fatalf("resent (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"outbound|9080||gone.default.svc.cluster.local"}, removed); d != "" {
+		t.Fatalf("removed (-want +got):\n%s", d)
+	}
+}
+
+// A state larger than one response's budget is split so that no message
+// exceeds what grpc-go clients accept by default.
+func TestDeltaLargeStateIsSplit(t *testing.T) {
+	old := maxResponseBytes
+	maxResponseBytes = 200
+	defer func() { maxResponseBytes = old }()
+	e := start(t)
+	st, ch := deltaStream(t, e.addr, "")
+	node := testNode("sidecar~127.0.0.9~sleep-4.default~default.svc.cluster.local", "")
+	got := subscribeAll(t, st, ch, node, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType})
+	rs := got[resourcev3.ClusterType]
+	if len(rs) < 2 {
+		t.Fatalf("state came in %d response(s), want several", len(rs))
+	}
+	res, _ := names(rs)
+	for _, n := range []string{"outbound|9080||reviews.default.svc.cluster.local", "outbound|9080||ratings.default.svc.cluster.local", "PassthroughCluster"} {
+		if !contains(res, n) {
+			t.Fatalf("split state lacks %s: %v", n, res)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -49,6 +50,15 @@ type layer struct {
 	// layer of thousands of clusters would otherwise carry a third map.
 	ttlOnce sync.Once
 	withTTL map[string]types.ResourceWithTTL
+
+	// wire holds resources packed for delta responses, built on first
+	// use and carried over from the layer this one replaced when the
+	// version is unchanged, so an endpoint change packs one CLA, not all.
+	wireMu sync.Mutex
+	wire   map[string]*discoverygrpc.Resource
+	// diffs caches diff(from, this) by from: every proxy of a scope that
+	// was in sync with the same layer gets the same, shared answer.
+	diffs sync.Map // *layer -> *layerDiff
 }
 
 var emptyLayer = newLayer(nil, nil)

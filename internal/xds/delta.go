@@ -1,0 +1,386 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Trellis serves incremental (delta) ADS itself rather than through
+// go-control-plane's snapshot cache. That cache keeps, per stream, a map of
+// every resource name to its version and, per push, walks it for every
+// client; with a thousand sidecars of a thousand-service mesh it costs
+// about a megabyte and a millisecond per client. Here a client's state is
+// the pair of layers (shared per scope, local per proxy) it was last
+// brought to, and diff(from, to) is computed and packed once per scope, so
+// a push costs one small diff plus a send per client.
+
+// maxResponseBytes bounds one response's packed resources: grpc-go
+// clients refuse messages over 4 MiB by default, so a large initial state
+// goes out in several responses.
+var maxResponseBytes = 1 << 20
+
+// layerDiff is what a client in sync with one layer needs to reach another.
+type layerDiff struct {
+	resources []*discoverygrpc.Resource // sorted by name
+	removed   []string
+}
+
+// wireFor packs one resource of the layer, once.
+func (l *layer) wireFor(name string) *discoverygrpc.Resource {
+	l.wireMu.Lock()
+	defer l.wireMu.Unlock()
+	if w, ok := l.wire[name]; ok {
+		return w
+	}
+	r, ok := l.resources[name]
+	if !ok {
+		return nil
+	}
+	a, err := anypb.New(r)
+	if err != nil {
+		return nil // our own translated message: cannot happen
+	}
+	w := &discoverygrpc.Resource{Name: name, Version: l.versions[name], Resource: a}
+	if l.wire == nil {
+		l.wire = make(map[string]*discoverygrpc.Resource, len(l.resources))
+	}
+	l.wire[name] = w
+	return w
+}
+
+// inherit lets a new layer reuse the packed form of resources whose
+// version did not change.
+func (l *layer) inherit(prev *layer) {
+	if prev == nil || prev == l {
+		return
+	}
+	prev.wireMu.Lock()
+	defer prev.wireMu.Unlock()
+	if len(prev.wire) == 0 {
+		return
+	}
+	l.wireMu.Lock()
+	defer l.wireMu.Unlock()
+	for n, w := range prev.wire {
+		if l.versions[n] == w.Version {
+			if l.wire == nil {
+				l.wire = make(map[string]*discoverygrpc.Resource, len(l.resources))
+			}
+			l.wire[n] = w
+		}
+	}
+}
+
+// diffFrom returns what changes from `from` (nil: nothing known) to l.
+func (l *layer) diffFrom(from *layer) *layerDiff {
+	if d, ok := l.diffs.Load(from); ok {
+		return d.(*layerDiff)
+	}
+	d := &layerDiff{}
+	for n, v := range l.versions {
+		if from == nil || from.versions[n] != v {
+			if w := l.wireFor(n); w != nil {
+				d.resources = append(d.resources, w)
+			}
+		}
+	}
+	if from != nil {
+		for n := range from.versions {
+			if _, ok := l.versions[n]; !ok {
+				d.removed = append(d.removed, n)
+			}
+		}
+	}
+	sort.Slice(d.resources, func(i, j int) bool { return d.resources[i].Name < d.resources[j].Name })
+	sort.Strings(d.removed)
+	actual, _ := l.diffs.LoadOrStore(from, d)
+	return actual.(*layerDiff)
+}
+
+// deltaType is one stream's state for one resource type.
+type deltaType struct {
+	started  bool
+	wildcard bool
+	subs     map[string]struct{} // explicitly subscribed names
+	// sentShared/sentLocal are the layers the client was last brought to.
+	sentShared, sentLocal *layer
+}
+
+func (t *deltaType) wants(name string) bool {
+	if t.wildcard {
+		return true
+	}
+	_, ok := t.subs[name]
+	return ok
+}
+
+// deltaConn serves one DeltaAggregatedResources stream.
+type deltaConn struct {
+	s      *Server
+	stream discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
+	ps     *proxyState
+	id     int64
+	nonce  int
+	types  [numTypes]deltaType
+}
+
+func (s *Server) serveDelta(stream discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	ctx := stream.Context()
+	reqs := make(chan *discoverygrpc.DeltaDiscoveryRequest)
+	recvErr := make(chan error, 1)
+	// The receiver ends when the stream does: returning from this handler
+	// cancels ctx and makes Recv fail.
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	ds := &deltaConn{s: s, stream: stream, id: s.streamID.Add(1)}
+	var notify chan struct{}
+	defer func() {
+		if ds.ps != nil {
+			s.detach(ds.ps, notify)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		case req := <-reqs:
+			if ds.ps == nil {
+				p, err := ParseNode(req.GetNode())
+				if err != nil {
+					s.log.Warn("refusing xDS stream", "err", err)
+					return status.Error(codes.InvalidArgument, err.Error())
+				}
+				ds.ps, notify = s.attach(p)
+			}
+			if err := ds.handle(req); err != nil {
+				return err
+			}
+		case <-notify:
+			for i := range ds.types {
+				if err := ds.push(i); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (ds *deltaConn) handle(req *discoverygrpc.DeltaDiscoveryRequest) error {
+	i := typeIndex(req.GetTypeUrl())
+	if i < 0 {
+		ds.s.log.Debug("ignoring subscription to a type Trellis does not serve", "type", req.GetTypeUrl())
+		return nil
+	}
+	ps := ds.ps
+	if req.GetResponseNonce() != "" {
+		if req.GetErrorDetail() != nil {
+			// The client keeps its last good config; sending the same again
+			// would only be rejected again. The next change goes out as usual.
+			ds.s.nacks.Add(1)
+			ps.mu.Lock()
+			ps.nacks++
+			ps.lastErr = req.GetErrorDetail().GetMessage()
+			ps.mu.Unlock()
+			ds.s.log.Warn("proxy rejected config (NACK)", "proxy", ps.proxy.ID, "type", req.GetTypeUrl(), "nonce", req.GetResponseNonce(), "reason", req.GetErrorDetail().GetMessage())
+		} else {
+			ps.mu.Lock()
+			ps.acked[req.GetTypeUrl()] = req.GetResponseNonce()
+			ps.mu.Unlock()
+		}
+	}
+
+	t := &ds.types[i]
+	first := !t.started
+	t.started = true
+	var added []string
+	for _, n := range req.GetResourceNamesSubscribe() {
+		if n == "*" {
+			if !t.wildcard {
+				t.wildcard = true
+				added = append(added, "*")
+			}
+			continue
+		}
+		if t.subs == nil {
+			t.subs = map[string]struct{}{}
+		}
+		if _, ok := t.subs[n]; !ok {
+			t.subs[n] = struct{}{}
+			added = append(added, n)
+		}
+	}
+	for _, n := range req.GetResourceNamesUnsubscribe() {
+		if n == "*" {
+			t.wildcard = false
+		} else {
+			delete(t.subs, n)
+		}
+	}
+	if first && len(req.GetResourceNamesSubscribe()) == 0 {
+		t.wildcard = true // legacy wildcard: a first request naming nothing
+	}
+	if first {
+		return ds.sendInitial(i, req.GetInitialResourceVersions())
+	}
+	if len(added) > 0 {
+		return ds.sendAdded(i, added)
+	}
+	return nil
+}
+
+// sendInitial brings a type from nothing (or from what the client says it
+// has, after a reconnect) to the current layers.
+func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
+	t := &ds.types[i]
+	shared, local := ds.s.current(ds.ps, i)
+	var res []*discoverygrpc.Resource
+	var removed []string
+	for _, l := range []*layer{shared, local} {
+		for _, r := range l.diffFrom(nil).resources {
+			if t.wants(r.Name) && known[r.Name] != r.Version {
+				res = append(res, r)
+			}
+		}
+	}
+	for n := range known {
+		if shared.versions[n] == "" && local.versions[n] == "" {
+			removed = append(removed, n)
+		}
+	}
+	// Explicitly requested names that do not exist are reported removed,
+	// so the client stops waiting for them.
+	for n := range t.subs {
+		if shared.versions[n] == "" && local.versions[n] == "" && known[n] == "" {
+			removed = append(removed, n)
+		}
+	}
+	t.sentShared, t.sentLocal = shared, local
+	// Always answer the first request, even with nothing, so the client
+	// can finish initialising.
+	return ds.send(i, shared, local, res, removed, true)
+}
+
+// sendAdded answers new explicit subscriptions.
+func (ds *deltaConn) sendAdded(i int, names []string) error {
+	t := &ds.types[i]
+	if t.sentShared == nil {
+		return nil
+	}
+	if err := ds.push(i); err != nil { // first bring the type up to date
+		return err
+	}
+	var res []*discoverygrpc.Resource
+	var removed []string
+	for _, n := range names {
+		if n == "*" {
+			for _, l := range []*layer{t.sentShared, t.sentLocal} {
+				res = append(res, l.diffFrom(nil).resources...)
+			}
+			continue
+		}
+		if w := t.sentShared.wireFor(n); w != nil {
+			res = append(res, w)
+		} else if w := t.sentLocal.wireFor(n); w != nil {
+			res = append(res, w)
+		} else {
+			removed = append(removed, n)
+		}
+	}
+	return ds.send(i, t.sentShared, t.sentLocal, res, removed, false)
+}
+
+// push sends what changed in type i since the client was last brought up
+// to date.
+func (ds *deltaConn) push(i int) error {
+	t := &ds.types[i]
+	if !t.started {
+		return nil
+	}
+	shared, local := ds.s.current(ds.ps, i)
+	if shared == t.sentShared && local == t.sentLocal {
+		return nil
+	}
+	var res []*discoverygrpc.Resource
+	var removed []string
+	for _, pair := range [][2]*layer{{t.sentShared, shared}, {t.sentLocal, local}} {
+		from, to := pair[0], pair[1]
+		if from == to {
+			continue
+		}
+		d := to.diffFrom(from)
+		for _, r := range d.resources {
+			if t.wants(r.Name) {
+				res = append(res, r)
+			}
+		}
+		for _, n := range d.removed {
+			if t.wants(n) {
+				removed = append(removed, n)
+			}
+		}
+	}
+	t.sentShared, t.sentLocal = shared, local
+	return ds.send(i, shared, local, res, removed, false)
+}
+
+// send writes one or more responses (large states are split).
+func (ds *deltaConn) send(i int, shared, local *layer, res []*discoverygrpc.Resource, removed []string, always bool) error {
+	if len(res) == 0 && len(removed) == 0 && !always {
+		return nil
+	}
+	version := shared.version + "." + local.version
+	for {
+		n, size := 0, 0
+		for n < len(res) && (n == 0 || size+proto.Size(res[n].GetResource()) <= maxResponseBytes) {
+			size += proto.Size(res[n].GetResource())
+			n++
+		}
+		ds.nonce++
+		resp := &discoverygrpc.DeltaDiscoveryResponse{
+			SystemVersionInfo: version,
+			TypeUrl:           typeURLs[i],
+			Resources:         res[:n],
+			Nonce:             strconv.FormatInt(ds.id, 36) + "-" + strconv.Itoa(ds.nonce),
+		}
+		res = res[n:]
+		if len(res) == 0 {
+			resp.RemovedResources = removed
+		}
+		ds.ps.mu.Lock()
+		ds.ps.sent[typeURLs[i]] = resp.Nonce
+		ds.ps.mu.Unlock()
+		if err := ds.stream.Send(resp); err != nil {
+			return fmt.Errorf("sending %s to %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
+		}
+		if len(res) == 0 {
+			return nil
+		}
+	}
+}
