@@ -282,6 +282,15 @@ func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
 		}
 	}
 	t.sentShared, t.sentLocal = shared, local
+	// A full state is megabytes once marshalled; after a control plane
+	// restart every proxy asks at once, so only a few are in flight at a
+	// time (Istio limits concurrent pushes the same way).
+	select {
+	case ds.s.initialSends <- struct{}{}:
+	case <-ds.stream.Context().Done():
+		return ds.stream.Context().Err()
+	}
+	defer func() { <-ds.s.initialSends }()
 	// Always answer the first request, even with nothing, so the client
 	// can finish initialising.
 	return ds.send(i, shared, local, res, removed, true)

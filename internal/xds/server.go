@@ -62,6 +62,10 @@ type Server struct {
 	nacks    atomic.Int64
 	pushes   atomic.Int64
 	streamID atomic.Int64
+
+	// initialSends bounds how many full initial states are being sent at
+	// once (see deltaConn.sendInitial).
+	initialSends chan struct{}
 }
 
 type proxyState struct {
@@ -107,6 +111,8 @@ func New(opts Options) *Server {
 		proxies: map[string]*proxyState{},
 		streams: map[int64]string{},
 		scopes:  map[string]*scopeState{},
+
+		initialSends: make(chan struct{}, 8),
 	}
 	// ads=false: go-control-plane's ADS mode refuses to answer a request
 	// that does not name every resource of the type, which is exactly what
