@@ -1,0 +1,305 @@
+// Package xdsresource is the proxy's own, small view of the Envoy xDS
+// resources it receives: Listeners, RouteConfigurations, Clusters and
+// ClusterLoadAssignments, decoded straight from protobuf wire bytes into
+// typed, validated structs (as grpc-go's xdsresource does).
+//
+// The proxy deliberately does not link go-control-plane's generated types
+// or grpc: together they cost ~18 MB of RSS before serving anything, more
+// than the whole sidecar budget. Only the fields Trellis's control plane
+// sets and the proxy honours are decoded; anything the proxy cannot honour
+// in a way that changes behaviour is rejected with a path-rooted error, so
+// the client can NACK it and keep its last good config.
+package xdsresource
+
+import (
+	"regexp"
+	"time"
+)
+
+// Type URLs of the resources the proxy consumes.
+const (
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+)
+
+// Direction of a listener's traffic.
+type Direction int
+
+// Directions, as Envoy's TrafficDirection.
+const (
+	Unspecified Direction = iota
+	Inbound
+	Outbound
+)
+
+// Listener is a port the proxy serves (or, with BindToPort false, a
+// per-port configuration that virtualOutbound hands connections to).
+type Listener struct {
+	Name           string
+	Address        string // IP to bind ("0.0.0.0" for any)
+	Port           uint32
+	BindToPort     bool // Envoy's default is true
+	UseOriginalDst bool
+	Direction      Direction
+	FilterChains   []FilterChain
+	// Host is the service hostname of a TCP listener (metadata
+	// filter_metadata.trellis.host), used to route CONNECT in explicit mode.
+	Host string
+}
+
+// FilterChain is one way of handling a listener's connections.
+type FilterChain struct {
+	Name string
+	// DestinationPort selects the chain by the connection's original
+	// destination port; 0 matches any.
+	DestinationPort uint32
+	// Exactly one of HTTP and TCP is set.
+	HTTP *HTTPConnectionManager
+	TCP  *TCPProxy
+}
+
+// HTTPConnectionManager routes HTTP requests by a route configuration,
+// either named (RDS) or inline.
+type HTTPConnectionManager struct {
+	StatPrefix  string
+	RDSName     string       // set when routes come from RDS
+	RouteConfig *RouteConfig // set when inline
+}
+
+// TCPProxy forwards a connection to a cluster.
+type TCPProxy struct {
+	StatPrefix string
+	Cluster    string
+}
+
+// RouteConfig is an RDS resource: virtual hosts chosen by the request's
+// authority.
+type RouteConfig struct {
+	Name         string
+	VirtualHosts []VirtualHost
+}
+
+// VirtualHost groups the routes of a set of domains ("*" and leading or
+// trailing wildcards as in Envoy).
+type VirtualHost struct {
+	Name    string
+	Domains []string
+	Routes  []Route // first match wins
+}
+
+// Route is one match and what to do with it.
+type Route struct {
+	Name  string
+	Match RouteMatch
+	// Exactly one of Action, Redirect and Direct is set.
+	Action   *RouteAction
+	Redirect *Redirect
+	Direct   *DirectResponse
+
+	RequestHeadersToAdd     []HeaderValueOption
+	RequestHeadersToRemove  []string
+	ResponseHeadersToAdd    []HeaderValueOption
+	ResponseHeadersToRemove []string
+}
+
+// PathKind says how RouteMatch.Path is compared.
+type PathKind int
+
+// Path match kinds.
+const (
+	PathPrefix          PathKind = iota // Path is a prefix ("/" matches all)
+	PathExact                           // Path equals
+	PathRegex                           // PathRegex matches the whole path
+	PathSeparatedPrefix                 // Path or Path + "/..." (Gateway API PathPrefix)
+)
+
+// RouteMatch is the request side of a route; every part must match.
+type RouteMatch struct {
+	PathKind        PathKind
+	Path            string
+	PathRegex       *regexp.Regexp // PathRegex only; anchored to the whole path
+	CaseInsensitive bool           // Envoy's case_sensitive: false
+	Headers         []HeaderMatcher
+	QueryParams     []QueryParamMatcher
+}
+
+// HeaderMatcher matches one request header (pseudo-headers :method,
+// :authority and :path included).
+type HeaderMatcher struct {
+	Name    string // lower case
+	Present bool   // match on presence only
+	Match   StringMatcher
+	Invert  bool
+}
+
+// QueryParamMatcher matches one query parameter.
+type QueryParamMatcher struct {
+	Name    string
+	Present bool
+	Match   StringMatcher
+}
+
+// StringKind says how StringMatcher.Value is compared.
+type StringKind int
+
+// String match kinds, as Envoy's StringMatcher.
+const (
+	StringExact StringKind = iota
+	StringPrefix
+	StringSuffix
+	StringContains
+	StringRegex
+)
+
+// StringMatcher matches a string value.
+type StringMatcher struct {
+	Kind       StringKind
+	Value      string
+	Regex      *regexp.Regexp // StringRegex only; anchored to the whole value
+	IgnoreCase bool
+}
+
+// RouteAction forwards to one or more clusters.
+type RouteAction struct {
+	// Clusters are the weighted destinations; a single cluster has one
+	// entry of weight 1. TotalWeight is their sum (> 0).
+	Clusters    []WeightedCluster
+	TotalWeight uint64
+	Timeout     time.Duration // 0: none
+	// Rewrites.
+	PrefixRewrite     string
+	RegexRewrite      *regexp.Regexp
+	RegexSubstitution string
+	HostRewrite       string
+	HashPolicies      []HashPolicy
+}
+
+// WeightedCluster is one destination of a route.
+type WeightedCluster struct {
+	Name   string
+	Weight uint32
+
+	RequestHeadersToAdd     []HeaderValueOption
+	RequestHeadersToRemove  []string
+	ResponseHeadersToAdd    []HeaderValueOption
+	ResponseHeadersToRemove []string
+}
+
+// HeaderValueOption adds or sets a header.
+type HeaderValueOption struct {
+	Name   string
+	Value  string
+	Append bool // false: overwrite if present, else add
+}
+
+// Redirect answers with an HTTP redirect.
+type Redirect struct {
+	Scheme string
+	Host   string
+	Port   uint32
+	Path   string
+	Code   int // 301 (default), 302, 303, 307, 308
+}
+
+// DirectResponse answers without an upstream.
+type DirectResponse struct {
+	Status int
+	Body   []byte
+}
+
+// HashKind says what a consistent-hash policy hashes.
+type HashKind int
+
+// Hash policy kinds.
+const (
+	HashHeader HashKind = iota
+	HashCookie
+	HashSourceIP
+	HashQueryParam
+)
+
+// HashPolicy is one input of a request's consistent hash.
+type HashPolicy struct {
+	Kind       HashKind
+	Name       string        // header, cookie or query parameter name
+	CookieTTL  time.Duration // cookie: generate one with this TTL when absent (0: never)
+	CookiePath string
+}
+
+// Discovery says where a cluster's endpoints come from.
+type Discovery int
+
+// Cluster discovery types.
+const (
+	ClusterEDS Discovery = iota
+	ClusterStatic
+	ClusterStrictDNS
+	ClusterLogicalDNS
+	ClusterOriginalDst
+)
+
+// LBPolicy is a cluster's load-balancing algorithm.
+type LBPolicy int
+
+// Load-balancing policies, as Envoy's.
+const (
+	LBRoundRobin LBPolicy = iota
+	LBLeastRequest
+	LBRandom
+	LBRingHash
+	LBMaglev
+	LBClusterProvided
+)
+
+// Cluster is a set of upstream endpoints and how to reach them.
+type Cluster struct {
+	Name            string
+	Type            Discovery
+	LBPolicy        LBPolicy
+	ConnectTimeout  time.Duration
+	RingMinSize     uint64 // ring hash; 0: default
+	MaglevTableSize uint64 // maglev; 0: default (65537)
+	CircuitBreakers CircuitBreakers
+	// HTTP2 is set when requests go upstream as HTTP/2 (explicit
+	// http2_protocol_options); otherwise the downstream protocol is used.
+	HTTP2                    bool
+	MaxRequestsPerConnection uint32
+	IdleTimeout              time.Duration
+	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
+	LoadAssignment *ClusterLoadAssignment
+}
+
+// CircuitBreakers are a cluster's limits; 0 means Envoy's default.
+type CircuitBreakers struct {
+	MaxConnections     uint32
+	MaxPendingRequests uint32
+	MaxRequests        uint32
+	MaxRetries         uint32
+}
+
+// ClusterLoadAssignment is an EDS resource: a cluster's endpoints.
+type ClusterLoadAssignment struct {
+	ClusterName string
+	Localities  []LocalityEndpoints
+}
+
+// LocalityEndpoints are the endpoints of one locality and priority.
+type LocalityEndpoints struct {
+	Region, Zone, SubZone string
+	Weight                uint32
+	Priority              uint32
+	Endpoints             []Endpoint
+}
+
+// Endpoint is one upstream address.
+type Endpoint struct {
+	Address string // IP or DNS name
+	Port    uint32
+	Weight  uint32 // >= 1
+	Healthy bool   // HEALTHY or UNKNOWN
+	// Identity of the workload behind it (filter_metadata.trellis), used to
+	// verify the peer once mTLS lands and for telemetry labels.
+	Workload, Namespace, ServiceAccount string
+}
