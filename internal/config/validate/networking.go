@@ -704,22 +704,9 @@ func checkTLSRoute(errs *field.List, p *field.Path, r *networking.TLSRoute, vsHo
 				errs.Add(hp, "SNI host %q is not covered by any of the VirtualService hosts [%s]", h, strings.Join(vsHosts, ", "))
 			}
 		}
-		for j, s := range mr.DestinationSubnets {
-			checkIPOrCIDR(errs, mp.Child("destinationSubnets").Index(j), s)
-		}
-		if mr.Port != 0 {
-			checkPort(errs, mp.Child("port"), mr.Port)
-		}
-		checkLabels(errs, mp.Child("sourceLabels"), mr.SourceLabels)
-		checkGatewayNames(errs, mp.Child("gateways"), mr.Gateways)
-		if mr.SourceNamespace != "" {
-			checkNamespaceName(errs, mp.Child("sourceNamespace"), mr.SourceNamespace)
-		}
+		checkL4Match(errs, mp, mr.DestinationSubnets, mr.Port, mr.SourceLabels, mr.Gateways, mr.SourceNamespace)
 	}
-	if len(r.Route) == 0 {
-		errs.Append(field.Required(p.Child("route")))
-	}
-	checkRouteDestinations(errs, p.Child("route"), r.Route)
+	checkL4Routes(errs, p.Child("route"), r.Route)
 }
 
 func checkTCPRoute(errs *field.List, p *field.Path, r *networking.TCPRoute) {
@@ -733,22 +720,33 @@ func checkTCPRoute(errs *field.List, p *field.Path, r *networking.TCPRoute) {
 			errs.Add(mp, "must not be null")
 			continue
 		}
-		for j, s := range mr.DestinationSubnets {
-			checkIPOrCIDR(errs, mp.Child("destinationSubnets").Index(j), s)
-		}
-		if mr.Port != 0 {
-			checkPort(errs, mp.Child("port"), mr.Port)
-		}
-		checkLabels(errs, mp.Child("sourceLabels"), mr.SourceLabels)
-		checkGatewayNames(errs, mp.Child("gateways"), mr.Gateways)
-		if mr.SourceNamespace != "" {
-			checkNamespaceName(errs, mp.Child("sourceNamespace"), mr.SourceNamespace)
-		}
+		checkL4Match(errs, mp, mr.DestinationSubnets, mr.Port, mr.SourceLabels, mr.Gateways, mr.SourceNamespace)
 	}
-	if len(r.Route) == 0 {
-		errs.Append(field.Required(p.Child("route")))
+	checkL4Routes(errs, p.Child("route"), r.Route)
+}
+
+// checkL4Match checks the connection attributes TLS and TCP matches share.
+func checkL4Match(errs *field.List, mp *field.Path, subnets []string, port uint32, sourceLabels map[string]string, gateways []string, sourceNamespace string) {
+	for j, s := range subnets {
+		checkIPOrCIDR(errs, mp.Child("destinationSubnets").Index(j), s)
 	}
-	checkRouteDestinations(errs, p.Child("route"), r.Route)
+	if port != 0 {
+		checkPort(errs, mp.Child("port"), port)
+	}
+	checkLabels(errs, mp.Child("sourceLabels"), sourceLabels)
+	checkGatewayNames(errs, mp.Child("gateways"), gateways)
+	if sourceNamespace != "" {
+		checkNamespaceName(errs, mp.Child("sourceNamespace"), sourceNamespace)
+	}
+}
+
+// checkL4Routes checks the destinations of a TLS or TCP route: required,
+// and valid as any route destination.
+func checkL4Routes(errs *field.List, p *field.Path, route []*networking.RouteDestination) {
+	if len(route) == 0 {
+		errs.Append(field.Required(p))
+	}
+	checkRouteDestinations(errs, p, route)
 }
 
 // DestinationRule checks one DestinationRule.
