@@ -130,20 +130,15 @@ type rankedRoute struct {
 func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, svc *registry.Service, port uint32) []rankedRoute {
 	var out []rankedRoute
 	for i, rule := range r.Spec.Rules {
-		action := t.backendAction(o.Namespace, svc, port, httpBackends(rule.BackendRefs))
-		matches := rule.Matches
-		if len(matches) == 0 {
-			matches = []gatewayv1.HTTPRouteMatch{{}}
+		refs := make([]gatewayv1.BackendRef, 0, len(rule.BackendRefs))
+		for _, b := range rule.BackendRefs {
+			refs = append(refs, b.BackendRef)
 		}
-		for _, m := range matches {
-			rm, rk := httpRouteMatch(m)
-			route := &routev3.Route{Name: fmt.Sprintf("%s.%s.rules[%d]", o.Name, o.Namespace, i), Match: rm}
-			setAction(route, action)
-			for _, f := range rule.Filters {
-				applyHeaderFilter(route, f.RequestHeaderModifier, f.ResponseHeaderModifier)
-			}
-			out = append(out, rankedRoute{route: route, rank: rk})
+		var hf []headerFilter
+		for _, f := range rule.Filters {
+			hf = append(hf, headerFilter{f.RequestHeaderModifier, f.ResponseHeaderModifier})
 		}
+		out = append(out, ruleRoutes(o, i, t.backendAction(o.Namespace, svc, port, refs), rule.Matches, httpRouteMatch, hf)...)
 	}
 	return out
 }
@@ -151,32 +146,39 @@ func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, s
 func (t *translation) grpcRouteRules(o *config.Object, r *gatewayv1.GRPCRoute, svc *registry.Service, port uint32) []rankedRoute {
 	var out []rankedRoute
 	for i, rule := range r.Spec.Rules {
-		var refs []gatewayv1.BackendRef
+		refs := make([]gatewayv1.BackendRef, 0, len(rule.BackendRefs))
 		for _, b := range rule.BackendRefs {
 			refs = append(refs, b.BackendRef)
 		}
-		action := t.backendAction(o.Namespace, svc, port, refs)
-		matches := rule.Matches
-		if len(matches) == 0 {
-			matches = []gatewayv1.GRPCRouteMatch{{}}
+		var hf []headerFilter
+		for _, f := range rule.Filters {
+			hf = append(hf, headerFilter{f.RequestHeaderModifier, f.ResponseHeaderModifier})
 		}
-		for _, m := range matches {
-			rm, rk := grpcRouteMatch(m)
-			route := &routev3.Route{Name: fmt.Sprintf("%s.%s.rules[%d]", o.Name, o.Namespace, i), Match: rm}
-			setAction(route, action)
-			for _, f := range rule.Filters {
-				applyHeaderFilter(route, f.RequestHeaderModifier, f.ResponseHeaderModifier)
-			}
-			out = append(out, rankedRoute{route: route, rank: rk})
-		}
+		out = append(out, ruleRoutes(o, i, t.backendAction(o.Namespace, svc, port, refs), rule.Matches, grpcRouteMatch, hf)...)
 	}
 	return out
 }
 
-func httpBackends(in []gatewayv1.HTTPBackendRef) []gatewayv1.BackendRef {
-	out := make([]gatewayv1.BackendRef, 0, len(in))
-	for _, b := range in {
-		out = append(out, b.BackendRef)
+// headerFilter is the part of an HTTPRoute or GRPCRoute filter translated
+// onto routes.
+type headerFilter struct{ req, resp *gatewayv1.HTTPHeaderFilter }
+
+// ruleRoutes makes one Envoy route per match of rule i (a rule without
+// matches matches everything), all sharing the rule's action and filters.
+func ruleRoutes[M any](o *config.Object, i int, action any, matches []M, match func(M) (*routev3.RouteMatch, rank), filters []headerFilter) []rankedRoute {
+	if len(matches) == 0 {
+		var all M
+		matches = []M{all}
+	}
+	out := make([]rankedRoute, 0, len(matches))
+	for _, m := range matches {
+		rm, rk := match(m)
+		route := &routev3.Route{Name: fmt.Sprintf("%s.%s.rules[%d]", o.Name, o.Namespace, i), Match: rm}
+		setAction(route, action)
+		for _, f := range filters {
+			applyHeaderFilter(route, f.req, f.resp)
+		}
+		out = append(out, rankedRoute{route: route, rank: rk})
 	}
 	return out
 }

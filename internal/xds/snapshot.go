@@ -6,6 +6,10 @@ import (
 	"sort"
 	"sync"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -138,30 +142,23 @@ func hashResource(r types.Resource) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// layers turns translated resources into one layer per type.
+// layers turns translated resources into one layer per type, in
+// typeURLs order.
 func layers(r *translate.Resources) [numTypes]*layer {
-	var out [numTypes]*layer
-	names, res := make([]string, 0, len(r.Clusters)), make([]types.Resource, 0, len(r.Clusters))
-	for _, c := range r.Clusters {
-		names, res = append(names, c.Name), append(res, c)
+	return [numTypes]*layer{
+		layerOf(r.Clusters, (*clusterv3.Cluster).GetName),
+		layerOf(r.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName),
+		layerOf(r.Listeners, (*listenerv3.Listener).GetName),
+		layerOf(r.Routes, (*routev3.RouteConfiguration).GetName),
 	}
-	out[0] = newLayer(names, res)
-	names, res = names[:0], nil
-	for _, e := range r.Endpoints {
-		names, res = append(names, e.ClusterName), append(res, e)
+}
+
+func layerOf[T types.Resource](items []T, name func(T) string) *layer {
+	names, res := make([]string, len(items)), make([]types.Resource, len(items))
+	for i, it := range items {
+		names[i], res[i] = name(it), it
 	}
-	out[1] = newLayer(names, res)
-	names, res = names[:0], nil
-	for _, l := range r.Listeners {
-		names, res = append(names, l.Name), append(res, l)
-	}
-	out[2] = newLayer(names, res)
-	names, res = names[:0], nil
-	for _, rc := range r.Routes {
-		names, res = append(names, rc.Name), append(res, rc)
-	}
-	out[3] = newLayer(names, res)
-	return out
+	return newLayer(names, res)
 }
 
 // snapshot implements cachev3.ResourceSnapshot over precomputed layers.
