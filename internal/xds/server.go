@@ -312,7 +312,8 @@ func (s *Server) setSotW(ps *proxyState) {
 	}
 }
 
-// onRequest runs for every request on a stream (SotW and delta).
+// onRequest runs for every request on a state-of-the-world stream (delta
+// streams are served in delta.go).
 func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseNonce string, errDetail string) error {
 	s.mu.Lock()
 	id, known := s.streams[streamID]
