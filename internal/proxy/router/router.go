@@ -1,0 +1,534 @@
+// Package router is the sidecar's HTTP request router: it chooses the
+// virtual host and route for a request from a RouteConfig, picks a weighted
+// cluster and computes the consistent-hash key, all with Envoy's semantics
+// so that the control plane's xDS output means the same thing here as it
+// would in an Envoy.
+//
+// Matching runs on every request, so a RouteConfig is compiled once, when
+// config arrives, into an immutable Table that the proxy swaps atomically;
+// Match then allocates nothing for ordinary requests (single-valued
+// headers, authorities up to 512 bytes) and only runs a regular expression
+// where the config asks for one.
+//
+// Semantics, with the Envoy behaviour each follows:
+//
+//   - Virtual host: the authority, ASCII lower-cased, is looked up exactly,
+//     then against suffix wildcards ("*.foo.com", "*-bar.foo.com"), longest
+//     first, then prefix wildcards ("foo.*"), longest first, then "*". A
+//     wildcard never matches an empty part ("*.foo.com" does not match
+//     ".foo.com"). The port is part of the authority and is never stripped:
+//     Envoy only strips it with ignore_port_in_host_matching or the HCM's
+//     strip_*_host_port options, which Trellis does not use; the translator
+//     lists every domain both bare and with ":port" instead. Duplicate
+//     domains (case-insensitively) or more than one "*" fail to compile, as
+//     they fail to load in Envoy.
+//   - Routes: first match wins. A request without a path (CONNECT) matches
+//     no route, as Envoy's path-based routes skip path-less requests.
+//   - Path: prefix, exact, path-separated prefix and regex all compare the
+//     path without its query string and fragment; the regex must match the
+//     whole path; case_sensitive=false folds ASCII case for everything but
+//     regex (Envoy ignores it for safe_regex).
+//   - Headers: a header sent several times is matched as its values joined
+//     with ","; the pseudo-headers :method, :authority, :path (with query)
+//     and :scheme come from the Request. A missing header fails every
+//     matcher except present-with-invert ("must be absent"), even when the
+//     matcher is inverted: Envoy's rule, which means Istio withoutHeaders
+//     with a value does not match a request lacking the header.
+//   - Query parameters: the raw query is scanned without decoding, as
+//     Envoy's route matcher does (QueryParamsMulti::parseQueryString, not
+//     parseAndDecodeQueryString): "a%20b" is compared as is. The first
+//     occurrence of a name is used; "?flag" has the empty value.
+//   - Weighted clusters: Envoy's selection, rnd % (sum of weights) walked
+//     through the cumulative weights, so callers own the RNG.
+//   - Hashing: Envoy's hash policies over xxHash64 (seed 0), combining
+//     several policies by rotate-left-1 and XOR, so keys hash as Envoy's
+//     would.
+package router
+
+import (
+	"fmt"
+	"net/netip"
+	"net/textproto"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// Request is the router's view of a request. The HTTP front end fills it
+// from what it already holds, so building one allocates nothing; the
+// router never keeps it.
+type Request struct {
+	Method    string
+	Authority string // Host header or :authority, as received
+	// Path is the request target as received: path, query and (rarely)
+	// fragment. Empty for CONNECT.
+	Path   string
+	Scheme string // "http" or "https"
+	Header Headers
+	// SourceIP is the downstream address, for source-IP hash policies.
+	SourceIP netip.Addr
+}
+
+// Headers gives the router the request's headers. http.Header satisfies
+// it without allocating: names are passed in canonical MIME form ("X-User"),
+// precomputed at Compile, so its Values does no case conversion. A front end
+// keyed by lower-case HTTP/2 names must fold case itself.
+type Headers interface {
+	// Values returns every value of the named header in the order received,
+	// or nil when it is absent. The router does not modify the slice.
+	Values(name string) []string
+}
+
+// Table is a compiled RouteConfig. It is immutable and safe for concurrent
+// use; it refers to the RouteConfig it was compiled from, which must not be
+// modified afterwards.
+type Table struct {
+	rc *xdsresource.RouteConfig
+	// exact holds lower-cased exact domains; suffixes and prefixes hold
+	// wildcard domains without their "*", grouped by length, longest first,
+	// so that a lookup costs one map probe per distinct length.
+	exact    map[string]*vhost
+	suffixes []wildcards
+	prefixes []wildcards
+	any      *vhost
+	onlyAny  bool
+	// hashes holds each route action's hash policies with header names
+	// already canonical.
+	hashes map[*xdsresource.RouteAction][]hashPolicy
+}
+
+type wildcards struct {
+	n int
+	m map[string]*vhost
+}
+
+type vhost struct {
+	vh     *xdsresource.VirtualHost
+	routes []route
+}
+
+type route struct {
+	r       *xdsresource.Route
+	kind    xdsresource.PathKind
+	path    string // lower-cased when fold
+	fold    bool
+	re      *regexp.Regexp
+	headers []headerMatcher
+	queries []queryMatcher
+}
+
+type pseudo uint8
+
+const (
+	notPseudo pseudo = iota
+	pseudoMethod
+	pseudoAuthority
+	pseudoPath
+	pseudoScheme
+	pseudoUnknown // a pseudo-header the router does not know: never present
+)
+
+type headerMatcher struct {
+	pseudo  pseudo
+	name    string // canonical MIME form
+	present bool
+	invert  bool
+	m       stringMatcher
+}
+
+type queryMatcher struct {
+	name    string
+	present bool
+	m       stringMatcher
+}
+
+type stringMatcher struct {
+	kind  xdsresource.StringKind
+	value string // lower-cased when fold
+	fold  bool
+	re    *regexp.Regexp
+}
+
+// Compile precompiles rc for matching. It fails on what Envoy would refuse
+// to load (duplicate domains, several "*") and on matchers the router
+// cannot evaluate (unknown kinds, missing regexes), so the proxy can NACK.
+func Compile(rc *xdsresource.RouteConfig) (*Table, error) {
+	t := &Table{rc: rc, exact: map[string]*vhost{}, hashes: map[*xdsresource.RouteAction][]hashPolicy{}}
+	if rc == nil {
+		t.onlyAny = true
+		return t, nil
+	}
+	suffixes := map[int]map[string]*vhost{}
+	prefixes := map[int]map[string]*vhost{}
+	for i := range rc.VirtualHosts {
+		vh := &rc.VirtualHosts[i]
+		v := &vhost{vh: vh, routes: make([]route, 0, len(vh.Routes))}
+		for j := range vh.Routes {
+			r, err := compileRoute(&vh.Routes[j])
+			if err != nil {
+				return nil, fmt.Errorf("virtual_hosts[%d] (%s): routes[%d] (%s): %w", i, vh.Name, j, vh.Routes[j].Name, err)
+			}
+			v.routes = append(v.routes, r)
+			if a := vh.Routes[j].Action; a != nil && len(a.HashPolicies) > 0 {
+				t.hashes[a] = compileHash(a.HashPolicies)
+			}
+		}
+		for _, d := range vh.Domains {
+			d = asciiLower(d)
+			var dup bool
+			switch {
+			case d == "*":
+				dup = t.any != nil
+				t.any = v
+			case strings.HasPrefix(d, "*"):
+				dup = insert(suffixes, d[1:], v)
+			case strings.HasSuffix(d, "*"):
+				dup = insert(prefixes, d[:len(d)-1], v)
+			default:
+				_, dup = t.exact[d]
+				t.exact[d] = v
+			}
+			if dup {
+				return nil, fmt.Errorf("virtual_hosts[%d] (%s): domain %q is not unique in route config %s", i, vh.Name, d, rc.Name)
+			}
+		}
+	}
+	t.suffixes = byLength(suffixes)
+	t.prefixes = byLength(prefixes)
+	t.onlyAny = len(t.exact) == 0 && len(t.suffixes) == 0 && len(t.prefixes) == 0
+	return t, nil
+}
+
+func insert(byLen map[int]map[string]*vhost, key string, v *vhost) (dup bool) {
+	m := byLen[len(key)]
+	if m == nil {
+		m = map[string]*vhost{}
+		byLen[len(key)] = m
+	}
+	_, dup = m[key]
+	m[key] = v
+	return dup
+}
+
+func byLength(byLen map[int]map[string]*vhost) []wildcards {
+	out := make([]wildcards, 0, len(byLen))
+	for n, m := range byLen {
+		out = append(out, wildcards{n: n, m: m})
+	}
+	slices.SortFunc(out, func(a, b wildcards) int { return b.n - a.n })
+	return out
+}
+
+func compileRoute(xr *xdsresource.Route) (route, error) {
+	m := &xr.Match
+	r := route{r: xr, kind: m.PathKind, path: m.Path, fold: m.CaseInsensitive}
+	switch m.PathKind {
+	case xdsresource.PathPrefix, xdsresource.PathExact, xdsresource.PathSeparatedPrefix:
+		if r.fold {
+			r.path = asciiLower(r.path)
+		}
+	case xdsresource.PathRegex:
+		if m.PathRegex == nil {
+			return route{}, fmt.Errorf("match: safe_regex path without a compiled regex")
+		}
+		r.re = anchored(m.PathRegex)
+		r.fold = false
+	default:
+		return route{}, fmt.Errorf("match: unknown path kind %d", m.PathKind)
+	}
+	for i, h := range m.Headers {
+		hm := headerMatcher{present: h.Present, invert: h.Invert}
+		setHeaderName(&hm, h.Name)
+		if !h.Present {
+			sm, err := compileString(h.Match)
+			if err != nil {
+				return route{}, fmt.Errorf("match: headers[%d] (%s): %w", i, h.Name, err)
+			}
+			hm.m = sm
+		}
+		r.headers = append(r.headers, hm)
+	}
+	for i, q := range m.QueryParams {
+		qm := queryMatcher{name: q.Name, present: q.Present}
+		if !q.Present {
+			sm, err := compileString(q.Match)
+			if err != nil {
+				return route{}, fmt.Errorf("match: query_parameters[%d] (%s): %w", i, q.Name, err)
+			}
+			qm.m = sm
+		}
+		r.queries = append(r.queries, qm)
+	}
+	return r, nil
+}
+
+// setHeaderName resolves a matcher's header name once: pseudo-headers to
+// Request fields, others to the canonical form http.Header is keyed by.
+func setHeaderName(hm *headerMatcher, name string) {
+	name = asciiLower(name)
+	switch {
+	case name == ":method":
+		hm.pseudo = pseudoMethod
+	case name == ":authority":
+		hm.pseudo = pseudoAuthority
+	case name == ":path":
+		hm.pseudo = pseudoPath
+	case name == ":scheme":
+		hm.pseudo = pseudoScheme
+	case strings.HasPrefix(name, ":"):
+		hm.pseudo = pseudoUnknown
+	default:
+		hm.name = textproto.CanonicalMIMEHeaderKey(name)
+	}
+}
+
+func compileString(s xdsresource.StringMatcher) (stringMatcher, error) {
+	sm := stringMatcher{kind: s.Kind, value: s.Value, fold: s.IgnoreCase}
+	switch s.Kind {
+	case xdsresource.StringExact, xdsresource.StringPrefix, xdsresource.StringSuffix, xdsresource.StringContains:
+		if sm.fold {
+			sm.value = asciiLower(sm.value)
+		}
+	case xdsresource.StringRegex:
+		if s.Regex == nil {
+			return stringMatcher{}, fmt.Errorf("safe_regex without a compiled regex")
+		}
+		sm.re = anchored(s.Regex)
+		sm.fold = false
+	default:
+		return stringMatcher{}, fmt.Errorf("unknown string match kind %d", s.Kind)
+	}
+	return sm, nil
+}
+
+// anchored makes sure a regex matches whole values, as RE2's FullMatch in
+// Envoy does. The decoder already anchors; this guards hand-built configs.
+func anchored(re *regexp.Regexp) *regexp.Regexp {
+	s := re.String()
+	if strings.HasPrefix(s, "^(?:") && strings.HasSuffix(s, ")$") {
+		return re
+	}
+	return regexp.MustCompile("^(?:" + s + ")$") // a valid regexp stays valid when wrapped
+}
+
+// Config returns the RouteConfig the table was compiled from.
+func (t *Table) Config() *xdsresource.RouteConfig { return t.rc }
+
+// Match returns the virtual host and route for a request. A nil route
+// means no route: the proxy answers 404 with response flag NR. The virtual
+// host is returned even when no route in it matched, for logs and stats.
+func (t *Table) Match(r *Request) (*xdsresource.VirtualHost, *xdsresource.Route) {
+	v := t.virtualHost(r.Authority)
+	if v == nil {
+		return nil, nil
+	}
+	if r.Path == "" {
+		return v.vh, nil
+	}
+	path := r.Path
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	for i := range v.routes {
+		rt := &v.routes[i]
+		if rt.matches(r, path) {
+			return v.vh, rt.r
+		}
+	}
+	return v.vh, nil
+}
+
+// hostBuf bounds the authority lower-cased on the stack: a DNS name (253)
+// plus port fits; longer ones cost one allocation.
+const hostBuf = 512
+
+func (t *Table) virtualHost(authority string) *vhost {
+	if t.onlyAny {
+		return t.any
+	}
+	var buf [hostBuf]byte
+	var h []byte
+	if len(authority) <= len(buf) {
+		h = buf[:len(authority)]
+	} else {
+		h = make([]byte, len(authority))
+	}
+	for i := 0; i < len(authority); i++ {
+		c := authority[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h[i] = c
+	}
+	// m[string(b)] does not allocate: the compiler looks up the bytes.
+	if v, ok := t.exact[string(h)]; ok {
+		return v
+	}
+	for _, w := range t.suffixes {
+		if w.n >= len(h) {
+			continue
+		}
+		if v, ok := w.m[string(h[len(h)-w.n:])]; ok {
+			return v
+		}
+	}
+	for _, w := range t.prefixes {
+		if w.n >= len(h) {
+			continue
+		}
+		if v, ok := w.m[string(h[:w.n])]; ok {
+			return v
+		}
+	}
+	return t.any
+}
+
+func (rt *route) matches(r *Request, path string) bool {
+	switch rt.kind {
+	case xdsresource.PathPrefix:
+		if !hasPrefix(path, rt.path, rt.fold) {
+			return false
+		}
+	case xdsresource.PathExact:
+		if len(path) != len(rt.path) || !hasPrefix(path, rt.path, rt.fold) {
+			return false
+		}
+	case xdsresource.PathSeparatedPrefix:
+		if !hasPrefix(path, rt.path, rt.fold) || (len(path) > len(rt.path) && path[len(rt.path)] != '/') {
+			return false
+		}
+	case xdsresource.PathRegex:
+		if !rt.re.MatchString(path) {
+			return false
+		}
+	}
+	for i := range rt.headers {
+		if !rt.headers[i].matches(r) {
+			return false
+		}
+	}
+	if len(rt.queries) > 0 {
+		query := queryOf(r.Path)
+		for i := range rt.queries {
+			if !rt.queries[i].matches(query) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (h *headerMatcher) matches(r *Request) bool {
+	v, ok := h.value(r)
+	if !ok {
+		// Envoy: a missing header matches only "present" inverted.
+		return h.present && h.invert
+	}
+	if h.present {
+		return !h.invert
+	}
+	return h.m.matches(v) != h.invert
+}
+
+func (h *headerMatcher) value(r *Request) (string, bool) {
+	switch h.pseudo {
+	case pseudoMethod:
+		return r.Method, r.Method != ""
+	case pseudoAuthority:
+		return r.Authority, r.Authority != ""
+	case pseudoPath:
+		return r.Path, r.Path != ""
+	case pseudoScheme:
+		return r.Scheme, r.Scheme != ""
+	case pseudoUnknown:
+		return "", false
+	}
+	return headerValue(r.Header, h.name)
+}
+
+// headerValue joins repeated headers with "," as Envoy's
+// getAllOfHeaderAsString does; only that rare case allocates.
+func headerValue(hs Headers, name string) (string, bool) {
+	if hs == nil {
+		return "", false
+	}
+	vals := hs.Values(name)
+	switch len(vals) {
+	case 0:
+		return "", false
+	case 1:
+		return vals[0], true
+	}
+	return strings.Join(vals, ","), true
+}
+
+func (q *queryMatcher) matches(query string) bool {
+	v, ok := queryParam(query, q.name)
+	if !ok {
+		return false
+	}
+	return q.present || q.m.matches(v)
+}
+
+func (s *stringMatcher) matches(v string) bool {
+	switch s.kind {
+	case xdsresource.StringExact:
+		return len(v) == len(s.value) && hasPrefix(v, s.value, s.fold)
+	case xdsresource.StringPrefix:
+		return hasPrefix(v, s.value, s.fold)
+	case xdsresource.StringSuffix:
+		return len(v) >= len(s.value) && hasPrefix(v[len(v)-len(s.value):], s.value, s.fold)
+	case xdsresource.StringContains:
+		if !s.fold {
+			return strings.Contains(v, s.value)
+		}
+		for i := 0; i+len(s.value) <= len(v); i++ {
+			if hasPrefix(v[i:], s.value, true) {
+				return true
+			}
+		}
+		return false
+	case xdsresource.StringRegex:
+		return s.re.MatchString(v)
+	}
+	return false
+}
+
+// hasPrefix reports whether s starts with prefix; with fold, prefix is
+// already lower case and ASCII letters of s are folded (Envoy folds ASCII
+// only, unlike strings.EqualFold).
+func hasPrefix(s, prefix string, fold bool) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	if !fold {
+		return s[:len(prefix)] == prefix
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
