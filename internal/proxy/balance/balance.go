@@ -1,0 +1,383 @@
+// Package balance holds the sidecar's load balancers: for one cluster, a
+// Balancer keeps the current set of upstream hosts (from EDS or a static
+// load assignment) and picks one per request.
+//
+// Pick sits on every request's hot path, so it never allocates and never
+// takes a lock: the host set is an immutable snapshot that Update builds
+// off to the side and swaps in with one atomic store. Per-host state that
+// must outlive updates (in-flight request counts, latency estimates) lives
+// on *Host, and Update carries a Host over to the new snapshot whenever the
+// endpoint stays, so least-request keeps seeing the requests already in
+// flight to it.
+//
+// The algorithms follow Envoy's:
+//
+//   - ROUND_ROBIN: a shared counter over the hosts; with unequal weights the
+//     counter walks a precomputed earliest-deadline-first schedule (see
+//     buildSchedule).
+//   - RANDOM: uniform, or proportional to weight.
+//   - LEAST_REQUEST: power of two choices by active requests (Envoy's
+//     choice_count 2); see pickLeastRequest for weights.
+//   - RING_HASH: a ketama ring of xxHash64("address:port_i") points, sized
+//     as Envoy sizes it (minimum 1024, maximum 8M entries).
+//   - MAGLEV: the Maglev paper's table population with Envoy's weighting,
+//     65537 entries by default.
+//   - Peak EWMA (WithPeakEWMA, not an Envoy policy): least-request whose
+//     load is latency_estimate * (active+1), as Linkerd and Finagle do.
+//
+// Endpoint selection within a ClusterLoadAssignment: only healthy
+// endpoints of the lowest priority that has any are used. Envoy would also
+// spill traffic to the next priority while a level is partly unhealthy
+// (overprovisioning factor 1.4) and ignore health below a 50% panic
+// threshold; Trellis does neither yet, so a level with one healthy host
+// takes all the traffic. Locality weights are folded into host weights
+// (see flatten), which gives the same long-run share as Envoy's two-level
+// locality-then-host pick.
+package balance
+
+import (
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// Host is one upstream endpoint. Its exported fields never change after
+// the Host is created, so they may be read without synchronisation; the
+// weight can change across updates and is read with Weight.
+type Host struct {
+	Address string // IP or DNS name
+	Port    uint32
+	// Locality and workload identity, for verification and telemetry.
+	Region, Zone, SubZone               string
+	Workload, Namespace, ServiceAccount string
+
+	addr   string // Address:Port, as dialled and hashed
+	weight atomic.Uint32
+
+	active atomic.Int64
+	// removed is set once an Update has dropped the host, so that a Pick
+	// racing with that Update can notice and retry on the new set.
+	removed atomic.Bool
+
+	// Peak-EWMA state, used only when the balancer has it enabled.
+	ewma      *ewmaConfig
+	rttNanos  atomic.Uint64 // float64 bits
+	rttUpdate atomic.Int64  // ewmaConfig.now() of the last sample
+}
+
+// Addr is "address:port" (IPv6 bracketed), ready to dial.
+func (h *Host) Addr() string { return h.addr }
+
+// Weight is the host's effective weight in the current set (endpoint
+// weight with its locality's weight folded in).
+func (h *Host) Weight() uint32 { return h.weight.Load() }
+
+// Active is the number of requests in flight to the host.
+func (h *Host) Active() int64 { return h.active.Load() }
+
+// Start records a request sent to the host. Every Start must be followed
+// by exactly one Done.
+func (h *Host) Start() { h.active.Add(1) }
+
+// Done records the end of a request started with Start, and how long it
+// took (used only by the peak-EWMA balancer).
+func (h *Host) Done(latency time.Duration) {
+	h.active.Add(-1)
+	if h.ewma != nil {
+		h.observe(latency)
+	}
+}
+
+// Rand is a source of randomness. The balancer calls it concurrently from
+// every picking goroutine, so it must be safe for that; the default uses
+// the runtime's per-thread generator. Tests inject a seeded one.
+type Rand interface{ Uint64() uint64 }
+
+type runtimeRand struct{}
+
+func (runtimeRand) Uint64() uint64 { return rand.Uint64() }
+
+// Option configures a Balancer.
+type Option func(*Balancer)
+
+// WithRand replaces the source of randomness (for deterministic tests).
+// It also fixes the round-robin starting point, which is otherwise random
+// so that many proxies do not start on the same host.
+func WithRand(r Rand) Option { return func(b *Balancer) { b.rand = r } }
+
+// Balancer picks hosts for one cluster. Its methods are safe for
+// concurrent use; Pick never blocks.
+//
+// It is a concrete type rather than an interface per policy: the policy
+// is one switch in Pick, which keeps Pick inlinable-cheap and
+// allocation-free, and gives callers one thing to hold.
+type Balancer struct {
+	snap   atomic.Pointer[snapshot]
+	policy xdsresource.LBPolicy
+	rand   Rand
+	ewma   *ewmaConfig
+
+	ringMin, ringMax uint64
+	maglevSize       uint64
+
+	mu    sync.Mutex       // serialises Update
+	hosts map[string]*Host // current hosts by addr, owned by Update
+
+	_  [64]byte // keep the round-robin counter off the snapshot's cache line
+	rr atomic.Uint64
+}
+
+// Defaults and limits, as Envoy's.
+const (
+	DefaultRingMinSize     = 1024
+	DefaultRingMaxSize     = 8 * 1024 * 1024
+	DefaultMaglevTableSize = 65537
+)
+
+// New returns a balancer for c, holding c.LoadAssignment's endpoints when
+// the cluster carries them (STATIC and DNS clusters); EDS clusters start
+// empty until Update. LBClusterProvided (ORIGINAL_DST) clusters have no
+// endpoint set to balance over and get least-request, as does any policy
+// the proxy does not know.
+func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
+	b := &Balancer{
+		policy:     c.LBPolicy,
+		rand:       runtimeRand{},
+		ringMin:    c.RingMinSize,
+		ringMax:    DefaultRingMaxSize,
+		maglevSize: c.MaglevTableSize,
+		hosts:      map[string]*Host{},
+	}
+	switch b.policy {
+	case xdsresource.LBRoundRobin, xdsresource.LBLeastRequest, xdsresource.LBRandom,
+		xdsresource.LBRingHash, xdsresource.LBMaglev:
+	default:
+		b.policy = xdsresource.LBLeastRequest
+	}
+	if b.ringMin == 0 {
+		b.ringMin = DefaultRingMinSize
+	}
+	if b.ringMin > b.ringMax {
+		b.ringMin = b.ringMax
+	}
+	if b.maglevSize == 0 {
+		b.maglevSize = DefaultMaglevTableSize
+	}
+	b.maglevSize = nextPrime(b.maglevSize)
+	for _, o := range opts {
+		o(b)
+	}
+	b.rr.Store(b.rand.Uint64())
+	b.snap.Store(&snapshot{})
+	if c.LoadAssignment != nil {
+		b.Update(c.LoadAssignment)
+	}
+	return b
+}
+
+// Hosts returns the current host set. The slice is shared and must not
+// be modified.
+func (b *Balancer) Hosts() []*Host { return b.snap.Load().hosts }
+
+// Update replaces the host set with the healthy endpoints of cla's lowest
+// priority that has any (nil or none: an empty set, and Pick returns nil).
+// Hosts whose address, port and identity stay keep their state. Once
+// Update returns, no Pick that starts afterwards returns a host the update
+// removed, and a Pick already running retries if it catches one.
+func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	eps, weights := selectEndpoints(cla)
+	next := make(map[string]*Host, len(eps))
+	hosts := make([]*Host, 0, len(eps))
+	kept := weights[:0]
+	for i, ep := range eps {
+		addr := net.JoinHostPort(ep.ep.Address, strconv.FormatUint(uint64(ep.ep.Port), 10))
+		if _, dup := next[addr]; dup {
+			continue // first occurrence wins; Envoy rejects duplicates in one level
+		}
+		h := b.hosts[addr]
+		if h == nil || !sameIdentity(h, ep) {
+			h = &Host{
+				Address: ep.ep.Address, Port: ep.ep.Port,
+				Region: ep.loc.Region, Zone: ep.loc.Zone, SubZone: ep.loc.SubZone,
+				Workload: ep.ep.Workload, Namespace: ep.ep.Namespace, ServiceAccount: ep.ep.ServiceAccount,
+				addr: addr, ewma: b.ewma,
+			}
+			if b.ewma != nil {
+				h.rttNanos.Store(float64bits(float64(b.ewma.defaultRTT)))
+				h.rttUpdate.Store(b.ewma.now())
+			}
+		}
+		h.weight.Store(weights[i])
+		next[addr] = h
+		hosts = append(hosts, h)
+		kept = append(kept, weights[i])
+	}
+	s := b.build(hosts, kept)
+	b.snap.Store(s)
+	for addr, h := range b.hosts {
+		if next[addr] != h {
+			h.removed.Store(true)
+		}
+	}
+	b.hosts = next
+}
+
+func sameIdentity(h *Host, ep weightedEndpoint) bool {
+	return h.Workload == ep.ep.Workload && h.Namespace == ep.ep.Namespace &&
+		h.ServiceAccount == ep.ep.ServiceAccount && h.Region == ep.loc.Region &&
+		h.Zone == ep.loc.Zone && h.SubZone == ep.loc.SubZone
+}
+
+// Pick returns a host for one request, or nil when the set is empty (the
+// proxy answers 503 with flag UH). hash is the request's consistent hash
+// (HashString, CombineHash) and is used only by RING_HASH and MAGLEV, and
+// only when hasHash; without one they pick at random, as Envoy does.
+func (b *Balancer) Pick(hash uint64, hasHash bool) *Host {
+	for {
+		s := b.snap.Load()
+		if len(s.hosts) == 0 {
+			return nil
+		}
+		var h *Host
+		switch b.policy {
+		case xdsresource.LBRoundRobin:
+			h = s.hosts[s.roundRobin(b.rr.Add(1))]
+		case xdsresource.LBRandom:
+			h = s.hosts[s.sample(b.rand.Uint64())]
+		case xdsresource.LBRingHash:
+			if !hasHash {
+				hash = b.rand.Uint64()
+			}
+			h = s.hosts[s.ringLookup(hash)]
+		case xdsresource.LBMaglev:
+			if !hasHash {
+				hash = b.rand.Uint64()
+			}
+			h = s.hosts[s.maglev[hash%uint64(len(s.maglev))]]
+		default:
+			h = b.pickLeastRequest(s)
+		}
+		if !h.removed.Load() {
+			return h
+		}
+	}
+}
+
+// snapshot is one immutable host set with the lookup structures its
+// policy needs.
+type snapshot struct {
+	hosts   []*Host
+	weights []uint32
+	equal   bool     // all weights equal: uniform paths, no tables
+	cum     []uint64 // prefix sums of weights, when !equal
+	total   uint64
+
+	sched []int32 // round-robin schedule, when !equal
+
+	ringHash []uint64 // sorted ring points
+	ringHost []int32  // host of each point
+
+	maglev []int32
+}
+
+func (b *Balancer) build(hosts []*Host, weights []uint32) *snapshot {
+	s := &snapshot{hosts: hosts, weights: weights, equal: true}
+	for _, w := range weights {
+		s.total += uint64(w)
+		if w != weights[0] {
+			s.equal = false
+		}
+	}
+	if len(hosts) == 0 {
+		return s
+	}
+	if !s.equal {
+		s.cum = make([]uint64, len(weights))
+		var c uint64
+		for i, w := range weights {
+			c += uint64(w)
+			s.cum[i] = c
+		}
+	}
+	switch b.policy {
+	case xdsresource.LBRoundRobin:
+		if !s.equal {
+			s.sched = buildSchedule(weights, maxSchedule)
+		}
+	case xdsresource.LBRingHash:
+		s.ringHash, s.ringHost = buildRing(hosts, weights, b.ringMin, b.ringMax)
+	case xdsresource.LBMaglev:
+		s.maglev = buildMaglev(hosts, weights, b.maglevSize)
+	}
+	return s
+}
+
+// bounded maps a uniform 64-bit r onto [0, n) without division (Lemire).
+func bounded(r, n uint64) uint64 {
+	hi, _ := bits.Mul64(r, n)
+	return hi
+}
+
+// sample picks an index with probability proportional to its weight.
+func (s *snapshot) sample(r uint64) int {
+	if s.equal {
+		return int(bounded(r, uint64(len(s.hosts))))
+	}
+	x := bounded(r, s.total)
+	// First prefix sum above x.
+	lo, hi := 0, len(s.cum)-1
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s.cum[m] > x {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo
+}
+
+func (s *snapshot) roundRobin(n uint64) int {
+	if s.equal {
+		return int(n % uint64(len(s.hosts)))
+	}
+	return int(s.sched[n%uint64(len(s.sched))])
+}
+
+// pickLeastRequest is power of two choices. With equal weights it is
+// Envoy's: two uniform samples (possibly the same host), the one with
+// fewer active requests wins, ties go to the first.
+//
+// With unequal weights Envoy runs an EDF scheduler over the effective
+// weight w/(active+1)^bias, which needs a lock. We split that formula
+// instead: the two candidates are sampled in proportion to w, and the
+// comparison uses the remaining factor 1/(active+1)^bias. For a choice
+// between two, any positive bias orders the candidates the same way (by
+// active), so the bias is fixed at Envoy's default of 1. Sampling by
+// weight keeps an idle cluster's traffic exactly proportional to weight
+// (as EDF does); comparing w/(active+1) directly would give the heavier
+// host every tie and skew idle traffic far past its weight.
+func (b *Balancer) pickLeastRequest(s *snapshot) *Host {
+	a := s.hosts[s.sample(b.rand.Uint64())]
+	c := s.hosts[s.sample(b.rand.Uint64())]
+	if b.ewma != nil {
+		now := b.ewma.now()
+		if c.cost(now) < a.cost(now) {
+			return c
+		}
+		return a
+	}
+	if c.active.Load() < a.active.Load() {
+		return c
+	}
+	return a
+}
