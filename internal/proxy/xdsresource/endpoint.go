@@ -1,0 +1,151 @@
+package xdsresource
+
+// DecodeClusterLoadAssignment decodes and validates an
+// envoy.config.endpoint.v3.ClusterLoadAssignment. It runs on every
+// endpoint change of every cluster, so repeated fields are sized up front.
+func DecodeClusterLoadAssignment(b []byte) (*ClusterLoadAssignment, error) {
+	cla := &ClusterLoadAssignment{}
+	m := msg{b: b}
+	if n := count(b, 2); n > 0 {
+		cla.Localities = make([]LocalityEndpoints, 0, n)
+	}
+	for m.next() {
+		switch m.num {
+		case 1:
+			cla.ClusterName = m.str("cluster_name")
+		case 2:
+			lb, ok := m.bytes("endpoints")
+			if !ok {
+				break
+			}
+			cla.Localities = append(cla.Localities, LocalityEndpoints{})
+			m.failIndex(decodeLocality(lb, &cla.Localities[len(cla.Localities)-1]), "endpoints", len(cla.Localities)-1)
+		case 5:
+			m.fail(errNotSupported, "named_endpoints")
+		}
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	return cla, nil
+}
+
+func decodeLocality(b []byte, l *LocalityEndpoints) error {
+	m := msg{b: b}
+	if n := count(b, 2); n > 0 {
+		l.Endpoints = make([]Endpoint, 0, n)
+	}
+	for m.next() {
+		switch m.num {
+		case 1:
+			lb, ok := m.bytes("locality")
+			if !ok {
+				break
+			}
+			loc := msg{b: lb}
+			for loc.next() {
+				switch loc.num {
+				case 1:
+					l.Region = loc.str("region")
+				case 2:
+					l.Zone = loc.str("zone")
+				case 3:
+					l.SubZone = loc.str("sub_zone")
+				}
+			}
+			m.fail(loc.err, "locality")
+		case 2:
+			eb, ok := m.bytes("lb_endpoints")
+			if !ok {
+				break
+			}
+			l.Endpoints = append(l.Endpoints, Endpoint{})
+			m.failIndex(decodeLbEndpoint(eb, &l.Endpoints[len(l.Endpoints)-1]), "lb_endpoints", len(l.Endpoints)-1)
+		case 3:
+			l.Weight = m.wrappedUint32("load_balancing_weight")
+		case 5:
+			l.Priority = m.uint32("priority")
+		case 7:
+			m.fail(errNotSupported, "load_balancer_endpoints")
+		case 8:
+			m.fail(errNotSupported, "leds_cluster_locality_config")
+		}
+	}
+	return m.err
+}
+
+// Envoy's core.v3.HealthStatus values.
+const (
+	healthUnknown  = 0
+	healthHealthy  = 1
+	healthDegraded = 5
+)
+
+func decodeLbEndpoint(b []byte, e *Endpoint) error {
+	m := msg{b: b}
+	e.Weight, e.Healthy = 1, true
+	hasEndpoint := false
+	for m.next() {
+		switch m.num {
+		case 1:
+			eb, ok := m.bytes("endpoint")
+			if !ok {
+				break
+			}
+			hasEndpoint = true
+			ep := msg{b: eb}
+			hasAddress := false
+			for ep.next() {
+				if ep.num == 1 {
+					ab, ok := ep.bytes("address")
+					if !ok {
+						break
+					}
+					hasAddress = true
+					var err error
+					e.Address, e.Port, err = socketAddress(ab)
+					ep.fail(err, "address")
+				}
+			}
+			if ep.err == nil && !hasAddress {
+				ep.err = within(errRequired, "address")
+			}
+			m.fail(ep.err, "endpoint")
+		case 5:
+			m.fail(errNotSupported, "endpoint_name")
+		case 2:
+			s := m.enum("health_status")
+			if s < healthUnknown || s > healthDegraded {
+				m.fail(errorf("unknown health status %d", s), "health_status")
+			}
+			e.Healthy = s == healthUnknown || s == healthHealthy
+		case 3:
+			mb, ok := m.bytes("metadata")
+			if !ok {
+				break
+			}
+			m.fail(trellisMetadata(mb, func(k []byte, v string) {
+				switch string(k) {
+				case "workload":
+					e.Workload = v
+				case "namespace":
+					e.Namespace = v
+				case "serviceAccount":
+					e.ServiceAccount = v
+				}
+			}), "metadata")
+		case 4:
+			e.Weight = m.wrappedUint32("load_balancing_weight")
+			if e.Weight == 0 {
+				m.fail(errorf("must be >= 1"), "load_balancing_weight")
+			}
+		}
+	}
+	if m.err != nil {
+		return m.err
+	}
+	if !hasEndpoint {
+		return within(errRequired, "endpoint")
+	}
+	return nil
+}
