@@ -122,7 +122,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 // one builds a table with a single catch-all virtual host holding the
-// given matches, in order, each route named by its index in want order.
+// named matches as routes, in the given order.
 func one(t testing.TB, matches map[string]xdsresource.RouteMatch, order ...string) *Table {
 	t.Helper()
 	v := xdsresource.VirtualHost{Name: "v", Domains: []string{"*"}}
