@@ -18,8 +18,8 @@
 //   - RANDOM: uniform, or proportional to weight.
 //   - LEAST_REQUEST: power of two choices by active requests (Envoy's
 //     choice_count 2); see pickLeastRequest for weights.
-//   - RING_HASH: a ketama ring of xxHash64("address:port_i") points, sized
-//     as Envoy sizes it (minimum 1024, maximum 8M entries).
+//   - RING_HASH: a ketama ring of xxHash64("address:port_i") points
+//     (minimum 1024, maximum 8M entries); see buildRing for its sizing.
 //   - MAGLEV: the Maglev paper's table population with Envoy's weighting,
 //     65537 entries by default.
 //   - Peak EWMA (WithPeakEWMA, not an Envoy policy): least-request whose
@@ -353,22 +353,42 @@ func (s *snapshot) roundRobin(n uint64) int {
 	return int(s.sched[n%uint64(len(s.sched))])
 }
 
-// pickLeastRequest is power of two choices. With equal weights it is
-// Envoy's: two uniform samples (possibly the same host), the one with
-// fewer active requests wins, ties go to the first.
+// pickLeastRequest is power of two choices: two candidates, the one with
+// fewer active requests (or, with peak EWMA, the lower cost) wins, ties
+// going to the first.
+//
+// The candidates are distinct, as in Finagle and Linkerd. Envoy samples
+// with replacement, which hands even the most loaded host 1/n² of the
+// requests; distinct candidates never send to the worst host while a
+// better one exists.
 //
 // With unequal weights Envoy runs an EDF scheduler over the effective
 // weight w/(active+1)^bias, which needs a lock. We split that formula
-// instead: the two candidates are sampled in proportion to w, and the
-// comparison uses the remaining factor 1/(active+1)^bias. For a choice
-// between two, any positive bias orders the candidates the same way (by
-// active), so the bias is fixed at Envoy's default of 1. Sampling by
-// weight keeps an idle cluster's traffic exactly proportional to weight
-// (as EDF does); comparing w/(active+1) directly would give the heavier
-// host every tie and skew idle traffic far past its weight.
+// instead: the candidates are sampled in proportion to w, and compared by
+// the remaining factor 1/(active+1)^bias. For a choice between two, any
+// positive bias orders the candidates the same way (by active), so the
+// bias is in effect Envoy's default of 1. Sampling by weight keeps an
+// idle cluster's traffic exactly proportional to weight, as EDF does;
+// comparing w/(active+1) directly would give the heavier host every tie
+// and push idle traffic far past its weight.
 func (b *Balancer) pickLeastRequest(s *snapshot) *Host {
-	a := s.hosts[s.sample(b.rand.Uint64())]
-	c := s.hosts[s.sample(b.rand.Uint64())]
+	n := len(s.hosts)
+	i := s.sample(b.rand.Uint64())
+	if n == 1 {
+		return s.hosts[i]
+	}
+	var j int
+	if s.equal {
+		j = (i + 1 + int(bounded(b.rand.Uint64(), uint64(n-1)))) % n
+	} else {
+		// A dominant host can draw itself repeatedly; after a few tries
+		// it is simply the pick, which is what its weight asks for.
+		j = i
+		for try := 0; try < 4 && j == i; try++ {
+			j = s.sample(b.rand.Uint64())
+		}
+	}
+	a, c := s.hosts[i], s.hosts[j]
 	if b.ewma != nil {
 		now := b.ewma.now()
 		if c.cost(now) < a.cost(now) {

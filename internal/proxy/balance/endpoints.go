@@ -50,11 +50,15 @@ func selectEndpoints(cla *xdsresource.ClusterLoadAssignment) ([]weightedEndpoint
 // cluster becomes its locality's share times its share of that locality,
 // which is the long-run result of Envoy's locality-weighted pick (choose a
 // locality by weight, then a host in it) without a second pick per
-// request. Locality weights count only when every locality in play has
-// one: Envoy ignores them unless locality-weighted balancing is enabled,
-// and a zero weight there means the locality is not configured for it.
-// Trellis's translator sets each locality's weight to the sum of its
-// endpoints' weights, so for our own control plane this is the identity.
+// request. As in Envoy, a locality's weight is scaled by its availability,
+// min(1, 1.4 * healthy/all endpoints), so a half-failed locality does not
+// pour its whole share onto its few healthy hosts.
+//
+// Locality weights count only when every locality in play has one: Envoy
+// ignores them unless locality-weighted balancing is enabled, and a zero
+// there means the locality is not configured for it. Trellis's translator
+// sets each locality's weight to the sum of its endpoints' weights, so
+// with every endpoint healthy this is the identity.
 func flatten(eps []weightedEndpoint) []uint32 {
 	w := make([]uint32, len(eps))
 	useLoc := true
@@ -69,9 +73,18 @@ func flatten(eps []weightedEndpoint) []uint32 {
 	if !useLoc || len(sums) < 2 {
 		return w
 	}
+	locShare := map[*xdsresource.LocalityEndpoints]float64{}
 	identity := true
 	for l, s := range sums {
-		if uint64(l.Weight) != s {
+		healthy := 0
+		for _, ep := range l.Endpoints {
+			if ep.Healthy {
+				healthy++
+			}
+		}
+		avail := min(1, 1.4*float64(healthy)/float64(len(l.Endpoints)))
+		locShare[l] = float64(l.Weight) * avail
+		if uint64(l.Weight) != s || avail < 1 {
 			identity = false
 		}
 	}
@@ -83,7 +96,7 @@ func flatten(eps []weightedEndpoint) []uint32 {
 	share := make([]float64, len(eps))
 	var top float64
 	for i, e := range eps {
-		share[i] = float64(e.loc.Weight) * float64(w[i]) / float64(sums[e.loc])
+		share[i] = locShare[e.loc] * float64(w[i]) / float64(sums[e.loc])
 		top = max(top, share[i])
 	}
 	for i := range w {

@@ -2,16 +2,24 @@ package balance
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 )
 
-// buildRing builds Envoy's ketama ring: each host gets points in
-// proportion to its weight, at xxHash64("address:port_i") for i = 0, 1, …
-// The ring is scaled, as Envoy scales it, so the lightest host gets at
-// least minSize*its share points, capped at maxSize points in all. The
-// points and their hosts are kept in two slices so the binary search in
-// Pick walks 8-byte keys only.
+// buildRing builds a ketama ring: each host gets points in proportion to
+// its weight, at xxHash64("address:port_i") for i = 0, 1, …
+//
+// Sizing differs from Envoy's on purpose. Envoy gives the lightest host
+// ceil(minSize*its share) points, so with equal weights each host has
+// ceil(1024/n): going from 10 hosts to 9 lifts every host from 103 to 114
+// points, and those new points take keys from hosts that stayed (about
+// twice the 1/n that consistent hashing promises). Rounding the lightest
+// host's count up to a power of two keeps per-host counts fixed across
+// most membership changes, so removing one host moves only its own keys,
+// at the price of a ring up to twice the minimum. Points beyond maxSize
+// are scaled down proportionally. The points and their hosts are kept in
+// two slices so the binary search in Pick walks 8-byte keys only.
 func buildRing(hosts []*Host, weights []uint32, minSize, maxSize uint64) ([]uint64, []int32) {
 	var total float64
 	minW := uint32(math.MaxUint32)
@@ -19,24 +27,34 @@ func buildRing(hosts []*Host, weights []uint32, minSize, maxSize uint64) ([]uint
 		total += float64(w)
 		minW = min(minW, w)
 	}
-	minNorm := float64(minW) / total
-	scale := min(math.Ceil(minNorm*float64(minSize))/minNorm, float64(maxSize))
+	lightest := uint64(math.Ceil(float64(minSize) * float64(minW) / total))
+	perMin := float64(uint64(1) << bits.Len64(max(lightest, 1)-1))
+	counts := make([]uint64, len(hosts))
+	var size uint64
+	for i, w := range weights {
+		counts[i] = uint64(math.Round(perMin * float64(w) / float64(minW)))
+		size += counts[i]
+	}
+	if size > maxSize {
+		f := float64(maxSize) / float64(size)
+		size = 0
+		for i := range counts {
+			counts[i] = max(1, uint64(float64(counts[i])*f))
+			size += counts[i]
+		}
+	}
 
 	type point struct {
 		hash uint64
 		host int32
 	}
-	points := make([]point, 0, int(scale)+len(hosts))
+	points := make([]point, 0, size)
 	var buf []byte
-	var target float64
-	var current uint64
 	for i, h := range hosts {
-		target += scale * float64(weights[i]) / total
-		for j := uint64(0); float64(current) < target; j++ {
+		for j := range counts[i] {
 			buf = append(append(buf[:0], h.addr...), '_')
 			buf = strconv.AppendUint(buf, j, 10)
 			points = append(points, point{xxh64(buf, 0), int32(i)})
-			current++
 		}
 	}
 	slices.SortFunc(points, func(a, b point) int {
