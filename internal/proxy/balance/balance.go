@@ -38,8 +38,8 @@ package balance
 import (
 	"math/bits"
 	"math/rand/v2"
-	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,12 +198,21 @@ func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 	next := make(map[string]*Host, len(eps))
 	hosts := make([]*Host, 0, len(eps))
 	kept := weights[:0]
+	var buf []byte
 	for i, ep := range eps {
-		addr := net.JoinHostPort(ep.ep.Address, strconv.FormatUint(uint64(ep.ep.Port), 10))
-		if _, dup := next[addr]; dup {
+		// Look the host up by a reused buffer so that an update which
+		// keeps most hosts does not allocate an address string for each.
+		buf = appendAddr(buf[:0], ep.ep.Address, ep.ep.Port)
+		if _, dup := next[string(buf)]; dup {
 			continue // first occurrence wins; Envoy rejects duplicates in one level
 		}
-		h := b.hosts[addr]
+		h := b.hosts[string(buf)]
+		addr := ""
+		if h != nil {
+			addr = h.addr
+		} else {
+			addr = string(buf)
+		}
 		if h == nil || !sameIdentity(h, ep) {
 			h = &Host{
 				Address: ep.ep.Address, Port: ep.ep.Port,
@@ -231,6 +240,16 @@ func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 	b.hosts = next
 }
 
+// appendAddr appends host:port as net.JoinHostPort would write it.
+func appendAddr(b []byte, host string, port uint32) []byte {
+	if strings.IndexByte(host, ':') >= 0 {
+		b = append(append(append(b, '['), host...), ']')
+	} else {
+		b = append(b, host...)
+	}
+	return strconv.AppendUint(append(b, ':'), uint64(port), 10)
+}
+
 func sameIdentity(h *Host, ep weightedEndpoint) bool {
 	return h.Workload == ep.ep.Workload && h.Namespace == ep.ep.Namespace &&
 		h.ServiceAccount == ep.ep.ServiceAccount && h.Region == ep.loc.Region &&
@@ -239,7 +258,7 @@ func sameIdentity(h *Host, ep weightedEndpoint) bool {
 
 // Pick returns a host for one request, or nil when the set is empty (the
 // proxy answers 503 with flag UH). hash is the request's consistent hash
-// (HashString, CombineHash) and is used only by RING_HASH and MAGLEV, and
+// (as the router computes it from the route's hash policies) and is used only by RING_HASH and MAGLEV, and
 // only when hasHash; without one they pick at random, as Envoy does.
 func (b *Balancer) Pick(hash uint64, hasHash bool) *Host {
 	for {

@@ -249,7 +249,7 @@ func TestHashSameKeySameHost(t *testing.T) {
 	for _, p := range []xdsresource.LBPolicy{xdsresource.LBRingHash, xdsresource.LBMaglev} {
 		b := newBalancer(t, p, cla(equalWeights(20)...))
 		for k := range 1000 {
-			key := HashString(fmt.Sprint("user-", k))
+			key := xxh64(fmt.Sprint("user-", k), 0)
 			want := b.Pick(key, true)
 			for range 3 {
 				if got := b.Pick(key, true); got != want {
@@ -261,7 +261,7 @@ func TestHashSameKeySameHost(t *testing.T) {
 		// addresses only, so every proxy maps a key the same way.
 		b2 := newBalancer(t, p, cla(equalWeights(20)...))
 		for k := range 1000 {
-			key := HashString(fmt.Sprint("user-", k))
+			key := xxh64(fmt.Sprint("user-", k), 0)
 			if b.Pick(key, true).Addr() != b2.Pick(key, true).Addr() {
 				t.Fatalf("policy %v: two balancers disagree on key %d", p, k)
 			}
@@ -304,6 +304,7 @@ func TestHashMinimalDisruption(t *testing.T) {
 		for _, n := range []int{5, 10, 50} {
 			for _, drop := range []int{0, n / 2, n - 1} {
 				f := remapped(t, p, n, drop)
+				t.Logf("%s hosts=%d drop=%d moved=%.4f (1/n=%.4f)", policyName(p, false), n, drop, f, 1/float64(n))
 				if f > 1.5/float64(n) {
 					t.Errorf("policy %v, %d hosts, drop %d: %.4f of keys moved, want <= %.4f", p, n, drop, f, 1.5/float64(n))
 				}
@@ -490,9 +491,6 @@ func TestPickDoesNotAllocate(t *testing.T) {
 			}
 		}
 	}
-	if a := testing.AllocsPerRun(100, func() { _ = HashString("some-header-value") }); a != 0 {
-		t.Errorf("HashString: %v allocations", a)
-	}
 }
 
 // TestPickRacingUpdate checks, under -race, that a Pick starting after an
@@ -557,11 +555,11 @@ func TestHashVectors(t *testing.T) {
 		{"0123456789abcdef0123456789abcdef", 0x642a94958e71e6c5},
 		{"0123456789abcdef0123456789abcdef0123456789_x", 0xd4959fce6af06f63},
 	} {
-		if got := HashString(tc.in); got != tc.want {
-			t.Errorf("HashString(%q) = %#x, want %#x", tc.in, got, tc.want)
+		if got := xxh64(tc.in, 0); got != tc.want {
+			t.Errorf("xxh64(%q) = %#x, want %#x", tc.in, got, tc.want)
 		}
-		if got := HashBytes([]byte(tc.in)); got != tc.want {
-			t.Errorf("HashBytes(%q) = %#x, want %#x", tc.in, got, tc.want)
+		if got := xxh64([]byte(tc.in), 0); got != tc.want {
+			t.Errorf("xxh64([]byte(%q)) = %#x, want %#x", tc.in, got, tc.want)
 		}
 	}
 	if got := xxh64("10.0.0.1:80", 1); got != 0xa456919bcbffaa92 {

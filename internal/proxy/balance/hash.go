@@ -2,10 +2,10 @@ package balance
 
 import "math/bits"
 
-// xxHash64 is implemented here rather than imported: Envoy hashes ring
-// entries, Maglev permutations and request keys with xxHash64, so using
-// the same function keeps our placement comparable with Envoy's, and the
-// algorithm is small enough that a dependency would cost more than it saves.
+// xxHash64 is implemented here rather than imported: Envoy places ring
+// points and Maglev permutations with xxHash64 (and the router hashes
+// request keys with it), and the algorithm is small enough that a
+// dependency would cost more than it saves.
 
 const (
 	prime1 uint64 = 11400714785074694791
@@ -14,18 +14,6 @@ const (
 	prime4 uint64 = 9650029242287828579
 	prime5 uint64 = 2870177450012600261
 )
-
-// HashString returns the xxHash64 (seed 0) of s, the hash Envoy computes
-// for a request's hash-policy inputs. Callers pass it to Pick.
-func HashString(s string) uint64 { return xxh64(s, 0) }
-
-// HashBytes is HashString for a byte slice.
-func HashBytes(b []byte) uint64 { return xxh64(b, 0) }
-
-// CombineHash folds the hash of one more hash-policy input into h the way
-// Envoy combines several hash policies of a route, so a route with
-// several policies maps to the same host as it would in Envoy.
-func CombineHash(h, next uint64) uint64 { return bits.RotateLeft64(h, 1) ^ next }
 
 func u64[T string | []byte](b T) uint64 {
 	_ = b[7]
