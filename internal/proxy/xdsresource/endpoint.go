@@ -59,8 +59,12 @@ func decodeLocality(b []byte, l *LocalityEndpoints) error {
 			if !ok {
 				break
 			}
+			var prev *Endpoint
+			if n := len(l.Endpoints); n > 0 {
+				prev = &l.Endpoints[n-1]
+			}
 			l.Endpoints = append(l.Endpoints, Endpoint{})
-			m.failIndex(decodeLbEndpoint(eb, &l.Endpoints[len(l.Endpoints)-1]), "lb_endpoints", len(l.Endpoints)-1)
+			m.failIndex(decodeLbEndpoint(eb, &l.Endpoints[len(l.Endpoints)-1], prev), "lb_endpoints", len(l.Endpoints)-1)
 		case 3:
 			l.Weight = m.wrappedUint32("load_balancing_weight")
 		case 5:
@@ -81,7 +85,10 @@ const (
 	healthDegraded = 5
 )
 
-func decodeLbEndpoint(b []byte, e *Endpoint) error {
+// decodeLbEndpoint decodes into e. The endpoints of one service mostly
+// share a namespace and service account, so strings equal to prev's are
+// shared rather than allocated again.
+func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 	m := msg{b: b}
 	e.Weight, e.Healthy = 1, true
 	hasEndpoint := false
@@ -124,14 +131,14 @@ func decodeLbEndpoint(b []byte, e *Endpoint) error {
 			if !ok {
 				break
 			}
-			m.fail(trellisMetadata(mb, func(k []byte, v string) {
+			m.fail(trellisMetadata(mb, func(k, v []byte) {
 				switch string(k) {
 				case "workload":
-					e.Workload = v
+					e.Workload = string(v)
 				case "namespace":
-					e.Namespace = v
+					e.Namespace = reuse(v, prev, func(p *Endpoint) string { return p.Namespace })
 				case "serviceAccount":
-					e.ServiceAccount = v
+					e.ServiceAccount = reuse(v, prev, func(p *Endpoint) string { return p.ServiceAccount })
 				}
 			}), "metadata")
 		case 4:
@@ -148,4 +155,13 @@ func decodeLbEndpoint(b []byte, e *Endpoint) error {
 		return within(errRequired, "endpoint")
 	}
 	return nil
+}
+
+func reuse(v []byte, prev *Endpoint, field func(*Endpoint) string) string {
+	if prev != nil {
+		if s := field(prev); s == string(v) {
+			return s
+		}
+	}
+	return string(v)
 }

@@ -38,9 +38,9 @@ func DecodeListener(b []byte) (*Listener, error) {
 			l.UseOriginalDst = m.wrappedBool("use_original_dst")
 		case 6:
 			if mb, ok := m.bytes("metadata"); ok {
-				m.fail(trellisMetadata(mb, func(k []byte, v string) {
+				m.fail(trellisMetadata(mb, func(k, v []byte) {
 					if string(k) == "host" {
-						l.Host = v
+						l.Host = string(v)
 					}
 				}), "metadata")
 			}

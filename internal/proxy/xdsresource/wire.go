@@ -310,8 +310,9 @@ func decodeSocketAddress(b []byte) (addr string, port uint32, err error) {
 }
 
 // trellisMetadata calls set for every string field of a core.v3.Metadata's
-// filter_metadata["trellis"] struct: the only metadata Trellis reads.
-func trellisMetadata(b []byte, set func(key []byte, value string)) error {
+// filter_metadata["trellis"] struct: the only metadata Trellis reads. The
+// value is a view into the input, so callers can reuse an equal string.
+func trellisMetadata(b []byte, set func(key, value []byte)) error {
 	m := msg{b: b}
 	for m.next() {
 		if m.num != 1 {
@@ -352,7 +353,7 @@ func mapEntry(b []byte) (key, value []byte, err error) {
 
 // structStrings reads the string fields of a google.protobuf.Struct;
 // values of other kinds are skipped, since Trellis sets only strings.
-func structStrings(b []byte, set func(key []byte, value string)) error {
+func structStrings(b []byte, set func(key, value []byte)) error {
 	m := msg{b: b}
 	for m.next() {
 		if m.num != 1 {
@@ -371,7 +372,7 @@ func structStrings(b []byte, set func(key []byte, value string)) error {
 		for v.next() {
 			if v.num == 3 { // string_value
 				if s, ok := v.bytes("string_value"); ok {
-					set(key, string(s))
+					set(key, s)
 				}
 			}
 		}
