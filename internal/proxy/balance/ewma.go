@@ -60,8 +60,13 @@ func (h *Host) decay(now int64) float64 {
 	return math.Exp(-elapsed / h.ewma.tau)
 }
 
-// cost is the expected wait for one more request on h.
-func (h *Host) cost(now int64) float64 {
-	rtt := float64frombits(h.rttNanos.Load()) * h.decay(now)
-	return rtt * float64(h.active.Load()+1)
+// logCost orders hosts by their expected wait for one more request,
+// rtt * e^(-(now-updated)/tau) * (active+1), without reading the clock:
+// taking the log and adding now/tau to both sides of a comparison leaves
+// ln(rtt*(active+1)) + updated/tau, the same order for any now. Picks
+// stay clock-free, and Done, which runs once per request anyway, is the
+// only place that reads time.
+func (h *Host) logCost() float64 {
+	rtt := float64frombits(h.rttNanos.Load())
+	return math.Log(rtt*float64(h.active.Load()+1)) + float64(h.rttUpdate.Load())/h.ewma.tau
 }
