@@ -59,7 +59,7 @@ const (
 var testNode = Node{IP: "127.0.0.8", Pod: "sleep-1", Namespace: "default", Labels: map[string]string{"app": "sleep"}, InterceptionMode: "NONE"}
 
 // meshDir writes a config folder: two Services with one WorkloadEntry each.
-func meshDir(t *testing.T) string {
+func meshDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	write(t, dir, "mesh.yaml", meshYAML)
@@ -68,7 +68,7 @@ func meshDir(t *testing.T) string {
 	return dir
 }
 
-func write(t *testing.T, dir, name, content string) {
+func write(t testing.TB, dir, name, content string) {
 	t.Helper()
 	// Write then rename, so the watcher never reads half a file.
 	tmp := filepath.Join(dir, "."+name+".tmp")
@@ -80,7 +80,7 @@ func write(t *testing.T, dir, name, content string) {
 	}
 }
 
-func startCP(t *testing.T, dir string, lis net.Listener) *controlplane.ControlPlane {
+func startCP(t testing.TB, dir string, lis net.Listener) *controlplane.ControlPlane {
 	t.Helper()
 	cp, err := controlplane.Start(context.Background(), controlplane.Options{
 		ConfigPaths: []string{dir},
@@ -104,7 +104,7 @@ func startCP(t *testing.T, dir string, lis net.Listener) *controlplane.ControlPl
 	return cp
 }
 
-func listen(t *testing.T, network, addr string) net.Listener {
+func listen(t testing.TB, network, addr string) net.Listener {
 	t.Helper()
 	lis, err := net.Listen(network, addr)
 	if err != nil {

@@ -218,8 +218,9 @@ func unmarshalResource(buf []byte) (wireResource, error) {
 	return r, err
 }
 
-// walk calls f for every field of a message; the fields listed in bytesFields
-// must be length-delimited (f gets their contents), others are skipped.
+// walk calls f with the contents of every length-delimited field listed in
+// bytesFields. Other fields, and listed ones of another wire type, are
+// skipped as unknown, as the protobuf runtime does.
 func walk(buf []byte, f func(protowire.Number, protowire.Type, []byte) error, bytesFields ...protowire.Number) error {
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
@@ -229,6 +230,9 @@ func walk(buf []byte, f func(protowire.Number, protowire.Type, []byte) error, by
 		buf = buf[n:]
 		want := false
 		for _, bf := range bytesFields {
+			if typ != protowire.BytesType {
+				break
+			}
 			if bf == num {
 				want = true
 				break
@@ -241,9 +245,6 @@ func walk(buf []byte, f func(protowire.Number, protowire.Type, []byte) error, by
 			}
 			buf = buf[n:]
 			continue
-		}
-		if typ != protowire.BytesType {
-			return fmt.Errorf("field %d has wire type %d, want length-delimited", num, typ)
 		}
 		v, n := protowire.ConsumeBytes(buf)
 		if n < 0 {

@@ -110,7 +110,6 @@ func TestResponseDecoding(t *testing.T) {
 	for _, bad := range [][]byte{
 		{0x12, 0x05, 0x1a},             // resources: length past the end
 		{0x22, 0x80},                   // type_url: truncated length
-		{0x10, 0x01},                   // resources as a varint
 		{0x12, 0x02, 0x12, 0x05},       // resource.resource: truncated
 		{0x12, 0x03, 0x12, 0x01, 0x08}, // Any with a truncated varint
 		{0x0f},                         // field 1, invalid wire type 7
