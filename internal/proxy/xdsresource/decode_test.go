@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 control planes still send the deprecated fields, so the decoder reads them and the tests encode them.
+
 package xdsresource_test
 
 import (

@@ -167,10 +167,12 @@ type RouteAction struct {
 	// entry of weight 1. TotalWeight is their sum (> 0).
 	Clusters    []WeightedCluster
 	TotalWeight uint64
-	Timeout     time.Duration // 0: none
+	Timeout     time.Duration // 0: none; Envoy's 15 s when the route sets no timeout
 	// Rewrites.
-	PrefixRewrite     string
-	RegexRewrite      *regexp.Regexp
+	PrefixRewrite string
+	RegexRewrite  *regexp.Regexp // replaces every match; not anchored
+	// RegexSubstitution is in regexp.Expand syntax (${1}): the decoder
+	// turns Envoy's \1 into ${1} and a literal $ into $$.
 	RegexSubstitution string
 	HostRewrite       string
 	HashPolicies      []HashPolicy
@@ -258,9 +260,9 @@ type Cluster struct {
 	Name            string
 	Type            Discovery
 	LBPolicy        LBPolicy
-	ConnectTimeout  time.Duration
-	RingMinSize     uint64 // ring hash; 0: default
-	MaglevTableSize uint64 // maglev; 0: default (65537)
+	ConnectTimeout  time.Duration // Envoy's 5 s when the cluster sets none
+	RingMinSize     uint64        // ring hash; 0: default
+	MaglevTableSize uint64        // maglev; 0: default (65537)
 	CircuitBreakers CircuitBreakers
 	// HTTP2 is set when requests go upstream as HTTP/2 (explicit
 	// http2_protocol_options); otherwise the downstream protocol is used.

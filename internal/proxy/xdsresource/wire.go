@@ -55,10 +55,6 @@ func withinIndex(err error, seg string, i int) error {
 	return within(within(err, "["+strconv.Itoa(i)+"]"), seg)
 }
 
-func withinKey(err error, seg, key string) error {
-	return within(within(err, "["+strconv.Quote(key)+"]"), seg)
-}
-
 var (
 	errNotSupported = errors.New("not supported by trellis-proxy")
 	errRequired     = errors.New("required")
