@@ -142,6 +142,27 @@ func TestLeastRequestIdleDistribution(t *testing.T) {
 	within(t, counts(b, 100_000), shares(1, 3), 0.01)
 }
 
+func TestSkewedWeights(t *testing.T) {
+	for _, p := range allPolicies {
+		b := newBalancer(t, p, cla(1000, 1, 1))
+		within(t, counts(b, 100_000), shares(1000, 1, 1), 0.002)
+	}
+}
+
+func TestEmptyPicksNil(t *testing.T) {
+	for _, v := range variants() {
+		b := New(&xdsresource.Cluster{LBPolicy: v.p}, v.options()...)
+		if h := b.Pick(1, true); h != nil {
+			t.Errorf("%s: empty balancer picked %s", policyName(v.p, v.ewma), h.Addr())
+		}
+		b.Update(cla(1, 2))
+		b.Update(&xdsresource.ClusterLoadAssignment{})
+		if h := b.Pick(1, false); h != nil {
+			t.Errorf("%s: emptied balancer picked %s", policyName(v.p, v.ewma), h.Addr())
+		}
+	}
+}
+
 func TestLeastRequestPrefersLessLoaded(t *testing.T) {
 	b := newBalancer(t, xdsresource.LBLeastRequest, cla(equalWeights(4)...))
 	hosts := b.Hosts()

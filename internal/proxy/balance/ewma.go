@@ -24,6 +24,12 @@ type ewmaConfig struct {
 // rather than zero so they are not flooded before their first response.
 // Other policies are chosen explicitly by the cluster and ignore it.
 func WithPeakEWMA(decay, defaultRTT time.Duration) Option {
+	if decay <= 0 {
+		decay = 10 * time.Second
+	}
+	if defaultRTT <= 0 {
+		defaultRTT = 30 * time.Millisecond // Linkerd's default
+	}
 	return func(b *Balancer) {
 		start := time.Now()
 		b.ewma = &ewmaConfig{
@@ -67,6 +73,8 @@ func (h *Host) decay(now int64) float64 {
 // stay clock-free, and Done, which runs once per request anyway, is the
 // only place that reads time.
 func (h *Host) logCost() float64 {
-	rtt := float64frombits(h.rttNanos.Load())
+	// A floor of 1ns keeps active counts in play between hosts whose
+	// samples were all 0 (log 0 would tie them at -Inf).
+	rtt := max(float64frombits(h.rttNanos.Load()), 1)
 	return math.Log(rtt*float64(h.active.Load()+1)) + float64(h.rttUpdate.Load())/h.ewma.tau
 }
