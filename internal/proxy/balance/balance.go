@@ -79,6 +79,10 @@ func (h *Host) Addr() string { return h.addr }
 // weight with its locality's weight folded in).
 func (h *Host) Weight() uint32 { return h.weight.Load() }
 
+// Removed reports whether an Update has dropped the host; its pooled
+// connections can then be drained.
+func (h *Host) Removed() bool { return h.removed.Load() }
+
 // Active is the number of requests in flight to the host.
 func (h *Host) Active() int64 { return h.active.Load() }
 
@@ -190,7 +194,11 @@ func (b *Balancer) Hosts() []*Host { return b.snap.Load().hosts }
 // priority that has any (nil or none: an empty set, and Pick returns nil).
 // Hosts whose address, port and identity stay keep their state. Once
 // Update returns, no Pick that starts afterwards returns a host the update
-// removed, and a Pick already running retries if it catches one.
+// removed, and a Pick already running retries if it reads the host's
+// removed mark. (A Pick that read the mark just before Update set it can
+// still hand the host out a moment after Update returns; that is inherent
+// to a lock-free reader, and Removed lets the caller check again before
+// dialling or reusing a pooled connection.)
 func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
