@@ -41,7 +41,9 @@ type Config struct {
 	// Default: Cluster, ClusterLoadAssignment, Listener, RouteConfiguration.
 	Types []string
 	// Decode turns one resource's bytes into its name and typed value; an
-	// error NACKs the response. Required until xdsresource.Decode lands.
+	// error NACKs the response. Default: xdsresource.Decode, giving
+	// *xdsresource.Cluster, *ClusterLoadAssignment, *Listener and
+	// *RouteConfig values. Tests swap it to inject failures.
 	Decode func(typeURL string, value []byte) (name string, res any, err error)
 	// Backoff paces reconnects.
 	Backoff Backoff
@@ -181,9 +183,6 @@ func newClient(cfg Config, apply Apply) (*client, error) {
 	}
 	if cfg.Decode == nil {
 		cfg.Decode = defaultDecode
-	}
-	if cfg.Decode == nil {
-		return nil, errors.New("xdsclient: Config.Decode is required")
 	}
 	if apply == nil {
 		return nil, errors.New("xdsclient: Run needs an apply function")

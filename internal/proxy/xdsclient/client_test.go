@@ -530,3 +530,41 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// By default resources decode into xdsresource's typed structs.
+func TestDefaultDecoder(t *testing.T) {
+	leak.Check(t)
+	cp := startCP(t, meshDir(t), listen(t, "tcp", "127.0.0.1:0"))
+	rec := &recorder{ch: make(chan Update, 64)}
+	cfg := Config{Server: cp.Addr.String(), Node: testNode, Decode: nil, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, rec.apply) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	init := rec.initial(t)
+	c, ok := init[xdsresource.ClusterType].Resources[reviewsCluster].(*xdsresource.Cluster)
+	if !ok || c.Name != reviewsCluster {
+		t.Errorf("cluster %s decoded as %#v", reviewsCluster, init[xdsresource.ClusterType].Resources[reviewsCluster])
+	}
+	cla, ok := init[xdsresource.EndpointType].Resources[reviewsCluster].(*xdsresource.ClusterLoadAssignment)
+	if !ok || len(cla.Localities) != 1 || len(cla.Localities[0].Endpoints) != 1 || cla.Localities[0].Endpoints[0].Address != "127.0.0.10" {
+		t.Errorf("endpoints of %s decoded as %#v", reviewsCluster, init[xdsresource.EndpointType].Resources[reviewsCluster])
+	}
+	if _, ok := init[xdsresource.RouteType].Resources["9080"].(*xdsresource.RouteConfig); !ok {
+		t.Errorf("route configuration 9080 decoded as %#v", init[xdsresource.RouteType].Resources["9080"])
+	}
+	for name, l := range init[xdsresource.ListenerType].Resources {
+		if _, ok := l.(*xdsresource.Listener); !ok {
+			t.Errorf("listener %s decoded as %T", name, l)
+		}
+	}
+	if st := cp.XDS.Status(); len(st) != 1 || st[0].NACKs != 0 {
+		t.Errorf("the control plane's own config was NACKed: %+v", st)
+	}
+	waitSynced(t, cp)
+}

@@ -1,5 +1,6 @@
 package xdsclient
 
-// defaultDecode is used when Config.Decode is nil; it becomes
-// xdsresource.Decode once that package offers one.
-var defaultDecode func(typeURL string, value []byte) (string, any, error)
+import "github.com/trellismesh/trellis/internal/proxy/xdsresource"
+
+// defaultDecode is used when Config.Decode is nil.
+var defaultDecode = xdsresource.Decode
