@@ -23,10 +23,12 @@ import (
 // brought to, and diff(from, to) is computed and packed once per scope, so
 // a push costs one small diff plus a send per client.
 
-// maxResponseBytes bounds one response's packed resources: grpc-go
-// clients refuse messages over 4 MiB by default, so a large initial state
-// goes out in several responses.
-var maxResponseBytes = 1 << 20
+// maxResponseBytes bounds one response's packed resources, so that a very
+// large state goes out in several responses rather than one message over
+// what clients accept (Trellis's proxy takes up to 64 MiB). It is well
+// above a 1,000-service mesh's ~3 MB because a client applies each
+// response as it comes: a split initial state is briefly partial.
+var maxResponseBytes = 16 << 20
 
 // layerDiff is what a client in sync with one layer needs to reach another.
 type layerDiff struct {
