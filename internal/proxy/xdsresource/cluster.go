@@ -15,13 +15,13 @@ var (
 // DecodeCluster decodes and validates an envoy.config.cluster.v3.Cluster.
 func DecodeCluster(b []byte) (*Cluster, error) {
 	c := &Cluster{Type: ClusterStatic, LBPolicy: LBRoundRobin, ConnectTimeout: defaultConnectTimeout}
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<2 | 1<<6}
 	for m.next() {
 		switch m.num {
 		case 1:
 			c.Name = m.str("name")
 		case 2:
-			t := m.enum("type")
+			t := m.enum()
 			if t < 0 || int(t) >= len(discoveryTypes) {
 				m.fail(errorf("unknown cluster type %d", t), "type")
 				break
@@ -32,7 +32,7 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 		case 4:
 			c.ConnectTimeout = m.duration("connect_timeout")
 		case 6:
-			p := m.enum("lb_policy")
+			p := m.enum()
 			if p < 0 || int(p) >= len(lbPolicies) || lbPolicies[p] < 0 {
 				m.fail(errorf("unknown or unsupported load balancing policy %d", p), "lb_policy")
 				break
@@ -43,7 +43,7 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 		case 22:
 			m.fail(errNotSupported, "lb_subset_config")
 		case 23:
-			rb, ok := m.bytes("ring_hash_lb_config")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -55,7 +55,7 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 			}
 			m.fail(r.err, "ring_hash_lb_config")
 		case 52:
-			mb, ok := m.bytes("maglev_lb_config")
+			mb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -69,7 +69,7 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 		case 9:
 			c.MaxRequestsPerConnection = m.wrappedUint32("max_requests_per_connection")
 		case 10:
-			cb, ok := m.bytes("circuit_breakers")
+			cb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -80,12 +80,12 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 			// The deprecated cluster-level form of explicit HTTP/2.
 			c.HTTP2 = true
 		case 29:
-			pb, ok := m.bytes("common_http_protocol_options")
+			pb, ok := m.bytes()
 			if ok {
 				m.fail(decodeCommonHTTPOptions(pb, c), "common_http_protocol_options")
 			}
 		case 36:
-			eb, ok := m.bytes("typed_extension_protocol_options")
+			eb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -99,7 +99,7 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 			}
 			m.fail(decodeHTTPProtocolOptions(value, c), `typed_extension_protocol_options["`+httpProtoType+`"]`)
 		case 33:
-			lb, ok := m.bytes("load_assignment")
+			lb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -152,17 +152,17 @@ func decodeCircuitBreakers(b []byte) (CircuitBreakers, error) {
 		if m.num != 1 {
 			continue
 		}
-		tb, ok := m.bytes("thresholds")
+		tb, ok := m.bytes()
 		if !ok {
 			break
 		}
 		var cb CircuitBreakers
 		high := false
-		t := msg{b: tb}
+		t := msg{b: tb, varints: 1 << 1}
 		for t.next() {
 			switch t.num {
 			case 1:
-				high = t.enum("priority") != 0
+				high = t.enum() != 0
 			case 2:
 				cb.MaxConnections = t.wrappedUint32("max_connections")
 			case 3:
@@ -209,12 +209,12 @@ func decodeHTTPProtocolOptions(b []byte, c *Cluster) error {
 	for m.next() {
 		switch m.num {
 		case 1:
-			pb, ok := m.bytes("common_http_protocol_options")
+			pb, ok := m.bytes()
 			if ok {
 				m.fail(decodeCommonHTTPOptions(pb, c), "common_http_protocol_options")
 			}
 		case 3:
-			eb, ok := m.bytes("explicit_http_config")
+			eb, ok := m.bytes()
 			if !ok {
 				break
 			}

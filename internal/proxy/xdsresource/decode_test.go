@@ -668,7 +668,7 @@ func TestMalformed(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"truncated":        good[:len(good)-1],
 		"bad tag":          {0xff},
-		"wrong wire type":  protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1), // every name is field 1
+		"invalid utf-8":    protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff}), // every name is field 1
 		"field number 0":   {0x02, 0x00},
 		"overlong varint":  {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		"unterminated grp": {0x0b},
@@ -691,5 +691,24 @@ func TestDecodeNamesRejectedResource(t *testing.T) {
 	name, res, err := xdsresource.Decode(xdsresource.ClusterType, b)
 	if err == nil || res != nil || name != "outbound|80||a" {
 		t.Fatalf("Decode = %q, %v, %v; want the name, no resource and an error", name, res, err)
+	}
+}
+
+// TestWrongWireTypeIsUnknown: a known field with an unexpected wire type is
+// an unknown field to the protobuf runtime, and so to the decoder.
+func TestWrongWireTypeIsUnknown(t *testing.T) {
+	b := marshal(t, &clusterv3.Cluster{Name: "c", ConnectTimeout: durationpb.New(time.Second)})
+	b = protowire.AppendVarint(protowire.AppendTag(b, 4, protowire.VarintType), 7)   // connect_timeout as a varint
+	b = protowire.AppendFixed32(protowire.AppendTag(b, 1, protowire.Fixed32Type), 7) // name as a fixed32
+	var ref clusterv3.Cluster
+	if err := proto.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	got, err := xdsresource.DecodeCluster(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != ref.Name || got.ConnectTimeout != ref.ConnectTimeout.AsDuration() {
+		t.Fatalf("got name %q, timeout %v; protobuf says %q, %v", got.Name, got.ConnectTimeout, ref.Name, ref.ConnectTimeout.AsDuration())
 	}
 }

@@ -14,7 +14,7 @@ func DecodeClusterLoadAssignment(b []byte) (*ClusterLoadAssignment, error) {
 		case 1:
 			cla.ClusterName = m.str("cluster_name")
 		case 2:
-			lb, ok := m.bytes("endpoints")
+			lb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -31,14 +31,14 @@ func DecodeClusterLoadAssignment(b []byte) (*ClusterLoadAssignment, error) {
 }
 
 func decodeLocality(b []byte, l *LocalityEndpoints) error {
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 5}
 	if n := count(b, 2); n > 0 {
 		l.Endpoints = make([]Endpoint, 0, n)
 	}
 	for m.next() {
 		switch m.num {
 		case 1:
-			lb, ok := m.bytes("locality")
+			lb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -55,7 +55,7 @@ func decodeLocality(b []byte, l *LocalityEndpoints) error {
 			}
 			m.fail(loc.err, "locality")
 		case 2:
-			eb, ok := m.bytes("lb_endpoints")
+			eb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -68,7 +68,7 @@ func decodeLocality(b []byte, l *LocalityEndpoints) error {
 		case 3:
 			l.Weight = m.wrappedUint32("load_balancing_weight")
 		case 5:
-			l.Priority = m.uint32("priority")
+			l.Priority = m.uint32()
 		case 7:
 			m.fail(errNotSupported, "load_balancer_endpoints")
 		case 8:
@@ -89,13 +89,13 @@ const (
 // share a namespace and service account, so strings equal to prev's are
 // shared rather than allocated again.
 func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 2}
 	e.Weight, e.Healthy = 1, true
 	hasEndpoint := false
 	for m.next() {
 		switch m.num {
 		case 1:
-			eb, ok := m.bytes("endpoint")
+			eb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -104,7 +104,7 @@ func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 			hasAddress := false
 			for ep.next() {
 				if ep.num == 1 {
-					ab, ok := ep.bytes("address")
+					ab, ok := ep.bytes()
 					if !ok {
 						break
 					}
@@ -121,13 +121,13 @@ func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 		case 5:
 			m.fail(errNotSupported, "endpoint_name")
 		case 2:
-			s := m.enum("health_status")
+			s := m.enum()
 			if s < healthUnknown || s > healthDegraded {
 				m.fail(errorf("unknown health status %d", s), "health_status")
 			}
 			e.Healthy = s == healthUnknown || s == healthHealthy
 		case 3:
-			mb, ok := m.bytes("metadata")
+			mb, ok := m.bytes()
 			if !ok {
 				break
 			}

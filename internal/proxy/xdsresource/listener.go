@@ -13,7 +13,7 @@ const (
 // DecodeListener decodes and validates an envoy.config.listener.v3.Listener.
 func DecodeListener(b []byte) (*Listener, error) {
 	l := &Listener{BindToPort: true}
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 16}
 	hasAddress := false
 	chains := 0
 	for m.next() {
@@ -21,14 +21,14 @@ func DecodeListener(b []byte) (*Listener, error) {
 		case 1:
 			l.Name = m.str("name")
 		case 2:
-			if ab, ok := m.bytes("address"); ok {
+			if ab, ok := m.bytes(); ok {
 				hasAddress = true
 				var err error
 				l.Address, l.Port, err = socketAddress(ab)
 				m.fail(err, "address")
 			}
 		case 3:
-			if fb, ok := m.bytes("filter_chains"); ok {
+			if fb, ok := m.bytes(); ok {
 				fc, err := decodeFilterChain(fb)
 				m.failIndex(err, "filter_chains", chains)
 				l.FilterChains = append(l.FilterChains, fc)
@@ -37,7 +37,7 @@ func DecodeListener(b []byte) (*Listener, error) {
 		case 4:
 			l.UseOriginalDst = m.wrappedBool("use_original_dst")
 		case 6:
-			if mb, ok := m.bytes("metadata"); ok {
+			if mb, ok := m.bytes(); ok {
 				m.fail(trellisMetadata(mb, func(k, v []byte) {
 					if string(k) == "host" {
 						l.Host = string(v)
@@ -45,7 +45,7 @@ func DecodeListener(b []byte) (*Listener, error) {
 				}), "metadata")
 			}
 		case 16:
-			d := m.enum("traffic_direction")
+			d := m.enum()
 			if d < int32(Unspecified) || d > int32(Outbound) {
 				m.fail(errorf("unknown traffic direction %d", d), "traffic_direction")
 			}
@@ -80,13 +80,13 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			if mb, ok := m.bytes("filter_chain_match"); ok {
+			if mb, ok := m.bytes(); ok {
 				var err error
 				fc.DestinationPort, err = decodeFilterChainMatch(mb)
 				m.fail(err, "filter_chain_match")
 			}
 		case 3:
-			fb, ok := m.bytes("filters")
+			fb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -115,7 +115,7 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 // would select connections the proxy cannot tell apart, so it is refused.
 func decodeFilterChainMatch(b []byte) (uint32, error) {
 	var port uint32
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 12}
 	for m.next() {
 		switch m.num {
 		case 8:
@@ -137,7 +137,7 @@ func decodeFilterChainMatch(b []byte) (uint32, error) {
 		case 11:
 			m.fail(errNotSupported, "server_names")
 		case 12:
-			if m.enum("source_type") != 0 {
+			if m.enum() != 0 {
 				m.fail(errNotSupported, "source_type")
 			}
 		case 13:
@@ -160,7 +160,7 @@ func decodeFilter(b []byte, fc *FilterChain) error {
 		case 1:
 			name = m.str("name")
 		case 4:
-			ab, ok := m.bytes("typed_config")
+			ab, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -210,7 +210,7 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 		case 2:
 			h.StatPrefix = m.str("stat_prefix")
 		case 3:
-			rb, ok := m.bytes("rds")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -219,7 +219,7 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 			m.fail(err, "rds")
 			h.RouteConfig, hasRoutes = nil, true
 		case 4:
-			rb, ok := m.bytes("route_config")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -227,7 +227,7 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 			m.fail(err, "route_config")
 			h.RouteConfig, h.RDSName, hasRoutes = rc, "", true
 		case 5:
-			fb, ok := m.bytes("http_filters")
+			fb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -264,7 +264,7 @@ func decodeRDS(b []byte) (string, error) {
 // Any other filter would change requests in ways the proxy does not
 // implement, unless it is optional or disabled, which Envoy too skips.
 func decodeHTTPFilter(b []byte) error {
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<6 | 1<<7}
 	var name, typeName string
 	optional, disabled := false, false
 	for m.next() {
@@ -272,7 +272,7 @@ func decodeHTTPFilter(b []byte) error {
 		case 1:
 			name = m.str("name")
 		case 4:
-			ab, ok := m.bytes("typed_config")
+			ab, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -282,9 +282,9 @@ func decodeHTTPFilter(b []byte) error {
 		case 5:
 			m.fail(errNotSupported, "config_discovery")
 		case 6:
-			optional = m.bool("is_optional")
+			optional = m.bool()
 		case 7:
-			disabled = m.bool("disabled")
+			disabled = m.bool()
 		}
 	}
 	switch {

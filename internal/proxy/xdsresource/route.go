@@ -23,7 +23,7 @@ func DecodeRouteConfig(b []byte) (*RouteConfig, error) {
 		case 1:
 			rc.Name = m.str("name")
 		case 2:
-			vb, ok := m.bytes("virtual_hosts")
+			vb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -66,7 +66,7 @@ func DecodeRouteConfig(b []byte) (*RouteConfig, error) {
 
 func decodeVirtualHost(b []byte) (VirtualHost, error) {
 	var vh VirtualHost
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 4}
 	if n := count(b, 3); n > 0 {
 		vh.Routes = make([]Route, 0, n)
 	}
@@ -81,7 +81,7 @@ func decodeVirtualHost(b []byte) (VirtualHost, error) {
 			}
 			vh.Domains = append(vh.Domains, d)
 		case 3:
-			rb, ok := m.bytes("routes")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -89,7 +89,7 @@ func decodeVirtualHost(b []byte) (VirtualHost, error) {
 			m.failIndex(err, "routes", len(vh.Routes))
 			vh.Routes = append(vh.Routes, r)
 		case 4:
-			if m.enum("require_tls") != 0 {
+			if m.enum() != 0 {
 				m.fail(errNotSupported, "require_tls")
 			}
 		case 7:
@@ -128,14 +128,14 @@ func decodeRoute(b []byte) (Route, error) {
 		case 14:
 			r.Name = m.str("name")
 		case 1:
-			mb, ok := m.bytes("match")
+			mb, ok := m.bytes()
 			if !ok {
 				break
 			}
 			hasMatch = true
 			m.fail(decodeRouteMatch(mb, &r.Match), "match")
 		case 2:
-			ab, ok := m.bytes("route")
+			ab, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -143,7 +143,7 @@ func decodeRoute(b []byte) (Route, error) {
 			m.fail(err, "route")
 			r.Action, r.Redirect, r.Direct = a, nil, nil
 		case 3:
-			ab, ok := m.bytes("redirect")
+			ab, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -151,7 +151,7 @@ func decodeRoute(b []byte) (Route, error) {
 			m.fail(err, "redirect")
 			r.Action, r.Redirect, r.Direct = nil, rd, nil
 		case 7:
-			ab, ok := m.bytes("direct_response")
+			ab, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -196,7 +196,7 @@ func decodeRouteMatch(b []byte, rm *RouteMatch) error {
 		case 2:
 			setPath(PathExact, m.str("path"), nil)
 		case 10:
-			rb, ok := m.bytes("safe_regex")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -216,7 +216,7 @@ func decodeRouteMatch(b []byte, rm *RouteMatch) error {
 		case 4:
 			rm.CaseInsensitive = !m.wrappedBool("case_sensitive")
 		case 6:
-			hb, ok := m.bytes("headers")
+			hb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -224,7 +224,7 @@ func decodeRouteMatch(b []byte, rm *RouteMatch) error {
 			m.failIndex(err, "headers", len(rm.Headers))
 			rm.Headers = append(rm.Headers, h)
 		case 7:
-			qb, ok := m.bytes("query_parameters")
+			qb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -282,7 +282,7 @@ func decodeRegexMatcher(b []byte, anchored bool) (string, *regexp.Regexp, error)
 
 func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 	var h HeaderMatcher
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<7 | 1<<8 | 1<<14}
 	hasMatch := false
 	set := func(k StringKind, v string, re *regexp.Regexp) {
 		h.Present, h.Match, hasMatch = false, StringMatcher{Kind: k, Value: v, Regex: re}, true
@@ -300,7 +300,7 @@ func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 		case 12:
 			set(StringContains, m.str("contains_match"), nil)
 		case 11:
-			rb, ok := m.bytes("safe_regex_match")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -308,7 +308,7 @@ func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 			m.fail(err, "safe_regex_match")
 			set(StringRegex, src, re)
 		case 13:
-			sb, ok := m.bytes("string_match")
+			sb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -316,7 +316,7 @@ func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 			m.fail(err, "string_match")
 			h.Present, h.Match, hasMatch = false, sm, true
 		case 7:
-			h.Present = m.bool("present_match")
+			h.Present = m.bool()
 			if !h.Present {
 				// present_match: false matches requests without the
 				// header, which the proxy expresses as an inverted match.
@@ -326,11 +326,11 @@ func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 		case 6:
 			m.fail(errNotSupported, "range_match")
 		case 8:
-			if m.bool("invert_match") {
+			if m.bool() {
 				h.Invert = !h.Invert
 			}
 		case 14:
-			if m.bool("treat_missing_header_as_empty") {
+			if m.bool() {
 				m.fail(errNotSupported, "treat_missing_header_as_empty")
 			}
 		}
@@ -350,14 +350,14 @@ func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 
 func decodeQueryParamMatcher(b []byte) (QueryParamMatcher, error) {
 	var q QueryParamMatcher
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 6}
 	hasMatch := false
 	for m.next() {
 		switch m.num {
 		case 1:
 			q.Name = m.str("name")
 		case 5:
-			sb, ok := m.bytes("string_match")
+			sb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -365,7 +365,7 @@ func decodeQueryParamMatcher(b []byte) (QueryParamMatcher, error) {
 			m.fail(err, "string_match")
 			q.Present, q.Match, hasMatch = false, sm, true
 		case 6:
-			if !m.bool("present_match") {
+			if !m.bool() {
 				m.fail(errorf("only present_match: true is supported"), "present_match")
 			}
 			q.Present, q.Match, hasMatch = true, StringMatcher{}, true
@@ -385,7 +385,7 @@ func decodeQueryParamMatcher(b []byte) (QueryParamMatcher, error) {
 
 func decodeStringMatcher(b []byte) (StringMatcher, error) {
 	var s StringMatcher
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 6}
 	hasPattern := false
 	for m.next() {
 		switch m.num {
@@ -398,7 +398,7 @@ func decodeStringMatcher(b []byte) (StringMatcher, error) {
 		case 7:
 			s.Kind, s.Value, s.Regex, hasPattern = StringContains, m.str("contains"), nil, true
 		case 5:
-			rb, ok := m.bytes("safe_regex")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -408,7 +408,7 @@ func decodeStringMatcher(b []byte) (StringMatcher, error) {
 		case 8:
 			m.fail(errNotSupported, "custom")
 		case 6:
-			s.IgnoreCase = m.bool("ignore_case")
+			s.IgnoreCase = m.bool()
 		}
 	}
 	if m.err != nil {
@@ -433,7 +433,7 @@ func decodeRouteAction(b []byte) (*RouteAction, error) {
 			}
 			a.Clusters, a.TotalWeight, hasCluster = []WeightedCluster{{Name: name, Weight: 1}}, 1, true
 		case 3:
-			wb, ok := m.bytes("weighted_clusters")
+			wb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -451,7 +451,7 @@ func decodeRouteAction(b []byte) (*RouteAction, error) {
 		case 5:
 			a.PrefixRewrite = m.str("prefix_rewrite")
 		case 32:
-			rb, ok := m.bytes("regex_rewrite")
+			rb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -483,7 +483,7 @@ func decodeRouteAction(b []byte) (*RouteAction, error) {
 		case 30:
 			m.fail(errNotSupported, "request_mirror_policies")
 		case 15:
-			hb, ok := m.bytes("hash_policy")
+			hb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -515,7 +515,7 @@ func decodeRegexRewrite(b []byte) (*regexp.Regexp, string, error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			pb, ok := m.bytes("pattern")
+			pb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -567,7 +567,7 @@ func decodeWeightedClusters(b []byte) ([]WeightedCluster, uint64, error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			cb, ok := m.bytes("clusters")
+			cb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -633,7 +633,7 @@ func decodeHashPolicy(b []byte) (HashPolicy, error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			hb, ok := m.bytes("header")
+			hb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -649,7 +649,7 @@ func decodeHashPolicy(b []byte) (HashPolicy, error) {
 			}
 			m.fail(h.err, "header")
 		case 2:
-			cb, ok := m.bytes("cookie")
+			cb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -667,16 +667,16 @@ func decodeHashPolicy(b []byte) (HashPolicy, error) {
 			}
 			m.fail(c.err, "cookie")
 		case 3:
-			cb, ok := m.bytes("connection_properties")
+			cb, ok := m.bytes()
 			if !ok {
 				break
 			}
 			hp, hasPolicy = HashPolicy{Kind: HashSourceIP}, true
-			c := msg{b: cb}
+			c := msg{b: cb, varints: 1 << 1}
 			src := false
 			for c.next() {
 				if c.num == 1 {
-					src = c.bool("source_ip")
+					src = c.bool()
 				}
 			}
 			if c.err == nil && !src {
@@ -684,7 +684,7 @@ func decodeHashPolicy(b []byte) (HashPolicy, error) {
 			}
 			m.fail(c.err, "connection_properties")
 		case 5:
-			qb, ok := m.bytes("query_parameter")
+			qb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -717,11 +717,11 @@ var redirectCodes = [...]int{301, 302, 303, 307, 308}
 
 func decodeRedirect(b []byte) (*Redirect, error) {
 	r := &Redirect{Code: 301}
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<3 | 1<<4 | 1<<6 | 1<<8}
 	for m.next() {
 		switch m.num {
 		case 4:
-			if m.bool("https_redirect") {
+			if m.bool() {
 				r.Scheme = "https"
 			}
 		case 7:
@@ -729,7 +729,7 @@ func decodeRedirect(b []byte) (*Redirect, error) {
 		case 1:
 			r.Host = m.str("host_redirect")
 		case 8:
-			r.Port = m.uint32("port_redirect")
+			r.Port = m.uint32()
 			if r.Port > 65535 {
 				m.fail(errorf("port %d out of range", r.Port), "port_redirect")
 			}
@@ -742,14 +742,14 @@ func decodeRedirect(b []byte) (*Redirect, error) {
 		case 10:
 			m.fail(errNotSupported, "path_rewrite")
 		case 3:
-			c := m.enum("response_code")
+			c := m.enum()
 			if c < 0 || int(c) >= len(redirectCodes) {
 				m.fail(errorf("unknown response code %d", c), "response_code")
 				break
 			}
 			r.Code = redirectCodes[c]
 		case 6:
-			if m.bool("strip_query") {
+			if m.bool() {
 				m.fail(errNotSupported, "strip_query")
 			}
 		}
@@ -762,13 +762,13 @@ func decodeRedirect(b []byte) (*Redirect, error) {
 
 func decodeDirectResponse(b []byte) (*DirectResponse, error) {
 	d := &DirectResponse{}
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 1}
 	for m.next() {
 		switch m.num {
 		case 1:
-			d.Status = int(m.uint32("status"))
+			d.Status = int(m.uint32())
 		case 2:
-			bb, ok := m.bytes("body")
+			bb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -796,7 +796,7 @@ func decodeDataSource(b []byte) ([]byte, error) {
 	for m.next() {
 		switch m.num {
 		case 2, 3:
-			v, ok := m.bytes("inline")
+			v, ok := m.bytes()
 			if ok {
 				body = append([]byte(nil), v...)
 			}
@@ -819,7 +819,7 @@ const (
 
 // headerOption decodes element i of a repeated HeaderValueOption field.
 func (m *msg) headerOption(seg string, i int) HeaderValueOption {
-	b, ok := m.bytes(seg)
+	b, ok := m.bytes()
 	if !ok {
 		return HeaderValueOption{}
 	}
@@ -830,12 +830,12 @@ func (m *msg) headerOption(seg string, i int) HeaderValueOption {
 
 func decodeHeaderValueOption(b []byte) (HeaderValueOption, error) {
 	var h HeaderValueOption
-	m := msg{b: b}
+	m := msg{b: b, varints: 1 << 3}
 	action := int32(appendIfExistsOrAdd)
 	for m.next() {
 		switch m.num {
 		case 1:
-			hb, ok := m.bytes("header")
+			hb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -847,7 +847,9 @@ func decodeHeaderValueOption(b []byte) (HeaderValueOption, error) {
 				case 2:
 					h.Value = v.str("value")
 				case 3:
-					h.Value = v.str("raw_value")
+					if raw, ok := v.bytes(); ok {
+						h.Value = string(raw) // bytes, not UTF-8 checked: that is why raw_value exists
+					}
 				}
 			}
 			m.fail(v.err, "header")
@@ -859,7 +861,7 @@ func decodeHeaderValueOption(b []byte) (HeaderValueOption, error) {
 				action = overwriteIfExistsOrAdd
 			}
 		case 3:
-			action = m.enum("append_action")
+			action = m.enum()
 			if action != appendIfExistsOrAdd && action != overwriteIfExistsOrAdd {
 				m.fail(errorf("append action %d is not supported by trellis-proxy", action), "append_action")
 			}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -63,54 +64,60 @@ var (
 // msg walks the fields of one encoded message. Field values are views
 // into the input, so decoding copies only the strings it keeps.
 //
-//	m := msg{b: b}
+//	m := msg{b: b, varints: 1<<16}
 //	for m.next() {
-//		switch m.num { case 1: x.Name = m.str() ... }
+//		switch m.num { case 1: x.Name = m.str("name") ... }
 //	}
 //	return m.err
 //
-// The first failure (malformed input, a wrong wire type, or one recorded
-// with fail) stops the walk and keeps the name of the field it was in.
+// Every field the proxy reads is either a varint (listed in varints, by
+// field number) or length-delimited. next skips a field whose wire type
+// does not fit, as the protobuf runtime keeps such a field as unknown
+// rather than failing, so the decoder accepts and ignores exactly what
+// proto.Unmarshal would. The first failure (malformed input, or one
+// recorded with fail) stops the walk and keeps the name of the field it
+// was in.
 type msg struct {
-	b   []byte
-	num protowire.Number
-	typ protowire.Type
-	u   uint64 // varint and fixed values
-	val []byte // length-delimited values
-	err error
+	b       []byte
+	varints uint64 // bit n set: field n is a varint
+	num     protowire.Number
+	typ     protowire.Type
+	u       uint64 // varint values
+	val     []byte // length-delimited values
+	err     error
 }
 
 func (m *msg) next() bool {
-	if m.err != nil || len(m.b) == 0 {
-		return false
+	for m.err == nil && len(m.b) > 0 {
+		num, typ, n := protowire.ConsumeTag(m.b)
+		if n < 0 {
+			m.err = errorf("malformed protobuf: %v", protowire.ParseError(n))
+			return false
+		}
+		m.b = m.b[n:]
+		m.num, m.typ, m.val, m.u = num, typ, nil, 0
+		switch typ {
+		case protowire.VarintType:
+			m.u, n = protowire.ConsumeVarint(m.b)
+		case protowire.BytesType:
+			m.val, n = protowire.ConsumeBytes(m.b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, m.b)
+		}
+		if n < 0 {
+			m.err = errorf("malformed protobuf: field %d: %v", num, protowire.ParseError(n))
+			return false
+		}
+		m.b = m.b[n:]
+		want := protowire.BytesType
+		if num < 64 && m.varints&(1<<num) != 0 {
+			want = protowire.VarintType
+		}
+		if typ == want {
+			return true
+		}
 	}
-	num, typ, n := protowire.ConsumeTag(m.b)
-	if n < 0 {
-		m.err = errorf("malformed protobuf: %v", protowire.ParseError(n))
-		return false
-	}
-	m.b = m.b[n:]
-	m.num, m.typ, m.val, m.u = num, typ, nil, 0
-	switch typ {
-	case protowire.VarintType:
-		m.u, n = protowire.ConsumeVarint(m.b)
-	case protowire.BytesType:
-		m.val, n = protowire.ConsumeBytes(m.b)
-	case protowire.Fixed32Type:
-		var v uint32
-		v, n = protowire.ConsumeFixed32(m.b)
-		m.u = uint64(v)
-	case protowire.Fixed64Type:
-		m.u, n = protowire.ConsumeFixed64(m.b)
-	default:
-		n = protowire.ConsumeFieldValue(num, typ, m.b)
-	}
-	if n < 0 {
-		m.err = errorf("malformed protobuf: field %d: %v", num, protowire.ParseError(n))
-		return false
-	}
-	m.b = m.b[n:]
-	return true
+	return false
 }
 
 // fail records err as the reason the walk stops, under the field name seg.
@@ -127,51 +134,53 @@ func (m *msg) failIndex(err error, seg string, i int) {
 	}
 }
 
-func (m *msg) wrongType(seg string) {
-	m.fail(errorf("malformed protobuf: wrong wire type %d for field %d", m.typ, m.num), seg)
-}
+// The typed accessors read a field of an unexpected wire type as absent:
+// the protobuf runtime keeps it as an unknown field, and so does the proxy.
 
-// bytes returns a length-delimited value (string, bytes or message).
-func (m *msg) bytes(seg string) ([]byte, bool) {
+// bytes returns a length-delimited value (bytes or message).
+func (m *msg) bytes() ([]byte, bool) {
 	if m.typ != protowire.BytesType {
-		m.wrongType(seg)
 		return nil, false
 	}
 	return m.val, true
 }
 
+// str reads a string field, which protobuf requires to be UTF-8.
 func (m *msg) str(seg string) string {
-	b, _ := m.bytes(seg)
+	b, _ := m.bytes()
+	if !utf8.Valid(b) {
+		m.fail(errorf("malformed protobuf: invalid UTF-8"), seg)
+		return ""
+	}
 	return string(b)
 }
 
-func (m *msg) varint(seg string) uint64 {
+func (m *msg) varint() uint64 {
 	if m.typ != protowire.VarintType {
-		m.wrongType(seg)
 		return 0
 	}
 	return m.u
 }
 
-func (m *msg) bool(seg string) bool { return m.varint(seg) != 0 }
+func (m *msg) bool() bool { return m.varint() != 0 }
 
 // uint32 reads a uint32 field; like protobuf, it keeps the low 32 bits.
-func (m *msg) uint32(seg string) uint32 { return uint32(m.varint(seg)) }
+func (m *msg) uint32() uint32 { return uint32(m.varint()) }
 
 // enum reads an enum field; proto3 enums are int32 on the wire.
-func (m *msg) enum(seg string) int32 { return int32(m.varint(seg)) }
+func (m *msg) enum() int32 { return int32(m.varint()) }
 
 // wrapped reads a google.protobuf.{Bool,UInt32,UInt64}Value: its field 1.
 func (m *msg) wrapped(seg string) uint64 {
-	b, ok := m.bytes(seg)
+	b, ok := m.bytes()
 	if !ok {
 		return 0
 	}
-	w := msg{b: b}
+	w := msg{b: b, varints: 1 << 1}
 	var v uint64
 	for w.next() {
 		if w.num == 1 {
-			v = w.varint("value")
+			v = w.varint()
 		}
 	}
 	m.fail(w.err, seg)
@@ -183,7 +192,7 @@ func (m *msg) wrappedUint32(seg string) uint32 { return uint32(m.wrapped(seg)) }
 
 // duration reads a google.protobuf.Duration.
 func (m *msg) duration(seg string) time.Duration {
-	b, ok := m.bytes(seg)
+	b, ok := m.bytes()
 	if !ok {
 		return 0
 	}
@@ -198,13 +207,13 @@ const maxSeconds = math.MaxInt64/int64(time.Second) - 1
 func decodeDuration(b []byte) (time.Duration, error) {
 	var secs int64
 	var nanos int32
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<1 | 1<<2}
 	for m.next() {
 		switch m.num {
 		case 1:
-			secs = int64(m.varint("seconds"))
+			secs = int64(m.varint())
 		case 2:
-			nanos = int32(m.varint("nanos"))
+			nanos = int32(m.varint())
 		}
 	}
 	if m.err != nil {
@@ -229,9 +238,9 @@ func anyValue(b []byte) (typeName string, value []byte, err error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			url, _ = m.bytes("type_url")
+			url, _ = m.bytes()
 		case 2:
-			value, _ = m.bytes("value")
+			value, _ = m.bytes()
 		}
 	}
 	if m.err != nil {
@@ -254,7 +263,7 @@ func socketAddress(b []byte) (addr string, port uint32, err error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			sb, ok := m.bytes("socket_address")
+			sb, ok := m.bytes()
 			if !ok {
 				break
 			}
@@ -277,17 +286,17 @@ func socketAddress(b []byte) (addr string, port uint32, err error) {
 }
 
 func decodeSocketAddress(b []byte) (addr string, port uint32, err error) {
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<1 | 1<<3}
 	for m.next() {
 		switch m.num {
 		case 1:
-			if p := m.enum("protocol"); p != 0 {
+			if p := m.enum(); p != 0 {
 				m.fail(errorf("only TCP is supported, got protocol %d", p), "protocol")
 			}
 		case 2:
 			addr = m.str("address")
 		case 3:
-			v := m.varint("port_value")
+			v := m.varint()
 			if v > math.MaxUint16 {
 				m.fail(errorf("port %d out of range", v), "port_value")
 			}
@@ -314,7 +323,7 @@ func trellisMetadata(b []byte, set func(key, value []byte)) error {
 		if m.num != 1 {
 			continue
 		}
-		entry, ok := m.bytes("filter_metadata")
+		entry, ok := m.bytes()
 		if !ok {
 			break
 		}
@@ -339,9 +348,9 @@ func mapEntry(b []byte) (key, value []byte, err error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			key, _ = m.bytes("key")
+			key, _ = m.bytes()
 		case 2:
-			value, _ = m.bytes("value")
+			value, _ = m.bytes()
 		}
 	}
 	return key, value, m.err
@@ -355,7 +364,7 @@ func structStrings(b []byte, set func(key, value []byte)) error {
 		if m.num != 1 {
 			continue
 		}
-		entry, ok := m.bytes("fields")
+		entry, ok := m.bytes()
 		if !ok {
 			break
 		}
@@ -367,7 +376,7 @@ func structStrings(b []byte, set func(key, value []byte)) error {
 		v := msg{b: value}
 		for v.next() {
 			if v.num == 3 { // string_value
-				if s, ok := v.bytes("string_value"); ok {
+				if s, ok := v.bytes(); ok {
 					set(key, s)
 				}
 			}
