@@ -1,5 +1,7 @@
 package balance
 
+import "github.com/trellismesh/trellis/internal/proxy/xxhash"
+
 // buildMaglev fills a Maglev lookup table (Eisenbud et al., NSDI 2016,
 // "Maglev: A Fast and Reliable Software Network Load Balancer", §3.4)
 // with Envoy's weighting: each host walks its own permutation of the
@@ -19,8 +21,8 @@ func buildMaglev(hosts []*Host, weights []uint32, size uint64) []int32 {
 	}
 	es := make([]entry, len(hosts))
 	for i, h := range hosts {
-		es[i].offset = xxh64(h.addr, 0) % size
-		es[i].skip = xxh64(h.addr, 1)%(size-1) + 1
+		es[i].offset = xxhash.Sum64(h.addr, 0) % size
+		es[i].skip = xxhash.Sum64(h.addr, 1)%(size-1) + 1
 	}
 	table := make([]int32, size)
 	for i := range table {

@@ -1,6 +1,7 @@
 package balance
 
 import (
+	"github.com/trellismesh/trellis/internal/proxy/xxhash"
 	"math"
 	"math/bits"
 	"slices"
@@ -54,7 +55,7 @@ func buildRing(hosts []*Host, weights []uint32, minSize, maxSize uint64) ([]uint
 		for j := range counts[i] {
 			buf = append(append(buf[:0], h.addr...), '_')
 			buf = strconv.AppendUint(buf, j, 10)
-			points = append(points, point{xxh64(buf, 0), int32(i)})
+			points = append(points, point{xxhash.Sum64(buf, 0), int32(i)})
 		}
 	}
 	slices.SortFunc(points, func(a, b point) int {

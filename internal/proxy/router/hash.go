@@ -1,6 +1,10 @@
 package router
 
-import "github.com/trellismesh/trellis/internal/proxy/xdsresource"
+import (
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+
+	"github.com/trellismesh/trellis/internal/proxy/xxhash"
+)
 
 type hashPolicy struct {
 	kind xdsresource.HashKind
@@ -66,7 +70,7 @@ func (p *hashPolicy) evaluate(r *Request) (uint64, bool) {
 			if !ok {
 				return 0, false
 			}
-			return xxh64(v, 0), true
+			return xxhash.Sum64(v, 0), true
 		}
 		if r.Header == nil {
 			return 0, false
@@ -80,20 +84,20 @@ func (p *hashPolicy) evaluate(r *Request) (uint64, bool) {
 		if !ok || v == "" {
 			return 0, false
 		}
-		return xxh64(v, 0), true
+		return xxhash.Sum64(v, 0), true
 	case xdsresource.HashSourceIP:
 		if !r.SourceIP.IsValid() {
 			return 0, false
 		}
 		var buf [64]byte
 		b := r.SourceIP.Unmap().AppendTo(buf[:0])
-		return xxh64(b, 0), true
+		return xxhash.Sum64(b, 0), true
 	case xdsresource.HashQueryParam:
 		v, ok := queryParam(queryOf(r.Path), p.name)
 		if !ok {
 			return 0, false
 		}
-		return xxh64(v, 0), true
+		return xxhash.Sum64(v, 0), true
 	}
 	return 0, false
 }
@@ -106,7 +110,7 @@ func hashValues(vals []string) (uint64, bool) {
 	case 0:
 		return 0, false
 	case 1:
-		return xxh64(vals[0], 0), true
+		return xxhash.Sum64(vals[0], 0), true
 	}
 	var arr [8]string
 	var s []string
@@ -124,7 +128,7 @@ func hashValues(vals []string) (uint64, bool) {
 	}
 	var h uint64
 	for _, v := range s {
-		h = xxh64(v, h)
+		h = xxhash.Sum64(v, h)
 	}
 	return h, true
 }

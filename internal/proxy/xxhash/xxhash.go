@@ -1,11 +1,11 @@
-package router
+// Package xxhash is xxHash64 (XXH64), the hash Envoy's HashUtil::xxHash64
+// uses, so that the proxy's route hash keys and ring/Maglev host positions
+// equal Envoy's. Written out rather than imported to keep the proxy's
+// dependencies to what it must have; it is short, allocation-free for
+// strings and byte slices, and tested against the reference vectors.
+package xxhash
 
 import "math/bits"
-
-// xxHash64 (XXH64), the hash Envoy's HashUtil::xxHash64 uses, so that hash
-// keys here equal Envoy's. Written out rather than imported to keep the
-// proxy's dependencies to what it must have; it is short and tested
-// against the reference vectors.
 
 const (
 	xxPrime1 uint64 = 11400714785074694791
@@ -15,7 +15,8 @@ const (
 	xxPrime5 uint64 = 2870177450012600261
 )
 
-func xxh64[T string | []byte](b T, seed uint64) uint64 {
+// Sum64 returns the XXH64 hash of b with seed.
+func Sum64[T string | []byte](b T, seed uint64) uint64 {
 	n := len(b)
 	p := 0
 	var h uint64
