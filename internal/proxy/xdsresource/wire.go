@@ -72,11 +72,10 @@ var (
 //
 // Every field the proxy reads is either a varint (listed in varints, by
 // field number) or length-delimited. next skips a field whose wire type
-// does not fit, as the protobuf runtime keeps such a field as unknown
-// rather than failing, so the decoder accepts and ignores exactly what
-// proto.Unmarshal would. The first failure (malformed input, or one
-// recorded with fail) stops the walk and keeps the name of the field it
-// was in.
+// does not fit: the protobuf runtime keeps such a field as unknown rather
+// than failing, and a value read earlier stands, so the proxy sees what an
+// Envoy would. The first failure (malformed input, or one recorded with
+// fail) stops the walk and keeps the name of the field it was in.
 type msg struct {
 	b       []byte
 	varints uint64 // bit n set: field n is a varint
@@ -134,8 +133,9 @@ func (m *msg) failIndex(err error, seg string, i int) {
 	}
 }
 
-// The typed accessors read a field of an unexpected wire type as absent:
-// the protobuf runtime keeps it as an unknown field, and so does the proxy.
+// next has already matched the wire type to varints; the accessors check
+// it again so that a field missing from a varints mask reads as absent
+// instead of as garbage.
 
 // bytes returns a length-delimited value (bytes or message).
 func (m *msg) bytes() ([]byte, bool) {
