@@ -149,6 +149,33 @@ func TestTranslatorOutput(t *testing.T) {
 	}
 }
 
+// TestProxylessOutput: a proxyless gRPC client's routes, clusters and
+// endpoints are ordinary xDS the sidecar could serve; its api_listeners are
+// not, and say so.
+func TestProxylessOutput(t *testing.T) {
+	grpcProxy := &translate.Proxy{ID: "sidecar~127.10.0.30~client-0.default~default.svc.cluster.local", IP: "127.10.0.30",
+		Pod: "client-0", Namespace: "default", Generator: translate.GeneratorGRPC}
+	res := translate.ForProxy(world(t, extraConfig...), grpcProxy, nil)
+	for _, r := range res.Routes {
+		check(t, xdsresource.RouteType, r, r.Name, wantRoute(t, r))
+	}
+	for _, c := range res.Clusters {
+		check(t, xdsresource.ClusterType, c, c.Name, wantCluster(t, c))
+	}
+	for _, e := range res.Endpoints {
+		check(t, xdsresource.EndpointType, e, e.ClusterName, wantCLA(e))
+	}
+	if len(res.Listeners) == 0 {
+		t.Fatal("no listeners")
+	}
+	for _, l := range res.Listeners {
+		name, _, err := xdsresource.Decode(xdsresource.ListenerType, marshal(t, l))
+		if name != l.Name || err == nil || err.Error() != "api_listener: not supported by trellis-proxy" {
+			t.Errorf("listener %q: Decode = %q, %v; want its name and an api_listener error", l.Name, name, err)
+		}
+	}
+}
+
 func check(t *testing.T, typeURL string, m proto.Message, wantName string, want any) {
 	t.Helper()
 	b, err := proto.Marshal(m)
@@ -394,4 +421,60 @@ func wantCLA(c *endpointv3.ClusterLoadAssignment) *xdsresource.ClusterLoadAssign
 		out.Localities = append(out.Localities, loc)
 	}
 	return out
+}
+
+// TestTranslatorRouteLiteral pins one translated route against what its
+// VirtualService says, independently of the oracle above.
+func TestTranslatorRouteLiteral(t *testing.T) {
+	res := translate.ForProxy(world(t, extraConfig...), sidecarProxy, nil)
+	var got *xdsresource.Route
+	for _, r := range res.Routes {
+		if r.Name != "9080" {
+			continue
+		}
+		_, v, err := xdsresource.Decode(xdsresource.RouteType, marshal(t, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
+			for i, rt := range vh.Routes {
+				if vh.Name == "reviews-v2.default.svc.cluster.local:9080" && rt.Name == "regex" {
+					got = &vh.Routes[i]
+				}
+			}
+		}
+	}
+	if got == nil {
+		t.Fatal("no route \"regex\" for reviews-v2 in route configuration 9080")
+	}
+	want := &xdsresource.Route{
+		Name: "regex",
+		Match: xdsresource.RouteMatch{
+			PathKind: xdsresource.PathRegex, Path: "/api/v[0-9]+/.*", PathRegex: regexp.MustCompile(`^(?:/api/v[0-9]+/.*)$`),
+			Headers: []xdsresource.HeaderMatcher{
+				{Name: "x-skip", Invert: true, Match: xdsresource.StringMatcher{Kind: xdsresource.StringPrefix, Value: "y"}},
+				{Name: ":method", Match: xdsresource.StringMatcher{Kind: xdsresource.StringExact, Value: "GET"}},
+			},
+			QueryParams: []xdsresource.QueryParamMatcher{
+				{Name: "debug", Match: xdsresource.StringMatcher{Kind: xdsresource.StringExact, Value: "1"}},
+				{Name: "trace", Match: xdsresource.StringMatcher{Kind: xdsresource.StringRegex, Value: "[a-z]+", Regex: regexp.MustCompile(`^(?:[a-z]+)$`)}},
+			},
+		},
+		Action: &xdsresource.RouteAction{
+			Clusters:     []xdsresource.WeightedCluster{{Name: "outbound|9080||reviews-v2.default.svc.cluster.local", Weight: 1}},
+			TotalWeight:  1,
+			RegexRewrite: regexp.MustCompile(`^/api/v[0-9]+/(.*)`), RegexSubstitution: "/${1}",
+			HostRewrite:  "internal",
+			HashPolicies: []xdsresource.HashPolicy{{Kind: xdsresource.HashCookie, Name: "session", CookieTTL: time.Minute, CookiePath: "/"}},
+		},
+		RequestHeadersToAdd:     []xdsresource.HeaderValueOption{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2", Append: true}},
+		RequestHeadersToRemove:  []string{"x-c"},
+		ResponseHeadersToRemove: []string{"server"},
+	}
+	if d := cmp.Diff(want, got, cmpRegexp); d != "" {
+		t.Fatalf("(-want +got):\n%s", d)
+	}
+	if s := got.Action.RegexRewrite.ReplaceAllString("/api/v2/books/1", got.Action.RegexSubstitution); s != "/books/1" {
+		t.Errorf("rewritten path = %q, want /books/1", s)
+	}
 }
