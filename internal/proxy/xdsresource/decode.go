@@ -20,35 +20,35 @@ func Decode(typeURL string, value []byte) (name string, res any, err error) {
 		if err != nil {
 			return nameOf(value, 1), nil, err
 		}
-		return l.Name, l, required(l.Name, "name")
+		return named(l.Name, l, "name")
 	case RouteType:
 		rc, err := DecodeRouteConfig(value)
 		if err != nil {
 			return nameOf(value, 1), nil, err
 		}
-		return rc.Name, rc, required(rc.Name, "name")
+		return named(rc.Name, rc, "name")
 	case ClusterType:
 		c, err := DecodeCluster(value)
 		if err != nil {
 			return nameOf(value, 1), nil, err
 		}
-		return c.Name, c, required(c.Name, "name")
+		return named(c.Name, c, "name")
 	case EndpointType:
 		cla, err := DecodeClusterLoadAssignment(value)
 		if err != nil {
 			return nameOf(value, 1), nil, err
 		}
-		return cla.ClusterName, cla, required(cla.ClusterName, "cluster_name")
+		return named(cla.ClusterName, cla, "cluster_name")
 	}
 	return "", nil, errors.New("unsupported resource type " + typeURL)
 }
 
-// required fails for the unnamed resources xDS cannot address.
-func required(name, seg string) error {
+// named refuses the unnamed resources xDS cannot address.
+func named(name string, res any, seg string) (string, any, error) {
 	if name == "" {
-		return within(errRequired, seg)
+		return "", nil, within(errRequired, seg)
 	}
-	return nil
+	return name, res, nil
 }
 
 // nameOf reads string field num of a message that failed to decode, as
