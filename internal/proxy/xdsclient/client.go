@@ -48,7 +48,7 @@ type Config struct {
 	// Backoff paces reconnects.
 	Backoff Backoff
 	// MaxRecvMsgSize bounds one response (default 64 MiB); the control
-	// plane splits large states into responses of about 1 MiB.
+	// plane splits states over 16 MiB into several responses.
 	MaxRecvMsgSize int
 	Log            *slog.Logger
 }
