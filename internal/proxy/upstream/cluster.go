@@ -1,0 +1,433 @@
+// Package upstream manages a cluster's connections to its upstream hosts:
+// it picks a host with the cluster's balancer, enforces the cluster's
+// circuit breakers, dials from the proxy's own address and sends HTTP
+// requests over per-host keep-alive (HTTP/1.1) or multiplexed (h2c) pools.
+//
+// The pools are net/http Transports, one per host (two when the cluster
+// speaks HTTP/2, since upgrade requests must stay on HTTP/1.1). A Transport
+// per host rather than per cluster lets a removed host's connections be
+// drained on their own (CloseIdleConnections is per Transport), and makes
+// the Transport's connection key irrelevant. The package adds what the
+// Transport lacks: cluster-wide limits, source address, requests per
+// connection, Envoy response flags, and the link to balance.Host's
+// in-flight counts. See bench_test.go for why the Transport and not a
+// purpose-built pool.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// Envoy's defaults for a cluster that sets none.
+const (
+	DefaultMaxConnections     = 1024
+	DefaultMaxPendingRequests = 1024
+	DefaultMaxRequests        = 1024
+	DefaultMaxRetries         = 3
+	DefaultConnectTimeout     = 5 * time.Second
+	DefaultIdleTimeout        = time.Hour
+	// DefaultMaxIdleConnsPerHost is larger than net/http's 2: a sidecar
+	// under concurrency would otherwise close and redial connections on
+	// every burst, which costs more than the idle sockets.
+	DefaultMaxIdleConnsPerHost = 64
+)
+
+// Errors that RoundTrip and DialTCP return with their flags.
+var (
+	ErrOverflow          = errors.New("upstream: circuit breaker open")
+	ErrNoHealthyUpstream = errors.New("upstream: no healthy upstream")
+	ErrClosed            = errors.New("upstream: cluster closed")
+)
+
+// Options are the proxy-wide settings of a Cluster, as opposed to the
+// per-cluster ones that come from xDS.
+type Options struct {
+	// LocalIP is the source address of every upstream connection. In
+	// explicit mode it is the pod IP, so that the peer (and its
+	// AuthorizationPolicy) sees which workload connects. nil lets the
+	// kernel choose.
+	LocalIP net.IP
+	// MaxIdleConnsPerHost bounds the idle HTTP/1.1 connections kept per
+	// host; 0 means DefaultMaxIdleConnsPerHost.
+	MaxIdleConnsPerHost int
+}
+
+// Cluster is one xDS cluster's upstream state. Its methods are safe for
+// concurrent use.
+type Cluster struct {
+	name          string
+	bal           *balance.Balancer
+	http2         bool
+	maxReqPerConn uint32
+	idleTimeout   time.Duration
+	connTimeout   time.Duration
+	maxIdle       int
+	dialer        net.Dialer
+
+	maxPending, maxRequests int64
+	// connSlots holds one token per open upstream connection, so that the
+	// connection limit is a channel send and waiting for a slot can also
+	// watch a deadline and Close.
+	connSlots chan struct{}
+	pending   atomic.Int64
+	requests  atomic.Int64
+
+	// pools is copy-on-write: RoundTrip reads it on every request without
+	// a lock; mu serialises the rare writers (a new host, a sweep, Close).
+	pools atomic.Pointer[map[*balance.Host]*pool]
+
+	mu     sync.Mutex
+	live   map[*conn]struct{} // every open connection, for Close
+	closed chan struct{}
+	done   bool
+}
+
+// pool is one host's connections.
+type pool struct {
+	host *balance.Host
+	h1   *http.Transport
+	h2   *http.Transport // nil unless the cluster speaks HTTP/2
+	// active counts requests sent through the pool and not yet finished,
+	// so that a retired pool closes its last connections once they are
+	// idle rather than at the moment of retirement.
+	active  atomic.Int64
+	retired atomic.Bool
+}
+
+// New returns the upstream state of cluster c, whose hosts b picks. The
+// caller must Close it.
+func New(c *xdsresource.Cluster, b *balance.Balancer, opts Options) *Cluster {
+	cb := c.CircuitBreakers
+	cl := &Cluster{
+		name:          c.Name,
+		bal:           b,
+		http2:         c.HTTP2,
+		maxReqPerConn: c.MaxRequestsPerConnection,
+		idleTimeout:   orDefault(c.IdleTimeout, DefaultIdleTimeout),
+		connTimeout:   orDefault(c.ConnectTimeout, DefaultConnectTimeout),
+		maxIdle:       opts.MaxIdleConnsPerHost,
+		maxPending:    int64(orDefault(cb.MaxPendingRequests, DefaultMaxPendingRequests)),
+		maxRequests:   int64(orDefault(cb.MaxRequests, DefaultMaxRequests)),
+		connSlots:     make(chan struct{}, orDefault(cb.MaxConnections, DefaultMaxConnections)),
+		live:          map[*conn]struct{}{},
+		closed:        make(chan struct{}),
+	}
+	if cl.maxIdle <= 0 {
+		cl.maxIdle = DefaultMaxIdleConnsPerHost
+	}
+	if opts.LocalIP != nil {
+		cl.dialer.LocalAddr = &net.TCPAddr{IP: opts.LocalIP}
+	}
+	cl.pools.Store(&map[*balance.Host]*pool{})
+	return cl
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Name is the cluster's xDS name.
+func (c *Cluster) Name() string { return c.name }
+
+// Balancer is the balancer the cluster picks hosts with.
+func (c *Cluster) Balancer() *balance.Balancer { return c.bal }
+
+// Update applies an EDS update: the balancer takes the new endpoints, then
+// every host it dropped stops getting requests and its pool is retired:
+// idle connections close now, busy ones once their requests finish.
+// Endpoint updates must come through here rather than straight to the
+// balancer, or removed hosts keep their idle connections until Close.
+func (c *Cluster) Update(cla *xdsresource.ClusterLoadAssignment) {
+	c.bal.Update(cla)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.pools.Load()
+	next := make(map[*balance.Host]*pool, len(old))
+	var retire []*pool
+	for h, p := range old {
+		if h.Removed() {
+			retire = append(retire, p)
+		} else {
+			next[h] = p
+		}
+	}
+	if len(retire) == 0 {
+		return
+	}
+	c.pools.Store(&next)
+	for _, p := range retire {
+		// Retired before the active check, as RoundTrip counts itself
+		// active before checking retired: one of the two sees the other.
+		p.retired.Store(true)
+		if p.active.Load() == 0 {
+			p.closeIdle()
+		}
+	}
+}
+
+func (p *pool) closeIdle() {
+	p.h1.CloseIdleConnections()
+	if p.h2 != nil {
+		p.h2.CloseIdleConnections()
+	}
+}
+
+// Close closes every connection, idle or busy (requests in flight fail),
+// and makes further calls fail with ErrClosed. Draining first is the
+// caller's choice: Close is for a cluster that is gone.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return nil
+	}
+	c.done = true
+	close(c.closed)
+	pools := *c.pools.Load()
+	c.pools.Store(&map[*balance.Host]*pool{})
+	live := make([]*conn, 0, len(c.live))
+	for cn := range c.live {
+		live = append(live, cn)
+	}
+	c.mu.Unlock()
+	for _, p := range pools {
+		p.retired.Store(true)
+		p.closeIdle()
+	}
+	for _, cn := range live {
+		cn.Close()
+	}
+	return nil
+}
+
+func (c *Cluster) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// pool returns h's pool, creating it on first use.
+func (c *Cluster) pool(h *balance.Host) *pool {
+	if p := (*c.pools.Load())[h]; p != nil {
+		return p
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return nil
+	}
+	old := *c.pools.Load()
+	if p := old[h]; p != nil {
+		return p
+	}
+	p := &pool{host: h}
+	p.h1 = c.transport(p, false)
+	if c.http2 {
+		p.h2 = c.transport(p, true)
+	}
+	next := make(map[*balance.Host]*pool, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[h] = p
+	c.pools.Store(&next)
+	return p
+}
+
+func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
+	t := &http.Transport{
+		// Never from the environment: the sidecar is the proxy.
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return c.dialHTTP(ctx, p.host.Addr())
+		},
+		// A proxy forwards bodies as they are; the Transport would
+		// otherwise ask for gzip and decode it behind the app's back.
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: c.maxIdle,
+		IdleConnTimeout:     c.idleTimeout,
+	}
+	if h2 {
+		var ps http.Protocols
+		ps.SetUnencryptedHTTP2(true)
+		t.Protocols = &ps
+	}
+	return t
+}
+
+// RoundTrip sends req to a host of the cluster and returns its response.
+// hash is the request's consistent hash, used when hasHash and the policy
+// is RING_HASH or MAGLEV.
+//
+// RoundTrip sets req.URL's scheme and host to the picked host; req.Host
+// (the authority sent) is left as the caller set it. When MaxRequests-
+// PerConnection is set, req may be shallow-copied. The response body must
+// be closed: the request counts against MaxRequests and its host's active
+// requests until then (or until it is read to EOF).
+//
+// On error, the flags say why, in Envoy's terms: UH no host, UO a circuit
+// breaker, UF the connection could not be made, UT the context's deadline
+// passed, DC the context was cancelled, UC the connection failed later.
+func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64, hasHash bool) (*http.Response, Flags, error) {
+	if c.isClosed() {
+		return nil, NoHealthyUpstream, ErrClosed
+	}
+	if c.requests.Add(1) > c.maxRequests {
+		c.requests.Add(-1)
+		return nil, UpstreamOverflow, ErrOverflow
+	}
+	var p *pool
+	for {
+		h := c.bal.Pick(hash, hasHash)
+		if h == nil {
+			c.requests.Add(-1)
+			return nil, NoHealthyUpstream, ErrNoHealthyUpstream
+		}
+		if p = c.pool(h); p == nil {
+			c.requests.Add(-1)
+			return nil, NoHealthyUpstream, ErrClosed
+		}
+		p.active.Add(1)
+		if !p.retired.Load() && !h.Removed() {
+			break
+		}
+		// Update dropped h between Pick and now; the balancer no longer
+		// offers it, so picking again terminates.
+		c.finish(p)
+	}
+	h := p.host
+	t := p.h1
+	if p.h2 != nil && !isUpgrade(req) {
+		t = p.h2
+	}
+	req.URL.Scheme = "http"
+	req.URL.Host = h.Addr()
+	if ctx != req.Context() {
+		req = req.WithContext(ctx)
+	}
+	if c.maxReqPerConn > 0 && t == p.h1 {
+		req = c.countRequests(req)
+	}
+
+	h.Start()
+	start := time.Now()
+	resp, err := t.RoundTrip(req)
+	latency := time.Since(start)
+	if err != nil {
+		h.Done(latency)
+		c.finish(p)
+		return nil, c.errorFlags(ctx, err), err
+	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = &rwBody{body: body{ReadCloser: rwc, c: c, p: p, latency: latency}, w: rwc}
+	} else {
+		resp.Body = &body{ReadCloser: resp.Body, c: c, p: p, latency: latency}
+	}
+	return resp, 0, nil
+}
+
+// finish ends a request's accounting on p, and closes a retired pool's
+// connections once its last request is done.
+func (c *Cluster) finish(p *pool) {
+	c.requests.Add(-1)
+	if p.active.Add(-1) == 0 && p.retired.Load() {
+		p.closeIdle()
+	}
+}
+
+func isUpgrade(req *http.Request) bool {
+	// Upgrade has no meaning in HTTP/2 (RFC 9113 §8.2.2), and websocket
+	// over HTTP/2 (RFC 8441) needs the server to offer it; the safe path
+	// is the HTTP/1.1 one the client asked for.
+	return req.Header.Get("Upgrade") != "" || req.Method == http.MethodConnect
+}
+
+// countRequests makes the HTTP/1.1 connection that carries req close after
+// it when req is the connection's MaxRequestsPerConnection-th. The
+// Transport only says which connection it chose through httptrace, and
+// sets Connection: close from req.Close after that hook returns, on the
+// same goroutine's hand-off to its writer.
+func (c *Cluster) countRequests(req *http.Request) *http.Request {
+	var out *http.Request
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if cn, ok := info.Conn.(*conn); ok && cn.requests.Add(1) >= c.maxReqPerConn {
+			out.Close = true
+		}
+	}}
+	out = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	return out
+}
+
+func (c *Cluster) errorFlags(ctx context.Context, err error) Flags {
+	var de *dialError
+	switch {
+	case errors.Is(err, ErrOverflow):
+		return UpstreamOverflow
+	case errors.As(err, &de):
+		return UpstreamConnectionFailure
+	case errors.Is(err, ErrClosed):
+		return NoHealthyUpstream
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return UpstreamRequestTimeout
+	case ctx.Err() != nil:
+		return DownstreamConnectionTermination
+	}
+	return UpstreamConnectionTermination
+}
+
+// body ends a request's accounting when the response is done with.
+type body struct {
+	io.ReadCloser
+	c       *Cluster
+	p       *pool
+	latency time.Duration
+	done    atomic.Bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.release()
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	err := b.ReadCloser.Close()
+	b.release()
+	return err
+}
+
+func (b *body) release() {
+	if b.done.CompareAndSwap(false, true) {
+		b.p.host.Done(b.latency)
+		b.c.finish(b.p)
+	}
+}
+
+// rwBody is the body of a 101 response: the upgraded connection, which
+// the caller writes to as well.
+type rwBody struct {
+	body
+	w io.Writer
+}
+
+func (b *rwBody) Write(p []byte) (int, error) { return b.w.Write(p) }

@@ -1,0 +1,61 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/balance"
+)
+
+// DialTCP connects to a host of the cluster for TCP proxying, from the
+// configured source address. The connection counts against MaxConnections
+// and as an active request on the returned host until it is closed; it
+// keeps *net.TCPConn's splice paths and half-close (CloseWrite). The copy
+// itself is the caller's.
+func (c *Cluster) DialTCP(ctx context.Context, hash uint64, hasHash bool) (net.Conn, *balance.Host, Flags, error) {
+	if c.isClosed() {
+		return nil, nil, NoHealthyUpstream, ErrClosed
+	}
+	h := c.bal.Pick(hash, hasHash)
+	if h == nil {
+		return nil, nil, NoHealthyUpstream, ErrNoHealthyUpstream
+	}
+	h.Start()
+	start := time.Now()
+	cn, err := c.dial(ctx, h.Addr())
+	latency := time.Since(start)
+	if err != nil {
+		h.Done(latency)
+		var de *dialError
+		switch {
+		case errors.Is(err, ErrOverflow):
+			return nil, h, UpstreamOverflow, err
+		case errors.As(err, &de):
+			return nil, h, UpstreamConnectionFailure, err
+		case errors.Is(err, ErrClosed):
+			return nil, h, NoHealthyUpstream, err
+		}
+		return nil, h, c.errorFlags(ctx, err), err
+	}
+	return &tcpConn{conn: cn, host: h, latency: latency}, h, 0, nil
+}
+
+// tcpConn ends the host's active count on Close. The connect time stands
+// in for its latency: a TCP stream's lifetime says nothing about the host.
+type tcpConn struct {
+	*conn
+	host    *balance.Host
+	latency time.Duration
+	done    atomic.Bool
+}
+
+func (t *tcpConn) Close() error {
+	err := t.conn.Close()
+	if t.done.CompareAndSwap(false, true) {
+		t.host.Done(t.latency)
+	}
+	return err
+}
