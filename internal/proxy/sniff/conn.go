@@ -1,0 +1,131 @@
+package sniff
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// Peek buffers are pooled because every sniffed connection needs one only
+// briefly: the proxy's first read drains it, and it goes back at once.
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallPeek); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, MaxPeek); return &b }}
+)
+
+func getBuf(size int) *[]byte {
+	if size > smallPeek {
+		return largePool.Get().(*[]byte)
+	}
+	return smallPool.Get().(*[]byte)
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) > smallPeek {
+		largePool.Put(bp)
+	} else {
+		smallPool.Put(bp)
+	}
+}
+
+// Conn is a connection whose first bytes were read by Detect: Read serves
+// them before reading from the underlying connection. Everything else
+// (Write, Close, addresses, deadlines) is the underlying connection's. Like
+// a bufio.Reader, it is not safe for concurrent Reads; concurrent Read and
+// Write, or Close, are fine.
+type Conn struct {
+	net.Conn
+	peeked []byte
+	buf    *[]byte // returned to its pool once peeked is drained
+}
+
+// halfCloser is what *net.TCPConn, *net.UnixConn and *tls.Conn offer for
+// half-close; a TCP proxy needs it to pass one side's FIN to the other.
+type halfCloser interface {
+	CloseWrite() error
+}
+
+// halfCloseConn is returned instead of *Conn when the underlying connection
+// can half-close, so that a type assertion to halfCloser tells the truth.
+type halfCloseConn struct {
+	Conn
+}
+
+// CloseWrite shuts down the writing side of the underlying connection.
+func (c *halfCloseConn) CloseWrite() error {
+	return c.Conn.Conn.(halfCloser).CloseWrite()
+}
+
+func wrap(nc net.Conn, peeked []byte, buf *[]byte) net.Conn {
+	if _, ok := nc.(halfCloser); ok {
+		return &halfCloseConn{Conn{Conn: nc, peeked: peeked, buf: buf}}
+	}
+	return &Conn{Conn: nc, peeked: peeked, buf: buf}
+}
+
+// NetConn returns the underlying connection, e.g. for SO_ORIGINAL_DST. Reading
+// from it directly skips the bytes Detect peeked.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// Buffered returns how many peeked bytes Read has yet to serve.
+func (c *Conn) Buffered() int { return len(c.peeked) }
+
+func (c *Conn) consume(n int) {
+	c.peeked = c.peeked[n:]
+	if len(c.peeked) == 0 && c.buf != nil {
+		c.peeked = nil
+		putBuf(c.buf)
+		c.buf = nil
+	}
+}
+
+// Read serves the peeked bytes first. It does not top a short peeked read
+// up from the network: a caller blocked for more would then wait on the
+// client when it already has bytes to act on.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(c.peeked) > 0 {
+		n := copy(p, c.peeked)
+		c.consume(n)
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// WriteTo lets io.Copy from this conn keep the underlying connection's
+// fast path (splice(2) between TCP sockets on Linux) once the peeked bytes
+// are written.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(c.peeked) > 0 {
+		m, err := w.Write(c.peeked)
+		n += int64(m)
+		c.consume(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	var m int64
+	var err error
+	if wt, ok := c.Conn.(io.WriterTo); ok {
+		m, err = wt.WriteTo(w)
+	} else {
+		m, err = io.Copy(w, readerOnly{c.Conn})
+	}
+	return n + m, err
+}
+
+// ReadFrom keeps the underlying connection's fast path for io.Copy into
+// this conn; without it io.Copy would see only the wrapper and fall back
+// to a user-space buffer.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// readerOnly and writerOnly hide WriteTo/ReadFrom so io.Copy cannot loop
+// back into the wrapper.
+type readerOnly struct{ io.Reader }
+
+type writerOnly struct{ io.Writer }
