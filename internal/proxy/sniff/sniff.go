@@ -153,9 +153,10 @@ func Detect(conn net.Conn, timeout time.Duration) (Result, net.Conn, error) {
 		}
 	}
 	res.TimedOut = timedOut
-	if err := conn.SetReadDeadline(time.Time{}); err != nil && rerr == nil {
-		rerr = err
-	}
+	// The error is ignored: it only says the conn is closed (net.Pipe also
+	// reports a peer that went away), which the caller's next Read or
+	// Write reports in its place, after the bytes already peeked.
+	_ = conn.SetReadDeadline(time.Time{})
 	if rerr != nil || len(buf) == 0 {
 		putBuf(bp)
 		if rerr != nil {

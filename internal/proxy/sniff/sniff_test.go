@@ -113,7 +113,7 @@ func longALPN(n int) []string {
 func TestDetect(t *testing.T) {
 	leak.Check(t)
 	hello := clientHello(t, &tls.Config{ServerName: "Reviews.Default.svc.", NextProtos: []string{"h2", "http/1.1"}})
-	big := clientHello(t, &tls.Config{ServerName: "big.example", NextProtos: longALPN(20)})    // > smallPeek, one record
+	big := clientHello(t, &tls.Config{ServerName: "big.example", NextProtos: longALPN(20)})   // > smallPeek, one record
 	huge := clientHello(t, &tls.Config{ServerName: "huge.example", NextProtos: longALPN(70)}) // > 16 KiB: two records
 	tlsWant := Result{Protocol: TLS, SNI: "reviews.default.svc", ALPN: []string{"h2", "http/1.1"}}
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, far beyond any peek
