@@ -32,7 +32,7 @@ type server struct {
 
 // startServer serves h on ip (a distinct 127.x address stands for a pod),
 // with unencrypted HTTP/2 as well as HTTP/1.1 when h2c.
-func startServer(t *testing.T, ip string, h2c bool, h http.HandlerFunc) *server {
+func startServer(t testing.TB, ip string, h2c bool, h http.HandlerFunc) *server {
 	t.Helper()
 	s := &server{}
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
