@@ -24,7 +24,9 @@ func FuzzParseClientHello(f *testing.F) {
 
 // FuzzClassify checks the classifier never panics, never asks for more
 // bytes than it was given without a reason, and that any decision made on
-// a prefix stands for the whole input.
+// a prefix stands for the whole input. Each input is classified at every
+// prefix, so minimising a new input is slow; run with -fuzzminimizetime 1s
+// or the exec counter seems to stall for the default minute.
 func FuzzClassify(f *testing.F) {
 	hello := clientHello(f, &tls.Config{ServerName: "a.b", NextProtos: []string{"h2"}})
 	for _, s := range [][]byte{hello, resplit(hello, 100), []byte(h2Preface), []byte("GET / HTTP/1.1\r\n"), []byte("\x16\x03\x01\x00\x05\x01\x00\x00\x01"), {0}} {
