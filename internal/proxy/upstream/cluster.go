@@ -171,12 +171,18 @@ func (c *Cluster) Update(cla *xdsresource.ClusterLoadAssignment) {
 	}
 	c.pools.Store(&next)
 	for _, p := range retire {
-		// Retired before the active check, as RoundTrip counts itself
-		// active before checking retired: one of the two sees the other.
-		p.retired.Store(true)
-		if p.active.Load() == 0 {
-			p.closeIdle()
-		}
+		p.retire()
+	}
+}
+
+// retire stops p taking requests and closes its connections now if it
+// has no request in flight, else when the last one finishes.
+func (p *pool) retire() {
+	// Retired before the active check, as RoundTrip counts itself active
+	// before checking retired: one of the two sees the other.
+	p.retired.Store(true)
+	if p.active.Load() == 0 {
+		p.drained()
 	}
 }
 
@@ -187,9 +193,21 @@ func (p *pool) closeIdle() {
 	}
 }
 
+// drained closes a retired pool's connections after its last request.
+// HTTP/2 may still count the last stream open for a moment after the
+// caller saw the end of its body (the stream is torn down on the
+// connection's own goroutine), and such a connection would then idle
+// until IdleTimeout, so HTTP/2 pools get a second pass shortly after.
+func (p *pool) drained() {
+	p.closeIdle()
+	if p.h2 != nil {
+		time.AfterFunc(100*time.Millisecond, p.closeIdle)
+	}
+}
+
 // Close closes every connection, idle or busy (requests in flight fail),
-// and makes further calls fail with ErrClosed. Draining first is the
-// caller's choice: Close is for a cluster that is gone.
+// and makes further calls fail with ErrClosed. Shutdown is the graceful
+// form.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.done {
@@ -197,9 +215,7 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.done = true
-	close(c.closed)
-	pools := *c.pools.Load()
-	c.pools.Store(&map[*balance.Host]*pool{})
+	pools := c.stopLocked()
 	live := make([]*conn, 0, len(c.live))
 	for cn := range c.live {
 		live = append(live, cn)
@@ -213,6 +229,54 @@ func (c *Cluster) Close() error {
 		cn.Close()
 	}
 	return nil
+}
+
+// Shutdown retires the cluster when its CDS resource changes or goes
+// away: new requests fail with ErrClosed at once, idle connections close,
+// and busy ones close as their requests (and TCP streams) finish. It
+// returns when none is left, or closes the rest when ctx is done first.
+// Nothing is left running either way.
+func (c *Cluster) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	pools := c.stopLocked()
+	c.mu.Unlock()
+	for _, p := range pools {
+		p.retire()
+	}
+	// Polled, as http.Server.Shutdown does: connections close from
+	// Transport goroutines and callers' Close, and a notification from
+	// each would cost every connection close on the hot path for a rare
+	// event.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		n := len(c.live)
+		c.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			c.Close()
+			return ctx.Err()
+		case <-tick.C:
+			for _, p := range pools {
+				p.closeIdle()
+			}
+		}
+	}
+}
+
+// stopLocked refuses new requests and hands back the pools, which no
+// lookup finds any more. c.mu must be held.
+func (c *Cluster) stopLocked() map[*balance.Host]*pool {
+	if !c.isClosed() {
+		close(c.closed)
+	}
+	pools := *c.pools.Load()
+	c.pools.Store(&map[*balance.Host]*pool{})
+	return pools
 }
 
 func (c *Cluster) isClosed() bool {
@@ -231,7 +295,7 @@ func (c *Cluster) pool(h *balance.Host) *pool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done {
+	if c.isClosed() {
 		return nil
 	}
 	old := *c.pools.Load()
@@ -349,7 +413,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 func (c *Cluster) finish(p *pool) {
 	c.requests.Add(-1)
 	if p.active.Add(-1) == 0 && p.retired.Load() {
-		p.closeIdle()
+		p.drained()
 	}
 }
 

@@ -325,17 +325,22 @@ func TestNoHealthyUpstream(t *testing.T) {
 }
 
 func TestRemovedHost(t *testing.T) {
+	t.Run("h1", func(t *testing.T) { testRemovedHost(t, false) })
+	t.Run("h2c", func(t *testing.T) { testRemovedHost(t, true) })
+}
+
+func testRemovedHost(t *testing.T, h2 bool) {
 	leak.Check(t)
 	slow := make(chan struct{})
 	inSlow := make(chan struct{})
-	a := startServer(t, "127.0.0.1", false, func(_ http.ResponseWriter, r *http.Request) {
+	a := startServer(t, "127.0.0.1", h2, func(_ http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			close(inSlow)
 			<-slow
 		}
 	})
-	b := startServer(t, "127.0.0.2", false, nil)
-	c := newCluster(t, &xdsresource.Cluster{LBPolicy: xdsresource.LBRoundRobin}, Options{}, assignment(a, b))
+	b := startServer(t, "127.0.0.2", h2, nil)
+	c := newCluster(t, &xdsresource.Cluster{LBPolicy: xdsresource.LBRoundRobin, HTTP2: h2}, Options{}, assignment(a, b))
 	for range 4 {
 		get(t, c, 0, false)
 	}
@@ -509,5 +514,103 @@ func TestFlagsString(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = UpstreamConnectionFailure.String() }); n != 0 {
 		t.Errorf("a single flag's String allocates %v times", n)
+	}
+}
+
+func TestShutdownLetsRequestsFinish(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprint("http2=", h2), func(t *testing.T) {
+			leak.Check(t)
+			release := make(chan struct{})
+			s := startServer(t, "127.0.0.1", h2, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/slow" {
+					<-release
+				}
+			})
+			c := newCluster(t, &xdsresource.Cluster{HTTP2: h2}, Options{}, assignment(s))
+			get(t, c, 0, false)
+			get(t, c, 0, false)
+			errc := make(chan error, 1)
+			go func() {
+				req, _ := http.NewRequest(http.MethodGet, "http://svc/slow", nil)
+				resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+				if err != nil {
+					errc <- fmt.Errorf("%v (%v)", err, flags)
+					return
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				errc <- err
+			}()
+			waitFor(t, "the slow request to arrive", func() bool { return s.requests.Load() == 3 })
+			shut := make(chan error, 1)
+			go func() { shut <- c.Shutdown(context.Background()) }()
+
+			waitFor(t, "Shutdown to begin", c.isClosed)
+			req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
+			if _, _, err := c.RoundTrip(context.Background(), req, 0, false); !errors.Is(err, ErrClosed) {
+				t.Errorf("request during Shutdown: %v, want ErrClosed", err)
+			}
+			select {
+			case err := <-shut:
+				t.Fatalf("Shutdown returned %v with a request in flight", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(release)
+			if err := <-errc; err != nil {
+				t.Errorf("request in flight across Shutdown: %v", err)
+			}
+			if err := <-shut; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			waitFor(t, "the server to see every connection closed", func() bool { return s.closed.Load() == s.opened.Load() })
+			if got := s.requests.Load(); got != 3 {
+				t.Errorf("server got %d requests, want 3", got)
+			}
+		})
+	}
+}
+
+func TestMaxPendingRequests(t *testing.T) {
+	leak.Check(t)
+	release := make(chan struct{})
+	s := startServer(t, "127.0.0.1", false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+	})
+	c := newCluster(t, &xdsresource.Cluster{CircuitBreakers: xdsresource.CircuitBreakers{
+		MaxConnections: 1, MaxPendingRequests: 1,
+	}}, Options{}, assignment(s))
+
+	errc := make(chan error, 2)
+	send := func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://svc/slow", nil)
+		resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+		if err != nil {
+			errc <- fmt.Errorf("%v (%v)", err, flags)
+			return
+		}
+		resp.Body.Close()
+		errc <- nil
+	}
+	go send()
+	waitFor(t, "the first request to hold the only connection", func() bool { return s.requests.Load() == 1 })
+	go send()
+	waitFor(t, "the second request to wait for a connection", func() bool { return c.pending.Load() == 1 })
+
+	req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
+	_, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+	if flags != UpstreamOverflow || !errors.Is(err, ErrOverflow) {
+		t.Errorf("third request with one connection and one pending: flags %v, error %v; want UO", flags, err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Errorf("admitted request: %v", err)
+		}
+	}
+	if n := s.opened.Load(); n != 1 {
+		t.Errorf("server saw %d connections with MaxConnections 1", n)
 	}
 }
