@@ -81,14 +81,14 @@ type Config struct {
 func (c Config) Validate() error {
 	var errs []error
 	if err := validTableName(c.Table); err != nil {
-		errs = append(errs, fmt.Errorf("Table: %w", err))
+		errs = append(errs, fmt.Errorf("table name (Table): %w", err))
 	}
 	out, in := c.ports()
 	if out == in {
-		errs = append(errs, fmt.Errorf("OutboundPort and InboundPort are both %d: give each its own port", out))
+		errs = append(errs, fmt.Errorf("ports: OutboundPort and InboundPort are both %d: give each its own port", out))
 	}
 	if len(c.ProxyUIDs) == 0 && len(c.ProxyGIDs) == 0 && c.ProxyMark == 0 {
-		errs = append(errs, errors.New("ProxyUIDs, ProxyGIDs and ProxyMark are all unset: the proxy's own connections would be captured and loop; set the proxy's uid, gid or socket mark"))
+		errs = append(errs, errors.New("no proxy identity (ProxyUIDs, ProxyGIDs and ProxyMark are all unset): the proxy's own connections would be captured and loop; set the proxy's uid, gid or socket mark"))
 	}
 	for i, p := range c.ExcludeOutboundCIDRs {
 		if !p.IsValid() {
@@ -110,7 +110,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("ExcludeOutboundPorts[%d]: port 0", i))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		// Prefixed once, so the field names below can keep their Go spelling.
+		return fmt.Errorf("redirect config: %w", err)
+	}
+	return nil
 }
 
 func (c Config) ports() (out, in uint16) {

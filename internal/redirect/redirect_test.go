@@ -147,7 +147,7 @@ func TestValidate(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		{"no table", func(c *Config) { c.Table = "" }, "Table: empty"},
+		{"no table", func(c *Config) { c.Table = "" }, "(Table): empty"},
 		{"bad table", func(c *Config) { c.Table = "1x" }, "use a letter first"},
 		{"space in table", func(c *Config) { c.Table = "a b" }, "use a letter first"},
 		{"no identity", func(c *Config) { c.ProxyUIDs = nil }, "would be captured and loop"},
