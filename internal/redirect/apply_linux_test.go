@@ -1,0 +1,374 @@
+//go:build linux
+
+package redirect
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// netns creates a named network namespace with lo up and removes it when the test ends.
+// Nothing here touches the root namespace's rules, routes or interfaces.
+func netns(t *testing.T, name string) string {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace (ip netns add: %v: %s)", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	ip(t, "-n", name, "link", "set", "lo", "up")
+	return filepath.Join("/var/run/netns", name)
+}
+
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// inNS runs fn with the calling goroutine's thread in the namespace at path. Sockets made in fn
+// stay in that namespace. If the thread cannot be switched back it stays locked, so the runtime
+// discards it instead of reusing a thread in the wrong namespace.
+func inNS(t *testing.T, path string, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open(path)
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("setns %s: %v", path, err)
+	}
+	defer func() {
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Errorf("restoring the thread's network namespace: %v (thread left locked)", err)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	fn()
+}
+
+// serve answers every connection with name and the connection's original destination, or
+// with its local address when the namespace has no conntrack (no nat rules load it there).
+func serve(t *testing.T, ns, addr, name string, originalDst bool) {
+	t.Helper()
+	var ln net.Listener
+	inNS(t, ns, func() {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			t.Fatalf("listen %s in %s: %v", addr, ns, err)
+		}
+	})
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dst, err := netip.MustParseAddrPort(c.LocalAddr().String()), error(nil)
+			if originalDst {
+				dst, err = OriginalDst(c.(*net.TCPConn))
+			}
+			if err != nil {
+				fmt.Fprintf(c, "%s error %v", name, err)
+			} else {
+				fmt.Fprintf(c, "%s %s", name, dst)
+			}
+			c.Close()
+		}
+	}()
+}
+
+// ask connects from namespace ns (with socket mark if non-zero) and returns what answered.
+func ask(t *testing.T, ns, addr string, mark int) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second}
+	if mark != 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark) })
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	var conn net.Conn
+	inNS(t, ns, func() {
+		var err error
+		if conn, err = d.Dial("tcp", addr); err != nil {
+			t.Fatalf("dial %s from %s: %v", addr, ns, err)
+		}
+	})
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read from %s: %v", addr, err)
+	}
+	return string(b)
+}
+
+func tables(t *testing.T, nsPath string) []string {
+	t.Helper()
+	var opts []nftables.ConnOption
+	if nsPath != "" {
+		f, err := os.Open(nsPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("listing tables: %v", err)
+	}
+	var names []string
+	for _, tb := range ts {
+		names = append(names, tb.Name)
+	}
+	return names
+}
+
+// TestCaptureInNetns wires two namespaces: "pod" (10.244.0.5, the sidecar's home) and "peer"
+// (10.244.0.6, which also owns the VIP 10.96.0.20, so uncaptured traffic visibly lands there).
+func TestCaptureInNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces and nftables); CI runs as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip tool (iproute2)")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	id := hex.EncodeToString(rnd[:])
+	pod := netns(t, "trellis-test-"+id+"-pod")
+	peer := netns(t, "trellis-test-"+id+"-peer")
+	podName, peerName := filepath.Base(pod), filepath.Base(peer)
+	ip(t, "-n", podName, "link", "add", "vpod", "type", "veth", "peer", "name", "vpeer", "netns", peerName)
+	ip(t, "-n", podName, "addr", "add", "10.244.0.5/24", "dev", "vpod")
+	ip(t, "-n", podName, "link", "set", "vpod", "up")
+	ip(t, "-n", podName, "route", "add", "10.96.0.0/16", "via", "10.244.0.6")
+	ip(t, "-n", peerName, "addr", "add", "10.244.0.6/24", "dev", "vpeer")
+	ip(t, "-n", peerName, "addr", "add", "10.96.0.20/32", "dev", "lo")
+	ip(t, "-n", peerName, "link", "set", "vpeer", "up")
+
+	serve(t, pod, "127.0.0.1:15001", "outbound", true)
+	serve(t, pod, "0.0.0.0:15006", "inbound", true)
+	serve(t, pod, "10.244.0.5:9080", "app", true)
+	serve(t, pod, "0.0.0.0:15021", "health", true)
+	serve(t, peer, "10.96.0.20:9080", "peer", false)
+	serve(t, peer, "10.96.0.20:3306", "peer", false)
+
+	const mark = 0x539
+	table := "trellis-test-" + id
+	cfg := Config{Table: table, ProxyMark: mark, ProxyUIDs: []uint32{1337}, ExcludeOutboundPorts: []uint16{3306}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rs := Build(cfg)
+	if err := ApplyIn(context.Background(), pod, rs); err != nil {
+		if strings.Contains(err.Error(), "kernel lacks") {
+			t.Skipf("kernel refuses the rules: %v", err)
+		}
+		t.Fatalf("ApplyIn: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := RemoveIn(pod, table); err != nil {
+			t.Errorf("RemoveIn: %v", err)
+		}
+	})
+	if got := tables(t, ""); containsString(got, table) {
+		t.Fatalf("table %s appeared in the test's own namespace: %v", table, got)
+	}
+
+	for _, tc := range []struct {
+		name, from, addr string
+		mark             int
+		want             string
+	}{
+		{"app to a VIP is captured", pod, "10.96.0.20:9080", 0, "outbound 10.96.0.20:9080"},
+		{"the proxy's own connection is not", pod, "10.96.0.20:9080", mark, "peer 10.96.0.20:9080"},
+		{"an excluded outbound port is not", pod, "10.96.0.20:3306", 0, "peer 10.96.0.20:3306"},
+		{"inbound is captured with its original destination", peer, "10.244.0.5:9080", 0, "inbound 10.244.0.5:9080"},
+		{"the health port is never captured", peer, "10.244.0.5:15021", 0, "health 10.244.0.5:15021"},
+		{"an app calling its own pod IP stays direct", pod, "10.244.0.5:9080", 0, "app 10.244.0.5:9080"},
+		{"the proxy calling its own pod enters inbound", pod, "10.244.0.5:9080", mark, "inbound 10.244.0.5:9080"},
+		{"localhost is never captured", pod, "127.0.0.1:15021", 0, "health 127.0.0.1:15021"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ask(t, tc.from, tc.addr, tc.mark); got != tc.want {
+				t.Errorf("connecting to %s (mark %#x) answered %q, want %q", tc.addr, tc.mark, got, tc.want)
+			}
+		})
+	}
+
+	t.Run("the kernel holds what String says", func(t *testing.T) {
+		if _, err := exec.LookPath("nft"); err != nil {
+			t.Skip("nft CLI not installed (Debian package nftables)")
+		}
+		applied, err := exec.Command("ip", "netns", "exec", podName, "nft", "list", "table", "inet", table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, applied)
+		}
+		// Load the same text with nft in the peer namespace and compare the kernel's view.
+		load := exec.Command("ip", "netns", "exec", peerName, "nft", "-f", "-")
+		load.Stdin = strings.NewReader(rs.String())
+		if out, err := load.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f: %v: %s", err, out)
+		}
+		defer func() {
+			if err := RemoveIn(peer, table); err != nil {
+				t.Error(err)
+			}
+		}()
+		want, err := exec.Command("ip", "netns", "exec", peerName, "nft", "list", "table", "inet", table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, want)
+		}
+		if string(applied) != string(want) {
+			t.Errorf("Apply installed\n%s\nbut nft -f of String() installs\n%s", applied, want)
+		}
+	})
+
+	// The uid exclusion, by making the test's own uid the proxy's; re-applying the same table
+	// also exercises the atomic replace.
+	cfg.ProxyMark, cfg.ProxyUIDs = 0, []uint32{uint32(os.Getuid())}
+	if err := ApplyIn(context.Background(), pod, Build(cfg)); err != nil {
+		t.Fatalf("re-apply: %v", err)
+	}
+	if got := ask(t, pod, "10.96.0.20:9080", 0); got != "peer 10.96.0.20:9080" {
+		t.Errorf("with the caller's uid as the proxy's, a VIP answered %q, want the peer", got)
+	}
+
+	if err := RemoveIn(pod, table); err != nil {
+		t.Fatalf("RemoveIn: %v", err)
+	}
+	if err := RemoveIn(pod, table); err != nil {
+		t.Fatalf("second RemoveIn must succeed: %v", err)
+	}
+	if got := tables(t, pod); containsString(got, table) {
+		t.Errorf("table %s still present after RemoveIn: %v", table, got)
+	}
+	if got := ask(t, pod, "10.96.0.20:9080", 0); got != "peer 10.96.0.20:9080" {
+		t.Errorf("after RemoveIn a VIP answered %q, want the peer", got)
+	}
+}
+
+func containsString(ss []string, s string) bool {
+	for _, v := range ss {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestApplyCurrentNamespace covers Apply and Remove (no path) from a thread moved into a fresh
+// namespace, the way a pod's init step would run them.
+func TestApplyCurrentNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces and nftables); CI runs as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip tool (iproute2)")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	ns := netns(t, "trellis-test-"+hex.EncodeToString(rnd[:]))
+	table := "trellis-cur"
+	inNS(t, ns, func() {
+		if err := Apply(context.Background(), Build(Config{Table: table, ProxyUIDs: []uint32{1337}})); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	})
+	if got := tables(t, ns); !containsString(got, table) {
+		t.Fatalf("after Apply the namespace has tables %v, want %s", got, table)
+	}
+	if got := tables(t, ""); containsString(got, table) {
+		t.Fatalf("table %s leaked into the test's own namespace", table)
+	}
+	inNS(t, ns, func() {
+		if err := Remove(table); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+	})
+	if got := tables(t, ns); containsString(got, table) {
+		t.Fatalf("after Remove the namespace still has %v", got)
+	}
+}
+
+func TestApplyRefusesBeforeSending(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Apply(ctx, Build(Config{Table: "t", ProxyMark: 1})); err != context.Canceled {
+		t.Errorf("Apply with a cancelled context = %v", err)
+	}
+	if err := Apply(context.Background(), Ruleset{}); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("Apply of an empty Ruleset = %v, want a refusal", err)
+	}
+	if err := Remove(""); err == nil {
+		t.Error("Remove of an empty table name succeeded")
+	}
+}
+
+func TestOriginalDstWithoutRedirect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// With conntrack loaded the answer is the real destination; without, a clear error.
+	got, err := OriginalDst(s.(*net.TCPConn))
+	if err == nil && got != netip.MustParseAddrPort(ln.Addr().String()) {
+		t.Errorf("OriginalDst = %s, want %s", got, ln.Addr())
+	}
+}
