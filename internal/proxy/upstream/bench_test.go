@@ -26,6 +26,9 @@ import (
 //	raw         a minimal hand-written HTTP/1.1 client on one connection:
 //	            the floor a purpose-built pool could reach with net/http's
 //	            own response parser
+//	server      canned request bytes, response read by length without
+//	            parsing: the in-process server's own share of every row,
+//	            to subtract for the client side's cost
 //
 // and the same for h2c. Run with
 //
@@ -124,6 +127,32 @@ func BenchmarkRoundTrip(b *testing.B) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		})
+	})
+}
+
+func BenchmarkServerFloor(b *testing.B) {
+	leak.Check(b)
+	s := benchServer(b, false)
+	nc, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { nc.Close() })
+	wire := []byte("GET / HTTP/1.1\r\nHost: svc.ns\r\n\r\n")
+	nc.Write(wire)
+	buf := make([]byte, 4096)
+	n, err := nc.Read(buf) // one response: its length is the same every time
+	if err != nil || n < len(payload) {
+		b.Fatalf("first response: %d bytes, %v", n, err)
+	}
+	size := n
+	measure(b, func() {
+		if _, err := nc.Write(wire); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(nc, buf[:size]); err != nil {
+			b.Fatal(err)
+		}
 	})
 }
 

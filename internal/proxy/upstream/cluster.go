@@ -75,13 +75,17 @@ type Cluster struct {
 	maxIdle       int
 	dialer        net.Dialer
 
-	maxPending, maxRequests int64
+	maxPending, maxRequests, maxRetries int64
 	// connSlots holds one token per open upstream connection, so that the
 	// connection limit is a channel send and waiting for a slot can also
 	// watch a deadline and Close.
 	connSlots chan struct{}
 	pending   atomic.Int64
 	requests  atomic.Int64
+	retries   atomic.Int64
+
+	// Counters for the admin page and stats, by Envoy's names.
+	cxTotal, cxConnectFail, cxOverflow, rqPendingOverflow, rqOverflow, rqRetryOverflow atomic.Uint64
 
 	// pools is copy-on-write: RoundTrip reads it on every request without
 	// a lock; mu serialises the rare writers (a new host, a sweep, Close).
@@ -119,6 +123,7 @@ func New(c *xdsresource.Cluster, b *balance.Balancer, opts Options) *Cluster {
 		maxIdle:       opts.MaxIdleConnsPerHost,
 		maxPending:    int64(orDefault(cb.MaxPendingRequests, DefaultMaxPendingRequests)),
 		maxRequests:   int64(orDefault(cb.MaxRequests, DefaultMaxRequests)),
+		maxRetries:    int64(orDefault(cb.MaxRetries, DefaultMaxRetries)),
 		connSlots:     make(chan struct{}, orDefault(cb.MaxConnections, DefaultMaxConnections)),
 		live:          map[*conn]struct{}{},
 		closed:        make(chan struct{}),
@@ -341,6 +346,8 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 // hash is the request's consistent hash, used when hasHash and the policy
 // is RING_HASH or MAGLEV.
 //
+// req is a client request: a server request forwarded must have its
+// RequestURI cleared and hop-by-hop headers removed (the router's job).
 // RoundTrip sets req.URL's scheme and host to the picked host; req.Host
 // (the authority sent) is left as the caller set it. When MaxRequests-
 // PerConnection is set, req may be shallow-copied. The response body must
@@ -356,6 +363,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	if c.requests.Add(1) > c.maxRequests {
 		c.requests.Add(-1)
+		c.rqOverflow.Add(1)
 		return nil, UpstreamOverflow, ErrOverflow
 	}
 	var p *pool
@@ -406,6 +414,52 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 		resp.Body = &body{ReadCloser: resp.Body, c: c, p: p, latency: latency}
 	}
 	return resp, 0, nil
+}
+
+// StartRetry takes a slot of the cluster's retry budget (MaxRetries
+// retries outstanding at once, cluster-wide, as Envoy's max_retries). The
+// router calls it before each retry and EndRetry when that attempt ends;
+// when it reports false the router answers with what it has and flags
+// URX, so that retries cannot multiply load on an overwhelmed cluster.
+func (c *Cluster) StartRetry() bool {
+	if c.retries.Add(1) > c.maxRetries {
+		c.retries.Add(-1)
+		c.rqRetryOverflow.Add(1)
+		return false
+	}
+	return true
+}
+
+// EndRetry releases a slot taken by StartRetry.
+func (c *Cluster) EndRetry() { c.retries.Add(-1) }
+
+// Stats are a cluster's gauges and counters, named as Envoy's cluster
+// stats, for the admin /clusters and /stats pages.
+type Stats struct {
+	CxActive, RqPending, RqActive, RqRetryActive int64 // gauges
+
+	CxTotal           uint64 // upstream_cx_total
+	CxConnectFail     uint64 // upstream_cx_connect_fail
+	CxOverflow        uint64 // upstream_cx_overflow: a dial waited for a connection slot
+	RqPendingOverflow uint64 // upstream_rq_pending_overflow
+	RqOverflow        uint64 // upstream_rq_overflow: MaxRequests
+	RqRetryOverflow   uint64 // upstream_rq_retry_overflow
+}
+
+// Stats returns the cluster's current stats.
+func (c *Cluster) Stats() Stats {
+	return Stats{
+		CxActive:          int64(len(c.connSlots)),
+		RqPending:         c.pending.Load(),
+		RqActive:          c.requests.Load(),
+		RqRetryActive:     c.retries.Load(),
+		CxTotal:           c.cxTotal.Load(),
+		CxConnectFail:     c.cxConnectFail.Load(),
+		CxOverflow:        c.cxOverflow.Load(),
+		RqPendingOverflow: c.rqPendingOverflow.Load(),
+		RqOverflow:        c.rqOverflow.Load(),
+		RqRetryOverflow:   c.rqRetryOverflow.Load(),
+	}
 }
 
 // finish ends a request's accounting on p, and closes a retired pool's

@@ -614,3 +614,23 @@ func TestMaxPendingRequests(t *testing.T) {
 		t.Errorf("server saw %d connections with MaxConnections 1", n)
 	}
 }
+
+func TestRetryBudgetAndStats(t *testing.T) {
+	leak.Check(t)
+	s := startServer(t, "127.0.0.1", false, nil)
+	c := newCluster(t, &xdsresource.Cluster{CircuitBreakers: xdsresource.CircuitBreakers{MaxRetries: 2}}, Options{}, assignment(s))
+	got := []bool{c.StartRetry(), c.StartRetry(), c.StartRetry()}
+	c.EndRetry()
+	got = append(got, c.StartRetry())
+	if diff := cmp.Diff([]bool{true, true, false, true}, got); diff != "" {
+		t.Errorf("retry budget of 2 (-want +got):\n%s", diff)
+	}
+	c.EndRetry()
+	c.EndRetry()
+	get(t, c, 0, false)
+	get(t, c, 0, false)
+	want := Stats{CxActive: 1, CxTotal: 1, RqRetryOverflow: 1}
+	if diff := cmp.Diff(want, c.Stats()); diff != "" {
+		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+}

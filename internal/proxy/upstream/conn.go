@@ -28,8 +28,10 @@ func (c *Cluster) acquireConn(ctx context.Context) error {
 		return nil
 	default:
 	}
+	c.cxOverflow.Add(1)
 	if c.pending.Add(1) > c.maxPending {
 		c.pending.Add(-1)
+		c.rqPendingOverflow.Add(1)
 		return ErrOverflow
 	}
 	defer c.pending.Add(-1)
@@ -39,6 +41,7 @@ func (c *Cluster) acquireConn(ctx context.Context) error {
 	case c.connSlots <- struct{}{}:
 		return nil
 	case <-t.C:
+		c.rqPendingOverflow.Add(1)
 		return fmt.Errorf("%w: no connection slot within %v", ErrOverflow, c.connTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -60,8 +63,10 @@ func (c *Cluster) dial(ctx context.Context, addr string) (*conn, error) {
 	cancel()
 	if err != nil {
 		c.releaseConn()
+		c.cxConnectFail.Add(1)
 		return nil, &dialError{err}
 	}
+	c.cxTotal.Add(1)
 	cn := &conn{Conn: nc, c: c}
 	c.mu.Lock()
 	if c.done {
