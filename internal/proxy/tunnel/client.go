@@ -15,8 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // Defaults for the Dialer's zero fields.
@@ -59,39 +57,82 @@ type Dialer struct {
 	HealthCheck time.Duration
 
 	initOnce sync.Once
-	t        *http2.Transport
+	t        *http.Transport
 
 	mu     sync.Mutex
 	pools  map[netip.AddrPort]*pool
 	closed bool
 }
 
-// pool is the connections to one tunnel address; guarded by Dialer.mu.
+// pool is the connections to one tunnel address; guarded by Dialer.mu,
+// except changed.
 type pool struct {
-	conns []*clientConn
+	conns []poolConn
 	// dialing is closed when the connection being dialed is ready or
 	// failed; nil when no dial is in flight. Only one dial runs at a time
 	// so a burst of tunnels to a new peer shares its first connection
 	// rather than opening one each.
 	dialing chan struct{}
+	changed signal // a stream ended or a connection closed
 }
 
-type clientConn struct {
-	cc    *http2.ClientConn
-	local net.Addr
+type poolConn struct {
+	cc    *http.ClientConn
+	local net.Addr // its source address, which ClientConn does not tell
+}
+
+// signal wakes every waiter at once. It has its own lock because
+// connection state hooks can run inside ClientConn calls made under
+// Dialer.mu.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
 }
 
 func (d *Dialer) init() {
 	d.initOnce.Do(func() {
-		d.t = &http2.Transport{
-			AllowHTTP: true,
-			// Strict: RoundTrip waits for a free stream instead of failing
-			// when a connection is full; the Dialer decides when to open
-			// another connection.
-			StrictMaxConcurrentStreams: true,
-			IdleConnTimeout:            positive(d.IdleTimeout, DefaultIdleTimeout),
-			ReadIdleTimeout:            positive(d.HealthCheck, DefaultHealthCheck),
-			PingTimeout:                positive(d.HealthCheck, DefaultHealthCheck),
+		var protos http.Protocols
+		if d.TLSConfig != nil {
+			protos.SetHTTP2(true)
+		} else {
+			protos.SetUnencryptedHTTP2(true)
+		}
+		hc := positive(d.HealthCheck, DefaultHealthCheck)
+		d.t = &http.Transport{
+			DialContext:     d.dialTCP,
+			TLSClientConfig: d.TLSConfig,
+			Protocols:       &protos,
+			IdleConnTimeout: positive(d.IdleTimeout, DefaultIdleTimeout),
+			HTTP2: &http.HTTP2Config{
+				// RoundTrip on a full connection waits for a stream; the
+				// Dialer decides when another connection is worth it.
+				StrictMaxConcurrentRequests: true,
+				SendPingTimeout:             hc,
+				PingTimeout:                 hc,
+				// Bulk transfers need more than the 64 KiB-ish default
+				// window in flight per stream.
+				MaxReceiveBufferPerStream:     1 << 20,
+				MaxReceiveBufferPerConnection: 4 << 20,
+			},
 		}
 		d.pools = map[netip.AddrPort]*pool{}
 	})
@@ -108,6 +149,13 @@ func positive(v, def time.Duration) time.Duration {
 	return v
 }
 
+func positiveInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // Dial opens a tunnel to target (the destination "ip:port", which becomes
 // the CONNECT :authority as in HBONE) through the tunnel server at
 // tunnel (the destination pod's ip:15008), sending header (baggage,
@@ -120,19 +168,19 @@ func (d *Dialer) Dial(ctx context.Context, tunnel netip.AddrPort, target string,
 	}
 	d.init()
 	for attempt := 0; ; attempt++ {
-		cc, err := d.conn(ctx, tunnel)
+		cc, local, err := d.conn(ctx, tunnel)
 		if err != nil {
 			return nil, err
 		}
-		c, err := d.open(ctx, cc, tunnel, target, header)
+		c, err := d.open(ctx, cc, local, tunnel, target, header)
 		if err == nil {
 			return c, nil
 		}
 		// A connection that went away (GOAWAY, reset) between being
-		// picked and carrying the stream: the server never saw the
+		// picked and carrying the stream: the server never answered the
 		// CONNECT, so another connection may.
 		var se *StatusError
-		if attempt > 0 || ctx.Err() != nil || errors.As(err, &se) || !unusable(cc.cc) {
+		if attempt > 0 || ctx.Err() != nil || errors.As(err, &se) || cc.Err() == nil {
 			return nil, err
 		}
 	}
@@ -149,135 +197,119 @@ func checkTarget(target string) error {
 	return nil
 }
 
-func unusable(cc *http2.ClientConn) bool {
-	st := cc.State()
-	return st.Closed || st.Closing
-}
-
 // conn returns a connection to tunnel with a stream reserved for the
-// caller's CONNECT.
-func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*clientConn, error) {
+// caller's CONNECT, and the connection's local address.
+func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientConn, net.Addr, error) {
 	for {
 		d.mu.Lock()
 		if d.closed {
 			d.mu.Unlock()
-			return nil, ErrDialerClosed
+			return nil, nil, ErrDialerClosed
 		}
 		p := d.pools[tunnel]
 		if p == nil {
 			p = &pool{}
 			d.pools[tunnel] = p
 		}
-		var least *clientConn
-		leastLoad := 0
+		// Taken before looking, so a stream ending meanwhile still wakes
+		// this caller.
+		changed := p.changed.wait()
 		kept := p.conns[:0]
-		for _, c := range p.conns {
-			st := c.cc.State()
-			if st.Closed || st.Closing {
-				continue // a closing conn closes itself once its streams end
+		for _, pc := range p.conns {
+			if pc.cc.Err() != nil {
+				continue
 			}
-			kept = append(kept, c)
-			load := st.StreamsActive + st.StreamsReserved + st.StreamsPending
-			if least == nil || load < leastLoad {
-				least, leastLoad = c, load
-			}
+			kept = append(kept, pc)
 		}
 		clear(p.conns[len(kept):])
 		p.conns = kept
-		if least != nil && uint32(leastLoad) < least.cc.State().MaxConcurrentStreams && least.cc.ReserveNewRequest() {
-			d.mu.Unlock()
-			return least, nil
+		// The emptiest connection, so tunnels spread and a connection
+		// told to go away (no streams Available) drains.
+		best, bestAvail := -1, 0
+		for i, pc := range p.conns {
+			if n := pc.cc.Available(); best < 0 || n > bestAvail {
+				best, bestAvail = i, n
+			}
 		}
-		if wait := p.dialing; wait != nil {
+		if best >= 0 && p.conns[best].cc.Reserve() == nil {
+			pc := p.conns[best]
+			d.mu.Unlock()
+			return pc.cc, pc.local, nil
+		}
+		var wait <-chan struct{}
+		if p.dialing != nil {
+			wait = p.dialing
+		} else if len(p.conns) >= positiveInt(d.MaxConnsPerTunnel, DefaultMaxConnsPerTunnel) {
+			wait = changed // all full: wait for a stream to end
+		}
+		if wait != nil {
 			d.mu.Unlock()
 			select {
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
-		}
-		if len(p.conns) >= positiveInt(d.MaxConnsPerTunnel, DefaultMaxConnsPerTunnel) {
-			// All full: queue on the least loaded (strict mode waits).
-			ok := least.cc.ReserveNewRequest()
-			d.mu.Unlock()
-			if !ok {
-				continue
-			}
-			return least, nil
 		}
 		done := make(chan struct{})
 		p.dialing = done
 		d.mu.Unlock()
 
-		c, err := d.dialConn(ctx, tunnel)
+		cc, local, err := d.dialConn(ctx, tunnel)
 
 		d.mu.Lock()
 		p.dialing = nil
 		close(done)
 		if err == nil && d.closed {
-			c.cc.Close()
+			cc.Close()
 			err = ErrDialerClosed
 		}
 		if err != nil {
 			d.mu.Unlock()
-			return nil, err
+			return nil, nil, err
 		}
-		p.conns = append(p.conns, c)
-		ok := c.cc.ReserveNewRequest()
+		p.conns = append(p.conns, poolConn{cc, local})
+		cc.SetStateHook(func(*http.ClientConn) { p.changed.notify() })
+		err = cc.Reserve()
 		d.mu.Unlock()
-		if ok {
-			return c, nil
+		if err == nil {
+			return cc, local, nil
 		}
 	}
 }
 
-func positiveInt(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
+type localAddrKey struct{}
 
-func (d *Dialer) dialConn(ctx context.Context, tunnel netip.AddrPort) (*clientConn, error) {
-	ctx, cancel := context.WithTimeout(ctx, positive(d.DialTimeout, DefaultDialTimeout))
-	defer cancel()
+func (d *Dialer) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
 	nd := net.Dialer{}
 	if d.Source.IsValid() {
 		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(d.Source, 0))
 	}
-	nc, err := nd.DialContext(ctx, "tcp", tunnel.String())
-	if err != nil {
-		return nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
-	}
-	local := nc.LocalAddr()
-	if d.TLSConfig != nil {
-		cfg := d.TLSConfig.Clone()
-		cfg.NextProtos = []string{http2.NextProtoTLS}
-		tc := tls.Client(nc, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
+	c, err := nd.DialContext(ctx, network, addr)
+	if err == nil {
+		if slot, ok := ctx.Value(localAddrKey{}).(*net.Addr); ok {
+			*slot = c.LocalAddr()
 		}
-		nc = tc
 	}
-	cc, err := d.t.NewClientConn(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
-	}
-	// The ping's answer follows the server's SETTINGS, so once it returns
-	// the stream limit is the server's and not the default guess; placing
-	// tunnels by a guess could queue long-lived streams on a full
-	// connection.
-	if err := cc.Ping(ctx); err != nil {
-		cc.Close()
-		return nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
-	}
-	return &clientConn{cc: cc, local: local}, nil
+	return c, err
 }
 
-func (d *Dialer) open(ctx context.Context, cc *clientConn, tunnel netip.AddrPort, target string, header http.Header) (*Conn, error) {
+func (d *Dialer) dialConn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientConn, net.Addr, error) {
+	var local net.Addr
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, localAddrKey{}, &local), positive(d.DialTimeout, DefaultDialTimeout))
+	defer cancel()
+	scheme := "http"
+	if d.TLSConfig != nil {
+		scheme = "https"
+	}
+	cc, err := d.t.NewClientConn(ctx, scheme, tunnel.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
+	}
+	return cc, local, nil
+}
+
+func (d *Dialer) open(ctx context.Context, cc *http.ClientConn, local net.Addr, tunnel netip.AddrPort, target string, header http.Header) (*Conn, error) {
 	pr, pw := io.Pipe()
 	// The stream lives until Close, so its context is cut loose from ctx,
 	// which only bounds the wait for the answer.
@@ -296,7 +328,7 @@ func (d *Dialer) open(ctx context.Context, cc *clientConn, tunnel netip.AddrPort
 		Body:          pr,
 		ContentLength: -1,
 	}).WithContext(sctx)
-	resp, err := cc.cc.RoundTrip(req)
+	resp, err := cc.RoundTrip(req)
 	if !stop() {
 		if err == nil {
 			resp.Body.Close()
@@ -322,7 +354,7 @@ func (d *Dialer) open(ctx context.Context, cc *clientConn, tunnel netip.AddrPort
 		pw:     pw,
 		cancel: cancel,
 		header: resp.Header,
-		local:  cc.local,
+		local:  local,
 		remote: targetAddr(target),
 	}, nil
 }
@@ -336,8 +368,8 @@ func (d *Dialer) Close() error {
 	d.pools = map[netip.AddrPort]*pool{}
 	d.mu.Unlock()
 	for _, p := range pools {
-		for _, c := range p.conns {
-			c.cc.Close()
+		for _, pc := range p.conns {
+			pc.cc.Close()
 		}
 	}
 	return nil

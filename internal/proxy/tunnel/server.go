@@ -11,11 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // Defaults for the Server's zero fields.
@@ -67,39 +63,45 @@ type Server struct {
 	Log *slog.Logger
 
 	initOnce sync.Once
-	h2       *http2.Server
-	// hs only carries x/net's graceful-shutdown hook: Shutdown on it sends
-	// GOAWAY on every connection ServeConn registered. It serves nothing.
-	hs     *http.Server
-	ctx    context.Context // parent of every stream; cancelled by Close
-	cancel context.CancelFunc
+	hs       *http.Server
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	active    int // connection goroutines and handlers running
-	closing   bool
+	mu      sync.Mutex
+	handled sync.Cond // broadcast when handlers drops to 0
+	streams int       // handlers running
 }
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
-		s.h2 = &http2.Server{
-			MaxConcurrentStreams: uint32(positiveInt(int(s.MaxConcurrentStreams), DefaultMaxConcurrentStreams)),
-			IdleTimeout:          positive(s.IdleTimeout, DefaultServerIdleTimeout),
-			// Windows sized for bulk transfer: a stream may have 1 MiB in
-			// flight and a connection 4 MiB, which also bounds the memory
-			// one slow app can pin.
-			MaxUploadBufferPerStream:     1 << 20,
-			MaxUploadBufferPerConnection: 4 << 20,
+		var protos http.Protocols
+		if s.TLSConfig != nil {
+			protos.SetHTTP2(true)
+		} else {
+			protos.SetUnencryptedHTTP2(true)
 		}
-		s.hs = &http.Server{}
-		// Only fails for TLS settings, which hs has none of.
-		if err := http2.ConfigureServer(s.hs, s.h2); err != nil {
-			panic(err)
+		logLevel := slog.LevelDebug // client misbehaviour is not ours to shout about
+		s.hs = &http.Server{
+			Handler:   http.HandlerFunc(s.serveStream),
+			Protocols: &protos,
+			TLSConfig: s.TLSConfig,
+			// Covers the connection preface (and TLS handshake); after it
+			// the HTTP/2 idle timeout and health pings govern the
+			// connection, as the tunnels on it may live for hours.
+			ReadHeaderTimeout: positive(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+			IdleTimeout:       positive(s.IdleTimeout, DefaultServerIdleTimeout),
+			HTTP2: &http.HTTP2Config{
+				MaxConcurrentStreams: positiveInt(int(s.MaxConcurrentStreams), DefaultMaxConcurrentStreams),
+				// Windows sized for bulk transfer: a stream may have 1 MiB
+				// in flight and a connection 4 MiB, which also bounds the
+				// memory one slow app can pin.
+				MaxReceiveBufferPerStream:     1 << 20,
+				MaxReceiveBufferPerConnection: 4 << 20,
+			},
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return context.WithValue(ctx, connInfoKey{}, &connInfo{peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())})
+			},
+			ErrorLog: slog.NewLogLogger(s.logger().Handler(), logLevel),
 		}
-		s.ctx, s.cancel = context.WithCancel(context.Background())
-		s.listeners = map[net.Listener]struct{}{}
-		s.conns = map[net.Conn]struct{}{}
+		s.handled.L = &s.mu
 	})
 }
 
@@ -114,114 +116,25 @@ func (s *Server) logger() *slog.Logger {
 // make it return ErrServerClosed. It closes l.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
+	var err error
+	if s.TLSConfig != nil {
+		err = s.hs.ServeTLS(l, "", "")
+	} else {
+		err = s.hs.Serve(l)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-		l.Close()
-	}()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			// Out of file descriptors and the like: wait, as net/http
-			// does, rather than spin or give up serving.
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("tunnel: accept", "err", err, "retry", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		if !s.track(c) {
-			c.Close()
-			return ErrServerClosed
-		}
-		go s.serveConn(c)
-	}
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.active++
-	return true
-}
-
-func (s *Server) done(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c != nil {
-		delete(s.conns, c)
-	}
-	s.active--
+	return err
 }
 
 // connInfo is what a stream's handler needs of its connection; it reaches
 // the handler through the request context.
 type connInfo struct {
-	nc           net.Conn
-	peer, local  netip.AddrPort
-	tls          *tls.ConnectionState
-	sawFirstOnce atomic.Bool
+	peer, local netip.AddrPort
 }
 
 type connInfoKey struct{}
-
-func (s *Server) serveConn(nc net.Conn) {
-	defer s.done(nc)
-	defer nc.Close()
-	rht := positive(s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	if rht > 0 {
-		nc.SetReadDeadline(time.Now().Add(rht))
-	}
-	ci := &connInfo{nc: nc, peer: addrPort(nc.RemoteAddr()), local: addrPort(nc.LocalAddr())}
-	c := nc
-	if s.TLSConfig != nil {
-		cfg := s.TLSConfig.Clone()
-		cfg.NextProtos = []string{http2.NextProtoTLS}
-		tc := tls.Server(nc, cfg)
-		ctx, cancel := context.WithTimeout(s.ctx, rht)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			s.logger().Debug("tunnel: TLS handshake", "peer", ci.peer, "err", err)
-			return
-		}
-		st := tc.ConnectionState()
-		ci.tls = &st
-		c = tc
-	}
-	s.h2.ServeConn(c, &http2.ServeConnOpts{
-		Context:    context.WithValue(s.ctx, connInfoKey{}, ci),
-		BaseConfig: s.hs,
-		Handler:    http.HandlerFunc(s.serveStream),
-	})
-}
 
 func addrPort(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
@@ -234,19 +147,20 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.active++
+	s.streams++
 	s.mu.Unlock()
-	defer s.done(nil)
+	defer func() {
+		s.mu.Lock()
+		if s.streams--; s.streams == 0 {
+			s.handled.Broadcast()
+		}
+		s.mu.Unlock()
+	}()
 
 	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
 	if ci == nil {
 		http.Error(w, "tunnel: no connection", http.StatusInternalServerError)
 		return
-	}
-	if !ci.sawFirstOnce.Swap(true) {
-		// The connection proved itself; from now on the idle timeout and
-		// health pings govern it.
-		ci.nc.SetReadDeadline(time.Time{})
 	}
 	if r.Method != http.MethodConnect {
 		http.Error(w, "tunnel: only CONNECT is served here", http.StatusBadRequest)
@@ -258,7 +172,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target = netip.AddrPortFrom(target.Addr().Unmap(), target.Port())
-	peer := Peer{Addr: ci.peer, Local: ci.local, TLS: ci.tls, Header: r.Header}
+	peer := Peer{Addr: ci.peer, Local: ci.local, TLS: r.TLS, Header: r.Header}
 	authorize := s.Authorize
 	if authorize == nil {
 		authorize = ownAddress
@@ -287,7 +201,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
 	if fl == nil {
-		return // x/net's ResponseWriter always flushes
+		return // net/http's HTTP/2 ResponseWriter always flushes
 	}
 	fl.Flush()
 
@@ -350,57 +264,32 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // (as Close) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
-	s.stopListening()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		// Repeated because a connection accepted just before closing
-		// registers for GOAWAY only once ServeConn starts; each call only
-		// reaches connections not yet told.
-		s.hs.Shutdown(ctx)
-		s.mu.Lock()
-		n := s.active
-		s.mu.Unlock()
-		if n == 0 {
-			s.cancel()
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			s.Close()
-			return ctx.Err()
-		}
+	if err := s.hs.Shutdown(ctx); err != nil {
+		s.Close()
+		return err
 	}
+	// A connection is done once its streams are, but a handler may still
+	// be returning.
+	s.waitStreams()
+	return nil
 }
 
 // Close closes the listeners and every connection at once, resetting
-// open tunnels, and waits for their goroutines to end.
+// open tunnels, and waits for their handlers to return.
 func (s *Server) Close() error {
 	s.init()
-	s.stopListening()
-	s.cancel()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	for {
-		s.mu.Lock()
-		n := s.active
-		s.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	err := s.hs.Close()
+	s.waitStreams()
+	return err
 }
 
-func (s *Server) stopListening() {
+// waitStreams waits for handlers, which end promptly once their
+// connection is gone: its closing cancels the request context, which
+// closes the app connection both copies use.
+func (s *Server) waitStreams() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
+	for s.streams > 0 {
+		s.handled.Wait()
 	}
 }

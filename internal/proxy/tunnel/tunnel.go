@@ -5,12 +5,14 @@
 // at $POD_IP:<port>. Many tunnels share one HTTP/2 connection, so a busy pod
 // pair costs one TCP (later mTLS) handshake rather than one per stream.
 //
-// Both ends use golang.org/x/net/http2 directly: its ClientConn lets the
-// Dialer own the pool (source address, how many connections per peer, when
-// to open another) and its server hands a CONNECT handler a request body and
-// a flushable response that flow independently, which is what a full-duplex
-// TCP tunnel needs. It runs h2c with prior knowledge until the security
-// issue fills in the TLS fields.
+// Both ends use net/http's own HTTP/2 (Go 1.26), not golang.org/x/net/http2,
+// whose HTTP/2 API is deprecated in its favour and from Go 1.27 merely wraps
+// it. http.Transport.NewClientConn gives the Dialer single connections it
+// pools itself (source address, how many per peer, when to open another,
+// reservations via Reserve/Available), and the server hands each CONNECT
+// handler a request body and a flushable response that flow independently:
+// a full-duplex stream. Protocols selects h2c with prior knowledge until the
+// security issue fills in the TLS fields.
 package tunnel
 
 import (

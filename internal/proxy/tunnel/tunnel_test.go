@@ -410,9 +410,7 @@ func mustClosedPort(t *testing.T) netip.AddrPort {
 func TestNotConnect(t *testing.T) {
 	leak.Check(t)
 	tunnel, _ := startServer(t, &Server{})
-	tr := &http2TestTransport{}
-	defer tr.Close()
-	resp, err := tr.Get(t, "http://"+tunnel.String()+"/")
+	resp, err := getH2C(t, "http://"+tunnel.String()+"/")
 	if err != nil {
 		t.Fatal(err)
 	}
