@@ -101,7 +101,9 @@ type Cluster struct {
 type pool struct {
 	host *balance.Host
 	h1   *http.Transport
-	h2   *http.Transport // nil unless the cluster speaks HTTP/2
+	h2   *http.Transport
+	// usedH2 spares pools that never spoke HTTP/2 the second drain pass.
+	usedH2 atomic.Bool
 	// active counts requests sent through the pool and not yet finished,
 	// so that a retired pool closes its last connections once they are
 	// idle rather than at the moment of retirement.
@@ -193,9 +195,7 @@ func (p *pool) retire() {
 
 func (p *pool) closeIdle() {
 	p.h1.CloseIdleConnections()
-	if p.h2 != nil {
-		p.h2.CloseIdleConnections()
-	}
+	p.h2.CloseIdleConnections()
 }
 
 // drained closes a retired pool's connections after its last request.
@@ -205,7 +205,7 @@ func (p *pool) closeIdle() {
 // until IdleTimeout, so HTTP/2 pools get a second pass shortly after.
 func (p *pool) drained() {
 	p.closeIdle()
-	if p.h2 != nil {
+	if p.usedH2.Load() {
 		time.AfterFunc(100*time.Millisecond, p.closeIdle)
 	}
 }
@@ -308,10 +308,11 @@ func (c *Cluster) pool(h *balance.Host) *pool {
 		return p
 	}
 	p := &pool{host: h}
+	// Both protocols even when the cluster does not ask for HTTP/2:
+	// without it the downstream's protocol is used, so gRPC arriving over
+	// HTTP/2 leaves over HTTP/2. A Transport costs nothing until used.
 	p.h1 = c.transport(p, false)
-	if c.http2 {
-		p.h2 = c.transport(p, true)
-	}
+	p.h2 = c.transport(p, true)
 	next := make(map[*balance.Host]*pool, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -345,6 +346,11 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 // RoundTrip sends req to a host of the cluster and returns its response.
 // hash is the request's consistent hash, used when hasHash and the policy
 // is RING_HASH or MAGLEV.
+//
+// The protocol upstream is HTTP/2 (h2c, prior knowledge) when the cluster
+// sets HTTP2 or req.ProtoMajor is 2 (the downstream's protocol, as Envoy
+// uses without http2_protocol_options), else HTTP/1.1; Upgrade and
+// CONNECT requests always go as HTTP/1.1.
 //
 // req is a client request: a server request forwarded must have its
 // RequestURI cleared and hop-by-hop headers removed (the router's job).
@@ -387,8 +393,11 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	h := p.host
 	t := p.h1
-	if p.h2 != nil && !isUpgrade(req) {
+	if (c.http2 || req.ProtoMajor == 2) && !isUpgrade(req) {
 		t = p.h2
+		if !p.usedH2.Load() {
+			p.usedH2.Store(true)
+		}
 	}
 	req.URL.Scheme = "http"
 	req.URL.Host = h.Addr()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -632,5 +633,34 @@ func TestRetryBudgetAndStats(t *testing.T) {
 	want := Stats{CxActive: 1, CxTotal: 1, RqRetryOverflow: 1}
 	if diff := cmp.Diff(want, c.Stats()); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+}
+
+// TestDownstreamProtocolKept sends an HTTP/2 request (as gRPC arrives)
+// through a cluster without HTTP2: it must leave as HTTP/2, trailers and
+// all, while an HTTP/1.1 one stays HTTP/1.1.
+func TestDownstreamProtocolKept(t *testing.T) {
+	leak.Check(t)
+	s := startServer(t, "127.0.0.1", true, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("X-Proto", r.Proto)
+		io.WriteString(w, "body")
+		w.Header().Set("Grpc-Status", "0")
+	})
+	c := newCluster(t, &xdsresource.Cluster{}, Options{}, assignment(s))
+	var got []string
+	for _, major := range []int{2, 1} {
+		req, _ := http.NewRequest(http.MethodPost, "http://svc/pkg.Svc/Method", strings.NewReader("x"))
+		req.ProtoMajor, req.ProtoMinor = major, 0
+		resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+		if err != nil {
+			t.Fatalf("RoundTrip: %v (%v)", err, flags)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got = append(got, resp.Header.Get("X-Proto")+" "+resp.Trailer.Get("Grpc-Status"))
+	}
+	if diff := cmp.Diff([]string{"HTTP/2.0 0", "HTTP/1.1 0"}, got); diff != "" {
+		t.Errorf("protocol and trailer seen (-want +got):\n%s", diff)
 	}
 }
