@@ -33,6 +33,29 @@ import (
 // and the same for h2c. Run with
 //
 //	go test -run '^$' -bench . -benchmem ./internal/proxy/upstream
+//
+// Measured on the 2-vCPU machine (go1.26.8, medians of 5 runs, server in
+// the same process; the server floor is 17 allocs and ~26.5 µs p50):
+//
+//	h1  direct     65 allocs  p50 ~43 µs
+//	h1  transport  58 allocs  p50 ~46 µs
+//	h1  cluster    59 allocs  p50 ~42 µs   p99 ~220 µs
+//	h1  raw        29 allocs  p50 ~29 µs
+//	h2c direct     82 allocs  p50 ~68 µs
+//	h2c cluster    76 allocs  p50 ~67 µs
+//
+// So this package costs one allocation (the response body's accounting
+// wrapper) and no measurable time over the Transport it drives, and is
+// cheaper than a plain http.Client. The Transport itself costs ~29
+// allocations and ~13–15 µs p50 per request over the hand-written floor:
+// about 25–30 µs of the ~200 µs p50 an haproxy pair adds, for the two
+// upstream hops of a sidecar pair. That is worth taking back with a
+// purpose-built HTTP/1.1 pool, but only with what the Transport does for
+// it: a reader per connection that notices a server's close while idle,
+// replaying a request that met a stale connection, request bodies written
+// while the response is read, 100-continue, 1xx, and h2c from the same
+// dialer. The Transport stays until that pool exists and beats the "raw"
+// row here; Cluster's API does not change with it.
 
 var payload = strings.Repeat("x", 1024)
 
