@@ -132,6 +132,7 @@ func (d *Dialer) init() {
 				// window in flight per stream.
 				MaxReceiveBufferPerStream:     1 << 20,
 				MaxReceiveBufferPerConnection: 4 << 20,
+				MaxReadFrameSize:              64 << 10,
 			},
 		}
 		d.pools = map[netip.AddrPort]*pool{}
@@ -284,6 +285,7 @@ func (d *Dialer) dialTCP(ctx context.Context, network, addr string) (net.Conn, e
 	nd := net.Dialer{}
 	if d.Source.IsValid() {
 		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(d.Source, 0))
+		nd.Control = bindNoPort
 	}
 	c, err := nd.DialContext(ctx, network, addr)
 	if err == nil {

@@ -95,6 +95,7 @@ func (s *Server) init() {
 				// memory one slow app can pin.
 				MaxReceiveBufferPerStream:     1 << 20,
 				MaxReceiveBufferPerConnection: 4 << 20,
+				MaxReadFrameSize:              64 << 10,
 			},
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				return context.WithValue(ctx, connInfoKey{}, &connInfo{peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())})
@@ -234,7 +235,7 @@ func ownAddress(target netip.AddrPort, peer Peer) error {
 }
 
 func dialFromTarget(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(target.Addr(), 0))}
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(target.Addr(), 0)), Control: bindNoPort}
 	return d.DialContext(ctx, "tcp", target.String())
 }
 
