@@ -1,0 +1,110 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/testing/leak"
+)
+
+func TestFullPoolWaitsForAStream(t *testing.T) {
+	leak.Check(t)
+	a := startApp(t, echo)
+	tunnel, cl := startServer(t, &Server{MaxConcurrentStreams: 1})
+	d := &Dialer{Source: clientPod, MaxConnsPerTunnel: 1}
+	t.Cleanup(func() { d.Close() })
+	first := dial(t, d, tunnel, a.addr)
+
+	// The only stream is taken: a Dial waits, and gives up with its ctx.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := d.Dial(ctx, tunnel, a.addr.String(), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial on a full pool: %v, want deadline exceeded", err)
+	}
+	// Once the first tunnel ends, a waiting Dial gets its stream.
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := d.Dial(ctx, tunnel, a.addr.String(), nil)
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	first.CloseWrite()
+	io.Copy(io.Discard, first)
+	if err := <-got; err != nil {
+		t.Errorf("Dial after the stream freed: %v", err)
+	}
+	if n := cl.accepted.Load(); n != 1 {
+		t.Errorf("used %d connections, want 1", n)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	leak.Check(t)
+	cert, pool := selfSigned(t, serverPod)
+	a := startApp(t, echo)
+	var peerTLS *tls.ConnectionState
+	tunnel, _ := startServer(t, &Server{
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		Authorize: func(target netip.AddrPort, p Peer) error {
+			peerTLS = p.TLS
+			return ownAddress(target, p)
+		},
+	})
+	d := &Dialer{Source: clientPod, TLSConfig: &tls.Config{RootCAs: pool}}
+	t.Cleanup(func() { d.Close() })
+	c := dial(t, d, tunnel, a.addr)
+	c.Write([]byte("secret"))
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "secret" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if peerTLS == nil || peerTLS.NegotiatedProtocol != "h2" {
+		t.Errorf("Authorize saw TLS %+v, want h2 over TLS", peerTLS)
+	}
+}
+
+func selfSigned(t *testing.T, ip netip.Addr) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "tunnel test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{ip.AsSlice()},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
