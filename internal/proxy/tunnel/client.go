@@ -44,8 +44,8 @@ type Dialer struct {
 	// are at their stream limit, Dial waits for a stream on the least
 	// loaded one. Default DefaultMaxConnsPerTunnel.
 	MaxConnsPerTunnel int
-	// DialTimeout bounds TCP connect, TLS handshake and the wait for the
-	// server's settings on a new connection. Default DefaultDialTimeout.
+	// DialTimeout bounds the TCP connect and TLS handshake of a new
+	// connection. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 	// IdleTimeout closes a connection that has carried no tunnel for this
 	// long. Default DefaultIdleTimeout; negative never closes.
@@ -79,6 +79,9 @@ type pool struct {
 type poolConn struct {
 	cc    *http.ClientConn
 	local net.Addr // its source address, which ClientConn does not tell
+	// settled once its first CONNECT is answered; only then may other
+	// tunnels use it (see conn).
+	settled bool
 }
 
 // signal wakes every waiter at once. It has its own lock because
@@ -169,11 +172,12 @@ func (d *Dialer) Dial(ctx context.Context, tunnel netip.AddrPort, target string,
 	}
 	d.init()
 	for attempt := 0; ; attempt++ {
-		cc, local, err := d.conn(ctx, tunnel)
+		cc, local, release, err := d.conn(ctx, tunnel)
 		if err != nil {
 			return nil, err
 		}
 		c, err := d.open(ctx, cc, local, tunnel, target, header)
+		release()
 		if err == nil {
 			return c, nil
 		}
@@ -199,13 +203,19 @@ func checkTarget(target string) error {
 }
 
 // conn returns a connection to tunnel with a stream reserved for the
-// caller's CONNECT, and the connection's local address.
-func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientConn, net.Addr, error) {
+// caller's CONNECT, the connection's local address, and a func to call
+// once the CONNECT is answered.
+//
+// On a new connection the first CONNECT is answered before others may
+// use it: the answer follows the server's SETTINGS, so only then does
+// Available reflect the server's stream limit rather than a guess of 100,
+// and a burst is not queued on a connection the server limits lower.
+func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientConn, net.Addr, func(), error) {
 	for {
 		d.mu.Lock()
 		if d.closed {
 			d.mu.Unlock()
-			return nil, nil, ErrDialerClosed
+			return nil, nil, nil, ErrDialerClosed
 		}
 		p := d.pools[tunnel]
 		if p == nil {
@@ -228,6 +238,9 @@ func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientC
 		// told to go away (no streams Available) drains.
 		best, bestAvail := -1, 0
 		for i, pc := range p.conns {
+			if !pc.settled {
+				continue
+			}
 			if n := pc.cc.Available(); best < 0 || n > bestAvail {
 				best, bestAvail = i, n
 			}
@@ -235,7 +248,7 @@ func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientC
 		if best >= 0 && p.conns[best].cc.Reserve() == nil {
 			pc := p.conns[best]
 			d.mu.Unlock()
-			return pc.cc, pc.local, nil
+			return pc.cc, pc.local, func() {}, nil
 		}
 		var wait <-chan struct{}
 		if p.dialing != nil {
@@ -249,7 +262,7 @@ func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientC
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, nil, ctx.Err()
+				return nil, nil, nil, ctx.Err()
 			}
 		}
 		done := make(chan struct{})
@@ -259,23 +272,38 @@ func (d *Dialer) conn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientC
 		cc, local, err := d.dialConn(ctx, tunnel)
 
 		d.mu.Lock()
-		p.dialing = nil
-		close(done)
+		release := func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			for i := range p.conns {
+				if p.conns[i].cc == cc {
+					p.conns[i].settled = true
+				}
+			}
+			if p.dialing == done {
+				p.dialing = nil
+				close(done)
+			}
+		}
 		if err == nil && d.closed {
 			cc.Close()
 			err = ErrDialerClosed
 		}
 		if err != nil {
 			d.mu.Unlock()
-			return nil, nil, err
+			release()
+			return nil, nil, nil, err
 		}
-		p.conns = append(p.conns, poolConn{cc, local})
+		p.conns = append(p.conns, poolConn{cc: cc, local: local})
 		cc.SetStateHook(func(*http.ClientConn) { p.changed.notify() })
 		err = cc.Reserve()
 		d.mu.Unlock()
-		if err == nil {
-			return cc, local, nil
+		if err != nil {
+			// Closed as soon as opened; dialing again would likely spin.
+			release()
+			return nil, nil, nil, fmt.Errorf("tunnel %s: new connection: %w", tunnel, err)
 		}
+		return cc, local, release, nil
 	}
 }
 

@@ -108,3 +108,39 @@ func selfSigned(t *testing.T, ip netip.Addr) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// A burst to a new peer must learn the server's stream limit before
+// piling onto the first connection, or the tunnels beyond the limit would
+// queue behind long-lived ones instead of opening another connection.
+func TestBurstRespectsServerStreamLimit(t *testing.T) {
+	leak.Check(t)
+	a := startApp(t, echo)
+	tunnel, cl := startServer(t, &Server{MaxConcurrentStreams: 2})
+	d := newDialer(t)
+	const n = 6
+	conns := make(chan *Conn, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := d.Dial(ctx, tunnel, a.addr.String(), nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			conns <- c
+		}()
+	}
+	for range n {
+		select {
+		case c := <-conns:
+			defer c.Close()
+		case err := <-errs:
+			t.Error(err)
+		}
+	}
+	if got := cl.accepted.Load(); got != 3 {
+		t.Errorf("%d open tunnels at 2 streams per connection used %d connections, want 3", n, got)
+	}
+}
