@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -142,5 +143,45 @@ func TestBurstRespectsServerStreamLimit(t *testing.T) {
 	}
 	if got := cl.accepted.Load(); got != 3 {
 		t.Errorf("%d open tunnels at 2 streams per connection used %d connections, want 3", n, got)
+	}
+}
+
+func TestClientCloseClosesApp(t *testing.T) {
+	leak.Check(t)
+	ended := make(chan error, 1)
+	a := startApp(t, func(c *net.TCPConn) {
+		_, err := io.Copy(io.Discard, c)
+		ended <- err
+	})
+	tunnel, _ := startServer(t, &Server{})
+	c := dial(t, newDialer(t), tunnel, a.addr)
+	c.Write([]byte("partial"))
+	c.Close()
+	select {
+	case <-ended: // EOF or reset: either way the app's connection ended
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app's connection outlived the tunnel")
+	}
+	if _, err := c.Write([]byte("more")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close: %v, want %v", err, net.ErrClosed)
+	}
+}
+
+func TestWriteDeadline(t *testing.T) {
+	leak.Check(t)
+	// An app that never reads: the windows fill and Write blocks.
+	stall := make(chan struct{})
+	a := startApp(t, func(*net.TCPConn) { <-stall })
+	defer close(stall)
+	tunnel, _ := startServer(t, &Server{})
+	c := dial(t, newDialer(t), tunnel, a.addr)
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 1<<20)
+	var err error
+	for err == nil {
+		_, err = c.Write(buf)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Write: %v, want %v", err, os.ErrDeadlineExceeded)
 	}
 }
