@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	// Imported for its handlers, which are mounted on the admin mux below.
 	// Its init also registers them on http.DefaultServeMux; nothing in the
@@ -341,10 +342,25 @@ func (a *admin) localOnly(h http.Handler) http.Handler {
 	})
 }
 
+// isLocal reports whether a request may change the proxy's state: over the
+// admin Unix socket, or over loopback from the very address the admin
+// listens on. In explicit mode every pod's IP is a loopback address
+// (127.10.0.0/16), so "any loopback" would let one pod drain another;
+// requiring the caller's address to be the listener's own limits TCP
+// callers to the pod itself (in transparent mode, 127.0.0.1 inside the
+// pod's namespace). The CLI reaches every proxy over the Unix socket.
 func isLocal(r *http.Request) bool {
 	if overUnix(r.Context()) {
 		return true
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	return err == nil && ap.Addr().Unmap().IsLoopback()
+	remote, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !remote.Addr().Unmap().IsLoopback() {
+		return false
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lp, err := netip.ParseAddrPort(local.String())
+	return err == nil && lp.Addr().Unmap() == remote.Addr().Unmap()
 }

@@ -113,6 +113,13 @@ type result struct {
 	Body        string
 }
 
+// fromPod makes r look as if the pod itself sent it over loopback to an
+// admin listener on 127.0.0.1:15000.
+func fromPod(r *http.Request) *http.Request {
+	r.RemoteAddr = "127.0.0.1:40000"
+	return r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 15000}))
+}
+
 func do(h http.Handler, r *http.Request) result {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
@@ -233,8 +240,7 @@ outbound|9080||reviews::10.244.0.8:9080::rq_active::0
 			if tt.modify != nil {
 				tt.modify(f)
 			}
-			r := httptest.NewRequest(tt.method, tt.target, nil)
-			r.RemoteAddr = "127.0.0.1:40000"
+			r := fromPod(httptest.NewRequest(tt.method, tt.target, nil))
 			got := do(NewAdmin(f, nil), r)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("%s %s (-want +got):\n%s", tt.method, tt.target, diff)
@@ -298,13 +304,31 @@ func TestStateChangingRefusedFromNetwork(t *testing.T) {
 	}
 }
 
+// Over TCP only the pod itself may drain its proxy: the caller's address
+// must be the admin listener's own. Another pod's loopback address (every
+// explicit-mode pod IP is in 127.10.0.0/16) is refused.
 func TestStateChangingFromLoopback(t *testing.T) {
-	for _, remote := range []string{"127.0.0.1:1234", "127.10.0.3:5555", "[::1]:1234", "[::ffff:127.0.0.1]:1234"} {
+	for _, tc := range []struct {
+		local, remote string
+		want          int
+	}{
+		{"127.0.0.1:15000", "127.0.0.1:1234", 200},
+		{"127.10.0.3:15000", "127.10.0.3:5555", 200},
+		{"[::1]:15000", "[::1]:1234", 200},
+		{"127.0.0.1:15000", "[::ffff:127.0.0.1]:1234", 200},
+		{"127.10.0.3:15000", "127.10.0.4:5555", 403},
+		{"127.10.0.3:15000", "127.0.0.1:5555", 403},
+	} {
 		f := newFake()
 		r := httptest.NewRequest("POST", "/drain", nil)
-		r.RemoteAddr = remote
-		if got := do(NewAdmin(f, nil), r); got.Status != 200 {
-			t.Errorf("POST /drain from %s = %d %s", remote, got.Status, got.Body)
+		r.RemoteAddr = tc.remote
+		local, err := net.ResolveTCPAddr("tcp", tc.local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, local))
+		if got := do(NewAdmin(f, nil), r); got.Status != tc.want {
+			t.Errorf("POST /drain from %s to %s = %d %s, want %d", tc.remote, tc.local, got.Status, got.Body, tc.want)
 		}
 	}
 }
