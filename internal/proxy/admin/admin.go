@@ -83,8 +83,8 @@ var endpoints = []struct{ pattern, help string }{
 	{"GET /stats", "stats as name: value lines; ?format=prometheus"},
 	{"GET /stats/prometheus", "stats in Prometheus text format"},
 	{"GET /debug/pprof/", "Go runtime profiles"},
-	{"POST /drain", "start a graceful drain (loopback or admin socket only)"},
-	{"POST /quitquitquit", "drain and exit (loopback or admin socket only)"},
+	{"POST /drain", "start a graceful drain (the pod itself or the admin socket only)"},
+	{"POST /quitquitquit", "drain and exit (the pod itself or the admin socket only)"},
 }
 
 // NewAdmin returns the admin handler. Serve it with Serve: the check that
@@ -338,7 +338,7 @@ func (a *admin) localOnly(h http.Handler) http.Handler {
 			return
 		}
 		a.log.Warn("admin: refused state-changing request", "path", r.URL.Path, "remote", r.RemoteAddr)
-		http.Error(w, r.URL.Path+" is only allowed from loopback or the admin Unix socket", http.StatusForbidden)
+		http.Error(w, r.URL.Path+" is only allowed from the pod itself or over the admin Unix socket", http.StatusForbidden)
 	})
 }
 

@@ -293,7 +293,7 @@ func TestStateChangingRefusedFromNetwork(t *testing.T) {
 			r := httptest.NewRequest("POST", target, nil)
 			r.RemoteAddr = remote
 			got := do(NewAdmin(f, nil), r)
-			want := result{403, ctText, target + " is only allowed from loopback or the admin Unix socket\n"}
+			want := result{403, ctText, target + " is only allowed from the pod itself or over the admin Unix socket\n"}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("POST %s from %q (-want +got):\n%s", target, remote, diff)
 			}
