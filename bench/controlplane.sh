@@ -6,10 +6,13 @@
 # Each iteration of BenchmarkScaleConvergence is one endpoint change, so
 # -benchtime=<changes>x sets how many changes the percentiles cover. The
 # run needs ~3 GB of RAM and a few minutes on 2 vCPUs.
+# BenchmarkScaleControlPlaneProcess builds cmd/trellis and measures the
+# control plane's RSS in its own process, edits going through the folder
+# watch; its RSS grows with the number of changes (see the doc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 changes=${1:-100}
 go test ./internal/xds/ -run '^$' -timeout 60m \
-	-bench '^(BenchmarkScaleConvergence|BenchmarkScaleTranslate|BenchmarkScalePush)$' \
+	-bench '^(BenchmarkScaleConvergence|BenchmarkScaleTranslate|BenchmarkScalePush|BenchmarkScaleControlPlaneProcess)$' \
 	-benchtime="${changes}x" |
 	awk '/^Benchmark/ { printf "%s\n", $1; for (i = 3; i < NF; i += 2) printf "    %14s  %s\n", $i, $(i+1); next } { print }'

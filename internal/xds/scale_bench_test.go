@@ -250,8 +250,11 @@ func heapInuse() uint64 {
 
 // procMemory returns the process's resident and peak resident set in
 // bytes (Linux only; zero elsewhere).
-func procMemory() (rss, peak uint64) {
-	f, err := os.Open("/proc/self/status")
+func procMemory() (rss, peak uint64) { return statusMemory("/proc/self/status") }
+
+// statusMemory reads VmRSS and VmHWM from a /proc/<pid>/status file.
+func statusMemory(path string) (rss, peak uint64) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0
 	}
