@@ -83,8 +83,15 @@ func (l *layer) inherit(prev *layer) {
 }
 
 // diffFrom returns what changes from `from` (nil: nothing known) to l.
+// Diffs are cached by the from layer's version, not its pointer: a pointer
+// key would keep every earlier layer (and, through its cache, the one
+// before it) alive for as long as the newest layer lives.
 func (l *layer) diffFrom(from *layer) *layerDiff {
-	if d, ok := l.diffs.Load(from); ok {
+	key := "\x00none" // no layer: nothing known; no real version looks like this
+	if from != nil {
+		key = from.version
+	}
+	if d, ok := l.diffs.Load(key); ok {
 		return d.(*layerDiff)
 	}
 	d := &layerDiff{}
@@ -104,7 +111,7 @@ func (l *layer) diffFrom(from *layer) *layerDiff {
 	}
 	sort.Slice(d.resources, func(i, j int) bool { return d.resources[i].Name < d.resources[j].Name })
 	sort.Strings(d.removed)
-	actual, _ := l.diffs.LoadOrStore(from, d)
+	actual, _ := l.diffs.LoadOrStore(key, d)
 	return actual.(*layerDiff)
 }
 

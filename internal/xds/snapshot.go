@@ -60,9 +60,10 @@ type layer struct {
 	// version is unchanged, so an endpoint change packs one CLA, not all.
 	wireMu sync.Mutex
 	wire   map[string]*discoverygrpc.Resource
-	// diffs caches diff(from, this) by from: every proxy of a scope that
-	// was in sync with the same layer gets the same, shared answer.
-	diffs sync.Map // *layer -> *layerDiff
+	// diffs caches diff(from, this) by from's version: every proxy of a
+	// scope that was in sync with the same layer gets the same, shared
+	// answer.
+	diffs sync.Map // version string -> *layerDiff
 }
 
 var emptyLayer = newLayer(nil, nil)
