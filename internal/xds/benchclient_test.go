@@ -88,9 +88,10 @@ func (t *benchTracker) report(c *benchClient, addrs []string) bool {
 	return true
 }
 
-// benchClient is a minimal delta ADS client shaped like a Trellis sidecar:
-// wildcard CDS and LDS, EDS for every outbound cluster it learns (as Envoy
-// does), wildcard RDS, and an ACK for every response. It keeps no
+// benchClient is a minimal delta ADS client shaped like a sidecar:
+// wildcard CDS and LDS, EDS either for every outbound cluster it learns (as
+// Envoy does) or wildcard (as trellis-proxy's xdsclient does), wildcard
+// RDS, and an ACK for every response. It keeps no
 // resources, so the memory the benchmark measures is the control plane's
 // plus the transport, not a client-side copy of the config; only the
 // tracked CLA is decoded.
@@ -108,8 +109,11 @@ type benchClient struct {
 	// Owned by the receive loop.
 	seen     map[string]bool
 	rdsAsked bool
-	isSynced bool
-	claAddrs []string
+	// wildcardEDS subscribes to every ClusterLoadAssignment up front, as
+	// trellis-proxy does, instead of by name after each CDS response.
+	wildcardEDS bool
+	isSynced    bool
+	claAddrs    []string
 }
 
 // benchNode is a sidecar node as Trellis's proxies announce themselves in
@@ -125,8 +129,9 @@ func benchNode(ip, pod string) *corev3.Node {
 }
 
 // dialBenchClient opens its own TCP connection (one per client, like real
-// sidecars) and starts the CDS and LDS subscriptions.
-func dialBenchClient(addr string, node *corev3.Node, tr *benchTracker) (*benchClient, error) {
+// sidecars) and starts the CDS and LDS subscriptions (and EDS, when
+// wildcardEDS).
+func dialBenchClient(addr string, node *corev3.Node, tr *benchTracker, wildcardEDS bool) (*benchClient, error) {
 	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// The EDS response of a thousand services is a few MB.
@@ -141,8 +146,12 @@ func dialBenchClient(addr string, node *corev3.Node, tr *benchTracker) (*benchCl
 		conn.Close()
 		return nil, err
 	}
-	c := &benchClient{id: node.GetId(), tracker: tr, conn: conn, stream: stream, cancel: cancel, done: make(chan struct{}), synced: make(chan struct{}), seen: map[string]bool{}}
-	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+	c := &benchClient{id: node.GetId(), tracker: tr, conn: conn, stream: stream, cancel: cancel, done: make(chan struct{}), synced: make(chan struct{}), seen: map[string]bool{}, wildcardEDS: wildcardEDS}
+	types := []string{resourcev3.ClusterType, resourcev3.ListenerType}
+	if wildcardEDS {
+		types = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType}
+	}
+	for _, typ := range types {
 		if err := stream.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
 			cancel()
 			conn.Close()
@@ -184,7 +193,7 @@ func (c *benchClient) handle(resp *discoverygrpc.DeltaDiscoveryResponse) error {
 				names = append(names, n)
 			}
 		}
-		if len(names) > 0 {
+		if len(names) > 0 && !c.wildcardEDS {
 			follow = &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names}
 		}
 	case resourcev3.ListenerType:

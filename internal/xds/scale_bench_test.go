@@ -158,7 +158,7 @@ func startScale(tb testing.TB, cfg scaleConfig) *scaleEnv {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := dialBenchClient(e.cp.Addr.String(), benchNode(endpointAddr(i), "pod-"+strconv.Itoa(i)), e.tracker)
+			c, err := dialBenchClient(e.cp.Addr.String(), benchNode(endpointAddr(i), "pod-"+strconv.Itoa(i)), e.tracker, false)
 			if err != nil {
 				errMu.Lock()
 				dialErr = err

@@ -25,6 +25,14 @@ import (
 // binary's production debounce, so convergence here is what an operator
 // editing the folder would see. Run with -benchtime=20x or more.
 func BenchmarkScaleControlPlaneProcess(b *testing.B) {
+	// trellis-proxy subscribes to endpoints as a wildcard; Envoy subscribes
+	// by name to every cluster it learns, which costs the control plane a
+	// set of 2,000 names per sidecar.
+	b.Run("subscribe=trellis-proxy", func(b *testing.B) { benchControlPlaneProcess(b, true) })
+	b.Run("subscribe=envoy", func(b *testing.B) { benchControlPlaneProcess(b, false) })
+}
+
+func benchControlPlaneProcess(b *testing.B, wildcardEDS bool) {
 	bin := buildTrellis(b)
 	dir := b.TempDir()
 	editPath := scaleWorld(b, dir, scaleServices, scaleEntries)
@@ -36,7 +44,7 @@ func BenchmarkScaleControlPlaneProcess(b *testing.B) {
 	idle, _ := cp.memory(b)
 
 	tracker := newBenchTracker(translate.ClusterName("outbound", 80, "", fmt.Sprintf("svc-%d.default.svc.cluster.local", scaleServices-1)))
-	clients := connectBenchClients(b, cp.addr, tracker, scaleClients, endpointAddr((scaleServices-1)*scaleEntries))
+	clients := connectBenchClients(b, cp.addr, tracker, scaleClients, endpointAddr((scaleServices-1)*scaleEntries), wildcardEDS)
 	closeClients := func() {
 		for _, c := range clients {
 			if err := c.Close(); err != nil {
@@ -221,7 +229,7 @@ func (p *cpProcess) stderr() string {
 // connectBenchClients dials n clients, connectParallel at a time as in
 // startScale, and waits until all of them hold a complete config with
 // want in the tracked CLA.
-func connectBenchClients(tb testing.TB, addr string, tracker *benchTracker, n int, want string) []*benchClient {
+func connectBenchClients(tb testing.TB, addr string, tracker *benchTracker, n int, want string, wildcardEDS bool) []*benchClient {
 	tb.Helper()
 	ready := tracker.expect(want, n)
 	clients := make([]*benchClient, n)
@@ -237,7 +245,7 @@ func connectBenchClients(tb testing.TB, addr string, tracker *benchTracker, n in
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := dialBenchClient(addr, benchNode(endpointAddr(i), "pod-"+strconv.Itoa(i)), tracker)
+			c, err := dialBenchClient(addr, benchNode(endpointAddr(i), "pod-"+strconv.Itoa(i)), tracker, wildcardEDS)
 			if err != nil {
 				errMu.Lock()
 				dialErr = err
