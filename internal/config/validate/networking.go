@@ -624,49 +624,60 @@ func checkRewrite(errs *field.List, route *field.Path, rw *networking.HTTPRewrit
 }
 
 func checkHTTPRouteDestinations(errs *field.List, p *field.Path, ds []*networking.HTTPRouteDestination) {
-	var total int64
+	w := weights{errs: errs, p: p}
 	for i, d := range ds {
 		dp := p.Index(i)
 		if d == nil {
 			errs.Add(dp, "must not be null")
 			continue
 		}
-		if d.Destination == nil {
-			errs.Append(field.Required(dp.Child("destination")))
-		} else {
-			checkDestination(errs, dp.Child("destination"), d.Destination)
-		}
+		w.destination(dp, d.Destination)
 		checkHeaderOps(errs, dp.Child("headers"), d.Headers)
-		if d.Weight < 0 {
-			errs.Add(dp.Child("weight"), "must be >= 0")
-		}
-		total += int64(d.Weight)
+		w.weight(dp, d.Weight)
 	}
-	if len(ds) > 1 && total == 0 {
-		errs.Add(p, "all weights are 0: give at least one destination a positive weight (weights are relative)")
-	}
+	w.done(len(ds))
 }
 
 func checkRouteDestinations(errs *field.List, p *field.Path, ds []*networking.RouteDestination) {
-	var total int64
+	w := weights{errs: errs, p: p}
 	for i, d := range ds {
 		dp := p.Index(i)
 		if d == nil {
 			errs.Add(dp, "must not be null")
 			continue
 		}
-		if d.Destination == nil {
-			errs.Append(field.Required(dp.Child("destination")))
-		} else {
-			checkDestination(errs, dp.Child("destination"), d.Destination)
-		}
-		if d.Weight < 0 {
-			errs.Add(dp.Child("weight"), "must be >= 0")
-		}
-		total += int64(d.Weight)
+		w.destination(dp, d.Destination)
+		w.weight(dp, d.Weight)
 	}
-	if len(ds) > 1 && total == 0 {
-		errs.Add(p, "all weights are 0: give at least one destination a positive weight (weights are relative)")
+	w.done(len(ds))
+}
+
+// weights checks the destinations of one route (HTTP, TLS or TCP) and
+// their relative weights, which Istio requires not to be all zero.
+type weights struct {
+	errs  *field.List
+	p     *field.Path
+	total int64
+}
+
+func (w *weights) destination(dp *field.Path, dest *networking.Destination) {
+	if dest == nil {
+		w.errs.Append(field.Required(dp.Child("destination")))
+	} else {
+		checkDestination(w.errs, dp.Child("destination"), dest)
+	}
+}
+
+func (w *weights) weight(dp *field.Path, weight int32) {
+	if weight < 0 {
+		w.errs.Add(dp.Child("weight"), "must be >= 0")
+	}
+	w.total += int64(weight)
+}
+
+func (w *weights) done(n int) {
+	if n > 1 && w.total == 0 {
+		w.errs.Add(w.p, "all weights are 0: give at least one destination a positive weight (weights are relative)")
 	}
 }
 
