@@ -72,6 +72,13 @@ type Host struct {
 	rttUpdate atomic.Int64  // ewmaConfig.now() of the last sample
 }
 
+// NewHost returns a host outside any balancer's set, for clusters that
+// send each request where it was headed (ORIGINAL_DST) rather than
+// balancing over endpoints.
+func NewHost(address string, port uint32) *Host {
+	return &Host{Address: address, Port: port, addr: string(appendAddr(nil, address, port))}
+}
+
 // Addr is "address:port" (IPv6 bracketed), ready to dial.
 func (h *Host) Addr() string { return h.addr }
 

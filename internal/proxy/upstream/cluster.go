@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,31 @@ type Options struct {
 	// MaxIdleConnsPerHost bounds the idle HTTP/1.1 connections kept per
 	// host; 0 means DefaultMaxIdleConnsPerHost.
 	MaxIdleConnsPerHost int
+	// Dial, when set, opens every connection to a host in place of a TCP
+	// dial from LocalIP. Explicit mode uses it to reach hosts that run a
+	// sidecar through their tunnel port. The cluster's connect timeout
+	// bounds ctx.
+	Dial func(ctx context.Context, h *balance.Host) (net.Conn, error)
+}
+
+// maxOriginalDstHosts bounds the destinations an ORIGINAL_DST cluster
+// keeps pools for; past it, destinations with nothing in flight are
+// forgotten, as Envoy's original_dst cleanup interval does.
+const maxOriginalDstHosts = 256
+
+type destinationKey struct{}
+
+// WithDestination returns ctx carrying where an ORIGINAL_DST cluster is to
+// send the request or connection: a captured connection's original
+// destination, or the forward proxy's target.
+func WithDestination(ctx context.Context, dst netip.AddrPort) context.Context {
+	return context.WithValue(ctx, destinationKey{}, dst)
+}
+
+// Destination returns what WithDestination put in ctx.
+func Destination(ctx context.Context) (netip.AddrPort, bool) {
+	dst, ok := ctx.Value(destinationKey{}).(netip.AddrPort)
+	return dst, ok && dst.IsValid()
 }
 
 // Cluster is one xDS cluster's upstream state. Its methods are safe for
@@ -74,6 +100,11 @@ type Cluster struct {
 	connTimeout   time.Duration
 	maxIdle       int
 	dialer        net.Dialer
+	dialHook      func(ctx context.Context, h *balance.Host) (net.Conn, error)
+	// originalDst clusters send to the destination in the context; their
+	// hosts are made on demand, by address, under mu.
+	originalDst bool
+	dstHosts    map[netip.AddrPort]*balance.Host
 
 	maxPending, maxRequests, maxRetries int64
 	// connSlots holds one token per open upstream connection, so that the
@@ -129,6 +160,8 @@ func New(c *xdsresource.Cluster, b *balance.Balancer, opts Options) *Cluster {
 		connSlots:     make(chan struct{}, orDefault(cb.MaxConnections, DefaultMaxConnections)),
 		live:          map[*conn]struct{}{},
 		closed:        make(chan struct{}),
+		dialHook:      opts.Dial,
+		originalDst:   c.Type == xdsresource.ClusterOriginalDst,
 	}
 	if cl.maxIdle <= 0 {
 		cl.maxIdle = DefaultMaxIdleConnsPerHost
@@ -327,7 +360,7 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 		// Never from the environment: the sidecar is the proxy.
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return c.dialHTTP(ctx, p.host.Addr())
+			return c.dialHTTP(ctx, p.host)
 		},
 		// A proxy forwards bodies as they are; the Transport would
 		// otherwise ask for gzip and decode it behind the app's back.
@@ -374,7 +407,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	var p *pool
 	for {
-		h := c.bal.Pick(hash, hasHash)
+		h := c.pick(ctx, hash, hasHash)
 		if h == nil {
 			c.requests.Add(-1)
 			return nil, NoHealthyUpstream, ErrNoHealthyUpstream
@@ -423,6 +456,54 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 		resp.Body = &body{ReadCloser: resp.Body, c: c, p: p, latency: latency}
 	}
 	return resp, 0, nil
+}
+
+// pick chooses the host for a request: the balancer's choice, or for an
+// ORIGINAL_DST cluster the destination ctx carries (nil without one).
+func (c *Cluster) pick(ctx context.Context, hash uint64, hasHash bool) *balance.Host {
+	if !c.originalDst {
+		return c.bal.Pick(hash, hasHash)
+	}
+	dst, ok := Destination(ctx)
+	if !ok {
+		return nil
+	}
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.dstHosts[dst]; h != nil {
+		return h
+	}
+	if c.dstHosts == nil {
+		c.dstHosts = map[netip.AddrPort]*balance.Host{}
+	}
+	if len(c.dstHosts) >= maxOriginalDstHosts {
+		c.forgetIdleDestinationsLocked()
+	}
+	h := balance.NewHost(dst.Addr().String(), uint32(dst.Port()))
+	c.dstHosts[dst] = h
+	return h
+}
+
+// forgetIdleDestinationsLocked drops the ORIGINAL_DST hosts with nothing
+// in flight and retires their pools. c.mu must be held.
+func (c *Cluster) forgetIdleDestinationsLocked() {
+	pools := *c.pools.Load()
+	next := make(map[*balance.Host]*pool, len(pools))
+	for k, v := range pools {
+		next[k] = v
+	}
+	for dst, h := range c.dstHosts {
+		if h.Active() > 0 {
+			continue
+		}
+		delete(c.dstHosts, dst)
+		if p := next[h]; p != nil {
+			delete(next, h)
+			p.retire()
+		}
+	}
+	c.pools.Store(&next)
 }
 
 // StartRetry takes a slot of the cluster's retry budget (MaxRetries

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/balance"
 )
 
 // dialError marks a failure to connect, which is UF, as opposed to a
@@ -54,12 +56,18 @@ func (c *Cluster) releaseConn() { <-c.connSlots }
 
 // dial opens a connection to addr from the configured source address,
 // counted against MaxConnections until it is closed.
-func (c *Cluster) dial(ctx context.Context, addr string) (*conn, error) {
+func (c *Cluster) dial(ctx context.Context, h *balance.Host) (*conn, error) {
 	if err := c.acquireConn(ctx); err != nil {
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.connTimeout)
-	nc, err := c.dialer.DialContext(dctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if c.dialHook != nil {
+		nc, err = c.dialHook(dctx, h)
+	} else {
+		nc, err = c.dialer.DialContext(dctx, "tcp", h.Addr())
+	}
 	cancel()
 	if err != nil {
 		c.releaseConn()
@@ -82,8 +90,8 @@ func (c *Cluster) dial(ctx context.Context, addr string) (*conn, error) {
 
 // dialHTTP is dial with the interface type the Transport wants: a nil
 // *conn must not become a non-nil net.Conn.
-func (c *Cluster) dialHTTP(ctx context.Context, addr string) (net.Conn, error) {
-	cn, err := c.dial(ctx, addr)
+func (c *Cluster) dialHTTP(ctx context.Context, h *balance.Host) (net.Conn, error) {
+	cn, err := c.dial(ctx, h)
 	if err != nil {
 		return nil, err
 	}

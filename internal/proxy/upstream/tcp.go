@@ -19,13 +19,13 @@ func (c *Cluster) DialTCP(ctx context.Context, hash uint64, hasHash bool) (net.C
 	if c.isClosed() {
 		return nil, nil, NoHealthyUpstream, ErrClosed
 	}
-	h := c.bal.Pick(hash, hasHash)
+	h := c.pick(ctx, hash, hasHash)
 	if h == nil {
 		return nil, nil, NoHealthyUpstream, ErrNoHealthyUpstream
 	}
 	h.Start()
 	start := time.Now()
-	cn, err := c.dial(ctx, h.Addr())
+	cn, err := c.dial(ctx, h)
 	latency := time.Since(start)
 	if err != nil {
 		h.Done(latency)
