@@ -41,8 +41,17 @@ const (
 	OutboundPort       = 15001
 	InboundPort        = 15006
 	// MetadataNamespace is the filter_metadata key under which endpoint
-	// identity (workload, namespace, service account) travels.
+	// identity (workload, namespace, service account) and tlsMode travel.
 	MetadataNamespace = "trellis"
+	// TLSModeLabel is the label Istio's injector puts on pods that run a
+	// sidecar; endpoints whose workload has it set to TLSModeIstio carry
+	// tlsMode: istio, so a proxy reaches them through their tunnel port.
+	TLSModeLabel = "security.istio.io/tlsMode"
+	TLSModeIstio = "istio"
+	// TransportSocketMatchNamespace is Envoy's filter_metadata key that a
+	// cluster's transport_socket_matches select on; istiod puts
+	// {tlsMode: istio} there and so does Trellis.
+	TransportSocketMatchNamespace = "envoy.transport_socket_match"
 )
 
 type translation struct {
@@ -335,7 +344,10 @@ func stringMetadata(kv map[string]string) *corev3.Metadata {
 }
 
 // endpointMetadata carries the workload identity a proxy needs to check the
-// peer's certificate once mTLS lands (and for telemetry labels).
+// peer's certificate once mTLS lands (and for telemetry labels), and, as
+// istiod does, tlsMode: istio for workloads labelled as running a sidecar:
+// in the trellis namespace for our proxy, and in Envoy's
+// envoy.transport_socket_match namespace for an Envoy's socket matches.
 func endpointMetadata(in *registry.Instance) *corev3.Metadata {
 	kv := map[string]string{}
 	if in.Workload != "" {
@@ -347,8 +359,18 @@ func endpointMetadata(in *registry.Instance) *corev3.Metadata {
 	if in.ServiceAccount != "" {
 		kv["serviceAccount"] = in.ServiceAccount
 	}
+	tunnel := in.Labels[TLSModeLabel] == TLSModeIstio
+	if tunnel {
+		kv["tlsMode"] = TLSModeIstio
+	}
 	if len(kv) == 0 {
 		return nil
 	}
-	return stringMetadata(kv)
+	md := stringMetadata(kv)
+	if tunnel {
+		md.FilterMetadata[TransportSocketMatchNamespace] = &structpb.Struct{Fields: map[string]*structpb.Value{
+			"tlsMode": structpb.NewStringValue(TLSModeIstio),
+		}}
+	}
+	return md
 }

@@ -222,6 +222,50 @@ func TestSubsetEndpoints(t *testing.T) {
 	}
 }
 
+// Endpoints of workloads labelled security.istio.io/tlsMode: istio carry
+// tlsMode: istio in the trellis metadata and in Envoy's
+// envoy.transport_socket_match, as istiod does; others carry neither.
+func TestEndpointTLSMode(t *testing.T) {
+	w := world(t, "testdata/mesh", `apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-off}
+spec: {address: 127.10.0.16, labels: {app: ratings, security.istio.io/tlsMode: disabled}, ports: {http: 19080}}
+`)
+	r := translate.ForProxy(w, sidecarProxy, nil)
+	modes := func(name string) map[string][2]string {
+		cla := findCLA(r, name)
+		if cla == nil {
+			t.Fatalf("no CLA %s", name)
+		}
+		out := map[string][2]string{}
+		for _, l := range cla.Endpoints {
+			for _, e := range l.LbEndpoints {
+				fm := e.GetMetadata().GetFilterMetadata()
+				out[e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()] = [2]string{
+					fm[translate.MetadataNamespace].GetFields()["tlsMode"].GetStringValue(),
+					fm[translate.TransportSocketMatchNamespace].GetFields()["tlsMode"].GetStringValue(),
+				}
+			}
+		}
+		return out
+	}
+	want := map[string][2]string{"127.10.0.11": {}, "127.10.0.12": {"istio", "istio"}}
+	if d := cmp.Diff(want, modes("outbound|9080||reviews.default.svc.cluster.local")); d != "" {
+		t.Errorf("reviews (-want +got):\n%s", d)
+	}
+	want = map[string][2]string{"127.10.0.13": {}, "127.10.0.16": {}}
+	if d := cmp.Diff(want, modes("outbound|9080||ratings.default.svc.cluster.local")); d != "" {
+		t.Errorf("ratings (-want +got):\n%s", d)
+	}
+	for _, l := range findCLA(r, "outbound|9080||ratings.default.svc.cluster.local").Endpoints {
+		for _, e := range l.LbEndpoints {
+			if _, ok := e.GetMetadata().GetFilterMetadata()[translate.TransportSocketMatchNamespace]; ok {
+				t.Errorf("%v: unlabelled endpoint has transport socket match metadata", e.GetEndpoint().GetAddress())
+			}
+		}
+	}
+}
+
 // DestinationRule ROUND_ROBIN and h2UpgradePolicy UPGRADE (the user's
 // reviews DR) reach the cluster; LEAST_REQUEST is the default elsewhere.
 func TestDestinationRulePolicies(t *testing.T) {

@@ -364,17 +364,26 @@ func TestCLAFields(t *testing.T) {
 			}},
 		{},
 	}}
+	// Envoy's envoy.transport_socket_match metadata, which the translator
+	// sends alongside tlsMode, is accepted and ignored: only
+	// trellis.tlsMode sets TLSMode.
+	socketMatch := &structpb.Struct{Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}}
 	in.Endpoints[0].LbEndpoints[0].Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"trellis": {Fields: map[string]*structpb.Value{
 		"workload": structpb.NewStringValue("w"), "namespace": structpb.NewStringValue("n"), "serviceAccount": structpb.NewStringValue("sa"),
-	}}}}
+		"tlsMode": structpb.NewStringValue("istio"),
+	}}, "envoy.transport_socket_match": socketMatch}}
+	in.Endpoints[0].LbEndpoints[1].Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"trellis": {Fields: map[string]*structpb.Value{
+		"tlsMode": structpb.NewStringValue("istio"),
+	}}, "envoy.transport_socket_match": socketMatch}}
+	in.Endpoints[0].LbEndpoints[2].Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.transport_socket_match": socketMatch}}
 	got, err := xdsresource.DecodeClusterLoadAssignment(marshal(t, in))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &xdsresource.ClusterLoadAssignment{ClusterName: "c", Localities: []xdsresource.LocalityEndpoints{
 		{Region: "r", Zone: "z", SubZone: "s", Weight: 10, Priority: 1, Endpoints: []xdsresource.Endpoint{
-			{Address: "10.0.0.1", Port: 80, Weight: 1, Healthy: true, Workload: "w", Namespace: "n", ServiceAccount: "sa"},
-			{Address: "10.0.0.2", Port: 80, Weight: 5, Healthy: true},
+			{Address: "10.0.0.1", Port: 80, Weight: 1, Healthy: true, Workload: "w", Namespace: "n", ServiceAccount: "sa", TLSMode: "istio"},
+			{Address: "10.0.0.2", Port: 80, Weight: 5, Healthy: true, TLSMode: "istio"},
 			{Address: "10.0.0.3", Port: 80, Weight: 1},
 			{Address: "10.0.0.4", Port: 80, Weight: 1},
 			{Address: "10.0.0.5", Port: 80, Weight: 1},

@@ -86,8 +86,10 @@ const (
 )
 
 // decodeLbEndpoint decodes into e. The endpoints of one service mostly
-// share a namespace and service account, so strings equal to prev's are
-// shared rather than allocated again.
+// share a namespace, service account and tlsMode, so strings equal to
+// prev's are shared rather than allocated again. Only the trellis
+// filter_metadata is read; others (envoy.transport_socket_match, which
+// repeats tlsMode for Envoy) are accepted and ignored.
 func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 	m := msg{b: b, varints: 1 << 2}
 	e.Weight, e.Healthy = 1, true
@@ -139,6 +141,8 @@ func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 					e.Namespace = reuse(v, prev, func(p *Endpoint) string { return p.Namespace })
 				case "serviceAccount":
 					e.ServiceAccount = reuse(v, prev, func(p *Endpoint) string { return p.ServiceAccount })
+				case "tlsMode":
+					e.TLSMode = reuse(v, prev, func(p *Endpoint) string { return p.TLSMode })
 				}
 			}), "metadata")
 		case 4:

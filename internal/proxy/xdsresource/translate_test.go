@@ -412,7 +412,8 @@ func wantCLA(c *endpointv3.ClusterLoadAssignment) *xdsresource.ClusterLoadAssign
 			md := e.GetMetadata().GetFilterMetadata()["trellis"].GetFields()
 			ep := xdsresource.Endpoint{Address: sa.GetAddress(), Port: sa.GetPortValue(), Weight: 1,
 				Healthy:  e.HealthStatus == corev3.HealthStatus_HEALTHY || e.HealthStatus == corev3.HealthStatus_UNKNOWN,
-				Workload: md["workload"].GetStringValue(), Namespace: md["namespace"].GetStringValue(), ServiceAccount: md["serviceAccount"].GetStringValue()}
+				Workload: md["workload"].GetStringValue(), Namespace: md["namespace"].GetStringValue(), ServiceAccount: md["serviceAccount"].GetStringValue(),
+				TLSMode: md["tlsMode"].GetStringValue()}
 			if e.LoadBalancingWeight != nil {
 				ep.Weight = e.LoadBalancingWeight.Value
 			}
@@ -421,6 +422,43 @@ func wantCLA(c *endpointv3.ClusterLoadAssignment) *xdsresource.ClusterLoadAssign
 		out.Localities = append(out.Localities, loc)
 	}
 	return out
+}
+
+// TestTranslatorTLSModeLiteral: the seed mesh labels reviews-v2 (and only
+// it) security.istio.io/tlsMode: istio; decoded, that endpoint says
+// TLSMode "istio" and the others say nothing, although the translator also
+// sends Envoy's envoy.transport_socket_match metadata for it.
+func TestTranslatorTLSModeLiteral(t *testing.T) {
+	res := translate.ForProxy(world(t), sidecarProxy, nil)
+	got := map[string]string{}
+	for _, e := range res.Endpoints {
+		if e.ClusterName != "outbound|9080||reviews.default.svc.cluster.local" {
+			continue
+		}
+		matches := 0
+		for _, l := range e.Endpoints {
+			for _, ep := range l.LbEndpoints {
+				if ep.GetMetadata().GetFilterMetadata()[translate.TransportSocketMatchNamespace] != nil {
+					matches++
+				}
+			}
+		}
+		if matches != 1 {
+			t.Fatalf("want one endpoint with transport socket match metadata, got %d: %v", matches, e)
+		}
+		_, v, err := xdsresource.Decode(xdsresource.EndpointType, marshal(t, e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range v.(*xdsresource.ClusterLoadAssignment).Localities {
+			for _, ep := range l.Endpoints {
+				got[ep.Workload] = ep.TLSMode
+			}
+		}
+	}
+	if d := cmp.Diff(map[string]string{"reviews-v1": "", "reviews-v2": "istio"}, got); d != "" {
+		t.Fatalf("TLSMode by workload (-want +got):\n%s", d)
+	}
 }
 
 // TestTranslatorRouteLiteral pins one translated route against what its

@@ -304,4 +304,9 @@ type Endpoint struct {
 	// Identity of the workload behind it (filter_metadata.trellis), used to
 	// verify the peer once mTLS lands and for telemetry labels.
 	Workload, Namespace, ServiceAccount string
+	// TLSMode is "istio" when the workload runs a sidecar that accepts mesh
+	// traffic on its tunnel port (filter_metadata.trellis.tlsMode, from the
+	// pod's security.istio.io/tlsMode label, as in Istio); the proxy then
+	// tunnels to it. Empty otherwise.
+	TLSMode string
 }
