@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
@@ -36,7 +39,16 @@ type Options struct {
 	Debounce, MaxDelay time.Duration
 	// Resync is the folder rescan period (see watch.Folder).
 	Resync time.Duration
+	// DebugAddress, when set, serves Go's runtime profiles
+	// (/debug/pprof/) over plain HTTP; keep it on loopback. When empty,
+	// the environment variable TRELLIS_DEBUG_ADDRESS is used, so that a
+	// benchmark can profile the `trellis controlplane` binary.
+	DebugAddress string
 }
+
+// DebugAddressEnv names the environment variable read when
+// Options.DebugAddress is empty.
+const DebugAddressEnv = "TRELLIS_DEBUG_ADDRESS"
 
 // ControlPlane is a started control plane.
 type ControlPlane struct {
@@ -78,6 +90,22 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 			return nil, fmt.Errorf("cannot listen for xDS on %s: %w (is another control plane running? pick another address with --xds-address)", addr, err)
 		}
 	}
+	debugAddr := opts.DebugAddress
+	if debugAddr == "" {
+		debugAddr = os.Getenv(DebugAddressEnv)
+	}
+	var debugLis net.Listener
+	if debugAddr != "" {
+		var err error
+		debugLis, err = net.Listen("tcp", debugAddr)
+		if err != nil {
+			folder.Close()
+			if opts.XDSListener == nil {
+				lis.Close()
+			}
+			return nil, fmt.Errorf("cannot listen for debug on %s: %w", debugAddr, err)
+		}
+	}
 	srv := xds.New(xds.Options{Store: st, Log: log, Debounce: opts.Debounce, MaxDelay: opts.MaxDelay})
 	g := grpc.NewServer(
 		// Thousands of proxies hold one long stream each.
@@ -102,8 +130,35 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		g.Stop()
 		return nil
 	})
+	if debugLis != nil {
+		hs := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		cp.goRun(func() error {
+			if err := hs.Serve(debugLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("debug server: %w", err)
+			}
+			return nil
+		})
+		cp.goRun(func() error {
+			<-ctx.Done()
+			_ = hs.Close()
+			return nil
+		})
+		log.Info("control plane serving profiles", "address", debugLis.Addr().String())
+	}
 	log.Info("control plane serving xDS", "address", lis.Addr().String(), "config", opts.ConfigPaths)
 	return cp, nil
+}
+
+// debugHandler serves Go's runtime profiles. The routes are explicit
+// rather than pprof's registration on http.DefaultServeMux.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func (cp *ControlPlane) goRun(f func() error) {

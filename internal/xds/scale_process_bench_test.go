@@ -1,9 +1,12 @@
 package xds_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/translate"
 )
+
+// profileDirEnv, when set to a folder, makes BenchmarkScaleControlPlaneProcess
+// profile the child: it serves pprof (controlplane.DebugAddressEnv) and the
+// benchmark saves a heap profile every second while clients connect, one
+// once they are in sync and one after the changes, named
+// <sub-benchmark>-<phase>-<n>.pb.gz.
+const profileDirEnv = "TRELLIS_BENCH_PROFILE_DIR"
 
 // BenchmarkScaleControlPlaneProcess runs the real `trellis controlplane`
 // binary as a child process on the scale world, so its RSS is the control
@@ -37,6 +48,7 @@ func benchControlPlaneProcess(b *testing.B, wildcardEDS bool) {
 	dir := b.TempDir()
 	editPath := scaleWorld(b, dir, scaleServices, scaleEntries)
 	cp := startControlPlaneProcess(b, bin, dir)
+	prof := newProfiler(b, cp)
 
 	// Let the first push after startup and the load's garbage settle, so
 	// idle is the steady state of a loaded world rather than a transient.
@@ -44,7 +56,10 @@ func benchControlPlaneProcess(b *testing.B, wildcardEDS bool) {
 	idle, _ := cp.memory(b)
 
 	tracker := newBenchTracker(translate.ClusterName("outbound", 80, "", fmt.Sprintf("svc-%d.default.svc.cluster.local", scaleServices-1)))
+	stopProf := prof.every(time.Second, "connect")
 	clients := connectBenchClients(b, cp.addr, tracker, scaleClients, endpointAddr((scaleServices-1)*scaleEntries), wildcardEDS)
+	stopProf()
+	prof.save("synced")
 	closeClients := func() {
 		for _, c := range clients {
 			if err := c.Close(); err != nil {
@@ -84,6 +99,7 @@ func benchControlPlaneProcess(b *testing.B, wildcardEDS bool) {
 	}
 	b.StopTimer()
 	after, peak := cp.memory(b)
+	prof.save("edited")
 
 	reportLatency(b, "converge", ds)
 	mb := func(v uint64) float64 { return float64(v) / (1 << 20) }
@@ -125,11 +141,12 @@ func buildTrellis(tb testing.TB) string {
 
 // cpProcess is a `trellis controlplane` child process.
 type cpProcess struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	exited  chan struct{} // closed once Wait returned
-	waitErr error         // read after exited
+	cmd       *exec.Cmd
+	addr      string
+	debugAddr string // pprof, when profiling
+	logPath   string
+	exited    chan struct{} // closed once Wait returned
+	waitErr   error         // read after exited
 }
 
 func startControlPlaneProcess(tb testing.TB, bin, configDir string) *cpProcess {
@@ -143,10 +160,15 @@ func startControlPlaneProcess(tb testing.TB, bin, configDir string) *cpProcess {
 	defer logf.Close() // the child holds its own descriptor
 	cmd := exec.Command(bin, "controlplane", "--config", configDir, "--xds-address", addr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	var debugAddr string
+	if os.Getenv(profileDirEnv) != "" {
+		debugAddr = freeLoopbackAddr(tb)
+		cmd.Env = append(os.Environ(), controlplane.DebugAddressEnv+"="+debugAddr)
+	}
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("cannot start control plane: %v", err)
 	}
-	p := &cpProcess{cmd: cmd, addr: addr, logPath: logPath, exited: make(chan struct{})}
+	p := &cpProcess{cmd: cmd, addr: addr, debugAddr: debugAddr, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
@@ -179,6 +201,115 @@ func startControlPlaneProcess(tb testing.TB, bin, configDir string) *cpProcess {
 		if time.Now().After(deadline) {
 			tb.Fatalf("control plane not accepting on %s after 2 minutes: %s", addr, p.stderr())
 		}
+	}
+}
+
+// profiler saves heap profiles of the child when profileDirEnv is set; it
+// does nothing otherwise.
+type profiler struct {
+	tb  testing.TB
+	cp  *cpProcess
+	dir string
+	n   int
+	mu  sync.Mutex
+}
+
+func newProfiler(tb testing.TB, cp *cpProcess) *profiler {
+	dir := os.Getenv(profileDirEnv)
+	if dir == "" || cp.debugAddr == "" {
+		return &profiler{tb: tb}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return &profiler{tb: tb, cp: cp, dir: dir}
+}
+
+// save forces a GC in the child, writes its heap profile (live objects)
+// and logs the child's RSS and runtime memory figures at that moment. The
+// forced GCs lower the child's RSS: figures from a profiled run are not
+// the benchmark's.
+func (p *profiler) save(phase string) {
+	if p.cp == nil {
+		return
+	}
+	p.mu.Lock()
+	p.n++
+	n := p.n
+	p.mu.Unlock()
+	name := strings.NewReplacer("/", "_", "=", "-").Replace(p.tb.Name())
+	path := filepath.Join(p.dir, fmt.Sprintf("%s-%s-%03d.pb.gz", name, phase, n))
+	body, err := p.get("/debug/pprof/heap?gc=1")
+	if err != nil {
+		p.tb.Logf("profile %s: %v", path, err)
+		return
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		p.tb.Errorf("profile: %v", err)
+		return
+	}
+	rss, hwm := statusMemory("/proc/" + strconv.Itoa(p.cp.cmd.Process.Pid) + "/status")
+	// The text form ends with runtime.MemStats; log the lines that add up
+	// to the RSS.
+	var stats []string
+	if text, err := p.get("/debug/pprof/heap?debug=1"); err == nil {
+		for line := range strings.Lines(string(text)) {
+			for _, k := range []string{"# HeapInuse = ", "# StackInuse = ", "# Sys = ", "# NextGC = ", "# HeapReleased = "} {
+				if v, ok := strings.CutPrefix(line, k); ok {
+					if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+						stats = append(stats, fmt.Sprintf("%s%d MB", strings.TrimPrefix(k, "# "), n>>20))
+					}
+				}
+			}
+		}
+	}
+	p.tb.Logf("%s: child VmRSS %d MB, VmHWM %d MB; %s", filepath.Base(path), rss>>20, hwm>>20, strings.Join(stats, ", "))
+}
+
+func (p *profiler) get(path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.cp.debugAddr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return body, nil
+}
+
+// every saves a profile each period until the returned stop is called.
+func (p *profiler) every(period time.Duration, phase string) (stop func()) {
+	if p.cp == nil {
+		return func() {}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.save(phase)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
 	}
 }
 
