@@ -58,6 +58,8 @@ type Server struct {
 	proxies map[string]*proxyState
 	streams map[int64]string // stream id -> node id
 	scopes  map[string]*scopeState
+	// building holds the scopes being translated now (see sharedLayers).
+	building map[string]*scopeBuild
 
 	nacks    atomic.Int64
 	pushes   atomic.Int64
@@ -94,6 +96,13 @@ type scopeState struct {
 	layers [numTypes]*layer
 }
 
+// scopeBuild is a translation of one scope in progress; done closes when
+// its result is in Server.scopes.
+type scopeBuild struct {
+	gen  uint64
+	done chan struct{}
+}
+
 // New builds a server; call Register and Run.
 func New(opts Options) *Server {
 	if opts.Log == nil {
@@ -111,6 +120,8 @@ func New(opts Options) *Server {
 		proxies: map[string]*proxyState{},
 		streams: map[int64]string{},
 		scopes:  map[string]*scopeState{},
+
+		building: map[string]*scopeBuild{},
 
 		initialSends: make(chan struct{}, 8),
 	}
@@ -225,22 +236,41 @@ func (s *Server) Push() {
 // sharedLayers returns the scope's layers for this world generation,
 // translating at most once per scope and generation. Unchanged layers keep
 // their previous identity, so proxies can reuse merged maps.
+//
+// Concurrent callers for the same scope wait for one translation rather
+// than each running their own: when many proxies of a scope connect at
+// once, every one of them would otherwise translate the whole mesh (tens
+// of MB of garbage each) before the first result is stored.
 func (s *Server) sharedLayers(w *translate.World, gen uint64, p *translate.Proxy) [numTypes]*layer {
 	key := w.ScopeKey(p)
 	s.mu.Lock()
-	sc, ok := s.scopes[key]
-	if ok && sc.gen == gen {
-		l := sc.layers
+	for {
+		if sc, ok := s.scopes[key]; ok && sc.gen >= gen {
+			l := sc.layers
+			s.mu.Unlock()
+			return l
+		}
+		b, ok := s.building[key]
+		if !ok || b.gen < gen {
+			break
+		}
 		s.mu.Unlock()
-		return l
+		<-b.done
+		s.mu.Lock()
 	}
+	b := &scopeBuild{gen: gen, done: make(chan struct{})}
+	s.building[key] = b
 	s.mu.Unlock()
 
 	fresh := layers(translate.Shared(w, p, s.log))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sc, ok = s.scopes[key]
+	if s.building[key] == b {
+		delete(s.building, key)
+	}
+	close(b.done)
+	sc, ok := s.scopes[key]
 	if ok && sc.gen >= gen {
 		return sc.layers
 	}
