@@ -608,3 +608,17 @@ func BenchmarkUpdate(b *testing.B) {
 		})
 	}
 }
+
+// A pod gaining a sidecar changes how it is reached (through its tunnel),
+// so the host must be new: pooled connections were dialled the old way.
+func TestTLSModeChangeGivesNewHost(t *testing.T) {
+	b := newBalancer(t, xdsresource.LBRandom, cla(1))
+	old := b.Hosts()[0]
+	a := cla(1)
+	a.Localities[0].Endpoints[0].TLSMode = "istio"
+	b.Update(a)
+	h := b.Hosts()[0]
+	if h == old || h.TLSMode != "istio" {
+		t.Errorf("host after tlsMode change: same=%v TLSMode=%q", h == old, h.TLSMode)
+	}
+}
