@@ -2,7 +2,9 @@ package xds
 
 import (
 	"runtime"
+	"slices"
 	"testing"
+	"unsafe"
 	"weak"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -40,4 +42,30 @@ func TestOldLayersAreCollected(t *testing.T) {
 		t.Fatal("diff from an equal layer was not served from the cache")
 	}
 	runtime.KeepAlive(cur)
+}
+
+func TestNameSet(t *testing.T) {
+	var s nameSet
+	if got := s.add([]string{"b", "a", "b", "c"}); !slices.Equal(got, []string{"b", "a", "c"}) {
+		t.Errorf("add = %q, want the new names once, in request order", got)
+	}
+	if got := s.add([]string{"c", "d", "a"}); !slices.Equal(got, []string{"d"}) {
+		t.Errorf("second add = %q, want [d]", got)
+	}
+	s.remove([]string{"a", "x", "c"})
+	if got := slices.Collect(s.all); !slices.Equal(got, []string{"b", "d"}) {
+		t.Errorf("after remove: %q, want [b d]", got)
+	}
+	for n, want := range map[string]bool{"a": false, "b": true, "c": false, "d": true, "": false} {
+		if s.has(n) != want {
+			t.Errorf("has(%q) = %v, want %v", n, !want, want)
+		}
+	}
+	// Every stream of a mesh subscribing to the same names shares one copy
+	// of each.
+	var other nameSet
+	other.add([]string{string([]byte("b"))})
+	if unsafe.StringData(slices.Collect(other.all)[0]) != unsafe.StringData(slices.Collect(s.all)[0]) {
+		t.Error("equal names in two sets are not interned")
+	}
 }
