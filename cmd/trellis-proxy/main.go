@@ -1,0 +1,108 @@
+// Command trellis-proxy is Trellis's sidecar: it takes its config from the
+// control plane over xDS and carries the pod's traffic (see
+// internal/proxy/sidecar). Settings come from flags or, as an injected
+// sidecar gets them, from the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "trellis-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("trellis-proxy", flag.ContinueOnError)
+	xds := fs.String("xds", env("XDS_ADDRESS", "127.0.0.1:15010"), "control plane xDS address: host:port or unix:///path (env XDS_ADDRESS)")
+	podIP := fs.String("pod-ip", env("POD_IP", ""), "the pod's IP (env POD_IP); required in explicit mode")
+	podName := fs.String("pod-name", env("POD_NAME", ""), "the pod's name (env POD_NAME)")
+	namespace := fs.String("namespace", env("POD_NAMESPACE", "default"), "the pod's namespace (env POD_NAMESPACE)")
+	sa := fs.String("service-account", env("SERVICE_ACCOUNT", "default"), "the pod's service account (env SERVICE_ACCOUNT)")
+	labels := fs.String("labels", env("POD_LABELS", ""), "the pod's labels, k=v,k2=v2 (env POD_LABELS)")
+	workload := fs.String("workload", env("WORKLOAD_NAME", ""), "the pod's workload, e.g. its Deployment (env WORKLOAD_NAME)")
+	mode := fs.String("mode", env("INTERCEPTION_MODE", "NONE"), "NONE (explicit: HTTP_PROXY and tunnel) or REDIRECT (transparent capture) (env INTERCEPTION_MODE)")
+	adminSocket := fs.String("admin-socket", env("ADMIN_SOCKET", ""), "also serve admin on this Unix socket (env ADMIN_SOCKET)")
+	drain := fs.Duration("drain-duration", sidecar.DefaultDrainDuration, "how long requests in flight get to finish on SIGTERM")
+	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", *level, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("pod", *podName)
+
+	opts := sidecar.Options{
+		XDS:           *xds,
+		AdminSocket:   *adminSocket,
+		DrainDuration: *drain,
+		Log:           log,
+		Node: xdsclient.Node{
+			Pod: *podName, Namespace: *namespace, ServiceAccount: *sa, WorkloadName: *workload,
+		},
+	}
+	switch strings.ToUpper(*mode) {
+	case "NONE", "EXPLICIT":
+		opts.Mode = sidecar.Explicit
+	case "REDIRECT", "TRANSPARENT":
+		opts.Mode = sidecar.Transparent
+	default:
+		return fmt.Errorf("--mode %q: must be NONE (explicit) or REDIRECT (transparent)", *mode)
+	}
+	if *podIP != "" {
+		ip, err := netip.ParseAddr(*podIP)
+		if err != nil {
+			return fmt.Errorf("--pod-ip %q: %w", *podIP, err)
+		}
+		opts.PodIP = ip
+	}
+	if opts.Mode == sidecar.Explicit && !opts.PodIP.IsValid() {
+		return errors.New("explicit mode needs the pod IP: set POD_IP or --pod-ip")
+	}
+	if *labels != "" {
+		opts.Node.Labels = map[string]string{}
+		for kv := range strings.SplitSeq(*labels, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("--labels: %q is not key=value", kv)
+			}
+			opts.Node.Labels[k] = v
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	start := time.Now()
+	log.Info("starting", "mode", opts.Mode.String(), "pod_ip", opts.PodIP, "xds", opts.XDS)
+	if err := sidecar.New(opts).Run(ctx); err != nil {
+		return err
+	}
+	log.Info("exited", "uptime", time.Since(start).Round(time.Millisecond))
+	return nil
+}

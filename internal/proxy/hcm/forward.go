@@ -1,0 +1,432 @@
+package hcm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/router"
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/proxy/xxhash"
+)
+
+// FlagsHeader carries a locally generated response's flags to the client,
+// so that a 503 says which of UH, UF, UO, ... it is without an access log.
+const FlagsHeader = "X-Trellis-Flags"
+
+// Info is what a request's handling decided, for the access log and for
+// tests: which cluster and host it went to and why it failed if it did.
+type Info struct {
+	Route   string
+	Cluster string
+	Status  int
+	Flags   upstream.Flags
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.RqTotal.Add(1)
+	c := connOf(r)
+	if r.Method == http.MethodConnect && r.ProtoMajor == 1 {
+		if s.cfg.Connect == nil || c == nil {
+			s.local(w, http.StatusMethodNotAllowed, 0, "CONNECT is not served on this listener")
+			return
+		}
+		s.stats.Rq2xx.Add(1)
+		s.cfg.Connect(w, r, c)
+		return
+	}
+
+	var table *router.Table
+	switch {
+	case c != nil && c.Routes != nil:
+		table = c.Routes()
+	case s.cfg.Routes != nil:
+		table = s.cfg.Routes(c, r)
+	}
+	rr := router.Request{
+		Method:    r.Method,
+		Authority: r.Host,
+		Path:      requestPath(r),
+		Scheme:    "http",
+		Header:    r.Header,
+	}
+	if c != nil {
+		rr.SourceIP = c.Source.Addr()
+	}
+	if table == nil {
+		s.noRoute(w, r)
+		return
+	}
+	_, route := table.Match(&rr)
+	if route == nil {
+		s.noRoute(w, r)
+		return
+	}
+	switch {
+	case route.Direct != nil:
+		s.count(route.Direct.Status)
+		applyResponseHeaders(w.Header(), route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
+		if len(route.Direct.Body) > 0 {
+			w.Header().Set("Content-Length", strconv.Itoa(len(route.Direct.Body)))
+			w.Header().Set("Content-Type", "text/plain")
+		}
+		w.WriteHeader(route.Direct.Status)
+		w.Write(route.Direct.Body)
+		return
+	case route.Redirect != nil:
+		s.redirect(w, r, route)
+		return
+	}
+	s.forward(w, r, c, table, route, &rr)
+}
+
+func connOf(r *http.Request) *Conn {
+	switch nc := r.Context().Value(connKey{}).(type) {
+	case *headerConn:
+		return nc.Conn
+	case *Conn:
+		return nc
+	}
+	return nil
+}
+
+// requestPath is the :path the router matches: the request target as
+// received, without scheme and authority when it came in absolute form
+// (a forward-proxy request).
+func requestPath(r *http.Request) string {
+	p := r.RequestURI
+	if p == "" || p[0] == '/' || p == "*" {
+		if p == "" {
+			return r.URL.RequestURI()
+		}
+		return p
+	}
+	if i := strings.Index(p, "://"); i >= 0 {
+		rest := p[i+3:]
+		if j := strings.IndexAny(rest, "/?"); j >= 0 {
+			if rest[j] == '?' {
+				return "/" + rest[j:]
+			}
+			return rest[j:]
+		}
+		return "/"
+	}
+	return r.URL.RequestURI()
+}
+
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	s.stats.NoRoute.Add(1)
+	s.local(w, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s", r.Host, r.URL.Path))
+}
+
+// local answers from the proxy itself, naming the flags in a header and
+// the reason in the body, as Envoy's local replies do.
+func (s *Server) local(w http.ResponseWriter, status int, flags upstream.Flags, msg string) {
+	s.count(status)
+	h := w.Header()
+	if flags != 0 {
+		h.Set(FlagsHeader, flags.String())
+	}
+	h.Set("Content-Type", "text/plain")
+	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+func (s *Server) count(status int) {
+	switch {
+	case status < 200:
+		s.stats.Rq1xx.Add(1)
+	case status < 300:
+		s.stats.Rq2xx.Add(1)
+	case status < 400:
+		s.stats.Rq3xx.Add(1)
+	case status < 500:
+		s.stats.Rq4xx.Add(1)
+	default:
+		s.stats.Rq5xx.Add(1)
+	}
+}
+
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route *xdsresource.Route) {
+	rd := route.Redirect
+	scheme := "http"
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	host := r.Host
+	if rd.Host != "" {
+		host = rd.Host
+	}
+	if rd.Port != 0 {
+		h, _, err := net.SplitHostPort(host)
+		if err != nil {
+			h = host
+		}
+		host = net.JoinHostPort(h, strconv.FormatUint(uint64(rd.Port), 10))
+	}
+	path := r.URL.EscapedPath()
+	if rd.Path != "" {
+		path = rd.Path
+	}
+	loc := scheme + "://" + host + path
+	if r.URL.RawQuery != "" && !strings.Contains(path, "?") {
+		loc += "?" + r.URL.RawQuery
+	}
+	code := rd.Code
+	if code == 0 {
+		code = http.StatusMovedPermanently
+	}
+	applyResponseHeaders(w.Header(), route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
+	w.Header().Set("Location", loc)
+	s.count(code)
+	w.WriteHeader(code)
+}
+
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table *router.Table, route *xdsresource.Route, rr *router.Request) {
+	a := route.Action
+	wc := router.PickCluster(a, rand.Uint64())
+	if wc == nil {
+		s.stats.NoCluster.Add(1)
+		s.local(w, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "route "+route.Name+" has no cluster with weight")
+		return
+	}
+	var cl *upstream.Cluster
+	if s.cfg.Cluster != nil {
+		cl = s.cfg.Cluster(wc.Name)
+	}
+	if cl == nil {
+		s.stats.NoCluster.Add(1)
+		s.local(w, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "cluster "+wc.Name+" not found (not yet received or removed)")
+		return
+	}
+	hash, hasHash := table.Hash(a, rr)
+	var setCookie *http.Cookie
+	if !hasHash {
+		if hp := cookieToGenerate(a); hp != nil {
+			v := strconv.FormatUint(rand.Uint64(), 16)
+			hash, hasHash = xxhash.Sum64(v, 0), true
+			setCookie = &http.Cookie{Name: hp.Name, Value: v, Path: hp.CookiePath, MaxAge: int(hp.CookieTTL / time.Second), HttpOnly: true}
+		}
+	}
+
+	out, err := s.outboundRequest(r, c, route, wc)
+	if err != nil {
+		s.local(w, http.StatusBadRequest, 0, err.Error())
+		return
+	}
+	ctx := r.Context()
+	timeout := a.Timeout
+	if timeout > 0 && !isUpgradeRequest(r) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if c != nil && c.Dst.IsValid() {
+		ctx = upstream.WithDestination(ctx, c.Dst)
+	} else if dst, ok := destinationOf(r); ok {
+		ctx = upstream.WithDestination(ctx, dst)
+	}
+	out = out.WithContext(ctx)
+	if out.Body != nil && r.ProtoMajor == 1 {
+		// Request and response may stream at once (long polls, gRPC-Web),
+		// which net/http's HTTP/1 server allows only when told.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
+	resp, flags, err := cl.RoundTrip(ctx, out, hash, hasHash)
+	if err != nil {
+		s.upstreamError(w, r, cl.Name(), flags, err)
+		return
+	}
+	defer resp.Body.Close()
+
+	h := w.Header()
+	copyResponseHeaders(h, resp.Header)
+	applyResponseHeaders(h, route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
+	applyResponseHeaders(h, wc.ResponseHeadersToAdd, wc.ResponseHeadersToRemove)
+	if setCookie != nil {
+		h.Add("Set-Cookie", setCookie.String())
+	}
+	if s.draining.Load() && r.ProtoMajor == 1 {
+		h.Set("Connection", "close")
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		s.count(resp.StatusCode)
+		s.upgrade(w, r, resp)
+		return
+	}
+	s.count(resp.StatusCode)
+	w.WriteHeader(resp.StatusCode)
+	if err := copyBody(w, resp); err != nil {
+		// The status is sent; the only way to tell the client the body
+		// is incomplete is to abort the stream or connection.
+		if !errors.Is(err, context.Canceled) {
+			s.log.Debug("response body cut", "cluster", cl.Name(), "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+	copyTrailers(h, resp.Trailer)
+}
+
+// destinationOf is the forward proxy's target for ORIGINAL_DST clusters:
+// the request's authority when it is an IP address.
+func destinationOf(r *http.Request) (netip.AddrPort, bool) {
+	host := r.Host
+	if ap, err := netip.ParseAddrPort(host); err == nil {
+		return ap, true
+	}
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return netip.AddrPortFrom(a, 80), true
+	}
+	return netip.AddrPort{}, false
+}
+
+func cookieToGenerate(a *xdsresource.RouteAction) *xdsresource.HashPolicy {
+	for i := range a.HashPolicies {
+		hp := &a.HashPolicies[i]
+		if hp.Kind == xdsresource.HashCookie && hp.CookieTTL > 0 {
+			return hp
+		}
+	}
+	return nil
+}
+
+func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, cluster string, flags upstream.Flags, err error) {
+	switch {
+	case flags&upstream.DownstreamConnectionTermination != 0:
+		// The client is gone; nobody reads an answer.
+		panic(http.ErrAbortHandler)
+	case flags&upstream.UpstreamRequestTimeout != 0:
+		s.stats.RqTimeout.Add(1)
+		s.local(w, http.StatusGatewayTimeout, flags, "upstream request timeout (cluster "+cluster+")")
+	case flags&upstream.NoHealthyUpstream != 0:
+		s.stats.NoHealthyUpstream.Add(1)
+		s.local(w, http.StatusServiceUnavailable, flags, "no healthy upstream (cluster "+cluster+")")
+	case flags&upstream.UpstreamOverflow != 0:
+		s.stats.Overflow.Add(1)
+		s.local(w, http.StatusServiceUnavailable, flags, "upstream overflow: a circuit breaker of cluster "+cluster+" is open")
+	case flags&upstream.UpstreamConnectionFailure != 0:
+		s.stats.UpstreamConnectFailures.Add(1)
+		s.local(w, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")")
+	default:
+		s.local(w, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")")
+	}
+}
+
+// outboundRequest turns the server request into the client request sent
+// upstream. It takes over r's header map: the handler owns it and nothing
+// reads it after this.
+func (s *Server) outboundRequest(r *http.Request, c *Conn, route *xdsresource.Route, wc *xdsresource.WeightedCluster) (*http.Request, error) {
+	h := r.Header
+	upgrade := upgradeType(h)
+	removeHopByHop(h)
+	if upgrade != "" {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", upgrade)
+	}
+	if s.cfg.Outbound {
+		if c != nil && c.Source.IsValid() {
+			appendForwardedFor(h, c.Source.Addr())
+		}
+		if h.Get("X-Request-Id") == "" {
+			h["X-Request-Id"] = []string{newRequestID()}
+		}
+	}
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	}
+	applyRequestHeaders(h, route.RequestHeadersToAdd, route.RequestHeadersToRemove)
+	applyRequestHeaders(h, wc.RequestHeadersToAdd, wc.RequestHeadersToRemove)
+
+	u := &url.URL{Scheme: "http", Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	if a := route.Action; a.PrefixRewrite != "" || a.RegexRewrite != nil {
+		path := rewritePath(r.URL.EscapedPath(), route)
+		pu, err := url.Parse(path)
+		if err != nil {
+			return nil, fmt.Errorf("rewritten path %q: %w", path, err)
+		}
+		u.Path, u.RawPath = pu.Path, pu.RawPath
+	}
+	host := r.Host
+	if route.Action.HostRewrite != "" {
+		host = route.Action.HostRewrite
+	}
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           u,
+		Proto:         r.Proto,
+		ProtoMajor:    r.ProtoMajor,
+		ProtoMinor:    r.ProtoMinor,
+		Header:        h,
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Host:          host,
+		Trailer:       r.Trailer,
+	}
+	if r.ContentLength == 0 {
+		out.Body = nil // no body, as the Transport wants it
+	}
+	return out, nil
+}
+
+func rewritePath(path string, route *xdsresource.Route) string {
+	a := route.Action
+	if a.RegexRewrite != nil {
+		return a.RegexRewrite.ReplaceAllString(path, a.RegexSubstitution)
+	}
+	m := route.Match
+	switch m.PathKind {
+	case xdsresource.PathExact:
+		return a.PrefixRewrite
+	case xdsresource.PathPrefix, xdsresource.PathSeparatedPrefix:
+		if len(path) >= len(m.Path) {
+			rest := path[len(m.Path):]
+			if m.PathKind == xdsresource.PathSeparatedPrefix && strings.HasSuffix(a.PrefixRewrite, "/") && strings.HasPrefix(rest, "/") {
+				rest = rest[1:]
+			}
+			return a.PrefixRewrite + rest
+		}
+	}
+	return a.PrefixRewrite
+}
+
+func isUpgradeRequest(r *http.Request) bool { return upgradeType(r.Header) != "" }
+
+// copyBody streams the response, flushing after every read when the
+// response is a stream (no length: gRPC, server-sent events, chunked
+// progress) so nothing waits in a buffer for bytes that may never come.
+func copyBody(w http.ResponseWriter, resp *http.Response) error {
+	stream := resp.ContentLength < 0
+	buf := getBuf()
+	defer putBuf(buf)
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := resp.Body.Read(*buf)
+		if n > 0 {
+			if _, err := w.Write((*buf)[:n]); err != nil {
+				return err
+			}
+			if stream {
+				if err := rc.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}

@@ -1,0 +1,243 @@
+// Package hcm is the sidecar's HTTP connection manager (Envoy's name for
+// it): it serves downstream HTTP/1.1 and h2c connections and forwards each
+// request along its route to an upstream cluster, as a correct HTTP proxy
+// (hop-by-hop headers, X-Forwarded-*, X-Request-Id, trailers, upgrades,
+// streaming both ways) with Envoy's limits and response flags.
+//
+// The front end is net/http's server, fed connections that the proxy's
+// listeners have already accepted and classified; one Server serves every
+// connection of one kind (outbound, inbound). Which route table applies is
+// resolved per request from the live config, so a route update reaches
+// keep-alive connections without closing them.
+package hcm
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/router"
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
+)
+
+// Envoy-like defaults for untrusted downstream input.
+const (
+	DefaultMaxHeaderBytes       = 60 << 10 // Envoy's max_request_headers_kb
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultIdleTimeout          = time.Hour // Envoy's common_http_protocol_options.idle_timeout
+	DefaultMaxConcurrentStreams = 1024
+	// DefaultRouteTimeout is Envoy's route timeout when xDS sets none. A
+	// route that sets 0 has none.
+	DefaultRouteTimeout = 15 * time.Second
+)
+
+// Conn is a downstream connection with what the listener learned about it.
+type Conn struct {
+	net.Conn
+	// Dst is where the connection was headed: the original destination of
+	// a captured connection, the tunnel's target, or the local address.
+	Dst netip.AddrPort
+	// Source is the downstream peer (the app, or the calling pod's proxy
+	// for inbound), for X-Forwarded-For and source-IP hashing.
+	Source netip.AddrPort
+	// Routes are the routes for this connection's requests; nil means the
+	// Server's Routes function decides per request (the forward proxy).
+	Routes func() *router.Table
+	// Done, if set, is called once when the server is finished with the
+	// connection (tunnel streams end then).
+	Done func()
+
+	closeOnce sync.Once
+}
+
+// Close closes the connection and reports it done.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		if c.Done != nil {
+			c.Done()
+		}
+	})
+	return err
+}
+
+// Config configures a Server.
+type Config struct {
+	// Outbound servers append X-Forwarded-For and generate X-Request-Id:
+	// they are where a request enters the mesh from the app.
+	Outbound bool
+	// Routes resolves the route table of a request on a connection whose
+	// Conn.Routes is nil (the explicit-mode forward proxy, which picks the
+	// table by the request's port). nil answers 404 (NR).
+	Routes func(c *Conn, r *http.Request) *router.Table
+	// Cluster returns the upstream cluster of that name, nil if unknown.
+	Cluster func(name string) *upstream.Cluster
+	// Connect serves a CONNECT request (forward proxy). nil refuses it
+	// with 405.
+	Connect func(w http.ResponseWriter, r *http.Request, c *Conn)
+
+	MaxHeaderBytes       int
+	ReadHeaderTimeout    time.Duration
+	IdleTimeout          time.Duration
+	MaxConcurrentStreams uint32
+	Log                  *slog.Logger
+}
+
+// Stats are the server's counters, by Envoy's http.<prefix>. names.
+type Stats struct {
+	CxTotal, CxActive       atomic.Int64
+	RqTotal                 atomic.Uint64
+	Rq1xx, Rq2xx, Rq3xx     atomic.Uint64
+	Rq4xx, Rq5xx            atomic.Uint64
+	NoRoute, NoCluster      atomic.Uint64 // NR, NC
+	RqTimeout               atomic.Uint64 // upstream timeouts (UT)
+	RqHeaderTooLarge        atomic.Uint64 // 431
+	RqHeaderTimeout         atomic.Uint64 // 408
+	UpstreamConnectFailures atomic.Uint64 // UF
+	NoHealthyUpstream       atomic.Uint64 // UH
+	Overflow                atomic.Uint64 // UO
+}
+
+// Server serves downstream HTTP connections.
+type Server struct {
+	cfg   Config
+	hs    *http.Server
+	ln    *chanListener
+	stats Stats
+	log   *slog.Logger
+
+	draining atomic.Bool
+	serveErr chan error
+}
+
+// New starts a server; hand it connections with Serve and stop it with
+// Shutdown or Close.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, serveErr: make(chan error, 1)}
+	s.ln = newChanListener(&s.stats)
+	s.log = cfg.Log
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	s.hs = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		Protocols:         &protos,
+		MaxHeaderBytes:    positive(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		ReadHeaderTimeout: positive(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       positive(cfg.IdleTimeout, DefaultIdleTimeout),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: positive(int(cfg.MaxConcurrentStreams), DefaultMaxConcurrentStreams),
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		ConnState: s.connState,
+		// Malformed requests from apps are theirs to see in the response,
+		// not ours to log at warning level.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go func() { s.serveErr <- s.hs.Serve(s.ln) }()
+	return s
+}
+
+func positive[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+type connKey struct{}
+
+// Serve hands c to the server, which owns it from now on.
+func (s *Server) Serve(c *Conn) {
+	if !s.ln.push(c) {
+		c.Close()
+	}
+}
+
+// Stats returns the live counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		s.stats.CxTotal.Add(1)
+		s.stats.CxActive.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.stats.CxActive.Add(-1)
+	}
+}
+
+// Drain makes every further response close its HTTP/1.1 connection and
+// sends GOAWAY on HTTP/2 ones, so clients move to other endpoints while
+// requests in flight finish.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.hs.SetKeepAlivesEnabled(false)
+}
+
+// Shutdown stops taking connections, closes idle ones and waits for
+// requests in flight; when ctx ends first it closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.hs.Shutdown(ctx)
+	if err != nil {
+		s.hs.Close()
+	}
+	<-s.serveErr
+	return err
+}
+
+// Close closes every connection at once.
+func (s *Server) Close() error {
+	err := s.hs.Close()
+	<-s.serveErr
+	return err
+}
+
+// chanListener is a net.Listener whose connections are pushed in by the
+// proxy's own listeners.
+type chanListener struct {
+	stats  *Stats
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(stats *Stats) *chanListener {
+	return &chanListener{stats: stats, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) push(c *Conn) bool {
+	select {
+	case l.ch <- &headerConn{Conn: c, stats: l.stats}:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

@@ -1,0 +1,315 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/router"
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// Names the control plane gives the sidecar's own listeners and catch-all
+// clusters (Istio's).
+const (
+	virtualOutbound    = "virtualOutbound"
+	virtualInbound     = "virtualInbound"
+	passthroughCluster = "PassthroughCluster"
+	blockAllHost       = "block_all"
+)
+
+// routing is the listener and route side of the applied config, swapped
+// whole on every LDS or RDS update; connections read it per request.
+type routing struct {
+	routes map[string]*router.Table // RDS, by name
+
+	// outboundHTTP maps a port to its RDS name (Istio's 0.0.0.0_<port>).
+	outboundHTTP map[uint32]string
+	// TCP service ports: by VIP, by hostname, and by port for services
+	// without a VIP.
+	tcpByAddr map[netip.AddrPort]*xdsresource.TCPProxy
+	tcpByHost map[string]*xdsresource.TCPProxy // "host:port"
+	tcpByPort map[uint32]*xdsresource.TCPProxy
+	// inbound are virtualInbound's filter chains by destination port.
+	inbound map[uint32]*chain
+	// registryOnly is set when the mesh refuses unknown destinations
+	// (outboundTrafficPolicy REGISTRY_ONLY): the fallback virtual host is
+	// block_all.
+	registryOnly bool
+	// passthrough is the forward proxy's table for ports no service
+	// uses: every host to PassthroughCluster, or 502 under REGISTRY_ONLY.
+	passthrough *router.Table
+}
+
+// chain is one inbound filter chain, compiled.
+type chain struct {
+	name    string
+	routes  *router.Table // HTTP
+	cluster string        // TCP
+}
+
+// clusterSet is the cluster side: upstream state by name, plus the last
+// endpoints of each so a replaced cluster starts with them.
+type clusterSet struct {
+	byName    map[string]*upstream.Cluster
+	endpoints map[string]*xdsresource.ClusterLoadAssignment
+}
+
+// apply installs one accepted-or-rejected xDS update. An error NACKs it
+// and leaves everything as it was.
+func (p *Proxy) apply(u xdsclient.Update) error {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	var err error
+	switch u.TypeURL {
+	case xdsresource.ClusterType:
+		err = p.applyClusters(u)
+	case xdsresource.EndpointType:
+		p.applyEndpoints(u)
+	case xdsresource.ListenerType:
+		err = p.rebuildRouting(u.Resources, nil)
+		if err == nil {
+			p.listeners = u.Resources
+		}
+	case xdsresource.RouteType:
+		err = p.rebuildRouting(p.listeners, &u)
+	default:
+		return fmt.Errorf("unexpected type %s", u.TypeURL)
+	}
+	if err != nil {
+		p.rejected.Add(1)
+		return err
+	}
+	p.versionsMu.Lock()
+	p.versions[u.TypeURL] = u.Version
+	p.resources[u.TypeURL] = u.Resources
+	p.versionsMu.Unlock()
+	p.updates.Add(1)
+	return nil
+}
+
+func (p *Proxy) applyClusters(u xdsclient.Update) error {
+	old := p.clusters.Load()
+	next := &clusterSet{byName: make(map[string]*upstream.Cluster, len(u.Resources)), endpoints: old.endpoints}
+	changed := map[string]bool{}
+	for _, n := range u.Updated {
+		changed[n] = true
+	}
+	var retire []*upstream.Cluster
+	for name, res := range u.Resources {
+		xc, ok := res.(*xdsresource.Cluster)
+		if !ok {
+			return fmt.Errorf("cluster %s: unexpected %T", name, res)
+		}
+		if cur := old.byName[name]; cur != nil && !changed[name] {
+			next.byName[name] = cur
+			continue
+		}
+		c := upstream.New(xc, balance.New(xc), p.upstreamOptions())
+		if xc.Type == xdsresource.ClusterEDS {
+			if cla := old.endpoints[name]; cla != nil {
+				c.Update(cla)
+			}
+		}
+		next.byName[name] = c
+		if cur := old.byName[name]; cur != nil {
+			retire = append(retire, cur)
+		}
+	}
+	for name, c := range old.byName {
+		if _, ok := next.byName[name]; !ok {
+			retire = append(retire, c)
+		}
+	}
+	p.clusters.Store(next)
+	// Requests already on a replaced cluster finish there; new ones go to
+	// the new one.
+	for _, c := range retire {
+		p.retire(c)
+	}
+	return nil
+}
+
+// retire shuts a replaced or removed cluster down in the background,
+// giving its requests in flight the drain time to finish.
+func (p *Proxy) retire(c *upstream.Cluster) {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), p.opts.retireTimeout())
+		defer cancel()
+		c.Shutdown(ctx)
+	}()
+}
+
+func (p *Proxy) applyEndpoints(u xdsclient.Update) {
+	cs := p.clusters.Load()
+	eps := make(map[string]*xdsresource.ClusterLoadAssignment, len(u.Resources))
+	for name, res := range u.Resources {
+		if cla, ok := res.(*xdsresource.ClusterLoadAssignment); ok {
+			eps[name] = cla
+		}
+	}
+	p.clusters.Store(&clusterSet{byName: cs.byName, endpoints: eps})
+	for _, name := range u.Updated {
+		if c := cs.byName[name]; c != nil {
+			c.Update(eps[name])
+		}
+	}
+	for _, name := range u.Removed {
+		if c := cs.byName[name]; c != nil {
+			c.Update(nil)
+		}
+	}
+}
+
+// rebuildRouting recompiles the routing view after an LDS or RDS update
+// (routes is the RDS update, nil for LDS). Unchanged route tables are
+// reused, so an update costs only what changed.
+func (p *Proxy) rebuildRouting(listeners map[string]any, routes *xdsclient.Update) error {
+	old := p.routing.Load()
+	tables := old.routes
+	if routes != nil {
+		tables = make(map[string]*router.Table, len(routes.Resources))
+		changed := map[string]bool{}
+		for _, n := range routes.Updated {
+			changed[n] = true
+		}
+		for name, res := range routes.Resources {
+			if t := old.routes[name]; t != nil && !changed[name] {
+				tables[name] = t
+				continue
+			}
+			rc, ok := res.(*xdsresource.RouteConfig)
+			if !ok {
+				return fmt.Errorf("route %s: unexpected %T", name, res)
+			}
+			t, err := router.Compile(rc)
+			if err != nil {
+				return fmt.Errorf("route %s: %w", name, err)
+			}
+			tables[name] = t
+		}
+	}
+	r := &routing{
+		routes:       tables,
+		outboundHTTP: map[uint32]string{},
+		tcpByAddr:    map[netip.AddrPort]*xdsresource.TCPProxy{},
+		tcpByHost:    map[string]*xdsresource.TCPProxy{},
+		tcpByPort:    map[uint32]*xdsresource.TCPProxy{},
+		inbound:      map[uint32]*chain{},
+	}
+	for name, res := range listeners {
+		l, ok := res.(*xdsresource.Listener)
+		if !ok {
+			return fmt.Errorf("listener %s: unexpected %T", name, res)
+		}
+		if err := r.addListener(l); err != nil {
+			return fmt.Errorf("listener %s: %w", name, err)
+		}
+	}
+	for _, t := range tables {
+		for _, vh := range t.Config().VirtualHosts {
+			if vh.Name == blockAllHost {
+				r.registryOnly = true
+			}
+		}
+	}
+	r.passthrough = passthroughTable(r.registryOnly)
+	p.routing.Store(r)
+	return nil
+}
+
+func (r *routing) addListener(l *xdsresource.Listener) error {
+	switch {
+	case l.Name == virtualInbound:
+		for i := range l.FilterChains {
+			fc := &l.FilterChains[i]
+			c := &chain{name: fc.Name}
+			switch {
+			case fc.HTTP != nil && fc.HTTP.RouteConfig != nil:
+				t, err := router.Compile(fc.HTTP.RouteConfig)
+				if err != nil {
+					return fmt.Errorf("filter_chains[%d]: %w", i, err)
+				}
+				c.routes = t
+			case fc.HTTP != nil:
+				c.routes = r.routes[fc.HTTP.RDSName]
+			case fc.TCP != nil:
+				c.cluster = fc.TCP.Cluster
+			}
+			r.inbound[fc.DestinationPort] = c
+		}
+	case l.Name == virtualOutbound:
+	case l.Direction == xdsresource.Outbound || !l.BindToPort:
+		if len(l.FilterChains) == 0 {
+			return nil
+		}
+		fc := &l.FilterChains[0]
+		switch {
+		case fc.HTTP != nil && fc.HTTP.RDSName != "":
+			r.outboundHTTP[l.Port] = fc.HTTP.RDSName
+		case fc.TCP != nil:
+			if a, err := netip.ParseAddr(l.Address); err == nil && !a.IsUnspecified() {
+				r.tcpByAddr[netip.AddrPortFrom(a, uint16(l.Port))] = fc.TCP
+			} else {
+				r.tcpByPort[l.Port] = fc.TCP
+			}
+			if l.Host != "" {
+				r.tcpByHost[l.Host+":"+strconv.FormatUint(uint64(l.Port), 10)] = fc.TCP
+			}
+		}
+	}
+	return nil
+}
+
+// passthroughTable routes any host to PassthroughCluster, or refuses it
+// under REGISTRY_ONLY, for forward-proxy requests to ports no service
+// declares.
+func passthroughTable(registryOnly bool) *router.Table {
+	rt := xdsresource.Route{Name: "allow_any", Action: &xdsresource.RouteAction{
+		Clusters: []xdsresource.WeightedCluster{{Name: passthroughCluster, Weight: 1}}, TotalWeight: 1}}
+	name := "allow_any"
+	if registryOnly {
+		name = blockAllHost
+		rt = xdsresource.Route{Name: blockAllHost, Direct: &xdsresource.DirectResponse{Status: 502}}
+	}
+	t, err := router.Compile(&xdsresource.RouteConfig{Name: "passthrough", VirtualHosts: []xdsresource.VirtualHost{{Name: name, Domains: []string{"*"}, Routes: []xdsresource.Route{rt}}}})
+	if err != nil {
+		panic("sidecar: passthrough table: " + err.Error())
+	}
+	return t
+}
+
+// tcpForHost finds the TCP service a CONNECT names, resolving a short name
+// through the pod's DNS search path as Kubernetes would
+// (<ns>.svc.cluster.local, svc.cluster.local, cluster.local).
+func (r *routing) tcpForHost(host string, port uint16, namespace string) *xdsresource.TCPProxy {
+	ps := ":" + strconv.FormatUint(uint64(port), 10)
+	if a, err := netip.ParseAddr(host); err == nil {
+		if t := r.tcpByAddr[netip.AddrPortFrom(a.Unmap(), port)]; t != nil {
+			return t
+		}
+		return nil
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, suffix := range []string{"", "." + namespace + ".svc.cluster.local", ".svc.cluster.local", ".cluster.local"} {
+		if t := r.tcpByHost[host+suffix+ps]; t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+func (o *Options) retireTimeout() time.Duration {
+	if o.DrainDuration > 0 {
+		return o.DrainDuration
+	}
+	return DefaultDrainDuration
+}

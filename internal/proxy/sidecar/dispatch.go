@@ -1,0 +1,337 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/hcm"
+	"github.com/trellismesh/trellis/internal/proxy/router"
+	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// tcpStats are the TCP proxy's counters, by Envoy's tcp.<prefix>. names.
+type tcpStats struct {
+	cxTotal, cxNoRoute, cxConnectFail atomic.Uint64
+	rxBytes, txBytes                  atomic.Uint64
+}
+
+// serveHTTP hands c to an HTTP connection manager and returns once it is
+// done with it, so the listener's accounting covers the connection's life.
+func (p *Proxy) serveHTTP(s *hcm.Server, c *hcm.Conn) {
+	done := make(chan struct{})
+	c.Done = func() { close(done) }
+	s.Serve(c)
+	<-done
+}
+
+func remoteAddr(c net.Conn) netip.AddrPort {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// serveForwardProxy serves the explicit-mode outbound port: the app's
+// HTTP_PROXY, speaking absolute-form requests and CONNECT.
+func (p *Proxy) serveForwardProxy(c net.Conn, _ netip.AddrPort) {
+	p.serveHTTP(p.outbound, &hcm.Conn{Conn: c, Source: remoteAddr(c)})
+}
+
+// forwardRoutes picks the route table of a forward-proxy request by its
+// port, as a captured connection's would be by its destination port.
+func (p *Proxy) forwardRoutes(_ *hcm.Conn, r *http.Request) *router.Table {
+	port := uint32(80)
+	if _, ps, err := net.SplitHostPort(r.Host); err == nil {
+		if n, err := strconv.ParseUint(ps, 10, 16); err == nil {
+			port = uint32(n)
+		}
+	}
+	rt := p.routing.Load()
+	if name, ok := rt.outboundHTTP[port]; ok {
+		if t := rt.routes[name]; t != nil {
+			return t
+		}
+	}
+	return rt.passthrough
+}
+
+// serveCapturedOutbound serves a connection the capture sent to 15001:
+// a TCP service by its VIP, an HTTP port's routes, or the passthrough.
+func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
+	rt := p.routing.Load()
+	if t := rt.tcpByAddr[dst]; t != nil {
+		p.proxyTCP(c, t.Cluster, dst)
+		return
+	}
+	if name, ok := rt.outboundHTTP[uint32(dst.Port())]; ok {
+		routes := func() *router.Table { return p.routing.Load().routes[name] }
+		p.serveSniffed(p.outbound, c, dst, routes)
+		return
+	}
+	if t := rt.tcpByPort[uint32(dst.Port())]; t != nil {
+		p.proxyTCP(c, t.Cluster, dst)
+		return
+	}
+	if rt.registryOnly {
+		p.tcp.cxNoRoute.Add(1)
+		return
+	}
+	p.proxyTCP(c, passthroughCluster, dst)
+}
+
+// serveCapturedInbound serves a connection the capture sent to 15006, by
+// virtualInbound's filter chain for its destination port.
+func (p *Proxy) serveCapturedInbound(c net.Conn, dst netip.AddrPort) {
+	p.serveInbound(c, dst)
+}
+
+func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort) {
+	port := uint32(dst.Port())
+	ch := p.routing.Load().inbound[port]
+	switch {
+	case ch == nil:
+		// No service claims the port: pass it to the app as it is, as
+		// Istio's InboundPassthroughCluster does.
+		p.passInbound(c, dst)
+	case ch.routes != nil:
+		routes := func() *router.Table {
+			if ch := p.routing.Load().inbound[port]; ch != nil {
+				return ch.routes
+			}
+			return nil
+		}
+		p.serveSniffed(p.inbound, c, dst, routes)
+	default:
+		p.proxyTCP(c, ch.cluster, dst)
+	}
+}
+
+// serveSniffed serves an HTTP port's connection as HTTP when it speaks
+// HTTP, and as TCP otherwise: ports whose protocol was not declared are
+// routed as HTTP, and a server-first protocol must not wait on us.
+func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, routes func() *router.Table) {
+	res, sc, err := sniff.Detect(c, sniff.DefaultTimeout)
+	if err != nil {
+		return
+	}
+	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes})
+		return
+	}
+	p.proxyTCP(sc, p.tcpClusterFor(routes(), dst), dst)
+}
+
+// tcpClusterFor is where non-HTTP bytes on an HTTP port go: the cluster
+// of the service the destination belongs to, else the passthrough.
+func (p *Proxy) tcpClusterFor(t *router.Table, dst netip.AddrPort) string {
+	if t != nil {
+		_, r := t.Match(&router.Request{Method: http.MethodGet, Authority: dst.String(), Path: "/"})
+		if r != nil && r.Action != nil {
+			if wc := router.PickCluster(r.Action, rand.Uint64()); wc != nil {
+				return wc.Name
+			}
+		}
+	}
+	return passthroughCluster
+}
+
+// passInbound connects an unclaimed inbound connection to the app.
+func (p *Proxy) passInbound(c net.Conn, dst netip.AddrPort) {
+	up, err := p.dialApp(context.Background(), dst)
+	if err != nil {
+		p.tcp.cxConnectFail.Add(1)
+		return
+	}
+	p.tcp.cxTotal.Add(1)
+	p.pipe(c, up)
+}
+
+// dialApp dials the local app from the pod IP.
+func (p *Proxy) dialApp(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, upstream.DefaultConnectTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	if p.opts.PodIP.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: p.opts.PodIP.AsSlice()}
+	}
+	return d.DialContext(ctx, "tcp", dst.String())
+}
+
+// tunnelInbound answers a tunnel (HBONE) stream for target, this pod's
+// ip:port: HTTP ports go through the inbound connection manager over an
+// in-memory pipe, TCP ports to their inbound cluster, others straight to
+// the app.
+func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
+	ch := p.routing.Load().inbound[uint32(target.Port())]
+	if ch != nil && ch.routes == nil {
+		cl := p.cluster(ch.cluster)
+		if cl == nil {
+			return nil, errors.New("inbound cluster " + ch.cluster + " not found")
+		}
+		up, _, _, err := cl.DialTCP(ctx, 0, false)
+		return up, err
+	}
+	if ch == nil {
+		return p.dialApp(ctx, target)
+	}
+	ours, theirs := net.Pipe()
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		defer ours.Close()
+		p.serveInbound(ours, target)
+	}()
+	return theirs, nil
+}
+
+// proxyTCP connects c to a host of the named cluster and copies both ways.
+func (p *Proxy) proxyTCP(c net.Conn, cluster string, dst netip.AddrPort) {
+	p.tcp.cxTotal.Add(1)
+	cl := p.cluster(cluster)
+	if cl == nil {
+		p.tcp.cxNoRoute.Add(1)
+		return
+	}
+	ctx := upstream.WithDestination(context.Background(), dst)
+	up, _, _, err := cl.DialTCP(ctx, 0, false)
+	if err != nil {
+		p.tcp.cxConnectFail.Add(1)
+		return
+	}
+	p.pipe(c, up)
+}
+
+// pipe copies a <-> b until both directions end, passing half-closes
+// through, then closes both.
+func (p *Proxy) pipe(a, b net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, _ := io.Copy(b, a)
+		p.tcp.txBytes.Add(uint64(n))
+		closeWrite(b)
+	}()
+	n, _ := io.Copy(a, b)
+	p.tcp.rxBytes.Add(uint64(n))
+	closeWrite(a)
+	<-done
+	a.Close()
+	b.Close()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.Close()
+}
+
+// connect serves the forward proxy's CONNECT: a TCP service, an HTTP
+// port's routes for what the tunnel carries (gRPC clients use CONNECT
+// through HTTP_PROXY), or the passthrough.
+func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
+	host, ps, err := net.SplitHostPort(r.Host)
+	port, perr := strconv.ParseUint(ps, 10, 16)
+	if err != nil || perr != nil || port == 0 {
+		http.Error(w, "CONNECT target must be host:port", http.StatusBadRequest)
+		return
+	}
+	rt := p.routing.Load()
+	tcp := rt.tcpForHost(host, uint16(port), p.opts.Node.Namespace)
+	var routes func() *router.Table
+	var route *xdsresource.Route
+	if tcp == nil {
+		routes = func() *router.Table {
+			rt := p.routing.Load()
+			if name, ok := rt.outboundHTTP[uint32(port)]; ok {
+				if t := rt.routes[name]; t != nil {
+					return t
+				}
+			}
+			return rt.passthrough
+		}
+		_, route = routes().Match(&router.Request{Method: http.MethodGet, Authority: r.Host, Path: "/"})
+		if route == nil {
+			w.Header().Set(hcm.FlagsHeader, upstream.NoRouteFound.String())
+			http.Error(w, "no route for "+r.Host, http.StatusNotFound)
+			return
+		}
+		if route.Direct != nil {
+			http.Error(w, "CONNECT to "+r.Host+" refused by the mesh's outbound traffic policy", route.Direct.Status)
+			return
+		}
+	}
+	var dst netip.AddrPort
+	if a, err := netip.ParseAddr(host); err == nil {
+		dst = netip.AddrPortFrom(a.Unmap(), uint16(port))
+	}
+
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "CONNECT needs HTTP/1.1", http.StatusHTTPVersionNotSupported)
+		return
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	inner := net.Conn(conn)
+	if brw.Reader.Buffered() > 0 {
+		inner = &bufferedConn{Conn: conn, r: brw.Reader}
+	}
+	if tcp != nil {
+		p.proxyTCP(inner, tcp.Cluster, dst)
+		return
+	}
+	res, sc, err := sniff.Detect(inner, sniff.DefaultTimeout)
+	if err != nil {
+		return
+	}
+	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
+		p.serveHTTP(p.outbound, &hcm.Conn{Conn: sc, Dst: dst, Source: c.Source, Routes: routes})
+		return
+	}
+	// TLS or opaque bytes: to the route's cluster, as TCP.
+	cluster := passthroughCluster
+	if wc := router.PickCluster(route.Action, rand.Uint64()); wc != nil {
+		cluster = wc.Name
+	}
+	if !dst.IsValid() && cluster == passthroughCluster {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			p.tcp.cxConnectFail.Add(1)
+			return
+		}
+		dst = netip.AddrPortFrom(ips[0].Unmap(), uint16(port))
+	}
+	p.proxyTCP(sc, cluster, dst)
+}
+
+// bufferedConn replays what the HTTP server read past the CONNECT request.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	if b.r.Buffered() > 0 {
+		return b.r.Read(p)
+	}
+	return b.Conn.Read(p)
+}

@@ -1,0 +1,383 @@
+// Package sidecar is trellis-proxy's composition: it applies the config
+// that xdsclient receives (route tables compiled, upstream clusters made
+// and retired, endpoints pushed to balancers), binds the listeners of the
+// interception mode, classifies each connection (HTTP, TCP, tunnel) and
+// hands it to the HTTP connection manager or a TCP proxy, serves admin and
+// health, and drains gracefully on shutdown.
+//
+// Config lives in two atomically swapped values, routing (listeners and
+// routes) and clusterSet, so requests never take a lock; applying an
+// update builds new values beside the old ones, and connections in flight
+// keep what they hold.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/admin"
+	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/hcm"
+	"github.com/trellismesh/trellis/internal/proxy/listener"
+	"github.com/trellismesh/trellis/internal/proxy/router"
+	"github.com/trellismesh/trellis/internal/proxy/tunnel"
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// Mode is how traffic reaches the proxy.
+type Mode int
+
+const (
+	// Explicit: the app uses the proxy as its HTTP_PROXY on the pod IP's
+	// 15001, and other sidecars reach this pod through its tunnel port.
+	Explicit Mode = iota
+	// Transparent: nftables capture sends outbound traffic to 15001 and
+	// inbound to 15006.
+	Transparent
+)
+
+func (m Mode) String() string {
+	if m == Transparent {
+		return "REDIRECT"
+	}
+	return "NONE"
+}
+
+// Ports of the sidecar contract (ARCHITECTURE.md, "Ports").
+const (
+	AdminPort    = 15000
+	OutboundPort = 15001
+	InboundPort  = 15006
+	TunnelPort   = 15008
+	HealthPort   = 15021
+)
+
+// DefaultDrainDuration bounds a graceful drain: requests in flight get
+// this long to finish (Istio's terminationDrainDuration).
+const DefaultDrainDuration = 5 * time.Second
+
+// Options configure a Proxy.
+type Options struct {
+	Mode Mode
+	// PodIP is the pod's address: bound in explicit mode, the source of
+	// upstream connections, and the node's INSTANCE_IPS.
+	PodIP netip.Addr
+	// Node is the xDS identity; its IP and InterceptionMode are filled in
+	// from PodIP and Mode when empty.
+	Node xdsclient.Node
+	// XDS is the control plane's address ("host:port" or "unix:///path").
+	XDS string
+	// AdminSocket, when set, also serves admin on this Unix socket (local
+	// mode), where drain and quit are allowed.
+	AdminSocket string
+	// DrainDuration bounds a graceful drain (default DefaultDrainDuration).
+	DrainDuration time.Duration
+	// Backoff paces xDS reconnects (zero: xdsclient's defaults).
+	Backoff xdsclient.Backoff
+	Log     *slog.Logger
+}
+
+// Proxy is a running sidecar.
+type Proxy struct {
+	opts Options
+	log  *slog.Logger
+
+	applyMu   sync.Mutex
+	listeners map[string]any // LDS resources as last applied
+	routing   atomic.Pointer[routing]
+	clusters  atomic.Pointer[clusterSet]
+
+	versionsMu sync.Mutex
+	versions   map[string]string
+	resources  map[string]map[string]any
+
+	updates, rejected atomic.Uint64
+
+	outbound, inbound *hcm.Server
+	tunnelServer      *tunnel.Server
+	tunnelDialer      *tunnel.Dialer
+	lns               []*listener.Listener
+	listening         atomic.Bool
+	tcp               tcpStats
+
+	bg sync.WaitGroup // retiring clusters, TCP copies
+
+	quit     chan struct{}
+	quitOnce sync.Once
+	drainMu  sync.Mutex
+	draining bool
+}
+
+// New prepares a proxy; Run starts it.
+func New(opts Options) *Proxy {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Node.IP == "" && opts.PodIP.IsValid() {
+		opts.Node.IP = opts.PodIP.String()
+	}
+	if opts.Node.InterceptionMode == "" {
+		opts.Node.InterceptionMode = opts.Mode.String()
+	}
+	p := &Proxy{
+		opts:      opts,
+		log:       log,
+		versions:  map[string]string{},
+		resources: map[string]map[string]any{},
+		quit:      make(chan struct{}),
+	}
+	p.routing.Store(&routing{routes: map[string]*router.Table{}, passthrough: passthroughTable(false)})
+	p.clusters.Store(&clusterSet{byName: map[string]*upstream.Cluster{}, endpoints: map[string]*xdsresource.ClusterLoadAssignment{}})
+	if opts.Mode == Explicit {
+		p.tunnelDialer = &tunnel.Dialer{Source: opts.PodIP}
+	}
+	return p
+}
+
+func (p *Proxy) upstreamOptions() upstream.Options {
+	o := upstream.Options{}
+	if p.opts.PodIP.IsValid() {
+		o.LocalIP = net.IP(p.opts.PodIP.AsSlice())
+	}
+	if p.opts.Mode == Explicit {
+		local := o.LocalIP
+		o.Dial = func(ctx context.Context, h *balance.Host) (net.Conn, error) {
+			if h.TLSMode == "istio" {
+				if a, err := netip.ParseAddr(h.Address); err == nil {
+					return p.tunnelDialer.Dial(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), nil)
+				}
+			}
+			d := net.Dialer{}
+			if local != nil {
+				d.LocalAddr = &net.TCPAddr{IP: local}
+			}
+			return d.DialContext(ctx, "tcp", h.Addr())
+		}
+	}
+	return o
+}
+
+// Run serves until ctx ends or /quitquitquit, then drains and returns.
+// It returns an error only if the proxy cannot start (a port is taken).
+func (p *Proxy) Run(ctx context.Context) error {
+	hcfg := hcm.Config{
+		Cluster: p.cluster,
+		Log:     p.log,
+	}
+	out := hcfg
+	out.Outbound = true
+	out.Routes = p.forwardRoutes
+	out.Connect = p.connect
+	p.outbound = hcm.New(out)
+	p.inbound = hcm.New(hcfg)
+
+	if err := p.listen(); err != nil {
+		p.outbound.Close()
+		p.inbound.Close()
+		return err
+	}
+	stopAdmin, err := p.serveAdmin()
+	if err != nil {
+		p.closeListeners()
+		p.outbound.Close()
+		p.inbound.Close()
+		return err
+	}
+
+	xctx, stopXDS := context.WithCancel(context.Background())
+	xdsDone := make(chan struct{})
+	go func() {
+		defer close(xdsDone)
+		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log}, p.apply)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			p.log.Error("xds client stopped", "err", err)
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+	case <-p.quit:
+	}
+	p.log.Info("draining", "within", p.opts.retireTimeout())
+	p.drain()
+	// xDS stays up during the drain so that endpoint updates keep steering
+	// the requests still being made.
+	stopXDS()
+	<-xdsDone
+	stopAdmin()
+	for _, c := range p.clusters.Load().byName {
+		c.Close()
+	}
+	if p.tunnelDialer != nil {
+		p.tunnelDialer.Close()
+	}
+	p.bg.Wait()
+	p.log.Info("stopped")
+	return nil
+}
+
+// Drain starts a graceful drain (admin /drain): responses close their
+// connections and HTTP/2 gets GOAWAY, so clients go elsewhere.
+func (p *Proxy) Drain(context.Context) error {
+	p.outbound.Drain()
+	p.inbound.Drain()
+	return nil
+}
+
+// Quit drains and stops the proxy (admin /quitquitquit).
+func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
+
+// drain stops accepting, lets what is in flight finish within the drain
+// duration, and closes the rest.
+func (p *Proxy) drain() {
+	p.drainMu.Lock()
+	p.draining = true
+	p.drainMu.Unlock()
+	p.outbound.Drain()
+	p.inbound.Drain()
+	p.closeListeners()
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.retireTimeout())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, f := range []func(context.Context) error{p.outbound.Shutdown, p.inbound.Shutdown, p.shutdownTunnel} {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	wg.Wait()
+	for _, l := range p.lns {
+		l.Wait(ctx)
+	}
+}
+
+func (p *Proxy) shutdownTunnel(ctx context.Context) error {
+	if p.tunnelServer == nil {
+		return nil
+	}
+	return p.tunnelServer.Shutdown(ctx)
+}
+
+func (p *Proxy) closeListeners() {
+	for _, l := range p.lns {
+		l.Close()
+	}
+	p.listening.Store(false)
+}
+
+// listen binds the mode's ports and starts accepting.
+func (p *Proxy) listen() error {
+	ip := p.opts.PodIP
+	bind := func(a netip.Addr, port int) string {
+		return net.JoinHostPort(a.String(), strconv.Itoa(port))
+	}
+	type lspec struct {
+		name string
+		addr string
+		opts listener.Options
+		h    listener.Handler
+	}
+	var specs []lspec
+	switch p.opts.Mode {
+	case Explicit:
+		if !ip.IsValid() {
+			return errors.New("explicit mode needs the pod IP (POD_IP)")
+		}
+		specs = []lspec{
+			{name: virtualOutbound, addr: bind(ip, OutboundPort), h: p.serveForwardProxy},
+		}
+	case Transparent:
+		any4 := netip.IPv4Unspecified()
+		specs = []lspec{
+			{name: virtualOutbound, addr: bind(any4, OutboundPort), opts: listener.Options{OriginalDst: true}, h: p.serveCapturedOutbound},
+			{name: virtualInbound, addr: bind(any4, InboundPort), opts: listener.Options{OriginalDst: true}, h: p.serveCapturedInbound},
+		}
+	}
+	tunnelAddr := bind(netip.IPv4Unspecified(), TunnelPort)
+	if ip.IsValid() {
+		tunnelAddr = bind(ip, TunnelPort)
+	}
+	for _, s := range specs {
+		s.opts.Log = p.log
+		l, err := listener.Listen(s.name, s.addr, s.opts)
+		if err != nil {
+			p.closeListeners()
+			return err
+		}
+		p.lns = append(p.lns, l)
+	}
+	tl, err := net.Listen("tcp", tunnelAddr)
+	if err != nil {
+		p.closeListeners()
+		return fmt.Errorf("tunnel listener on %s: %w", tunnelAddr, err)
+	}
+	p.tunnelServer = &tunnel.Server{Dial: p.tunnelInbound, Log: p.log}
+	go p.tunnelServer.Serve(tl)
+	for i, s := range specs {
+		l, h := p.lns[i], s.h
+		go l.Serve(h)
+	}
+	p.listening.Store(true)
+	return nil
+}
+
+// serveAdmin starts admin (15000) and health (15021), and admin on the
+// Unix socket when configured; they stop when the returned function is
+// called, which waits for them.
+func (p *Proxy) serveAdmin() (stop func(), err error) {
+	adminIP := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	healthIP := netip.IPv4Unspecified()
+	if p.opts.Mode == Explicit {
+		adminIP, healthIP = p.opts.PodIP, p.opts.PodIP
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	stop = func() { cancel(); wg.Wait() }
+	start := func(network, addr string, h http.Handler) error {
+		if network == "unix" {
+			os.Remove(addr) // left by a killed proxy
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			stop()
+			return fmt.Errorf("admin listener on %s: %w", addr, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := admin.Serve(ctx, ln, h); err != nil {
+				p.log.Error("admin server failed", "addr", addr, "err", err)
+			}
+		}()
+		return nil
+	}
+	ad := admin.NewAdmin(p, p.log)
+	if err := start("tcp", net.JoinHostPort(adminIP.String(), strconv.Itoa(AdminPort)), ad); err != nil {
+		return nil, err
+	}
+	if err := start("tcp", net.JoinHostPort(healthIP.String(), strconv.Itoa(HealthPort)), admin.NewHealth(p)); err != nil {
+		return nil, err
+	}
+	if p.opts.AdminSocket != "" {
+		if err := start("unix", p.opts.AdminSocket, ad); err != nil {
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
+// cluster is the HTTP connection manager's cluster lookup.
+func (p *Proxy) cluster(name string) *upstream.Cluster {
+	return p.clusters.Load().byName[name]
+}
