@@ -119,6 +119,7 @@ func (p *Proxy) applyClusters(u xdsclient.Update) error {
 		}
 		next.byName[name] = c
 		if cur := old.byName[name]; cur != nil {
+			cur.Replace(c)
 			retire = append(retire, cur)
 		}
 	}

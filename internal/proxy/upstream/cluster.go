@@ -122,6 +122,11 @@ type Cluster struct {
 	// a lock; mu serialises the rare writers (a new host, a sweep, Close).
 	pools atomic.Pointer[map[*balance.Host]*pool]
 
+	// successor takes the requests that arrive after a config update
+	// replaced this cluster: a request may look the cluster up just
+	// before the swap and call it just after.
+	successor atomic.Pointer[Cluster]
+
 	mu     sync.Mutex
 	live   map[*conn]struct{} // every open connection, for Close
 	closed chan struct{}
@@ -269,6 +274,11 @@ func (c *Cluster) Close() error {
 	return nil
 }
 
+// Replace hands requests that reach c after it was shut down to next, the
+// cluster that took its name in a config update, so that the swap fails
+// no request. Call it before Shutdown.
+func (c *Cluster) Replace(next *Cluster) { c.successor.Store(next) }
+
 // Shutdown retires the cluster when its CDS resource changes or goes
 // away: new requests fail with ErrClosed at once, idle connections close,
 // and busy ones close as their requests (and TCP streams) finish. It
@@ -398,6 +408,9 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 // passed, DC the context was cancelled, UC the connection failed later.
 func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64, hasHash bool) (*http.Response, Flags, error) {
 	if c.isClosed() {
+		if next := c.successor.Load(); next != nil {
+			return next.RoundTrip(ctx, req, hash, hasHash)
+		}
 		return nil, NoHealthyUpstream, ErrClosed
 	}
 	if c.requests.Add(1) > c.maxRequests {
@@ -414,6 +427,9 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 		}
 		if p = c.pool(h); p == nil {
 			c.requests.Add(-1)
+			if next := c.successor.Load(); next != nil {
+				return next.RoundTrip(ctx, req, hash, hasHash)
+			}
 			return nil, NoHealthyUpstream, ErrClosed
 		}
 		p.active.Add(1)

@@ -109,3 +109,29 @@ func TestDialHookOpensEveryConnection(t *testing.T) {
 		t.Errorf("failing hook: %v, flags %v; want UF", err, flags)
 	}
 }
+
+// A request that looked a cluster up just before a config update replaced
+// it still succeeds: the retired cluster hands it to its successor.
+func TestReplacedClusterHandsRequestsToSuccessor(t *testing.T) {
+	a := startServer(t, "127.0.0.1", false, nil)
+	b := startServer(t, "127.0.0.2", false, nil)
+	xc := &xdsresource.Cluster{Name: "c"}
+	old := New(xc, balance.New(xc), Options{})
+	old.Update(assignment(a))
+	next := New(xc, balance.New(xc), Options{})
+	defer next.Close()
+	next.Update(assignment(b))
+	old.Replace(next)
+	if err := old.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://c/", nil)
+	resp, flags, err := old.RoundTrip(context.Background(), req, 0, false)
+	if err != nil {
+		t.Fatalf("request on the replaced cluster: %v (%v)", err, flags)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Server"); got != b.name {
+		t.Errorf("answered by %s, want the successor's host %s", got, b.name)
+	}
+}

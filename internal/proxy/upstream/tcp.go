@@ -17,6 +17,9 @@ import (
 // itself is the caller's.
 func (c *Cluster) DialTCP(ctx context.Context, hash uint64, hasHash bool) (net.Conn, *balance.Host, Flags, error) {
 	if c.isClosed() {
+		if next := c.successor.Load(); next != nil {
+			return next.DialTCP(ctx, hash, hasHash)
+		}
 		return nil, nil, NoHealthyUpstream, ErrClosed
 	}
 	h := c.pick(ctx, hash, hasHash)
