@@ -64,12 +64,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rr.SourceIP = c.Source.Addr()
 	}
 	if table == nil {
-		s.noRoute(w, r)
+		s.noRoute(w, r, "no route configuration for this port yet")
 		return
 	}
-	_, route := table.Match(&rr)
+	vh, route := table.Match(&rr)
 	if route == nil {
-		s.noRoute(w, r)
+		where := "no virtual host in route configuration " + table.Config().Name + " matches this authority"
+		if vh != nil {
+			where = "no route of virtual host " + vh.Name + " (route configuration " + table.Config().Name + ") matches"
+		}
+		s.noRoute(w, r, where)
 		return
 	}
 	switch {
@@ -124,9 +128,9 @@ func requestPath(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, why string) {
 	s.stats.NoRoute.Add(1)
-	s.local(w, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s", r.Host, r.URL.Path))
+	s.local(w, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s: %s", r.Host, r.URL.Path, why))
 }
 
 // local answers from the proxy itself, naming the flags in a header and
