@@ -107,11 +107,11 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		}
 	}
 	srv := xds.New(xds.Options{Store: st, Log: log, Debounce: opts.Debounce, MaxDelay: opts.MaxDelay})
-	g := grpc.NewServer(
+	g := grpc.NewServer(append(xds.ServerOptions(),
 		// Thousands of proxies hold one long stream each.
 		grpc.MaxConcurrentStreams(1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	srv.Register(g)
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -37,6 +37,70 @@ var maxResponseBytes = 16 << 20
 type layerDiff struct {
 	resources []*discoverygrpc.Resource // sorted by name
 	removed   []string
+	// enc holds the resources encoded as a delta response's resources
+	// field, back to back: resources[j] is enc[ends[j-1]:ends[j]] (from 0
+	// for j = 0). Every stream sends these bytes, never its own copy (see
+	// codec.go).
+	enc  []byte
+	ends []int
+}
+
+// newDiff encodes the resources of a diff.
+func newDiff(res []*discoverygrpc.Resource, removed []string) *layerDiff {
+	d := &layerDiff{resources: res, removed: removed, ends: make([]int, len(res))}
+	size := 0
+	for _, r := range res {
+		size += proto.Size(r) + 8 // tag and length
+	}
+	d.enc = make([]byte, 0, size)
+	for j, r := range res {
+		d.enc = appendResource(d.enc, r)
+		d.ends[j] = len(d.enc)
+	}
+	return d
+}
+
+// span returns resources [from, to) encoded.
+func (d *layerDiff) span(from, to int) []byte {
+	start := 0
+	if from > 0 {
+		start = d.ends[from-1]
+	}
+	return d.enc[start:d.ends[to-1]:d.ends[to-1]]
+}
+
+// size is resource j's encoded size.
+func (d *layerDiff) size(j int) int { return len(d.span(j, j+1)) }
+
+// find returns the index of the named resource, or -1.
+func (d *layerDiff) find(name string) int {
+	j, ok := slices.BinarySearchFunc(d.resources, name, func(r *discoverygrpc.Resource, n string) int {
+		return strings.Compare(r.GetName(), n)
+	})
+	if !ok {
+		return -1
+	}
+	return j
+}
+
+// piece is a run of consecutive resources of one diff that a stream sends.
+type piece struct {
+	d        *layerDiff
+	from, to int
+}
+
+// selection is what one stream sends, as runs of shared diffs: a
+// wildcard client's initial state is one piece per layer.
+type selection []piece
+
+// add appends resource j of d, extending the last piece when it is
+// adjacent.
+func (s *selection) add(d *layerDiff, j int) {
+	if n := len(*s); n > 0 && (*s)[n-1].d == d && (*s)[n-1].to == j {
+		(*s)[n-1].to++
+		return
+	}
+	*s = append(*s, piece{d: d, from: j, to: j + 1})
 }
 
 // wireFor packs one resource of the layer, once.
@@ -97,24 +161,25 @@ func (l *layer) diffFrom(from *layer) *layerDiff {
 	if d, ok := l.diffs.Load(key); ok {
 		return d.(*layerDiff)
 	}
-	d := &layerDiff{}
+	var res []*discoverygrpc.Resource
+	var removed []string
 	for n, v := range l.versions {
 		if from == nil || from.versions[n] != v {
 			if w := l.wireFor(n); w != nil {
-				d.resources = append(d.resources, w)
+				res = append(res, w)
 			}
 		}
 	}
 	if from != nil {
 		for n := range from.versions {
 			if _, ok := l.versions[n]; !ok {
-				d.removed = append(d.removed, n)
+				removed = append(removed, n)
 			}
 		}
 	}
-	sort.Slice(d.resources, func(i, j int) bool { return d.resources[i].Name < d.resources[j].Name })
-	sort.Strings(d.removed)
-	actual, _ := l.diffs.LoadOrStore(key, d)
+	sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
+	sort.Strings(removed)
+	actual, _ := l.diffs.LoadOrStore(key, newDiff(res, removed))
 	return actual.(*layerDiff)
 }
 
@@ -367,12 +432,13 @@ func (ds *deltaConn) handle(req *discoverygrpc.DeltaDiscoveryRequest) error {
 func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
 	t := &ds.types[i]
 	shared, local := ds.s.current(ds.ps, i)
-	var res []*discoverygrpc.Resource
+	var sel selection
 	var removed []string
 	for _, l := range []*layer{shared, local} {
-		for _, r := range l.diffFrom(nil).resources {
+		d := l.diffFrom(nil)
+		for j, r := range d.resources {
 			if t.wants(r.Name) && known[r.Name] != r.Version {
-				res = append(res, r)
+				sel.add(d, j)
 			}
 		}
 	}
@@ -389,9 +455,11 @@ func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
 		}
 	}
 	t.sentShared, t.sentLocal = shared, local
-	// A full state is megabytes once marshalled; after a control plane
-	// restart every proxy asks at once, so only a few are in flight at a
-	// time (Istio limits concurrent pushes the same way).
+	// After a control plane restart every proxy asks at once. The bytes of
+	// an initial state are shared (a response in flight holds only slices
+	// of them), but selecting and queueing thousands of resources per
+	// stream is CPU, so only a few are prepared at a time (Istio limits
+	// concurrent pushes the same way).
 	select {
 	case ds.s.initialSends <- struct{}{}:
 	case <-ds.stream.Context().Done():
@@ -400,7 +468,7 @@ func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
 	defer func() { <-ds.s.initialSends }()
 	// Always answer the first request, even with nothing, so the client
 	// can finish initialising.
-	return ds.send(i, shared, local, res, removed, true)
+	return ds.send(i, shared, local, sel, removed, true)
 }
 
 // sendAdded answers new explicit subscriptions.
@@ -412,24 +480,27 @@ func (ds *deltaConn) sendAdded(i int, names []string) error {
 	if err := ds.push(i); err != nil { // first bring the type up to date
 		return err
 	}
-	var res []*discoverygrpc.Resource
+	var sel selection
 	var removed []string
+	shared, local := t.sentShared.diffFrom(nil), t.sentLocal.diffFrom(nil)
 	for _, n := range names {
 		if n == "*" {
-			for _, l := range []*layer{t.sentShared, t.sentLocal} {
-				res = append(res, l.diffFrom(nil).resources...)
+			for _, d := range []*layerDiff{shared, local} {
+				if len(d.resources) > 0 {
+					sel = append(sel, piece{d: d, from: 0, to: len(d.resources)})
+				}
 			}
 			continue
 		}
-		if w := t.sentShared.wireFor(n); w != nil {
-			res = append(res, w)
-		} else if w := t.sentLocal.wireFor(n); w != nil {
-			res = append(res, w)
+		if j := shared.find(n); j >= 0 {
+			sel.add(shared, j)
+		} else if j := local.find(n); j >= 0 {
+			sel.add(local, j)
 		} else {
 			removed = append(removed, n)
 		}
 	}
-	return ds.send(i, t.sentShared, t.sentLocal, res, removed, false)
+	return ds.send(i, t.sentShared, t.sentLocal, sel, removed, false)
 }
 
 // push sends what changed in type i since the client was last brought up
@@ -443,7 +514,7 @@ func (ds *deltaConn) push(i int) error {
 	if shared == t.sentShared && local == t.sentLocal {
 		return nil
 	}
-	var res []*discoverygrpc.Resource
+	var sel selection
 	var removed []string
 	for _, pair := range [][2]*layer{{t.sentShared, shared}, {t.sentLocal, local}} {
 		from, to := pair[0], pair[1]
@@ -451,9 +522,9 @@ func (ds *deltaConn) push(i int) error {
 			continue
 		}
 		d := to.diffFrom(from)
-		for _, r := range d.resources {
+		for j, r := range d.resources {
 			if t.wants(r.Name) {
-				res = append(res, r)
+				sel.add(d, j)
 			}
 		}
 		for _, n := range d.removed {
@@ -463,39 +534,62 @@ func (ds *deltaConn) push(i int) error {
 		}
 	}
 	t.sentShared, t.sentLocal = shared, local
-	return ds.send(i, shared, local, res, removed, false)
+	return ds.send(i, shared, local, sel, removed, false)
 }
 
-// send writes one or more responses (large states are split).
-func (ds *deltaConn) send(i int, shared, local *layer, res []*discoverygrpc.Resource, removed []string, always bool) error {
-	if len(res) == 0 && len(removed) == 0 && !always {
+// send writes one or more responses (large states are split). Each
+// response refers to the diffs' shared bytes (see codec.go).
+func (ds *deltaConn) send(i int, shared, local *layer, sel selection, removed []string, always bool) error {
+	if len(sel) == 0 && len(removed) == 0 && !always {
 		return nil
 	}
 	version := shared.version + "." + local.version
 	for {
-		n, size := 0, 0
-		for n < len(res) && (n == 0 || size+proto.Size(res[n].GetResource()) <= maxResponseBytes) {
-			size += proto.Size(res[n].GetResource())
-			n++
+		var res []*discoverygrpc.Resource
+		var runs [][]byte
+		size := 0
+		for len(sel) > 0 {
+			p := &sel[0]
+			j := p.from
+			for j < p.to {
+				n := p.d.size(j)
+				if size > 0 && size+n > maxResponseBytes {
+					break
+				}
+				size += n
+				j++
+			}
+			if j > p.from {
+				runs = append(runs, p.d.span(p.from, j))
+				res = append(res, p.d.resources[p.from:j]...)
+				p.from = j
+			}
+			if p.from < p.to {
+				break // this response is full
+			}
+			sel = sel[1:]
 		}
 		ds.nonce++
 		resp := &discoverygrpc.DeltaDiscoveryResponse{
 			SystemVersionInfo: version,
 			TypeUrl:           typeURLs[i],
-			Resources:         res[:n],
+			Resources:         res,
 			Nonce:             strconv.FormatInt(ds.id, 36) + "-" + strconv.Itoa(ds.nonce),
 		}
-		res = res[n:]
-		if len(res) == 0 {
+		if len(sel) == 0 {
 			resp.RemovedResources = removed
+		}
+		msg, err := encode(resp, runs)
+		if err != nil {
+			return fmt.Errorf("encoding %s for %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
 		}
 		ds.ps.mu.Lock()
 		ds.ps.sent[typeURLs[i]] = resp.Nonce
 		ds.ps.mu.Unlock()
-		if err := ds.stream.Send(resp); err != nil {
+		if err := ds.stream.SendMsg(msg); err != nil {
 			return fmt.Errorf("sending %s to %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
 		}
-		if len(res) == 0 {
+		if len(sel) == 0 {
 			return nil
 		}
 	}

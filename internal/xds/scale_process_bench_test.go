@@ -254,11 +254,17 @@ func (p *profiler) save(phase string) {
 	var stats []string
 	if text, err := p.get("/debug/pprof/heap?debug=1"); err == nil {
 		for line := range strings.Lines(string(text)) {
-			for _, k := range []string{"# HeapInuse = ", "# StackInuse = ", "# Sys = ", "# NextGC = ", "# HeapReleased = "} {
+			for _, k := range []string{"# HeapInuse = ", "# Sys = ", "# NextGC = ", "# HeapReleased = "} {
 				if v, ok := strings.CutPrefix(line, k); ok {
 					if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
 						stats = append(stats, fmt.Sprintf("%s%d MB", strings.TrimPrefix(k, "# "), n>>20))
 					}
+				}
+			}
+			if v, ok := strings.CutPrefix(line, "# Stack = "); ok { // "in use / from the OS"
+				inuse, _, _ := strings.Cut(v, " / ")
+				if n, err := strconv.ParseUint(strings.TrimSpace(inuse), 10, 64); err == nil {
+					stats = append(stats, fmt.Sprintf("Stack = %d MB", n>>20))
 				}
 			}
 		}

@@ -58,7 +58,14 @@ type env struct {
 	addr  string
 }
 
+// start serves the test mesh as the control plane does, with the xDS
+// server's gRPC options.
 func start(t *testing.T) *env {
+	t.Helper()
+	return startWith(t, ServerOptions()...)
+}
+
+func startWith(t *testing.T, opts ...grpc.ServerOption) *env {
 	t.Helper()
 	leak.Check(t)
 	st := store.New(slog.New(slog.DiscardHandler))
@@ -69,7 +76,7 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
@@ -494,5 +501,34 @@ func TestDeltaLargeStateIsSplit(t *testing.T) {
 		if !contains(res, n) {
 			t.Fatalf("split state lacks %s: %v", n, res)
 		}
+	}
+}
+
+// Without ServerOptions (gRPC's own codec), delta clients get the same
+// resources, marshalled per stream instead of shared.
+func TestDeltaSameWithoutCodec(t *testing.T) {
+	node := testNode("sidecar~127.0.0.7~sleep-2.default~default.svc.cluster.local", "")
+	state := func(e *env) map[string]string {
+		st, ch := deltaStream(t, e.addr, "")
+		var reqs []*discoverygrpc.DeltaDiscoveryRequest
+		for _, typ := range typeURLs {
+			reqs = append(reqs, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: typ})
+		}
+		got := map[string]string{}
+		for typ, rs := range subscribeAll(t, st, ch, node, reqs...) {
+			for _, r := range rs {
+				for _, x := range r.GetResources() {
+					got[typ+" "+x.GetName()] = x.GetVersion() + " " + x.GetResource().GetTypeUrl() + " " + string(x.GetResource().GetValue())
+				}
+			}
+		}
+		return got
+	}
+	with, without := state(start(t)), state(startWith(t))
+	if len(with) == 0 {
+		t.Fatal("no resources")
+	}
+	if d := cmp.Diff(with, without); d != "" {
+		t.Fatalf("with codec (-) vs without (+):\n%s", d)
 	}
 }
