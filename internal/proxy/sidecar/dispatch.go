@@ -76,7 +76,13 @@ func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 		return
 	}
 	if name, ok := rt.outboundHTTP[uint32(dst.Port())]; ok {
-		routes := func() *router.Table { return p.routing.Load().routes[name] }
+		initial := rt.routes[name]
+		routes := func() *router.Table {
+			if t := p.routing.Load().routes[name]; t != nil {
+				return t
+			}
+			return initial
+		}
 		p.serveSniffed(p.outbound, c, dst, routes)
 		return
 	}
@@ -106,11 +112,16 @@ func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort) {
 		// Istio's InboundPassthroughCluster does.
 		p.passInbound(c, dst)
 	case ch.routes != nil:
+		// A connection keeps the chain it was accepted on if an update
+		// removes it (the pod stopped serving the port while a peer's
+		// keep-alive connection still points here), as Envoy drains a
+		// removed filter chain's connections rather than failing them.
+		initial := ch.routes
 		routes := func() *router.Table {
-			if ch := p.routing.Load().inbound[port]; ch != nil {
+			if ch := p.routing.Load().inbound[port]; ch != nil && ch.routes != nil {
 				return ch.routes
 			}
-			return nil
+			return initial
 		}
 		p.serveSniffed(p.inbound, c, dst, routes)
 	default:

@@ -165,7 +165,9 @@ func backend(t testing.TB, addr, name string, h http.HandlerFunc) *http.Server {
 		io.WriteString(w, name)
 	})}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	// Close may run before Serve has taken the listener; closing it too
+	// frees the port either way.
+	t.Cleanup(func() { srv.Close(); ln.Close() })
 	return srv
 }
 

@@ -106,6 +106,9 @@ type Proxy struct {
 	updates, rejected atomic.Uint64
 
 	outbound, inbound *hcm.Server
+	// inboundPassthrough reaches the app when an inbound request's
+	// cluster is gone (Istio's InboundPassthroughCluster).
+	inboundPassthrough *upstream.Cluster
 	tunnelServer      *tunnel.Server
 	tunnelDialer      *tunnel.Dialer
 	lns               []*listener.Listener
@@ -144,6 +147,8 @@ func New(opts Options) *Proxy {
 	if opts.Mode == Explicit {
 		p.tunnelDialer = &tunnel.Dialer{Source: opts.PodIP}
 	}
+	ipc := &xdsresource.Cluster{Name: "InboundPassthroughCluster", Type: xdsresource.ClusterOriginalDst, LBPolicy: xdsresource.LBClusterProvided}
+	p.inboundPassthrough = upstream.New(ipc, balance.New(ipc), p.upstreamOptions())
 	return p
 }
 
@@ -182,7 +187,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	out.Routes = p.forwardRoutes
 	out.Connect = p.connect
 	p.outbound = hcm.New(out)
-	p.inbound = hcm.New(hcfg)
+	in := hcfg
+	in.Cluster = p.inboundCluster
+	p.inbound = hcm.New(in)
 
 	if err := p.listen(); err != nil {
 		p.outbound.Close()
@@ -221,6 +228,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, c := range p.clusters.Load().byName {
 		c.Close()
 	}
+	p.inboundPassthrough.Close()
 	if p.tunnelDialer != nil {
 		p.tunnelDialer.Close()
 	}
@@ -375,6 +383,17 @@ func (p *Proxy) serveAdmin() (stop func(), err error) {
 		}
 	}
 	return stop, nil
+}
+
+// inboundCluster is the inbound connection manager's cluster lookup: a
+// request on a connection whose inbound cluster an update removed (the
+// pod stopped backing the service while a peer still sends to it) goes to
+// the app as it would on a port no service claims.
+func (p *Proxy) inboundCluster(name string) *upstream.Cluster {
+	if c := p.cluster(name); c != nil {
+		return c
+	}
+	return p.inboundPassthrough
 }
 
 // cluster is the HTTP connection manager's cluster lookup.
