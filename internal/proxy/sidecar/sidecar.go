@@ -109,11 +109,11 @@ type Proxy struct {
 	// inboundPassthrough reaches the app when an inbound request's
 	// cluster is gone (Istio's InboundPassthroughCluster).
 	inboundPassthrough *upstream.Cluster
-	tunnelServer      *tunnel.Server
-	tunnelDialer      *tunnel.Dialer
-	lns               []*listener.Listener
-	listening         atomic.Bool
-	tcp               tcpStats
+	tunnelServer       *tunnel.Server
+	tunnelDialer       *tunnel.Dialer
+	lns                []*listener.Listener
+	listening          atomic.Bool
+	tcp                tcpStats
 
 	bg sync.WaitGroup // retiring clusters, TCP copies
 
