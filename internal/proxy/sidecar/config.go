@@ -111,7 +111,7 @@ func (p *Proxy) applyClusters(u xdsclient.Update) error {
 			next.byName[name] = cur
 			continue
 		}
-		c := upstream.New(xc, balance.New(xc), p.upstreamOptions())
+		c := upstream.New(xc, balance.New(xc), p.upstreamOptions(strings.HasPrefix(name, "inbound|")))
 		if xc.Type == xdsresource.ClusterEDS {
 			if cla := old.endpoints[name]; cla != nil {
 				c.Update(cla)

@@ -169,13 +169,13 @@ func (p *Proxy) passInbound(c net.Conn, dst netip.AddrPort) {
 	p.pipe(c, up)
 }
 
-// dialApp dials the local app from the pod IP.
+// dialApp dials the local app (see appSource for the source address).
 func (p *Proxy) dialApp(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, upstream.DefaultConnectTimeout)
 	defer cancel()
 	d := net.Dialer{}
-	if p.opts.PodIP.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: p.opts.PodIP.AsSlice()}
+	if ip := p.appSource(true); ip.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
 	}
 	return d.DialContext(ctx, "tcp", dst.String())
 }

@@ -148,14 +148,16 @@ func New(opts Options) *Proxy {
 		p.tunnelDialer = &tunnel.Dialer{Source: opts.PodIP}
 	}
 	ipc := &xdsresource.Cluster{Name: "InboundPassthroughCluster", Type: xdsresource.ClusterOriginalDst, LBPolicy: xdsresource.LBClusterProvided}
-	p.inboundPassthrough = upstream.New(ipc, balance.New(ipc), p.upstreamOptions())
+	p.inboundPassthrough = upstream.New(ipc, balance.New(ipc), p.upstreamOptions(true))
 	return p
 }
 
-func (p *Proxy) upstreamOptions() upstream.Options {
+// upstreamOptions are the options of a cluster's upstream; inbound ones
+// reach the local app.
+func (p *Proxy) upstreamOptions(inbound bool) upstream.Options {
 	o := upstream.Options{}
-	if p.opts.PodIP.IsValid() {
-		o.LocalIP = net.IP(p.opts.PodIP.AsSlice())
+	if ip := p.appSource(inbound); ip.IsValid() {
+		o.LocalIP = net.IP(ip.AsSlice())
 	}
 	if p.opts.Mode == Explicit {
 		local := o.LocalIP
@@ -173,6 +175,22 @@ func (p *Proxy) upstreamOptions() upstream.Options {
 		}
 	}
 	return o
+}
+
+// inboundSource is where a transparent-mode proxy hands inbound traffic
+// to the app from (Istio's 127.0.0.6): the capture rules let the proxy's
+// connections from it through, where one from the pod IP to the pod IP
+// would be captured again.
+var inboundSource = netip.AddrFrom4([4]byte{127, 0, 0, 6})
+
+// appSource is the source address of upstream connections: the pod IP,
+// so peers see which workload calls, except for inbound traffic in
+// transparent mode.
+func (p *Proxy) appSource(inbound bool) netip.Addr {
+	if inbound && p.opts.Mode == Transparent {
+		return inboundSource
+	}
+	return p.opts.PodIP
 }
 
 // Run serves until ctx ends or /quitquitquit, then drains and returns.
