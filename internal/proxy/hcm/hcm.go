@@ -34,6 +34,9 @@ const (
 	// DefaultRouteTimeout is Envoy's route timeout when xDS sets none. A
 	// route that sets 0 has none.
 	DefaultRouteTimeout = 15 * time.Second
+	// MaxFrameSize is the largest HTTP/2 frame the server reads
+	// (SETTINGS_MAX_FRAME_SIZE): the protocol's initial value.
+	MaxFrameSize = 16 << 10
 )
 
 // Conn is a downstream connection with what the listener learned about it.
@@ -135,6 +138,11 @@ func New(cfg Config) *Server {
 		IdleTimeout:       positive(cfg.IdleTimeout, DefaultIdleTimeout),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: positive(int(cfg.MaxConcurrentStreams), DefaultMaxConcurrentStreams),
+			// The protocol's default (and Envoy's) rather than net/http's
+			// 1 MiB: a client may not make the proxy buffer a megabyte
+			// per frame, and a frame over 16 KiB is a FRAME_SIZE_ERROR as
+			// RFC 9113 §4.2 says (h2spec http2/4.2/3).
+			MaxReadFrameSize: MaxFrameSize,
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
