@@ -281,4 +281,3 @@ func adminStat(t *testing.T, sock, name string) int {
 	}
 	return 0
 }
-
