@@ -254,6 +254,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	}
 	defer resp.Body.Close()
 
+	// The upgrade a 101 names goes with the hop-by-hop headers that the
+	// copy strips, and is said again on the client's hop.
+	var switchTo string
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		switchTo = upgradeType(resp.Header)
+	}
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header)
 	applyResponseHeaders(h, route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
@@ -266,7 +272,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.count(resp.StatusCode)
-		s.upgrade(w, r, resp)
+		s.upgrade(w, r, resp, switchTo)
 		return
 	}
 	s.count(resp.StatusCode)

@@ -8,10 +8,15 @@ import (
 // upgrade finishes a request the upstream switched to another protocol
 // (websocket): the 101 goes to the client on its hijacked connection, and
 // from then on bytes flow both ways until either side closes.
-func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+//
+// protocol is the upgrade the 101 named, which this hop's response must
+// name again (with Connection: Upgrade) since hop-by-hop headers were not
+// copied; a 101 that names none, or answers a request that asked for no
+// upgrade, is not one the client can follow and is refused.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, resp *http.Response, protocol string) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		s.log.Debug("101 without a writable body", "host", r.Host)
+	if !ok || protocol == "" || !isUpgradeRequest(r) {
+		s.log.Debug("101 not switching to a protocol the client asked for", "host", r.Host, "upgrade", protocol, "writable", ok)
 		panic(http.ErrAbortHandler)
 	}
 	defer up.Close()
@@ -22,12 +27,16 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, resp *http.Resp
 		panic(http.ErrAbortHandler)
 	}
 	defer conn.Close()
-	resp.Header = w.Header()
-	resp.Body = nil
-	resp.ContentLength = -1
-	if err := resp.Write(brw); err != nil {
+	// Written by hand: Response.Write would add Connection: close to a
+	// response without a length.
+	h := w.Header()
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", protocol)
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	if err := h.Write(brw); err != nil {
 		return
 	}
+	brw.WriteString("\r\n")
 	if err := brw.Flush(); err != nil {
 		return
 	}
@@ -54,4 +63,14 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, resp *http.Resp
 	conn.Close()
 	up.Close()
 	<-done
+}
+
+// CloseWrite half-closes the connection when what it wraps can (TCP, a
+// tunnel stream), and closes it otherwise: a CONNECT tunnel passes a
+// peer's FIN on with it while the other direction keeps flowing.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
 }

@@ -346,3 +346,11 @@ func (b *bufferedConn) Read(p []byte) (int, error) {
 	}
 	return b.Conn.Read(p)
 }
+
+// CloseWrite passes a half-close on to the connection underneath.
+func (b *bufferedConn) CloseWrite() error {
+	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return b.Conn.Close()
+}

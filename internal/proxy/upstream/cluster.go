@@ -200,7 +200,6 @@ func (c *Cluster) Balancer() *balance.Balancer { return c.bal }
 func (c *Cluster) Update(cla *xdsresource.ClusterLoadAssignment) {
 	c.bal.Update(cla)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	old := *c.pools.Load()
 	next := make(map[*balance.Host]*pool, len(old))
 	var retire []*pool
@@ -212,9 +211,12 @@ func (c *Cluster) Update(cla *xdsresource.ClusterLoadAssignment) {
 		}
 	}
 	if len(retire) == 0 {
+		c.mu.Unlock()
 		return
 	}
 	c.pools.Store(&next)
+	// Retired outside the lock: closing an idle connection takes it.
+	c.mu.Unlock()
 	for _, p := range retire {
 		p.retire()
 	}
