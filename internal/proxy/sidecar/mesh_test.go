@@ -25,15 +25,16 @@ import (
 // sidecars and backends on loopback pod IPs. Each test uses its own
 // 127.x.y.0/24 so that tests in parallel never share a port.
 type mesh struct {
-	t   testing.TB
-	dir string
-	cp  *controlplane.ControlPlane
-	xds string
+	t    testing.TB
+	dir  string
+	pods map[string]*pod
+	cp   *controlplane.ControlPlane
+	xds  string
 }
 
 func newMesh(t testing.TB, config string) *mesh {
 	t.Helper()
-	m := &mesh{t: t, dir: t.TempDir()}
+	m := &mesh{t: t, dir: t.TempDir(), pods: map[string]*pod{}}
 	m.write("mesh.yaml", config)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,6 +73,15 @@ func (m *mesh) write(name, content string) {
 	if err := os.Rename(tmp, filepath.Join(m.dir, name)); err != nil {
 		m.t.Fatal(err)
 	}
+}
+
+func (m *mesh) read(name string) string {
+	m.t.Helper()
+	b, err := os.ReadFile(filepath.Join(m.dir, name))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // pod is a running sidecar.
@@ -115,6 +125,7 @@ func (m *mesh) sidecar(name, ip string, labels map[string]string) *pod {
 	for {
 		ok, why := p.proxy.Ready()
 		if ok {
+			m.pods[name] = p
 			return p
 		}
 		select {
