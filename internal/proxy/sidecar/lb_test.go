@@ -206,7 +206,6 @@ spec:
 	}
 }
 
-
 // Once an endpoint removal is applied (the client's /clusters no longer
 // lists it), no request goes to it, not even on pooled connections.
 func TestRemovedEndpointGetsNoRequests(t *testing.T) {
