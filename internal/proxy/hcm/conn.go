@@ -25,7 +25,19 @@ type headerConn struct {
 	// read (a deadline in the past), which is not a client's timeout.
 	aborting atomic.Bool
 	h2       atomic.Bool
-	started  atomic.Bool
+	// sniffed counts the bytes of the HTTP/2 preface matched so far; -1
+	// once the connection is known to be HTTP/1.
+	sniffed atomic.Int32
+
+	// frames follows the HTTP/1 messages' framing to find requests with
+	// both Content-Length and Transfer-Encoding, which net/http accepts
+	// (it drops the Content-Length, as RFC 9112 §6.3 allows) but a proxy
+	// must not forward: the next hop may frame them by Content-Length and
+	// read the rest of the body as another request (request smuggling).
+	// served counts the requests handed to the handler, whose index is
+	// what frames reports.
+	frames framing
+	served atomic.Int64
 }
 
 var (
@@ -39,8 +51,18 @@ var (
 func (c *headerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		if c.started.CompareAndSwap(false, true) && bytes.HasPrefix(p[:n], h2Preface[:min(n, len(h2Preface))]) {
-			c.h2.Store(true)
+		if m := int(c.sniffed.Load()); m >= 0 && m < len(h2Preface) {
+			k := min(n, len(h2Preface)-m)
+			if bytes.Equal(p[:k], h2Preface[m:m+k]) {
+				m += k
+				c.h2.Store(m == len(h2Preface))
+			} else {
+				m = -1
+			}
+			c.sniffed.Store(int32(m))
+		}
+		if !c.h2.Load() {
+			c.frames.scan(p[:n])
 		}
 		c.pending.Add(int64(n))
 	}
@@ -68,4 +90,227 @@ func (c *headerConn) SetReadDeadline(t time.Time) error {
 func (c *headerConn) SetDeadline(t time.Time) error {
 	c.aborting.Store(!t.IsZero() && t.Before(longAgo))
 	return c.Conn.SetDeadline(t)
+}
+
+// ambiguous reports whether the HTTP/1 request being handled (the
+// handler calls it once per request, in order) or one before it on the
+// connection had both Content-Length and Transfer-Encoding.
+func (c *headerConn) ambiguous() bool {
+	i := c.served.Add(1) // 1 + the request's index
+	bad := c.frames.firstBad.Load()
+	return bad > 0 && i >= bad
+}
+
+// framing follows HTTP/1 request framing the way net/http reads it
+// (heads, Content-Length and chunked bodies, trailers), only far enough
+// to count requests and see which header names each head has. It stops
+// following (state frOff) where net/http would refuse the connection
+// anyway, at the first ambiguous request (which is answered 400 and
+// closes the connection), and on HTTP/2 connections. Bodies are skipped
+// by length, never scanned, so a body that looks like a request is data.
+type framing struct {
+	state     uint8
+	line      []byte // the current line, up to maxFramingLine bytes
+	remaining int64  // of a Content-Length body or a chunk
+	heads     int64  // requests whose heads ended, as the handler counts them
+	// firstBad is 1 + the index of the first request with both
+	// Content-Length and Transfer-Encoding, 0 if none.
+	firstBad atomic.Int64
+
+	// The head being read.
+	http10, options     bool
+	hasCL, hasTE, badCL bool
+	cl                  int64
+	teFields            int
+	chunked             bool
+}
+
+const (
+	frRequestLine = iota // empty lines, then a request line
+	frHeaders
+	frBody      // remaining bytes of a Content-Length body
+	frChunkSize // a chunk-size line
+	frChunkData // remaining bytes of a chunk
+	frChunkEnd  // the CRLF after a chunk
+	frTrailers
+	frOff
+)
+
+// maxFramingLine bounds what is kept of a line: header names and the
+// values of Content-Length and Transfer-Encoding are far shorter, and a
+// longer one is invalid.
+const maxFramingLine = 128
+
+func (f *framing) scan(p []byte) {
+	for len(p) > 0 && f.state != frOff {
+		if f.state == frBody || f.state == frChunkData {
+			n := min(int64(len(p)), f.remaining)
+			p, f.remaining = p[n:], f.remaining-n
+			if f.remaining == 0 {
+				if f.state == frBody {
+					f.state = frRequestLine
+				} else {
+					f.state = frChunkEnd
+				}
+			}
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		part := p
+		if i >= 0 {
+			part = p[:i]
+		}
+		if room := maxFramingLine + 1 - len(f.line); room > 0 {
+			if f.line == nil {
+				f.line = make([]byte, 0, maxFramingLine+1)
+			}
+			f.line = append(f.line, part[:min(len(part), room)]...)
+		}
+		if i < 0 {
+			return
+		}
+		p = p[i+1:]
+		f.endLine(bytes.TrimSuffix(f.line, []byte("\r")))
+		f.line = f.line[:0]
+	}
+}
+
+func (f *framing) endLine(line []byte) {
+	long := len(line) > maxFramingLine
+	switch f.state {
+	case frRequestLine:
+		if len(line) == 0 {
+			return // net/http skips blank lines between requests
+		}
+		f.http10 = bytes.HasSuffix(line, []byte(" HTTP/1.0"))
+		f.options = bytes.HasPrefix(line, []byte("OPTIONS * "))
+		f.hasCL, f.hasTE, f.badCL, f.cl, f.teFields, f.chunked = false, false, false, 0, 0, false
+		f.state = frHeaders
+	case frHeaders:
+		if len(line) == 0 {
+			f.endHead()
+			return
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 || line[0] == ' ' || line[0] == '\t' {
+			return // net/http refuses these, or they continue a value
+		}
+		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		switch {
+		case asciiEqualFold(name, "content-length"):
+			n, ok := parseDecimal(value)
+			if !ok || long || (f.hasCL && n != f.cl) {
+				f.badCL = true
+			}
+			f.hasCL, f.cl = true, n
+		case asciiEqualFold(name, "transfer-encoding"):
+			f.hasTE = true
+			f.teFields++
+			f.chunked = f.teFields == 1 && !long && asciiEqualFold(value, "chunked")
+		}
+	case frChunkSize:
+		if i := bytes.IndexAny(line, "; \t"); i >= 0 {
+			line = line[:i]
+		}
+		n, ok := parseHex(line)
+		switch {
+		case !ok:
+			f.state = frOff // net/http fails the body and closes
+		case n == 0:
+			f.state = frTrailers
+		default:
+			f.state, f.remaining = frChunkData, n
+		}
+	case frChunkEnd:
+		if len(line) != 0 {
+			f.state = frOff
+			return
+		}
+		f.state = frChunkSize
+	case frTrailers:
+		if len(line) == 0 {
+			f.state = frRequestLine
+		}
+	}
+}
+
+func (f *framing) endHead() {
+	// net/http answers "OPTIONS *" itself: the handler does not count it.
+	if !f.options {
+		f.heads++
+	}
+	switch {
+	case f.hasCL && f.hasTE:
+		if !f.options {
+			f.firstBad.Store(f.heads)
+		}
+		f.state = frOff
+	case f.hasTE && !f.http10: // net/http ignores Transfer-Encoding on HTTP/1.0
+		if !f.chunked {
+			f.state = frOff // net/http answers 501 and closes
+			return
+		}
+		f.state = frChunkSize
+	case f.hasCL:
+		if f.badCL {
+			f.state = frOff // net/http answers 400 and closes
+			return
+		}
+		f.state, f.remaining = frBody, f.cl
+		if f.cl == 0 {
+			f.state = frRequestLine
+		}
+	default:
+		f.state = frRequestLine
+	}
+}
+
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func parseDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func parseHex(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | int64(c)
+	}
+	return n, true
 }

@@ -101,6 +101,7 @@ type Stats struct {
 	RqTimeout               atomic.Uint64 // upstream timeouts (UT)
 	RqHeaderTooLarge        atomic.Uint64 // 431
 	RqHeaderTimeout         atomic.Uint64 // 408
+	RqAmbiguousFraming      atomic.Uint64 // 400: Content-Length with Transfer-Encoding
 	UpstreamConnectFailures atomic.Uint64 // UF
 	NoHealthyUpstream       atomic.Uint64 // UH
 	Overflow                atomic.Uint64 // UO
@@ -131,7 +132,7 @@ func New(cfg Config) *Server {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	s.hs = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
+		Handler:           http.HandlerFunc(s.serveFramed),
 		Protocols:         &protos,
 		MaxHeaderBytes:    positive(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		ReadHeaderTimeout: positive(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
@@ -154,6 +155,23 @@ func New(cfg Config) *Server {
 	}
 	go func() { s.serveErr <- s.hs.Serve(s.ln) }()
 	return s
+}
+
+// serveFramed refuses an HTTP/1 request that carried both Content-Length
+// and Transfer-Encoding (see headerConn.frames) with 400 and closes the
+// connection, as Envoy does unless allow_chunked_length is set; every
+// other request goes on to serveHTTP.
+func (s *Server) serveFramed(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok && hc.ambiguous() {
+			s.stats.RqTotal.Add(1)
+			s.stats.RqAmbiguousFraming.Add(1)
+			w.Header().Set("Connection", "close")
+			s.local(w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
+			return
+		}
+	}
+	s.serveHTTP(w, r)
 }
 
 func positive[T int | time.Duration](v, def T) T {
