@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -130,7 +131,7 @@ func requestPath(r *http.Request) string {
 
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, why string) {
 	s.stats.NoRoute.Add(1)
-	s.local(w, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s: %s", r.Host, r.URL.Path, why))
+	s.reply(w, r, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s: %s", r.Host, r.URL.Path, why))
 }
 
 // local answers from the proxy itself, naming the flags in a header and
@@ -202,7 +203,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	wc := router.PickCluster(a, rand.Uint64())
 	if wc == nil {
 		s.stats.NoCluster.Add(1)
-		s.local(w, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "route "+route.Name+" has no cluster with weight")
+		s.reply(w, r, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "route "+route.Name+" has no cluster with weight")
 		return
 	}
 	var cl *upstream.Cluster
@@ -211,7 +212,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	}
 	if cl == nil {
 		s.stats.NoCluster.Add(1)
-		s.local(w, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "cluster "+wc.Name+" not found (not yet received or removed)")
+		s.reply(w, r, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "cluster "+wc.Name+" not found (not yet received or removed)")
 		return
 	}
 	hash, hasHash := table.Hash(a, rr)
@@ -226,11 +227,20 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 
 	out, err := s.outboundRequest(r, c, route, wc)
 	if err != nil {
-		s.local(w, http.StatusBadRequest, 0, err.Error())
+		s.reply(w, r, http.StatusBadRequest, 0, err.Error())
 		return
 	}
 	ctx := r.Context()
 	timeout := a.Timeout
+	grpc := isGRPC(r)
+	if grpc {
+		// Istio has Envoy honour grpc-timeout, capped by the route's
+		// timeout when there is one (grpc_timeout_header_max), so a call
+		// past its deadline ends as DEADLINE_EXCEEDED at every hop.
+		if gt, ok := grpcTimeout(r.Header); ok && (timeout <= 0 || gt < timeout) {
+			timeout = max(gt, time.Nanosecond)
+		}
+	}
 	if timeout > 0 && !isUpgradeRequest(r) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -247,7 +257,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		// which net/http's HTTP/1 server allows only when told.
 		http.NewResponseController(w).EnableFullDuplex()
 	}
+	// The Transport returns only once it stopped reading the request
+	// body: a client stalled mid-body would hold RoundTrip past the route
+	// timeout, so the timeout (or the client leaving) ends that read too.
+	stop := context.AfterFunc(ctx, func() { http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) })
 	resp, flags, err := cl.RoundTrip(ctx, out, hash, hasHash)
+	stop()
 	if err != nil {
 		s.upstreamError(w, r, cl.Name(), flags, err)
 		return
@@ -278,6 +293,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	s.count(resp.StatusCode)
 	w.WriteHeader(resp.StatusCode)
 	if err := copyBody(w, resp); err != nil {
+		if grpc && r.ProtoMajor == 2 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The headers went out; the gRPC status goes in the trailers.
+			s.stats.RqTimeout.Add(1)
+			h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))
+			h.Set(http.TrailerPrefix+"Grpc-Message", "upstream request timeout")
+			return
+		}
 		// The status is sent; the only way to tell the client the body
 		// is incomplete is to abort the stream or connection.
 		if !errors.Is(err, context.Canceled) {
@@ -318,18 +340,18 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, cluster s
 		panic(http.ErrAbortHandler)
 	case flags&upstream.UpstreamRequestTimeout != 0:
 		s.stats.RqTimeout.Add(1)
-		s.local(w, http.StatusGatewayTimeout, flags, "upstream request timeout (cluster "+cluster+")")
+		s.reply(w, r, http.StatusGatewayTimeout, flags, "upstream request timeout (cluster "+cluster+")")
 	case flags&upstream.NoHealthyUpstream != 0:
 		s.stats.NoHealthyUpstream.Add(1)
-		s.local(w, http.StatusServiceUnavailable, flags, "no healthy upstream (cluster "+cluster+")")
+		s.reply(w, r, http.StatusServiceUnavailable, flags, "no healthy upstream (cluster "+cluster+")")
 	case flags&upstream.UpstreamOverflow != 0:
 		s.stats.Overflow.Add(1)
-		s.local(w, http.StatusServiceUnavailable, flags, "upstream overflow: a circuit breaker of cluster "+cluster+" is open")
+		s.reply(w, r, http.StatusServiceUnavailable, flags, "upstream overflow: a circuit breaker of cluster "+cluster+" is open")
 	case flags&upstream.UpstreamConnectionFailure != 0:
 		s.stats.UpstreamConnectFailures.Add(1)
-		s.local(w, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")")
+		s.reply(w, r, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")")
 	default:
-		s.local(w, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")")
+		s.reply(w, r, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")")
 	}
 }
 
@@ -439,4 +461,102 @@ func copyBody(w http.ResponseWriter, resp *http.Response) error {
 			return rerr
 		}
 	}
+}
+
+// reply is local for request r: a gRPC request gets a trailers-only gRPC
+// response whose grpc-status stands for the HTTP status (Envoy's mapping),
+// since a gRPC client cannot read a text/plain answer.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, status int, flags upstream.Flags, msg string) {
+	if !isGRPC(r) {
+		s.local(w, status, flags, msg)
+		return
+	}
+	s.count(status)
+	h := w.Header()
+	if flags != 0 {
+		h.Set(FlagsHeader, flags.String())
+	}
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(grpcStatus(status, flags)))
+	h.Set("Grpc-Message", grpcMessage(msg))
+	w.WriteHeader(http.StatusOK)
+}
+
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
+}
+
+const grpcDeadlineExceeded = 4
+
+// grpcStatus is Envoy's Grpc::Utility::httpToGrpcStatus, except that an
+// upstream timeout is DEADLINE_EXCEEDED: with grpc-timeout honoured, it is
+// the call's own deadline that passed.
+func grpcStatus(status int, flags upstream.Flags) int {
+	if flags&upstream.UpstreamRequestTimeout != 0 {
+		return grpcDeadlineExceeded
+	}
+	switch status {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcMessage percent-encodes msg as the gRPC spec wants grpc-message.
+func grpcMessage(msg string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// grpcTimeout parses a grpc-timeout header: up to 8 digits and a unit.
+func grpcTimeout(h http.Header) (time.Duration, bool) {
+	v := h.Get("Grpc-Timeout")
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	if n > int64(math.MaxInt64/unit) {
+		return math.MaxInt64, true
+	}
+	return time.Duration(n) * unit, true
 }
