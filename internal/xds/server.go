@@ -233,6 +233,9 @@ func (s *Server) Push() {
 	s.log.Info("pushed config", "version", w.Snap.Version, "proxies", len(proxies), "took", time.Since(start).Round(time.Microsecond))
 }
 
+// translateShared is translate.Shared; tests count its calls.
+var translateShared = translate.Shared
+
 // sharedLayers returns the scope's layers for this world generation,
 // translating at most once per scope and generation. Unchanged layers keep
 // their previous identity, so proxies can reuse merged maps.
@@ -262,7 +265,7 @@ func (s *Server) sharedLayers(w *translate.World, gen uint64, p *translate.Proxy
 	s.building[key] = b
 	s.mu.Unlock()
 
-	fresh := layers(translate.Shared(w, p, s.log))
+	fresh := layers(translateShared(w, p, s.log))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/translate"
 )
 
 const meshYAML = `apiVersion: v1
@@ -530,5 +533,36 @@ func TestDeltaSameWithoutCodec(t *testing.T) {
 	}
 	if d := cmp.Diff(with, without); d != "" {
 		t.Fatalf("with codec (-) vs without (+):\n%s", d)
+	}
+}
+
+// Proxies of one scope that connect while its translation runs wait for
+// it rather than each translating the whole mesh (tens of MB of garbage
+// each in a large mesh).
+func TestScopeTranslatedOnceForConcurrentAttaches(t *testing.T) {
+	e := start(t)
+	var calls atomic.Int32
+	orig := translateShared
+	translateShared = func(w *translate.World, p *translate.Proxy, log *slog.Logger) *translate.Resources {
+		calls.Add(1)
+		time.Sleep(20 * time.Millisecond) // let the other attaches arrive meanwhile
+		return orig(w, p, log)
+	}
+	defer func() { translateShared = orig }()
+
+	e.srv.mu.Lock()
+	w, gen := e.srv.world, e.srv.gen+1 // a generation no scope has yet
+	e.srv.mu.Unlock()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		p, err := ParseNode(testNode(fmt.Sprintf("sidecar~127.0.0.%d~sleep-%d.default~default.svc.cluster.local", 20+i, i), ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { e.srv.sharedLayers(w, gen, p) })
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("scope translated %d times for 8 concurrent proxies, want once", n)
 	}
 }
