@@ -75,6 +75,7 @@ func benchControlPlaneProcess(b *testing.B, wildcardEDS bool) {
 
 	tmp := filepath.Join(dir, "edit.tmp") // not a config extension: the watch ignores it
 	var ds []time.Duration
+	cpuDone := prof.cpu("edits", 5*time.Second)
 	round := 0
 	for b.Loop() {
 		round++
@@ -102,6 +103,7 @@ func benchControlPlaneProcess(b *testing.B, wildcardEDS bool) {
 	after, peak := cp.memory(b)
 	cpuEdits := cp.cpu() - cpuSynced
 	prof.save("edited")
+	<-cpuDone
 
 	reportLatency(b, "converge", ds)
 	mb := func(v uint64) float64 { return float64(v) / (1 << 20) }
@@ -297,6 +299,29 @@ func (p *profiler) get(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s", path, resp.Status)
 	}
 	return body, nil
+}
+
+// cpu saves a CPU profile of the child over the next d, in the
+// background; the channel closes when it is written.
+func (p *profiler) cpu(phase string, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	if p.cp == nil {
+		close(done)
+		return done
+	}
+	name := strings.NewReplacer("/", "_", "=", "-").Replace(p.tb.Name())
+	path := filepath.Join(p.dir, fmt.Sprintf("%s-%s-cpu.pb.gz", name, phase))
+	go func() {
+		defer close(done)
+		body, err := p.get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())))
+		if err == nil {
+			err = os.WriteFile(path, body, 0o644)
+		}
+		if err != nil {
+			p.tb.Logf("cpu profile %s: %v", path, err)
+		}
+	}()
+	return done
 }
 
 // every saves a profile each period until the returned stop is called.
