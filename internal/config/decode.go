@@ -316,7 +316,7 @@ func decodeObject(src Source, obj map[string]any) (*Object, []error, error) {
 	if info.namespaced {
 		o.Namespace = orDefault(ns)
 	}
-	m := validate.Meta{Namespace: o.Namespace, Name: o.Name, Labels: o.Labels, RootNamespace: DefaultRootNamespace}
+	m := validate.Meta{Namespace: o.Namespace, Name: o.Name, Labels: o.Labels, Annotations: o.Annotations, RootNamespace: DefaultRootNamespace}
 	if errs := info.validate(m, value); len(errs) > 0 {
 		return nil, fieldErrors(src, id, errs), nil
 	}

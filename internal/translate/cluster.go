@@ -28,19 +28,23 @@ const defaultConnectTimeout = 10 * time.Second
 
 // clusterSet builds the outbound clusters of one service port: the
 // default cluster plus one per DestinationRule subset, each with its
-// ClusterLoadAssignment.
+// ClusterLoadAssignment. peakEWMA (the DestinationRule's
+// trellis.io/load-balancer: PEAK_EWMA) holds for the subsets too.
 type clusterSet struct {
 	clusters  []*clusterv3.Cluster
 	endpoints []*endpointv3.ClusterLoadAssignment
 }
 
-func (t *translation) outboundClusters(svc *registry.Service, port registry.Port, dr *networking.DestinationRule) clusterSet {
+func (t *translation) outboundClusters(svc *registry.Service, port registry.Port, dr *networking.DestinationRule, peakEWMA bool) clusterSet {
 	var out clusterSet
 	build := func(subset string, labels map[string]string, policy *networking.TrafficPolicy) {
 		name := ClusterName("outbound", port.Port, subset, svc.Hostname)
 		c := t.cluster(name, svc, port, mergePolicy(dr.GetTrafficPolicy(), policy, port.Port))
 		if c == nil {
 			return
+		}
+		if peakEWMA {
+			t.applyPeakEWMA(c)
 		}
 		out.clusters = append(out.clusters, c)
 		if c.GetType() == clusterv3.Cluster_EDS {
@@ -184,6 +188,24 @@ func (t *translation) applyLoadBalancer(c *clusterv3.Cluster, lb *networking.Loa
 		c.EdsClusterConfig = nil
 		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
 	}
+}
+
+// Cluster filter_metadata that trellis-proxy reads: lb names a load
+// balancer Envoy's lb_policy has no value for.
+const (
+	ClusterLBKey = "lb"
+	LBPeakEWMA   = "PEAK_EWMA"
+)
+
+// applyPeakEWMA marks a LEAST_REQUEST cluster for trellis-proxy's
+// peak-EWMA balancer (latency × (active+1), as Linkerd's). Validation
+// allows the annotation only beside LEAST_REQUEST, so other policies are
+// left alone here; grpc-go has no such balancer and keeps least-request.
+func (t *translation) applyPeakEWMA(c *clusterv3.Cluster) {
+	if c.LbPolicy != clusterv3.Cluster_LEAST_REQUEST || t.proxy.Generator == GeneratorGRPC {
+		return
+	}
+	c.Metadata = stringMetadata(map[string]string{ClusterLBKey: LBPeakEWMA})
 }
 
 // applyConnectionPool maps connectionPool limits to circuit breakers and

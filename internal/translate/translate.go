@@ -20,7 +20,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/trellismesh/trellis/internal/config/validate"
 	"github.com/trellismesh/trellis/internal/registry"
 )
 
@@ -109,8 +111,12 @@ func (r *Resources) sort() {
 }
 
 func (t *translation) addClusters(svc *registry.Service, port registry.Port) {
-	dr := t.w.destinationRuleFor(t.proxy, svc.Hostname, svc.Namespace)
-	cs := t.outboundClusters(svc, port, dr)
+	var dr *networking.DestinationRule
+	var annotations map[string]string
+	if o := t.w.destinationRuleObject(t.proxy, svc.Hostname, svc.Namespace); o != nil {
+		dr, annotations = o.Spec.(*networking.DestinationRule), o.Annotations
+	}
+	cs := t.outboundClusters(svc, port, dr, annotations[validate.LoadBalancerAnnotation] == validate.PeakEWMA)
 	t.res.Clusters = append(t.res.Clusters, cs.clusters...)
 	t.res.Endpoints = append(t.res.Endpoints, cs.endpoints...)
 }

@@ -289,6 +289,48 @@ func TestDestinationRulePolicies(t *testing.T) {
 	}
 }
 
+// trellis.io/load-balancer: PEAK_EWMA on a DestinationRule puts lb:
+// PEAK_EWMA in every cluster's trellis metadata, subsets included, for
+// sidecars only; clusters of other rules carry no metadata.
+func TestPeakEWMAMetadata(t *testing.T) {
+	w := world(t, "testdata/mesh", `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, annotations: {trellis.io/load-balancer: PEAK_EWMA}}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_REQUEST}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`)
+	lb := func(c *clusterv3.Cluster) string {
+		return c.GetMetadata().GetFilterMetadata()[translate.MetadataNamespace].GetFields()[translate.ClusterLBKey].GetStringValue()
+	}
+	r := translate.ForProxy(w, sidecarProxy, nil)
+	for _, name := range []string{
+		"outbound|9080||reviews.default.svc.cluster.local",
+		"outbound|9080|v1|reviews.default.svc.cluster.local",
+		"outbound|9080|v2|reviews.default.svc.cluster.local",
+		"outbound|9080||ratings.default.svc.cluster.local", // testdata/mesh/ratings-dr.yaml
+	} {
+		c := findCluster(r, name)
+		if c.GetLbPolicy() != clusterv3.Cluster_LEAST_REQUEST || lb(c) != translate.LBPeakEWMA {
+			t.Errorf("%s: lb policy %v, metadata lb %q; want LEAST_REQUEST and %s", name, c.GetLbPolicy(), lb(c), translate.LBPeakEWMA)
+		}
+	}
+	for _, name := range []string{"outbound|7070|v1|greeter.default.svc.cluster.local", "outbound|9080||reviews-v1.default.svc.cluster.local"} {
+		if md := findCluster(r, name).GetMetadata(); md != nil {
+			t.Errorf("%s: metadata %v, want none", name, md)
+		}
+	}
+	for _, c := range translate.ForProxy(w, grpcProxy, nil).Clusters {
+		if c.GetMetadata() != nil {
+			t.Errorf("proxyless %s: metadata %v, want none (grpc-go has no peak EWMA)", c.Name, c.GetMetadata())
+		}
+	}
+}
+
 // grpc-go has no RANDOM balancer: proxyless clients get ROUND_ROBIN, and
 // listeners for every name a client may use.
 func TestGRPCShape(t *testing.T) {

@@ -195,7 +195,16 @@ func (w *World) virtualServiceFor(p *Proxy, hostname string) (*config.Object, *n
 // looks it up: the proxy's namespace first, then the service's namespace,
 // then the root namespace; exact hosts beat wildcards.
 func (w *World) destinationRuleFor(p *Proxy, hostname, svcNS string) *networking.DestinationRule {
-	var best *networking.DestinationRule
+	if o := w.destinationRuleObject(p, hostname, svcNS); o != nil {
+		return o.Spec.(*networking.DestinationRule)
+	}
+	return nil
+}
+
+// destinationRuleObject is destinationRuleFor with the object's metadata,
+// for the annotations Trellis reads.
+func (w *World) destinationRuleObject(p *Proxy, hostname, svcNS string) *config.Object {
+	var best *config.Object
 	bestScore := -1
 	for _, o := range w.dr {
 		dr := o.Spec.(*networking.DestinationRule)
@@ -223,7 +232,7 @@ func (w *World) destinationRuleFor(p *Proxy, hostname, svcNS string) *networking
 			score++
 		}
 		if score > bestScore {
-			best, bestScore = dr, score
+			best, bestScore = o, score
 		}
 	}
 	return best

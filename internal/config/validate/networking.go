@@ -802,7 +802,54 @@ func DestinationRule(m Meta, dr *networking.DestinationRule) field.List {
 			}
 		}
 	}
+	checkLoadBalancerAnnotation(&errs, m.Annotations, dr)
 	return errs
+}
+
+// checkLoadBalancerAnnotation checks trellis.io/load-balancer: PEAK_EWMA
+// weighs least-request by latency, so every load balancer the rule sets
+// (top level, port level, subsets) must be LEAST_REQUEST or left out.
+func checkLoadBalancerAnnotation(errs *field.List, annotations map[string]string, dr *networking.DestinationRule) {
+	v, ok := annotations[LoadBalancerAnnotation]
+	if !ok {
+		return
+	}
+	p := field.NewPath("metadata", "annotations").Key(LoadBalancerAnnotation)
+	if v != PeakEWMA {
+		errs.Add(p, "unknown value %q: must be %s", v, PeakEWMA)
+		return
+	}
+	check := func(at *field.Path, lb *networking.LoadBalancerSettings) {
+		var other string
+		switch {
+		case lb == nil:
+		case lb.GetConsistentHash() != nil:
+			other = "consistentHash"
+		case lb.GetSimple() != networking.LoadBalancerSettings_UNSPECIFIED &&
+			lb.GetSimple() != networking.LoadBalancerSettings_LEAST_REQUEST &&
+			lb.GetSimple().String() != "LEAST_CONN": // Istio's deprecated name for LEAST_REQUEST
+			other = lb.GetSimple().String()
+		}
+		if other == "" {
+			return
+		}
+		where := ""
+		if s := at.String(); s != "spec.trafficPolicy.loadBalancer" {
+			where = " at " + s
+		}
+		errs.Add(p, "%s needs loadBalancer LEAST_REQUEST (or none), not %s%s", PeakEWMA, other, where)
+	}
+	policy := func(at *field.Path, tp *networking.TrafficPolicy) {
+		check(at.Child("loadBalancer"), tp.GetLoadBalancer())
+		for i, pl := range tp.GetPortLevelSettings() {
+			check(at.Child("portLevelSettings").Index(i).Child("loadBalancer"), pl.GetLoadBalancer())
+		}
+	}
+	spec := field.NewPath("spec")
+	policy(spec.Child("trafficPolicy"), dr.GetTrafficPolicy())
+	for i, s := range dr.GetSubsets() {
+		policy(spec.Child("subsets").Index(i).Child("trafficPolicy"), s.GetTrafficPolicy())
+	}
 }
 
 // ServiceEntry checks one ServiceEntry.

@@ -281,6 +281,46 @@ spec:
     tls: {mode: ISTIO_MUTUAL}
 `,
 		},
+		{name: "peak EWMA on the default and on LEAST_REQUEST", yaml: `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d, annotations: {trellis.io/load-balancer: PEAK_EWMA}}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_REQUEST}
+    portLevelSettings: [{port: {number: 80}, loadBalancer: {simple: LEAST_CONN}}]
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}}
+`,
+		},
+		{name: "peak EWMA with other load balancers", yaml: `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d, annotations: {trellis.io/load-balancer: PEAK_EWMA}}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    portLevelSettings: [{port: {number: 80}, loadBalancer: {consistentHash: {httpHeaderName: x-user}}}]
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: RANDOM}}}
+`,
+			want: []string{
+				`x.yaml#1 DestinationRule default/d: metadata.annotations[trellis.io/load-balancer]: PEAK_EWMA needs loadBalancer LEAST_REQUEST (or none), not ROUND_ROBIN`,
+				`x.yaml#1 DestinationRule default/d: metadata.annotations[trellis.io/load-balancer]: PEAK_EWMA needs loadBalancer LEAST_REQUEST (or none), not consistentHash at spec.trafficPolicy.portLevelSettings[0].loadBalancer`,
+				`x.yaml#1 DestinationRule default/d: metadata.annotations[trellis.io/load-balancer]: PEAK_EWMA needs loadBalancer LEAST_REQUEST (or none), not RANDOM at spec.subsets[0].trafficPolicy.loadBalancer`,
+			}},
+		{name: "unknown load balancer annotation", yaml: `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d, annotations: {trellis.io/load-balancer: peak_ewma}}
+spec: {host: reviews}
+`,
+			want: []string{
+				`x.yaml#1 DestinationRule default/d: metadata.annotations[trellis.io/load-balancer]: unknown value "peak_ewma": must be PEAK_EWMA`,
+			}},
 	})
 }
 

@@ -10,6 +10,13 @@ import (
 // fast host from a slow one at low concurrency, where active counts are
 // mostly 0 and 1.
 
+// Linkerd's peak-EWMA defaults (linkerd2-proxy's EWMA_DECAY and
+// EWMA_DEFAULT_RTT), used when WithPeakEWMA is given zero.
+const (
+	DefaultEWMADecay = 10 * time.Second
+	DefaultEWMARTT   = 30 * time.Millisecond
+)
+
 type ewmaConfig struct {
 	tau        float64 // decay time constant, ns
 	defaultRTT time.Duration
@@ -25,10 +32,10 @@ type ewmaConfig struct {
 // Other policies are chosen explicitly by the cluster and ignore it.
 func WithPeakEWMA(decay, defaultRTT time.Duration) Option {
 	if decay <= 0 {
-		decay = 10 * time.Second
+		decay = DefaultEWMADecay
 	}
 	if defaultRTT <= 0 {
-		defaultRTT = 30 * time.Millisecond // Linkerd's default
+		defaultRTT = DefaultEWMARTT
 	}
 	return func(b *Balancer) {
 		start := time.Now()

@@ -111,7 +111,7 @@ func (p *Proxy) applyClusters(u xdsclient.Update) error {
 			next.byName[name] = cur
 			continue
 		}
-		c := upstream.New(xc, balance.New(xc), p.upstreamOptions(strings.HasPrefix(name, "inbound|")))
+		c := upstream.New(xc, newBalancer(xc), p.upstreamOptions(strings.HasPrefix(name, "inbound|")))
 		if xc.Type == xdsresource.ClusterEDS {
 			if cla := old.endpoints[name]; cla != nil {
 				c.Update(cla)
@@ -313,4 +313,13 @@ func (o *Options) retireTimeout() time.Duration {
 		return o.DrainDuration
 	}
 	return DefaultDrainDuration
+}
+
+// newBalancer makes a cluster's balancer: peak EWMA, with Linkerd's decay
+// and starting estimate, when the cluster asks for it.
+func newBalancer(xc *xdsresource.Cluster) *balance.Balancer {
+	if xc.PeakEWMA {
+		return balance.New(xc, balance.WithPeakEWMA(balance.DefaultEWMADecay, balance.DefaultEWMARTT))
+	}
+	return balance.New(xc)
 }

@@ -12,6 +12,12 @@ var (
 	lbPolicies     = [...]LBPolicy{0: LBRoundRobin, 1: LBLeastRequest, 2: LBRingHash, 3: LBRandom, 4: -1, 5: LBMaglev, 6: LBClusterProvided}
 )
 
+// lbPeakEWMA is the value of a cluster's filter_metadata.trellis.lb that
+// turns on the peak-EWMA refinement of LEAST_REQUEST; no other value is
+// defined, and an unknown one is rejected rather than silently balanced
+// some other way.
+const lbPeakEWMA = "PEAK_EWMA"
+
 // DecodeCluster decodes and validates an envoy.config.cluster.v3.Cluster.
 func DecodeCluster(b []byte) (*Cluster, error) {
 	c := &Cluster{Type: ClusterStatic, LBPolicy: LBRoundRobin, ConnectTimeout: defaultConnectTimeout}
@@ -106,6 +112,27 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 			cla, err := DecodeClusterLoadAssignment(lb)
 			m.fail(err, "load_assignment")
 			c.LoadAssignment = cla
+		case 25:
+			mb, ok := m.bytes()
+			if !ok {
+				break
+			}
+			var lbErr error
+			err := trellisMetadata(mb, func(k, v []byte) {
+				if string(k) != "lb" || lbErr != nil {
+					return
+				}
+				switch string(v) {
+				case lbPeakEWMA:
+					c.PeakEWMA = true
+				default:
+					lbErr = within(errorf("unknown load balancer %q: want %s", v, lbPeakEWMA), `filter_metadata["trellis"].fields["lb"]`)
+				}
+			})
+			if err == nil {
+				err = lbErr
+			}
+			m.fail(err, "metadata")
 		case 24:
 			m.fail(errNotSupported, "transport_socket")
 		case 43:
@@ -120,6 +147,9 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 	}
 	if m.err != nil {
 		return nil, m.err
+	}
+	if c.PeakEWMA && c.LBPolicy != LBLeastRequest {
+		return nil, within(errorf("%s needs lb_policy LEAST_REQUEST", lbPeakEWMA), `metadata.filter_metadata["trellis"].fields["lb"]`)
 	}
 	switch c.Type {
 	case ClusterOriginalDst:

@@ -326,6 +326,14 @@ func TestClusterFields(t *testing.T) {
 		want: &xdsresource.Cluster{Name: "e", Type: xdsresource.ClusterEDS, LBPolicy: xdsresource.LBRandom, ConnectTimeout: 5 * time.Second,
 			HTTP2: true, IdleTimeout: time.Second, MaxRequestsPerConnection: 9},
 	}, {
+		name: "peak ewma, other trellis and envoy metadata ignored",
+		in: &clusterv3.Cluster{Name: "p", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}, LbPolicy: clusterv3.Cluster_LEAST_REQUEST,
+			Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+				"trellis":  {Fields: map[string]*structpb.Value{"lb": structpb.NewStringValue("PEAK_EWMA"), "other": structpb.NewStringValue("x")}},
+				"envoy.lb": {Fields: map[string]*structpb.Value{"lb": structpb.NewStringValue("unknown to trellis")}},
+			}}},
+		want: &xdsresource.Cluster{Name: "p", Type: xdsresource.ClusterEDS, LBPolicy: xdsresource.LBLeastRequest, ConnectTimeout: 5 * time.Second, PeakEWMA: true},
+	}, {
 		name: "explicit http1",
 		in: &clusterv3.Cluster{Name: "h1", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}, LbPolicy: clusterv3.Cluster_LEAST_REQUEST,
 			TypedExtensionProtocolOptions: map[string]*anypb.Any{
@@ -637,6 +645,10 @@ func TestErrors(t *testing.T) {
 			`.value.auto_config: not supported`},
 		{"protocol options type", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", TypedExtensionProtocolOptions: map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, &routerv3.Router{})}}, `HttpProtocolOptions"].type_url: unexpected type`},
+		{"unknown lb metadata", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", LbPolicy: clusterv3.Cluster_LEAST_REQUEST, Metadata: lbMetadata("EWMA")},
+			`metadata.filter_metadata["trellis"].fields["lb"]: unknown load balancer "EWMA": want PEAK_EWMA`},
+		{"peak ewma needs least request", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", LbPolicy: clusterv3.Cluster_ROUND_ROBIN, Metadata: lbMetadata("PEAK_EWMA")},
+			`metadata.filter_metadata["trellis"].fields["lb"]: PEAK_EWMA needs lb_policy LEAST_REQUEST`},
 		{"bad static endpoints", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{}}}}}}, `load_assignment.endpoints[0].lb_endpoints[0].endpoint: required`},
 
@@ -720,4 +732,9 @@ func TestWrongWireTypeIsUnknown(t *testing.T) {
 	if got.Name != ref.Name || got.ConnectTimeout != ref.ConnectTimeout.AsDuration() {
 		t.Fatalf("got name %q, timeout %v; protobuf says %q, %v", got.Name, got.ConnectTimeout, ref.Name, ref.ConnectTimeout.AsDuration())
 	}
+}
+
+// lbMetadata is a cluster's filter_metadata.trellis.lb.
+func lbMetadata(v string) *corev3.Metadata {
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"trellis": {Fields: map[string]*structpb.Value{"lb": structpb.NewStringValue(v)}}}}
 }

@@ -379,6 +379,7 @@ func wantCluster(t *testing.T, c *clusterv3.Cluster) *xdsresource.Cluster {
 		clusterv3.Cluster_RANDOM: xdsresource.LBRandom, clusterv3.Cluster_RING_HASH: xdsresource.LBRingHash,
 		clusterv3.Cluster_MAGLEV: xdsresource.LBMaglev, clusterv3.Cluster_CLUSTER_PROVIDED: xdsresource.LBClusterProvided,
 	}[c.LbPolicy]
+	out.PeakEWMA = c.GetMetadata().GetFilterMetadata()["trellis"].GetFields()["lb"].GetStringValue() == "PEAK_EWMA"
 	out.RingMinSize = c.GetRingHashLbConfig().GetMinimumRingSize().GetValue()
 	out.MaglevTableSize = c.GetMaglevLbConfig().GetTableSize().GetValue()
 	if th := c.GetCircuitBreakers().GetThresholds(); len(th) > 0 {
@@ -458,6 +459,25 @@ func TestTranslatorTLSModeLiteral(t *testing.T) {
 	}
 	if d := cmp.Diff(map[string]string{"reviews-v1": "", "reviews-v2": "istio"}, got); d != "" {
 		t.Fatalf("TLSMode by workload (-want +got):\n%s", d)
+	}
+}
+
+// TestTranslatorPeakEWMALiteral: the seed mesh annotates ratings'
+// DestinationRule trellis.io/load-balancer: PEAK_EWMA (and no other);
+// decoded, that cluster alone has PeakEWMA set.
+func TestTranslatorPeakEWMALiteral(t *testing.T) {
+	got := map[string]bool{}
+	for _, c := range translate.ForProxy(world(t), sidecarProxy, nil).Clusters {
+		_, v, err := xdsresource.Decode(xdsresource.ClusterType, marshal(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if xc := v.(*xdsresource.Cluster); xc.PeakEWMA {
+			got[xc.Name] = xc.LBPolicy == xdsresource.LBLeastRequest
+		}
+	}
+	if d := cmp.Diff(map[string]bool{"outbound|9080||ratings.default.svc.cluster.local": true}, got); d != "" {
+		t.Fatalf("clusters with PeakEWMA, and whether LEAST_REQUEST (-want +got):\n%s", d)
 	}
 }
 

@@ -269,6 +269,10 @@ type Cluster struct {
 	HTTP2                    bool
 	MaxRequestsPerConnection uint32
 	IdleTimeout              time.Duration
+	// PeakEWMA weighs LEAST_REQUEST by each host's latency estimate
+	// (filter_metadata.trellis.lb: PEAK_EWMA, from a DestinationRule's
+	// trellis.io/load-balancer annotation).
+	PeakEWMA bool
 	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
 	LoadAssignment *ClusterLoadAssignment
 }
