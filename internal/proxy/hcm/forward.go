@@ -260,9 +260,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	// The Transport returns only once it stopped reading the request
 	// body: a client stalled mid-body would hold RoundTrip past the route
 	// timeout, so the timeout (or the client leaving) ends that read too.
-	stop := context.AfterFunc(ctx, func() { http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) })
+	// The callback must be over before the handler can return: w is not
+	// to be used after that (HTTP/2 panics).
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+	})
 	resp, flags, err := cl.RoundTrip(ctx, out, hash, hasHash)
-	stop()
+	if !stop() {
+		<-fired
+	}
 	if err != nil {
 		s.upstreamError(w, r, cl.Name(), flags, err)
 		return

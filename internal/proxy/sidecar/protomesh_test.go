@@ -23,7 +23,7 @@ import (
 )
 
 // appConfig is one Service, app, with a port of each protocol (HTTP on
-// 8080, gRPC on 7070, TCP on 9000), whose single endpoint base.2 runs a
+// 8080 and 8081, gRPC on 7070, TCP on 9000), whose single endpoint base.2 runs a
 // sidecar; extra is appended (a DestinationRule, say).
 func appConfig(base, extra string) string {
 	cfg := fmt.Sprintf(`apiVersion: v1
@@ -35,6 +35,7 @@ spec:
   - {name: http-web, port: 8080}
   - {name: grpc-greet, port: 7070}
   - {name: tcp-echo, port: 9000}
+  - {name: http-raw, port: 8081}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
