@@ -372,7 +372,7 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 		// Never from the environment: the sidecar is the proxy.
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return c.dialHTTP(ctx, p.host)
+			return c.dialHTTP(ctx, p.host, !h2)
 		},
 		// A proxy forwards bodies as they are; the Transport would
 		// otherwise ask for gzip and decode it behind the app's back.

@@ -1,11 +1,14 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/balance"
@@ -56,7 +59,7 @@ func (c *Cluster) releaseConn() { <-c.connSlots }
 
 // dial opens a connection to addr from the configured source address,
 // counted against MaxConnections until it is closed.
-func (c *Cluster) dial(ctx context.Context, h *balance.Host) (*conn, error) {
+func (c *Cluster) dial(ctx context.Context, h *balance.Host, holdHeads bool) (*conn, error) {
 	if err := c.acquireConn(ctx); err != nil {
 		return nil, err
 	}
@@ -75,7 +78,7 @@ func (c *Cluster) dial(ctx context.Context, h *balance.Host) (*conn, error) {
 		return nil, &dialError{err}
 	}
 	c.cxTotal.Add(1)
-	cn := &conn{Conn: nc, c: c}
+	cn := &conn{Conn: nc, c: c, holdHeads: holdHeads}
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()
@@ -89,9 +92,10 @@ func (c *Cluster) dial(ctx context.Context, h *balance.Host) (*conn, error) {
 }
 
 // dialHTTP is dial with the interface type the Transport wants: a nil
-// *conn must not become a non-nil net.Conn.
-func (c *Cluster) dialHTTP(ctx context.Context, h *balance.Host) (net.Conn, error) {
-	cn, err := c.dial(ctx, h)
+// *conn must not become a non-nil net.Conn. HTTP/1.1 connections hold
+// request heads for their bodies (see conn.Write).
+func (c *Cluster) dialHTTP(ctx context.Context, h *balance.Host, http1 bool) (net.Conn, error) {
+	cn, err := c.dial(ctx, h, http1)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +108,71 @@ type conn struct {
 	c        *Cluster
 	requests atomic.Uint32 // HTTP/1.1 requests sent on it, for MaxRequestsPerConnection
 	closed   atomic.Bool
+
+	// holdHeads is set on HTTP/1.1 connections, where held keeps a request
+	// head back until the first bytes of its body (see Write). Only the
+	// Transport's write loop writes, so held needs no lock.
+	holdHeads bool
+	held      []byte
+}
+
+// maxHeldHead bounds the request heads held back; larger ones go at once.
+const maxHeldHead = 8 << 10
+
+var (
+	endOfHead     = []byte("\r\n\r\n")
+	contentLength = []byte("\r\nContent-Length: ")
+	expectHeader  = []byte("\r\nExpect:")
+)
+
+// Write sends p, except that a request head announcing a body is held
+// back and sent with the body's first bytes, in one write. net/http's
+// Transport flushes a request's head on its own before copying a body
+// that is not already in memory (every proxied body), which costs a
+// second write per request here and, through a tunnel, a second DATA
+// frame with a wake-up of every goroutine on its way at both sidecars.
+// The upstream cannot act on such a head before the body starts anyway,
+// except to answer Expect: 100-continue, whose heads are never held.
+func (cn *conn) Write(p []byte) (int, error) {
+	if !cn.holdHeads {
+		return cn.Conn.Write(p)
+	}
+	if len(cn.held) > 0 {
+		cn.held = append(cn.held, p...)
+		err := cn.flushHeld()
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if isHeadWithBody(p) {
+		cn.held = append(cn.held[:0], p...)
+		return len(p), nil
+	}
+	return cn.Conn.Write(p)
+}
+
+func (cn *conn) flushHeld() error {
+	_, err := cn.Conn.Write(cn.held)
+	cn.held = cn.held[:0]
+	return err
+}
+
+// isHeadWithBody reports whether p is exactly one HTTP/1.1 request head
+// (as the Transport writes it: canonical names, its own Content-Length)
+// announcing a body, without Expect.
+func isHeadWithBody(p []byte) bool {
+	if len(p) > maxHeldHead || !bytes.HasSuffix(p, endOfHead) || bytes.Index(p, endOfHead) != len(p)-len(endOfHead) {
+		return false
+	}
+	i := bytes.Index(p, contentLength)
+	if i < 0 {
+		return false
+	}
+	if d := p[i+len(contentLength)]; d < '1' || d > '9' {
+		return false
+	}
+	return !bytes.Contains(p, expectHeader)
 }
 
 func (cn *conn) Close() error {
@@ -118,19 +187,81 @@ func (cn *conn) Close() error {
 }
 
 // ReadFrom and WriteTo keep io.Copy on the kernel's splice/sendfile paths
-// of *net.TCPConn, which the embedding would hide, for TCP proxying.
+// of *net.TCPConn, which the embedding would hide, for TCP proxying. What
+// the kernel cannot splice (a tunnel stream, an HTTP request body: the
+// Transport writes every request body through ReadFrom) is copied with a
+// pooled buffer, where net's and io's fallbacks allocate one per call.
 func (cn *conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := cn.Conn.(io.ReaderFrom); ok {
+	if len(cn.held) > 0 {
+		return cn.readFromHeld(r)
+	}
+	if rf, ok := cn.Conn.(io.ReaderFrom); ok && kernelCopyable(r) {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{cn.Conn}, r)
+	return copyPooled(cn.Conn, r)
 }
 
 func (cn *conn) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := cn.Conn.(io.WriterTo); ok {
+	if wt, ok := cn.Conn.(io.WriterTo); ok && kernelCopyable(w) {
 		return wt.WriteTo(w)
 	}
-	return io.Copy(w, struct{ io.Reader }{cn.Conn})
+	return copyPooled(w, cn.Conn)
+}
+
+// readFromHeld sends the held request head with the first bytes of its
+// body r (waiting for them), then copies the rest.
+func (cn *conn) readFromHeld(r io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[copyBufSize]byte)
+	defer copyBufs.Put(buf)
+	h := copy(buf[:], cn.held)
+	if h < len(cn.held) { // cannot happen: heads held are smaller than buf
+		if err := cn.flushHeld(); err != nil {
+			return 0, err
+		}
+		h = 0
+	}
+	cn.held = cn.held[:0]
+	var n int
+	var rerr error
+	for range 100 { // as bufio, give up on a reader that returns nothing
+		if n, rerr = r.Read(buf[h:]); n > 0 || rerr != nil {
+			break
+		}
+	}
+	if _, err := cn.Conn.Write(buf[:h+n]); err != nil {
+		return 0, err
+	}
+	if rerr == io.EOF {
+		return int64(n), nil
+	}
+	if rerr != nil {
+		return int64(n), rerr
+	}
+	m, err := io.CopyBuffer(struct{ io.Writer }{cn.Conn}, struct{ io.Reader }{r}, buf[:])
+	return int64(n) + m, err
+}
+
+// kernelCopyable reports whether v (or what an io.LimitedReader wraps) is
+// a file descriptor the kernel can splice or sendfile: a TCP or Unix
+// connection or a file.
+func kernelCopyable(v any) bool {
+	if lr, ok := v.(*io.LimitedReader); ok {
+		v = lr.R
+	}
+	_, ok := v.(syscall.Conn)
+	return ok
+}
+
+const copyBufSize = 32 << 10 // io.Copy's own
+
+var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
+
+// copyPooled is io.Copy with a pooled buffer; the wrappers keep io from
+// calling back into ReadFrom or WriteTo.
+func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[copyBufSize]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf[:])
 }
 
 // CloseWrite half-closes the connection, which TCP proxying needs to pass

@@ -28,7 +28,7 @@ func (c *Cluster) DialTCP(ctx context.Context, hash uint64, hasHash bool) (net.C
 	}
 	h.Start()
 	start := time.Now()
-	cn, err := c.dial(ctx, h)
+	cn, err := c.dial(ctx, h, false)
 	latency := time.Since(start)
 	if err != nil {
 		h.Done(latency)
