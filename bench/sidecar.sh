@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# Sidecar data-plane benchmark, Istio's methodology on loopback (see
+# docs/performance.md, "Sidecar"):
+#
+#   (a) direct    fortio client -> fortio server
+#   (b) trellis   client -> trellis-proxy (client pod, :15001) -> HTTP/2
+#                 CONNECT tunnel -> trellis-proxy (server pod, :15008) -> server
+#   (c) haproxy   client -> haproxy -> haproxy -> server
+#   (d) nginx     client -> nginx -> nginx -> server
+#
+# Each pair is two separate processes (two sidecars), reverse proxies with
+# keep-alive upstreams. Load per scenario, one after the other:
+#   fortio load -qps 1000 -c 16 -uniform -nocatchup -keepalive -r 0.00001
+#               -t DURATION -payload-size 1024      (1 KB up, echoed back)
+# then a closed loop (-qps 0 -c 16 -t MAXDURATION) for max throughput.
+# Reported: p50/p90/p99 and the latency each pair adds over direct; CPU per
+# proxy process as vCPU per 1,000 rps (utime+stime from /proc/PID/stat over
+# the 1,000 qps run, all of nginx's processes); VmRSS idle (before any load)
+# and right after the 1,000 qps run, max VmRSS sampled during it, VmHWM;
+# max throughput; trellis/haproxy ratios.
+#
+# Usage: bench/sidecar.sh [DURATION [MAXDURATION]]     defaults 30s 10s
+#   PROFILE_DIR=dir  also profiles the client sidecar under the (b) load:
+#                    CPU (10 s), heap and allocs, as `go tool pprof -top` text
+#   OUT_DIR=dir      keep fortio JSON and proxy logs there (default: a temp dir)
+#
+# Tools: fortio (go install fortio.org/fortio@v1.68.2), Debian haproxy, nginx,
+# jq, curl, bc; installed here when missing (apt needs root). Not run in CI.
+# Every address is in 127.77.48.0/24; every wait and load run is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-30s}
+MAXDURATION=${2:-10s}
+QPS=1000
+CONC=16
+NET=127.77.48
+APP=$NET.2:9080   # fortio server = the server pod's app
+CLIENT_POD=$NET.1 # client sidecar
+SERVER_POD=$NET.2 # server sidecar (same pod IP as the app)
+XDS=$NET.100:15010
+HA1=$NET.11:8080 HA2=$NET.12:8080
+NG1=$NET.21:8080 NG2=$NET.22:8080
+
+# --- tools -------------------------------------------------------------------
+GOBIN=$(go env GOPATH)/bin
+FORTIO=$GOBIN/fortio
+if ! [ -x "$FORTIO" ] || ! "$FORTIO" version 2>/dev/null | grep -q '^1\.68\.2'; then
+	go install fortio.org/fortio@v1.68.2
+fi
+missing=()
+for t in haproxy nginx jq curl bc; do
+	command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || missing+=("$t")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+OUT=${OUT_DIR:-$(mktemp -d /tmp/trellis-bench.XXXXXX)}
+mkdir -p "$OUT"
+echo "results and logs in $OUT"
+go build -o "$OUT/trellis-proxy" ./cmd/trellis-proxy
+go build -o "$OUT/trellis" ./cmd/trellis
+
+# --- processes ---------------------------------------------------------------
+PIDS=()
+cleanup() {
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+
+# wait_http URL [curl args...]: up to 10 s for a 200.
+wait_http() {
+	local url=$1
+	shift
+	for _ in $(seq 100); do
+		if [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$@" "$url")" = 200 ]; then return 0; fi
+		sleep 0.1
+	done
+	echo "no 200 from $url $*" >&2
+	exit 1
+}
+
+"$FORTIO" server -http-port "$APP" -grpc-port disabled -redirect-port disabled \
+	-tcp-port disabled -udp-port disabled >"$OUT/app.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$APP/echo"
+
+# Trellis: a control plane and the two sidecars.
+mkdir -p "$OUT/mesh"
+cat >"$OUT/mesh/mesh.yaml" <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1}
+spec: {address: $SERVER_POD, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+EOF
+"$OUT/trellis" controlplane --config "$OUT/mesh" --xds-address "$XDS" --log-level warn >"$OUT/controlplane.log" 2>&1 &
+PIDS+=($!)
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$SERVER_POD" --pod-name reviews-v1 --namespace default \
+	--labels app=reviews,version=v1 --mode NONE --log-level warn >"$OUT/proxy-server.log" 2>&1 &
+TR2=$!
+PIDS+=("$TR2")
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$CLIENT_POD" --pod-name sleep --namespace default \
+	--labels app=sleep --mode NONE --log-level warn >"$OUT/proxy-client.log" 2>&1 &
+TR1=$!
+PIDS+=("$TR1")
+
+# haproxy pair: two processes, 2 threads each (as GOMAXPROCS=2 here).
+haproxy_cfg() { # listen upstream
+	cat <<EOF
+global
+	nbthread 2
+	maxconn 4096
+defaults
+	mode http
+	option http-keep-alive
+	http-reuse always
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	timeout http-keep-alive 60s
+frontend in
+	bind $1
+	default_backend out
+backend out
+	server app $2
+EOF
+}
+haproxy_cfg "$HA1" "$HA2" >"$OUT/haproxy1.cfg"
+haproxy_cfg "$HA2" "$APP" >"$OUT/haproxy2.cfg"
+"$HAPROXY" -db -f "$OUT/haproxy1.cfg" >"$OUT/haproxy1.log" 2>&1 &
+HA1PID=$!
+PIDS+=("$HA1PID")
+"$HAPROXY" -db -f "$OUT/haproxy2.cfg" >"$OUT/haproxy2.log" 2>&1 &
+HA2PID=$!
+PIDS+=("$HA2PID")
+
+# nginx pair: two instances, 2 workers each, keep-alive upstreams.
+nginx_cfg() { # name listen upstream
+	local d=$OUT/$1
+	mkdir -p "$d"
+	cat <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $d/body;
+	proxy_temp_path $d/proxy;
+	fastcgi_temp_path $d/fastcgi;
+	uwsgi_temp_path $d/uwsgi;
+	scgi_temp_path $d/scgi;
+	keepalive_requests 1000000;
+	keepalive_timeout 300s;
+	upstream up {
+		server $3;
+		keepalive 64;
+		keepalive_requests 1000000;
+	}
+	server {
+		listen $2;
+		location / {
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host \$host;
+		}
+	}
+}
+EOF
+}
+nginx_cfg nginx1 "$NG1" "$NG2" >"$OUT/nginx1.conf"
+nginx_cfg nginx2 "$NG2" "$APP" >"$OUT/nginx2.conf"
+"$NGINX" -p "$OUT/nginx1" -c "$OUT/nginx1.conf" >"$OUT/nginx1.log" 2>&1 &
+NG1PID=$!
+PIDS+=("$NG1PID")
+"$NGINX" -p "$OUT/nginx2" -c "$OUT/nginx2.conf" >"$OUT/nginx2.log" 2>&1 &
+NG2PID=$!
+PIDS+=("$NG2PID")
+
+wait_http "http://$CLIENT_POD:15021/healthz/ready"
+wait_http "http://$SERVER_POD:15021/healthz/ready"
+wait_http "http://$CLIENT_POD:15001/echo" -H "Host: reviews:9080"
+wait_http "http://$HA1/echo"
+wait_http "http://$NG1/echo"
+
+# --- measurement helpers -------------------------------------------------------
+# pids_of PID: the process and its children (nginx's workers).
+pids_of() { echo "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); }
+# ticks PID: utime+stime of the process tree, in clock ticks.
+ticks() {
+	local t=0 p
+	for p in $(pids_of "$1"); do
+		t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+# kb PID FIELD: a /proc/PID/status field (VmRSS, VmHWM) summed over the tree, in KiB.
+kb() {
+	local t=0 p
+	for p in $(pids_of "$1"); do
+		t=$((t + $(awk -v f="$2:" '$1 == f {print $2}' /proc/"$p"/status 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+declare -A PROXY1=([trellis]=$TR1 [haproxy]=$HA1PID [nginx]=$NG1PID)
+declare -A PROXY2=([trellis]=$TR2 [haproxy]=$HA2PID [nginx]=$NG2PID)
+declare -A URL=([direct]="http://$APP/echo" [trellis]="http://$CLIENT_POD:15001/echo"
+	[haproxy]="http://$HA1/echo" [nginx]="http://$NG1/echo")
+declare -A IDLE1 IDLE2
+
+sleep 2 # let the sidecars settle after their first config
+for s in trellis haproxy nginx; do
+	IDLE1[$s]=$(kb "${PROXY1[$s]}" VmRSS)
+	IDLE2[$s]=$(kb "${PROXY2[$s]}" VmRSS)
+done
+
+# load NAME QPS DURATION JSON: one bounded fortio run against a scenario.
+load() {
+	local s=$1 qps=$2 dur=$3 json=$4
+	timeout 600 "$FORTIO" load -qps "$qps" -c $CONC -uniform -nocatchup -keepalive -r 0.00001 \
+		-t "$dur" -payload-size 1024 -p "50,90,99,99.9" -H "Host: reviews:9080" \
+		-json "$json" -quiet "${URL[$s]}" >"$json.log" 2>&1
+}
+pct() { jq -r --arg p "$2" '.DurationHistogram.Percentiles[] | select(.Percentile == ($p | tonumber)) | .Value * 1e6 | floor' "$1"; }
+ok() { jq -r '(.RetCodes["200"] // 0)' "$1"; }
+total() { jq -r '.DurationHistogram.Count' "$1"; }
+qps() { jq -r '.ActualQPS | floor' "$1"; }
+
+declare -A P50 P90 P99 P999 QPSA MAXQPS CPU1 CPU2 LOAD1 LOAD2 PEAK1 PEAK2 HWM1 HWM2 ERRS
+SCENARIOS=(direct trellis haproxy nginx)
+for s in "${SCENARIOS[@]}"; do
+	echo "== $s: warm-up 3s, then ${QPS} qps for $DURATION"
+	load "$s" $QPS 3s "$OUT/$s-warmup.json"
+	p1=${PROXY1[$s]:-} p2=${PROXY2[$s]:-}
+	if [ -n "$p1" ]; then t1=$(ticks "$p1") t2=$(ticks "$p2"); fi
+	start=$(date +%s.%N)
+	if [ -n "$p1" ]; then
+		# Sample RSS once a second while the load runs (bounded count).
+		secs=${DURATION%s}
+		(for _ in $(seq "$secs"); do
+			echo "$(kb "$p1" VmRSS) $(kb "$p2" VmRSS)"
+			sleep 1
+		done) >"$OUT/$s-rss.txt" &
+		sampler=$!
+	fi
+	load "$s" $QPS "$DURATION" "$OUT/$s.json"
+	end=$(date +%s.%N)
+	j=$OUT/$s.json
+	P50[$s]=$(pct "$j" 50) P90[$s]=$(pct "$j" 90) P99[$s]=$(pct "$j" 99) P999[$s]=$(pct "$j" 99.9)
+	QPSA[$s]=$(qps "$j")
+	ERRS[$s]=$(($(total "$j") - $(ok "$j")))
+	if [ -n "$p1" ]; then
+		wait "$sampler" || true
+		d1=$(($(ticks "$p1") - t1)) d2=$(($(ticks "$p2") - t2))
+		el=$(echo "$end - $start" | bc -l)
+		# vCPU per 1,000 rps = (cpu seconds / wall seconds) / (rps / 1000)
+		CPU1[$s]=$(echo "scale=4; ($d1 / $HZ) / $el / (${QPSA[$s]} / 1000)" | bc -l)
+		CPU2[$s]=$(echo "scale=4; ($d2 / $HZ) / $el / (${QPSA[$s]} / 1000)" | bc -l)
+		LOAD1[$s]=$(kb "$p1" VmRSS) LOAD2[$s]=$(kb "$p2" VmRSS)
+		PEAK1[$s]=$(awk 'BEGIN{m=0} $1>m{m=$1} END{print m}' "$OUT/$s-rss.txt")
+		PEAK2[$s]=$(awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$OUT/$s-rss.txt")
+		HWM1[$s]=$(kb "$p1" VmHWM) HWM2[$s]=$(kb "$p2" VmHWM)
+	fi
+	echo "== $s: closed loop (max throughput) for $MAXDURATION"
+	load "$s" 0 "$MAXDURATION" "$OUT/$s-max.json"
+	MAXQPS[$s]=$(qps "$OUT/$s-max.json")
+	ERRS[$s]=$((ERRS[$s] + $(total "$OUT/$s-max.json") - $(ok "$OUT/$s-max.json")))
+done
+
+if [ -n "${PROFILE_DIR:-}" ]; then
+	mkdir -p "$PROFILE_DIR"
+	echo "== profiling the client sidecar under ${QPS} qps (trellis)"
+	load trellis $QPS 25s "$OUT/trellis-profile.json" &
+	lp=$!
+	sleep 3
+	admin=http://$CLIENT_POD:15000/debug/pprof
+	curl -s -m 30 -o "$PROFILE_DIR/client-cpu.pb.gz" "$admin/profile?seconds=10"
+	curl -s -m 10 -o "$PROFILE_DIR/client-allocs.pb.gz" "$admin/allocs"
+	curl -s -m 10 -o "$PROFILE_DIR/client-heap.pb.gz" "$admin/heap"
+	curl -s -m 30 -o "$PROFILE_DIR/server-cpu.pb.gz" "http://$SERVER_POD:15000/debug/pprof/profile?seconds=8"
+	wait "$lp" || true
+	for f in client-cpu client-allocs client-heap server-cpu; do
+		extra=()
+		[ "$f" = client-allocs ] && extra=(-sample_index=alloc_space)
+		go tool pprof -top -nodecount=40 "${extra[@]}" "$OUT/trellis-proxy" "$PROFILE_DIR/$f.pb.gz" >"$PROFILE_DIR/$f.txt" 2>&1 || true
+		go tool pprof -top -cum -nodecount=40 "${extra[@]}" "$OUT/trellis-proxy" "$PROFILE_DIR/$f.pb.gz" >"$PROFILE_DIR/$f-cum.txt" 2>&1 || true
+	done
+	echo "profiles in $PROFILE_DIR"
+fi
+
+# --- report ------------------------------------------------------------------
+mb() { echo "scale=1; $1 / 1024" | bc -l; }
+added() { echo $(($1 - $2)); }
+echo
+echo "Latency at $QPS qps, -c $CONC, 1 KB up and down, $DURATION (µs; added = minus direct)"
+printf '%-8s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' scenario p50 p90 p99 p99.9 '+p50' '+p90' '+p99' rps max-rps errors
+for s in "${SCENARIOS[@]}"; do
+	printf '%-8s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' "$s" "${P50[$s]}" "${P90[$s]}" "${P99[$s]}" "${P999[$s]}" \
+		"$(added "${P50[$s]}" "${P50[direct]}")" "$(added "${P90[$s]}" "${P90[direct]}")" "$(added "${P99[$s]}" "${P99[direct]}")" \
+		"${QPSA[$s]}" "${MAXQPS[$s]}" "${ERRS[$s]}"
+done
+echo
+echo "Per proxy (1 = client side, 2 = server side): vCPU per 1,000 rps; RSS MB idle / right after load / peak sampled during load / VmHWM"
+printf '%-8s %8s %8s | %-28s | %-28s\n' proxy cpu1 cpu2 'rss1 idle/after/peak/hwm' 'rss2 idle/after/peak/hwm'
+for s in trellis haproxy nginx; do
+	printf '%-8s %8s %8s | %-28s | %-28s\n' "$s" "${CPU1[$s]}" "${CPU2[$s]}" \
+		"$(mb "${IDLE1[$s]}")/$(mb "${LOAD1[$s]}")/$(mb "${PEAK1[$s]}")/$(mb "${HWM1[$s]}")" \
+		"$(mb "${IDLE2[$s]}")/$(mb "${LOAD2[$s]}")/$(mb "${PEAK2[$s]}")/$(mb "${HWM2[$s]}")"
+done
+echo
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+echo "Ratios (same run):"
+for q in 50 90 99; do
+	declare -n P=P$q
+	tr=$(added "${P[trellis]}" "${P[direct]}") ha=$(added "${P[haproxy]}" "${P[direct]}") ng=$(added "${P[nginx]}" "${P[direct]}")
+	echo "  added p$q: trellis / haproxy = $(ratio "$tr" "$ha")   trellis / nginx = $(ratio "$tr" "$ng")"
+	unset -n P
+done
+echo "  max throughput: trellis / haproxy = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[haproxy]}")   trellis / direct = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[direct]}")"
+echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
