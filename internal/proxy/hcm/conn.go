@@ -3,6 +3,7 @@ package hcm
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,8 @@ type headerConn struct {
 	// read (a deadline in the past), which is not a client's timeout.
 	aborting atomic.Bool
 	h2       atomic.Bool
+	// timedOut is set once the 408 is written.
+	timedOut atomic.Bool
 	// sniffed counts the bytes of the HTTP/2 preface matched so far; -1
 	// once the connection is known to be HTTP/1.
 	sniffed atomic.Int32
@@ -41,12 +44,22 @@ type headerConn struct {
 }
 
 var (
-	h2Preface        = []byte("PRI * HTTP/2.0")
-	status431        = []byte("HTTP/1.1 431 ")
-	requestTimeout   = []byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-	longAgo          = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	errHeaderTimeout = errors.New("hcm: request headers not received in time")
+	h2Preface      = []byte("PRI * HTTP/2.0")
+	status431      = []byte("HTTP/1.1 431 ")
+	requestTimeout = []byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	longAgo        = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 )
+
+var errHeaderTimeout net.Error = headerTimeoutError{}
+
+// headerTimeoutError is a timeout, so that net/http takes it for a
+// common read error and closes the connection quietly after our 408,
+// rather than writing a 400 of its own after it.
+type headerTimeoutError struct{}
+
+func (headerTimeoutError) Error() string   { return "hcm: request headers not received in time" }
+func (headerTimeoutError) Timeout() bool   { return true }
+func (headerTimeoutError) Temporary() bool { return false }
 
 func (c *headerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -67,8 +80,11 @@ func (c *headerConn) Read(p []byte) (int, error) {
 		c.pending.Add(int64(n))
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !c.aborting.Load() && !c.h2.Load() && c.pending.Load() > 0 {
-		c.stats.RqHeaderTimeout.Add(1)
-		c.Conn.Write(requestTimeout)
+		// net/http may read again after the first timeout: one 408.
+		if c.timedOut.CompareAndSwap(false, true) {
+			c.stats.RqHeaderTimeout.Add(1)
+			c.Conn.Write(requestTimeout)
+		}
 		return n, errHeaderTimeout
 	}
 	return n, err

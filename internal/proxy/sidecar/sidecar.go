@@ -86,7 +86,10 @@ type Options struct {
 	DrainDuration time.Duration
 	// Backoff paces xDS reconnects (zero: xdsclient's defaults).
 	Backoff xdsclient.Backoff
-	Log     *slog.Logger
+	// ReadHeaderTimeout bounds how long a downstream request's headers
+	// may take to arrive before a 408 (default hcm.DefaultReadHeaderTimeout).
+	ReadHeaderTimeout time.Duration
+	Log               *slog.Logger
 }
 
 // Proxy is a running sidecar.
@@ -197,8 +200,9 @@ func (p *Proxy) appSource(inbound bool) netip.Addr {
 // It returns an error only if the proxy cannot start (a port is taken).
 func (p *Proxy) Run(ctx context.Context) error {
 	hcfg := hcm.Config{
-		Cluster: p.cluster,
-		Log:     p.log,
+		Cluster:           p.cluster,
+		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
+		Log:               p.log,
 	}
 	out := hcfg
 	out.Outbound = true

@@ -1,0 +1,158 @@
+package sidecar_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/testing/leak"
+)
+
+// Untrusted input past the limits gets Envoy's answers, counted: request
+// headers over 60 KiB a 431, headers that do not arrive within the
+// read-header timeout a 408; an endless header line is cut off without
+// the proxy reading it all; and the proxy keeps serving afterwards.
+func TestDownstreamLimits(t *testing.T) {
+	leak.Check(t)
+	const headerTimeout = 300 * time.Millisecond
+	am := newAppMesh(t, "127.77.16", "", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-Big", strconv.Itoa(len(r.Header.Get("X-Big"))))
+		io.WriteString(w, "app")
+	}, func(o *sidecar.Options) { o.ReadHeaderTimeout = headerTimeout })
+	stat := func(name string) int {
+		n, _ := strconv.Atoi(statsLine(t, am.client, name))
+		return n
+	}
+	request := func(c net.Conn, extra string) *http.Response {
+		t.Helper()
+		io.WriteString(c, "GET http://app:8080/limits HTTP/1.1\r\nHost: app:8080\r\n"+extra+"\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	t.Run("LargeHeadersBelowTheLimit", func(t *testing.T) {
+		// 50 KiB of headers cross both proxies.
+		resp := request(am.client.dialProxy(t), "X-Big: "+strings.Repeat("b", 50<<10)+"\r\n")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Big") != strconv.Itoa(50<<10) {
+			t.Errorf("50 KiB header: %s, the app saw %s bytes", resp.Status, resp.Header.Get("X-Seen-Big"))
+		}
+	})
+
+	t.Run("HeadersTooLarge", func(t *testing.T) {
+		before := stat("http.outbound.downstream_rq_header_too_large")
+		resp := request(am.client.dialProxy(t), "X-Big: "+strings.Repeat("b", 80<<10)+"\r\n")
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("80 KiB header: %s, want 431", resp.Status)
+		}
+		if got := stat("http.outbound.downstream_rq_header_too_large"); got != before+1 {
+			t.Errorf("downstream_rq_header_too_large %d -> %d, want one more", before, got)
+		}
+	})
+
+	t.Run("EndlessHeaderLine", func(t *testing.T) {
+		// One header line that never ends: the proxy answers 431 and
+		// closes having read about the limit, so our writes fail long
+		// before 64 MB went.
+		c := am.client.dialProxy(t)
+		answer := make(chan string, 1)
+		go func() {
+			b, _ := io.ReadAll(c)
+			answer <- string(b)
+		}()
+		io.WriteString(c, "GET http://app:8080/ HTTP/1.1\r\nHost: app:8080\r\nX-Endless: ")
+		chunk := []byte(strings.Repeat("e", 64<<10))
+		var sent int
+		var werr error
+		for sent < 64<<20 && werr == nil {
+			var n int
+			n, werr = c.Write(chunk)
+			sent += n
+		}
+		if werr == nil {
+			t.Errorf("the proxy took all %d MB of one header line", sent>>20)
+		}
+		if got := <-answer; !strings.HasPrefix(got, "HTTP/1.1 431 ") {
+			t.Errorf("endless header line answered %.60q after %d KB, want 431", got, sent>>10)
+		}
+	})
+
+	t.Run("HeadersTrickledPastTheTimeout", func(t *testing.T) {
+		before := stat("http.outbound.downstream_rq_timeout")
+		c := am.client.dialProxy(t)
+		answer := make(chan string, 1)
+		go func() {
+			b, _ := io.ReadAll(c)
+			answer <- string(b)
+		}()
+		io.WriteString(c, "GET http://app:8080/ HTTP/1.1\r\nHost: app:8080\r\n")
+		var got string
+	trickle:
+		for i := 0; ; i++ {
+			select {
+			case got = <-answer:
+				break trickle
+			case <-time.After(headerTimeout / 4):
+			}
+			if _, err := io.WriteString(c, "X-Slow-"+strconv.Itoa(i)+": 1\r\n"); err != nil && !errors.Is(err, net.ErrClosed) {
+				got = <-answer
+				break
+			}
+			if i > 200 {
+				t.Fatal("no answer to trickled headers")
+			}
+		}
+		// One 408 and the close; nothing after it (net/http's own 400
+		// once followed a second 408).
+		if got != "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" {
+			t.Errorf("trickled headers answered %q, want one 408 and the close", got)
+		}
+		if n := stat("http.outbound.downstream_rq_timeout"); n != before+1 {
+			t.Errorf("downstream_rq_timeout %d -> %d, want one more", before, n)
+		}
+	})
+
+	t.Run("IdleKeepAliveIsNotATimeout", func(t *testing.T) {
+		// Idle between requests longer than the header timeout: the next
+		// request on the connection is served, no 408.
+		before := stat("http.outbound.downstream_rq_timeout")
+		c := am.client.dialProxy(t)
+		br := bufio.NewReader(c)
+		for i := range 2 {
+			if i > 0 {
+				time.Sleep(2 * headerTimeout)
+			}
+			io.WriteString(c, "GET http://app:8080/ HTTP/1.1\r\nHost: app:8080\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("request %d: %s", i, resp.Status)
+			}
+		}
+		if n := stat("http.outbound.downstream_rq_timeout"); n != before {
+			t.Errorf("downstream_rq_timeout %d -> %d for an idle keep-alive connection", before, n)
+		}
+	})
+
+	// Still serving.
+	c := am.client.client()
+	defer c.CloseIdleConnections()
+	if resp, body := get(t, c, "http://app:8080/", nil); resp.StatusCode != 200 || body != "app" {
+		t.Errorf("after the limits: %d %q", resp.StatusCode, body)
+	}
+}
