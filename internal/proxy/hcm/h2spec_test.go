@@ -54,6 +54,15 @@ func TestH2spec(t *testing.T) {
 	if f.Backend.Requests.Load() == 0 {
 		t.Errorf("h2spec's requests never reached the backend: the front end did not forward")
 	}
+	// h2spec's cases wait for answers with a timeout; on a loaded machine
+	// one may miss it. A real regression fails twice.
+	if ours.passed < h2specMinPassed || len(extraFailures(ours, base)) > 0 {
+		t.Logf("h2spec: proxy front end %d/%d passed (failing %s); running it again", ours.passed, ours.total, strings.Join(ours.failed, ", "))
+		ours = runH2spec(t, bin, f.Addr)
+		if t.Failed() {
+			return
+		}
+	}
 
 	t.Logf("h2spec: proxy front end %d/%d passed, net/http %d/%d passed", ours.passed, ours.total, base.passed, base.total)
 	for _, id := range ours.failed {
@@ -69,11 +78,20 @@ func TestH2spec(t *testing.T) {
 	if base.passed < netHTTPMinPassed {
 		t.Logf("note: net/http baseline passed %d, not the %d recorded (a Go release changed it?)", base.passed, netHTTPMinPassed)
 	}
+	for _, id := range extraFailures(ours, base) {
+		t.Errorf("proxy fails h2spec %s, which plain net/http passes", id)
+	}
+}
+
+// extraFailures are the cases ours fails and base passes.
+func extraFailures(ours, base h2specResult) []string {
+	var extra []string
 	for _, id := range ours.failed {
 		if !slices.Contains(base.failed, id) {
-			t.Errorf("proxy fails h2spec %s, which plain net/http passes", id)
+			extra = append(extra, id)
 		}
 	}
+	return extra
 }
 
 func h2specBinary(t *testing.T) string {
