@@ -187,3 +187,55 @@ func statuses(resps []*http.Response) []string {
 	}
 	return s
 }
+
+// TestH2ConnectionFieldsNotForwarded sends h2c requests carrying fields
+// that are meaningless or forbidden in HTTP/2 (RFC 9113 §8.2.2), among
+// them the Transfer-Encoding that HTTP/1 smuggling relies on: each stream
+// is answered or reset, and none reaches the backend, where a downgrade
+// to HTTP/1.1 could give the fields their HTTP/1 meaning.
+func TestH2ConnectionFieldsNotForwarded(t *testing.T) {
+	leak.Check(t)
+	f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
+	base := []string{":method=POST", ":scheme=http", ":authority=svc", ":path=/"}
+	for _, extra := range [][]string{
+		{"content-length=4", "transfer-encoding=chunked"},
+		{"transfer-encoding=chunked"},
+		{"connection=keep-alive"},
+		{"keep-alive=timeout=5"},
+		{"proxy-connection=keep-alive"},
+		{"upgrade=websocket"},
+		{"te=gzip"},
+	} {
+		t.Run(strings.Join(extra, ","), func(t *testing.T) {
+			block := hpackLiteral(append(append([]string(nil), base...), extra...)...)
+			data := []byte(h2ClientPreface)
+			data = append(data, h2Frame(h2Settings, 0, 0, nil)...)
+			data = append(data, h2Frame(h2Headers, h2FlagEndHeaders, 1, block)...)
+			data = append(data, h2Frame(h2Data, h2FlagEndStream, 1, []byte("0\r\n\r\n"))...)
+			c, err := net.Dial("tcp", f.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var got []byte
+			buf := make([]byte, 4096)
+			for !h2Answered(got) {
+				n, err := c.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			if !h2Answered(got) {
+				t.Errorf("stream neither answered nor reset: %q", got)
+			}
+			if n := f.Backend.Requests.Load(); n != 0 {
+				t.Errorf("backend received %d request(s)", n)
+			}
+		})
+	}
+}
