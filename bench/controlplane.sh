@@ -7,8 +7,11 @@
 # -benchtime=<changes>x sets how many changes the percentiles cover. The
 # run needs ~3 GB of RAM and a few minutes on 2 vCPUs.
 # BenchmarkScaleControlPlaneProcess builds cmd/trellis and measures the
-# control plane's RSS in its own process, edits going through the folder
-# watch; its RSS grows with the number of changes (see the doc).
+# control plane's RSS (VmRSS in sync, VmHWM peak) and CPU per change in its
+# own process, edits going through the folder watch. With
+# TRELLIS_BENCH_PROFILE_DIR=<dir> it also saves the child's heap profiles
+# (every second while clients connect, in sync, after the edits) and a CPU
+# profile of the edits there; the forced GCs of a profiled run lower its RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 changes=${1:-100}
