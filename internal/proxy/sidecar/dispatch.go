@@ -16,6 +16,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/tunnel"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
@@ -205,6 +206,12 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort) (net.C
 		p.serveInbound(ours, target)
 	}()
 	return theirs, nil
+}
+
+// tunnelHandle serves an HTTP/1.1 CONNECT tunnel: the connection itself
+// is the stream to target, handled as captured inbound traffic would be.
+func (p *Proxy) tunnelHandle(target netip.AddrPort, _ tunnel.Peer, c net.Conn) {
+	p.serveInbound(c, target)
 }
 
 // proxyTCP connects c to a host of the named cluster and copies both ways.

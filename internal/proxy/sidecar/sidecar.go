@@ -167,7 +167,10 @@ func (p *Proxy) upstreamOptions(inbound bool) upstream.Options {
 		o.Dial = func(ctx context.Context, h *balance.Host) (net.Conn, error) {
 			if h.TLSMode == "istio" {
 				if a, err := netip.ParseAddr(h.Address); err == nil {
-					return p.tunnelDialer.Dial(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), nil)
+					// One HTTP/1.1 CONNECT tunnel per pooled upstream
+					// connection: raw bytes after the handshake (see
+					// tunnel/h1.go for why not HTTP/2 here).
+					return p.tunnelDialer.DialHTTP1(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), nil)
 				}
 			}
 			d := net.Dialer{}
@@ -338,6 +341,8 @@ func (p *Proxy) listen() error {
 	if ip.IsValid() {
 		tunnelAddr = bind(ip, TunnelPort)
 	}
+	p.tunnelServer = &tunnel.Server{Dial: p.tunnelInbound, Handle: p.tunnelHandle, Log: p.log}
+	specs = append(specs, lspec{name: "tunnel", addr: tunnelAddr, h: func(c net.Conn, _ netip.AddrPort) { p.tunnelServer.ServeConn(c) }})
 	for _, s := range specs {
 		s.opts.Log = p.log
 		l, err := listener.Listen(s.name, s.addr, s.opts)
@@ -347,13 +352,6 @@ func (p *Proxy) listen() error {
 		}
 		p.lns = append(p.lns, l)
 	}
-	tl, err := net.Listen("tcp", tunnelAddr)
-	if err != nil {
-		p.closeListeners()
-		return fmt.Errorf("tunnel listener on %s: %w", tunnelAddr, err)
-	}
-	p.tunnelServer = &tunnel.Server{Dial: p.tunnelInbound, Log: p.log}
-	go p.tunnelServer.Serve(tl)
 	for i, s := range specs {
 		l, h := p.lns[i], s.h
 		go l.Serve(h)

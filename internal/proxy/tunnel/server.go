@@ -57,6 +57,11 @@ type Server struct {
 	// IdleTimeout closes (with GOAWAY) a connection that has carried no
 	// tunnel for this long. Default DefaultServerIdleTimeout.
 	IdleTimeout time.Duration
+	// Handle, when set, takes over HTTP/1.1 CONNECT tunnels (see
+	// ServeConn): after the 200 it gets the connection itself, already
+	// authorised, and serves target on it until it returns. nil dials the
+	// app with Dial and copies, as for HTTP/2 streams.
+	Handle func(target netip.AddrPort, peer Peer, c net.Conn)
 	// AppDialTimeout bounds Dial. Default DefaultAppDialTimeout.
 	AppDialTimeout time.Duration
 	// Log receives connection-level failures; nil discards them.
@@ -64,6 +69,8 @@ type Server struct {
 
 	initOnce sync.Once
 	hs       *http.Server
+	h2once   sync.Once
+	h2ln     *connListener // HTTP/2 connections ServeConn passes on
 
 	mu      sync.Mutex
 	handled sync.Cond // broadcast when handlers drops to 0
