@@ -9,6 +9,10 @@
 // state-of-the-world streams go through go-control-plane's snapshot cache
 // with precomputed per-resource versions. NACKs are logged and counted,
 // never answered with the same config again.
+//
+// Create the gRPC server with ServerOptions: delta responses are then
+// written from bytes encoded once per scope rather than marshalled per
+// stream (codec.go).
 package xds
 
 import (
@@ -143,7 +147,8 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Register adds the ADS service to a gRPC server.
+// Register adds the ADS service to a gRPC server, best one created with
+// ServerOptions.
 func (s *Server) Register(g *grpc.Server) {
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, adsService{Server: s.ads, s: s})
 }
