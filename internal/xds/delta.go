@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Trellis serves incremental (delta) ADS itself rather than through
@@ -103,52 +102,6 @@ func (s *selection) add(d *layerDiff, j int) {
 	*s = append(*s, piece{d: d, from: j, to: j + 1})
 }
 
-// wireFor packs one resource of the layer, once.
-func (l *layer) wireFor(name string) *discoverygrpc.Resource {
-	l.wireMu.Lock()
-	defer l.wireMu.Unlock()
-	if w, ok := l.wire[name]; ok {
-		return w
-	}
-	r, ok := l.resources[name]
-	if !ok {
-		return nil
-	}
-	a, err := anypb.New(r)
-	if err != nil {
-		return nil // our own translated message: cannot happen
-	}
-	w := &discoverygrpc.Resource{Name: name, Version: l.versions[name], Resource: a}
-	if l.wire == nil {
-		l.wire = make(map[string]*discoverygrpc.Resource, len(l.resources))
-	}
-	l.wire[name] = w
-	return w
-}
-
-// inherit lets a new layer reuse the packed form of resources whose
-// version did not change.
-func (l *layer) inherit(prev *layer) {
-	if prev == nil || prev == l {
-		return
-	}
-	prev.wireMu.Lock()
-	defer prev.wireMu.Unlock()
-	if len(prev.wire) == 0 {
-		return
-	}
-	l.wireMu.Lock()
-	defer l.wireMu.Unlock()
-	for n, w := range prev.wire {
-		if l.versions[n] == w.Version {
-			if l.wire == nil {
-				l.wire = make(map[string]*discoverygrpc.Resource, len(l.resources))
-			}
-			l.wire[n] = w
-		}
-	}
-}
-
 // diffFrom returns what changes from `from` (nil: nothing known) to l.
 // Diffs are cached by the from layer's version, not its pointer: a pointer
 // key would keep every earlier layer (and, through its cache, the one
@@ -165,9 +118,7 @@ func (l *layer) diffFrom(from *layer) *layerDiff {
 	var removed []string
 	for n, v := range l.versions {
 		if from == nil || from.versions[n] != v {
-			if w := l.wireFor(n); w != nil {
-				res = append(res, w)
-			}
+			res = append(res, l.wire[n])
 		}
 	}
 	if from != nil {

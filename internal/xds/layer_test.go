@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"bytes"
 	"runtime"
 	"slices"
 	"testing"
@@ -8,7 +9,10 @@ import (
 	"weak"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 func clusterLayer(names ...string) *layer {
@@ -67,5 +71,37 @@ func TestNameSet(t *testing.T) {
 	other.add([]string{string([]byte("b"))})
 	if unsafe.StringData(slices.Collect(other.all)[0]) != unsafe.StringData(slices.Collect(s.all)[0]) {
 		t.Error("equal names in two sets are not interned")
+	}
+}
+
+// A layer keeps resources packed only (the deterministic bytes its
+// versions hash), not the translated messages, which are ten times the
+// size; state-of-the-world streams get equal messages decoded from them.
+func TestLayerKeepsOnlyPackedResources(t *testing.T) {
+	orig := &clusterv3.Cluster{Name: "a", Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		"trellis": {Fields: map[string]*structpb.Value{"x": structpb.NewStringValue("1"), "y": structpb.NewStringValue("2")}},
+	}}}
+	want := proto.Clone(orig)
+	gone := weak.Make(orig)
+	l := newLayer([]string{"a"}, []types.Resource{orig})
+	orig = nil
+	runtime.GC()
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Error("the layer keeps the translated message alive")
+	}
+	w := l.wire["a"]
+	det, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.GetResource().GetTypeUrl() != "type.googleapis.com/envoy.config.cluster.v3.Cluster" || !bytes.Equal(w.GetResource().GetValue(), det) {
+		t.Errorf("packed as %s %x, want the deterministic encoding", w.GetResource().GetTypeUrl(), w.GetResource().GetValue())
+	}
+	if got := l.resources()["a"]; !proto.Equal(got, want) {
+		t.Errorf("decoded %v, want %v", got, want)
+	}
+	if m := merge(l, clusterLayer("b")); len(m.resources()) != 2 || !proto.Equal(m.resources()["a"], want) {
+		t.Errorf("merged layer: %v", m.resources())
 	}
 }

@@ -286,8 +286,6 @@ func (s *Server) sharedLayers(w *translate.World, gen uint64, p *translate.Proxy
 		for i := range fresh {
 			if sc.layers[i] != nil && sc.layers[i].version == fresh[i].version {
 				fresh[i] = sc.layers[i]
-			} else {
-				fresh[i].inherit(sc.layers[i])
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/translate"
 )
@@ -44,22 +45,28 @@ func cacheIndex(url string) int {
 // are immutable and shared: every proxy of a scope points at the same
 // layers, so hashing happens once per scope and push, not once per proxy
 // (go-control-plane's own Snapshot re-hashes for every node).
+//
+// A layer keeps each resource in its packed form only: the deterministic
+// bytes that were hashed for its version are the bytes delta clients get.
+// The translated messages are garbage once the layer is built (in a
+// 1,000-service mesh they are ~35 MB per scope, ten times their packed
+// size); state-of-the-world streams, which go-control-plane serves from
+// messages, get them decoded on first use.
 type layer struct {
-	resources map[string]types.Resource
-	versions  map[string]string
-	version   string // hash over names and versions: equal layers, equal version
+	versions map[string]string
+	version  string // hash over names and versions: equal layers, equal version
 
-	// withTTL is what state-of-the-world watches read. Only grpc-go's
-	// clients use SotW, so it is built on first use: a sidecar's merged
-	// layer of thousands of clusters would otherwise carry a third map.
-	ttlOnce sync.Once
-	withTTL map[string]types.ResourceWithTTL
+	// wire holds every resource packed for delta responses.
+	wire map[string]*discoverygrpc.Resource
 
-	// wire holds resources packed for delta responses, built on first
-	// use and carried over from the layer this one replaced when the
-	// version is unchanged, so an endpoint change packs one CLA, not all.
-	wireMu sync.Mutex
-	wire   map[string]*discoverygrpc.Resource
+	// protos are the messages decoded from wire, and withTTL the same for
+	// SotW watches; only grpc-go's clients use SotW, so both are built on
+	// first use.
+	protosOnce sync.Once
+	protos     map[string]types.Resource
+	ttlOnce    sync.Once
+	withTTL    map[string]types.ResourceWithTTL
+
 	// diffs caches diff(from, this) by from's version: every proxy of a
 	// scope that was in sync with the same layer gets the same, shared
 	// answer.
@@ -70,25 +77,51 @@ var emptyLayer = newLayer(nil, nil)
 
 func newLayer(names []string, res []types.Resource) *layer {
 	l := &layer{
-		resources: make(map[string]types.Resource, len(res)),
-		versions:  make(map[string]string, len(res)),
+		versions: make(map[string]string, len(res)),
+		wire:     make(map[string]*discoverygrpc.Resource, len(res)),
 	}
 	for i, r := range res {
-		l.add(names[i], r, hashResource(r))
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+		if err != nil {
+			continue // our own translated message: cannot happen
+		}
+		h := fnv.New64a()
+		h.Write(b)
+		v := hex.EncodeToString(h.Sum(nil))
+		l.versions[names[i]] = v
+		l.wire[names[i]] = &discoverygrpc.Resource{
+			Name:     names[i],
+			Version:  v,
+			Resource: &anypb.Any{TypeUrl: anyPrefix + string(r.ProtoReflect().Descriptor().FullName()), Value: b},
+		}
 	}
 	l.seal()
 	return l
 }
 
-func (l *layer) add(name string, r types.Resource, version string) {
-	l.resources[name] = r
-	l.versions[name] = version
+// anyPrefix is what anypb.New puts before a message's full name.
+const anyPrefix = "type.googleapis.com/"
+
+// resources returns the layer's messages, decoded once.
+func (l *layer) resources() map[string]types.Resource {
+	l.protosOnce.Do(func() {
+		l.protos = make(map[string]types.Resource, len(l.wire))
+		for n, w := range l.wire {
+			m, err := w.GetResource().UnmarshalNew()
+			if err != nil {
+				continue // bytes we marshalled ourselves: cannot happen
+			}
+			l.protos[n] = m
+		}
+	})
+	return l.protos
 }
 
 func (l *layer) resourcesWithTTL() map[string]types.ResourceWithTTL {
 	l.ttlOnce.Do(func() {
-		l.withTTL = make(map[string]types.ResourceWithTTL, len(l.resources))
-		for n, r := range l.resources {
+		res := l.resources()
+		l.withTTL = make(map[string]types.ResourceWithTTL, len(res))
+		for n, r := range res {
 			l.withTTL[n] = types.ResourceWithTTL{Resource: r}
 		}
 	})
@@ -114,33 +147,35 @@ func (l *layer) seal() {
 // merge combines a shared layer with a proxy's own; an empty local layer
 // costs nothing.
 func merge(shared, local *layer) *layer {
-	if len(local.resources) == 0 {
+	if len(local.wire) == 0 {
 		return shared
 	}
-	if len(shared.resources) == 0 {
+	if len(shared.wire) == 0 {
 		return local
 	}
+	n := len(shared.wire) + len(local.wire)
 	m := &layer{
-		resources: make(map[string]types.Resource, len(shared.resources)+len(local.resources)),
-		versions:  make(map[string]string, len(shared.resources)+len(local.resources)),
+		versions: make(map[string]string, n),
+		wire:     make(map[string]*discoverygrpc.Resource, n),
 	}
 	for _, src := range []*layer{shared, local} {
-		for n, r := range src.resources {
-			m.add(n, r, src.versions[n])
+		for name, w := range src.wire {
+			m.versions[name] = w.GetVersion()
+			m.wire[name] = w
 		}
 	}
 	m.seal()
+	// Decode each source once (the shared one for all its proxies), not
+	// the merged layer per proxy.
+	m.protosOnce.Do(func() {
+		m.protos = make(map[string]types.Resource, n)
+		for _, src := range []*layer{shared, local} {
+			for name, r := range src.resources() {
+				m.protos[name] = r
+			}
+		}
+	})
 	return m
-}
-
-func hashResource(r types.Resource) string {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-	if err != nil {
-		return ""
-	}
-	h := fnv.New64a()
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // layers turns translated resources into one layer per type, in
@@ -183,7 +218,7 @@ func (s *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceW
 }
 
 func (s *snapshot) GetResources(typeURL string) map[string]types.Resource {
-	return s.layer(typeURL).resources
+	return s.layer(typeURL).resources()
 }
 
 // ConstructVersionMap is a no-op: versions are computed when layers are built.
