@@ -3,7 +3,7 @@
 # docs/performance.md, "Sidecar"):
 #
 #   (a) direct    fortio client -> fortio server
-#   (b) trellis   client -> trellis-proxy (client pod, :15001) -> HTTP/2
+#   (b) trellis   client -> trellis-proxy (client pod, :15001) -> HTTP/1.1
 #                 CONNECT tunnel -> trellis-proxy (server pod, :15008) -> server
 #   (c) haproxy   client -> haproxy -> haproxy -> server
 #   (d) nginx     client -> nginx -> nginx -> server
