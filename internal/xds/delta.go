@@ -231,6 +231,9 @@ func (s *nameSet) add(names []string) (added []string) {
 
 // remove deletes names; absent ones are ignored.
 func (s *nameSet) remove(names []string) {
+	if len(names) == 0 || len(s.hs) == 0 {
+		return // every ACK comes this way
+	}
 	drop := make(map[int]bool, len(names))
 	for _, n := range names {
 		if i, ok := s.find(n); ok {
