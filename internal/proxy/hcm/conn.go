@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/http/httptrace"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
 // headerConn is what the net/http server reads from. It adds what the
@@ -41,6 +45,13 @@ type headerConn struct {
 	// what frames reports.
 	frames framing
 	served atomic.Int64
+
+	// For header case on HTTP/1 (see headercase.go), owned by the
+	// handler of the connection's current request (HTTP/1 requests are
+	// handled one at a time): the request's non-canonical header names,
+	// and the upstream connection its response came on.
+	requestNames upstream.HeaderNames
+	upstreamConn net.Conn
 }
 
 var (
@@ -117,6 +128,42 @@ func (c *headerConn) ambiguous() bool {
 	return bad > 0 && i >= bad
 }
 
+// takeNames returns the non-canonical header names of the HTTP/1 request
+// being handled, after ambiguous counted it, and forgets those of requests
+// before it (answered by net/http itself).
+func (c *headerConn) takeNames() upstream.HeaderNames {
+	f := &c.frames
+	if f.nCased.Load() == 0 {
+		return nil
+	}
+	i := c.served.Load()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var names upstream.HeaderNames
+	n := 0
+	for n < len(f.cased) && f.cased[n].head <= i {
+		if f.cased[n].head == i {
+			names = f.cased[n].names
+		}
+		n++
+	}
+	f.cased = append(f.cased[:0], f.cased[n:]...)
+	f.nCased.Add(-int32(n))
+	return names
+}
+
+// traceUpstream is the client trace of the connection's requests: it
+// learns which upstream connection an HTTP/1 request went out on, whose
+// response names upstream.ResponseHeaderNames then gives. One per
+// connection, so that requests pay nothing for it.
+func (c *headerConn) traceUpstream() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if !c.h2.Load() { // HTTP/2 streams run at once and keep no case
+			c.upstreamConn = info.Conn
+		}
+	}}
+}
+
 // framing follows HTTP/1 request framing the way net/http reads it
 // (heads, Content-Length and chunked bodies, trailers), only far enough
 // to count requests and see which header names each head has. It stops
@@ -139,6 +186,18 @@ type framing struct {
 	cl                  int64
 	teFields            int
 	chunked             bool
+	names               upstream.HeaderNames // non-canonical names, nil if none
+
+	// The heads whose names were not all canonical, in order, until their
+	// request's handler takes them (pipelined requests are read ahead).
+	mu     sync.Mutex
+	cased  []casedHead
+	nCased atomic.Int32
+}
+
+type casedHead struct {
+	head  int64 // 1 + the request's index, as served counts
+	names upstream.HeaderNames
 }
 
 const (
@@ -201,6 +260,7 @@ func (f *framing) endLine(line []byte) {
 		f.http10 = bytes.HasSuffix(line, []byte(" HTTP/1.0"))
 		f.options = bytes.HasPrefix(line, []byte("OPTIONS * "))
 		f.hasCL, f.hasTE, f.badCL, f.cl, f.teFields, f.chunked = false, false, false, 0, 0, false
+		f.names = nil
 		f.state = frHeaders
 	case frHeaders:
 		if len(line) == 0 {
@@ -212,6 +272,7 @@ func (f *framing) endLine(line []byte) {
 			return // net/http refuses these, or they continue a value
 		}
 		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		f.names = upstream.AddHeaderName(f.names, name)
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			n, ok := parseDecimal(value)
@@ -254,7 +315,14 @@ func (f *framing) endHead() {
 	// net/http answers "OPTIONS *" itself: the handler does not count it.
 	if !f.options {
 		f.heads++
+		if f.names != nil {
+			f.mu.Lock()
+			f.cased = append(f.cased, casedHead{f.heads, f.names})
+			f.mu.Unlock()
+			f.nCased.Add(1)
+		}
 	}
+	f.names = nil
 	switch {
 	case f.hasCL && f.hasTE:
 		if !f.options {

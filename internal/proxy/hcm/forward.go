@@ -257,6 +257,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		// which net/http's HTTP/1 server allows only when told.
 		http.NewResponseController(w).EnableFullDuplex()
 	}
+	// Header names as the client spelled them (see headercase.go).
+	hc, _ := r.Context().Value(connKey{}).(*headerConn)
+	if hc != nil && r.ProtoMajor == 1 {
+		restoreNames(out.Header, hc.requestNames, requestKept, requestPlaceholder)
+		hc.upstreamConn = nil
+	}
 	// The Transport returns only once it stopped reading the request
 	// body: a client stalled mid-body would hold RoundTrip past the route
 	// timeout, so the timeout (or the client leaving) ends that read too.
@@ -292,6 +298,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	}
 	if s.draining.Load() && r.ProtoMajor == 1 {
 		h.Set("Connection", "close")
+	}
+	if hc != nil && r.ProtoMajor == 1 && resp.ProtoMajor == 1 {
+		restoreNames(h, upstream.ResponseHeaderNames(hc.upstreamConn), responseKept, responsePlaceholder)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.count(resp.StatusCode)

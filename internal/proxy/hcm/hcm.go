@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,9 @@ func New(cfg Config) *Server {
 			MaxReadFrameSize: MaxFrameSize,
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if hc, ok := c.(*headerConn); ok {
+				ctx = httptrace.WithClientTrace(ctx, hc.traceUpstream())
+			}
 			return context.WithValue(ctx, connKey{}, c)
 		},
 		ConnState: s.connState,
@@ -163,12 +167,15 @@ func New(cfg Config) *Server {
 // other request goes on to serveHTTP.
 func (s *Server) serveFramed(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 {
-		if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok && hc.ambiguous() {
-			s.stats.RqTotal.Add(1)
-			s.stats.RqAmbiguousFraming.Add(1)
-			w.Header().Set("Connection", "close")
-			s.local(w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
-			return
+		if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok {
+			if hc.ambiguous() {
+				s.stats.RqTotal.Add(1)
+				s.stats.RqAmbiguousFraming.Add(1)
+				w.Header().Set("Connection", "close")
+				s.local(w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
+				return
+			}
+			hc.requestNames = hc.takeNames()
 		}
 	}
 	s.serveHTTP(w, r)

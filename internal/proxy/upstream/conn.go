@@ -114,6 +114,10 @@ type conn struct {
 	// Transport's write loop writes, so held needs no lock.
 	holdHeads bool
 	held      []byte
+
+	// heads remembers the spelling of the header names of the responses
+	// read on HTTP/1.1 connections (see responseHeads).
+	heads responseHeads
 }
 
 // maxHeldHead bounds the request heads held back; larger ones go at once.
@@ -137,6 +141,7 @@ func (cn *conn) Write(p []byte) (int, error) {
 	if !cn.holdHeads {
 		return cn.Conn.Write(p)
 	}
+	cn.heads.requestWritten()
 	if len(cn.held) > 0 {
 		cn.held = append(cn.held, p...)
 		err := cn.flushHeld()
@@ -150,6 +155,15 @@ func (cn *conn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return cn.Conn.Write(p)
+}
+
+// Read reads from the connection, following HTTP/1.1 response heads.
+func (cn *conn) Read(p []byte) (int, error) {
+	n, err := cn.Conn.Read(p)
+	if n > 0 && cn.holdHeads {
+		cn.heads.read(p[:n])
+	}
+	return n, err
 }
 
 func (cn *conn) flushHeld() error {

@@ -1,0 +1,82 @@
+package hcm
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
+)
+
+// The framing remembers each request head's non-canonical names, read in
+// any pieces and ahead of the handlers (pipelining), and never those of
+// lines in bodies; the handler of each request takes its own.
+func TestRequestNamesSplitAnywhere(t *testing.T) {
+	inner := "GET / HTTP/1.1\r\nx-in-body: 1\r\n\r\n"
+	wire := "GET /1 HTTP/1.1\r\nx-lower: 1\r\nHost: a\r\nx-lower: 2\r\n\r\n" +
+		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		fmt.Sprintf("%x\r\n%s\r\n0\r\nx-trailer: 1\r\n\r\n", len(inner), inner) +
+		fmt.Sprintf("POST /3 HTTP/1.1\r\nSOAPAction: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s", len(inner), inner) +
+		"OPTIONS * HTTP/1.1\r\nx-options: 1\r\n\r\n" +
+		"\r\nGET /4 HTTP/1.1\r\nX-MiXeD-CaSe: 1\r\nUser-Agent: canonical\r\n\r\n"
+	want := []upstream.HeaderNames{
+		{"X-Lower": "x-lower"},
+		nil,
+		{"Soapaction": "SOAPAction"},
+		{"X-Mixed-Case": "X-MiXeD-CaSe"},
+	}
+	for i := 0; i <= len(wire); i++ {
+		hc := &headerConn{}
+		var got []upstream.HeaderNames
+		// Each handler runs once its head is read, as net/http's do.
+		handle := func() {
+			for int64(len(got)) < hc.frames.heads {
+				hc.ambiguous()
+				got = append(got, hc.takeNames())
+			}
+		}
+		hc.frames.scan([]byte(wire[:i]))
+		handle()
+		hc.frames.scan([]byte(wire[i:]))
+		handle()
+		if len(got) != len(want) {
+			t.Fatalf("split at %d: %d requests, want %d", i, len(got), len(want))
+		}
+		for k := range want {
+			if !maps.Equal(got[k], want[k]) {
+				t.Fatalf("split at %d: request %d names %v, want %v", i, k+1, got[k], want[k])
+			}
+		}
+		if n := hc.frames.nCased.Load(); n != 0 || len(hc.frames.cased) != 0 {
+			t.Fatalf("split at %d: %d heads' names left", i, n)
+		}
+	}
+}
+
+// Requests answered by net/http itself (no handler) leave their names
+// behind, which the next handler drops.
+func TestRequestNamesSkipped(t *testing.T) {
+	hc := &headerConn{}
+	hc.frames.scan([]byte("GET /1 HTTP/1.1\r\nx-a: 1\r\n\r\nGET /2 HTTP/1.1\r\nx-b: 1\r\n\r\nGET /3 HTTP/1.1\r\nX-C: 1\r\n\r\n"))
+	hc.served.Add(2) // request 1 never reached a handler
+	if got := hc.takeNames(); !maps.Equal(got, upstream.HeaderNames{"X-B": "x-b"}) {
+		t.Errorf("names %v", got)
+	}
+	hc.served.Add(1)
+	if got := hc.takeNames(); got != nil || len(hc.frames.cased) != 0 {
+		t.Errorf("names %v, left %v", got, hc.frames.cased)
+	}
+}
+
+func TestCanonicalRequestsAllocateNothing(t *testing.T) {
+	hc := &headerConn{}
+	hc.frames.scan([]byte("GET / HTTP/1.1\r\n\r\n")) // the line buffer
+	head := []byte("GET /x HTTP/1.1\r\nHost: svc\r\nUser-Agent: x\r\nX-Request-Id: 1\r\nAccept: */*\r\n\r\n")
+	if n := testing.AllocsPerRun(100, func() {
+		hc.frames.scan(head)
+		hc.ambiguous()
+		hc.takeNames()
+	}); n != 0 {
+		t.Errorf("%v allocations per canonical request", n)
+	}
+}
