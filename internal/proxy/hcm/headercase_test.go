@@ -182,12 +182,15 @@ func TestHeaderCasePreserved(t *testing.T) {
 		t.Errorf("request 3: the backend got %q, want X-Lower as sent", at3)
 	}
 
-	// What the client received.
+	// What the client received. The handler finds the upstream
+	// connection's names through httptrace's GotConn: a way of sending
+	// requests upstream that does not report its connection there, as the
+	// Transport does, loses them (see upstream.ResponseHeaderNames).
 	for i, head := range heads {
 		names := fieldNames(head)
 		for _, n := range []string{"x-custom-Case", "content-type", "date", "X-Canonical", "Content-Length"} {
 			if !hasName(names, n) {
-				t.Errorf("response %d: no %q in %q", i+1, n, names)
+				t.Errorf("response %d: no %q in %q (was GotConn told the upstream connection?)", i+1, n, names)
 			}
 		}
 		for _, n := range []string{"X-Custom-Case", "Content-Type", "Date"} {

@@ -300,7 +300,7 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 		// On the client's socket, as the app spelled them.
 		for _, want := range []string{"\r\nx-lower-case: a\r\n", "\r\nX-UPPER-CASE: B\r\n", "\r\nX-MiXeD-cAsE: C\r\n", "\r\nx-custom-Case: D\r\n"} {
 			if !strings.Contains(head+"\r\n", want) {
-				t.Errorf("the client's response head lacks %q:\n%s", strings.TrimSpace(want), head)
+				t.Errorf("the client's response head lacks %q (was httptrace's GotConn told the upstream connection? see upstream.ResponseHeaderNames):\n%s", strings.TrimSpace(want), head)
 			}
 		}
 	})
