@@ -301,6 +301,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	}
 	if hc != nil && r.ProtoMajor == 1 && resp.ProtoMajor == 1 {
 		restoreNames(h, upstream.ResponseHeaderNames(hc.upstreamConn), responseKept, responsePlaceholder)
+		hc.upstreamConn = nil
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.count(resp.StatusCode)

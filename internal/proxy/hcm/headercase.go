@@ -48,7 +48,10 @@ func restoreNames(h http.Header, names upstream.HeaderNames, kept, placeholder m
 			continue
 		}
 		delete(h, canon)
-		h[orig] = append(h[orig], vv...)
+		if prior, ok := h[orig]; ok {
+			vv = append(prior, vv...)
+		}
+		h[orig] = vv
 		if placeholder[canon] {
 			h[canon] = nil
 		}

@@ -34,14 +34,15 @@ func AddHeaderName(m HeaderNames, name []byte) HeaderNames {
 	if isCanonical(name) || len(m) >= MaxHeaderNames || !validName(name) {
 		return m
 	}
-	canon := textproto.CanonicalMIMEHeaderKey(string(name))
+	orig := string(name)
+	canon := textproto.CanonicalMIMEHeaderKey(orig)
 	if _, ok := m[canon]; ok {
 		return m
 	}
 	if m == nil {
 		m = HeaderNames{}
 	}
-	m[canon] = string(name)
+	m[canon] = orig
 	return m
 }
 
