@@ -145,6 +145,8 @@ type pool struct {
 	// idle rather than at the moment of retirement.
 	active  atomic.Int64
 	retired atomic.Bool
+	// direct holds the idle connections of the direct HTTP/1.1 path.
+	direct directIdle
 }
 
 // New returns the upstream state of cluster c, whose hosts b picks. The
@@ -234,6 +236,7 @@ func (p *pool) retire() {
 }
 
 func (p *pool) closeIdle() {
+	p.direct.closeAll()
 	p.h1.CloseIdleConnections()
 	p.h2.CloseIdleConnections()
 }
@@ -455,13 +458,20 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	if c.maxReqPerConn > 0 && t == p.h1 {
+	direct := t == p.h1 && directOK(req)
+	if c.maxReqPerConn > 0 && t == p.h1 && !direct {
 		req = c.countRequests(req)
 	}
 
 	h.Start()
 	start := time.Now()
-	resp, err := t.RoundTrip(req)
+	var resp *http.Response
+	var err error
+	if direct {
+		resp, err = c.roundTripDirect(ctx, req, p)
+	} else {
+		resp, err = t.RoundTrip(req)
+	}
 	latency := time.Since(start)
 	if err != nil {
 		h.Done(latency)

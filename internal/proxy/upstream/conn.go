@@ -63,6 +63,12 @@ func (c *Cluster) dial(ctx context.Context, h *balance.Host, holdHeads bool) (*c
 	if err := c.acquireConn(ctx); err != nil {
 		return nil, err
 	}
+	return c.dialAcquired(ctx, h, holdHeads)
+}
+
+// dialAcquired is dial for a caller that already holds a connection slot,
+// which it gives back if the dial fails.
+func (c *Cluster) dialAcquired(ctx context.Context, h *balance.Host, holdHeads bool) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.connTimeout)
 	var nc net.Conn
 	var err error
