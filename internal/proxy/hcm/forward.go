@@ -268,13 +268,18 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	// timeout, so the timeout (or the client leaving) ends that read too.
 	// The callback must be over before the handler can return: w is not
 	// to be used after that (HTTP/2 panics).
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
-	})
+	// Requests without a body (most) have no read to end and skip this.
+	var stop func() bool
+	var fired chan struct{}
+	if out.Body != nil {
+		fired = make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			defer close(fired)
+			http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+		})
+	}
 	resp, flags, err := cl.RoundTrip(ctx, out, hash, hasHash)
-	if !stop() {
+	if stop != nil && !stop() {
 		<-fired
 	}
 	if err != nil {
