@@ -28,6 +28,10 @@ import (
 // body that the upstream may answer before it ends, Expect: 100-continue,
 // upgrades, trailers) keeps using it.
 
+// staleCheckAfter is how long a connection may sit idle before it is
+// checked for a close by the upstream before reuse.
+const staleCheckAfter = 100 * time.Millisecond
+
 // maxDirectBody bounds the request bodies the direct path buffers whole.
 const maxDirectBody = 64 << 10
 
@@ -55,7 +59,15 @@ func (d *directIdle) take(idleTimeout time.Duration) *directConn {
 	for len(d.conns) > 0 {
 		dc := d.conns[len(d.conns)-1]
 		d.conns = d.conns[:len(d.conns)-1]
-		if idleTimeout > 0 && time.Since(dc.idleSince) > idleTimeout {
+		idle := time.Since(dc.idleSince)
+		if idleTimeout > 0 && idle > idleTimeout {
+			dc.cn.Close()
+			continue
+		}
+		// Connections reused at once under load skip the check: an
+		// upstream closes idle connections after seconds, not
+		// microseconds, and the retry covers the rare race.
+		if idle > staleCheckAfter && closedByPeer(dc.cn.Conn) {
 			dc.cn.Close()
 			continue
 		}

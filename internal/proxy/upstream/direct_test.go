@@ -186,3 +186,21 @@ func TestDirectPathTimeout(t *testing.T) {
 		t.Errorf("%d connections, want 2 (the timed-out one is not reused)", n)
 	}
 }
+
+// A POST must not be sent on a connection the upstream closed while it
+// sat idle (it could not be replayed once written): the direct path peeks
+// at connections idle for a while and dials a new one instead.
+func TestDirectPathSkipsConnectionClosedWhileIdle(t *testing.T) {
+	leak.Check(t)
+	addr, conns := rawUpstream(t, func(int) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }, func(int) bool { return true })
+	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: addr}))
+	for i := range 3 {
+		time.Sleep(2 * staleCheckAfter)
+		if _, body, err := directGet(t, c, context.Background(), http.MethodPost, "x"); err != nil || body != "ok" {
+			t.Fatalf("POST %d after the upstream closed the idle connection: %q, %v", i, body, err)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3", n)
+	}
+}
