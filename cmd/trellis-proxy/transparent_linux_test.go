@@ -37,6 +37,22 @@ const proxyUID = 1337
 // the app from 127.0.0.6. Everything lives inside the namespaces the test
 // creates; the control plane is reached over a Unix socket.
 func TestTransparentModeInNetns(t *testing.T) {
+	transparentMesh(t, family{client: "10.244.0.5", server: "10.244.0.6", prefix: "/24", vip: "10.96.0.20", vipNet: "10.96.0.0/16", inbound: "127.0.0.6"})
+}
+
+// The same over IPv6: capture, SO_ORIGINAL_DST and the inbound
+// passthrough source (::6) in their IPv6 forms.
+func TestTransparentModeInNetnsIPv6(t *testing.T) {
+	transparentMesh(t, family{client: "fd00:244::5", server: "fd00:244::6", prefix: "/64", vip: "fd00:96::20", vipNet: "fd00:96::/64", inbound: "[::6]"})
+}
+
+// family is one address family's pod IPs, Service VIP and the address
+// the app sees inbound traffic come from.
+type family struct {
+	client, server, prefix, vip, vipNet, inbound string
+}
+
+func transparentMesh(t *testing.T, f family) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, nftables, setuid); CI runs as root")
 	}
@@ -52,13 +68,30 @@ func TestTransparentModeInNetns(t *testing.T) {
 	server := netns(t, "trellis-tp-"+id+"-b")
 	cn, sn := filepath.Base(client), filepath.Base(server)
 	ip(t, "-n", cn, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0", "netns", sn)
-	ip(t, "-n", cn, "addr", "add", "10.244.0.5/24", "dev", "veth0")
-	ip(t, "-n", sn, "addr", "add", "10.244.0.6/24", "dev", "veth0")
+	// nodad: an IPv6 address is usable at once instead of after
+	// duplicate address detection.
+	v6 := strings.Contains(f.client, ":")
+	addrArgs := func(a string) []string {
+		args := []string{"addr", "add", a + f.prefix, "dev", "veth0"}
+		if v6 {
+			args = append(args, "nodad")
+		}
+		return args
+	}
+	ip(t, append([]string{"-n", cn}, addrArgs(f.client)...)...)
+	ip(t, append([]string{"-n", sn}, addrArgs(f.server)...)...)
 	ip(t, "-n", cn, "link", "set", "veth0", "up")
 	ip(t, "-n", sn, "link", "set", "veth0", "up")
+	if v6 {
+		// The inbound passthrough source: IPv6 loopback is ::1 alone, so
+		// pod setup adds ::6, as istio-iptables does.
+		for _, ns := range []string{cn, sn} {
+			ip(t, "-n", ns, "-6", "addr", "add", "::6/128", "dev", "lo", "nodad")
+		}
+	}
 	// Service VIPs need a route to be dialled at all; capture takes them
 	// before they leave.
-	ip(t, "-n", cn, "route", "add", "10.96.0.0/16", "dev", "veth0")
+	ip(t, "-n", cn, "route", "add", f.vipNet, "dev", "veth0")
 
 	// A directory uid 1337 can reach, for the binary and sockets.
 	dir, err := os.MkdirTemp("", "trellis-tp-")
@@ -72,19 +105,19 @@ func TestTransparentModeInNetns(t *testing.T) {
 	bin := buildProxy(t)
 	cfgDir := filepath.Join(dir, "config")
 	os.Mkdir(cfgDir, 0o755)
-	config := `apiVersion: v1
+	config := fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: reviews}
 spec:
-  clusterIP: 10.96.0.20
+  clusterIP: %s
   selector: {app: reviews}
   ports: [{name: http, port: 9080}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: reviews-v1}
-spec: {address: 10.244.0.6, labels: {app: reviews}}
-`
+spec: {address: "%s", labels: {app: reviews}}
+`, f.vip, f.server)
 	if err := os.WriteFile(filepath.Join(cfgDir, "mesh.yaml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +138,7 @@ spec: {address: 10.244.0.6, labels: {app: reviews}}
 
 	// The server app.
 	var appLn net.Listener
-	inNS(t, server, func() { appLn, err = net.Listen("tcp", "10.244.0.6:9080") })
+	inNS(t, server, func() { appLn, err = net.Listen("tcp", net.JoinHostPort(f.server, "9080")) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +149,8 @@ spec: {address: 10.244.0.6, labels: {app: reviews}}
 	t.Cleanup(func() { app.Close(); appLn.Close() })
 
 	for _, pod := range []struct{ ns, name, ip, labels string }{
-		{server, "reviews-v1", "10.244.0.6", "app=reviews"},
-		{client, "sleep", "10.244.0.5", "app=sleep"},
+		{server, "reviews-v1", f.server, "app=reviews"},
+		{client, "sleep", f.client, "app=sleep"},
 	} {
 		table := "trellis-tp-" + id
 		rs := redirect.Build(redirect.Config{Table: table, ProxyUIDs: []uint32{proxyUID}})
@@ -161,14 +194,14 @@ spec: {address: 10.244.0.6, labels: {app: reviews}}
 		},
 	}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://10.96.0.20:9080/")
+	resp, err := hc.Get("http://" + net.JoinHostPort(f.vip, "9080") + "/")
 	if err != nil {
 		t.Fatalf("the client app's request to the VIP: %v", err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := "app saw remote=127.0.0.6:"
-	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) || !strings.Contains(string(body), "xff=10.244.0.5 ") {
+	want := "app saw remote=" + f.inbound + ":"
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) || !strings.Contains(string(body), "xff="+f.client+" ") {
 		t.Errorf("got %d %q, want the app to answer a request from its sidecar (%s…) carrying the client's IP in X-Forwarded-For", resp.StatusCode, body, want)
 	}
 	for _, pod := range []struct{ name, stat string }{

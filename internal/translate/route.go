@@ -59,7 +59,14 @@ func domainsFor(svc *registry.Service, port uint32, proxyNS string, withBare boo
 			names = append(names, svc.Name)
 		}
 	}
-	names = append(names, svc.Addresses...)
+	for _, a := range svc.Addresses {
+		// An IPv6 address is bracketed in an authority, with or without
+		// the port ([fd00::1]:80), as Istio writes its domains.
+		if strings.Contains(a, ":") {
+			a = "[" + a + "]"
+		}
+		names = append(names, a)
+	}
 	p := ":" + strconv.FormatUint(uint64(port), 10)
 	var out []string
 	for _, n := range names {

@@ -187,13 +187,19 @@ func (p *Proxy) upstreamOptions(inbound bool) upstream.Options {
 // to the app from (Istio's 127.0.0.6): the capture rules let the proxy's
 // connections from it through, where one from the pod IP to the pod IP
 // would be captured again.
-var inboundSource = netip.AddrFrom4([4]byte{127, 0, 0, 6})
+var (
+	inboundSource  = netip.AddrFrom4([4]byte{127, 0, 0, 6})
+	inboundSource6 = netip.MustParseAddr("::6")
+)
 
 // appSource is the source address of upstream connections: the pod IP,
 // so peers see which workload calls, except for inbound traffic in
 // transparent mode.
 func (p *Proxy) appSource(inbound bool) netip.Addr {
 	if inbound && p.opts.Mode == Transparent {
+		if p.opts.PodIP.Is6() && !p.opts.PodIP.Is4In6() {
+			return inboundSource6
+		}
 		return inboundSource
 	}
 	return p.opts.PodIP
@@ -331,13 +337,15 @@ func (p *Proxy) listen() error {
 			{name: virtualOutbound, addr: bind(ip, OutboundPort), h: p.serveForwardProxy},
 		}
 	case Transparent:
-		any4 := netip.IPv4Unspecified()
+		// Every address of both families: capture redirects IPv4 and
+		// IPv6 alike, and a dual-stack socket takes both.
+		all := anyAddr()
 		specs = []lspec{
-			{name: virtualOutbound, addr: bind(any4, OutboundPort), opts: listener.Options{OriginalDst: true}, h: p.serveCapturedOutbound},
-			{name: virtualInbound, addr: bind(any4, InboundPort), opts: listener.Options{OriginalDst: true}, h: p.serveCapturedInbound},
+			{name: virtualOutbound, addr: bind(all, OutboundPort), opts: listener.Options{OriginalDst: true}, h: p.serveCapturedOutbound},
+			{name: virtualInbound, addr: bind(all, InboundPort), opts: listener.Options{OriginalDst: true}, h: p.serveCapturedInbound},
 		}
 	}
-	tunnelAddr := bind(netip.IPv4Unspecified(), TunnelPort)
+	tunnelAddr := bind(anyAddr(), TunnelPort)
 	if ip.IsValid() {
 		tunnelAddr = bind(ip, TunnelPort)
 	}
@@ -360,12 +368,22 @@ func (p *Proxy) listen() error {
 	return nil
 }
 
+// anyAddr is the unspecified address to bind for every interface: IPv6's
+// (dual-stack, so IPv4 too) when the host has IPv6, else IPv4's.
+func anyAddr() netip.Addr {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		ln.Close()
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
+}
+
 // serveAdmin starts admin (15000) and health (15021), and admin on the
 // Unix socket when configured; they stop when the returned function is
 // called, which waits for them.
 func (p *Proxy) serveAdmin() (stop func(), err error) {
 	adminIP := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	healthIP := netip.IPv4Unspecified()
+	healthIP := anyAddr()
 	if p.opts.Mode == Explicit {
 		adminIP, healthIP = p.opts.PodIP, p.opts.PodIP
 	}
