@@ -246,12 +246,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if c != nil && c.Dst.IsValid() {
-		ctx = upstream.WithDestination(ctx, c.Dst)
-	} else if dst, ok := destinationOf(r); ok {
-		ctx = upstream.WithDestination(ctx, dst)
+	if cl.OriginalDst() {
+		if c != nil && c.Dst.IsValid() {
+			ctx = upstream.WithDestination(ctx, c.Dst)
+		} else if dst, ok := destinationOf(r); ok {
+			ctx = upstream.WithDestination(ctx, dst)
+		}
 	}
-	out = out.WithContext(ctx)
+	// out gets ctx from RoundTrip, and only on the path that needs it in
+	// the request (the Transport's): a copy of the request per request is
+	// an allocation the direct path does without.
 	if out.Body != nil && r.ProtoMajor == 1 {
 		// Request and response may stream at once (long polls, gRPC-Web),
 		// which net/http's HTTP/1 server allows only when told.

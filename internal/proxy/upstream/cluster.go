@@ -191,6 +191,10 @@ func orDefault[T comparable](v, def T) T {
 // Name is the cluster's xDS name.
 func (c *Cluster) Name() string { return c.name }
 
+// OriginalDst reports whether the cluster sends each request where its
+// context says (WithDestination) rather than to hosts it balances over.
+func (c *Cluster) OriginalDst() bool { return c.originalDst }
+
 // Balancer is the balancer the cluster picks hosts with.
 func (c *Cluster) Balancer() *balance.Balancer { return c.bal }
 
@@ -455,10 +459,10 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	req.URL.Scheme = "http"
 	req.URL.Host = h.Addr()
-	if ctx != req.Context() {
+	direct := t == p.h1 && directOK(req)
+	if !direct && ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	direct := t == p.h1 && directOK(req)
 	if c.maxReqPerConn > 0 && t == p.h1 && !direct {
 		req = c.countRequests(req)
 	}
