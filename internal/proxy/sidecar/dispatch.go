@@ -325,8 +325,10 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 	}
 	// TLS or opaque bytes: to the route's cluster, as TCP.
 	cluster := passthroughCluster
-	if wc := router.PickCluster(route.Action, rand.Uint64()); wc != nil {
-		cluster = wc.Name
+	if route.Action != nil {
+		if wc := router.PickCluster(route.Action, rand.Uint64()); wc != nil {
+			cluster = wc.Name
+		}
 	}
 	if !dst.IsValid() && cluster == passthroughCluster {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
