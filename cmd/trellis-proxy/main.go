@@ -56,6 +56,7 @@ func run(args []string) error {
 	workload := fs.String("workload", env("WORKLOAD_NAME", ""), "the pod's workload, e.g. its Deployment (env WORKLOAD_NAME)")
 	mode := fs.String("mode", env("INTERCEPTION_MODE", "NONE"), "NONE (explicit: HTTP_PROXY and tunnel) or REDIRECT (transparent capture) (env INTERCEPTION_MODE)")
 	adminSocket := fs.String("admin-socket", env("ADMIN_SOCKET", ""), "also serve admin on this Unix socket (env ADMIN_SOCKET)")
+	maxConns := fs.Int("max-connections", 0, "downstream connections per listener; past it the forward proxy answers 503 (0: 100,000)")
 	drain := fs.Duration("drain-duration", sidecar.DefaultDrainDuration, "how long requests in flight get to finish on SIGTERM")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "threads running proxy code at once, as Istio's proxy concurrency; 0 means one per CPU (env PROXY_CONCURRENCY; GOMAXPROCS, when set, wins)")
@@ -81,10 +82,11 @@ func run(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("pod", *podName)
 
 	opts := sidecar.Options{
-		XDS:           *xds,
-		AdminSocket:   *adminSocket,
-		DrainDuration: *drain,
-		Log:           log,
+		XDS:            *xds,
+		AdminSocket:    *adminSocket,
+		DrainDuration:  *drain,
+		MaxConnections: *maxConns,
+		Log:            log,
 		Node: xdsclient.Node{
 			Pod: *podName, Namespace: *namespace, ServiceAccount: *sa, WorkloadName: *workload,
 		},

@@ -43,7 +43,11 @@ type Options struct {
 	// MaxConnections bounds connections being served at once; more are
 	// closed on accept and counted. 0 means DefaultMaxConnections.
 	MaxConnections int
-	Log            *slog.Logger
+	// OverflowReply, when set, is written (best effort, without waiting)
+	// to a connection refused for the limit before it is closed: an HTTP
+	// port answers 503 rather than a bare close the client cannot explain.
+	OverflowReply []byte
+	Log           *slog.Logger
 }
 
 // Listener is one bound port.
@@ -113,6 +117,10 @@ func (l *Listener) Serve(h Handler) error {
 		l.total.Add(1)
 		if l.active.Load() >= int64(l.opts.MaxConnections) {
 			l.overflow.Add(1)
+			if len(l.opts.OverflowReply) > 0 {
+				c.SetWriteDeadline(time.Now().Add(overflowWriteTimeout))
+				c.Write(l.opts.OverflowReply)
+			}
 			c.Close()
 			continue
 		}
@@ -224,6 +232,10 @@ func addrPort(a net.Addr) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
 }
+
+// overflowWriteTimeout bounds writing OverflowReply: the accept loop must
+// not wait on a client that does not read.
+const overflowWriteTimeout = 10 * time.Millisecond
 
 // acceptRetry is how long Serve waits after an accept error other than a
 // timeout, as net/http does (it backs off up to a second).

@@ -1,12 +1,16 @@
 package sidecar_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/testing/leak"
 )
 
@@ -61,5 +65,44 @@ func TestAdminShowsAppliedConfig(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("health: %d, want 200", resp.StatusCode)
+	}
+}
+
+// Past its connection limit the forward proxy answers new connections 503
+// and counts them, and serves the others as before.
+func TestConnectionLimitAnswers503(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.34"
+	m := newMesh(t, reviewsConfig(base, 100, 0))
+	backend(t, base+".2:9080", "v1", nil)
+	m.sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
+	client := m.sidecarWith("sleep", base+".1", map[string]string{"app": "sleep"}, func(o *sidecar.Options) { o.MaxConnections = 1 })
+	held, err := net.Dial("tcp", base+".1:15001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	eventually(t, 5*time.Second, func() string {
+		if statsLine(t, client, "listener.virtualOutbound.downstream_cx_active") != "1" {
+			return "the first connection is not being served yet"
+		}
+		return ""
+	})
+	c, err := net.Dial("tcp", base+".1:15001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("over the limit: %v, want a 503", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("over the limit: %d, want 503", resp.StatusCode)
+	}
+	if got := statsLine(t, client, "listener.virtualOutbound.downstream_cx_overflow"); got != "1" {
+		t.Errorf("downstream_cx_overflow = %q, want 1", got)
 	}
 }

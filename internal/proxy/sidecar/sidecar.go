@@ -84,6 +84,10 @@ type Options struct {
 	AdminSocket string
 	// DrainDuration bounds a graceful drain (default DefaultDrainDuration).
 	DrainDuration time.Duration
+	// MaxConnections bounds the downstream connections of each listener
+	// (default listener.DefaultMaxConnections); the forward proxy answers
+	// those over it with a 503 before closing them.
+	MaxConnections int
 	// Backoff paces xDS reconnects (zero: xdsclient's defaults).
 	Backoff xdsclient.Backoff
 	// ReadHeaderTimeout bounds how long a downstream request's headers
@@ -334,7 +338,8 @@ func (p *Proxy) listen() error {
 			return errors.New("explicit mode needs the pod IP (POD_IP)")
 		}
 		specs = []lspec{
-			{name: virtualOutbound, addr: bind(ip, OutboundPort), h: p.serveForwardProxy},
+			{name: virtualOutbound, addr: bind(ip, OutboundPort), h: p.serveForwardProxy,
+				opts: listener.Options{OverflowReply: overflowReply}},
 		}
 	case Transparent:
 		// Every address of both families: capture redirects IPv4 and
@@ -353,6 +358,7 @@ func (p *Proxy) listen() error {
 	specs = append(specs, lspec{name: "tunnel", addr: tunnelAddr, h: func(c net.Conn, _ netip.AddrPort) { p.tunnelServer.ServeConn(c) }})
 	for _, s := range specs {
 		s.opts.Log = p.log
+		s.opts.MaxConnections = p.opts.MaxConnections
 		l, err := listener.Listen(s.name, s.addr, s.opts)
 		if err != nil {
 			p.closeListeners()
@@ -367,6 +373,13 @@ func (p *Proxy) listen() error {
 	p.listening.Store(true)
 	return nil
 }
+
+// overflowReply is what an app gets from its forward proxy when the proxy
+// is at its connection limit.
+var overflowReply = func() []byte {
+	const body = "the sidecar is at its downstream connection limit; retry later\n"
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}()
 
 // anyAddr is the unspecified address to bind for every interface: IPv6's
 // (dual-stack, so IPv4 too) when the host has IPv6, else IPv4's.
