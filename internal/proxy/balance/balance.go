@@ -12,9 +12,9 @@
 //
 // The algorithms follow Envoy's:
 //
-//   - ROUND_ROBIN: a shared counter over the hosts; with unequal weights the
-//     counter walks a precomputed earliest-deadline-first schedule (see
-//     buildSchedule).
+//   - ROUND_ROBIN: a shared counter (one per priority level) over the
+//     hosts; with unequal weights the counter walks a precomputed
+//     earliest-deadline-first schedule (see buildSchedule).
 //   - RANDOM: uniform, or proportional to weight.
 //   - LEAST_REQUEST: power of two choices by active requests (Envoy's
 //     choice_count 2); see pickLeastRequest for weights.
@@ -25,14 +25,26 @@
 //   - Peak EWMA (WithPeakEWMA, not an Envoy policy): least-request whose
 //     load is latency_estimate * (active+1), as Linkerd and Finagle do.
 //
-// Endpoint selection within a ClusterLoadAssignment: only healthy
-// endpoints of the lowest priority that has any are used. Envoy would also
-// spill traffic to the next priority while a level is partly unhealthy
-// (overprovisioning factor 1.4) and ignore health below a 50% panic
-// threshold; Trellis does neither yet, so a level with one healthy host
-// takes all the traffic. Locality weights are folded into host weights
-// (see flatten), which gives the same long-run share as Envoy's two-level
-// locality-then-host pick.
+// Endpoint selection follows Envoy's priority levels and panic mode
+// (see priorityLoad). Each priority level's health is
+// min(100%, 1.4 * healthy/all endpoints) (overprovisioning factor 1.4);
+// traffic fills the levels in priority order up to their health, so a
+// level with 2 of 4 endpoints healthy keeps 70% and spills 30% to the
+// next, and is scaled up when the healths add up to less than 100%.
+// While they do, a level whose healthy share is below the panic threshold
+// (50% unless WithPanicThreshold) balances over all its endpoints,
+// healthy or not, so that a mass health-check failure does not pile all
+// traffic onto the few survivors; with every level in panic, traffic
+// splits by endpoint count. Unhealthy endpoints are therefore kept in the
+// set (Hosts, Host.Healthy) but picked only in panic. Update builds each
+// level's policy structures on their own; Pick chooses a level by the
+// split (by the request's hash for the hash policies, so a key stays on
+// its level and its host) and then runs the policy within it. Locality
+// weights are folded into host weights within a level (see flatten),
+// which gives the same long-run share as Envoy's two-level
+// locality-then-host pick; a level in panic uses endpoint weights alone,
+// as Envoy does. Degraded endpoints and a per-assignment
+// overprovisioning factor are not modelled.
 package balance
 
 import (
@@ -61,8 +73,9 @@ type Host struct {
 	// traffic on its tunnel port.
 	TLSMode string
 
-	addr   string // Address:Port, as dialled and hashed
-	weight atomic.Uint32
+	addr    string // Address:Port, as dialled and hashed
+	weight  atomic.Uint32
+	healthy atomic.Bool
 
 	active atomic.Int64
 	// removed is set once an Update has dropped the host, so that a Pick
@@ -79,15 +92,24 @@ type Host struct {
 // send each request where it was headed (ORIGINAL_DST) rather than
 // balancing over endpoints.
 func NewHost(address string, port uint32) *Host {
-	return &Host{Address: address, Port: port, addr: string(appendAddr(nil, address, port))}
+	h := &Host{Address: address, Port: port, addr: string(appendAddr(nil, address, port))}
+	h.healthy.Store(true)
+	return h
 }
 
 // Addr is "address:port" (IPv6 bracketed), ready to dial.
 func (h *Host) Addr() string { return h.addr }
 
-// Weight is the host's effective weight in the current set (endpoint
-// weight with its locality's weight folded in).
+// Weight is the host's effective weight within its priority level: the
+// endpoint weight with its locality's weight folded in while the level
+// balances over its healthy hosts, the endpoint weight alone for a level
+// in panic and for an unhealthy host.
 func (h *Host) Weight() uint32 { return h.weight.Load() }
+
+// Healthy reports whether the last update had the host healthy (EDS
+// HEALTHY or UNKNOWN). An unhealthy host stays in the set and is picked
+// only while its priority level is in panic.
+func (h *Host) Healthy() bool { return h.healthy.Load() }
 
 // Removed reports whether an Update has dropped the host; its pooled
 // connections can then be drained.
@@ -126,6 +148,15 @@ type Option func(*Balancer)
 // so that many proxies do not start on the same host.
 func WithRand(r Rand) Option { return func(b *Balancer) { b.rand = r } }
 
+// WithPanicThreshold sets the healthy share, in percent, below which a
+// priority level balances over all its hosts, healthy or not (Envoy's
+// common_lb_config.healthy_panic_threshold; DefaultPanicThreshold unless
+// given). 0 disables panic mode: with no healthy host anywhere, Pick
+// then returns nil.
+func WithPanicThreshold(percent float64) Option {
+	return func(b *Balancer) { b.panicThreshold = min(max(percent, 0), 100) }
+}
+
 // Balancer picks hosts for one cluster. Its methods are safe for
 // concurrent use; Pick never blocks.
 //
@@ -140,12 +171,19 @@ type Balancer struct {
 
 	ringMin, ringMax uint64
 	maglevSize       uint64
+	panicThreshold   float64
 
 	mu    sync.Mutex       // serialises Update
 	hosts map[string]*Host // current hosts by addr, owned by Update
+	// Round-robin counters by priority, owned by Update; they outlive
+	// snapshots so that an update does not restart the rotation.
+	rr map[uint32]*counter
+}
 
-	_  [64]byte // keep the round-robin counter off the snapshot's cache line
-	rr atomic.Uint64
+// counter is a round-robin position on a cache line of its own.
+type counter struct {
+	n atomic.Uint64
+	_ [56]byte
 }
 
 // Defaults and limits, as Envoy's.
@@ -168,6 +206,9 @@ func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
 		ringMax:    DefaultRingMaxSize,
 		maglevSize: c.MaglevTableSize,
 		hosts:      map[string]*Host{},
+		rr:         map[uint32]*counter{},
+
+		panicThreshold: DefaultPanicThreshold,
 	}
 	switch b.policy {
 	case xdsresource.LBRoundRobin, xdsresource.LBLeastRequest, xdsresource.LBRandom,
@@ -188,7 +229,6 @@ func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
 	for _, o := range opts {
 		o(b)
 	}
-	b.rr.Store(b.rand.Uint64())
 	b.snap.Store(&snapshot{})
 	if c.LoadAssignment != nil {
 		b.Update(c.LoadAssignment)
@@ -196,62 +236,134 @@ func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
 	return b
 }
 
-// Hosts returns the current host set. The slice is shared and must not
+// Hosts returns the current host set: every endpoint of the assignment,
+// healthy or not, lowest priority first. The slice is shared and must not
 // be modified.
 func (b *Balancer) Hosts() []*Host { return b.snap.Load().hosts }
 
-// Update replaces the host set with the healthy endpoints of cla's lowest
-// priority that has any (nil or none: an empty set, and Pick returns nil).
-// Hosts whose address, port and identity stay keep their state. Once
-// Update returns, no Pick that starts afterwards returns a host the update
-// removed, and a Pick already running retries if it reads the host's
-// removed mark. (A Pick that read the mark just before Update set it can
-// still hand the host out a moment after Update returns; that is inherent
-// to a lock-free reader, and Removed lets the caller check again before
-// dialling or reusing a pooled connection.)
+// Update replaces the host set with cla's endpoints (nil: an empty set,
+// and Pick returns nil) and recomputes how traffic splits between
+// priority levels (see priorityLoad) and, within each level that takes
+// any, over which hosts: the healthy ones, or all of them in panic.
+// Hosts whose address, port and identity stay keep their state, whatever
+// their priority or health. Once Update returns, no Pick that starts
+// afterwards returns a host the update removed, and a Pick already
+// running retries if it reads the host's removed mark. (A Pick that read
+// the mark just before Update set it can still hand the host out a moment
+// after Update returns; that is inherent to a lock-free reader, and
+// Removed lets the caller check again before dialling or reusing a pooled
+// connection.)
 func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	eps, weights := selectEndpoints(cla)
-	next := make(map[string]*Host, len(eps))
-	hosts := make([]*Host, 0, len(eps))
-	kept := weights[:0]
-	var buf []byte
-	for i, ep := range eps {
-		// Look the host up by a reused buffer so that an update which
-		// keeps most hosts does not allocate an address string for each.
-		buf = appendAddr(buf[:0], ep.ep.Address, ep.ep.Port)
-		if _, dup := next[string(buf)]; dup {
-			continue // first occurrence wins; Envoy rejects duplicates in one level
-		}
-		h := b.hosts[string(buf)]
-		addr := ""
-		if h != nil {
-			addr = h.addr
-		} else {
-			addr = string(buf)
-		}
-		if h == nil || !sameIdentity(h, ep) {
-			h = &Host{
-				Address: ep.ep.Address, Port: ep.ep.Port,
-				Region: ep.loc.Region, Zone: ep.loc.Zone, SubZone: ep.loc.SubZone,
-				Workload: ep.ep.Workload, Namespace: ep.ep.Namespace, ServiceAccount: ep.ep.ServiceAccount,
-				TLSMode: ep.ep.TLSMode,
-				addr:    addr, ewma: b.ewma,
-			}
-			if b.ewma != nil {
-				h.rttNanos.Store(float64bits(float64(b.ewma.defaultRTT)))
-				h.rttUpdate.Store(b.ewma.now())
-			}
-		}
-		h.weight.Store(weights[i])
-		next[addr] = h
-		hosts = append(hosts, h)
-		kept = append(kept, weights[i])
+	groups := groupPriorities(cla)
+	n := 0
+	for _, g := range groups {
+		n += len(g)
 	}
-	s := b.build(hosts, kept)
+	next := make(map[string]*Host, n)
+	all := make([]*Host, 0, n)
+	type group struct {
+		priority uint32
+		eps      []weightedEndpoint // deduplicated, healthy or not
+		hosts    []*Host
+	}
+	gs := make([]group, len(groups))
+	healthy, total := make([]int, len(groups)), make([]int, len(groups))
+	var buf []byte
+	for gi, eps := range groups {
+		g := &gs[gi]
+		g.priority = eps[0].loc.Priority
+		g.eps = eps[:0]
+		for _, ep := range eps {
+			// Look the host up by a reused buffer so that an update which
+			// keeps most hosts does not allocate an address string for each.
+			buf = appendAddr(buf[:0], ep.ep.Address, ep.ep.Port)
+			if _, dup := next[string(buf)]; dup {
+				continue // first occurrence wins; Envoy rejects duplicates in one level
+			}
+			h := b.hosts[string(buf)]
+			addr := ""
+			if h != nil {
+				addr = h.addr
+			} else {
+				addr = string(buf)
+			}
+			if h == nil || !sameIdentity(h, ep) {
+				h = &Host{
+					Address: ep.ep.Address, Port: ep.ep.Port,
+					Region: ep.loc.Region, Zone: ep.loc.Zone, SubZone: ep.loc.SubZone,
+					Workload: ep.ep.Workload, Namespace: ep.ep.Namespace, ServiceAccount: ep.ep.ServiceAccount,
+					TLSMode: ep.ep.TLSMode,
+					addr:    addr, ewma: b.ewma,
+				}
+				if b.ewma != nil {
+					h.rttNanos.Store(float64bits(float64(b.ewma.defaultRTT)))
+					h.rttUpdate.Store(b.ewma.now())
+				}
+			}
+			h.healthy.Store(ep.ep.Healthy)
+			h.weight.Store(max(ep.ep.Weight, 1))
+			next[addr] = h
+			all = append(all, h)
+			g.eps = append(g.eps, ep)
+			g.hosts = append(g.hosts, h)
+			total[gi]++
+			if ep.ep.Healthy {
+				healthy[gi]++
+			}
+		}
+	}
+
+	load, inPanic := priorityLoad(healthy, total, b.panicThreshold)
+	s := &snapshot{hosts: all}
+	rr := make(map[uint32]*counter, len(gs))
+	for gi := range gs {
+		g := &gs[gi]
+		c := b.rr[g.priority]
+		if c == nil {
+			c = new(counter)
+			c.n.Store(b.rand.Uint64())
+		}
+		rr[g.priority] = c
+		hosts := g.hosts
+		var weights []uint32
+		if inPanic[gi] {
+			weights = make([]uint32, len(hosts))
+			for i, h := range hosts {
+				weights[i] = h.Weight()
+			}
+		} else {
+			var eps []weightedEndpoint
+			hosts = nil
+			for i, ep := range g.eps {
+				if ep.ep.Healthy {
+					eps = append(eps, ep)
+					hosts = append(hosts, g.hosts[i])
+				}
+			}
+			weights = flatten(eps)
+			for i, h := range hosts {
+				h.weight.Store(weights[i])
+			}
+		}
+		if load[gi] == 0 || len(hosts) == 0 {
+			continue
+		}
+		s.levels = append(s.levels, b.build(hosts, weights, c))
+		s.load = append(s.load, load[gi])
+	}
+	if len(s.levels) > 1 {
+		s.choose = make([]int32, 0, 100)
+		for i, l := range s.load {
+			for range l {
+				s.choose = append(s.choose, int32(i))
+			}
+		}
+	}
 	b.snap.Store(s)
+	b.rr = rr
 	for addr, h := range b.hosts {
 		if next[addr] != h {
 			h.removed.Store(true)
@@ -278,32 +390,46 @@ func sameIdentity(h *Host, ep weightedEndpoint) bool {
 
 // Pick returns a host for one request, or nil when the set is empty (the
 // proxy answers 503 with flag UH). hash is the request's consistent hash
-// (as the router computes it from the route's hash policies) and is used only by RING_HASH and MAGLEV, and
-// only when hasHash; without one they pick at random, as Envoy does.
+// (as the router computes it from the route's hash policies) and is used
+// only by RING_HASH and MAGLEV, and only when hasHash; without one they
+// pick at random, as Envoy does.
+//
+// With traffic split between priority levels, Pick first chooses a level
+// by the split, from the hash for the hash policies (so a key stays on
+// one level while the split holds, as in Envoy), at random otherwise;
+// then it runs the policy over that level's hosts.
 func (b *Balancer) Pick(hash uint64, hasHash bool) *Host {
+	hashed := b.policy == xdsresource.LBRingHash || b.policy == xdsresource.LBMaglev
+	if hashed && !hasHash {
+		hash = b.rand.Uint64()
+	}
 	for {
 		s := b.snap.Load()
-		if len(s.hosts) == 0 {
+		if len(s.levels) == 0 {
 			return nil
+		}
+		l := &s.levels[0]
+		if s.choose != nil {
+			var r uint64
+			if hashed {
+				r = mix(hash)
+			} else {
+				r = b.rand.Uint64()
+			}
+			l = &s.levels[s.choose[bounded(r, uint64(len(s.choose)))]]
 		}
 		var h *Host
 		switch b.policy {
 		case xdsresource.LBRoundRobin:
-			h = s.hosts[s.roundRobin(b.rr.Add(1))]
+			h = l.hosts[l.roundRobin(l.rr.n.Add(1))]
 		case xdsresource.LBRandom:
-			h = s.hosts[s.sample(b.rand.Uint64())]
+			h = l.hosts[l.sample(b.rand.Uint64())]
 		case xdsresource.LBRingHash:
-			if !hasHash {
-				hash = b.rand.Uint64()
-			}
-			h = s.hosts[s.ringLookup(hash)]
+			h = l.hosts[l.ringLookup(hash)]
 		case xdsresource.LBMaglev:
-			if !hasHash {
-				hash = b.rand.Uint64()
-			}
-			h = s.hosts[s.maglev[hash%uint64(len(s.maglev))]]
+			h = l.hosts[l.maglev[hash%uint64(len(l.maglev))]]
 		default:
-			h = b.pickLeastRequest(s)
+			h = b.pickLeastRequest(l)
 		}
 		if !h.removed.Load() {
 			return h
@@ -311,9 +437,31 @@ func (b *Balancer) Pick(hash uint64, hasHash bool) *Host {
 	}
 }
 
-// snapshot is one immutable host set with the lookup structures its
-// policy needs.
+// mix is SplitMix64's finaliser. The level is chosen from mix(hash) so
+// that the choice does not correlate with where hash falls on the level's
+// ring or table.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// snapshot is one immutable host set: every host, and the priority levels
+// that take traffic with their shares.
 type snapshot struct {
+	hosts  []*Host  // all hosts, for Hosts
+	levels []level  // levels with a share of traffic, by priority
+	load   []uint32 // each level's share, in percent
+	// choose maps a uniform percentile to an index in levels; nil when
+	// one level takes all traffic.
+	choose []int32
+}
+
+// level is one priority level's hosts (its healthy ones, or all in
+// panic) with the lookup structures its policy needs.
+type level struct {
 	hosts   []*Host
 	weights []uint32
 	equal   bool // all weights equal: uniform paths, no tables
@@ -323,6 +471,7 @@ type snapshot struct {
 	aliasCut []uint64 // keep i when the coin is below aliasCut[i]
 	alias    []int32  // else take alias[i]
 
+	rr    *counter
 	sched []int32 // round-robin schedule, when !equal
 
 	ringHash []uint64 // sorted ring points
@@ -331,8 +480,8 @@ type snapshot struct {
 	maglev []int32
 }
 
-func (b *Balancer) build(hosts []*Host, weights []uint32) *snapshot {
-	s := &snapshot{hosts: hosts, weights: weights, equal: true}
+func (b *Balancer) build(hosts []*Host, weights []uint32, rr *counter) level {
+	s := level{hosts: hosts, weights: weights, equal: true, rr: rr}
 	for _, w := range weights {
 		if w != weights[0] {
 			s.equal = false
@@ -366,7 +515,7 @@ func bounded(r, n uint64) uint64 {
 // sample picks an index with probability proportional to its weight.
 // The high half of r*n picks a column and the low half, uniform given the
 // column, is the alias coin, so one random number does both.
-func (s *snapshot) sample(r uint64) int {
+func (s *level) sample(r uint64) int {
 	i, coin := bits.Mul64(r, uint64(len(s.hosts)))
 	if s.equal || coin < s.aliasCut[i] {
 		return int(i)
@@ -414,7 +563,7 @@ func buildAlias(weights []uint32) ([]uint64, []int32) {
 	return cut, alias
 }
 
-func (s *snapshot) roundRobin(n uint64) int {
+func (s *level) roundRobin(n uint64) int {
 	if s.equal {
 		return int(n % uint64(len(s.hosts)))
 	}
@@ -439,7 +588,7 @@ func (s *snapshot) roundRobin(n uint64) int {
 // idle cluster's traffic exactly proportional to weight, as EDF does;
 // comparing w/(active+1) directly would give the heavier host every tie
 // and push idle traffic far past its weight.
-func (b *Balancer) pickLeastRequest(s *snapshot) *Host {
+func (b *Balancer) pickLeastRequest(s *level) *Host {
 	n := len(s.hosts)
 	i := s.sample(b.rand.Uint64())
 	if n == 1 {

@@ -390,7 +390,7 @@ func hostsFor(n int) []*Host {
 func TestMaglevTableSize(t *testing.T) {
 	b := New(&xdsresource.Cluster{LBPolicy: xdsresource.LBMaglev, MaglevTableSize: 1000})
 	b.Update(cla(1, 1, 1))
-	if got := len(b.snap.Load().maglev); got != 1009 {
+	if got := len(b.snap.Load().levels[0].maglev); got != 1009 {
 		t.Errorf("table size %d, want the next prime 1009", got)
 	}
 }
@@ -420,14 +420,34 @@ func TestEndpointSelection(t *testing.T) {
 	// has 2 of 3 endpoints healthy (availability min(1, 1.4*2/3) = 0.933),
 	// so weights a:d are 1:5.6, d's part split 1:2 between its healthy
 	// hosts; scaled so the heaviest is 65536.
-	want := []hw{{"10.1.0.1:80", "a", 17554}, {"10.1.0.2:80", "d", 32768}, {"10.1.0.3:80", "d", 65536}}
+	// Every endpoint is kept, lowest priority first, unhealthy ones at
+	// their endpoint weight.
+	want := []hw{
+		{"10.0.0.1:80", "b", 1},
+		{"10.1.0.1:80", "a", 17554}, {"10.1.0.2:80", "d", 32768}, {"10.1.0.3:80", "d", 65536}, {"10.1.0.4:80", "d", 5},
+		{"10.2.0.1:80", "c", 1},
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("hosts (-want +got):\n%s", diff)
 	}
+	// Priority 1 is fully available (min(100, 140*3/4)), so it takes all
+	// the traffic and priority 2 none.
+	for range 1000 {
+		if h := b.Pick(0, false); h.Addr() == "10.0.0.1:80" || h.Addr() == "10.1.0.4:80" || h.Addr() == "10.2.0.1:80" {
+			t.Fatalf("picked %s, outside priority 1's healthy hosts", h.Addr())
+		}
+	}
 
+	// No healthy host at all: panic, and the unhealthy host serves.
+	b.Update(&xdsresource.ClusterLoadAssignment{Localities: []xdsresource.LocalityEndpoints{{Endpoints: []xdsresource.Endpoint{ep("10.0.0.1", 1, false)}}}})
+	if h := b.Pick(0, false); h == nil || h.Addr() != "10.0.0.1:80" || h.Healthy() {
+		t.Errorf("no healthy host, panic: picked %v", h)
+	}
+	// Unless panic is disabled.
+	b = New(&xdsresource.Cluster{LBPolicy: xdsresource.LBRandom}, WithPanicThreshold(0))
 	b.Update(&xdsresource.ClusterLoadAssignment{Localities: []xdsresource.LocalityEndpoints{{Endpoints: []xdsresource.Endpoint{ep("10.0.0.1", 1, false)}}}})
 	if h := b.Pick(0, false); h != nil {
-		t.Errorf("no healthy host: picked %s", h.Addr())
+		t.Errorf("no healthy host, panic disabled: picked %s", h.Addr())
 	}
 	b.Update(nil)
 	if h := b.Pick(0, false); h != nil {

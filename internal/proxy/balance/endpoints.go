@@ -2,6 +2,7 @@ package balance
 
 import (
 	"math"
+	"slices"
 
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
@@ -11,39 +12,107 @@ type weightedEndpoint struct {
 	loc *xdsresource.LocalityEndpoints
 }
 
-// selectEndpoints returns the healthy endpoints of the lowest priority
-// that has any, with their effective weights.
-func selectEndpoints(cla *xdsresource.ClusterLoadAssignment) ([]weightedEndpoint, []uint32) {
+// groupPriorities returns cla's endpoints grouped by priority, lowest
+// (most preferred) first, each group in the assignment's order, healthy
+// or not.
+func groupPriorities(cla *xdsresource.ClusterLoadAssignment) [][]weightedEndpoint {
 	if cla == nil {
-		return nil, nil
+		return nil
 	}
-	best := uint32(math.MaxUint32)
-	found := false
+	var prios []uint32
 	for i := range cla.Localities {
-		l := &cla.Localities[i]
-		for j := range l.Endpoints {
-			if l.Endpoints[j].Healthy && (!found || l.Priority < best) {
-				best, found = l.Priority, true
-				break
-			}
+		if p := cla.Localities[i].Priority; len(cla.Localities[i].Endpoints) > 0 && !slices.Contains(prios, p) {
+			prios = append(prios, p)
 		}
 	}
-	if !found {
-		return nil, nil
-	}
-	var eps []weightedEndpoint
+	slices.Sort(prios)
+	groups := make([][]weightedEndpoint, len(prios))
 	for i := range cla.Localities {
 		l := &cla.Localities[i]
-		if l.Priority != best {
+		if len(l.Endpoints) == 0 {
 			continue
 		}
+		g, _ := slices.BinarySearch(prios, l.Priority)
 		for j := range l.Endpoints {
-			if l.Endpoints[j].Healthy {
-				eps = append(eps, weightedEndpoint{ep: &l.Endpoints[j], loc: l})
-			}
+			groups[g] = append(groups[g], weightedEndpoint{ep: &l.Endpoints[j], loc: l})
 		}
 	}
-	return eps, flatten(eps)
+	return groups
+}
+
+// overprovisioning is Envoy's default overprovisioning factor, in percent:
+// a priority level or locality with at least 1/1.4 of its endpoints
+// healthy counts as fully available.
+const overprovisioning = 140
+
+// DefaultPanicThreshold is Envoy's default healthy_panic_threshold, in
+// percent.
+const DefaultPanicThreshold = 50
+
+// priorityLoad is Envoy's split of traffic between priority levels
+// (LoadBalancerBase::recalculatePerPriorityState and
+// recalculatePerPriorityPanic, without degraded hosts), in whole percent.
+//
+// Level i's health is min(100, 140*healthy/total), in integer percent.
+// Traffic goes to the levels in order, each taking up to its health,
+// with health scaled up by 100/sum when the healths add up to less than
+// 100; what rounding leaves goes to the first level with any health.
+//
+// While the healths add up to less than 100, a level whose healthy share
+// is below threshold percent is in panic: it balances over all of its
+// hosts, healthy or not. When every level is in panic, load goes by host
+// count instead. A threshold of 0 disables panic; with no healthy host
+// anywhere the load is then all zero (no host).
+func priorityLoad(healthy, total []int, threshold float64) (load []uint32, panic []bool) {
+	n := len(total)
+	load, panic = make([]uint32, n), make([]bool, n)
+	health := make([]uint32, n)
+	var sum uint32
+	for i := range n {
+		if total[i] > 0 {
+			health[i] = min(100, uint32(overprovisioning*healthy[i]/total[i]))
+		}
+		sum += health[i]
+	}
+	norm := min(100, sum)
+	allPanic := n > 0
+	for i := range n {
+		panic[i] = norm < 100 && threshold > 0 &&
+			(total[i] == 0 || 100*float64(healthy[i])/float64(total[i]) < threshold)
+		allPanic = allPanic && panic[i]
+	}
+	if allPanic {
+		hosts := 0
+		for _, t := range total {
+			hosts += t
+		}
+		if hosts == 0 {
+			return load, panic
+		}
+		rest, first := uint32(100), -1
+		for i, t := range total {
+			if first < 0 && t > 0 {
+				first = i
+			}
+			load[i] = uint32(100 * t / hosts)
+			rest -= load[i]
+		}
+		load[first] += rest
+		return load, panic
+	}
+	if norm == 0 {
+		return load, panic
+	}
+	rest, first := uint32(100), -1
+	for i := range n {
+		if first < 0 && health[i] > 0 {
+			first = i
+		}
+		load[i] = min(rest, health[i]*100/norm)
+		rest -= load[i]
+	}
+	load[first] += rest
+	return load, panic
 }
 
 // flatten folds locality weights into host weights: a host's share of the

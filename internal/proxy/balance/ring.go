@@ -77,7 +77,7 @@ func buildRing(hosts []*Host, weights []uint32, minSize, maxSize uint64) ([]uint
 
 // ringLookup returns the host of the first point at or after hash,
 // wrapping around the ring.
-func (s *snapshot) ringLookup(hash uint64) int {
+func (s *level) ringLookup(hash uint64) int {
 	lo, hi := 0, len(s.ringHash)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
