@@ -118,6 +118,12 @@ type Server struct {
 
 	draining atomic.Bool
 	serveErr chan error
+
+	// Connections on the fast path (fast.go), for drain and close.
+	fastMu     sync.Mutex
+	fast       map[*fastConn]struct{}
+	fastClosed bool
+	fastWG     sync.WaitGroup
 }
 
 // New starts a server; hand it connections with Serve and stop it with
@@ -190,11 +196,11 @@ func positive[T int | time.Duration](v, def T) T {
 
 type connKey struct{}
 
-// Serve hands c to the server, which owns it from now on.
+// Serve hands c to the server, which owns it from now on. It starts on
+// the fast path (fast.go), which passes it to net/http at its first
+// request that needs more than plain HTTP/1.1.
 func (s *Server) Serve(c *Conn) {
-	if !s.ln.push(c) {
-		c.Close()
-	}
+	go s.serveFast(c)
 }
 
 // Stats returns the live counters.
@@ -216,22 +222,34 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 func (s *Server) Drain() {
 	s.draining.Store(true)
 	s.hs.SetKeepAlivesEnabled(false)
+	s.closeFast(false)
 }
 
 // Shutdown stops taking connections, closes idle ones and waits for
 // requests in flight; when ctx ends first it closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	// Fast connections first: the last of them may still hand a
+	// connection to net/http.
+	ferr := s.shutdownFast(ctx)
 	err := s.hs.Shutdown(ctx)
 	if err != nil {
 		s.hs.Close()
 	}
 	<-s.serveErr
+	if err == nil {
+		err = ferr
+	}
 	return err
 }
 
 // Close closes every connection at once.
 func (s *Server) Close() error {
+	s.fastMu.Lock()
+	s.fastClosed = true
+	s.fastMu.Unlock()
+	s.closeFast(true)
+	s.fastWG.Wait()
 	err := s.hs.Close()
 	<-s.serveErr
 	return err

@@ -1,0 +1,558 @@
+package hcm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The fast path serves ordinary HTTP/1.1 requests without net/http's
+// server: one goroutine per connection reads a request, runs the handler
+// with a small ResponseWriter that writes straight to the connection, and
+// reads the next. net/http's server additionally starts a goroutine per
+// request to watch the connection while the handler runs, stops it again
+// with a deadline, and clones the response header map on WriteHeader:
+// per request, a goroutine hand-off and allocations the proxy does not
+// need (docs/performance.md, "Sidecar").
+//
+// A connection stays on the fast path only while its requests are plain:
+// HTTP/1.1, a head that fits fastBufSize, no body or a Content-Length one,
+// no Upgrade, Expect or Transfer-Encoding, not CONNECT. At the first
+// request that is not, the connection is handed to net/http with every
+// byte not yet consumed, and stays there. The same headerConn sits under
+// both, so 408s, 431s, CL+TE refusals and header-name case work the same.
+//
+// What the fast path does not do: watch for the client leaving while the
+// handler runs. A request whose client closed its connection runs to its
+// end (or its route timeout) and its answer is then discarded, where
+// net/http would have cancelled it at once.
+
+// fastBufSize is the read buffer of a fast connection; a request head
+// longer than this goes to net/http.
+const fastBufSize = 4 << 10
+
+// maxDrainBody is what the fast path reads of a body the handler left
+// unread before reusing the connection; more closes it.
+const maxDrainBody = 256 << 10
+
+// fastConn is one connection on the fast path.
+type fastConn struct {
+	s    *Server
+	c    *Conn
+	hc   *headerConn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	ctx  context.Context
+	idle atomic.Bool
+	w    fastWriter
+}
+
+// serveFast runs c's requests until it closes or is handed to net/http.
+func (s *Server) serveFast(c *Conn) {
+	hc := &headerConn{Conn: c, stats: &s.stats}
+	fc := &fastConn{s: s, c: c, hc: hc}
+	fc.br = bufio.NewReaderSize(hc, fastBufSize)
+	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
+	fc.ctx = context.WithValue(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), connKey{}, hc)
+	if !s.trackFast(fc) {
+		c.Close()
+		return
+	}
+	s.stats.CxTotal.Add(1)
+	s.stats.CxActive.Add(1)
+	handed := false
+	defer func() {
+		s.untrackFast(fc)
+		if !handed {
+			s.stats.CxActive.Add(-1)
+			c.Close()
+		}
+	}()
+	for {
+		ok, handoff := fc.next()
+		if handoff {
+			// The connection goes on under net/http, which counts it.
+			s.stats.CxTotal.Add(-1)
+			s.stats.CxActive.Add(-1)
+			handed = true
+			s.handOff(fc)
+			return
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// next serves one request; ok false ends the connection, handoff true
+// passes it to net/http before anything of the request was consumed.
+func (fc *fastConn) next() (ok, handoff bool) {
+	s := fc.s
+	fc.idle.Store(true)
+	if s.draining.Load() {
+		return false, false
+	}
+	fc.hc.SetReadDeadline(time.Now().Add(positive(s.cfg.IdleTimeout, DefaultIdleTimeout)))
+	if _, err := fc.br.Peek(1); err != nil {
+		return false, false
+	}
+	fc.idle.Store(false)
+	fc.hc.SetReadDeadline(time.Now().Add(positive(s.cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)))
+	head, err := peekHead(fc.br)
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return false, true // a long head: net/http, with its limit and 431
+		}
+		return false, false // timed out (headerConn wrote the 408) or gone
+	}
+	if !plainHead(head) {
+		return false, true
+	}
+	req, err := http.ReadRequest(fc.br)
+	if err != nil {
+		io.WriteString(fc.hc, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		return false, false
+	}
+	fc.hc.SetReadDeadline(time.Time{})
+	req.RemoteAddr = fc.c.Source.String()
+	req = req.WithContext(fc.ctx)
+
+	w := &fc.w
+	w.reset(fc, req)
+	if req.Method == http.MethodOptions && req.RequestURI == "*" {
+		// As net/http answers it, without the handler.
+		w.header["Content-Length"] = []string{"0"}
+		w.WriteHeader(http.StatusOK)
+		if err := w.finish(); err != nil {
+			return false, false
+		}
+		return !req.Close, false
+	}
+	if !fc.serve(w, req) {
+		return false, false
+	}
+	if err := w.finish(); err != nil {
+		return false, false
+	}
+	// What the handler left of the body must go before the next request.
+	if n, _ := io.CopyN(io.Discard, req.Body, maxDrainBody+1); n > maxDrainBody {
+		return false, false
+	}
+	req.Body.Close()
+	return !w.closeAfter && !req.Close, false
+}
+
+// serve runs the handler; false when it aborted the response.
+func (fc *fastConn) serve(w *fastWriter, req *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				fc.s.log.Error("handler panic", "panic", v)
+			}
+			ok = false
+		}
+	}()
+	fc.s.serveFramed(w, req)
+	return true
+}
+
+// peekHead returns the buffered request head, up to its empty line.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	for n := 1; ; {
+		b, err := br.Peek(n)
+		if i := bytes.Index(b, crlfcrlf); i >= 0 {
+			return b[:i+4], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n = br.Buffered(); n < len(b)+1 {
+			n = len(b) + 1
+		}
+		if n > br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+	}
+}
+
+var (
+	crlfcrlf      = []byte("\r\n\r\n")
+	fastUnplain   = []string{"upgrade", "expect", "transfer-encoding"}
+	http11Request = []byte(" HTTP/1.1\r\n")
+)
+
+// plainHead reports whether a request head can take the fast path: an
+// HTTP/1.1 request line, not CONNECT, and header names that are plain
+// tokens, none of them Upgrade, Expect or Transfer-Encoding (matched
+// without regard to case). Anything else, malformed heads included, is
+// net/http's to answer.
+func plainHead(head []byte) bool {
+	nl := bytes.IndexByte(head, '\n')
+	line := head[:nl+1]
+	if !bytes.HasSuffix(line, http11Request) || bytes.HasPrefix(line, []byte("CONNECT ")) || bytes.HasPrefix(line, h2Preface) {
+		return false
+	}
+	rest := head[nl+1 : len(head)-2] // header lines, each ending in CRLF
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		if end < 1 || rest[end-1] != '\r' {
+			return false // bare LF and the like
+		}
+		l := rest[:end-1]
+		rest = rest[end+1:]
+		colon := bytes.IndexByte(l, ':')
+		if colon < 1 {
+			return false
+		}
+		name := l[:colon]
+		for _, ch := range name {
+			if !tokenChar(ch) {
+				return false
+			}
+		}
+		for _, u := range fastUnplain {
+			if len(name) == len(u) && asciiEqualFold(name, u) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func tokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}
+
+// handOff gives the connection, with what was read ahead, to net/http.
+func (s *Server) handOff(fc *fastConn) {
+	var rest []byte
+	if n := fc.br.Buffered(); n > 0 {
+		b, _ := fc.br.Peek(n)
+		rest = bytes.Clone(b)
+	}
+	nc := &Conn{Conn: &replayConn{Conn: fc.c.Conn, prefix: rest}, Dst: fc.c.Dst, Source: fc.c.Source, Routes: fc.c.Routes, Done: fc.c.Done}
+	fc.c.Done = nil // the new Conn reports done now
+	fc.hc.SetReadDeadline(time.Time{})
+	if !s.ln.push(nc) {
+		nc.Close()
+	}
+}
+
+// replayConn replays bytes read ahead before reading on.
+type replayConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.prefix) > 0 {
+		n := copy(p, r.prefix)
+		r.prefix = r.prefix[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+// CloseWrite passes a half-close on, for CONNECT tunnels.
+func (r *replayConn) CloseWrite() error {
+	if cw, ok := r.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (s *Server) trackFast(fc *fastConn) bool {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	if s.fastClosed {
+		return false
+	}
+	if s.fast == nil {
+		s.fast = map[*fastConn]struct{}{}
+	}
+	s.fast[fc] = struct{}{}
+	s.fastWG.Add(1)
+	return true
+}
+
+func (s *Server) untrackFast(fc *fastConn) {
+	s.fastMu.Lock()
+	delete(s.fast, fc)
+	s.fastMu.Unlock()
+	s.fastWG.Done()
+}
+
+// closeFast closes the fast connections, only the idle ones unless all.
+func (s *Server) closeFast(all bool) (left int) {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	for fc := range s.fast {
+		if all || fc.idle.Load() {
+			fc.c.Conn.Close()
+		} else {
+			left++
+		}
+	}
+	return left
+}
+
+// shutdownFast stops new fast connections, closes idle ones as they
+// become idle, and waits for the rest; when ctx ends it closes them all.
+func (s *Server) shutdownFast(ctx context.Context) error {
+	s.fastMu.Lock()
+	s.fastClosed = true
+	s.fastMu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.closeFast(false) > 0 {
+		select {
+		case <-ctx.Done():
+			s.closeFast(true)
+			s.fastWG.Wait()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	s.fastWG.Wait()
+	return nil
+}
+
+// fastWriter is the fast path's ResponseWriter: the response goes
+// straight into the connection's buffered writer, with Content-Length
+// when the handler set one and chunked otherwise.
+type fastWriter struct {
+	fc          *fastConn
+	req         *http.Request
+	header      http.Header
+	wroteHeader bool
+	chunked     bool
+	noBody      bool
+	closeAfter  bool
+	length      int64 // -1: none
+	written     int64
+	err         error
+}
+
+func (w *fastWriter) reset(fc *fastConn, req *http.Request) {
+	h := w.header
+	if h == nil {
+		h = http.Header{}
+	} else {
+		clear(h)
+	}
+	*w = fastWriter{fc: fc, req: req, header: h, length: -1}
+}
+
+func (w *fastWriter) Header() http.Header { return w.header }
+
+func (w *fastWriter) WriteHeader(code int) {
+	if w.wroteHeader || w.err != nil {
+		return
+	}
+	bw := w.fc.bw
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An interim response goes out on its own; the final one follows.
+		w.writeStatus(code)
+		w.writeHeaders(false)
+		bw.WriteString("\r\n")
+		w.err = bw.Flush()
+		return
+	}
+	w.wroteHeader = true
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.length = n
+		}
+	}
+	if w.length < 0 && !w.noBody {
+		w.chunked = true
+	}
+	for _, v := range w.header["Connection"] {
+		if bytes.EqualFold([]byte(v), []byte("close")) {
+			w.closeAfter = true
+		}
+	}
+	if w.fc.s.draining.Load() && !w.closeAfter {
+		w.closeAfter = true
+		w.header["Connection"] = []string{"close"}
+	}
+	w.writeStatus(code)
+	w.writeHeaders(true)
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	_, w.err = bw.WriteString("\r\n")
+}
+
+func (w *fastWriter) writeStatus(code int) {
+	bw := w.fc.bw
+	bw.WriteString("HTTP/1.1 ")
+	var num [3]byte
+	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(code))
+	bw.WriteString("\r\n")
+}
+
+// writeHeaders writes the header map, without trailers and, for a final
+// response, with a Date when the handler set none, as net/http adds.
+func (w *fastWriter) writeHeaders(final bool) {
+	bw := w.fc.bw
+	for k, vv := range w.header {
+		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+			continue
+		}
+		if k == "Transfer-Encoding" || hasLineBreak(k) {
+			continue
+		}
+		for _, v := range vv {
+			if hasLineBreak(v) {
+				continue
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if _, ok := w.header["Date"]; final && !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+}
+
+func hasLineBreak(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\r' || s[i] == '\n' {
+			return true
+		}
+	}
+	return false
+}
+
+var dateCache struct {
+	mu   sync.Mutex
+	sec  int64
+	text string
+}
+
+// httpDate is the current time in HTTP's format, formatted once a second.
+func httpDate() string {
+	now := time.Now()
+	dateCache.mu.Lock()
+	defer dateCache.mu.Unlock()
+	if s := now.Unix(); s != dateCache.sec {
+		dateCache.sec = s
+		dateCache.text = now.UTC().Format(http.TimeFormat)
+	}
+	return dateCache.text
+}
+
+func (w *fastWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	bw := w.fc.bw
+	if w.chunked {
+		var size [16]byte
+		bw.Write(strconv.AppendInt(size[:0], int64(len(p)), 16))
+		bw.WriteString("\r\n")
+		bw.Write(p)
+		_, w.err = bw.WriteString("\r\n")
+	} else {
+		if w.length >= 0 && w.written+int64(len(p)) > w.length {
+			return 0, http.ErrContentLength
+		}
+		_, w.err = bw.Write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.written += int64(len(p))
+	return len(p), nil
+}
+
+// FlushError sends what is buffered (http.ResponseController's Flush).
+func (w *fastWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	w.err = w.fc.bw.Flush()
+	return w.err
+}
+
+// Flush is http.Flusher's.
+func (w *fastWriter) Flush() { w.FlushError() }
+
+// SetReadDeadline and SetWriteDeadline are http.ResponseController's.
+func (w *fastWriter) SetReadDeadline(t time.Time) error  { return w.fc.hc.SetReadDeadline(t) }
+func (w *fastWriter) SetWriteDeadline(t time.Time) error { return w.fc.hc.SetWriteDeadline(t) }
+
+// EnableFullDuplex is http.ResponseController's: the fast path reads and
+// writes the connection from one goroutine and never blocks one on the
+// other, so there is nothing to enable.
+func (w *fastWriter) EnableFullDuplex() error { return nil }
+
+// finish ends the response: the last chunk and trailers, and the flush.
+func (w *fastWriter) finish() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	bw := w.fc.bw
+	if w.chunked {
+		bw.WriteString("0\r\n")
+		for k, vv := range w.header {
+			if len(k) <= len(http.TrailerPrefix) || k[:len(http.TrailerPrefix)] != http.TrailerPrefix || hasLineBreak(k) {
+				continue
+			}
+			for _, v := range vv {
+				if hasLineBreak(v) {
+					continue
+				}
+				bw.WriteString(k[len(http.TrailerPrefix):])
+				bw.WriteString(": ")
+				bw.WriteString(v)
+				bw.WriteString("\r\n")
+			}
+		}
+		bw.WriteString("\r\n")
+	} else if w.length >= 0 && w.written < w.length && !w.noBody {
+		// A body cut short: the client must not read the next response
+		// as the rest of this one.
+		w.closeAfter = true
+	}
+	return bw.Flush()
+}
