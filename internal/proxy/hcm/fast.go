@@ -386,7 +386,7 @@ func (w *fastWriter) WriteHeader(code int) {
 			w.closeAfter = true
 		}
 	}
-	if w.fc.s.draining.Load() && !w.closeAfter {
+	if (w.req.Close || w.fc.s.draining.Load()) && !w.closeAfter {
 		w.closeAfter = true
 		w.header["Connection"] = []string{"close"}
 	}

@@ -80,3 +80,30 @@ func TestFastPathKeepsConnectionsAlive(t *testing.T) {
 		}
 	}
 }
+
+// A request asking to close gets Connection: close and the connection
+// ends after its response, as net/http does.
+func TestFastPathConnectionClose(t *testing.T) {
+	leak.Check(t)
+	f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if !resp.Close { // net/http reads Connection: close into Close
+		t.Errorf("the response to Connection: close did not say close")
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the response: %v, want EOF", err)
+	}
+}
