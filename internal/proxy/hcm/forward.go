@@ -25,15 +25,6 @@ import (
 // so that a 503 says which of UH, UF, UO, ... it is without an access log.
 const FlagsHeader = "X-Trellis-Flags"
 
-// Info is what a request's handling decided, for the access log and for
-// tests: which cluster and host it went to and why it failed if it did.
-type Info struct {
-	Route   string
-	Cluster string
-	Status  int
-	Flags   upstream.Flags
-}
-
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.RqTotal.Add(1)
 	c := connOf(r)
