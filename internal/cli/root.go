@@ -76,6 +76,7 @@ Find more information at https://github.com/trellismesh/trellis`,
 	root.AddCommand(
 		newValidateCmd(),
 		newControlPlaneCmd(),
+		newDemoCmd(),
 	)
 	return root
 }
