@@ -237,7 +237,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if cl.OriginalDst() {
+	// Inbound requests always carry it: a cluster an update removes
+	// hands them to the app's passthrough, an ORIGINAL_DST cluster.
+	if cl.OriginalDst() || !s.cfg.Outbound {
 		if c != nil && c.Dst.IsValid() {
 			ctx = upstream.WithDestination(ctx, c.Dst)
 		} else if dst, ok := destinationOf(r); ok {

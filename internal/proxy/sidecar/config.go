@@ -125,6 +125,12 @@ func (p *Proxy) applyClusters(u xdsclient.Update) error {
 	}
 	for name, c := range old.byName {
 		if _, ok := next.byName[name]; !ok {
+			if strings.HasPrefix(name, "inbound|") {
+				// A request that looked the cluster up just before the
+				// update still reaches the app, as it would on a port no
+				// service claims.
+				c.Replace(p.inboundPassthrough)
+			}
 			retire = append(retire, c)
 		}
 	}
