@@ -26,8 +26,10 @@ import (
 	"github.com/trellismesh/trellis/internal/redirect"
 )
 
-// DefaultMaxConnections is Envoy's per-listener default bound on
-// downstream connections, here per port.
+// DefaultMaxConnections bounds downstream connections per port: far above
+// what a sidecar's app opens, but finite, so a flood runs into a counted
+// limit rather than the process's file descriptors (Envoy sets no limit
+// unless the overload manager is configured).
 const DefaultMaxConnections = 100000
 
 // Handler serves one accepted connection and returns when done with it;
