@@ -96,8 +96,14 @@ type pod struct {
 // sidecar starts a sidecar for a pod at ip and waits until it is ready.
 func (m *mesh) sidecar(name, ip string, labels map[string]string) *pod {
 	m.t.Helper()
+	return m.sidecarWith(name, ip, labels)
+}
+
+// sidecarWith is mesh.sidecar with options adjusted by opts.
+func (m *mesh) sidecarWith(name, ip string, labels map[string]string, opts ...func(*sidecar.Options)) *pod {
+	m.t.Helper()
 	p := &pod{name: name, ip: netip.MustParseAddr(ip), done: make(chan error, 1)}
-	p.proxy = sidecar.New(sidecar.Options{
+	o := sidecar.Options{
 		Mode:  sidecar.Explicit,
 		PodIP: p.ip,
 		XDS:   m.xds,
@@ -106,7 +112,14 @@ func (m *mesh) sidecar(name, ip string, labels map[string]string) *pod {
 		DrainDuration: 2 * time.Second,
 		Backoff:       xdsclient.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		Log:           slog.New(slog.DiscardHandler),
-	})
+	}
+	if os.Getenv("TRELLIS_TEST_LOG") != "" {
+		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", name)
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	p.proxy = sidecar.New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stop = cancel
 	go func() { p.done <- p.proxy.Run(ctx) }()

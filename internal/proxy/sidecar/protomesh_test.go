@@ -2,24 +2,19 @@ package sidecar_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
-	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
 )
 
 // appConfig is one Service, app, with a port of each protocol (HTTP on
@@ -89,59 +84,6 @@ func newAppMesh(t testing.TB, base, extra string, h http.HandlerFunc, opts ...fu
 		return ""
 	})
 	return am
-}
-
-// sidecarWith is mesh.sidecar with options adjusted by opts.
-func (m *mesh) sidecarWith(name, ip string, labels map[string]string, opts ...func(*sidecar.Options)) *pod {
-	m.t.Helper()
-	p := &pod{name: name, ip: netip.MustParseAddr(ip), done: make(chan error, 1)}
-	o := sidecar.Options{
-		Mode:  sidecar.Explicit,
-		PodIP: p.ip,
-		XDS:   m.xds,
-		Node: xdsclient.Node{Pod: name, Namespace: "default", ServiceAccount: "default",
-			Labels: labels, WorkloadName: name},
-		DrainDuration: 2 * time.Second,
-		Backoff:       xdsclient.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
-		Log:           slog.New(slog.DiscardHandler),
-	}
-	if os.Getenv("TRELLIS_TEST_LOG") != "" {
-		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pod", name)
-	}
-	for _, f := range opts {
-		f(&o)
-	}
-	p.proxy = sidecar.New(o)
-	ctx, cancel := context.WithCancel(context.Background())
-	p.stop = cancel
-	go func() { p.done <- p.proxy.Run(ctx) }()
-	m.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-p.done:
-			if err != nil {
-				m.t.Errorf("proxy %s: %v", name, err)
-			}
-		case <-time.After(10 * time.Second):
-			m.t.Errorf("proxy %s did not stop", name)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, why := p.proxy.Ready()
-		if ok {
-			return p
-		}
-		select {
-		case err := <-p.done:
-			m.t.Fatalf("proxy %s exited: %v", name, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("proxy %s not ready: %s", name, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // dialProxy opens a raw connection from the pod to its forward proxy.
