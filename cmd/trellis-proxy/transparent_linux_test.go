@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/redirect"
+	testnetns "github.com/trellismesh/trellis/internal/testing/netns"
 )
 
 // proxyUID is the sidecar's uid, as Istio's 1337: the capture rules let
@@ -214,58 +214,13 @@ spec: {address: "%s", labels: {app: reviews}}
 	}
 }
 
-func netns(t *testing.T, name string) string {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace (ip netns add: %v: %s)", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	ip(t, "-n", name, "link", "set", "lo", "up")
-	return filepath.Join("/var/run/netns", name)
-}
+func netns(t *testing.T, name string) string { return testnetns.New(t, name) }
 
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
+func ip(t *testing.T, args ...string) { t.Helper(); testnetns.IP(t, args...) }
 
-// inNS runs fn on a thread switched into the namespace at path; sockets
-// made there stay in it.
-func inNS(t *testing.T, path string, fn func()) {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Error(err)
-		return
-	}
-	defer orig.Close()
-	target, err := os.Open(path)
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Error(err)
-		return
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		t.Errorf("setns %s: %v", path, err)
-		return
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			return // thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-	}()
-	fn()
-}
+// inNS runs fn in the namespace at path; it may run off the test's
+// goroutine (a Transport's dial), so failures are reported, not fatal.
+func inNS(t *testing.T, path string, fn func()) { testnetns.In(t, path, fn) }
 
 func unixClient(sock string) *http.Client {
 	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,61 +20,20 @@ import (
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
+
+	testnetns "github.com/trellismesh/trellis/internal/testing/netns"
 )
 
-// netns creates a named network namespace with lo up and removes it when the test ends.
-// Nothing here touches the root namespace's rules, routes or interfaces.
-func netns(t *testing.T, name string) string {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace (ip netns add: %v: %s)", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	ip(t, "-n", name, "link", "set", "lo", "up")
-	return filepath.Join("/var/run/netns", name)
-}
+func netns(t *testing.T, name string) string { return testnetns.New(t, name) }
 
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
+func ip(t *testing.T, args ...string) { t.Helper(); testnetns.IP(t, args...) }
 
-// inNS runs fn with the calling goroutine's thread in the namespace at path. Sockets made in fn
-// stay in that namespace. If the thread cannot be switched back it stays locked, so the runtime
-// discards it instead of reusing a thread in the wrong namespace.
+// inNS runs fn in the namespace at path and stops the test if it cannot.
 func inNS(t *testing.T, path string, fn func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
+	if !testnetns.In(t, path, fn) {
+		t.FailNow()
 	}
-	defer orig.Close()
-	target, err := os.Open(path)
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("setns %s: %v", path, err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			t.Errorf("restoring the thread's network namespace: %v (thread left locked)", err)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	fn()
 }
 
 // serve answers every connection with name and the connection's original destination, or
