@@ -6,13 +6,14 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/sniff"
 )
 
 // The fast path serves ordinary HTTP/1.1 requests without net/http's
@@ -243,35 +244,12 @@ func (s *Server) handOff(fc *fastConn) {
 		b, _ := fc.br.Peek(n)
 		rest = bytes.Clone(b)
 	}
-	nc := &Conn{Conn: &replayConn{Conn: fc.c.Conn, prefix: rest}, Dst: fc.c.Dst, Source: fc.c.Source, Routes: fc.c.Routes, Done: fc.c.Done}
+	nc := &Conn{Conn: sniff.Replay(fc.c.Conn, rest), Dst: fc.c.Dst, Source: fc.c.Source, Routes: fc.c.Routes, Done: fc.c.Done}
 	fc.c.Done = nil // the new Conn reports done now
 	fc.hc.SetReadDeadline(time.Time{})
 	if !s.ln.push(nc) {
 		nc.Close()
 	}
-}
-
-// replayConn replays bytes read ahead before reading on.
-type replayConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (r *replayConn) Read(p []byte) (int, error) {
-	if len(r.prefix) > 0 {
-		n := copy(p, r.prefix)
-		r.prefix = r.prefix[n:]
-		return n, nil
-	}
-	return r.Conn.Read(p)
-}
-
-// CloseWrite passes a half-close on, for CONNECT tunnels.
-func (r *replayConn) CloseWrite() error {
-	if cw, ok := r.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
 
 func (s *Server) trackFast(fc *fastConn) bool {

@@ -1,7 +1,7 @@
 package sidecar
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -309,7 +309,8 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 	}
 	inner := net.Conn(conn)
 	if brw.Reader.Buffered() > 0 {
-		inner = &bufferedConn{Conn: conn, r: brw.Reader}
+		b, _ := brw.Reader.Peek(brw.Reader.Buffered())
+		inner = sniff.Replay(conn, bytes.Clone(b))
 	}
 	if tcp != nil {
 		p.proxyTCP(inner, tcp.Cluster, dst)
@@ -341,25 +342,4 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 		dst = netip.AddrPortFrom(ips[0].Unmap(), uint16(port))
 	}
 	p.proxyTCP(sc, cluster, dst)
-}
-
-// bufferedConn replays what the HTTP server read past the CONNECT request.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (b *bufferedConn) Read(p []byte) (int, error) {
-	if b.r.Buffered() > 0 {
-		return b.r.Read(p)
-	}
-	return b.Conn.Read(p)
-}
-
-// CloseWrite passes a half-close on to the connection underneath.
-func (b *bufferedConn) CloseWrite() error {
-	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return b.Conn.Close()
 }

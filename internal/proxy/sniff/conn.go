@@ -56,6 +56,16 @@ func (c *halfCloseConn) CloseWrite() error {
 	return c.Conn.Conn.(halfCloser).CloseWrite()
 }
 
+// Replay returns a connection that serves prefix (bytes already read from
+// nc, e.g. by a bufio.Reader past an HTTP head) before reading on from nc,
+// keeping nc's half-close and splice paths. prefix must not change after.
+func Replay(nc net.Conn, prefix []byte) net.Conn {
+	if len(prefix) == 0 {
+		return nc
+	}
+	return wrap(nc, prefix, nil)
+}
+
 func wrap(nc net.Conn, peeked []byte, buf *[]byte) net.Conn {
 	if _, ok := nc.(halfCloser); ok {
 		return &halfCloseConn{Conn{Conn: nc, peeked: peeked, buf: buf}}

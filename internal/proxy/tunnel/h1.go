@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/sniff"
 )
 
 // The tunnel port also takes HTTP/1.1 CONNECT, one tunnel per TCP
@@ -68,7 +70,7 @@ func (d *Dialer) DialHTTP1(ctx context.Context, tunnel netip.AddrPort, target st
 	if br.Buffered() > 0 {
 		// The server spoke first after its 200; keep those bytes.
 		b, _ := br.Peek(br.Buffered())
-		return &prefixConn{Conn: c, prefix: bytes.Clone(b)}, nil
+		return sniff.Replay(c, bytes.Clone(b)), nil
 	}
 	return c, nil
 }
@@ -97,28 +99,6 @@ func connectHTTP1(c net.Conn, target string, header http.Header) (*bufio.Reader,
 	// LimitReader only bounded the head; what the bufio.Reader holds past
 	// it belongs to the stream and the rest is read from c directly.
 	return br, nil
-}
-
-// prefixConn replays bytes read past a CONNECT head.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-func (p *prefixConn) CloseWrite() error {
-	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return p.Conn.Close()
 }
 
 // ServeConn serves one accepted tunnel-port connection: an HTTP/1.1
@@ -158,7 +138,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	if n := br.Buffered(); n > 0 {
 		// The client sent stream bytes right behind its CONNECT.
 		b, _ := br.Peek(n)
-		stream = &prefixConn{Conn: c, prefix: bytes.Clone(b)}
+		stream = sniff.Replay(c, bytes.Clone(b))
 	}
 	if s.Handle != nil {
 		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {
@@ -227,20 +207,21 @@ func (s *Server) serveH2(c net.Conn, prefix []byte) {
 		s.h2ln = newConnListener()
 		go s.hs.Serve(s.h2ln)
 	})
-	nc := &notifyConn{prefixConn: prefixConn{Conn: c, prefix: prefix}, done: make(chan struct{})}
+	nc := &notifyConn{Conn: sniff.Replay(c, prefix), raw: c, done: make(chan struct{})}
 	s.h2ln.push(nc)
 	<-nc.done
 }
 
 // notifyConn says when the HTTP/2 server closed it.
 type notifyConn struct {
-	prefixConn
+	net.Conn
+	raw  net.Conn
 	once sync.Once
 	done chan struct{}
 }
 
 func (n *notifyConn) Close() error {
-	err := n.prefixConn.Conn.Close()
+	err := n.raw.Close()
 	n.once.Do(func() { close(n.done) })
 	return err
 }
