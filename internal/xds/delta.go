@@ -312,11 +312,17 @@ func (s *Server) serveDelta(stream discoverygrpc.AggregatedDiscoveryService_Delt
 				return err
 			}
 		case <-notify:
+			ds.ps.mu.Lock()
+			u := ds.ps.updates
+			ds.ps.mu.Unlock()
 			for i := range ds.types {
 				if err := ds.push(i); err != nil {
 					return err
 				}
 			}
+			ds.ps.mu.Lock()
+			ds.ps.handled = max(ds.ps.handled, u)
+			ds.ps.mu.Unlock()
 		}
 	}
 }

@@ -65,9 +65,11 @@ type Server struct {
 	// building holds the scopes being translated now (see sharedLayers).
 	building map[string]*scopeBuild
 
-	nacks    atomic.Int64
-	pushes   atomic.Int64
-	streamID atomic.Int64
+	nacks  atomic.Int64
+	pushes atomic.Int64
+	// pushedVersion is the store version of the last completed push.
+	pushedVersion atomic.Uint64
+	streamID      atomic.Int64
 
 	// initialSends bounds how many full initial states are being sent at
 	// once (see deltaConn.sendInitial).
@@ -93,6 +95,12 @@ type proxyState struct {
 	acked    map[string]string // type URL -> nonce of the last response ACKed
 	nacks    int
 	lastErr  string
+	// version is the store version of the layers set last; updates counts
+	// those sets and handled the last count a delta stream has pushed, so
+	// a proxy whose stream has not yet sent new layers is not reported in
+	// sync on the strength of an older ACK.
+	version          uint64
+	updates, handled uint64
 }
 
 type scopeState struct {
@@ -234,6 +242,7 @@ func (s *Server) Push() {
 	for _, ps := range proxies {
 		s.update(ps, w, gen)
 	}
+	s.pushedVersion.Store(w.Snap.Version)
 	s.pushes.Add(1)
 	s.log.Info("pushed config", "version", w.Snap.Version, "proxies", len(proxies), "took", time.Since(start).Round(time.Microsecond))
 }
@@ -309,6 +318,8 @@ func (s *Server) update(ps *proxyState, w *translate.World, gen uint64) {
 		}
 	}
 	ps.shared, ps.local = shared, local
+	ps.version = w.Snap.Version
+	ps.updates++
 	for ch := range ps.watchers {
 		select {
 		case ch <- struct{}{}:
@@ -530,9 +541,12 @@ type ProxyStatus struct {
 	ID        string
 	Namespace string
 	Generator string
-	// Synced is true when the proxy has ACKed the last response of every
-	// type sent to it.
-	Synced   bool
+	// Synced is true when the proxy has been sent its latest config and
+	// has ACKed the last response of every type.
+	Synced bool
+	// Version is the store snapshot version the proxy's config was
+	// translated from.
+	Version  uint64
 	NACKs    int
 	LastNACK string
 }
@@ -548,13 +562,13 @@ func (s *Server) Status() []ProxyStatus {
 	out := make([]ProxyStatus, 0, len(ps))
 	for _, p := range ps {
 		p.mu.Lock()
-		synced := len(p.sent) > 0
+		synced := len(p.sent) > 0 && (len(p.watchers) == 0 || p.handled == p.updates)
 		for typ, nonce := range p.sent {
 			if p.acked[typ] != nonce {
 				synced = false
 			}
 		}
-		out = append(out, ProxyStatus{ID: p.proxy.ID, Namespace: p.proxy.Namespace, Generator: string(p.proxy.Generator), Synced: synced, NACKs: p.nacks, LastNACK: p.lastErr})
+		out = append(out, ProxyStatus{ID: p.proxy.ID, Namespace: p.proxy.Namespace, Generator: string(p.proxy.Generator), Synced: synced, Version: p.version, NACKs: p.nacks, LastNACK: p.lastErr})
 		p.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -563,6 +577,11 @@ func (s *Server) Status() []ProxyStatus {
 
 // NACKs counts rejected responses since start.
 func (s *Server) NACKs() int64 { return s.nacks.Load() }
+
+// PushedVersion is the store snapshot version of the last completed
+// push: every proxy connected then has been handed config at least that
+// new (Status says when each has ACKed it).
+func (s *Server) PushedVersion() uint64 { return s.pushedVersion.Load() }
 
 // Pushes counts completed pushes since start.
 func (s *Server) Pushes() int64 { return s.pushes.Load() }

@@ -215,6 +215,15 @@ func TestDeltaSendsOnlyWhatChanged(t *testing.T) {
 		s := e.srv.Status()
 		return len(s) == 1 && s[0].Synced
 	}, "proxy to show as synced")
+	// trellis up waits on these two to say "mesh ready": the proxy is in
+	// sync with the store version that holds the new endpoint.
+	want := e.store.Snapshot().Version
+	if got := e.srv.PushedVersion(); got != want {
+		t.Fatalf("PushedVersion = %d, want the store's %d", got, want)
+	}
+	if got := e.srv.Status()[0].Version; got != want {
+		t.Fatalf("synced proxy's Version = %d, want the store's %d", got, want)
+	}
 }
 
 // A NACK is logged and counted; the same config is not sent again (no
