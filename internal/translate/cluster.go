@@ -240,41 +240,58 @@ func (t *translation) applyConnectionPool(c *clusterv3.Cluster, svc *registry.Se
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 		}
 	}
-	if t.proxy.Generator == GeneratorGRPC {
-		return // grpc-go speaks HTTP/2 itself and ignores protocol options
-	}
-	common := &corev3.HttpProtocolOptions{}
-	commonSet := false
+	var common *corev3.HttpProtocolOptions
 	if v := cp.GetHttp().GetMaxRequestsPerConnection(); v > 0 {
-		common.MaxRequestsPerConnection, commonSet = wrapperspb.UInt32(uint32(v)), true
+		common = &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(uint32(v))}
 	}
 	if d := cp.GetHttp().GetIdleTimeout(); d != nil {
-		common.IdleTimeout, commonSet = d, true
+		if common == nil {
+			common = &corev3.HttpProtocolOptions{}
+		}
+		common.IdleTimeout = d
 	}
 	h2 := port.Protocol == registry.HTTP2 || port.Protocol == registry.GRPC
 	if port.Protocol == registry.HTTP && cp.GetHttp().GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE {
 		h2 = true
 	}
-	if !h2 && !commonSet {
-		return
-	}
-	opts := &upstreamhttp.HttpProtocolOptions{}
-	if commonSet {
-		opts.CommonHttpProtocolOptions = common
-	}
+	var h2opts *corev3.Http2ProtocolOptions
 	if h2 {
-		h2opts := &corev3.Http2ProtocolOptions{}
+		h2opts = &corev3.Http2ProtocolOptions{}
 		if v := cp.GetHttp().GetHttp2MaxRequests(); v > 0 {
 			h2opts.MaxConcurrentStreams = wrapperspb.UInt32(uint32(v))
 		}
+	}
+	t.setUpstreamProtocol(c, port.Protocol, h2opts, common)
+}
+
+// setUpstreamProtocol sets the HTTP version a cluster speaks upstream, as
+// Istio does: HTTP/2 when h2 options are given (HTTP2 and gRPC ports, or
+// an upgrade), the downstream's own protocol for ports whose protocol was
+// sniffed, and otherwise HTTP/1.1, Envoy's default, which needs no
+// options unless common ones are set.
+func (t *translation) setUpstreamProtocol(c *clusterv3.Cluster, proto registry.Protocol, h2 *corev3.Http2ProtocolOptions, common *corev3.HttpProtocolOptions) {
+	if t.proxy.Generator == GeneratorGRPC {
+		return // grpc-go speaks HTTP/2 itself and ignores protocol options
+	}
+	opts := &upstreamhttp.HttpProtocolOptions{CommonHttpProtocolOptions: common}
+	switch {
+	case h2 != nil:
 		opts.UpstreamProtocolOptions = &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: h2opts},
+				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: h2},
 			},
 		}
-	} else {
+	case proto == registry.Unsupported:
 		opts.UpstreamProtocolOptions = &upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig{
 			UseDownstreamProtocolConfig: &upstreamhttp.HttpProtocolOptions_UseDownstreamHttpConfig{},
+		}
+	case common == nil:
+		return
+	default:
+		opts.UpstreamProtocolOptions = &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+			},
 		}
 	}
 	a, err := anypb.New(opts)
@@ -283,7 +300,6 @@ func (t *translation) applyConnectionPool(c *clusterv3.Cluster, svc *registry.Se
 		return
 	}
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: a}
-	_ = svc
 }
 
 const httpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

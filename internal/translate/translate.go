@@ -285,14 +285,24 @@ func (t *translation) inbound() {
 	}
 	for _, tg := range targets {
 		name := ClusterName("inbound", tg.port, "", "")
-		t.res.Clusters = append(t.res.Clusters, &clusterv3.Cluster{
+		ic := &clusterv3.Cluster{
 			Name:                 name,
 			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(t.proxy.IP, tg.port)}}}},
 			}}},
-		})
+		}
+		// The app gets the protocol its port declares, whatever the peer
+		// sidecar spoke: an h2UpgradePolicy upgrade is between sidecars.
+		if tg.protocol.IsHTTP() || tg.protocol == registry.Unsupported {
+			var h2 *corev3.Http2ProtocolOptions
+			if tg.protocol == registry.HTTP2 || tg.protocol == registry.GRPC {
+				h2 = &corev3.Http2ProtocolOptions{}
+			}
+			t.setUpstreamProtocol(ic, tg.protocol, h2, nil)
+		}
+		t.res.Clusters = append(t.res.Clusters, ic)
 		fc := &listenerv3.FilterChain{
 			Name:             name,
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(tg.port)},

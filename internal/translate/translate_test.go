@@ -453,6 +453,12 @@ func TestInbound(t *testing.T) {
 	if !in || !out {
 		t.Fatalf("listeners %v", r.Listeners)
 	}
+	// The reviews DestinationRule upgrades sidecar-to-sidecar traffic to
+	// HTTP/2; the app behind its http port still gets HTTP/1.1 (Envoy's
+	// default, so no protocol options), as in Istio.
+	if o := c.GetTypedExtensionProtocolOptions(); len(o) != 0 {
+		t.Fatalf("inbound cluster of an http port has protocol options %v, want none (HTTP/1.1)", o)
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -92,15 +92,18 @@ func Destination(ctx context.Context) (netip.AddrPort, bool) {
 // Cluster is one xDS cluster's upstream state. Its methods are safe for
 // concurrent use.
 type Cluster struct {
-	name          string
-	bal           *balance.Balancer
-	http2         bool
-	maxReqPerConn uint32
-	idleTimeout   time.Duration
-	connTimeout   time.Duration
-	maxIdle       int
-	dialer        net.Dialer
-	dialHook      func(ctx context.Context, h *balance.Host) (net.Conn, error)
+	name  string
+	bal   *balance.Balancer
+	http2 bool
+	// downstreamProto sends requests upstream in the downstream's
+	// HTTP version; without it and http2, HTTP/1.1 (Envoy's default).
+	downstreamProto bool
+	maxReqPerConn   uint32
+	idleTimeout     time.Duration
+	connTimeout     time.Duration
+	maxIdle         int
+	dialer          net.Dialer
+	dialHook        func(ctx context.Context, h *balance.Host) (net.Conn, error)
 	// originalDst clusters send to the destination in the context; their
 	// hosts are made on demand, by address, under mu.
 	originalDst bool
@@ -154,21 +157,22 @@ type pool struct {
 func New(c *xdsresource.Cluster, b *balance.Balancer, opts Options) *Cluster {
 	cb := c.CircuitBreakers
 	cl := &Cluster{
-		name:          c.Name,
-		bal:           b,
-		http2:         c.HTTP2,
-		maxReqPerConn: c.MaxRequestsPerConnection,
-		idleTimeout:   orDefault(c.IdleTimeout, DefaultIdleTimeout),
-		connTimeout:   orDefault(c.ConnectTimeout, DefaultConnectTimeout),
-		maxIdle:       opts.MaxIdleConnsPerHost,
-		maxPending:    int64(orDefault(cb.MaxPendingRequests, DefaultMaxPendingRequests)),
-		maxRequests:   int64(orDefault(cb.MaxRequests, DefaultMaxRequests)),
-		maxRetries:    int64(orDefault(cb.MaxRetries, DefaultMaxRetries)),
-		connSlots:     make(chan struct{}, orDefault(cb.MaxConnections, DefaultMaxConnections)),
-		live:          map[*conn]struct{}{},
-		closed:        make(chan struct{}),
-		dialHook:      opts.Dial,
-		originalDst:   c.Type == xdsresource.ClusterOriginalDst,
+		name:            c.Name,
+		bal:             b,
+		http2:           c.HTTP2,
+		downstreamProto: c.DownstreamProtocol,
+		maxReqPerConn:   c.MaxRequestsPerConnection,
+		idleTimeout:     orDefault(c.IdleTimeout, DefaultIdleTimeout),
+		connTimeout:     orDefault(c.ConnectTimeout, DefaultConnectTimeout),
+		maxIdle:         opts.MaxIdleConnsPerHost,
+		maxPending:      int64(orDefault(cb.MaxPendingRequests, DefaultMaxPendingRequests)),
+		maxRequests:     int64(orDefault(cb.MaxRequests, DefaultMaxRequests)),
+		maxRetries:      int64(orDefault(cb.MaxRetries, DefaultMaxRetries)),
+		connSlots:       make(chan struct{}, orDefault(cb.MaxConnections, DefaultMaxConnections)),
+		live:            map[*conn]struct{}{},
+		closed:          make(chan struct{}),
+		dialHook:        opts.Dial,
+		originalDst:     c.Type == xdsresource.ClusterOriginalDst,
 	}
 	if cl.maxIdle <= 0 {
 		cl.maxIdle = DefaultMaxIdleConnsPerHost
@@ -400,9 +404,9 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 // is RING_HASH or MAGLEV.
 //
 // The protocol upstream is HTTP/2 (h2c, prior knowledge) when the cluster
-// sets HTTP2 or req.ProtoMajor is 2 (the downstream's protocol, as Envoy
-// uses without http2_protocol_options), else HTTP/1.1; Upgrade and
-// CONNECT requests always go as HTTP/1.1.
+// sets HTTP2, or sets DownstreamProtocol and req.ProtoMajor is 2; else
+// HTTP/1.1, Envoy's default. Upgrade and CONNECT requests always go as
+// HTTP/1.1.
 //
 // req is a client request: a server request forwarded must have its
 // RequestURI cleared and hop-by-hop headers removed (the router's job).
@@ -451,7 +455,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	h := p.host
 	t := p.h1
-	if (c.http2 || req.ProtoMajor == 2) && !isUpgrade(req) {
+	if (c.http2 || (c.downstreamProto && req.ProtoMajor == 2)) && !isUpgrade(req) {
 		t = p.h2
 		if !p.usedH2.Load() {
 			p.usedH2.Store(true)

@@ -647,7 +647,29 @@ func TestDownstreamProtocolKept(t *testing.T) {
 		io.WriteString(w, "body")
 		w.Header().Set("Grpc-Status", "0")
 	})
-	c := newCluster(t, &xdsresource.Cluster{}, Options{}, assignment(s))
+	for _, tc := range []struct {
+		name string
+		cfg  *xdsresource.Cluster
+		want []string
+	}{
+		{"use_downstream_protocol_config", &xdsresource.Cluster{DownstreamProtocol: true}, []string{"HTTP/2.0 0", "HTTP/1.1 0"}},
+		// Envoy's default: HTTP/1.1 whatever the downstream spoke (an
+		// inbound cluster of an http port after an h2 upgrade between
+		// sidecars must not send h2 to an HTTP/1.1 app).
+		{"no protocol options", &xdsresource.Cluster{}, []string{"HTTP/1.1 0", "HTTP/1.1 0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := protocolsSeen(t, newCluster(t, tc.cfg, Options{}, assignment(s))); !cmp.Equal(tc.want, got) {
+				t.Errorf("protocol and trailer seen (-want +got):\n%s", cmp.Diff(tc.want, got))
+			}
+		})
+	}
+}
+
+// protocolsSeen sends one HTTP/2 and one HTTP/1.1 request through c and
+// returns the protocol and trailer the server saw for each.
+func protocolsSeen(t *testing.T, c *Cluster) []string {
+	t.Helper()
 	var got []string
 	for _, major := range []int{2, 1} {
 		req, _ := http.NewRequest(http.MethodPost, "http://svc/pkg.Svc/Method", strings.NewReader("x"))
@@ -660,7 +682,5 @@ func TestDownstreamProtocolKept(t *testing.T) {
 		resp.Body.Close()
 		got = append(got, resp.Header.Get("X-Proto")+" "+resp.Trailer.Get("Grpc-Status"))
 	}
-	if diff := cmp.Diff([]string{"HTTP/2.0 0", "HTTP/1.1 0"}, got); diff != "" {
-		t.Errorf("protocol and trailer seen (-want +got):\n%s", diff)
-	}
+	return got
 }

@@ -261,7 +261,7 @@ func decodeHTTPProtocolOptions(b []byte, c *Cluster) error {
 			}
 			m.fail(e.err, "explicit_http_config")
 		case 4:
-			c.HTTP2 = false
+			c.HTTP2, c.DownstreamProtocol = false, true
 		case 5:
 			// ALPN-negotiated protocols need upstream TLS, which the
 			// proxy does not have yet.

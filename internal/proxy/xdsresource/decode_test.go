@@ -316,7 +316,7 @@ func TestClusterFields(t *testing.T) {
 				"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, &upstreamhttp.HttpProtocolOptions{
 					UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &upstreamhttp.HttpProtocolOptions_UseDownstreamHttpConfig{}}}),
 			}},
-		want: &xdsresource.Cluster{Name: "m", Type: xdsresource.ClusterLogicalDNS, LBPolicy: xdsresource.LBMaglev, ConnectTimeout: 5 * time.Second, MaglevTableSize: 131},
+		want: &xdsresource.Cluster{Name: "m", Type: xdsresource.ClusterLogicalDNS, LBPolicy: xdsresource.LBMaglev, ConnectTimeout: 5 * time.Second, MaglevTableSize: 131, DownstreamProtocol: true},
 	}, {
 		name: "eds random, deprecated cluster-level options",
 		in: &clusterv3.Cluster{Name: "e", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}, LbPolicy: clusterv3.Cluster_RANDOM,

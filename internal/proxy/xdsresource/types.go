@@ -265,8 +265,11 @@ type Cluster struct {
 	MaglevTableSize uint64        // maglev; 0: default (65537)
 	CircuitBreakers CircuitBreakers
 	// HTTP2 is set when requests go upstream as HTTP/2 (explicit
-	// http2_protocol_options); otherwise the downstream protocol is used.
+	// http2_protocol_options); DownstreamProtocol when they go as the
+	// downstream's (use_downstream_protocol_config); with neither, they
+	// go as HTTP/1.1, Envoy's default.
 	HTTP2                    bool
+	DownstreamProtocol       bool
 	MaxRequestsPerConnection uint32
 	IdleTimeout              time.Duration
 	// PeakEWMA weighs LEAST_REQUEST by each host's latency estimate
