@@ -77,6 +77,7 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newValidateCmd(),
 		newControlPlaneCmd(),
 		newDemoCmd(),
+		newUpCmd(),
 	)
 	return root
 }

@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellismesh/trellis/internal/local"
+)
+
+func newUpCmd() *cobra.Command {
+	var (
+		recursive bool
+		stateDir  string
+		timeout   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "up DIR",
+		Short: "Run a folder of Kubernetes manifests as a mesh on this machine",
+		Long: `Up reads Deployments, Services and ServiceAccounts plus mesh config (Istio,
+SMI, Gateway API) from DIR, checks them as 'trellis validate' does, and runs
+the mesh locally: a control plane in this process and, for every Deployment,
+its pods as local processes (each container's command and args; the image is
+ignored) plus a trellis-proxy sidecar per pod.
+
+Each pod gets its own IP from 127.10.0.0/16. Apps bind $POD_IP (set it with
+a fieldRef to status.podIP) and reach other services through their sidecar,
+which HTTP_PROXY points at. Once every pod is ready and every sidecar has
+its config, a line "mesh ready" is printed. Edits to DIR apply live; a
+changed Deployment rolls its pods.
+
+Ctrl-C stops every process and exits 0. The mesh's state (logs, sockets)
+lives in the state dir, where 'trellis status', 'exec', 'logs' and 'down'
+find it.`,
+		Example: `  # Run the demo mesh
+  trellis up examples/shop
+
+  # Then, from another terminal
+  trellis exec sleep -- curl -s http://reviews:9080/reviews/0`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError(cmd, errors.New("name one folder of manifests, e.g. trellis up examples/shop"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			// Same checks, same messages, as trellis validate.
+			if code := runValidate(cmd.Context(), out, errOut, args, recursive); code != 0 {
+				fmt.Fprintln(errOut, "not starting: fix the errors above")
+				return exitCode(code)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			err := local.Up(ctx, local.Options{
+				Dir: args[0], Recursive: recursive, StateDir: stateDir, Timeout: timeout,
+				Out: out, Console: errOut, Log: slog.Default(),
+			})
+			var pe local.PlanErrors
+			if errors.As(err, &pe) {
+				for _, e := range pe {
+					fmt.Fprintln(errOut, e)
+				}
+				fmt.Fprintln(errOut, "not starting: these manifests cannot run in local mode")
+				return exitCode(1)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "also read the subfolders of DIR")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the mesh keeps its state (default $"+local.StateDirEnv+" or ./.trellis)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 120*time.Second, "fail if the mesh is not ready within this time")
+	return cmd
+}

@@ -1,0 +1,158 @@
+package local
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"time"
+)
+
+// prober runs one probe of a container from outside the pod, as a
+// kubelet does: straight to the pod IP, never through the sidecar.
+type prober struct {
+	probe  *Probe
+	ip     string
+	env    []string
+	dir    string
+	enter  func(*exec.Cmd)
+	client *http.Client
+}
+
+func newProber(pr *Probe, ip string, env []string, dir string, enter func(*exec.Cmd)) *prober {
+	return &prober{probe: pr, ip: ip, env: env, dir: dir, enter: enter, client: &http.Client{
+		Transport: &http.Transport{
+			Proxy:             nil, // probes go to the pod, never through a proxy
+			DisableKeepAlives: true,
+			// A kubelet does not verify HTTPS probe certificates either.
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // kubelet semantics
+		},
+		// Redirects are followed to the same host only by a kubelet; a
+		// 3xx already counts as success, so none are followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// check runs the probe once.
+func (p *prober) check(ctx context.Context) error {
+	pr := p.probe
+	ctx, cancel := context.WithTimeout(ctx, pr.Timeout)
+	defer cancel()
+	host := p.ip
+	if pr.Host != "" {
+		host = pr.Host
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(int(pr.Port)))
+	switch {
+	case pr.HTTPGet:
+		scheme := "http"
+		if pr.Scheme == "HTTPS" {
+			scheme = "https"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+pr.Path, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("User-Agent", "kube-probe/trellis")
+		for _, h := range pr.Headers {
+			if http.CanonicalHeaderKey(h[0]) == "Host" {
+				req.Host = h[1]
+				continue
+			}
+			req.Header.Add(h[0], h[1])
+		}
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+		}
+		return nil
+	case pr.TCP:
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	default:
+		path, err := lookPath(pr.Exec[0], p.env)
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, path, pr.Exec[1:]...)
+		cmd.Args[0] = pr.Exec[0]
+		cmd.Env, cmd.Dir = p.env, p.dir
+		if p.enter != nil {
+			p.enter(cmd)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("exec probe failed: %w: %s", err, trimOutput(out))
+		}
+		return nil
+	}
+}
+
+func trimOutput(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
+}
+
+// run probes until ctx ends, calling report with each change of the
+// result as the thresholds decide it (initial is the result assumed
+// before the first probe: false for readiness, true for liveness).
+func (p *prober) run(ctx context.Context, initial bool, report func(ok bool, err error)) {
+	pr := p.probe
+	if pr.InitialDelay > 0 {
+		t := time.NewTimer(pr.InitialDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	state := initial
+	var successes, failures int
+	// Until the first success, readiness is probed fast so that pods come
+	// up in a second rather than a period; a kubelet would wait the period.
+	fast := !initial
+	for {
+		err := p.check(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			successes, failures = successes+1, 0
+			fast = false
+			if !state && successes >= pr.SuccessThreshold {
+				state = true
+				report(true, nil)
+			}
+		} else {
+			successes, failures = 0, failures+1
+			if state && failures >= pr.FailureThreshold {
+				state = false
+				report(false, err)
+			}
+		}
+		wait := pr.Period
+		if fast && wait > 200*time.Millisecond {
+			wait = 200 * time.Millisecond
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
