@@ -55,6 +55,9 @@ type fastConn struct {
 	ctx  context.Context
 	idle atomic.Bool
 	w    fastWriter
+	hp   *headParser
+	// remoteAddr is the requests' RemoteAddr, formatted once.
+	remoteAddr string
 }
 
 // serveFast runs c's requests until it closes or is handed to net/http.
@@ -64,6 +67,8 @@ func (s *Server) serveFast(c *Conn) {
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
 	fc.ctx = context.WithValue(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), connKey{}, hc)
+	fc.hp = newHeadParser((&http.Request{}).WithContext(fc.ctx))
+	fc.remoteAddr = c.Source.String()
 	if !s.trackFast(fc) {
 		c.Close()
 		return
@@ -118,14 +123,21 @@ func (fc *fastConn) next() (ok, handoff bool) {
 	if !plainHead(head) {
 		return false, true
 	}
-	req, err := http.ReadRequest(fc.br)
+	req, err := fc.hp.parse(head, fc.br)
+	switch {
+	case err == nil:
+		fc.br.Discard(len(head))
+	case errors.Is(err, errFallback):
+		if req, err = http.ReadRequest(fc.br); err == nil {
+			req = req.WithContext(fc.ctx)
+		}
+	}
 	if err != nil {
 		io.WriteString(fc.hc, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		return false, false
 	}
 	fc.hc.SetReadDeadline(time.Time{})
-	req.RemoteAddr = fc.c.Source.String()
-	req = req.WithContext(fc.ctx)
+	req.RemoteAddr = fc.remoteAddr
 
 	w := &fc.w
 	w.reset(fc, req)
@@ -145,10 +157,16 @@ func (fc *fastConn) next() (ok, handoff bool) {
 		return false, false
 	}
 	// What the handler left of the body must go before the next request.
-	if n, _ := io.CopyN(io.Discard, req.Body, maxDrainBody+1); n > maxDrainBody {
-		return false, false
+	if b, ok := req.Body.(*fastBody); ok {
+		if !b.skipRest(maxDrainBody) {
+			return false, false
+		}
+	} else {
+		if n, _ := io.CopyN(io.Discard, req.Body, maxDrainBody+1); n > maxDrainBody {
+			return false, false
+		}
+		req.Body.Close()
 	}
-	req.Body.Close()
 	return !w.closeAfter && !req.Close, false
 }
 
@@ -379,8 +397,13 @@ func (w *fastWriter) WriteHeader(code int) {
 func (w *fastWriter) writeStatus(code int) {
 	bw := w.fc.bw
 	bw.WriteString("HTTP/1.1 ")
-	var num [3]byte
-	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	if code >= 100 && code <= 999 {
+		bw.WriteByte(byte('0' + code/100))
+		bw.WriteByte(byte('0' + code/10%10))
+		bw.WriteByte(byte('0' + code%10))
+	} else {
+		bw.WriteString(strconv.Itoa(code))
+	}
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(code))
 	bw.WriteString("\r\n")

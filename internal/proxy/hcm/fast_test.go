@@ -107,3 +107,77 @@ func TestFastPathConnectionClose(t *testing.T) {
 		t.Errorf("after the response: %v, want EOF", err)
 	}
 }
+
+// Request heads on the wire, each on a new connection: what the fast
+// parser takes reaches the backend as net/http would have read it, what
+// it refuses is answered 400 and never forwarded, and what it leaves to
+// net/http (obs-fold, heads over its buffer, escaped paths) is served
+// there.
+func TestFastPathRequestHeads(t *testing.T) {
+	leak.Check(t)
+	f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
+	for _, tc := range []struct {
+		name, raw string
+		status    int
+		body      string            // the backend's request body, when forwarded
+		header    map[string]string // headers the backend must see
+	}{
+		{"plain POST", "POST /echo?x=1 HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nX-Spaces: \t a b \t\r\n\r\nhello",
+			200, "hello", map[string]string{"X-Spaces": "a b"}},
+		{"duplicate equal content-length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+			200, "abc", map[string]string{"Content-Length": "3"}},
+		{"duplicate differing content-length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "", nil},
+		{"empty content-length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: \r\n\r\n", 400, "", nil},
+		{"content-length with sign", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: +3\r\n\r\nabc", 400, "", nil},
+		{"control byte in a value", "GET / HTTP/1.1\r\nHost: svc\r\nX-Bad: a\x01b\r\n\r\n", 400, "", nil},
+		{"DEL in a value", "GET / HTTP/1.1\r\nHost: svc\r\nX-Bad: a\x7fb\r\n\r\n", 400, "", nil},
+		{"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "", nil},
+		{"space in the target", "GET /a b HTTP/1.1\r\nHost: svc\r\n\r\n", 400, "", nil},
+		{"bad method", "G(T / HTTP/1.1\r\nHost: svc\r\n\r\n", 400, "", nil},
+		{"control byte in the query", "GET /a?b\x01 HTTP/1.1\r\nHost: svc\r\n\r\n", 400, "", nil},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: svc\r\nX-Fold: a\r\n  b\r\n\r\n", 200, "", map[string]string{"X-Fold": "a b"}},
+		{"pragma no-cache", "GET / HTTP/1.1\r\nHost: svc\r\nPragma: no-cache\r\n\r\n", 200, "", map[string]string{"Cache-Control": "no-cache"}},
+		{"escaped path", "GET /a%20b HTTP/1.1\r\nHost: svc\r\n\r\n", 200, "", nil},
+		{"header past the fast buffer", "GET / HTTP/1.1\r\nHost: svc\r\nX-Long: " + strings.Repeat("a", 8<<10) + "\r\n\r\n",
+			200, "", map[string]string{"X-Long": strings.Repeat("a", 8<<10)}},
+		{"headers past the limit", "GET / HTTP/1.1\r\nHost: svc\r\nX-Long: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(f.Backend.Headers())
+			c, err := net.Dial("tcp", f.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.raw)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			hs, bodies := f.Backend.Headers(), f.Backend.Bodies()
+			if tc.status != 200 {
+				if len(hs) != before {
+					t.Errorf("a refused request reached the backend: %v", hs[before:])
+				}
+				return
+			}
+			if len(hs) != before+1 {
+				t.Fatalf("%d requests reached the backend, want 1", len(hs)-before)
+			}
+			if bodies[before] != tc.body {
+				t.Errorf("backend body %q, want %q", bodies[before], tc.body)
+			}
+			for k, v := range tc.header {
+				if got := hs[before].Get(k); got != v {
+					t.Errorf("backend %s: %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}

@@ -43,8 +43,9 @@ type feBackend struct {
 	Addr     string
 	Requests atomic.Int64
 	// Bodies are the request bodies received, in arrival order.
-	mu     sync.Mutex
-	bodies []string
+	mu      sync.Mutex
+	bodies  []string
+	headers []http.Header
 
 	hs *http.Server
 	ln net.Listener
@@ -74,6 +75,7 @@ func startBackend(tb testing.TB) *feBackend {
 			body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 			b.mu.Lock()
 			b.bodies = append(b.bodies, string(body))
+			b.headers = append(b.headers, r.Header.Clone())
 			b.mu.Unlock()
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, backendAnswer)
@@ -85,6 +87,13 @@ func startBackend(tb testing.TB) *feBackend {
 	return b
 }
 
+// Headers are the request headers received, in arrival order.
+func (b *feBackend) Headers() []http.Header {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]http.Header(nil), b.headers...)
+}
+
 func (b *feBackend) Close() {
 	b.hs.Close()
 	b.wg.Wait()
@@ -94,10 +103,18 @@ func (b *feBackend) Close() {
 // given route timeout; both stop in tb's cleanup.
 func startFrontEnd(tb testing.TB, cfg hcm.Config, routeTimeout time.Duration) *frontEnd {
 	tb.Helper()
-	f := &frontEnd{Backend: startBackend(tb)}
-	tb.Cleanup(f.Backend.Close)
+	b := startBackend(tb)
+	tb.Cleanup(b.Close)
+	f := startFrontEndTo(tb, b.Addr, cfg, routeTimeout)
+	f.Backend = b
+	return f
+}
 
-	host, port, _ := net.SplitHostPort(f.Backend.Addr)
+// startFrontEndTo starts a front end routing to the backend at addr.
+func startFrontEndTo(tb testing.TB, addr string, cfg hcm.Config, routeTimeout time.Duration) *frontEnd {
+	tb.Helper()
+	f := &frontEnd{}
+	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	xc := &xdsresource.Cluster{Name: "backend"}
 	f.cluster = upstream.New(xc, balance.New(xc), upstream.Options{})

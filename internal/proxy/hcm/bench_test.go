@@ -1,0 +1,128 @@
+package hcm_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/hcm"
+)
+
+// benchBody is the 1 KB body of bench/sidecar.sh's requests and answers.
+var benchBody = bytes.Repeat([]byte("x"), 1024)
+
+// benchRequest is what fortio sends in bench/sidecar.sh: a 1 KB POST.
+var benchRequest = append([]byte("POST /echo HTTP/1.1\r\nHost: reviews:9080\r\nUser-Agent: fortio.org/fortio-1.68.2\r\n"+
+	"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\n\r\n"), benchBody...)
+
+// rawBackend answers every HTTP/1.1 request with a 1 KB body, without
+// net/http, so that allocations counted in a benchmark are the proxy's.
+func rawBackend(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	answer := append([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"+
+		"Date: Wed, 25 Nov 2026 20:00:00 GMT\r\nContent-Length: 1024\r\n\r\n"), benchBody...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 8<<10)
+				for {
+					n, err := readRawMessage(br)
+					if err != nil || n < 0 {
+						return
+					}
+					if _, err := c.Write(answer); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// readRawMessage reads one HTTP/1.1 message with a Content-Length body (or
+// none) from br and returns the body's length.
+func readRawMessage(br *bufio.Reader) (int, error) {
+	length := 0
+	first := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			if first {
+				continue
+			}
+			break
+		}
+		first = false
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(k), "content-length") {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				return 0, err
+			}
+			length = n
+		}
+	}
+	if _, err := br.Discard(length); err != nil {
+		return 0, err
+	}
+	return length, nil
+}
+
+// BenchmarkFastPath is one proxy (an outbound front end on the fast path,
+// forwarding on the upstream direct path) between a raw client and a raw
+// backend, one 1 KB POST answered with 1 KB at a time, as a sidecar in
+// bench/sidecar.sh serves them. allocs/op are the proxy's own.
+func BenchmarkFastPath(b *testing.B) {
+	f := startFrontEndTo(b, rawBackend(b), hcm.Config{Outbound: true}, 15*time.Second)
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 8<<10)
+	do := func() error {
+		if _, err := c.Write(benchRequest); err != nil {
+			return err
+		}
+		n, err := readRawMessage(br)
+		if err == nil && n != len(benchBody) {
+			err = errors.New("short answer")
+		}
+		return err
+	}
+	for range 100 {
+		if err := do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,395 @@
+package hcm
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"sync"
+)
+
+// The fast path's request head parser. It reads the heads that plainHead
+// let through (an HTTP/1.1 request line, CRLF lines, token header names,
+// none of Upgrade, Expect or Transfer-Encoding) into an http.Request the
+// way http.ReadRequest would, field for field, but with what a connection
+// reuses: one Request and URL per connection, header names and values
+// interned per connection (a keep-alive connection's requests repeat
+// them), and the values' slices cut from one array per request. Heads it
+// does not know for certain how net/http reads (an absolute-form target,
+// a path that url would escape, more header values than it keeps room
+// for) go to http.ReadRequest instead (errFallback); heads net/http
+// refuses are refused here too. FuzzRequestHead checks both against
+// http.ReadRequest.
+
+// errFallback: the head is for http.ReadRequest to read.
+var errFallback = errors.New("hcm: head not for the fast parser")
+
+// errBadHead is a head that net/http refuses (400).
+var errBadHead = errors.New("hcm: malformed request head")
+
+// maxHeadFields is the most header lines the fast parser takes.
+const maxHeadFields = 64
+
+// maxInterned bounds a connection's interned strings, and maxInternLen
+// the length of one.
+const (
+	maxInterned  = 128
+	maxInternLen = 256
+)
+
+// headParser is one connection's parser state.
+type headParser struct {
+	req    http.Request // reset per request from tmpl
+	tmpl   *http.Request
+	url    url.URL
+	strs   map[string]string // interned names and values
+	fields [maxHeadFields]struct{ name, value []byte }
+}
+
+func newHeadParser(tmpl *http.Request) *headParser {
+	return &headParser{tmpl: tmpl}
+}
+
+// intern returns b as a string, the same string for the same bytes on
+// one connection while there is room.
+func (p *headParser) intern(b []byte) string {
+	if s, ok := commonStrings[string(b)]; ok {
+		return s
+	}
+	if s, ok := p.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) <= maxInternLen && len(p.strs) < maxInterned {
+		if p.strs == nil {
+			p.strs = make(map[string]string)
+		}
+		p.strs[s] = s
+	}
+	return s
+}
+
+// commonStrings are names, methods and values that need no allocation on
+// a connection's first request either.
+var commonStrings = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE",
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Length", "Content-Type", "Cookie", "Host", "If-Modified-Since",
+		"If-None-Match", "Origin", "Pragma", "Referer", "User-Agent", "X-Forwarded-For",
+		"X-Forwarded-Proto", "X-Request-Id", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid",
+		"X-B3-Sampled", "Traceparent", "Tracestate", "Te", "Trailer", "Keep-Alive",
+		"Grpc-Timeout", "Content-Encoding", "X-Envoy-Attempt-Count", "Baggage",
+		"*/*", "0", "close", "keep-alive", "gzip", "trailers", "http", "no-cache",
+		"application/json", "application/octet-stream", "text/plain", "application/grpc",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// uniqueValue are the headers whose values differ from request to
+// request: interning them would only fill the connection's table.
+var uniqueValue = map[string]bool{
+	"X-Request-Id": true, "Traceparent": true, "Tracestate": true, "X-B3-Traceid": true,
+	"X-B3-Spanid": true, "X-B3-Parentspanid": true, "X-Client-Trace-Id": true,
+	"X-Cloud-Trace-Context": true, "Uber-Trace-Id": true, "Grpc-Timeout": true,
+}
+
+// parse reads head (a complete request head that plainHead accepted) as
+// http.ReadRequest would and returns the request, whose body reads from
+// br once head has been discarded from it.
+func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error) {
+	nl := indexByte(head, '\n')
+	line := head[:nl-1] // without CRLF
+	// "METHOD SP target SP HTTP/1.1" (plainHead checked the version).
+	sp1 := indexByte(line, ' ')
+	if sp1 < 0 {
+		return nil, errBadHead
+	}
+	method, rest := line[:sp1], line[sp1+1:]
+	sp2 := indexByte(rest, ' ')
+	if sp2 < 0 || string(rest[sp2+1:]) != "HTTP/1.1" {
+		return nil, errBadHead
+	}
+	target := rest[:sp2]
+	if len(method) == 0 {
+		return nil, errBadHead
+	}
+	for _, c := range method {
+		if !tokenChar(c) {
+			return nil, errBadHead
+		}
+	}
+	if len(target) == 0 || target[0] != '/' {
+		return nil, errFallback // "*", absolute form, or a refusal: net/http's
+	}
+	q := -1
+	for i, c := range target {
+		if c == '?' {
+			q = i
+			break
+		}
+		if !plainPathByte(c) {
+			return nil, errFallback
+		}
+	}
+	if q == len(target)-1 {
+		return nil, errFallback // ForceQuery
+	}
+	for _, c := range target[max(q, 0):] {
+		if c < ' ' || c == 0x7f {
+			return nil, errBadHead // url's invalid control character
+		}
+	}
+
+	// Header fields: plainHead checked that each line ends in CRLF and
+	// has a token name before its colon.
+	n := 0
+	rest = head[nl+1 : len(head)-2]
+	for len(rest) > 0 {
+		end := indexByte(rest, '\n')
+		l := rest[:end-1]
+		rest = rest[end+1:]
+		if n == maxHeadFields {
+			return nil, errFallback
+		}
+		colon := indexByte(l, ':')
+		v := l[colon+1:]
+		for _, c := range v {
+			if !validValueByte(c) {
+				return nil, errBadHead
+			}
+		}
+		p.fields[n].name, p.fields[n].value = l[:colon], trimOWS(v)
+		n++
+	}
+
+	// Every check passed: build the request.
+	req := &p.req
+	*req = *p.tmpl
+	p.url = url.URL{}
+	req.Method = p.intern(method)
+	req.RequestURI = p.intern(target)
+	if q >= 0 {
+		p.url.Path, p.url.RawQuery = req.RequestURI[:q], req.RequestURI[q+1:]
+	} else {
+		p.url.Path = req.RequestURI
+	}
+	req.URL = &p.url
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
+	h := make(http.Header, n)
+	vals := make([]string, n)
+	var canon [64]byte
+	for i := range n {
+		f := &p.fields[i]
+		var key string
+		if len(f.name) <= len(canon) {
+			key = p.intern(canonicalName(canon[:0], f.name))
+		} else {
+			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
+		}
+		var value string
+		if uniqueValue[key] {
+			value = string(f.value)
+		} else {
+			value = p.intern(f.value)
+		}
+		if vv, ok := h[key]; ok {
+			h[key] = append(vv, value)
+			continue
+		}
+		vals[i] = value
+		h[key] = vals[i : i+1 : i+1]
+	}
+	req.Header = h
+	if len(h["Host"]) > 1 {
+		return nil, errBadHead // "too many Host headers"
+	}
+	if hv := h["Host"]; len(hv) > 0 {
+		req.Host = hv[0]
+	}
+	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" { // fixPragmaCacheControl
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	for _, v := range h["Connection"] {
+		if hasToken(v, "close") {
+			req.Close = true
+		}
+	}
+	// Content-Length as fixLength reads it: duplicates must agree, and
+	// are folded into one.
+	if cls := h["Content-Length"]; len(cls) > 0 {
+		for _, cl := range cls[1:] {
+			if cl != cls[0] {
+				return nil, errBadHead
+			}
+		}
+		if len(cls) > 1 {
+			h["Content-Length"] = cls[:1:1]
+		}
+		cl, err := strconv.ParseUint(cls[0], 10, 63)
+		if err != nil || cls[0] == "" {
+			return nil, errBadHead
+		}
+		req.ContentLength = int64(cl)
+	}
+	delete(h, "Host") // as http.ReadRequest does
+	req.Body = http.NoBody
+	if req.ContentLength > 0 {
+		req.Body = &fastBody{br: br, remaining: req.ContentLength}
+	}
+	return req, nil
+}
+
+// plainPathByte: the path bytes that url.ParseRequestURI keeps as they
+// are (no RawPath): unreserved, and the sub-delims url does not escape
+// in a path.
+func plainPathByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '_', '.', '~', '$', '&', '+', ',', '/', ':', ';', '=', '@':
+		return true
+	}
+	return false
+}
+
+// validValueByte is textproto's: VCHAR, SP, HTAB and obs-text.
+func validValueByte(c byte) bool {
+	return c >= 0x80 || c == '\t' || (c >= 0x20 && c != 0x7f)
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// canonicalName appends name (a token) spelled as
+// textproto.CanonicalMIMEHeaderKey spells it.
+func canonicalName(dst, name []byte) []byte {
+	upper := true
+	for _, c := range name {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
+	}
+	return dst
+}
+
+// hasToken reports whether the comma-separated list v has token (lower
+// case), as httpguts.HeaderValuesContainsToken reads one value.
+func hasToken(v, token string) bool {
+	for len(v) > 0 {
+		elem := v
+		if i := indexByteString(v, ','); i >= 0 {
+			elem, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		if asciiEqualFold(trimOWS([]byte(elem)), token) {
+			return true
+		}
+	}
+	return false
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func indexByteString(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// fastBody is a fast request's Content-Length body, read from the
+// connection's buffered reader. As net/http's: a body cut short is
+// io.ErrUnexpectedEOF, and reading after Close is an error. Unlike
+// net/http's, Close does not read the rest: the fast path skips what is
+// left (up to maxDrainBody) before the connection's next request.
+type fastBody struct {
+	mu        sync.Mutex
+	br        *bufio.Reader
+	remaining int64
+	closed    bool
+	err       error
+}
+
+func (b *fastBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.remaining == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remaining {
+		p = p[:b.remaining]
+	}
+	n, err := b.br.Read(p)
+	b.remaining -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		b.err = err
+	} else if b.remaining == 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *fastBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// skipRest discards what is left of the body, up to limit bytes; false
+// when more is left or the body failed, and the connection cannot go on.
+func (b *fastBody) skipRest(limit int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.err != nil {
+		return false
+	}
+	if b.remaining > limit {
+		return false
+	}
+	n, err := b.br.Discard(int(b.remaining))
+	b.remaining -= int64(n)
+	return err == nil
+}
