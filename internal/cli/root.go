@@ -78,6 +78,7 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newControlPlaneCmd(),
 		newDemoCmd(),
 		newUpCmd(),
+		newExecCmd(),
 	)
 	return root
 }

@@ -81,7 +81,7 @@ func (p *prober) check(ctx context.Context) error {
 		}
 		return c.Close()
 	default:
-		path, err := lookPath(pr.Exec[0], p.env)
+		path, err := LookPath(pr.Exec[0], p.env)
 		if err != nil {
 			return err
 		}

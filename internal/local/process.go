@@ -49,7 +49,7 @@ func startProc(s procSpec) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the log: %w", err)
 	}
-	path, err := lookPath(s.argv[0], s.env)
+	path, err := LookPath(s.argv[0], s.env)
 	if err != nil {
 		lf.Close()
 		return nil, err
@@ -81,10 +81,10 @@ func startProc(s procSpec) (*proc, error) {
 	return p, nil
 }
 
-// lookPath resolves a command with the PATH of the environment it will
+// LookPath resolves a command with the PATH of the environment it will
 // run in, not ours: the folder and the trellis binary's directory are on
 // the pod's PATH.
-func lookPath(name string, env []string) (string, error) {
+func LookPath(name string, env []string) (string, error) {
 	if filepath.Base(name) != name {
 		return name, nil
 	}
