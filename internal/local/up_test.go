@@ -1,0 +1,368 @@
+package local_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/local"
+	"github.com/trellismesh/trellis/internal/testing/uptest"
+)
+
+// copyDir copies the .yaml files of src into a fresh folder, so a test
+// can edit them while a mesh watches.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// writeFile replaces a watched file in one rename, as editors do.
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// curl runs curl in the sleep pod through the mesh, one request per URL
+// (on one connection), and returns a line per response: the status code
+// and the reviews version header.
+func curl(t *testing.T, m *uptest.Mesh, extra []string, urls ...string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := append([]string{"exec", "sleep", "--", "curl", "-s", "-w", `%{http_code} %header{x-reviews-version}\n`}, extra...)
+	for _, u := range urls {
+		args = append(args, "-o", "/dev/null", u) // curl's -o is per URL
+	}
+	out, errOut, code := m.Trellis(ctx, args...)
+	if code != 0 {
+		t.Fatalf("trellis exec sleep -- curl: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	return lines
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func count(lines []string) map[string]int {
+	c := map[string]int{}
+	for _, l := range lines {
+		c[strings.TrimSpace(l)]++
+	}
+	return c
+}
+
+func readState(t *testing.T, m *uptest.Mesh) *local.State {
+	t.Helper()
+	s, err := local.ReadState(m.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func pod(t *testing.T, s *local.State, name string) *local.PodState {
+	t.Helper()
+	p, err := s.FindPod("default", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %s after %s", what, why, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The demo mesh, run as a user runs it, answers through the sidecars with
+// the user's routing; pods restart, config edits and Deployment rolls
+// apply live without failed requests; and stopping leaves nothing behind.
+func TestUpShop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the whole demo mesh")
+	}
+	dir := copyDir(t, "../../examples/shop")
+	m := uptest.Start(t, dir)
+	const reviews = "http://reviews:9080/reviews/0"
+
+	t.Run("routing", func(t *testing.T) {
+		got := count(curl(t, m, nil, repeat(reviews, 400)...))
+		if got["200 v1"]+got["200 v2"] != 400 {
+			t.Fatalf("400 requests to reviews answered %v, want all 200 from v1 or v2", got)
+		}
+		// The user's VirtualService: 90 % v1, 10 % v2, within ±5 points.
+		if share := float64(got["200 v1"]) / 400; share < 0.85 || share > 0.95 {
+			t.Errorf("v1 got %.1f%% of requests, want 90 ±5 (%v)", share*100, got)
+		}
+		hdr := count(curl(t, m, []string{"-H", "user: test-user"}, repeat(reviews, 20)...))
+		if hdr["200 v2"] != 20 {
+			t.Errorf("requests with user: test-user answered %v, want all 20 from v2", hdr)
+		}
+		// frontend → reviews → ratings, each hop through two sidecars.
+		if got := curl(t, m, nil, "http://frontend:9080/api/product", "http://ratings:9080/ratings/1"); len(got) != 2 || got[0] != "200" || got[1] != "200" {
+			t.Errorf("frontend and ratings answered %v, want 200 200", got)
+		}
+	})
+
+	t.Run("crashed app restarts and serves again", func(t *testing.T) {
+		p := pod(t, readState(t, m), "ratings")
+		var app *local.ContainerState
+		for i := range p.Containers {
+			if p.Containers[i].Name == "ratings" {
+				app = &p.Containers[i]
+			}
+		}
+		if app == nil || app.PID == 0 {
+			t.Fatalf("ratings pod has no running app container: %+v", p.Containers)
+		}
+		if err := syscall.Kill(app.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "ratings to restart and be ready", func() string {
+			p := pod(t, readState(t, m), p.Name)
+			for _, c := range p.Containers {
+				if c.Name == "ratings" && (c.Restarts < 1 || !p.Ready) {
+					return fmt.Sprintf("restarts %d, ready %v (%s)", c.Restarts, p.Ready, p.Status)
+				}
+			}
+			return ""
+		})
+		if got := curl(t, m, nil, "http://ratings:9080/ratings/1"); got[0] != "200" {
+			t.Errorf("ratings after its restart answered %v", got)
+		}
+	})
+
+	t.Run("config edit under load", func(t *testing.T) {
+		var (
+			wg   sync.WaitGroup
+			load []string
+		)
+		wg.Go(func() {
+			load = curl(t, m, []string{"--rate", "100/s"}, repeat(reviews, 300)...)
+		})
+		time.Sleep(time.Second)
+		writeFile(t, filepath.Join(dir, "reviews-vs.yaml"), `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v2}
+`)
+		wg.Wait()
+		for i, l := range load {
+			if !strings.HasPrefix(l, "200 ") {
+				t.Fatalf("request %d during the edit answered %q (all: %v)", i, l, count(load))
+			}
+		}
+		eventually(t, 10*time.Second, "the edit to apply", func() string {
+			if got := count(curl(t, m, nil, repeat(reviews, 20)...)); got["200 v2"] != 20 {
+				return fmt.Sprint(got)
+			}
+			return ""
+		})
+	})
+
+	t.Run("deployment edit rolls pods under load", func(t *testing.T) {
+		path := filepath.Join(dir, "ratings.yaml")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := pod(t, readState(t, m), "ratings").Name
+		var (
+			wg   sync.WaitGroup
+			load []string
+		)
+		wg.Go(func() {
+			load = curl(t, m, []string{"--rate", "50/s"}, repeat("http://ratings:9080/ratings/1", 300)...)
+		})
+		time.Sleep(time.Second)
+		edited := strings.Replace(string(b), "        env:\n", "        env:\n        - name: ROLLED\n          value: \"yes\"\n", 1)
+		if edited == string(b) {
+			t.Fatal("ratings.yaml has no env to edit")
+		}
+		writeFile(t, path, edited)
+		eventually(t, 30*time.Second, "ratings to roll to a new pod", func() string {
+			s := readState(t, m)
+			var names []string
+			for _, p := range s.Pods {
+				if p.Deployment == "ratings" {
+					names = append(names, p.Name+":"+p.Status)
+				}
+			}
+			if len(names) != 1 || strings.HasPrefix(names[0], old+":") || !pod(t, s, "ratings").Ready {
+				return strings.Join(names, ", ")
+			}
+			return ""
+		})
+		wg.Wait()
+		for i, l := range load {
+			if !strings.HasPrefix(l, "200") {
+				t.Fatalf("request %d during the roll answered %q (all: %v)", i, l, count(load))
+			}
+		}
+		p := pod(t, readState(t, m), "ratings")
+		for _, c := range p.Containers {
+			if c.Name == "ratings" && !containsEnv(c.Env, "ROLLED=yes") {
+				t.Errorf("the new ratings pod runs without the edited env")
+			}
+		}
+	})
+
+	t.Run("two meshes side by side", func(t *testing.T) {
+		other := uptest.Start(t, "testdata/small")
+		if got := curl(t, other, nil, "http://ratings:9080/ratings/1"); got[0] != "200" {
+			t.Errorf("the second mesh's ratings answered %v", got)
+		}
+		if got := curl(t, m, nil, "http://ratings:9080/ratings/1"); got[0] != "200" {
+			t.Errorf("the first mesh's ratings answered %v with a second mesh running", got)
+		}
+		a, b := pod(t, readState(t, m), "sleep").IP, pod(t, readState(t, other), "sleep").IP
+		if a[:strings.LastIndexByte(a, '.')] == b[:strings.LastIndexByte(b, '.')] {
+			t.Errorf("two meshes share a pod network: %s and %s", a, b)
+		}
+	})
+
+	// Stopping (as Ctrl-C does) exits 0 and leaves no process behind.
+	s := readState(t, m)
+	var pids []int
+	for _, p := range s.Pods {
+		for _, c := range p.Containers {
+			if c.PID > 0 {
+				pids = append(pids, c.PID)
+			}
+		}
+	}
+	if len(pids) < 2*len(s.Pods)-1 {
+		t.Fatalf("mesh.json lists %d running processes for %d pods", len(pids), len(s.Pods))
+	}
+	if err := m.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("process %d (%s) still runs after the mesh stopped", pid, b)
+		}
+	}
+	if !strings.Contains(m.Stdout(), "mesh stopped") {
+		t.Errorf("no \"mesh stopped\" line:\n%s", m.Stdout())
+	}
+}
+
+func containsEnv(env []string, kv string) bool {
+	for _, e := range env {
+		if e == kv {
+			return true
+		}
+	}
+	return false
+}
+
+// Manifests that cannot run locally stop `trellis up` before anything
+// starts, with the file, object and field of each problem.
+func TestUpRefusesBadManifests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"missing command", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+`, []string{"Deployment default/web: spec.template.spec.containers[0].command: required in local mode", "not starting"}},
+		{"port clash", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: x, command: [web], ports: [{containerPort: 15008}]}
+`, []string{"spec.template.spec.containers[0].ports[0].containerPort: port 15008 is already used in this pod by the trellis-proxy sidecar", "not starting"}},
+		{"unknown kind", `apiVersion: example.com/v1
+kind: Gizmo
+metadata: {name: g}
+`, []string{"app.yaml", "Gizmo", "not starting"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "app.yaml"), tc.yaml)
+			m := uptest.StartNoWait(t, dir)
+			select {
+			case <-m.Done():
+			case <-time.After(60 * time.Second):
+				t.Fatal("trellis up did not exit on bad manifests")
+			}
+			if m.ExitCode() == 0 || strings.Contains(m.Stdout(), "mesh ready") {
+				t.Fatalf("exit %d on bad manifests; stdout:\n%s", m.ExitCode(), m.Stdout())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(m.Stderr(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, m.Stderr())
+				}
+			}
+		})
+	}
+}
