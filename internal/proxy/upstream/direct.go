@@ -41,6 +41,7 @@ var directBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return
 type directConn struct {
 	cn        *conn
 	br        *bufio.Reader
+	hp        headParser
 	requests  uint32
 	idleSince time.Time
 }
@@ -350,7 +351,7 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 	var resp *http.Response
 	var err error
 	for {
-		resp, err = http.ReadResponse(dc.br, req)
+		resp, err = dc.readResponse(req)
 		if err != nil {
 			stop()
 			return nil, true, err
@@ -362,28 +363,43 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 		}
 	}
 	keep = keep && !resp.Close && resp.ProtoAtLeast(1, 1)
-	resp.Body = &directBody{rc: resp.Body, dc: dc, c: c, p: p, stop: stop, keep: keep}
+	b, parsed := resp.Body.(*directBody)
+	if !parsed {
+		b = &directBody{rc: resp.Body}
+		resp.Body = b
+	}
+	b.dc, b.c, b.p, b.stop, b.keep = dc, c, p, stop, keep
 	return resp, true, nil
 }
 
 // directBody is a direct response's body: reading it to the end gives
 // the connection back to the host's pool, closing it early closes the
-// connection (what is left unread cannot be skipped cheaply).
+// connection (what is left unread cannot be skipped cheaply). The body
+// of a response that http.ReadResponse read is rc; one that the head
+// parser read has none and reads its remaining bytes from br.
 type directBody struct {
-	rc   io.ReadCloser
-	dc   *directConn
-	c    *Cluster
-	p    *pool
-	stop func() bool
-	keep bool
-	done bool
+	rc        io.ReadCloser
+	br        *bufio.Reader
+	remaining int64
+	dc        *directConn
+	c         *Cluster
+	p         *pool
+	stop      func() bool
+	keep      bool
+	done      bool
 }
 
 func (b *directBody) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
 	}
-	n, err := b.rc.Read(p)
+	var n int
+	var err error
+	if b.rc == nil {
+		n, err = b.readLength(p)
+	} else {
+		n, err = b.rc.Read(p)
+	}
 	if err == io.EOF {
 		b.finish(true)
 	} else if err != nil {
@@ -394,7 +410,7 @@ func (b *directBody) Read(p []byte) (int, error) {
 
 func (b *directBody) Close() error {
 	// A response without a body is complete before anyone reads it.
-	b.finish(b.rc == http.NoBody)
+	b.finish(b.rc == http.NoBody || (b.rc == nil && b.remaining == 0))
 	return nil
 }
 

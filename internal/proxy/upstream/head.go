@@ -1,0 +1,312 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// The direct path's response head parser. It reads the common response
+// (HTTP/1.1, a Content-Length body or none, plain CRLF header lines) into
+// an http.Response the way http.ReadResponse would, field for field, with
+// one allocation for the response, its body and its header values'
+// slices, and names and values interned per connection (a connection's
+// responses repeat them). Anything else (chunked or close-delimited
+// bodies, obs-fold, a head that does not fit the connection's buffer, a
+// malformed one) is left to http.ReadResponse, which answers it as
+// before. FuzzResponseHead checks it against http.ReadResponse.
+
+// maxRespFields is the most header lines the parser takes.
+const maxRespFields = 32
+
+// maxInterned bounds a connection's interned strings, maxInternLen the
+// length of one.
+const (
+	maxInterned  = 64
+	maxInternLen = 128
+)
+
+// directResponse is a response read by the parser: the response, its
+// body and its values' array in one allocation.
+type directResponse struct {
+	resp http.Response
+	body directBody
+	vals [maxRespFields]string
+}
+
+// headParser is a connection's parser state.
+type headParser struct {
+	strs   map[string]string
+	fields [maxRespFields]struct{ name, value []byte }
+}
+
+func (p *headParser) intern(b []byte) string {
+	if s, ok := commonStrings[string(b)]; ok {
+		return s
+	}
+	if s, ok := p.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) <= maxInternLen && len(p.strs) < maxInterned {
+		if p.strs == nil {
+			p.strs = make(map[string]string)
+		}
+		p.strs[s] = s
+	}
+	return s
+}
+
+var commonStrings = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		"200 OK", "201 Created", "204 No Content", "301 Moved Permanently", "302 Found",
+		"304 Not Modified", "400 Bad Request", "401 Unauthorized", "403 Forbidden",
+		"404 Not Found", "500 Internal Server Error", "502 Bad Gateway",
+		"503 Service Unavailable", "504 Gateway Timeout",
+		"Content-Length", "Content-Type", "Date", "Server", "Connection", "Cache-Control",
+		"Content-Encoding", "Etag", "Last-Modified", "Location", "Set-Cookie", "Vary",
+		"X-Content-Type-Options", "Grpc-Status", "Grpc-Message", "Keep-Alive", "Trailer",
+		"0", "close", "keep-alive", "text/plain", "text/plain; charset=utf-8", "text/html",
+		"text/html; charset=utf-8", "application/json", "application/octet-stream", "nosniff",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// uniqueValue are the response headers whose values change from response
+// to response: interning them would only fill the connection's table.
+var uniqueValue = map[string]bool{
+	"Date": true, "Set-Cookie": true, "X-Request-Id": true, "Etag": true,
+	"Last-Modified": true, "Expires": true, "Traceparent": true, "Tracestate": true,
+}
+
+// readResponse reads the next response on dc for req.
+func (dc *directConn) readResponse(req *http.Request) (*http.Response, error) {
+	if head := peekResponseHead(dc.br); head != nil {
+		if r := dc.hp.parse(head, req); r != nil {
+			dc.br.Discard(len(head))
+			r.body.br = dc.br
+			if r.resp.ContentLength > 0 && req.Method != http.MethodHead { // 0 for 1xx, 204, 304
+				r.body.remaining = r.resp.ContentLength
+			}
+			r.resp.Body = &r.body
+			return &r.resp, nil
+		}
+	}
+	return http.ReadResponse(dc.br, req)
+}
+
+// peekResponseHead returns the buffered response head up to its empty
+// line, waiting for more as long as it fits the buffer; nil when it does
+// not, or on an error (http.ReadResponse then reports it).
+func peekResponseHead(br *bufio.Reader) []byte {
+	for n := 1; ; {
+		b, err := br.Peek(n)
+		if i := bytes.Index(b, endOfHead); i >= 0 {
+			return b[:i+4]
+		}
+		if err != nil {
+			return nil
+		}
+		if n = br.Buffered(); n < len(b)+1 {
+			n = len(b) + 1
+		}
+		if n > br.Size() {
+			return nil
+		}
+	}
+}
+
+// parse reads head as http.ReadResponse would read it for req, or
+// returns nil to leave it to http.ReadResponse.
+func (p *headParser) parse(head []byte, req *http.Request) *directResponse {
+	nl := bytes.IndexByte(head, '\n')
+	if nl < 13 || head[nl-1] != '\r' {
+		return nil
+	}
+	line := head[:nl-1]
+	// "HTTP/1.1 DDD" and an optional " reason".
+	if string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+		return nil
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return nil
+		}
+		code = code*10 + int(c-'0')
+	}
+	n := 0
+	rest := head[nl+1 : len(head)-2]
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		if end < 1 || rest[end-1] != '\r' || n == maxRespFields {
+			return nil
+		}
+		l := rest[:end-1]
+		rest = rest[end+1:]
+		colon := bytes.IndexByte(l, ':')
+		if colon < 1 || !validName(l[:colon]) {
+			return nil // obs-fold, no name, a space before the colon, ...
+		}
+		v := trimOWS(l[colon+1:])
+		for _, c := range v {
+			if c < 0x80 && c != '\t' && (c < 0x20 || c == 0x7f) {
+				return nil
+			}
+		}
+		p.fields[n].name, p.fields[n].value = l[:colon], v
+		n++
+	}
+
+	r := &directResponse{}
+	resp := &r.resp
+	resp.Status = p.intern(line[9:])
+	resp.StatusCode = code
+	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	resp.Request = req
+	h := make(http.Header, n)
+	var canon [64]byte
+	for i := range n {
+		f := &p.fields[i]
+		var key string
+		if len(f.name) <= len(canon) {
+			key = p.intern(canonicalName(canon[:0], f.name))
+		} else {
+			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
+		}
+		var value string
+		if uniqueValue[key] {
+			value = string(f.value)
+		} else {
+			value = p.intern(f.value)
+		}
+		if vv, ok := h[key]; ok {
+			h[key] = append(vv, value)
+			continue
+		}
+		r.vals[i] = value
+		h[key] = r.vals[i : i+1 : i+1]
+	}
+	resp.Header = h
+	if _, ok := h["Transfer-Encoding"]; ok {
+		return nil
+	}
+	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" { // fixPragmaCacheControl
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	length := int64(-1)
+	if cls := h["Content-Length"]; len(cls) > 0 {
+		if len(cls) > 1 || cls[0] == "" {
+			return nil
+		}
+		cl, err := strconv.ParseUint(cls[0], 10, 63)
+		if err != nil {
+			return nil
+		}
+		length = int64(cl)
+	}
+	for _, v := range h["Connection"] {
+		if hasToken(v, "close") {
+			resp.Close = true
+		}
+	}
+	if resp.Close {
+		delete(h, "Connection") // as shouldClose does for responses
+	}
+	switch {
+	case req.Method == http.MethodHead:
+		resp.ContentLength = length
+	case code/100 == 1 || code == http.StatusNoContent || code == http.StatusNotModified:
+		resp.ContentLength = 0
+	case length < 0:
+		return nil // a body to the connection's end
+	default:
+		resp.ContentLength = length
+	}
+	return r
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// canonicalName appends name (a token) spelled as
+// textproto.CanonicalMIMEHeaderKey spells it.
+func canonicalName(dst, name []byte) []byte {
+	upper := true
+	for _, c := range name {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
+	}
+	return dst
+}
+
+// hasToken reports whether the comma-separated list v has token (lower
+// case), as httpguts.HeaderValuesContainsToken reads one value.
+func hasToken(v, token string) bool {
+	for len(v) > 0 {
+		elem := v
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			elem, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		elem = strings.Trim(elem, " \t")
+		if len(elem) != len(token) {
+			continue
+		}
+		same := true
+		for i := 0; i < len(elem) && same; i++ {
+			c := elem[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			same = c == token[i]
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// readLength reads a parsed response's body, its remaining bytes, from
+// the connection's reader: a body cut short is io.ErrUnexpectedEOF, as
+// net/http's.
+func (b *directBody) readLength(p []byte) (int, error) {
+	if b.remaining == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remaining {
+		p = p[:b.remaining]
+	}
+	n, err := b.br.Read(p)
+	b.remaining -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && b.remaining == 0 {
+		err = io.EOF
+	}
+	return n, err
+}
