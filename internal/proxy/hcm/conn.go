@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/sniff"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
@@ -21,6 +22,9 @@ import (
 type headerConn struct {
 	*Conn
 	stats *Stats
+	// raw, when set, reads and writes the connection with raw system
+	// calls (sniff.RawIO); the fast path sets it, net/http's never.
+	raw *sniff.RawIO
 
 	// pending counts bytes read since the last response was written: a
 	// timeout with some is a request cut off mid-headers, one without is
@@ -73,7 +77,13 @@ func (headerTimeoutError) Timeout() bool   { return true }
 func (headerTimeoutError) Temporary() bool { return false }
 
 func (c *headerConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = c.raw.Read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if n > 0 {
 		if m := int(c.sniffed.Load()); m >= 0 && m < len(h2Preface) {
 			k := min(n, len(h2Preface)-m)
@@ -105,6 +115,9 @@ func (c *headerConn) Write(p []byte) (int, error) {
 	c.pending.Store(0)
 	if !c.h2.Load() && bytes.HasPrefix(p, status431) {
 		c.stats.RqHeaderTooLarge.Add(1)
+	}
+	if c.raw != nil {
+		return c.raw.Write(p)
 	}
 	return c.Conn.Write(p)
 }

@@ -62,7 +62,7 @@ type fastConn struct {
 
 // serveFast runs c's requests until it closes or is handed to net/http.
 func (s *Server) serveFast(c *Conn) {
-	hc := &headerConn{Conn: c, stats: &s.stats}
+	hc := &headerConn{Conn: c, stats: &s.stats, raw: sniff.NewRawIO(c.Conn)}
 	fc := &fastConn{s: s, c: c, hc: hc}
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/sniff"
 )
 
 // dialError marks a failure to connect, which is UF, as opposed to a
@@ -84,7 +85,7 @@ func (c *Cluster) dialAcquired(ctx context.Context, h *balance.Host, holdHeads b
 		return nil, &dialError{err}
 	}
 	c.cxTotal.Add(1)
-	cn := &conn{Conn: nc, c: c, holdHeads: holdHeads}
+	cn := &conn{Conn: nc, c: c, holdHeads: holdHeads, raw: sniff.NewRawIO(nc)}
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()
@@ -124,6 +125,16 @@ type conn struct {
 	// heads remembers the spelling of the header names of the responses
 	// read on HTTP/1.1 connections (see responseHeads).
 	heads responseHeads
+
+	// raw, when set, reads and writes with raw system calls (sniff.RawIO).
+	raw *sniff.RawIO
+}
+
+func (cn *conn) write(p []byte) (int, error) {
+	if cn.raw != nil {
+		return cn.raw.Write(p)
+	}
+	return cn.Conn.Write(p)
 }
 
 // maxHeldHead bounds the request heads held back; larger ones go at once.
@@ -145,7 +156,7 @@ var (
 // except to answer Expect: 100-continue, whose heads are never held.
 func (cn *conn) Write(p []byte) (int, error) {
 	if !cn.holdHeads {
-		return cn.Conn.Write(p)
+		return cn.write(p)
 	}
 	cn.heads.requestWritten()
 	if len(cn.held) > 0 {
@@ -160,12 +171,18 @@ func (cn *conn) Write(p []byte) (int, error) {
 		cn.held = append(cn.held[:0], p...)
 		return len(p), nil
 	}
-	return cn.Conn.Write(p)
+	return cn.write(p)
 }
 
 // Read reads from the connection, following HTTP/1.1 response heads.
 func (cn *conn) Read(p []byte) (int, error) {
-	n, err := cn.Conn.Read(p)
+	var n int
+	var err error
+	if cn.raw != nil {
+		n, err = cn.raw.Read(p)
+	} else {
+		n, err = cn.Conn.Read(p)
+	}
 	if n > 0 && cn.holdHeads {
 		cn.heads.read(p[:n])
 	}
@@ -173,7 +190,7 @@ func (cn *conn) Read(p []byte) (int, error) {
 }
 
 func (cn *conn) flushHeld() error {
-	_, err := cn.Conn.Write(cn.held)
+	_, err := cn.write(cn.held)
 	cn.held = cn.held[:0]
 	return err
 }
@@ -248,7 +265,7 @@ func (cn *conn) readFromHeld(r io.Reader) (int64, error) {
 			break
 		}
 	}
-	if _, err := cn.Conn.Write(buf[:h+n]); err != nil {
+	if _, err := cn.write(buf[:h+n]); err != nil {
 		return 0, err
 	}
 	if rerr == io.EOF {
