@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 
@@ -58,6 +59,20 @@ COMMAND's.`,
 				return err
 			}
 			run := &exec.Cmd{Path: path, Args: args[1:], Env: c.Env, Dir: c.Dir, Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+			if pod.NetNS != "" {
+				// Transparent mode: inside the pod's namespaces, through
+				// trellis itself, as the pod's own processes start.
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				resolv := pod.Resolv
+				if resolv == "" {
+					resolv = "-"
+				}
+				run.Args = append([]string{self, local.EnterCommand, pod.NetNS, resolv, "-", "--", path}, args[2:]...)
+				run.Path = self
+			}
 			if err := run.Run(); err != nil {
 				var ee *exec.ExitError
 				if errors.As(err, &ee) {

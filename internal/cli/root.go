@@ -18,11 +18,20 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/trellismesh/trellis/internal/local"
 )
 
 // Execute runs the trellis command line with args (without the program name)
 // and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// trellis re-runs itself this way to start a process inside a local
+	// mesh's pod; on success the process is replaced and never returns.
+	if len(args) > 0 && args[0] == local.EnterCommand {
+		err := local.EnterMain(args[1:])
+		fmt.Fprintf(stderr, "trellis: cannot start the process in its pod: %v\n", err)
+		return 127
+	}
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -79,6 +88,10 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newDemoCmd(),
 		newUpCmd(),
 		newExecCmd(),
+		newStatusCmd(),
+		newLogsCmd(),
+		newDownCmd(),
+		newPortForwardCmd(),
 	)
 	return root
 }

@@ -15,9 +15,10 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var (
-		recursive bool
-		stateDir  string
-		timeout   time.Duration
+		recursive   bool
+		stateDir    string
+		timeout     time.Duration
+		transparent bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up DIR",
@@ -30,7 +31,10 @@ ignored) plus a trellis-proxy sidecar per pod.
 
 Each pod gets its own IP from 127.10.0.0/16. Apps bind $POD_IP (set it with
 a fieldRef to status.podIP) and reach other services through their sidecar,
-which HTTP_PROXY points at. Once every pod is ready and every sidecar has
+which HTTP_PROXY points at. With --transparent (root), each pod is a network
+namespace on a private bridge instead (10.244.0.0/16), Services get VIPs
+(10.96.0.0/16) and DNS names, and the sidecar captures traffic as in
+Kubernetes; nothing outside the mesh's namespaces is touched. Once every pod is ready and every sidecar has
 its config, a line "mesh ready" is printed. Edits to DIR apply live; a
 changed Deployment rolls its pods.
 
@@ -59,7 +63,7 @@ find it.`,
 			defer stop()
 			err := local.Up(ctx, local.Options{
 				Dir: args[0], Recursive: recursive, StateDir: stateDir, Timeout: timeout,
-				Out: out, Console: errOut, Log: slog.Default(),
+				Out: out, Console: errOut, Log: slog.Default(), Transparent: transparent,
 			})
 			var pe local.PlanErrors
 			if errors.As(err, &pe) {
@@ -74,6 +78,7 @@ find it.`,
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "also read the subfolders of DIR")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the mesh keeps its state (default $"+local.StateDirEnv+" or ./.trellis)")
+	cmd.Flags().BoolVar(&transparent, "transparent", false, "run pods in network namespaces with traffic captured by nftables, Service VIPs and mesh DNS, as in Kubernetes (root, Linux)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 120*time.Second, "fail if the mesh is not ready within this time")
 	return cmd
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/trellismesh/trellis/internal/analyze"
+	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/watch"
 	"github.com/trellismesh/trellis/internal/xds"
@@ -39,6 +40,9 @@ type Options struct {
 	Debounce, MaxDelay time.Duration
 	// Resync is the folder rescan period (see watch.Folder).
 	Resync time.Duration
+	// Transform adjusts each config file before the store gets it (see
+	// watch.Folder).
+	Transform func(*config.File)
 	// DebugAddress, when set, serves Go's runtime profiles
 	// (/debug/pprof/) over plain HTTP; keep it on loopback. When empty,
 	// the environment variable TRELLIS_DEBUG_ADDRESS is used, so that a
@@ -72,7 +76,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		log = slog.Default()
 	}
 	st := store.New(log)
-	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Store: st, Log: log, Resync: opts.Resync}
+	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Store: st, Log: log, Resync: opts.Resync, Transform: opts.Transform}
 	if err := folder.Load(); err != nil {
 		folder.Close()
 		return nil, fmt.Errorf("cannot load config: %w", err)

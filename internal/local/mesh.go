@@ -14,14 +14,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/controlplane"
+	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/xds"
 )
 
@@ -42,6 +45,9 @@ type Options struct {
 	// TrellisPath is the trellis binary, whose folder is put on every
 	// pod's PATH (os.Executable when empty).
 	TrellisPath string
+	// Transparent runs pods in network namespaces with capture (root,
+	// Linux) instead of explicit mode's loopback IPs and HTTP_PROXY.
+	Transparent bool
 	Log         *slog.Logger
 }
 
@@ -75,6 +81,12 @@ type Mesh struct {
 	cp        *controlplane.ControlPlane
 	// enterPod, when set, places a pod's processes in its namespaces.
 	enterPod func(p *pod, sidecar bool) func(*exec.Cmd)
+	// Transparent mode only: the namespaces, the Service VIPs, and how
+	// probes reach pods (from the node namespace, as a kubelet would).
+	net         *podNetwork
+	vips        *vips
+	probeDial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	trellisPath string
 
 	changed chan struct{}
 	wg      sync.WaitGroup // pod and terminator goroutines
@@ -183,9 +195,23 @@ func start(opts Options) (*Mesh, error) {
 			return nil, fmt.Errorf("cannot find the trellis binary: %w", err)
 		}
 	}
+	m.trellisPath = trellisPath
 	m.baseEnv = baseEnv(os.Environ(), []string{dir, filepath.Dir(trellisPath)})
 
-	if m.ipam, err = newIPAM(explicitPodNet, stateDir); err != nil {
+	var transform func(*config.File)
+	if opts.Transparent {
+		m.mode = "transparent"
+		if m.net, err = newPodNetwork(stateDir); err != nil {
+			return nil, err
+		}
+		// The pod network is the mesh's own, inside its namespaces, so
+		// every mesh can use all of it.
+		m.ipam = &ipam{prefix: podNet, used: map[netip.Addr]bool{}, next: podNet.Addr().Next().Next()}
+		m.vips = newVIPs()
+		transform = m.vips.transform
+		m.enterPod = m.enterFunc
+		m.probeDial = dialIn(m.net.nodePath)
+	} else if m.ipam, err = newIPAM(explicitPodNet, stateDir); err != nil {
 		return nil, err
 	}
 	_ = os.Remove(m.xdsSocket)
@@ -199,7 +225,7 @@ func start(opts Options) (*Mesh, error) {
 		return nil, err
 	}
 	m.cp, err = controlplane.Start(context.Background(), controlplane.Options{
-		ConfigPaths: []string{dir}, Recursive: opts.Recursive, XDSListener: lis, Log: cpLog,
+		ConfigPaths: []string{dir}, Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: transform,
 		// Pods come and go in bursts at start; a short debounce still
 		// batches them and keeps `mesh ready` quick.
 		Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond,
@@ -326,6 +352,10 @@ func (m *Mesh) reconcile() {
 		select {
 		case <-p.done:
 			delete(m.pods, k)
+			if m.net != nil {
+				m.net.removePod(p.ip)
+				_ = os.Remove(p.resolv)
+			}
 			m.ipam.release(p.ip)
 		default:
 		}
@@ -415,6 +445,21 @@ func (m *Mesh) startPod(w *Workload) {
 		m.console.printf("cannot start a pod of %s/%s: %v", w.Namespace, w.Name, err)
 		return
 	}
+	var nsPath, resolv string
+	if m.net != nil {
+		if nsPath, err = m.net.addPod(ip, w.Pod.Sidecar); err != nil {
+			m.ipam.release(ip)
+			m.console.printf("cannot start a pod of %s/%s: %v", w.Namespace, w.Name, err)
+			return
+		}
+		resolv = filepath.Join(m.stateDir, "run", strings.ReplaceAll(ip.String(), ".", "-")+".resolv.conf")
+		if err := os.WriteFile(resolv, []byte(resolvConf(w.Namespace, m.net.gateway)), 0o644); err != nil {
+			m.net.removePod(ip)
+			m.ipam.release(ip)
+			m.console.printf("cannot start a pod of %s/%s: %v", w.Namespace, w.Name, err)
+			return
+		}
+	}
 	m.mu.Lock()
 	name := ""
 	for i := 0; ; i++ {
@@ -424,6 +469,7 @@ func (m *Mesh) startPod(w *Workload) {
 		}
 	}
 	p := m.newPod(w, name, ip)
+	p.netns, p.resolv = nsPath, resolv
 	m.pods[p.key()] = p
 	m.mu.Unlock()
 	m.wg.Add(1)
@@ -614,6 +660,7 @@ func (m *Mesh) currentState() *State {
 	}
 	s := &State{PID: os.Getpid(), StartTime: processStartTime(os.Getpid()), Mode: m.mode, Dir: m.dir, XDS: "unix://" + m.xdsSocket, Ready: !m.readyAt.IsZero(), Stopping: m.stopping}
 	m.mu.Unlock()
+	s.Services = services(m.cp.Store.Snapshot())
 	for _, p := range pods {
 		ps := p.state()
 		if ps.Sidecar != nil {
@@ -631,6 +678,35 @@ func (m *Mesh) currentState() *State {
 		return a.Name < b.Name
 	})
 	return s
+}
+
+// services lists the Services for mesh.json, sorted as the store keeps them.
+func services(snap *store.Snapshot) []ServiceState {
+	var out []ServiceState
+	for _, o := range snap.OfKind(config.Service) {
+		svc, ok := o.Spec.(*corev1.Service)
+		if !ok {
+			continue
+		}
+		ss := ServiceState{Name: o.Name, Namespace: o.Namespace, Selector: svc.Spec.Selector}
+		for _, p := range svc.Spec.Ports {
+			sp := ServicePort{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol)}
+			if p.TargetPort.IntValue() != 0 || p.TargetPort.StrVal != "" {
+				sp.TargetPort = p.TargetPort.String()
+			}
+			ss.Ports = append(ss.Ports, sp)
+		}
+		out = append(out, ss)
+	}
+	return out
+}
+
+func containerPorts(ps []corev1.ContainerPort) []ContainerPort {
+	var out []ContainerPort
+	for _, p := range ps {
+		out = append(out, ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol)})
+	}
+	return out
 }
 
 // writeState rewrites mesh.json when something in it changed.
@@ -712,10 +788,38 @@ func (m *Mesh) close() {
 		m.ipam.close()
 		m.ipam = nil
 	}
+	if m.net != nil {
+		m.net.close()
+		m.net = nil
+	}
 	if m.lock != nil {
 		m.lock.Close()
 		m.lock = nil
 	}
+}
+
+// enterFunc starts a pod's process inside its namespaces, through
+// trellis itself (see EnterMain); the sidecar runs as the group the
+// capture rules let through.
+func (m *Mesh) enterFunc(p *pod, sidecar bool) func(*exec.Cmd) {
+	return func(cmd *exec.Cmd) {
+		gid := "-"
+		if sidecar {
+			gid = strconv.Itoa(ProxyID)
+		}
+		resolv := p.resolv
+		if resolv == "" {
+			resolv = "-"
+		}
+		cmd.Args = append([]string{m.trellisPath, EnterCommand, p.netns, resolv, gid, "--", cmd.Path}, cmd.Args[1:]...)
+		cmd.Path = m.trellisPath
+	}
+}
+
+// resolvConf is a pod's /etc/resolv.conf, as a kubelet writes it for
+// dnsPolicy ClusterFirst.
+func resolvConf(namespace string, nameserver netip.Addr) string {
+	return fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", nameserver, namespace)
 }
 
 func newUID() string {

@@ -28,6 +28,9 @@ type pod struct {
 	ip    netip.Addr
 	hash  string
 	start time.Time
+	// netns and resolv are the pod's network namespace and resolv.conf
+	// (transparent mode).
+	netns, resolv string
 
 	ctx    context.Context // ends when the pod is told to stop
 	cancel context.CancelFunc
@@ -260,6 +263,7 @@ func (p *pod) state() PodState {
 		Labels: p.w.Pod.Labels, ServiceAccount: p.w.Pod.ServiceAccount,
 		Identity: "spiffe://cluster.local/ns/" + p.w.Namespace + "/sa/" + p.w.Pod.ServiceAccount,
 		Phase:    phase, Status: status, Ready: p.ready(), Created: p.start,
+		NetNS: p.netns, Resolv: p.resolv,
 	}
 	for _, c := range p.inits {
 		ps.Containers = append(ps.Containers, c.snapshot())
@@ -314,7 +318,7 @@ type container struct {
 func (c *container) snapshot() ContainerState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := ContainerState{Name: c.spec.Name, Sidecar: c.sidecar, Command: c.argv, Env: c.env, Dir: c.dir, Restarts: c.restarts, State: c.state, Reason: c.reason, Ready: c.ready, Log: c.logPath}
+	s := ContainerState{Name: c.spec.Name, Sidecar: c.sidecar, Init: c.init, Ports: containerPorts(c.spec.Ports), Command: c.argv, Env: c.env, Dir: c.dir, Restarts: c.restarts, State: c.state, Reason: c.reason, Ready: c.ready, Log: c.logPath}
 	if c.proc != nil && c.state == "Running" {
 		s.PID, s.StartTime = c.proc.pid, c.proc.start
 	}
@@ -429,7 +433,7 @@ func (c *container) runOnce(ctx context.Context) (code int, ok bool) {
 func (c *container) startProbes(ctx context.Context, wg *sync.WaitGroup, pr *proc) {
 	p := c.pod
 	mk := func(probe *Probe) *prober {
-		return newProber(probe, p.ip.String(), c.env, c.dir, p.m.enter(p, false))
+		return newProber(probe, p.ip.String(), c.env, c.dir, p.m.enter(p, false), p.m.probeDial)
 	}
 	var startupDone chan struct{}
 	if c.spec.Startup != nil {

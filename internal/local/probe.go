@@ -19,12 +19,19 @@ type prober struct {
 	env    []string
 	dir    string
 	enter  func(*exec.Cmd)
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	client *http.Client
 }
 
-func newProber(pr *Probe, ip string, env []string, dir string, enter func(*exec.Cmd)) *prober {
-	return &prober{probe: pr, ip: ip, env: env, dir: dir, enter: enter, client: &http.Client{
+// newProber makes a prober; dial, when set, is how connections to the
+// pod are made (from the node namespace in transparent mode).
+func newProber(pr *Probe, ip string, env []string, dir string, enter func(*exec.Cmd), dial func(ctx context.Context, network, addr string) (net.Conn, error)) *prober {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return &prober{probe: pr, ip: ip, env: env, dir: dir, enter: enter, dial: dial, client: &http.Client{
 		Transport: &http.Transport{
+			DialContext:       dial,
 			Proxy:             nil, // probes go to the pod, never through a proxy
 			DisableKeepAlives: true,
 			// A kubelet does not verify HTTPS probe certificates either.
@@ -74,8 +81,7 @@ func (p *prober) check(ctx context.Context) error {
 		}
 		return nil
 	case pr.TCP:
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
+		c, err := p.dial(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}

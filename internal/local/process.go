@@ -63,7 +63,7 @@ func startProc(s procSpec) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	// A process that leaves children holding its output would block Wait.
 	cmd.WaitDelay = 2 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = procAttr()
 	if s.enter != nil {
 		s.enter(cmd)
 	}

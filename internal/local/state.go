@@ -52,6 +52,25 @@ type State struct {
 	Stopping  bool       `json:"stopping,omitempty"`
 	UpdatedAt time.Time  `json:"updatedAt"`
 	Pods      []PodState `json:"pods"`
+	// Services are the mesh's Services, for port-forward svc/NAME.
+	Services []ServiceState `json:"services,omitempty"`
+}
+
+// ServiceState is one Service: which pods it selects, on which ports.
+type ServiceState struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Selector  map[string]string `json:"selector,omitempty"`
+	Ports     []ServicePort     `json:"ports"`
+}
+
+// ServicePort maps a Service port to the pods' port: TargetPort is a
+// number, or the name of a container port ("" means Port).
+type ServicePort struct {
+	Name       string `json:"name,omitempty"`
+	Port       int32  `json:"port"`
+	TargetPort string `json:"targetPort,omitempty"`
+	Protocol   string `json:"protocol,omitempty"`
 }
 
 // PodState is one pod of the mesh.
@@ -70,8 +89,10 @@ type PodState struct {
 	Status  string    `json:"status"`
 	Ready   bool      `json:"ready"`
 	Created time.Time `json:"created"`
-	// NetNS is the pod's network namespace path (transparent mode).
+	// NetNS is the pod's network namespace path and Resolv its
+	// resolv.conf (transparent mode).
 	NetNS      string           `json:"netns,omitempty"`
+	Resolv     string           `json:"resolv,omitempty"`
 	Sidecar    *SidecarState    `json:"sidecar,omitempty"`
 	Containers []ContainerState `json:"containers"`
 }
@@ -89,12 +110,15 @@ type SidecarState struct {
 // ContainerState is one process of a pod, with what `trellis exec` needs
 // to run a command as that container.
 type ContainerState struct {
-	Name    string   `json:"name"`
-	Sidecar bool     `json:"sidecar,omitempty"`
-	Command []string `json:"command"`
-	Env     []string `json:"env"`
-	Dir     string   `json:"dir"`
-	PID     int      `json:"pid,omitempty"`
+	Name    string `json:"name"`
+	Sidecar bool   `json:"sidecar,omitempty"`
+	Init    bool   `json:"init,omitempty"`
+	// Ports are the container's declared ports.
+	Ports   []ContainerPort `json:"ports,omitempty"`
+	Command []string        `json:"command"`
+	Env     []string        `json:"env"`
+	Dir     string          `json:"dir"`
+	PID     int             `json:"pid,omitempty"`
 	// StartTime identifies PID's process (see State.StartTime); a new
 	// `trellis up` stops what a killed one left running by it.
 	StartTime uint64 `json:"startTime,omitempty"`
@@ -103,6 +127,13 @@ type ContainerState struct {
 	Reason    string `json:"reason,omitempty"`
 	Ready     bool   `json:"ready"`
 	Log       string `json:"log"`
+}
+
+// ContainerPort is a port a container declares.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
 }
 
 // ReadState reads the state of the mesh in stateDir. It says plainly when
@@ -198,6 +229,27 @@ func lockStateDir(stateDir string) (*os.File, error) {
 		return nil, fmt.Errorf("cannot lock the state dir: %w", err)
 	}
 	return f, nil
+}
+
+// Locked says whether a `trellis up` holds stateDir's lock (it may be
+// running even when mesh.json says otherwise, e.g. while it stops).
+func Locked(stateDir string) (bool, error) {
+	f, err := os.OpenFile(filepath.Join(stateDir, lockFile), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return true, nil
+		}
+		return false, err
+	}
+	// Closing f releases the lock taken just now.
+	return false, nil
 }
 
 // processStartTime is field 22 of /proc/PID/stat (starttime), or 0 when

@@ -30,6 +30,10 @@ type Folder struct {
 	// Resync is the period of the full rescan that backs up filesystem
 	// notifications (which some filesystems drop); default 2s.
 	Resync time.Duration
+	// Transform, when set, adjusts each parsed file before the store gets
+	// it: `trellis up --transparent` gives Services their cluster IPs, as
+	// the Kubernetes API server would.
+	Transform func(*config.File)
 
 	known   map[string]fileStamp
 	watcher *fsnotify.Watcher
@@ -189,6 +193,9 @@ func (f *Folder) sync() error {
 		}
 		f.known[p] = stamp
 		parsed := config.ParseFile(p, data)
+		if f.Transform != nil {
+			f.Transform(parsed)
+		}
 		for _, w := range parsed.Warnings {
 			f.Log.Warn(w.Error())
 		}
