@@ -134,3 +134,30 @@ func TestFolderRecursive(t *testing.T) {
 		}
 	}
 }
+
+// Transform sees every file before the store does, on load and on edits.
+func TestTransform(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vs.yaml")
+	write(t, path, vsYAML("90"))
+	st := store.New(slog.Default())
+	f := &Folder{Paths: []string{dir}, Store: st, Resync: 50 * time.Millisecond, Transform: func(file *config.File) {
+		for _, o := range file.Objects {
+			if vs, ok := o.Spec.(*networking.VirtualService); ok {
+				vs.Http[0].Route[0].Weight += 1000
+			}
+		}
+	}}
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if got := weightOf(st); got != 1090 {
+		t.Fatalf("weight after load %d, want the transformed 1090", got)
+	}
+	write(t, path, vsYAML("80"))
+	eventually(t, 5*time.Second, func() bool { return weightOf(st) == 1080 }, "the edit to arrive transformed")
+}
