@@ -24,6 +24,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/controlplane"
+	"github.com/trellismesh/trellis/internal/local/meshdns"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/xds"
 )
@@ -87,6 +88,9 @@ type Mesh struct {
 	vips        *vips
 	probeDial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	trellisPath string
+	dns         *meshdns.Server
+	stopDNS     context.CancelFunc
+	dnsDone     chan struct{}
 
 	changed chan struct{}
 	wg      sync.WaitGroup // pod and terminator goroutines
@@ -234,6 +238,11 @@ func start(opts Options) (*Mesh, error) {
 		lis.Close()
 		return nil, err
 	}
+	if m.net != nil {
+		if err := m.startDNS(); err != nil {
+			return nil, err
+		}
+	}
 	workloads, errs := Plan(m.cp.Store.Snapshot().Objects)
 	if len(errs) > 0 {
 		return nil, PlanErrors(errs)
@@ -302,6 +311,7 @@ func (m *Mesh) loop(ctx context.Context) error {
 			}
 		case <-changes:
 			m.replan()
+			m.updateDNS()
 		case <-m.changed:
 		case <-tick.C:
 		}
@@ -453,7 +463,7 @@ func (m *Mesh) startPod(w *Workload) {
 			return
 		}
 		resolv = filepath.Join(m.stateDir, "run", strings.ReplaceAll(ip.String(), ".", "-")+".resolv.conf")
-		if err := os.WriteFile(resolv, []byte(resolvConf(w.Namespace, m.net.gateway)), 0o644); err != nil {
+		if err := os.WriteFile(resolv, []byte(meshdns.ResolvConf("cluster.local", w.Namespace, m.net.gateway)), 0o644); err != nil {
 			m.net.removePod(ip)
 			m.ipam.release(ip)
 			m.console.printf("cannot start a pod of %s/%s: %v", w.Namespace, w.Name, err)
@@ -777,6 +787,11 @@ func (m *Mesh) shutdown() {
 
 // close releases what start took; safe on a partly started mesh.
 func (m *Mesh) close() {
+	if m.stopDNS != nil {
+		m.stopDNS()
+		<-m.dnsDone
+		m.stopDNS = nil
+	}
 	if m.cp != nil {
 		if err := m.cp.Stop(); err != nil {
 			m.log.Warn("control plane stopped with an error", "err", err)
@@ -814,12 +829,6 @@ func (m *Mesh) enterFunc(p *pod, sidecar bool) func(*exec.Cmd) {
 		cmd.Args = append([]string{m.trellisPath, EnterCommand, p.netns, resolv, gid, "--", cmd.Path}, cmd.Args[1:]...)
 		cmd.Path = m.trellisPath
 	}
-}
-
-// resolvConf is a pod's /etc/resolv.conf, as a kubelet writes it for
-// dnsPolicy ClusterFirst.
-func resolvConf(namespace string, nameserver netip.Addr) string {
-	return fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", nameserver, namespace)
 }
 
 func newUID() string {

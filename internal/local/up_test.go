@@ -366,3 +366,60 @@ metadata: {name: g}
 		})
 	}
 }
+
+// In transparent mode pods are network namespaces with captured traffic:
+// apps call Services by DNS name at their VIPs, with no proxy settings,
+// and get the user's routing; stopping removes every namespace.
+func TestUpTransparent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the whole demo mesh")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("transparent mode needs root (CI runs as root)")
+	}
+	m := uptest.Start(t, "../../examples/shop", "--transparent")
+	s := readState(t, m)
+	sleep := pod(t, s, "sleep")
+	if sleep.NetNS == "" || !strings.HasPrefix(sleep.IP, "10.244.") {
+		t.Fatalf("sleep pod %+v: want a network namespace and a 10.244/16 IP", sleep)
+	}
+	for _, c := range sleep.Containers {
+		if !c.Sidecar && containsEnvName(c.Env, "HTTP_PROXY") {
+			t.Fatalf("transparent mode sets HTTP_PROXY for the app: %v", c.Env)
+		}
+	}
+	const reviews = "http://reviews:9080/reviews/0"
+	got := count(curl(t, m, nil, repeat(reviews, 200)...))
+	if got["200 v1"]+got["200 v2"] != 200 {
+		t.Fatalf("200 requests to reviews answered %v, want all 200 from v1 or v2", got)
+	}
+	if share := float64(got["200 v1"]) / 200; share < 0.80 || share > 0.97 {
+		t.Errorf("v1 got %.1f%% of requests, want about 90 (%v)", share*100, got)
+	}
+	if hdr := count(curl(t, m, []string{"-H", "user: test-user"}, repeat(reviews, 10)...)); hdr["200 v2"] != 10 {
+		t.Errorf("requests with user: test-user answered %v, want all 10 from v2", hdr)
+	}
+	if got := curl(t, m, nil, "http://frontend.default.svc.cluster.local:9080/api/product"); got[0] != "200" {
+		t.Errorf("frontend by its full name answered %v", got)
+	}
+	prefix := filepath.Base(sleep.NetNS)
+	prefix = prefix[:strings.IndexByte(prefix[len("trellis-"):], '-')+len("trellis-")]
+	if err := m.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			t.Errorf("network namespace %s left after the mesh stopped", e.Name())
+		}
+	}
+}
+
+func containsEnvName(env []string, name string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, name+"=") {
+			return true
+		}
+	}
+	return false
+}
