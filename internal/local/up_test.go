@@ -423,3 +423,59 @@ func containsEnvName(env []string, name string) bool {
 	}
 	return false
 }
+
+// A mesh that does not become ready in time fails, naming what is not
+// ready, and stops what it started.
+func TestUpTimeoutNamesWhatIsNotReady(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "app.yaml"), `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      containers:
+      - name: stuck
+        image: x
+        command: [trellis, demo, sleep]
+        readinessProbe:
+          tcpSocket: {port: 9999}
+`)
+	m := uptest.StartNoWait(t, dir, "--timeout", "5s")
+	select {
+	case <-m.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatal("trellis up did not give up after its timeout")
+	}
+	if m.ExitCode() == 0 {
+		t.Fatalf("exit 0 on a mesh that never became ready\nstdout:\n%s", m.Stdout())
+	}
+	if want := "mesh not ready after 5s: pod default/stuck-0 is not ready (Running)"; !strings.Contains(m.Stderr(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, m.Stderr())
+	}
+}
+
+// A `trellis up` killed outright leaves its state dir to the next one,
+// which starts cleanly on it.
+func TestUpAfterKilledUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	flags := []string{}
+	if os.Geteuid() == 0 {
+		flags = append(flags, "--transparent") // leftover namespaces too
+	}
+	first := uptest.Start(t, "testdata/small", flags...)
+	if err := first.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	second := uptest.Start(t, "testdata/small", append(flags, "--state-dir", first.StateDir)...)
+	if got := curl(t, second, nil, "http://ratings:9080/ratings/1"); got[0] != "200" {
+		t.Errorf("ratings answered %v in the mesh started after a killed one", got)
+	}
+}

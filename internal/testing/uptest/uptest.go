@@ -108,6 +108,12 @@ func StartNoWait(t testing.TB, dir string, flags ...string) *Mesh {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sd) })
+	// A --state-dir among flags wins (the last of a repeated flag does).
+	for i, f := range flags {
+		if f == "--state-dir" && i+1 < len(flags) {
+			sd = flags[i+1]
+		}
+	}
 	m := &Mesh{t: t, Bin: bin, StateDir: sd, Dir: dir, done: make(chan struct{}), lines: make(chan string, 1024)}
 	args := append([]string{"up", dir, "--state-dir", sd}, flags...)
 	m.cmd = exec.Command(filepath.Join(bin, "trellis"), args...)
@@ -219,12 +225,21 @@ func (m *Mesh) Stop(d time.Duration) error {
 	}
 }
 
+// Kill ends trellis up with SIGKILL, as a crash would, leaving its
+// state dir as it was.
+func (m *Mesh) Kill() error {
+	if err := m.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-m.done
+	return nil
+}
+
 // Trellis runs `trellis args...` against this mesh (its state dir in
 // TRELLIS_HOME) and returns stdout, stderr and the exit code.
 func (m *Mesh) Trellis(ctx context.Context, args ...string) (stdout, stderr string, code int) {
 	m.t.Helper()
-	cmd := exec.CommandContext(ctx, filepath.Join(m.Bin, "trellis"), args...)
-	cmd.Env = append(m.env(), "TRELLIS_HOME="+m.StateDir)
+	cmd := m.Command(ctx, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -233,6 +248,14 @@ func (m *Mesh) Trellis(ctx context.Context, args ...string) (stdout, stderr stri
 		m.t.Fatalf("trellis %s: %v", strings.Join(args, " "), err)
 	}
 	return o.String(), e.String(), code
+}
+
+// Command is `trellis args...` against this mesh, not yet started: for
+// commands that run until stopped (logs -f, port-forward).
+func (m *Mesh) Command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(m.Bin, "trellis"), args...)
+	cmd.Env = append(m.env(), "TRELLIS_HOME="+m.StateDir)
+	return cmd
 }
 
 type lockedWriter struct {
