@@ -10,6 +10,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/local/meshdns"
+	"github.com/trellismesh/trellis/internal/registry"
 )
 
 // startDNS serves the mesh's names on the pods' gateway, inside the node
@@ -81,6 +82,18 @@ func (m *Mesh) updateDNS() {
 		svcs = append(svcs, s)
 	}
 	m.dns.SetServices(svcs)
+}
+
+// updateServices gives the node namespace's Service rules the VIPs and
+// ready endpoints as they are now (see serviceTable).
+func (m *Mesh) updateServices() {
+	if m.net == nil {
+		return
+	}
+	reg := registry.Build(m.cp.Store.Snapshot().Objects, "cluster.local")
+	if err := m.net.applyServiceRules(vipRules(reg.Services())); err != nil {
+		m.console.printf("cannot update the Service rules: %v", err)
+	}
 }
 
 func selects(selector, labels map[string]string) bool {

@@ -242,6 +242,10 @@ func start(opts Options) (*Mesh, error) {
 		if err := m.startDNS(); err != nil {
 			return nil, err
 		}
+		if err := m.net.enableForwarding(); err != nil {
+			return nil, fmt.Errorf("cannot enable forwarding in the node namespace: %w", err)
+		}
+		m.updateServices()
 	}
 	workloads, errs := Plan(m.cp.Store.Snapshot().Objects)
 	if len(errs) > 0 {
@@ -312,6 +316,7 @@ func (m *Mesh) loop(ctx context.Context) error {
 		case <-changes:
 			m.replan()
 			m.updateDNS()
+			m.updateServices()
 		case <-m.changed:
 		case <-tick.C:
 		}

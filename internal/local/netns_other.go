@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+
+	"github.com/trellismesh/trellis/internal/registry"
 )
 
 // Transparent mode needs Linux network namespaces and nftables.
@@ -41,3 +43,9 @@ const ProxyID = 1337
 func EnterMain([]string) error { return errNotLinux }
 
 func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+type vipRule struct{}
+
+func vipRules([]*registry.Service) []vipRule            { return nil }
+func (n *podNetwork) applyServiceRules([]vipRule) error { return errNotLinux }
+func (n *podNetwork) enableForwarding() error           { return errNotLinux }

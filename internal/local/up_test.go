@@ -479,3 +479,36 @@ func TestUpAfterKilledUp(t *testing.T) {
 		t.Errorf("ratings answered %v in the mesh started after a killed one", got)
 	}
 }
+
+// Pods with and without sidecars reach each other's Services, both ways,
+// in both modes: in transparent mode a sidecar-less client's VIP traffic
+// is load-balanced by the node namespace's Service rules (kube-proxy's
+// job), and a sidecar-less server is reached at its pod IP.
+func TestUpMixedSidecars(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	modes := [][]string{nil}
+	if os.Geteuid() == 0 {
+		modes = append(modes, []string{"--transparent"})
+	}
+	for _, flags := range modes {
+		t.Run(fmt.Sprint(flags), func(t *testing.T) {
+			m := uptest.Start(t, "testdata/mixed", flags...)
+			for _, client := range []string{"sleep", "plain"} {
+				if len(flags) == 0 && client == "plain" {
+					continue // explicit mode: a pod without a sidecar has no proxy to name services
+				}
+				for _, server := range []string{"ratings", "plain-ratings"} {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					out, errOut, code := m.Trellis(ctx, "exec", client, "--", "curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+						"http://"+server+":9080/ratings/1", "-o", "/dev/null", "http://"+server+":9080/ratings/2")
+					cancel()
+					if code != 0 || out != "200200" {
+						t.Errorf("%s → %s: exit %d, codes %q, stderr %s", client, server, code, out, errOut)
+					}
+				}
+			}
+		})
+	}
+}
