@@ -37,8 +37,12 @@ type rawOp struct {
 
 // NewRawIO returns raw I/O for nc when it is a *net.TCPConn, or one that
 // Detect or Replay wrapped (whose bytes read ahead come first); nil
-// otherwise, and callers use nc's own Read and Write.
+// otherwise, and under the race detector (race.go), and callers use nc's
+// own Read and Write.
 func NewRawIO(nc net.Conn) *RawIO {
+	if raceEnabled {
+		return nil
+	}
 	var replay *Conn
 	switch c := nc.(type) {
 	case *Conn:

@@ -13,6 +13,9 @@ import (
 
 func rawPair(t *testing.T) (client, server *net.TCPConn) {
 	t.Helper()
+	if raceEnabled {
+		t.Skip("RawIO is off under the race detector")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +41,9 @@ func TestRawIOReadWrite(t *testing.T) {
 	if rc == nil || rs == nil {
 		t.Fatal("no RawIO for a TCP connection")
 	}
+	wrote := make(chan struct{})
 	go func() {
+		defer close(wrote)
 		time.Sleep(20 * time.Millisecond) // the reader waits in the poller
 		rc.Write([]byte("hello"))
 	}()
@@ -47,6 +52,7 @@ func TestRawIOReadWrite(t *testing.T) {
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
+	<-wrote
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	done := make(chan error, 1)
 	go func() {
