@@ -127,6 +127,14 @@ func (c *headerConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
+// setBodyDeadline bounds the reads of a request body being forwarded by
+// the request's deadline: a read past it fails, as after net/http's own
+// interrupting deadline, without a 408.
+func (c *headerConn) setBodyDeadline(t time.Time) {
+	c.aborting.Store(true)
+	c.Conn.SetReadDeadline(t)
+}
+
 func (c *headerConn) SetDeadline(t time.Time) error {
 	c.aborting.Store(!t.IsZero() && t.Before(longAgo))
 	return c.Conn.SetDeadline(t)

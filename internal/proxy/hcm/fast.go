@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
 // The fast path serves ordinary HTTP/1.1 requests without net/http's
@@ -56,6 +57,8 @@ type fastConn struct {
 	idle atomic.Bool
 	w    fastWriter
 	hp   *headParser
+	// timer gives the connection's requests their route timeouts.
+	timer *upstream.ConnTimer
 	// remoteAddr is the requests' RemoteAddr, formatted once.
 	remoteAddr string
 }
@@ -68,6 +71,7 @@ func (s *Server) serveFast(c *Conn) {
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
 	fc.ctx = context.WithValue(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), connKey{}, hc)
 	fc.hp = newHeadParser((&http.Request{}).WithContext(fc.ctx))
+	fc.timer = upstream.NewConnTimer(fc.ctx)
 	fc.remoteAddr = c.Source.String()
 	if !s.trackFast(fc) {
 		c.Close()

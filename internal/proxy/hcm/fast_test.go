@@ -181,3 +181,96 @@ func TestFastPathRequestHeads(t *testing.T) {
 		})
 	}
 }
+
+// Route timeouts on the fast path, where one timer serves all of a
+// connection's requests: a slow upstream gets 504 UT, a client stalled
+// mid-body gets 504 UT and its connection closes, and the requests before
+// and after a timeout on the same connection are not cut short by it.
+func TestFastPathRouteTimeouts(t *testing.T) {
+	leak.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/slow" {
+			select {
+			case <-time.After(2 * time.Second):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})}
+	go app.Serve(ln)
+	defer app.Close()
+	const timeout = 300 * time.Millisecond
+	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true}, timeout)
+
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	do := func(raw string) (*http.Response, string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		io.WriteString(c, raw)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b), time.Since(start)
+	}
+	// Requests that each take most of the timeout: if one connection's
+	// timer carried a deadline over, a later one would be cut short.
+	for i := range 5 {
+		time.Sleep(timeout / 2)
+		if resp, body, _ := do("POST /fast HTTP/1.1\r\nHost: svc\r\nContent-Length: 2\r\n\r\nhi"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, _, took := do("GET /slow HTTP/1.1\r\nHost: svc\r\n\r\n")
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(hcm.FlagsHeader) != "UT" {
+		t.Fatalf("slow upstream: %d %q, want 504 UT", resp.StatusCode, resp.Header.Get(hcm.FlagsHeader))
+	}
+	if took < timeout || took > timeout+time.Second {
+		t.Errorf("504 after %v, want about %v", took, timeout)
+	}
+	for i := range 3 {
+		if resp, body, _ := do("POST /fast HTTP/1.1\r\nHost: svc\r\nContent-Length: 2\r\n\r\nhi"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d after the timeout: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+
+	// A body that stops halfway: 504 at the route timeout, then the
+	// connection closes (the rest of the body cannot be told from a
+	// next request).
+	c2, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	io.WriteString(c2, "POST /fast HTTP/1.1\r\nHost: svc\r\nContent-Length: 10\r\n\r\nhalf")
+	br2 := bufio.NewReader(c2)
+	resp, err = http.ReadResponse(br2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(hcm.FlagsHeader) != "UT" {
+		t.Errorf("stalled body: %d %q, want 504 UT", resp.StatusCode, resp.Header.Get(hcm.FlagsHeader))
+	}
+	if took := time.Since(start); took > timeout+time.Second {
+		t.Errorf("504 after %v, want about %v", took, timeout)
+	}
+	if _, err := br2.ReadByte(); err != io.EOF {
+		t.Errorf("after the 504 to a stalled body: %v, want the connection closed", err)
+	}
+}

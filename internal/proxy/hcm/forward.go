@@ -232,10 +232,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 			timeout = max(gt, time.Nanosecond)
 		}
 	}
+	fw, fast := w.(*fastWriter)
 	if timeout > 0 && !isUpgradeRequest(r) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+		if fast {
+			// One timer for all of the connection's requests.
+			ctx = fw.fc.timer.Start(timeout)
+			defer fw.fc.timer.Stop()
+		} else {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 	}
 	// Inbound requests always carry it: a cluster an update removes
 	// hands them to the app's passthrough, an ORIGINAL_DST cluster.
@@ -266,18 +273,29 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	// The callback must be over before the handler can return: w is not
 	// to be used after that (HTTP/2 panics).
 	// Requests without a body (most) have no read to end and skip this.
+	// On the fast path, whose requests end only by their deadline (or
+	// never), that deadline is the connection's read deadline meanwhile.
 	var stop func() bool
 	var fired chan struct{}
+	bodyDeadline := false
 	if out.Body != nil {
-		fired = make(chan struct{})
-		stop = context.AfterFunc(ctx, func() {
-			defer close(fired)
-			http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
-		})
+		if dl, ok := upstream.DeadlineOnly(ctx); ok && fast {
+			fw.fc.hc.setBodyDeadline(dl)
+			bodyDeadline = true
+		} else if !fast || ctx.Done() != nil {
+			fired = make(chan struct{})
+			stop = context.AfterFunc(ctx, func() {
+				defer close(fired)
+				http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+			})
+		}
 	}
 	resp, flags, err := cl.RoundTrip(ctx, out, hash, hasHash)
 	if stop != nil && !stop() {
 		<-fired
+	}
+	if bodyDeadline && ctx.Err() == nil {
+		fw.fc.hc.setBodyDeadline(time.Time{})
 	}
 	if err != nil {
 		s.upstreamError(w, r, cl.Name(), flags, err)

@@ -342,10 +342,20 @@ func putDirectBuf(b *[]byte) {
 // its end when keep allows.
 func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directConn, p *pool, msg []byte, keep bool) (*http.Response, bool, error) {
 	// A cancelled or timed-out request unblocks its reads and writes by
-	// an expired deadline; such a connection is never reused.
-	stop := context.AfterFunc(ctx, func() { dc.cn.SetDeadline(time.Unix(1, 0)) })
+	// an expired deadline; such a connection is never reused. A context
+	// that can only time out (a ConnTimer's) is the connection's deadline
+	// itself, with nothing to watch it.
+	var stop func() bool
+	if dl, ok := DeadlineOnly(ctx); ok {
+		dc.cn.SetDeadline(dl)
+		stop = nil
+	} else {
+		stop = context.AfterFunc(ctx, func() { dc.cn.SetDeadline(time.Unix(1, 0)) })
+	}
 	if _, err := dc.cn.Write(msg); err != nil {
-		stop()
+		if stop != nil {
+			stop()
+		}
 		return nil, false, err
 	}
 	var resp *http.Response
@@ -353,7 +363,9 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 	for {
 		resp, err = dc.readResponse(req)
 		if err != nil {
-			stop()
+			if stop != nil {
+				stop()
+			}
 			return nil, true, err
 		}
 		// Interim answers (102, 103) are not relayed; 101 cannot come
@@ -419,7 +431,14 @@ func (b *directBody) finish(atEOF bool) {
 		return
 	}
 	b.done = true
-	fired := !b.stop()
+	var fired bool
+	if b.stop != nil {
+		fired = !b.stop()
+	} else {
+		// The request's deadline was the connection's; a read past it
+		// failed, so at EOF it is simply lifted.
+		b.dc.cn.SetDeadline(time.Time{})
+	}
 	if atEOF && b.keep && !fired && b.dc.br.Buffered() == 0 && b.p != nil {
 		b.p.direct.put(b.dc, b.c.maxIdle, b.p.retired.Load())
 		return
