@@ -22,6 +22,42 @@ import (
 	"github.com/trellismesh/trellis/internal/testing/uptest"
 )
 
+// TestCompanionCommandsTransparent runs status, port-forward and down on a
+// transparent-mode mesh, whose pod IPs exist only inside its network
+// namespaces.
+func TestCompanionCommandsTransparent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole mesh")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("transparent mode needs root (CI runs as root)")
+	}
+	m := uptest.Start(t, shopDir, "--transparent")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, errOut, code := m.Trellis(ctx, "status")
+	if code != 0 {
+		t.Fatalf("trellis status exited %d: %s", code, errOut)
+	}
+	rows := regexp.MustCompile(`(?m)^default +frontend-0 +2/2 +Running +0 +\S+ +10\.244\.\d+\.\d+ +spiffe://cluster.local/ns/default/sa/frontend +SYNCED$`)
+	if !rows.MatchString(out) {
+		t.Errorf("status has no ready, synced frontend-0 on a 10.244 pod IP:\n%s", out)
+	}
+	portForwardFrontend(t, m)
+	out, errOut, code = m.Trellis(ctx, "down")
+	if code != 0 || !strings.Contains(out, "mesh stopped") {
+		t.Fatalf("trellis down: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("trellis down returned, and trellis up is still running")
+	}
+	if c := m.ExitCode(); c != 0 {
+		t.Errorf("trellis up exited %d after trellis down, want 0", c)
+	}
+}
+
 // TestCompanionCommands runs the shop demo with `trellis up` and drives it
 // with status, logs, port-forward and, last, down, as a user would from
 // another terminal. The subtests share the mesh and run in order.
@@ -141,33 +177,7 @@ func TestCompanionCommands(t *testing.T) {
 		}
 	})
 
-	t.Run("port-forward", func(t *testing.T) {
-		f := startBackground(t, m, "port-forward", "svc/frontend", ":9080")
-		line, err := f.waitLine(regexp.MustCompile(`^Forwarding from 127\.0\.0\.1:(\d+) -> 9080$`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strings.TrimSuffix(strings.TrimPrefix(line, "Forwarding from 127.0.0.1:"), " -> 9080")
-		if n, err := strconv.Atoi(port); err != nil || n == 0 {
-			t.Fatalf("port-forward printed %q: want the random port it chose", line)
-		}
-		c := &http.Client{Timeout: 30 * time.Second}
-		resp, err := c.Get("http://127.0.0.1:" + port + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), "<h1>The Comedy of Errors</h1>") {
-			t.Errorf("GET / through port-forward: %s\n%s", resp.Status, body)
-		}
-		if _, err := f.waitLine(regexp.MustCompile(`^Handling connection for ` + port + `$`)); err != nil {
-			t.Error(err)
-		}
-		if code := f.interrupt(); code != 0 {
-			t.Errorf("port-forward exited %d after Ctrl-C, want 0; stderr:\n%s", code, f.stderr())
-		}
-	})
+	t.Run("port-forward", func(t *testing.T) { portForwardFrontend(t, m) })
 
 	t.Run("down", func(t *testing.T) {
 		st, err := local.ReadState(m.StateDir)
@@ -234,6 +244,36 @@ func TestCompanionCommands(t *testing.T) {
 			t.Errorf("logs of a stopped mesh: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 		}
 	})
+}
+
+// portForwardFrontend forwards a random local port to the frontend
+// Service and gets the shop's page through it.
+func portForwardFrontend(t *testing.T, m *uptest.Mesh) {
+	f := startBackground(t, m, "port-forward", "svc/frontend", ":9080")
+	line, err := f.waitLine(regexp.MustCompile(`^Forwarding from 127\.0\.0\.1:(\d+) -> 9080$`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strings.TrimSuffix(strings.TrimPrefix(line, "Forwarding from 127.0.0.1:"), " -> 9080")
+	if n, err := strconv.Atoi(port); err != nil || n == 0 {
+		t.Fatalf("port-forward printed %q: want the random port it chose", line)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get("http://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<h1>The Comedy of Errors</h1>") {
+		t.Errorf("GET / through port-forward: %s\n%s", resp.Status, body)
+	}
+	if _, err := f.waitLine(regexp.MustCompile(`^Handling connection for ` + port + `$`)); err != nil {
+		t.Error(err)
+	}
+	if code := f.interrupt(); code != 0 {
+		t.Errorf("port-forward exited %d after Ctrl-C, want 0; stderr:\n%s", code, f.stderr())
+	}
 }
 
 // procStart is a process's start time (/proc/PID/stat field 22), 0 when

@@ -40,7 +40,8 @@ pod's port (a number or a named container port).
 Each port is LOCAL:REMOTE, PORT (the same number on both sides) or :REMOTE
 (a random local port; the one chosen is printed). Connections go straight
 to the pod's app, like kubectl's: they do not pass through the pod's
-sidecar. Port-forward runs until Ctrl-C, and stops when the pod or the mesh
+sidecar (in transparent mode they are dialed from inside the pod's network
+namespace, so the pod sees them come from the pod's own address). Port-forward runs until Ctrl-C, and stops when the pod or the mesh
 goes away.`,
 		Example: `  # Open the shop demo's frontend at http://127.0.0.1:8080/
   trellis port-forward svc/frontend 8080:9080
@@ -66,16 +67,13 @@ goes away.`,
 			if !st.Running() {
 				return notRunning(sd, st)
 			}
-			if st.Mode != "explicit" {
-				return fmt.Errorf("port-forward does not support %s mode yet: reach the pod with `trellis exec POD -- curl ...`", st.Mode)
-			}
 			pod, targets, err := resolveForward(st, namespace, args[0], ports)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			f := &forwarder{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), podIP: pod.IP, conns: map[net.Conn]struct{}{}}
+			f := &forwarder{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), podIP: pod.IP, netns: pod.NetNS, conns: map[net.Conn]struct{}{}}
 			if err := f.listen(addresses, ports, targets); err != nil {
 				f.close()
 				return err
@@ -289,6 +287,7 @@ func watchPod(stateDir string, st *local.State, pod *local.PodState) error {
 type forwarder struct {
 	out, errOut io.Writer
 	podIP       string
+	netns       string // the pod's network namespace (transparent mode)
 	outMu       sync.Mutex
 
 	listeners []net.Listener
@@ -392,7 +391,16 @@ func (f *forwarder) accept(l net.Listener, target int) {
 // side's end of writing on to the other (half-close).
 func (f *forwarder) forward(c net.Conn, target int) {
 	addr := net.JoinHostPort(f.podIP, strconv.Itoa(target))
-	up, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	var up net.Conn
+	var err error
+	if f.netns != "" {
+		up, err = local.DialPod(ctx, f.netns, "tcp", addr)
+	} else {
+		var d net.Dialer
+		up, err = d.DialContext(ctx, "tcp", addr)
+	}
+	cancel()
 	if err != nil {
 		f.printf(f.errOut, "error forwarding port %d to pod: %v\n", target, err)
 		return

@@ -1,9 +1,11 @@
 package local
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -250,6 +252,12 @@ func Locked(stateDir string) (bool, error) {
 	}
 	// Closing f releases the lock taken just now.
 	return false, nil
+}
+
+// DialPod dials addr from inside the pod network namespace at netns
+// (PodState.NetNS, transparent mode), where pod IPs are reachable.
+func DialPod(ctx context.Context, netns, network, addr string) (net.Conn, error) {
+	return dialIn(netns)(ctx, network, addr)
 }
 
 // processStartTime is field 22 of /proc/PID/stat (starttime), or 0 when
