@@ -203,32 +203,15 @@ func (n *podNetwork) removeLeftovers() int {
 	return removed
 }
 
-// createNetns makes a named namespace, as `ip netns add` does, on a
-// thread that then returns to its own namespace. Threads are not thrown
-// away lightly here: a child process started from a thread that exits
-// gets its parent-death signal (Pdeathsig), so only a thread that cannot
-// switch back is discarded.
+// createNetns makes a named namespace, as `ip netns add` does.
 func createNetns(name string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
+	return onNetnsThread(func() error {
+		h, err := netns.NewNamed(name) // leaves the thread in it
 		if err == nil {
 			h.Close()
 		}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+		return err
+	})
 }
 
 func deleteNetns(name string) error { return netns.DeleteNamed(name) }
@@ -255,9 +238,27 @@ func ipNet(p netip.Prefix) *net.IPNet {
 }
 
 // inNetns runs fn on a thread switched into the namespace at path;
-// sockets fn makes stay there. A thread that cannot switch back is
-// discarded.
+// sockets fn makes stay there.
 func inNetns(path string, fn func() error) error {
+	return onNetnsThread(func() error {
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			return err
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			return err
+		}
+		return fn()
+	})
+}
+
+// onNetnsThread runs fn, which may switch its thread's network
+// namespace, on a locked thread that is switched back afterwards.
+// Threads are not thrown away lightly here: a child process started from
+// a thread that exits gets its parent-death signal (Pdeathsig), so only a
+// thread that cannot switch back is discarded (by staying locked).
+func onNetnsThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -268,18 +269,6 @@ func inNetns(path string, fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
 		err = fn()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()

@@ -381,12 +381,8 @@ func (c *container) supervise(ctx context.Context) {
 		wait := backoff(crashes)
 		c.set(func() { c.state, c.reason = "Waiting", "CrashLoopBackOff" })
 		c.pod.m.console.printf("%s/%s: exited (code %d); restarting in %s", c.pod.key(), c.spec.Name, code, wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, wait) {
 			return
-		case <-t.C:
 		}
 		c.set(func() { c.restarts++ })
 	}
@@ -517,12 +513,8 @@ func (c *container) runToCompletion(ctx context.Context) bool {
 		}
 		wait := backoff(n)
 		c.set(func() { c.state, c.reason = "Waiting", "CrashLoopBackOff" })
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, wait) {
 			return false
-		case <-t.C:
 		}
 		c.set(func() { c.restarts++ })
 	}

@@ -117,12 +117,8 @@ func trimOutput(b []byte) string {
 func (p *prober) run(ctx context.Context, initial bool, report func(ok bool, err error)) {
 	pr := p.probe
 	if pr.InitialDelay > 0 {
-		t := time.NewTimer(pr.InitialDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, pr.InitialDelay) {
 			return
-		case <-t.C:
 		}
 	}
 	state := initial
@@ -153,12 +149,21 @@ func (p *prober) run(ctx context.Context, initial bool, report func(ok bool, err
 		if fast && wait > 200*time.Millisecond {
 			wait = 200 * time.Millisecond
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, wait) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// sleepCtx waits d, or less if ctx ends first; it says whether the whole
+// wait passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
