@@ -56,6 +56,9 @@ type headerConn struct {
 	// and the upstream connection its response came on.
 	requestNames upstream.HeaderNames
 	upstreamConn net.Conn
+	// spare are unused slots of the fast path's values array for the
+	// current request, for the headers the proxy adds (fast path only).
+	spare []string
 }
 
 var (

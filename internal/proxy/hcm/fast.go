@@ -128,9 +128,11 @@ func (fc *fastConn) next() (ok, handoff bool) {
 		return false, true
 	}
 	req, err := fc.hp.parse(head, fc.br)
+	fc.hc.spare = nil
 	switch {
 	case err == nil:
 		fc.br.Discard(len(head))
+		fc.hc.spare = fc.hp.spare
 	case errors.Is(err, errFallback):
 		if req, err = http.ReadRequest(fc.br); err == nil {
 			req = req.WithContext(fc.ctx)

@@ -123,7 +123,9 @@ func TestFastPathRequestHeads(t *testing.T) {
 		header    map[string]string // headers the backend must see
 	}{
 		{"plain POST", "POST /echo?x=1 HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nX-Spaces: \t a b \t\r\n\r\nhello",
-			200, "hello", map[string]string{"X-Spaces": "a b"}},
+			200, "hello", map[string]string{"X-Spaces": "a b", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"}},
+		{"X-Forwarded-For appended", "GET / HTTP/1.1\r\nHost: svc\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Request-Id: abc\r\n\r\n",
+			200, "", map[string]string{"X-Forwarded-For": "10.0.0.1, 127.0.0.1", "X-Forwarded-Proto": "https", "X-Request-Id": "abc"}},
 		{"duplicate equal content-length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
 			200, "abc", map[string]string{"Content-Length": "3"}},
 		{"duplicate differing content-length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "", nil},
@@ -177,6 +179,9 @@ func TestFastPathRequestHeads(t *testing.T) {
 				if got := hs[before].Get(k); got != v {
 					t.Errorf("backend %s: %q, want %q", k, got, v)
 				}
+			}
+			if len(hs[before]["X-Request-Id"]) != 1 || len(hs[before].Get("X-Request-Id")) == 0 {
+				t.Errorf("backend X-Request-Id: %q, want one", hs[before]["X-Request-Id"])
 			}
 		})
 	}

@@ -404,21 +404,40 @@ func (s *Server) outboundRequest(r *http.Request, c *Conn, route *xdsresource.Ro
 		h.Set("Connection", "Upgrade")
 		h.Set("Upgrade", upgrade)
 	}
+	// The fast path's parser left room for the values added here.
+	var spare []string
+	if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok && hc.spare != nil {
+		spare, hc.spare = hc.spare, nil
+	}
+	one := func(v string) []string {
+		if len(spare) == 0 {
+			return []string{v}
+		}
+		vv := spare[:1:1]
+		spare = spare[1:]
+		vv[0] = v
+		return vv
+	}
 	if s.cfg.Outbound {
 		if c != nil && c.Source.IsValid() {
-			appendForwardedFor(h, c.Source.Addr())
+			if prior, ok := h["X-Forwarded-For"]; ok && len(prior) > 0 {
+				appendForwardedFor(h, c.Source.Addr())
+			} else {
+				h["X-Forwarded-For"] = one(c.sourceIP())
+			}
 		}
 		if h.Get("X-Request-Id") == "" {
-			h["X-Request-Id"] = []string{newRequestID()}
+			h["X-Request-Id"] = one(newRequestID())
 		}
 	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		h["X-Forwarded-Proto"] = one("http")
 	}
 	applyRequestHeaders(h, route.RequestHeadersToAdd, route.RequestHeadersToRemove)
 	applyRequestHeaders(h, wc.RequestHeadersToAdd, wc.RequestHeadersToRemove)
 
-	u := &url.URL{Scheme: "http", Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	o := &outbound{url: url.URL{Scheme: "http", Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}}
+	u := &o.url
 	if a := route.Action; a.PrefixRewrite != "" || a.RegexRewrite != nil {
 		path := rewritePath(r.URL.EscapedPath(), route)
 		pu, err := url.Parse(path)
@@ -431,7 +450,7 @@ func (s *Server) outboundRequest(r *http.Request, c *Conn, route *xdsresource.Ro
 	if route.Action.HostRewrite != "" {
 		host = route.Action.HostRewrite
 	}
-	out := &http.Request{
+	o.req = http.Request{
 		Method:        r.Method,
 		URL:           u,
 		Proto:         r.Proto,
@@ -443,10 +462,17 @@ func (s *Server) outboundRequest(r *http.Request, c *Conn, route *xdsresource.Ro
 		Host:          host,
 		Trailer:       r.Trailer,
 	}
+	out := &o.req
 	if r.ContentLength == 0 {
 		out.Body = nil // no body, as the Transport wants it
 	}
 	return out, nil
+}
+
+// outbound is a request sent upstream with its URL, in one allocation.
+type outbound struct {
+	req http.Request
+	url url.URL
 }
 
 func rewritePath(path string, route *xdsresource.Route) string {

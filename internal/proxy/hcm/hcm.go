@@ -57,6 +57,18 @@ type Conn struct {
 	Done func()
 
 	closeOnce sync.Once
+	sourceStr atomic.Pointer[string] // Source's address as X-Forwarded-For has it
+}
+
+// sourceIP is the source address as X-Forwarded-For carries it, formatted
+// once per connection.
+func (c *Conn) sourceIP() string {
+	if p := c.sourceStr.Load(); p != nil {
+		return *p
+	}
+	s := c.Source.Addr().Unmap().String()
+	c.sourceStr.Store(&s)
+	return s
 }
 
 // Close closes the connection and reports it done.

@@ -33,6 +33,10 @@ var errBadHead = errors.New("hcm: malformed request head")
 // maxHeadFields is the most header lines the fast parser takes.
 const maxHeadFields = 64
 
+// spareValues is the room a request's values array keeps for the headers
+// the proxy adds (X-Forwarded-For, X-Request-Id, X-Forwarded-Proto).
+const spareValues = 3
+
 // maxInterned bounds a connection's interned strings, and maxInternLen
 // the length of one.
 const (
@@ -44,6 +48,7 @@ const (
 type headParser struct {
 	req    http.Request // reset per request from tmpl
 	tmpl   *http.Request
+	spare  []string // the last request's unused values
 	url    url.URL
 	strs   map[string]string // interned names and values
 	fields [maxHeadFields]struct{ name, value []byte }
@@ -182,8 +187,9 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 	}
 	req.URL = &p.url
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
-	h := make(http.Header, n)
-	vals := make([]string, n)
+	h := make(http.Header, n+spareValues)
+	vals := make([]string, n+spareValues)
+	p.spare = vals[n:]
 	var canon [64]byte
 	for i := range n {
 		f := &p.fields[i]

@@ -488,6 +488,11 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = &rwBody{body: body{ReadCloser: rwc, c: c, p: p, latency: latency}, w: rwc}
+	} else if db, ok := resp.Body.(*directBody); ok && db.wrap != nil {
+		// Allocated with the response by the direct path's parser.
+		b := db.wrap
+		b.ReadCloser, b.c, b.p, b.latency = resp.Body, c, p, latency
+		resp.Body = b
 	} else {
 		resp.Body = &body{ReadCloser: resp.Body, c: c, p: p, latency: latency}
 	}

@@ -345,11 +345,14 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 	// an expired deadline; such a connection is never reused. A context
 	// that can only time out (a ConnTimer's) is the connection's deadline
 	// itself, with nothing to watch it.
+	// A context that cannot end (no timeout on the fast path) needs
+	// neither.
 	var stop func() bool
+	deadline := false
 	if dl, ok := DeadlineOnly(ctx); ok {
 		dc.cn.SetDeadline(dl)
-		stop = nil
-	} else {
+		deadline = true
+	} else if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { dc.cn.SetDeadline(time.Unix(1, 0)) })
 	}
 	if _, err := dc.cn.Write(msg); err != nil {
@@ -380,7 +383,7 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 		b = &directBody{rc: resp.Body}
 		resp.Body = b
 	}
-	b.dc, b.c, b.p, b.stop, b.keep = dc, c, p, stop, keep
+	b.dc, b.c, b.p, b.stop, b.deadline, b.keep = dc, c, p, stop, deadline, keep
 	return resp, true, nil
 }
 
@@ -396,7 +399,9 @@ type directBody struct {
 	dc        *directConn
 	c         *Cluster
 	p         *pool
-	stop      func() bool
+	stop      func() bool // ends the watch of the request's context, if any
+	deadline  bool        // the request's deadline is the connection's
+	wrap      *body       // the Cluster's wrapper, allocated with it
 	keep      bool
 	done      bool
 }
@@ -434,9 +439,10 @@ func (b *directBody) finish(atEOF bool) {
 	var fired bool
 	if b.stop != nil {
 		fired = !b.stop()
-	} else {
-		// The request's deadline was the connection's; a read past it
-		// failed, so at EOF it is simply lifted.
+	}
+	if b.deadline {
+		// A read past the request's deadline failed, so at EOF it is
+		// simply lifted.
 		b.dc.cn.SetDeadline(time.Time{})
 	}
 	if atEOF && b.keep && !fired && b.dc.br.Buffered() == 0 && b.p != nil {

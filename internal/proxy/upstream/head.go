@@ -31,16 +31,19 @@ const (
 )
 
 // directResponse is a response read by the parser: the response, its
-// body and its values' array in one allocation.
+// body (with the Cluster's wrapper) and its values' array in one
+// allocation.
 type directResponse struct {
 	resp http.Response
 	body directBody
+	wrap body // the Cluster's accounting around it
 	vals [maxRespFields]string
 }
 
 // headParser is a connection's parser state.
 type headParser struct {
 	strs   map[string]string
+	last   map[string]string // the last value of each uniqueValue header
 	fields [maxRespFields]struct{ name, value []byte }
 }
 
@@ -92,6 +95,7 @@ func (dc *directConn) readResponse(req *http.Request) (*http.Response, error) {
 		if r := dc.hp.parse(head, req); r != nil {
 			dc.br.Discard(len(head))
 			r.body.br = dc.br
+			r.body.wrap = &r.wrap
 			if r.resp.ContentLength > 0 && req.Method != http.MethodHead { // 0 for 1xx, 204, 304
 				r.body.remaining = r.resp.ContentLength
 			}
@@ -183,7 +187,16 @@ func (p *headParser) parse(head []byte, req *http.Request) *directResponse {
 		}
 		var value string
 		if uniqueValue[key] {
-			value = string(f.value)
+			// The last one may repeat (Date, for a second).
+			if last, ok := p.last[key]; ok && last == string(f.value) {
+				value = last
+			} else {
+				value = string(f.value)
+				if p.last == nil {
+					p.last = make(map[string]string, len(uniqueValue))
+				}
+				p.last[key] = value
+			}
 		} else {
 			value = p.intern(f.value)
 		}
