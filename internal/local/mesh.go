@@ -1,9 +1,11 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -727,10 +729,16 @@ func containerPorts(ps []corev1.ContainerPort) []ContainerPort {
 // writeState rewrites mesh.json when something in it changed.
 func (m *Mesh) writeState() {
 	s := m.currentState()
-	key := fmt.Sprintf("%+v", *s)
+	// Compared as JSON (before UpdatedAt is set): what readers see, and
+	// free of pointer addresses that change on every call.
+	key, err := json.Marshal(s)
+	if err != nil {
+		m.log.Warn("cannot encode mesh state", "err", err)
+		return
+	}
 	m.mu.Lock()
-	same := string(m.lastState) == key
-	m.lastState = []byte(key)
+	same := bytes.Equal(m.lastState, key)
+	m.lastState = key
 	m.mu.Unlock()
 	if same {
 		return

@@ -275,6 +275,22 @@ spec:
 		}
 	})
 
+	t.Run("state is rewritten only on change", func(t *testing.T) {
+		path := filepath.Join(m.StateDir, "mesh.json")
+		before, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // six reconcile ticks
+		after, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !after.ModTime().Equal(before.ModTime()) {
+			t.Errorf("mesh.json rewritten in a steady mesh (%s then %s)", before.ModTime(), after.ModTime())
+		}
+	})
+
 	// Stopping (as Ctrl-C does) exits 0 and leaves no process behind.
 	s := readState(t, m)
 	var pids []int
