@@ -142,7 +142,10 @@ func encode(r Rule) []expr.Any {
 		switch m.Kind {
 		case MatchTCP:
 			es = append(es, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmp(m.Not, []byte{unix.IPPROTO_TCP}))
-		case MatchDPort:
+		case MatchUDP:
+			es = append(es, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmp(m.Not, []byte{unix.IPPROTO_UDP}))
+		case MatchDPort, MatchUDPDPort:
+			// The destination port sits at the same offset in TCP and UDP headers.
 			es = append(es,
 				&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 				cmp(m.Not, binaryutil.BigEndian.PutUint16(m.Port)))

@@ -330,3 +330,152 @@ func TestOriginalDstWithoutRedirect(t *testing.T) {
 		t.Errorf("OriginalDst = %s, want %s", got, ln.Addr())
 	}
 }
+
+// serveUDP answers every datagram on addr in namespace ns with name.
+func serveUDP(t *testing.T, ns, addr, name string) {
+	t.Helper()
+	var pc net.PacketConn
+	inNS(t, ns, func() {
+		var err error
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			t.Fatalf("listen udp %s in %s: %v", addr, ns, err)
+		}
+	})
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(name), from)
+		}
+	}()
+}
+
+// askUDP sends one datagram to addr from namespace ns over a connected socket (with socket mark
+// if non-zero): an answer arrives only from addr itself, so one coming back proves that a
+// redirected query's answer is rewritten to the address the app asked.
+func askUDP(t *testing.T, ns, addr string, mark int) string {
+	t.Helper()
+	d := net.Dialer{}
+	if mark != 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	var conn net.Conn
+	inNS(t, ns, func() {
+		var err error
+		if conn, err = d.Dial("udp", addr); err != nil {
+			t.Fatalf("dial udp %s from %s: %v", addr, ns, err)
+		}
+	})
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte("query")); err != nil {
+		t.Fatalf("send to %s: %v", addr, err)
+	}
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	return string(buf[:n])
+}
+
+// TestDNSCaptureInNetns: with DNSPort set, the app's UDP and TCP queries to any nameserver reach
+// the proxy's DNS port, the proxy's own reach the nameserver, and other TCP is captured as before.
+func TestDNSCaptureInNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces and nftables); CI runs as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip tool (iproute2)")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	id := hex.EncodeToString(rnd[:])
+	pod := netns(t, "trellis-test-"+id+"-pod")
+	peer := netns(t, "trellis-test-"+id+"-dns")
+	podName, peerName := filepath.Base(pod), filepath.Base(peer)
+	ip(t, "-n", podName, "link", "add", "vpod", "type", "veth", "peer", "name", "vpeer", "netns", peerName)
+	ip(t, "-n", podName, "addr", "add", "10.244.0.5/24", "dev", "vpod")
+	ip(t, "-n", podName, "link", "set", "vpod", "up")
+	ip(t, "-n", podName, "link", "set", "lo", "up")
+	ip(t, "-n", peerName, "addr", "add", "10.244.0.1/24", "dev", "vpeer")
+	ip(t, "-n", peerName, "link", "set", "vpeer", "up")
+
+	serveUDP(t, pod, "127.0.0.1:15053", "sidecar-udp")
+	serve(t, pod, "127.0.0.1:15053", "sidecar-tcp", true)
+	serve(t, pod, "127.0.0.1:15001", "outbound", true)
+	serveUDP(t, peer, "10.244.0.1:53", "nameserver-udp")
+	serve(t, peer, "10.244.0.1:53", "nameserver-tcp", false)
+	serve(t, peer, "10.244.0.1:80", "peer", false)
+
+	const mark = 0x539
+	table := "trellis-test-" + id
+	cfg := Config{Table: table, ProxyMark: mark, DNSPort: DefaultDNSPort}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rs := Build(cfg)
+	if err := ApplyIn(context.Background(), pod, rs); err != nil {
+		if strings.Contains(err.Error(), "kernel lacks") {
+			t.Skipf("kernel refuses the rules: %v", err)
+		}
+		t.Fatalf("ApplyIn: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := RemoveIn(pod, table); err != nil {
+			t.Errorf("RemoveIn: %v", err)
+		}
+	})
+
+	if got := askUDP(t, pod, "10.244.0.1:53", 0); got != "sidecar-udp" {
+		t.Errorf("the app's UDP query answered %q, want the sidecar's DNS port", got)
+	}
+	if got := askUDP(t, pod, "10.244.0.1:53", mark); got != "nameserver-udp" {
+		t.Errorf("the proxy's UDP query answered %q, want the nameserver", got)
+	}
+	if got := ask(t, pod, "10.244.0.1:53", 0); got != "sidecar-tcp 10.244.0.1:53" {
+		t.Errorf("the app's TCP query answered %q, want the sidecar's DNS port", got)
+	}
+	if got := ask(t, pod, "10.244.0.1:53", mark); got != "nameserver-tcp 10.244.0.1:53" {
+		t.Errorf("the proxy's TCP query answered %q, want the nameserver", got)
+	}
+	if got := ask(t, pod, "10.244.0.1:80", 0); got != "outbound 10.244.0.1:80" {
+		t.Errorf("other TCP answered %q, want the outbound port as without DNS capture", got)
+	}
+
+	if _, err := exec.LookPath("nft"); err == nil {
+		applied, err := exec.Command("ip", "netns", "exec", podName, "nft", "list", "table", "inet", table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, applied)
+		}
+		load := exec.Command("ip", "netns", "exec", peerName, "nft", "-f", "-")
+		load.Stdin = strings.NewReader(rs.String())
+		if out, err := load.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f: %v: %s", err, out)
+		}
+		defer func() {
+			if err := RemoveIn(peer, table); err != nil {
+				t.Error(err)
+			}
+		}()
+		want, err := exec.Command("ip", "netns", "exec", peerName, "nft", "list", "table", "inet", table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, want)
+		}
+		if string(applied) != string(want) {
+			t.Errorf("Apply installed\n%s\nbut nft -f of String() installs\n%s", applied, want)
+		}
+	}
+}

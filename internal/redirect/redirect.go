@@ -1,5 +1,5 @@
 // Package redirect builds the nftables rules that capture a pod's TCP traffic for its sidecar
-// (transparent mode), and on Linux installs them.
+// (transparent mode), and optionally its DNS queries, and on Linux installs them.
 //
 // The rules follow Istio's iptables capture (istio-iptables, REDIRECT mode) so that apps behave
 // the same under Trellis as under Istio. The chain names map one to one:
@@ -8,6 +8,8 @@
 //	output     (nat OUTPUT)     → trellis-output  (ISTIO_OUTPUT)
 //	trellis-redirect    (ISTIO_REDIRECT)     redirect to the outbound port (15001)
 //	trellis-in-redirect (ISTIO_IN_REDIRECT)  redirect to the inbound port (15006)
+//	trellis-dns         (ISTIO_OUTPUT's DNS rules, with DNS capture on) redirect the app's
+//	                    DNS (UDP and TCP port 53) to the proxy's DNS port (15053)
 //
 // Build is pure: it turns a Config into a Ruleset, a small typed description whose String form
 // is `nft -f` input (for people, docs and golden tests) and which Apply sends to the kernel in
@@ -29,6 +31,11 @@ const (
 	// TunnelPort is where other sidecars reach this pod's proxy directly (HBONE shape); capturing
 	// it would hand the tunnel to the inbound listener instead of the tunnel listener.
 	TunnelPort uint16 = 15008
+	// DefaultDNSPort is where the sidecar answers captured DNS (Istio's DNS proxy port); Build
+	// captures DNS only when Config.DNSPort is set.
+	DefaultDNSPort uint16 = 15053
+	// dnsPort is the port DNS queries are sent to.
+	dnsPort uint16 = 53
 )
 
 // neverCapturedInbound are the proxy's own listeners that other pods and the kubelet reach
@@ -75,6 +82,13 @@ type Config struct {
 	// IncludeOutboundCIDRs limits outbound capture to these destinations; empty means all.
 	// Listing a loopback range here captures the app's loopback traffic too, as in Istio.
 	IncludeOutboundCIDRs []netip.Prefix
+
+	// DNSPort, when not 0, captures every DNS query the pod sends (UDP and TCP to port 53, any
+	// destination) to this port on the pod's loopback, except the proxy's own, which reach the
+	// real nameserver (Istio's DNS proxying, ISTIO_META_DNS_CAPTURE; DefaultDNSPort is 15053).
+	// 0 captures no DNS: UDP is untouched and TCP port 53 goes to the outbound port like any
+	// other TCP.
+	DNSPort uint16
 }
 
 // Validate reports what is wrong with c, naming the field to fix. Build assumes a valid Config.
@@ -86,6 +100,9 @@ func (c Config) Validate() error {
 	out, in := c.ports()
 	if out == in {
 		errs = append(errs, fmt.Errorf("ports: OutboundPort and InboundPort are both %d: give each its own port", out))
+	}
+	if c.DNSPort != 0 && (c.DNSPort == out || c.DNSPort == in) {
+		errs = append(errs, fmt.Errorf("ports: DNSPort %d is also the outbound or inbound port: give it its own port, e.g. %d", c.DNSPort, DefaultDNSPort))
 	}
 	if len(c.ProxyUIDs) == 0 && len(c.ProxyGIDs) == 0 && c.ProxyMark == 0 {
 		errs = append(errs, errors.New("no proxy identity (ProxyUIDs, ProxyGIDs and ProxyMark are all unset): the proxy's own connections would be captured and loop; set the proxy's uid, gid or socket mark"))
@@ -157,6 +174,7 @@ const (
 	ChainOutbound   = "trellis-output"
 	ChainRedirect   = "trellis-redirect"
 	ChainInRedirect = "trellis-in-redirect"
+	ChainDNS        = "trellis-dns"
 )
 
 // Build turns a valid Config (see Validate) into the capture rules.
@@ -224,16 +242,36 @@ func Build(cfg Config) Ruleset {
 		}
 	}
 
+	output := []Rule{rule(jump(ChainOutbound), tcp)}
+	var dns []Chain
+	if cfg.DNSPort != 0 {
+		// DNS first, both transports, whatever the destination: the app's resolver names the
+		// pod's nameserver, and the proxy (excluded below) forwards what it cannot answer there.
+		udp := Match{Kind: MatchUDP}
+		output = append([]Rule{
+			rule(jump(ChainDNS), udp, Match{Kind: MatchUDPDPort, Port: dnsPort}),
+			rule(jump(ChainDNS), tcp, dport(dnsPort, false)),
+		}, output...)
+		var d []Rule
+		for _, id := range proxy {
+			d = append(d, rule(ret, id))
+		}
+		d = append(d,
+			rule(Verdict{Kind: VerdictRedirect, Port: cfg.DNSPort}, udp),
+			rule(Verdict{Kind: VerdictRedirect, Port: cfg.DNSPort}, tcp))
+		dns = []Chain{{Name: ChainDNS, Rules: d}}
+	}
+
 	return Ruleset{
 		Table: cfg.Table,
-		Chains: []Chain{
+		Chains: append([]Chain{
 			{Name: ChainPrerouting, Hook: HookPrerouting, Rules: []Rule{rule(jump(ChainInbound), tcp)}},
-			{Name: ChainOutput, Hook: HookOutput, Rules: []Rule{rule(jump(ChainOutbound), tcp)}},
+			{Name: ChainOutput, Hook: HookOutput, Rules: output},
 			inbound,
 			{Name: ChainOutbound, Rules: o},
 			{Name: ChainRedirect, Rules: []Rule{rule(Verdict{Kind: VerdictRedirect, Port: outPort}, tcp)}},
 			{Name: ChainInRedirect, Rules: []Rule{rule(Verdict{Kind: VerdictRedirect, Port: inPort}, tcp)}},
-		},
+		}, dns...),
 	}
 }
 

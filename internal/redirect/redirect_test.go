@@ -36,6 +36,8 @@ func goldenConfigs() map[string]Config {
 			IncludeOutboundCIDRs: []netip.Prefix{pfx("10.96.0.0/16"), pfx("10.244.0.0/16")},
 			ExcludeOutboundCIDRs: []netip.Prefix{pfx("10.96.0.1/32")},
 		},
+		// DNS capture (Istio's DNS proxying) on top of the default identity.
+		"dns_capture": {Table: "trellis-golden", ProxyUIDs: []uint32{1337}, ProxyGIDs: []uint32{1337}, DNSPort: DefaultDNSPort},
 		// Loopback listed in the include ranges: apps' loopback traffic is captured too.
 		"include_loopback": {
 			Table:                "trellis-golden",
@@ -129,6 +131,67 @@ func TestBuildOrder(t *testing.T) {
 	}
 }
 
+func TestBuildDNSCapture(t *testing.T) {
+	base := Config{Table: "t", ProxyGIDs: []uint32{1337}, ProxyMark: 0x539}
+	withDNS := base
+	withDNS.DNSPort = 15053
+	rs := Build(withDNS)
+	if err := rs.check(); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	rules := func(c Chain) []string {
+		var out []string
+		for _, r := range c.Rules {
+			out = append(out, r.String())
+		}
+		return out
+	}
+	// DNS is looked at before the TCP capture, so TCP port 53 reaches the DNS port, not 15001.
+	wantOutput := []string{
+		"meta l4proto udp udp dport 53 jump trellis-dns",
+		"meta l4proto tcp tcp dport 53 jump trellis-dns",
+		"meta l4proto tcp jump trellis-output",
+	}
+	if diff := cmp.Diff(wantOutput, rules(chainNamed(t, rs, ChainOutput))); diff != "" {
+		t.Errorf("output chain (-want +got):\n%s", diff)
+	}
+	// The proxy's own queries (its forwards to the real nameserver) are never captured.
+	wantDNS := []string{
+		"meta skgid 1337 return",
+		"meta mark 0x00000539 return",
+		"meta l4proto udp redirect to :15053",
+		"meta l4proto tcp redirect to :15053",
+	}
+	if diff := cmp.Diff(wantDNS, rules(chainNamed(t, rs, ChainDNS))); diff != "" {
+		t.Errorf("dns chain (-want +got):\n%s", diff)
+	}
+	// Everything else is what it was without DNS capture.
+	without := Build(base)
+	for _, c := range without.Chains {
+		if c.Name == ChainOutput {
+			continue
+		}
+		if diff := cmp.Diff(rules(c), rules(chainNamed(t, rs, c.Name))); diff != "" {
+			t.Errorf("chain %s changed with DNS capture (-without +with):\n%s", c.Name, diff)
+		}
+	}
+	if got, want := len(rs.Chains), len(without.Chains)+1; got != want {
+		t.Errorf("%d chains with DNS capture, want %d", got, want)
+	}
+	for _, c := range without.Chains {
+		if c.Name == ChainDNS {
+			t.Errorf("DNSPort 0 still builds chain %s", ChainDNS)
+		}
+		for _, r := range c.Rules {
+			for _, m := range r.Matches {
+				if m.Kind == MatchUDP || m.Kind == MatchUDPDPort || m.Kind == MatchDPort && m.Port == 53 {
+					t.Errorf("DNSPort 0 builds a DNS rule: %s", r)
+				}
+			}
+		}
+	}
+}
+
 func chainNamed(t *testing.T, rs Ruleset, name string) Chain {
 	t.Helper()
 	for _, c := range rs.Chains {
@@ -152,6 +215,7 @@ func TestValidate(t *testing.T) {
 		{"space in table", func(c *Config) { c.Table = "a b" }, "use a letter first"},
 		{"no identity", func(c *Config) { c.ProxyUIDs = nil }, "would be captured and loop"},
 		{"same ports", func(c *Config) { c.InboundPort = 15001 }, "both 15001"},
+		{"dns port clash", func(c *Config) { c.DNSPort = 15006 }, "DNSPort 15006"},
 		{"bad cidr", func(c *Config) { c.ExcludeOutboundCIDRs = []netip.Prefix{{}} }, "ExcludeOutboundCIDRs[0]"},
 		{"port 0", func(c *Config) { c.ExcludeInboundPorts = []uint16{0} }, "ExcludeInboundPorts[0]"},
 	} {
@@ -181,6 +245,7 @@ func TestCheckRefusesBrokenRulesets(t *testing.T) {
 	}{
 		{"dport without tcp", Ruleset{Table: "t", Chains: []Chain{{Name: "c", Rules: []Rule{{Matches: []Match{{Kind: MatchDPort, Port: 1}}, Verdict: Verdict{Kind: VerdictReturn}}}}}}, "needs meta l4proto tcp"},
 		{"jump nowhere", Ruleset{Table: "t", Chains: []Chain{{Name: "c", Rules: []Rule{{Verdict: Verdict{Kind: VerdictJump, Chain: "x"}}}}}}, "not in the table"},
+		{"udp dport without udp", Ruleset{Table: "t", Chains: []Chain{{Name: "c", Rules: []Rule{{Matches: []Match{tcp, {Kind: MatchUDPDPort, Port: 53}}, Verdict: Verdict{Kind: VerdictReturn}}}}}}, "needs meta l4proto udp"},
 		{"redirect without tcp", Ruleset{Table: "t", Chains: []Chain{{Name: "c", Rules: []Rule{{Verdict: Verdict{Kind: VerdictRedirect, Port: 1}}}}}}, "redirect needs"},
 		{"redirect without port", Ruleset{Table: "t", Chains: []Chain{{Name: "c", Rules: []Rule{{Matches: []Match{tcp}, Verdict: Verdict{Kind: VerdictRedirect}}}}}}, "redirect needs"},
 		{"repeated chain", Ruleset{Table: "t", Chains: []Chain{{Name: "c"}, {Name: "c"}}}, "repeated"},

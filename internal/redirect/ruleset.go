@@ -52,14 +52,16 @@ type Rule struct {
 type MatchKind uint8
 
 const (
-	MatchTCP     MatchKind = iota + 1 // the packet is TCP (meta l4proto tcp)
-	MatchDPort                        // TCP destination port is Port; needs a MatchTCP before it
-	MatchOIFName                      // output interface is Name
-	MatchSAddr                        // source address is in Prefix (IPv4 or IPv6)
-	MatchDAddr                        // destination address is in Prefix
-	MatchSkUID                        // the sending socket's owner uid is ID
-	MatchSkGID                        // the sending socket's owner gid is ID
-	MatchMark                         // the packet mark (SO_MARK) is ID
+	MatchTCP      MatchKind = iota + 1 // the packet is TCP (meta l4proto tcp)
+	MatchDPort                         // TCP destination port is Port; needs a MatchTCP before it
+	MatchOIFName                       // output interface is Name
+	MatchSAddr                         // source address is in Prefix (IPv4 or IPv6)
+	MatchDAddr                         // destination address is in Prefix
+	MatchSkUID                         // the sending socket's owner uid is ID
+	MatchSkGID                         // the sending socket's owner gid is ID
+	MatchMark                          // the packet mark (SO_MARK) is ID
+	MatchUDP                           // the packet is UDP (meta l4proto udp)
+	MatchUDPDPort                      // UDP destination port is Port; needs a MatchUDP before it
 )
 
 // Match is one comparison; Not inverts it. An address match only ever matches packets of the
@@ -79,7 +81,7 @@ type VerdictKind uint8
 const (
 	VerdictReturn   VerdictKind = iota + 1 // back to the calling chain (from a base chain: accept)
 	VerdictJump                            // into Chain
-	VerdictRedirect                        // to Port on this host; needs a MatchTCP in the rule
+	VerdictRedirect                        // to Port on this host; needs a MatchTCP or MatchUDP in the rule
 )
 
 // Verdict is a rule's action.
@@ -130,6 +132,10 @@ func (m Match) String() string {
 		return "meta l4proto" + op + "tcp"
 	case MatchDPort:
 		return fmt.Sprintf("tcp dport%s%d", op, m.Port)
+	case MatchUDP:
+		return "meta l4proto" + op + "udp"
+	case MatchUDPDPort:
+		return fmt.Sprintf("udp dport%s%d", op, m.Port)
 	case MatchOIFName:
 		return fmt.Sprintf("oifname%s%q", op, m.Name)
 	case MatchSAddr, MatchDAddr:
@@ -183,14 +189,20 @@ func (rs Ruleset) check() error {
 	for _, c := range rs.Chains {
 		for i, r := range c.Rules {
 			at := fmt.Sprintf("chain %s rule %d (%s)", c.Name, i, r)
-			tcp := false
+			tcp, udp := false, false
 			for _, m := range r.Matches {
 				switch m.Kind {
 				case MatchTCP:
 					tcp = tcp || !m.Not
+				case MatchUDP:
+					udp = udp || !m.Not
 				case MatchDPort:
 					if !tcp {
 						errs = append(errs, fmt.Errorf("%s: tcp dport needs meta l4proto tcp before it", at))
+					}
+				case MatchUDPDPort:
+					if !udp {
+						errs = append(errs, fmt.Errorf("%s: udp dport needs meta l4proto udp before it", at))
 					}
 				case MatchSAddr, MatchDAddr:
 					if !m.Prefix.IsValid() {
@@ -214,8 +226,8 @@ func (rs Ruleset) check() error {
 					errs = append(errs, fmt.Errorf("%s: jump to a chain not in the table", at))
 				}
 			case VerdictRedirect:
-				if !tcp || r.Verdict.Port == 0 {
-					errs = append(errs, fmt.Errorf("%s: redirect needs meta l4proto tcp and a port", at))
+				if !(tcp || udp) || r.Verdict.Port == 0 {
+					errs = append(errs, fmt.Errorf("%s: redirect needs meta l4proto tcp or udp and a port", at))
 				}
 			default:
 				errs = append(errs, fmt.Errorf("%s: unknown verdict kind %d", at, r.Verdict.Kind))
