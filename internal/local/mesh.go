@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -96,6 +97,9 @@ type Mesh struct {
 
 	changed chan struct{}
 	wg      sync.WaitGroup // pod and terminator goroutines
+	// announced is set once `mesh ready` is printed.
+	announced atomic.Bool
+	cpLogFile *os.File
 
 	mu        sync.Mutex
 	pods      map[string]*pod      // "ns/name", terminating ones included
@@ -267,10 +271,35 @@ func (m *Mesh) controlPlaneLog() (*slog.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the control plane's log: %w", err)
 	}
+	m.cpLogFile = f
+	con := slog.NewTextHandler(m.console.writer("controlplane"), &slog.HandlerOptions{Level: slog.LevelWarn})
 	return slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}),
-		slog.NewTextHandler(m.console.writer("controlplane"), &slog.HandlerOptions{Level: slog.LevelWarn}),
-	)).With(), nil
+		quietUntil{Handler: con, after: &m.announced},
+	)), nil
+}
+
+// quietUntil keeps the control plane's findings about the config off the
+// console until the mesh is ready: `trellis up` has just printed them, as
+// `trellis validate` does. Findings after that (live edits) show.
+type quietUntil struct {
+	slog.Handler
+	after *atomic.Bool
+}
+
+func (q quietUntil) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "config analysis" && !q.after.Load() {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietUntil) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietUntil{Handler: q.Handler.WithAttrs(as), after: q.after}
+}
+
+func (q quietUntil) WithGroup(name string) slog.Handler {
+	return quietUntil{Handler: q.Handler.WithGroup(name), after: q.after}
 }
 
 // cleanLeftovers stops what a killed `trellis up` on this state dir left.
@@ -325,6 +354,7 @@ func (m *Mesh) loop(ctx context.Context) error {
 		m.reconcile()
 		if m.readyAt.IsZero() && m.meshReady() {
 			m.readyAt = time.Now()
+			m.announced.Store(true)
 			m.writeState()
 			fmt.Fprintf(m.opts.Out, "mesh ready: %s in %s\n", m.summary(), time.Since(started).Round(10*time.Millisecond))
 		}
@@ -812,6 +842,10 @@ func (m *Mesh) close() {
 		m.cp = nil
 	}
 	_ = os.Remove(m.xdsSocket)
+	if m.cpLogFile != nil {
+		m.cpLogFile.Close()
+		m.cpLogFile = nil
+	}
 	if m.ipam != nil {
 		m.ipam.close()
 		m.ipam = nil
