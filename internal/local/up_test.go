@@ -126,13 +126,45 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() string) 
 // The demo mesh, run as a user runs it, answers through the sidecars with
 // the user's routing; pods restart, config edits and Deployment rolls
 // apply live without failed requests; and stopping leaves nothing behind.
+//
+// It runs in both modes; transparent mode (root) also checks that pods
+// are network namespaces that apps use with no proxy settings, by DNS
+// name, and that stopping removes every namespace.
 func TestUpShop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the whole demo mesh")
 	}
+	modes := [][]string{nil}
+	if os.Geteuid() == 0 {
+		modes = append(modes, []string{"--transparent"})
+	} else {
+		t.Log("transparent mode needs root (CI runs as root): explicit mode only")
+	}
+	for _, flags := range modes {
+		t.Run(modeName(flags), func(t *testing.T) { testShop(t, flags) })
+	}
+}
+
+func testShop(t *testing.T, flags []string) {
+	transparent := len(flags) > 0
 	dir := copyDir(t, "../../examples/shop")
-	m := uptest.Start(t, dir)
+	m := uptest.Start(t, dir, flags...)
 	const reviews = "http://reviews:9080/reviews/0"
+
+	if transparent {
+		sleep := pod(t, readState(t, m), "sleep")
+		if sleep.NetNS == "" || !strings.HasPrefix(sleep.IP, "10.244.") {
+			t.Fatalf("sleep pod %+v: want a network namespace and a 10.244/16 IP", sleep)
+		}
+		for _, c := range sleep.Containers {
+			if !c.Sidecar && containsEnvName(c.Env, "HTTP_PROXY") {
+				t.Fatalf("transparent mode sets HTTP_PROXY for the app: %v", c.Env)
+			}
+		}
+		if got := curl(t, m, nil, "http://frontend.default.svc.cluster.local:9080/api/product"); got[0] != "200" {
+			t.Errorf("frontend by its full name answered %v", got)
+		}
+	}
 
 	t.Run("routing", func(t *testing.T) {
 		got := count(curl(t, m, nil, repeat(reviews, 400)...))
@@ -262,16 +294,21 @@ spec:
 	})
 
 	t.Run("two meshes side by side", func(t *testing.T) {
-		other := uptest.Start(t, "testdata/small")
+		other := uptest.Start(t, "testdata/small", flags...)
 		if got := curl(t, other, nil, "http://ratings:9080/ratings/1"); got[0] != "200" {
 			t.Errorf("the second mesh's ratings answered %v", got)
 		}
 		if got := curl(t, m, nil, "http://ratings:9080/ratings/1"); got[0] != "200" {
 			t.Errorf("the first mesh's ratings answered %v with a second mesh running", got)
 		}
-		a, b := pod(t, readState(t, m), "sleep").IP, pod(t, readState(t, other), "sleep").IP
-		if a[:strings.LastIndexByte(a, '.')] == b[:strings.LastIndexByte(b, '.')] {
-			t.Errorf("two meshes share a pod network: %s and %s", a, b)
+		a, b := pod(t, readState(t, m), "sleep"), pod(t, readState(t, other), "sleep")
+		if transparent {
+			// Each mesh's pod network lives in its own namespaces.
+			if netnsPrefix(a) == netnsPrefix(b) {
+				t.Errorf("two meshes share network namespaces: %s and %s", a.NetNS, b.NetNS)
+			}
+		} else if a.IP[:strings.LastIndexByte(a.IP, '.')] == b.IP[:strings.LastIndexByte(b.IP, '.')] {
+			t.Errorf("two meshes share a pod network: %s and %s", a.IP, b.IP)
 		}
 	})
 
@@ -291,8 +328,10 @@ spec:
 		}
 	})
 
-	// Stopping (as Ctrl-C does) exits 0 and leaves no process behind.
+	// Stopping (as Ctrl-C does) exits 0 and leaves no process (and no
+	// network namespace) behind.
 	s := readState(t, m)
+	prefix := netnsPrefix(pod(t, s, "sleep"))
 	var pids []int
 	for _, p := range s.Pods {
 		for _, c := range p.Containers {
@@ -315,6 +354,24 @@ spec:
 	if !strings.Contains(m.Stdout(), "mesh stopped") {
 		t.Errorf("no \"mesh stopped\" line:\n%s", m.Stdout())
 	}
+	if transparent {
+		entries, _ := os.ReadDir("/run/netns")
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				t.Errorf("network namespace %s left after the mesh stopped", e.Name())
+			}
+		}
+	}
+}
+
+// netnsPrefix is the mesh's part of a pod's namespace name
+// (trellis-HASH-), "" in explicit mode.
+func netnsPrefix(p *local.PodState) string {
+	if p.NetNS == "" {
+		return ""
+	}
+	name := filepath.Base(p.NetNS)
+	return name[:len("trellis-")+strings.IndexByte(name[len("trellis-"):], '-')+1]
 }
 
 func containsEnv(env []string, kv string) bool {
@@ -383,52 +440,11 @@ metadata: {name: g}
 	}
 }
 
-// In transparent mode pods are network namespaces with captured traffic:
-// apps call Services by DNS name at their VIPs, with no proxy settings,
-// and get the user's routing; stopping removes every namespace.
-func TestUpTransparent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the whole demo mesh")
+func modeName(flags []string) string {
+	if len(flags) > 0 {
+		return "transparent"
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("transparent mode needs root (CI runs as root)")
-	}
-	m := uptest.Start(t, "../../examples/shop", "--transparent")
-	s := readState(t, m)
-	sleep := pod(t, s, "sleep")
-	if sleep.NetNS == "" || !strings.HasPrefix(sleep.IP, "10.244.") {
-		t.Fatalf("sleep pod %+v: want a network namespace and a 10.244/16 IP", sleep)
-	}
-	for _, c := range sleep.Containers {
-		if !c.Sidecar && containsEnvName(c.Env, "HTTP_PROXY") {
-			t.Fatalf("transparent mode sets HTTP_PROXY for the app: %v", c.Env)
-		}
-	}
-	const reviews = "http://reviews:9080/reviews/0"
-	got := count(curl(t, m, nil, repeat(reviews, 200)...))
-	if got["200 v1"]+got["200 v2"] != 200 {
-		t.Fatalf("200 requests to reviews answered %v, want all 200 from v1 or v2", got)
-	}
-	if share := float64(got["200 v1"]) / 200; share < 0.80 || share > 0.97 {
-		t.Errorf("v1 got %.1f%% of requests, want about 90 (%v)", share*100, got)
-	}
-	if hdr := count(curl(t, m, []string{"-H", "user: test-user"}, repeat(reviews, 10)...)); hdr["200 v2"] != 10 {
-		t.Errorf("requests with user: test-user answered %v, want all 10 from v2", hdr)
-	}
-	if got := curl(t, m, nil, "http://frontend.default.svc.cluster.local:9080/api/product"); got[0] != "200" {
-		t.Errorf("frontend by its full name answered %v", got)
-	}
-	prefix := filepath.Base(sleep.NetNS)
-	prefix = prefix[:strings.IndexByte(prefix[len("trellis-"):], '-')+len("trellis-")]
-	if err := m.Stop(60 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			t.Errorf("network namespace %s left after the mesh stopped", e.Name())
-		}
-	}
+	return "explicit"
 }
 
 func containsEnvName(env []string, name string) bool {
@@ -509,7 +525,7 @@ func TestUpMixedSidecars(t *testing.T) {
 		modes = append(modes, []string{"--transparent"})
 	}
 	for _, flags := range modes {
-		t.Run(fmt.Sprint(flags), func(t *testing.T) {
+		t.Run(modeName(flags), func(t *testing.T) {
 			m := uptest.Start(t, "testdata/mixed", flags...)
 			for _, client := range []string{"sleep", "plain"} {
 				if len(flags) == 0 && client == "plain" {
