@@ -59,6 +59,17 @@ func run(args []string) error {
 	maxConns := fs.Int("max-connections", 0, "downstream connections per listener; past it the forward proxy answers 503 (0: 100,000)")
 	drain := fs.Duration("drain-duration", sidecar.DefaultDrainDuration, "how long requests in flight get to finish on SIGTERM")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	defaultDNSCapture := false
+	for _, name := range []string{"ISTIO_META_DNS_CAPTURE", "DNS_CAPTURE"} {
+		if v := os.Getenv(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: must be true or false", name, v)
+			}
+			defaultDNSCapture = defaultDNSCapture || b
+		}
+	}
+	dnsCapture := fs.Bool("dns-capture", defaultDNSCapture, fmt.Sprintf("in REDIRECT mode, answer the pod's captured DNS on 127.0.0.1:%d and [::1]:%[1]d: mesh names from the config, the rest forwarded to /etc/resolv.conf's first nameserver (env ISTIO_META_DNS_CAPTURE or DNS_CAPTURE)", sidecar.DNSPort))
 	concurrency := fs.Int("concurrency", defaultConcurrency, "threads running proxy code at once, as Istio's proxy concurrency; 0 means one per CPU (env PROXY_CONCURRENCY; GOMAXPROCS, when set, wins)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -106,6 +117,14 @@ func run(args []string) error {
 		}
 		opts.PodIP = ip
 	}
+	if *dnsCapture {
+		if opts.Mode == sidecar.Transparent {
+			opts.DNS = sidecar.DNSCaptureAddrs()
+		} else {
+			// Only capture sends the app's DNS to the proxy.
+			log.Warn("DNS capture needs REDIRECT mode; not serving DNS", "mode", opts.Mode.String())
+		}
+	}
 	if opts.Mode == sidecar.Explicit && !opts.PodIP.IsValid() {
 		return errors.New("explicit mode needs the pod IP: set POD_IP or --pod-ip")
 	}
@@ -123,7 +142,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	start := time.Now()
-	log.Info("starting", "mode", opts.Mode.String(), "pod_ip", opts.PodIP, "xds", opts.XDS)
+	log.Info("starting", "mode", opts.Mode.String(), "pod_ip", opts.PodIP, "xds", opts.XDS, "dns_capture", len(opts.DNS) > 0)
 	if err := sidecar.New(opts).Run(ctx); err != nil {
 		return err
 	}

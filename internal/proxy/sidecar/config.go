@@ -90,6 +90,7 @@ func (p *Proxy) apply(u xdsclient.Update) error {
 	p.versions[u.TypeURL] = u.Version
 	p.resources[u.TypeURL] = u.Resources
 	p.versionsMu.Unlock()
+	p.refreshDNS(u.TypeURL)
 	p.updates.Add(1)
 	return nil
 }

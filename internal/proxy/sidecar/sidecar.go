@@ -27,6 +27,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/admin"
 	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/dnsproxy"
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/proxy/listener"
 	"github.com/trellismesh/trellis/internal/proxy/router"
@@ -94,6 +95,12 @@ type Options struct {
 	// may take to arrive before a 408 (default hcm.DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
 	Log               *slog.Logger
+	// DNS, when set, serves the DNS proxy on these addresses, UDP and TCP
+	// (DNS capture: DNSCaptureAddrs); DNSUpstream is where it forwards
+	// what it cannot answer (default: the first nameserver of
+	// /etc/resolv.conf at start). See dns.go.
+	DNS         []string
+	DNSUpstream netip.AddrPort
 }
 
 // Proxy is a running sidecar.
@@ -121,6 +128,7 @@ type Proxy struct {
 	lns                []*listener.Listener
 	listening          atomic.Bool
 	tcp                tcpStats
+	dns                *dnsproxy.Server // nil without DNS capture
 
 	bg sync.WaitGroup // retiring clusters, TCP copies
 
@@ -212,6 +220,11 @@ func (p *Proxy) appSource(inbound bool) netip.Addr {
 // Run serves until ctx ends or /quitquitquit, then drains and returns.
 // It returns an error only if the proxy cannot start (a port is taken).
 func (p *Proxy) Run(ctx context.Context) error {
+	stopDNS, err := p.serveDNS()
+	if err != nil {
+		return err
+	}
+	defer stopDNS()
 	hcfg := hcm.Config{
 		Cluster:           p.cluster,
 		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,

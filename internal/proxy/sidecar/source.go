@@ -150,6 +150,7 @@ func (p *Proxy) stats() []stat {
 		add("cluster."+c.Name+".membership_total", uint64(len(c.Endpoints)))
 		add("cluster."+c.Name+".upstream_rq_active", uint64(active))
 	}
+	p.dnsStats(add)
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
