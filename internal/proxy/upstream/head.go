@@ -37,8 +37,12 @@ type directResponse struct {
 	resp http.Response
 	body directBody
 	wrap body // the Cluster's accounting around it
-	vals [maxRespFields]string
+	vals [inlineValues]string
 }
+
+// inlineValues is the room for header values a directResponse has; a
+// response with more fields allocates their array apart.
+const inlineValues = 8
 
 // headParser is a connection's parser state.
 type headParser struct {
@@ -170,6 +174,10 @@ func (p *headParser) parse(head []byte, req *http.Request) *directResponse {
 	}
 
 	r := &directResponse{}
+	vals := r.vals[:]
+	if n > len(vals) {
+		vals = make([]string, n)
+	}
 	resp := &r.resp
 	resp.Status = p.intern(line[9:])
 	resp.StatusCode = code
@@ -204,8 +212,8 @@ func (p *headParser) parse(head []byte, req *http.Request) *directResponse {
 			h[key] = append(vv, value)
 			continue
 		}
-		r.vals[i] = value
-		h[key] = r.vals[i : i+1 : i+1]
+		vals[i] = value
+		h[key] = vals[i : i+1 : i+1]
 	}
 	resp.Header = h
 	if _, ok := h["Transfer-Encoding"]; ok {

@@ -91,6 +91,7 @@ func TestResponseHeadLikeReadResponse(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTrailer: X-T\r\n\r\nabc", "GET", true},
 		{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "GET", true},
 		{"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-V: \t a \xff \t\r\nX-E:\r\n\r\nabc", "GET", true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\nH: 8\r\nI: 9\r\nA: 10\r\n\r\nabc", "GET", true},
 		// Left to http.ReadResponse.
 		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "GET", false},
 		{"HTTP/1.1 200 OK\r\n\r\nuntil close", "GET", false},
