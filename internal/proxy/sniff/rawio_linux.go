@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -19,13 +20,17 @@ import (
 // requests a second put that wake-up and the monitor's own spinning at a
 // tenth of its CPU (docs/performance.md, "Sidecar").
 //
-// A RawIO is for one reader and one writer at a time (they may run
-// concurrently with each other).
+// Like net.Conn's, its Reads (and its Writes) may come from several
+// goroutines at once: each waits for the one before it, as the
+// connection's own lock would have it wait.
 type RawIO struct {
 	replay *Conn // its peeked bytes are read first
 	tcp    *net.TCPConn
 	rc     syscall.RawConn
-	rd, wr rawOp
+	rdMu   sync.Mutex // held for a whole Read: rd is its state
+	rd     rawOp
+	wrMu   sync.Mutex
+	wr     rawOp
 }
 
 type rawOp struct {
@@ -109,6 +114,8 @@ func (r *RawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	r.rdMu.Lock()
+	defer r.rdMu.Unlock()
 	op := &r.rd
 	op.p, op.n, op.errno = p, 0, 0
 	err := r.rc.Read(op.fn)
@@ -129,6 +136,8 @@ func (r *RawIO) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	r.wrMu.Lock()
+	defer r.wrMu.Unlock()
 	op := &r.wr
 	op.p, op.n, op.errno = p, 0, 0
 	err := r.rc.Write(op.fn)

@@ -131,3 +131,43 @@ func TestRawIOReplayFirst(t *testing.T) {
 		t.Errorf("RawIO for a connection that is not TCP")
 	}
 }
+
+// Reads from several goroutines at once each get their own bytes, as on
+// the connection itself (net/http's Transport may still be reading a
+// connection whose protocol switched when its new owner starts to).
+func TestRawIOConcurrentReads(t *testing.T) {
+	c, s := rawPair(t)
+	rs := NewRawIO(s)
+	const readers, each = 8, 1000
+	got := make(chan int, readers)
+	for range readers {
+		go func() {
+			n := 0
+			buf := make([]byte, 7)
+			for {
+				m, err := rs.Read(buf)
+				for _, b := range buf[:m] {
+					if b != 'x' {
+						t.Errorf("read %q", buf[:m])
+					}
+				}
+				n += m
+				if err != nil {
+					got <- n
+					return
+				}
+			}
+		}()
+	}
+	for range readers * each {
+		c.Write([]byte("x"))
+	}
+	c.CloseWrite()
+	total := 0
+	for range readers {
+		total += <-got
+	}
+	if total != readers*each {
+		t.Errorf("the readers got %d bytes in all, want %d", total, readers*each)
+	}
+}
