@@ -107,7 +107,7 @@ func (n *podNetwork) addPod(ip netip.Addr, capture bool) (string, error) {
 		return "", err
 	}
 	if capture {
-		rs := redirect.Build(redirect.Config{Table: "trellis", ProxyUIDs: []uint32{ProxyID}, ProxyGIDs: []uint32{ProxyID}})
+		rs := redirect.Build(redirect.Config{Table: "trellis", ProxyUIDs: []uint32{ProxyID}, ProxyGIDs: []uint32{ProxyID}, DNSPort: redirect.DefaultDNSPort})
 		if err := redirect.ApplyIn(context.Background(), path, rs); err != nil {
 			_ = deleteNetns(name)
 			return "", fmt.Errorf("cannot install the pod's capture rules: %w", err)

@@ -120,6 +120,7 @@ func (p *pod) newSidecar() *container {
 		"POD_LABELS="+labels,
 		"WORKLOAD_NAME="+p.w.Name,
 		"INTERCEPTION_MODE="+mode,
+		"DNS_CAPTURE="+fmt.Sprint(m.mode == "transparent"), // the sidecar answers the pod's captured DNS
 		"XDS_ADDRESS=unix://"+m.xdsSocket,
 		"ADMIN_SOCKET="+p.adminSocket(),
 	))
