@@ -151,6 +151,9 @@ func Run(ctx context.Context, name string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	if name != "frontend" { // the frontend's / is its page
+		h = withIndex(svc, d, h)
+	}
 
 	addr := opts.Listen
 	if addr == "" {
@@ -204,6 +207,24 @@ func (d *deps) env(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// withIndex answers GET / with what the service is, so that the first
+// call a newcomer makes (`curl http://reviews:9080/`) shows which
+// service, version and pod answered instead of a bare 404.
+func withIndex(svc Service, d *deps, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct {
+			Service string `json:"service"`
+			Version string `json:"version,omitempty"`
+			Pod     string `json:"pod,omitempty"`
+			About   string `json:"about"`
+		}{svc.Name, d.getenv("VERSION"), d.getenv("POD_NAME"), svc.Summary})
+	})
 }
 
 // newMux returns a mux that already answers GET /healthz for readiness

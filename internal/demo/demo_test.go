@@ -144,6 +144,13 @@ func TestHealthzEveryService(t *testing.T) {
 			if code, _, body := do(t, c, "GET", srv.URL+"/healthz", ""); code != 200 || body != "ok\n" {
 				t.Errorf("GET /healthz = %d %q, want 200 \"ok\\n\"", code, body)
 			}
+			// GET / says which service answered (the frontend's is its page).
+			if s.Name != "frontend" {
+				code, _, body := do(t, c, "GET", srv.URL+"/", "")
+				if got := decode[map[string]string](t, body); code != 200 || got["service"] != s.Name {
+					t.Errorf("GET / = %d %q, want 200 naming %s", code, body, s.Name)
+				}
+			}
 		})
 	}
 }
