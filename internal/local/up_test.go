@@ -179,6 +179,10 @@ func testShop(t *testing.T, flags []string) {
 		if hdr["200 v2"] != 20 {
 			t.Errorf("requests with user: test-user answered %v, want all 20 from v2", hdr)
 		}
+		// The issue's own first call.
+		if got := curl(t, m, nil, "http://reviews:9080/"); got[0] != "200" {
+			t.Errorf("curl http://reviews:9080/ answered %v, want 200", got)
+		}
 		// frontend → reviews → ratings, each hop through two sidecars.
 		if got := curl(t, m, nil, "http://frontend:9080/api/product", "http://ratings:9080/ratings/1"); len(got) != 2 || got[0] != "200" || got[1] != "200" {
 			t.Errorf("frontend and ratings answered %v, want 200 200", got)
