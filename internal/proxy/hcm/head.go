@@ -187,10 +187,13 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 	}
 	req.URL = &p.url
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
-	h := make(http.Header, n+spareValues)
+	// A hint over 8 would make the map a table from the start; most
+	// requests fit a small one, with Host kept out of it.
+	h := make(http.Header, min(n+spareValues, 8))
 	vals := make([]string, n+spareValues)
 	p.spare = vals[n:]
 	var canon [64]byte
+	hosts := 0
 	for i := range n {
 		f := &p.fields[i]
 		var key string
@@ -205,6 +208,15 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		} else {
 			value = p.intern(f.value)
 		}
+		if key == "Host" {
+			// http.ReadRequest takes the first, refuses a second and
+			// leaves none in the header.
+			if hosts++; hosts > 1 {
+				return nil, errBadHead // "too many Host headers"
+			}
+			req.Host = value
+			continue
+		}
 		if vv, ok := h[key]; ok {
 			h[key] = append(vv, value)
 			continue
@@ -213,12 +225,6 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		h[key] = vals[i : i+1 : i+1]
 	}
 	req.Header = h
-	if len(h["Host"]) > 1 {
-		return nil, errBadHead // "too many Host headers"
-	}
-	if hv := h["Host"]; len(hv) > 0 {
-		req.Host = hv[0]
-	}
 	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" { // fixPragmaCacheControl
 		if _, ok := h["Cache-Control"]; !ok {
 			h["Cache-Control"] = []string{"no-cache"}
@@ -246,7 +252,6 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		}
 		req.ContentLength = int64(cl)
 	}
-	delete(h, "Host") // as http.ReadRequest does
 	req.Body = http.NoBody
 	if req.ContentLength > 0 {
 		req.Body = &fastBody{br: br, remaining: req.ContentLength}
