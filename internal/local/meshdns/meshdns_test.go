@@ -5,11 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/dnstest"
 )
 
 var ip = netip.MustParseAddr
@@ -35,60 +33,22 @@ var shop = []Service{
 // testServer is a Server serving on 127.0.0.1 over UDP and TCP.
 type testServer struct {
 	*Server
-	udp, tcp string
+	dnstest.Addrs
 }
 
 // start serves svcs until the test ends and checks that Serve then returns
 // nil and leaves no goroutine behind.
 func start(t *testing.T, svcs []Service) *testServer {
 	t.Helper()
-	leak.Check(t)
 	s := New("cluster.local", nil)
 	s.SetServices(svcs)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, pc, l) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve = %v, want nil after ctx ended", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return 5s after ctx ended")
-		}
-	})
-	return &testServer{Server: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String()}
-}
-
-// resolver sends every query to the test server, over TCP only when tcpOnly
-// (Go's resolver frames by connection type: a TCP conn gets RFC 7766 framing).
-func (ts *testServer) resolver(tcpOnly bool) *net.Resolver {
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			if tcpOnly || strings.HasPrefix(network, "tcp") {
-				return d.DialContext(ctx, "tcp", ts.tcp)
-			}
-			return d.DialContext(ctx, "udp", ts.udp)
-		},
-	}
+	return &testServer{Server: s, Addrs: dnstest.Serve(t, s.Serve)}
 }
 
 func TestResolver(t *testing.T) {
 	ts := start(t, shop)
 	for _, transport := range []string{"udp", "tcp"} {
-		r := ts.resolver(transport == "tcp")
+		r := ts.Resolver(transport == "tcp")
 		for _, tc := range []struct {
 			name, network string
 			want          []netip.Addr // nil: not found
@@ -131,7 +91,7 @@ func TestResolverOutsideDomain(t *testing.T) {
 	ts := start(t, shop)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := ts.resolver(false).LookupNetIP(ctx, "ip4", "example.com.")
+	_, err := ts.Resolver(false).LookupNetIP(ctx, "ip4", "example.com.")
 	var de *net.DNSError
 	if !errors.As(err, &de) || de.IsTemporary {
 		t.Fatalf("LookupNetIP(example.com.) = %v; want a permanent DNSError", err)
@@ -145,7 +105,7 @@ func TestResolverTruncation(t *testing.T) {
 	ts := start(t, []Service{bigHeadless(100)})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := ts.resolver(false).LookupNetIP(ctx, "ip4", "big.shop.svc.cluster.local.")
+	got, err := ts.Resolver(false).LookupNetIP(ctx, "ip4", "big.shop.svc.cluster.local.")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,52 +191,6 @@ func query(t testing.TB, id uint16, name string, typ dnsmessage.Type, edns int) 
 	return b
 }
 
-// exchange sends msg to the server over UDP or TCP and returns its answer.
-func (ts *testServer) exchange(t testing.TB, network string, msg []byte) []byte {
-	t.Helper()
-	addr := ts.udp
-	if network == "tcp" {
-		addr = ts.tcp
-	}
-	c, err := net.DialTimeout(network, addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if network == "udp" {
-		if _, err := c.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 65535)
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return buf[:n]
-	}
-	return tcpExchange(t, c, msg)
-}
-
-func tcpExchange(t testing.TB, c net.Conn, msg []byte) []byte {
-	t.Helper()
-	if _, err := c.Write(binary.BigEndian.AppendUint16(nil, uint16(len(msg)))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	var l [2]byte
-	if _, err := io.ReadFull(c, l[:]); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf
-}
-
 const soa = "cluster.local. 5 SOA ns.dns.cluster.local. hostmaster.cluster.local. min=5"
 
 func TestAnswers(t *testing.T) {
@@ -355,7 +269,7 @@ func TestAnswers(t *testing.T) {
 	} {
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run(network+"/"+tc.desc, func(t *testing.T) {
-				got := summarize(t, ts.exchange(t, network, query(t, 42, tc.name, tc.typ, tc.edns)))
+				got := summarize(t, ts.Exchange(t, network, query(t, 42, tc.name, tc.typ, tc.edns)))
 				if diff := cmp.Diff(tc.want, got); diff != "" {
 					t.Errorf("answer to %s %v (-want +got):\n%s", tc.name, tc.typ, diff)
 				}
@@ -383,7 +297,7 @@ func TestTruncation(t *testing.T) {
 		{"tcp", 0, 65535, false, true},
 	} {
 		t.Run(fmt.Sprintf("%s/edns=%d", tc.network, tc.edns), func(t *testing.T) {
-			msg := ts.exchange(t, tc.network, query(t, 7, name, dnsmessage.TypeA, tc.edns))
+			msg := ts.Exchange(t, tc.network, query(t, 7, name, dnsmessage.TypeA, tc.edns))
 			if len(msg) > tc.maxLen {
 				t.Errorf("answer is %d bytes, want at most %d", len(msg), tc.maxLen)
 			}
@@ -443,7 +357,7 @@ func TestMalformed(t *testing.T) {
 	} {
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run(network+"/"+tc.desc, func(t *testing.T) {
-				resp := ts.exchange(t, network, tc.msg)
+				resp := ts.Exchange(t, network, tc.msg)
 				if id := binary.BigEndian.Uint16(resp); id != 0xbeef {
 					t.Errorf("answer id %#x, want the query's 0xbeef", id)
 				}
@@ -462,19 +376,19 @@ func TestMalformed(t *testing.T) {
 	}
 
 	// Over TCP garbage ends the connection, and the server keeps serving.
-	c, err := net.Dial("tcp", ts.tcp)
+	c, err := net.Dial("tcp", ts.TCP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	summarize(t, tcpExchange(t, c, valid)) // a connection carries several queries
-	summarize(t, tcpExchange(t, c, valid))
+	summarize(t, dnstest.ExchangeTCP(t, c, valid)) // a connection carries several queries
+	summarize(t, dnstest.ExchangeTCP(t, c, valid))
 	c.Write([]byte{0, 3, 1, 2, 3})
 	if n, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("read %d bytes after garbage, want the connection closed", n)
 	}
-	summarize(t, ts.exchange(t, "tcp", valid))
+	summarize(t, ts.Exchange(t, "tcp", valid))
 }
 
 // TestSetServicesWhileServing swaps between two sets of services under a
@@ -511,7 +425,7 @@ func TestSetServicesWhileServing(t *testing.T) {
 		network := []string{"udp", "tcp"}[w%2]
 		qg.Go(func() {
 			for range 100 {
-				got := summarize(t, ts.exchange(t, network, query(t, 1, "reviews.shop.svc.cluster.local.", dnsmessage.TypeA, 0)))
+				got := summarize(t, ts.Exchange(t, network, query(t, 1, "reviews.shop.svc.cluster.local.", dnsmessage.TypeA, 0)))
 				which := "A"
 				if cmp.Equal(got.Answers, wantB) {
 					which = "B"
@@ -564,86 +478,8 @@ func TestResolvConf(t *testing.T) {
 	}
 }
 
-// TestServeStops: ending ctx closes idle and half-read TCP connections, and
-// Serve returns with every goroutine gone, while the clients still hold
-// their ends open.
-func TestServeStops(t *testing.T) {
-	leak.Check(t)
-	s := New("cluster.local", nil)
-	s.SetServices(shop)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, pc, l) }()
-	ts := &testServer{Server: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String()}
-
-	idle, err := net.Dial("tcp", ts.tcp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	half, err := net.Dial("tcp", ts.tcp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer half.Close()
-	half.Write([]byte{0, 40, 1, 2}) // announces 40 bytes, sends 2
-	// Both connections are being served once a query on a third one is.
-	summarize(t, ts.exchange(t, "tcp", query(t, 1, "reviews.shop.svc.cluster.local.", dnsmessage.TypeA, 0)))
-	summarize(t, ts.exchange(t, "udp", query(t, 1, "reviews.shop.svc.cluster.local.", dnsmessage.TypeA, 0)))
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve = %v, want nil after ctx ended", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return 5s after ctx ended")
-	}
-	for _, c := range []net.Conn{idle, half} {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		// EOF, or a reset when the server closed with unread bytes.
-		_, err := c.Read(make([]byte, 1))
-		if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
-			t.Errorf("client read after Serve returned: %v, want the connection closed by the server", err)
-		}
-	}
-}
-
-// TestServeSocketFails: a socket closed under Serve stops it with an error,
-// and the other socket with it.
-func TestServeSocketFails(t *testing.T) {
-	leak.Check(t)
-	s := New("", nil)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background(), pc, l) }()
-	l.Close()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("Serve = nil after its listener closed, want an error")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve still running 5s after its listener closed")
-	}
-	if err := s.Serve(context.Background(), nil, nil); err == nil {
+func TestServeNeedsASocket(t *testing.T) {
+	if err := New("", nil).Serve(context.Background(), nil, nil); err == nil {
 		t.Error("Serve(nil, nil) = nil, want an error")
 	}
 }

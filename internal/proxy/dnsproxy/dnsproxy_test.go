@@ -15,7 +15,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/trellismesh/trellis/internal/dnsserver"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/testing/dnstest"
 	"github.com/trellismesh/trellis/internal/testing/leak"
 )
 
@@ -194,7 +196,7 @@ func startUpstream(t *testing.T, answer func(q dnsmessage.Message, udp bool) *dn
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(5 * time.Second))
 				for {
-					msg, err := readFramed(c)
+					msg, err := dnsserver.ReadFramed(c)
 					if err != nil {
 						return
 					}
@@ -203,7 +205,7 @@ func startUpstream(t *testing.T, answer func(q dnsmessage.Message, udp bool) *dn
 					if out == nil {
 						return
 					}
-					if err := writeFramed(c, out); err != nil {
+					if err := dnsserver.WriteFramed(c, out); err != nil {
 						return
 					}
 				}
@@ -233,53 +235,19 @@ func answerA(addr netip.Addr) func(dnsmessage.Message, bool) *dnsmessage.Message
 // proxy is a Server serving on 127.0.0.1 over UDP and TCP.
 type proxy struct {
 	*Server
-	udp, tcp string
+	dnstest.Addrs
 }
 
 // startProxy serves cfg with the shop table until the test ends and checks
 // that Serve then returns nil and leaves no goroutine behind.
 func startProxy(t *testing.T, cfg Config) *proxy {
 	t.Helper()
-	leak.Check(t)
 	s := New(cfg)
 	s.SetTable(NewTable(shopListeners(), shopRoutes()))
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, []net.PacketConn{pc}, []net.Listener{l}) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve = %v, want nil after ctx ended", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return 5s after ctx ended")
-		}
+	addrs := dnstest.Serve(t, func(ctx context.Context, pc net.PacketConn, l net.Listener) error {
+		return s.Serve(ctx, []net.PacketConn{pc}, []net.Listener{l})
 	})
-	return &proxy{Server: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String()}
-}
-
-// resolver sends every query to the proxy, over TCP only when tcp.
-func (p *proxy) resolver(tcp bool) *net.Resolver {
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			if tcp || strings.HasPrefix(network, "tcp") {
-				return d.DialContext(ctx, "tcp", p.tcp)
-			}
-			return d.DialContext(ctx, "udp", p.udp)
-		},
-	}
+	return &proxy{Server: s, Addrs: addrs}
 }
 
 // exchange sends one query and returns the parsed answer.
@@ -298,35 +266,11 @@ func (p *proxy) exchange(t *testing.T, tcp bool, name string, typ dnsmessage.Typ
 	if err != nil {
 		t.Fatal(err)
 	}
-	network, addr := "udp", p.udp
+	network := "udp"
 	if tcp {
-		network, addr = "tcp", p.tcp
+		network = "tcp"
 	}
-	c, err := net.Dial(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	var resp []byte
-	if tcp {
-		if err := writeFramed(c, msg); err != nil {
-			t.Fatal(err)
-		}
-		if resp, err = readFramed(c); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		if _, err := c.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 65535)
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp = buf[:n]
-	}
+	resp := p.Exchange(t, network, msg)
 	var m dnsmessage.Message
 	if err := m.Unpack(resp); err != nil {
 		t.Fatalf("answer does not parse: %v", err)
@@ -354,7 +298,7 @@ func TestKnownNamesFromTheTable(t *testing.T) {
 	up := startUpstream(t, answerA(ip("192.0.2.1")))
 	p := startProxy(t, Config{Upstream: up.addr})
 	for _, tcp := range []bool{false, true} {
-		r := p.resolver(tcp)
+		r := p.Resolver(tcp)
 		for _, tc := range []struct {
 			name, network string
 			want          []netip.Addr // nil: found, no addresses
@@ -424,7 +368,7 @@ func TestUnknownNamesForwarded(t *testing.T) {
 		t.Errorf("upstream got %d UDP and %d TCP queries, want 2 and 2 (each query over its own transport)", up.udpQ.Load(), up.tcpQ.Load())
 	}
 	// Search-list expansions the table does not know are the upstream's too.
-	r := p.resolver(false)
+	r := p.Resolver(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if got, err := r.LookupNetIP(ctx, "ip4", "reviews.default.default.svc.cluster.local."); err != nil || !slices.Equal(got, []netip.Addr{ip("192.0.2.7")}) {
@@ -482,7 +426,7 @@ func TestTruncatedRetriedOverTCP(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		got, err := p.resolver(false).LookupNetIP(ctx, "ip4", "big.example.com.")
+		got, err := p.Resolver(false).LookupNetIP(ctx, "ip4", "big.example.com.")
 		if err != nil || len(got) != 40 {
 			t.Errorf("Go's resolver got %d addresses, %v; want 40", len(got), err)
 		}
@@ -523,7 +467,7 @@ func TestUpstreamFailures(t *testing.T) {
 
 func TestIgnoresWhatIsNotAQuery(t *testing.T) {
 	p := startProxy(t, Config{})
-	c, err := net.Dial("udp", p.udp)
+	c, err := net.Dial("udp", p.UDP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +515,7 @@ func TestTableSwap(t *testing.T) {
 	var qs sync.WaitGroup
 	for range 4 {
 		qs.Go(func() {
-			r := p.resolver(false)
+			r := p.Resolver(false)
 			for range 50 {
 				qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 				got, err := r.LookupNetIP(qctx, "ip4", "svc.default.svc.cluster.local.")

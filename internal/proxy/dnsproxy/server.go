@@ -11,35 +11,21 @@ package dnsproxy
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/trellismesh/trellis/internal/dnsserver"
 )
 
-const (
-	// DefaultTimeout bounds one exchange with the upstream nameserver.
-	DefaultTimeout = 2 * time.Second
-	// maxForwards bounds the UDP queries being forwarded at once (and so
-	// goroutines); past it new ones are dropped and clients retry.
-	maxForwards = 256
-	// maxTCPConns bounds concurrent TCP connections from clients.
-	maxTCPConns = 256
-	// tcpIdle is how long a client's TCP connection may sit between queries.
-	tcpIdle = 10 * time.Second
-	// tcpWrite bounds writing one answer to a client.
-	tcpWrite = 5 * time.Second
-)
+// DefaultTimeout bounds one exchange with the upstream nameserver.
+const DefaultTimeout = 2 * time.Second
 
 // Config configures a Server.
 type Config struct {
@@ -74,10 +60,9 @@ type Stats struct {
 
 // Server is the DNS proxy. Its methods are safe for concurrent use.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	table    atomic.Pointer[Table]
-	forwards chan struct{}
+	cfg   Config
+	log   *slog.Logger
+	table atomic.Pointer[Table]
 
 	requests, answered, upstream, failures, tcpRetries, dropped atomic.Uint64
 }
@@ -91,7 +76,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, forwards: make(chan struct{}, maxForwards)}
+	s := &Server{cfg: cfg, log: log}
 	s.table.Store(&Table{})
 	return s
 }
@@ -126,139 +111,26 @@ func (s *Server) Stats() Stats {
 // (forwards included) has ended. It returns nil when ctx ended, or the error
 // that stopped a socket.
 func (s *Server) Serve(ctx context.Context, pcs []net.PacketConn, ls []net.Listener) error {
-	if len(pcs)+len(ls) == 0 {
-		return errors.New("dnsproxy: Serve needs a packet conn or a listener")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		conns = &connSet{m: map[net.Conn]struct{}{}}
-		errc  = make(chan error, len(pcs)+len(ls))
-	)
-	for _, pc := range pcs {
-		wg.Go(func() { errc <- s.serveUDP(ctx, pc, &wg) })
-	}
-	for _, l := range ls {
-		wg.Go(func() { errc <- s.serveTCP(ctx, l, &wg, conns) })
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	for _, pc := range pcs {
-		pc.Close()
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	conns.closeAll()
-	wg.Wait()
-	return err
+	return dnsserver.Serve(ctx, dnsserver.Config{
+		Log:    s.log,
+		UDP:    pcs,
+		TCP:    ls,
+		Handle: s.handle,
+		// Forwards over UDP past dnsserver's bound are dropped; clients
+		// retry.
+		Dropped: func() { s.dropped.Add(1) },
+	})
 }
 
-// serveUDP answers known names in the reading goroutine (a map lookup and a
-// small write) and forwards the rest each in its own goroutine, at most
-// maxForwards at once.
-func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {
-	buf := make([]byte, 65535)
-	for {
-		n, addr, err := pc.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if retryable(err) {
-				continue
-			}
-			return fmt.Errorf("dnsproxy: udp: %w", err)
-		}
-		resp, q, forward := s.resolve(buf[:n], true)
-		if forward {
-			select {
-			case s.forwards <- struct{}{}:
-			default:
-				s.dropped.Add(1)
-				continue
-			}
-			msg := slices.Clone(buf[:n])
-			// wg counts this goroutine, so this Add cannot race Serve's Wait.
-			wg.Go(func() {
-				defer func() { <-s.forwards }()
-				if resp := s.forward(ctx, msg, &q, true); resp != nil {
-					s.write(ctx, pc, resp, addr)
-				}
-			})
-			continue
-		}
-		if resp != nil {
-			s.write(ctx, pc, resp, addr)
-		}
+// handle answers known names at once (a map lookup) and makes the rest
+// slow, so that dnsserver forwards each over UDP in its own goroutine.
+func (s *Server) handle(_ context.Context, msg []byte, udp bool) ([]byte, dnsserver.Slow) {
+	resp, q, forward := s.resolve(msg, udp)
+	if !forward {
+		return resp, nil
 	}
-}
-
-func (s *Server) write(ctx context.Context, pc net.PacketConn, resp []byte, addr net.Addr) {
-	// A failed write is one lost answer; the client retries.
-	if _, err := pc.WriteTo(resp, addr); err != nil && ctx.Err() == nil {
-		s.log.Debug("dnsproxy: udp write", "to", addr, "err", err)
-	}
-}
-
-func (s *Server) serveTCP(ctx context.Context, l net.Listener, wg *sync.WaitGroup, conns *connSet) error {
-	backoff := 5 * time.Millisecond
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if retryable(err) {
-				s.log.Warn("dnsproxy: tcp accept", "err", err, "retry_in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-					return nil
-				}
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			return fmt.Errorf("dnsproxy: tcp: %w", err)
-		}
-		backoff = 5 * time.Millisecond
-		if !conns.add(c) {
-			c.Close()
-			continue
-		}
-		wg.Go(func() {
-			defer conns.remove(c)
-			s.serveConn(ctx, c)
-		})
-	}
-}
-
-// serveConn answers length-prefixed queries on c in order until the client
-// closes, idles or sends garbage.
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	defer c.Close()
-	for {
-		c.SetReadDeadline(time.Now().Add(tcpIdle))
-		msg, err := readFramed(c)
-		if err != nil {
-			return
-		}
-		resp, q, forward := s.resolve(msg, false)
-		if forward {
-			resp = s.forward(ctx, msg, &q, false)
-		}
-		if resp == nil {
-			return // not DNS, or the stream lost its framing
-		}
-		c.SetWriteDeadline(time.Now().Add(tcpWrite))
-		if err := writeFramed(c, resp); err != nil {
-			return
-		}
+	return nil, func(ctx context.Context, msg []byte) []byte {
+		return s.forward(ctx, msg, &q, udp)
 	}
 }
 
@@ -384,83 +256,16 @@ func (s *Server) exchangeTCP(ctx context.Context, msg []byte, id uint16) ([]byte
 	c.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := writeFramed(c, msg); err != nil {
+	if err := dnsserver.WriteFramed(c, msg); err != nil {
 		return nil, err
 	}
 	for {
-		resp, err := readFramed(c)
+		resp, err := dnsserver.ReadFramed(c)
 		if err != nil {
 			return nil, err
 		}
 		if rid, response, _, ok := header(resp); ok && response && rid == id {
 			return resp, nil
 		}
-	}
-}
-
-func readFramed(r io.Reader) ([]byte, error) {
-	var n [2]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return nil, err
-	}
-	msg := make([]byte, binary.BigEndian.Uint16(n[:]))
-	if _, err := io.ReadFull(r, msg); err != nil {
-		return nil, err
-	}
-	return msg, nil
-}
-
-func writeFramed(w io.Writer, msg []byte) error {
-	if len(msg) > 65535 {
-		return errors.New("dnsproxy: message over 65535 bytes")
-	}
-	out := make([]byte, 2+len(msg))
-	binary.BigEndian.PutUint16(out, uint16(len(msg)))
-	copy(out[2:], msg)
-	_, err := w.Write(out)
-	return err
-}
-
-// retryable reports errors a socket recovers from: resource exhaustion, a
-// connection aborted before Accept returned it, and on UDP an ICMP error
-// some earlier answer provoked.
-func retryable(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNREFUSED} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// connSet tracks open client TCP connections so that Serve can close them.
-type connSet struct {
-	mu     sync.Mutex
-	m      map[net.Conn]struct{}
-	closed bool
-}
-
-func (cs *connSet) add(c net.Conn) bool {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.closed || len(cs.m) >= maxTCPConns {
-		return false
-	}
-	cs.m[c] = struct{}{}
-	return true
-}
-
-func (cs *connSet) remove(c net.Conn) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	delete(cs.m, c)
-}
-
-func (cs *connSet) closeAll() {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	cs.closed = true
-	for c := range cs.m {
-		c.Close()
 	}
 }
