@@ -467,7 +467,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	if !direct && ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	if c.maxReqPerConn > 0 && t == p.h1 && !direct {
+	if c.maxReqPerConn > 0 && !direct {
 		req = c.countRequests(req)
 	}
 
@@ -609,11 +609,16 @@ func isUpgrade(req *http.Request) bool {
 	return req.Header.Get("Upgrade") != "" || req.Method == http.MethodConnect
 }
 
-// countRequests makes the HTTP/1.1 connection that carries req close after
-// it when req is the connection's MaxRequestsPerConnection-th. The
-// Transport only says which connection it chose through httptrace, and
-// sets Connection: close from req.Close after that hook returns, on the
-// same goroutine's hand-off to its writer.
+// countRequests makes the connection that carries req close after it when
+// req is the connection's MaxRequestsPerConnection-th (Envoy drains a
+// connection after that many requests, HTTP/1.1 or HTTP/2 streams alike).
+// The Transport only says which connection it chose through httptrace,
+// after which it reads req.Close on the same goroutine: on HTTP/1.1 it
+// sends Connection: close; on HTTP/2 the stream still goes out, but the
+// client connection takes no further streams (doNotReuse, as a
+// Connection: close request does) and closes once its streams are done.
+// Requests that picked the connection at the same moment may still share
+// it, each marking it again; none is refused.
 func (c *Cluster) countRequests(req *http.Request) *http.Request {
 	var out *http.Request
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {

@@ -684,3 +684,76 @@ func protocolsSeen(t *testing.T, c *Cluster) []string {
 	}
 	return got
 }
+
+// TestMaxRequestsPerConnectionHTTP2 counts the connections a real h2c
+// backend sees: an HTTP/2 connection takes no new stream after its
+// MaxRequestsPerConnection-th and closes once those are done (Envoy's
+// max_requests_per_connection applies to HTTP/2 upstreams too).
+func TestMaxRequestsPerConnectionHTTP2(t *testing.T) {
+	leak.Check(t)
+	var protos sync.Map
+	s := startServer(t, "127.0.0.1", true, func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+	})
+	c := newCluster(t, &xdsresource.Cluster{HTTP2: true, MaxRequestsPerConnection: 3}, Options{}, assignment(s))
+	for range 10 {
+		get(t, c, 0, false)
+	}
+	if n := s.opened.Load(); n != 4 {
+		t.Errorf("10 HTTP/2 requests at 3 per connection opened %d connections, want 4", n)
+	}
+	if n := s.requests.Load(); n != 10 {
+		t.Errorf("backend saw %d requests, want 10", n)
+	}
+	// The three full connections close once their streams are done.
+	waitFor(t, "3 retired HTTP/2 connections closed", func() bool { return s.closed.Load() == 3 })
+	var got []string
+	protos.Range(func(k, _ any) bool { got = append(got, k.(string)); return true })
+	if diff := cmp.Diff([]string{"HTTP/2.0"}, got); diff != "" {
+		t.Errorf("protocols seen by the backend (-want +got):\n%s", diff)
+	}
+}
+
+// TestMaxRequestsPerConnectionHTTP2InFlight retires an HTTP/2 connection
+// while its streams run: they finish on it, and the next request opens a
+// new connection.
+func TestMaxRequestsPerConnectionHTTP2InFlight(t *testing.T) {
+	leak.Check(t)
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	s := startServer(t, "127.0.0.1", true, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			arrived.Done()
+			arrived.Wait()
+		}
+	})
+	c := newCluster(t, &xdsresource.Cluster{HTTP2: true, MaxRequestsPerConnection: 3}, Options{}, assignment(s))
+	get(t, c, 0, false) // opens the connection: its 1st stream
+	errs := make(chan error, 2)
+	for range 2 { // its 2nd and 3rd, in flight together
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, "http://svc/hold", nil)
+			resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+			if err != nil {
+				errs <- fmt.Errorf("%v (%v)", err, flags)
+				return
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := s.opened.Load(); n != 1 {
+		t.Errorf("3 streams opened %d connections, want 1", n)
+	}
+	get(t, c, 0, false)
+	if n := s.opened.Load(); n != 2 {
+		t.Errorf("the 4th request found %d connections opened, want 2", n)
+	}
+	waitFor(t, "the retired connection closed", func() bool { return s.closed.Load() == 1 })
+}

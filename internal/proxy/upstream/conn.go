@@ -113,7 +113,7 @@ func (c *Cluster) dialHTTP(ctx context.Context, h *balance.Host, http1 bool) (ne
 type conn struct {
 	net.Conn
 	c        *Cluster
-	requests atomic.Uint32 // HTTP/1.1 requests sent on it, for MaxRequestsPerConnection
+	requests atomic.Uint32 // requests (HTTP/2: streams) sent on it, for MaxRequestsPerConnection
 	closed   atomic.Bool
 
 	// holdHeads is set on HTTP/1.1 connections, where held keeps a request
