@@ -40,11 +40,20 @@
 // level's policy structures on their own; Pick chooses a level by the
 // split (by the request's hash for the hash policies, so a key stays on
 // its level and its host) and then runs the policy within it. Locality
-// weights are folded into host weights within a level (see flatten),
+// weights are folded into host weights within a level (see flattenTier),
 // which gives the same long-run share as Envoy's two-level
 // locality-then-host pick; a level in panic uses endpoint weights alone,
-// as Envoy does. Degraded endpoints and a per-assignment
-// overprovisioning factor are not modelled.
+// as Envoy does.
+//
+// Degraded endpoints (EDS DEGRADED) are Envoy's too (see tierLoad): each
+// level's degraded hosts form a tier of their own, below the healthy
+// hosts of every level, with availability min(100%, 1.4 * degraded/all);
+// they take only the traffic that the healthy hosts' availability leaves,
+// so 71 healthy and 29 degraded of 100 send 99% to the healthy and 1% to
+// the degraded. Degraded hosts count with the healthy ones against the
+// panic threshold, and a level in panic balances over all its hosts. A
+// per-assignment overprovisioning factor and weighted priority health
+// are not modelled.
 package balance
 
 import (
@@ -73,9 +82,10 @@ type Host struct {
 	// traffic on its tunnel port.
 	TLSMode string
 
-	addr    string // Address:Port, as dialled and hashed
-	weight  atomic.Uint32
-	healthy atomic.Bool
+	addr     string // Address:Port, as dialled and hashed
+	weight   atomic.Uint32
+	healthy  atomic.Bool
+	degraded atomic.Bool
 
 	active atomic.Int64
 	// removed is set once an Update has dropped the host, so that a Pick
@@ -110,6 +120,11 @@ func (h *Host) Weight() uint32 { return h.weight.Load() }
 // HEALTHY or UNKNOWN). An unhealthy host stays in the set and is picked
 // only while its priority level is in panic.
 func (h *Host) Healthy() bool { return h.healthy.Load() }
+
+// Degraded reports whether the last update had the host degraded (EDS
+// DEGRADED): it is picked only with the share of traffic its priority
+// level's healthy hosts cannot take (see tierLoad), or in panic.
+func (h *Host) Degraded() bool { return h.degraded.Load() }
 
 // Removed reports whether an Update has dropped the host; its pooled
 // connections can then be drained.
@@ -175,9 +190,18 @@ type Balancer struct {
 
 	mu    sync.Mutex       // serialises Update
 	hosts map[string]*Host // current hosts by addr, owned by Update
-	// Round-robin counters by priority, owned by Update; they outlive
-	// snapshots so that an update does not restart the rotation.
-	rr map[uint32]*counter
+	// Round-robin counters by tier (see tierKey), owned by Update; they
+	// outlive snapshots so that an update does not restart the rotation.
+	rr map[uint64]*counter
+}
+
+// tierKey names a priority level's healthy or degraded hosts.
+func tierKey(priority uint32, degraded bool) uint64 {
+	k := uint64(priority) << 1
+	if degraded {
+		k |= 1
+	}
+	return k
 }
 
 // counter is a round-robin position on a cache line of its own.
@@ -206,7 +230,7 @@ func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
 		ringMax:    DefaultRingMaxSize,
 		maglevSize: c.MaglevTableSize,
 		hosts:      map[string]*Host{},
-		rr:         map[uint32]*counter{},
+		rr:         map[uint64]*counter{},
 
 		panicThreshold: DefaultPanicThreshold,
 	}
@@ -270,7 +294,7 @@ func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 		hosts    []*Host
 	}
 	gs := make([]group, len(groups))
-	healthy, total := make([]int, len(groups)), make([]int, len(groups))
+	healthy, degraded, total := make([]int, len(groups)), make([]int, len(groups)), make([]int, len(groups))
 	var buf []byte
 	for gi, eps := range groups {
 		g := &gs[gi]
@@ -304,6 +328,7 @@ func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 				}
 			}
 			h.healthy.Store(ep.ep.Healthy)
+			h.degraded.Store(ep.ep.Degraded && !ep.ep.Healthy)
 			h.weight.Store(max(ep.ep.Weight, 1))
 			next[addr] = h
 			all = append(all, h)
@@ -312,47 +337,58 @@ func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 			total[gi]++
 			if ep.ep.Healthy {
 				healthy[gi]++
+			} else if ep.ep.Degraded {
+				degraded[gi]++
 			}
 		}
 	}
 
-	load, inPanic := priorityLoad(healthy, total, b.panicThreshold)
+	load, degLoad, inPanic := tierLoad(healthy, degraded, total, b.panicThreshold)
 	s := &snapshot{hosts: all}
-	rr := make(map[uint32]*counter, len(gs))
-	for gi := range gs {
-		g := &gs[gi]
-		c := b.rr[g.priority]
+	rr := make(map[uint64]*counter, len(gs))
+	tierCounter := func(priority uint32, degraded bool) *counter {
+		k := tierKey(priority, degraded)
+		c := b.rr[k]
 		if c == nil {
 			c = new(counter)
 			c.n.Store(b.rand.Uint64())
 		}
-		rr[g.priority] = c
-		hosts := g.hosts
-		var weights []uint32
+		rr[k] = c
+		return c
+	}
+	for gi := range gs {
+		g := &gs[gi]
 		if inPanic[gi] {
-			weights = make([]uint32, len(hosts))
-			for i, h := range hosts {
+			// All hosts, whatever their health, with both shares.
+			weights := make([]uint32, len(g.hosts))
+			for i, h := range g.hosts {
 				weights[i] = h.Weight()
 			}
-		} else {
+			s.addLevel(b, g.hosts, weights, load[gi]+degLoad[gi], tierCounter(g.priority, false))
+			continue
+		}
+		for _, deg := range []bool{false, true} {
 			var eps []weightedEndpoint
-			hosts = nil
+			var hosts []*Host
 			for i, ep := range g.eps {
-				if ep.ep.Healthy {
+				if (!deg && ep.ep.Healthy) || (deg && ep.ep.Degraded && !ep.ep.Healthy) {
 					eps = append(eps, ep)
 					hosts = append(hosts, g.hosts[i])
 				}
 			}
-			weights = flatten(eps)
+			if len(hosts) == 0 {
+				continue
+			}
+			weights := flattenTier(eps, deg)
 			for i, h := range hosts {
 				h.weight.Store(weights[i])
 			}
+			l := load[gi]
+			if deg {
+				l = degLoad[gi]
+			}
+			s.addLevel(b, hosts, weights, l, tierCounter(g.priority, deg))
 		}
-		if load[gi] == 0 || len(hosts) == 0 {
-			continue
-		}
-		s.levels = append(s.levels, b.build(hosts, weights, c))
-		s.load = append(s.load, load[gi])
 	}
 	if len(s.levels) > 1 {
 		s.choose = make([]int32, 0, 100)
@@ -457,6 +493,16 @@ type snapshot struct {
 	// choose maps a uniform percentile to an index in levels; nil when
 	// one level takes all traffic.
 	choose []int32
+}
+
+// addLevel adds hosts as a level taking load percent of traffic, unless
+// that is none.
+func (s *snapshot) addLevel(b *Balancer, hosts []*Host, weights []uint32, load uint32, rr *counter) {
+	if load == 0 || len(hosts) == 0 {
+		return
+	}
+	s.levels = append(s.levels, b.build(hosts, weights, rr))
+	s.load = append(s.load, load)
 }
 
 // level is one priority level's hosts (its healthy ones, or all in

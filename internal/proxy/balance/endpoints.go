@@ -49,36 +49,52 @@ const overprovisioning = 140
 // percent.
 const DefaultPanicThreshold = 50
 
-// priorityLoad is Envoy's split of traffic between priority levels
-// (LoadBalancerBase::recalculatePerPriorityState and
-// recalculatePerPriorityPanic, without degraded hosts), in whole percent.
-//
-// Level i's health is min(100, 140*healthy/total), in integer percent.
-// Traffic goes to the levels in order, each taking up to its health,
-// with health scaled up by 100/sum when the healths add up to less than
-// 100; what rounding leaves goes to the first level with any health.
-//
-// While the healths add up to less than 100, a level whose healthy share
-// is below threshold percent is in panic: it balances over all of its
-// hosts, healthy or not. When every level is in panic, load goes by host
-// count instead. A threshold of 0 disables panic; with no healthy host
-// anywhere the load is then all zero (no host).
+// priorityLoad is tierLoad without degraded hosts: each level's share of
+// traffic, all of it to healthy hosts (or all hosts in panic).
 func priorityLoad(healthy, total []int, threshold float64) (load []uint32, panic []bool) {
+	load, _, panic = tierLoad(healthy, make([]int, len(total)), total, threshold)
+	return load, panic
+}
+
+// tierLoad is Envoy's split of traffic between priority levels and, within
+// each, between its healthy and its degraded hosts
+// (LoadBalancerBase::recalculatePerPriorityState and
+// recalculatePerPriorityPanic), in whole percent.
+//
+// Level i's health is min(100, 140*healthy/total) and its degraded
+// availability min(100, 140*degraded/total), in integer percent. Their
+// sum over all levels, capped at 100, is the normalised availability.
+// Traffic goes first to the levels' healthy hosts in priority order, each
+// level taking up to its health scaled by 100/availability; what is left
+// goes to the levels' degraded hosts the same way, so degraded hosts act
+// as a tier below every level's healthy ones; rounding leaves go to the
+// first level with healthy hosts, else the first with degraded ones.
+// Degraded hosts thus take traffic only once the healthy ones are not
+// enough (fewer than 1/1.4 of all hosts across the levels).
+//
+// While the availability is below 100, a level whose healthy plus
+// degraded share is below threshold percent is in panic: it balances
+// over all of its hosts, whatever their health, with both of its shares.
+// When every level is in panic, load goes by host count instead (as
+// healthy load). A threshold of 0 disables panic; with no healthy or
+// degraded host anywhere the load is then all zero (no host).
+func tierLoad(healthy, degraded, total []int, threshold float64) (load, degLoad []uint32, panic []bool) {
 	n := len(total)
-	load, panic = make([]uint32, n), make([]bool, n)
-	health := make([]uint32, n)
+	load, degLoad, panic = make([]uint32, n), make([]uint32, n), make([]bool, n)
+	health, deg := make([]uint32, n), make([]uint32, n)
 	var sum uint32
 	for i := range n {
 		if total[i] > 0 {
 			health[i] = min(100, uint32(overprovisioning*healthy[i]/total[i]))
+			deg[i] = min(100, uint32(overprovisioning*degraded[i]/total[i]))
 		}
-		sum += health[i]
+		sum += health[i] + deg[i]
 	}
 	norm := min(100, sum)
 	allPanic := n > 0
 	for i := range n {
 		panic[i] = norm < 100 && threshold > 0 &&
-			(total[i] == 0 || 100*float64(healthy[i])/float64(total[i]) < threshold)
+			(total[i] == 0 || 100*float64(healthy[i]+degraded[i])/float64(total[i]) < threshold)
 		allPanic = allPanic && panic[i]
 	}
 	if allPanic {
@@ -87,7 +103,7 @@ func priorityLoad(healthy, total []int, threshold float64) (load []uint32, panic
 			hosts += t
 		}
 		if hosts == 0 {
-			return load, panic
+			return load, degLoad, panic
 		}
 		rest, first := uint32(100), -1
 		for i, t := range total {
@@ -98,24 +114,39 @@ func priorityLoad(healthy, total []int, threshold float64) (load []uint32, panic
 			rest -= load[i]
 		}
 		load[first] += rest
-		return load, panic
+		return load, degLoad, panic
 	}
 	if norm == 0 {
-		return load, panic
+		return load, degLoad, panic
 	}
-	rest, first := uint32(100), -1
-	for i := range n {
-		if first < 0 && health[i] > 0 {
-			first = i
+	firstHealthy, rest := distribute(load, health, 100, norm)
+	firstDegraded, rest := distribute(degLoad, deg, rest, norm)
+	if rest > 0 {
+		if firstHealthy >= 0 {
+			load[firstHealthy] += rest
+		} else {
+			degLoad[firstDegraded] += rest
 		}
-		load[i] = min(rest, health[i]*100/norm)
-		rest -= load[i]
 	}
-	load[first] += rest
-	return load, panic
+	return load, degLoad, panic
 }
 
-// flatten folds locality weights into host weights: a host's share of the
+// distribute is Envoy's distributeLoad: it gives each level up to its
+// availability*100/norm of total, in order, and returns the first level
+// with any availability (-1 if none) and what is left of total.
+func distribute(load, avail []uint32, total, norm uint32) (first int, rest uint32) {
+	first = -1
+	for i := range avail {
+		if first < 0 && avail[i] > 0 {
+			first = i
+		}
+		load[i] = min(total, avail[i]*100/norm)
+		total -= load[i]
+	}
+	return first, total
+}
+
+// flattenTier folds locality weights into host weights: a host's share of the
 // cluster becomes its locality's share times its share of that locality,
 // which is the long-run result of Envoy's locality-weighted pick (choose a
 // locality by weight, then a host in it) without a second pick per
@@ -128,7 +159,11 @@ func priorityLoad(healthy, total []int, threshold float64) (load []uint32, panic
 // there means the locality is not configured for it. Trellis's translator
 // sets each locality's weight to the sum of its endpoints' weights, so
 // with every endpoint healthy this is the identity.
-func flatten(eps []weightedEndpoint) []uint32 {
+//
+// eps are a level's healthy hosts or, when degraded, its degraded hosts,
+// whose localities' availability then counts degraded endpoints (Envoy
+// keeps a second locality schedule for them).
+func flattenTier(eps []weightedEndpoint, degraded bool) []uint32 {
 	w := make([]uint32, len(eps))
 	useLoc := true
 	sums := map[*xdsresource.LocalityEndpoints]uint64{}
@@ -147,7 +182,7 @@ func flatten(eps []weightedEndpoint) []uint32 {
 	for l, s := range sums {
 		healthy := 0
 		for _, ep := range l.Endpoints {
-			if ep.Healthy {
+			if (!degraded && ep.Healthy) || (degraded && ep.Degraded) {
 				healthy++
 			}
 		}

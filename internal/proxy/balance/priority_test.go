@@ -15,15 +15,15 @@ import (
 )
 
 // levels builds an assignment with one locality per priority: level p's
-// i-th endpoint is 10.<p>.0.<i+1>:80, healthy where its letter is H and
-// unhealthy where it is U.
+// i-th endpoint is 10.<p>.0.<i+1>:80, healthy where its letter is H,
+// degraded where it is D and unhealthy where it is U.
 func levels(health ...string) *xdsresource.ClusterLoadAssignment {
 	a := &xdsresource.ClusterLoadAssignment{ClusterName: "c"}
 	for p, hs := range health {
 		l := xdsresource.LocalityEndpoints{Zone: fmt.Sprint("z", p), Weight: uint32(len(hs)), Priority: uint32(p)}
 		for i, c := range hs {
 			l.Endpoints = append(l.Endpoints, xdsresource.Endpoint{
-				Address: fmt.Sprintf("10.%d.0.%d", p, i+1), Port: 80, Weight: 1, Healthy: c == 'H'})
+				Address: fmt.Sprintf("10.%d.0.%d", p, i+1), Port: 80, Weight: 1, Healthy: c == 'H', Degraded: c == 'D'})
 		}
 		a.Localities = append(a.Localities, l)
 	}

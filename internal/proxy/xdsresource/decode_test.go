@@ -395,7 +395,7 @@ func TestCLAFields(t *testing.T) {
 			{Address: "10.0.0.3", Port: 80, Weight: 1},
 			{Address: "10.0.0.4", Port: 80, Weight: 1},
 			{Address: "10.0.0.5", Port: 80, Weight: 1},
-			{Address: "10.0.0.6", Port: 80, Weight: 1},
+			{Address: "10.0.0.6", Port: 80, Weight: 1, Degraded: true},
 		}},
 		{},
 	}}

@@ -92,7 +92,7 @@ const (
 // repeats tlsMode for Envoy) are accepted and ignored.
 func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 	m := msg{b: b, varints: 1 << 2}
-	e.Weight, e.Healthy = 1, true
+	e.Weight, e.Healthy, e.Degraded = 1, true, false
 	hasEndpoint := false
 	for m.next() {
 		switch m.num {
@@ -128,6 +128,7 @@ func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 				m.fail(errorf("unknown health status %d", s), "health_status")
 			}
 			e.Healthy = s == healthUnknown || s == healthHealthy
+			e.Degraded = s == healthDegraded
 		case 3:
 			mb, ok := m.bytes()
 			if !ok {

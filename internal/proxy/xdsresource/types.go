@@ -308,6 +308,10 @@ type Endpoint struct {
 	Port    uint32
 	Weight  uint32 // >= 1
 	Healthy bool   // HEALTHY or UNKNOWN
+	// Degraded is EDS health_status DEGRADED: able to take traffic, but
+	// given it only while the healthy endpoints do not suffice (Envoy's
+	// degraded endpoints). A degraded endpoint is not Healthy.
+	Degraded bool
 	// Identity of the workload behind it (filter_metadata.trellis), used to
 	// verify the peer once mTLS lands and for telemetry labels.
 	Workload, Namespace, ServiceAccount string
