@@ -331,7 +331,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	s.count(resp.StatusCode)
 	w.WriteHeader(resp.StatusCode)
 	if err := copyBody(w, resp); err != nil {
-		if grpc && r.ProtoMajor == 2 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if grpc && r.ProtoMajor == 2 && deadlinePassed(ctx) {
 			// The headers went out; the gRPC status goes in the trailers.
 			s.stats.RqTimeout.Add(1)
 			h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))
@@ -552,6 +552,24 @@ func isGRPC(r *http.Request) bool {
 }
 
 const grpcDeadlineExceeded = 4
+
+// deadlineSlack is how near its deadline a gRPC stream that fails counts
+// as timed out. Every hop (client, both sidecars, the server) derives its
+// own deadline from grpc-timeout, rounded to the header's units, so the
+// hop behind us may give up (and reset the stream) a moment before our
+// own timer fires; the client must still see DEADLINE_EXCEEDED, not a
+// reset.
+const deadlineSlack = 20 * time.Millisecond
+
+// deadlinePassed says whether ctx ended by its deadline, or failed within
+// deadlineSlack of it.
+func deadlinePassed(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < deadlineSlack
+}
 
 // grpcStatus is Envoy's Grpc::Utility::httpToGrpcStatus, except that an
 // upstream timeout is DEADLINE_EXCEEDED: with grpc-timeout honoured, it is

@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"testing"
@@ -38,5 +39,30 @@ func TestGRPCLocalReplyStatus(t *testing.T) {
 	}
 	if got := grpcMessage("50% ünï\n"); got != "50%25 %C3%BCn%C3%AF%0A" {
 		t.Errorf("grpc-message = %q", got)
+	}
+}
+
+// A gRPC stream that fails at its deadline, or just before it because the
+// hop behind gave up first, ends as DEADLINE_EXCEEDED; one failing well
+// before its deadline does not.
+func TestDeadlinePassed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	near, cancelNear := context.WithTimeout(context.Background(), deadlineSlack/2)
+	defer cancelNear()
+	gone, cancelGone := context.WithTimeout(context.Background(), -time.Second)
+	defer cancelGone()
+	for name, tc := range map[string]struct {
+		ctx  context.Context
+		want bool
+	}{
+		"no deadline":      {context.Background(), false},
+		"far deadline":     {ctx, false},
+		"within the slack": {near, true},
+		"deadline passed":  {gone, true},
+	} {
+		if got := deadlinePassed(tc.ctx); got != tc.want {
+			t.Errorf("%s: deadlinePassed = %v, want %v", name, got, tc.want)
+		}
 	}
 }
