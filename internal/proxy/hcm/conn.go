@@ -34,6 +34,10 @@ type headerConn struct {
 	// read (a deadline in the past), which is not a client's timeout.
 	aborting atomic.Bool
 	h2       atomic.Bool
+	// h2lim, set on net/http's connections, has the HTTP/2 frames read
+	// followed (h2w, see h2limits.go) to count the server's refusals.
+	h2lim *h2Limits
+	h2w   *h2Watch
 	// timedOut is set once the 408 is written.
 	timedOut atomic.Bool
 	// sniffed counts the bytes of the HTTP/2 preface matched so far; -1
@@ -87,12 +91,14 @@ func (c *headerConn) Read(p []byte) (int, error) {
 	} else {
 		n, err = c.Conn.Read(p)
 	}
+	from := 0 // where this read's HTTP/2 frames start
 	if n > 0 {
 		if m := int(c.sniffed.Load()); m >= 0 && m < len(h2Preface) {
 			k := min(n, len(h2Preface)-m)
 			if bytes.Equal(p[:k], h2Preface[m:m+k]) {
 				m += k
 				c.h2.Store(m == len(h2Preface))
+				from = k
 			} else {
 				m = -1
 			}
@@ -102,6 +108,9 @@ func (c *headerConn) Read(p []byte) (int, error) {
 			c.frames.scan(p[:n])
 		}
 		c.pending.Add(int64(n))
+	}
+	if c.h2lim != nil && c.h2.Load() {
+		c.watchH2(p[from:n], err)
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !c.aborting.Load() && !c.h2.Load() && c.pending.Load() > 0 {
 		// net/http may read again after the first timeout: one 408.

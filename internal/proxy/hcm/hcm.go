@@ -143,6 +143,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, serveErr: make(chan error, 1)}
 	s.ln = newChanListener(&s.stats)
+	s.ln.h2lim = newH2Limits(positive(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes), positive(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout))
 	s.log = cfg.Log
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -271,6 +272,7 @@ func (s *Server) Close() error {
 // proxy's own listeners.
 type chanListener struct {
 	stats  *Stats
+	h2lim  *h2Limits
 	ch     chan net.Conn
 	closed chan struct{}
 	once   sync.Once
@@ -282,7 +284,7 @@ func newChanListener(stats *Stats) *chanListener {
 
 func (l *chanListener) push(c *Conn) bool {
 	select {
-	case l.ch <- &headerConn{Conn: c, stats: l.stats}:
+	case l.ch <- &headerConn{Conn: c, stats: l.stats, h2lim: l.h2lim}:
 		return true
 	case <-l.closed:
 		return false

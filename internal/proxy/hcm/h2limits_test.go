@@ -1,0 +1,234 @@
+package hcm_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/trellismesh/trellis/internal/proxy/hcm"
+	"github.com/trellismesh/trellis/internal/testing/leak"
+)
+
+// h2Client speaks h2c (prior knowledge) frame by frame, so that a test
+// can send what net/http's client would refuse to: header blocks over the
+// server's advertised limit, or ones that never end.
+type h2Client struct {
+	t   *testing.T
+	c   net.Conn
+	fr  *http2.Framer
+	enc *hpack.Encoder
+	buf bytes.Buffer
+}
+
+func dialH2(t *testing.T, addr string) *h2Client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h := &h2Client{t: t, c: c, fr: http2.NewFramer(c, c)}
+	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	h.fr.MaxHeaderListSize = 1 << 20
+	h.enc = hpack.NewEncoder(&h.buf)
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// block encodes a GET's header block with the extra fields, without
+// Huffman coding so that sizes on the wire are what the test says.
+func (h *h2Client) block(extra ...hpack.HeaderField) []byte {
+	h.buf.Reset()
+	for _, f := range append([]hpack.HeaderField{
+		{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+		{Name: ":authority", Value: "svc"}, {Name: ":path", Value: "/"},
+	}, extra...) {
+		f.Sensitive = true // never indexed: the tables stay small
+		h.enc.WriteField(f)
+	}
+	return bytes.Clone(h.buf.Bytes())
+}
+
+// send writes block on stream as HEADERS and CONTINUATION frames of at
+// most 16 KiB; with end false the last frame lacks END_HEADERS.
+func (h *h2Client) send(stream uint32, block []byte, end bool) {
+	h.t.Helper()
+	const max = hcm.MaxFrameSize
+	first := true
+	for first || len(block) > 0 {
+		k := min(len(block), max)
+		frag := block[:k]
+		block = block[k:]
+		last := len(block) == 0 && end
+		var err error
+		if first {
+			err = h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: frag, EndStream: true, EndHeaders: last})
+		} else {
+			err = h.fr.WriteContinuation(stream, last, frag)
+		}
+		if err != nil {
+			h.t.Fatalf("writing stream %d: %v", stream, err)
+		}
+		first = false
+	}
+}
+
+// outcome is how the server answered a stream, or ended the connection.
+type outcome struct {
+	Status string         // :status of the stream's response
+	Reset  http2.ErrCode  // RST_STREAM on the stream
+	GoAway *http2.ErrCode // GOAWAY
+	Closed bool           // the connection closed
+}
+
+// await reads until the server answers stream, resets it, sends GOAWAY
+// or closes the connection.
+func (h *h2Client) await(stream uint32) outcome {
+	h.t.Helper()
+	h.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection reset") {
+				return outcome{Closed: true}
+			}
+			h.t.Fatalf("reading frames: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				h.fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == stream {
+				return outcome{Status: f.PseudoValue("status")}
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == stream {
+				return outcome{Reset: f.ErrCode}
+			}
+		case *http2.GoAwayFrame:
+			code := f.ErrCode
+			return outcome{GoAway: &code}
+		}
+	}
+}
+
+func big(n int) hpack.HeaderField {
+	return hpack.HeaderField{Name: "x-big", Value: strings.Repeat("b", n)}
+}
+
+// TestH2HeadersTooLarge sends HTTP/2 header blocks over the 60 KiB limit
+// with a real framer: each refusal is counted in RqHeaderTooLarge, as
+// HTTP/1.1's 431s are, and none reaches the backend. A block a little
+// over gets net/http's 431 and the connection serves on; a block that goes
+// on after that gets GOAWAY.
+func TestH2HeadersTooLarge(t *testing.T) {
+	leak.Check(t)
+	f := startFrontEnd(t, hcm.Config{}, 0)
+	st := f.Server.Stats()
+
+	h := dialH2(t, f.Addr)
+	// 50 KiB of headers are under the limit and reach the backend.
+	h.send(1, h.block(big(50<<10)), true)
+	if got := h.await(1); got.Status != "200" {
+		t.Fatalf("50 KiB of headers: %+v, want 200", got)
+	}
+	// 62,000 bytes in two fields, over four frames: 431, counted.
+	h.send(3, h.block(big(31000), big(31000)), true)
+	if got, want := h.await(3), (outcome{Status: "431"}); got != want {
+		t.Errorf("62,000 bytes of headers: %+v, want %+v", got, want)
+	}
+	if n := st.RqHeaderTooLarge.Load(); n != 1 {
+		t.Errorf("RqHeaderTooLarge = %d after one oversized HTTP/2 request, want 1", n)
+	}
+	// The connection goes on.
+	h.send(5, h.block(), true)
+	if got := h.await(5); got.Status != "200" {
+		t.Errorf("request after the 431: %+v, want 200", got)
+	}
+
+	// Past the limit and still sending: GOAWAY PROTOCOL_ERROR; one
+	// field over the limit on its own: GOAWAY COMPRESSION_ERROR. Each
+	// counted once.
+	for i, tc := range []struct {
+		fields []hpack.HeaderField
+		code   http2.ErrCode
+	}{
+		{[]hpack.HeaderField{big(31000), big(31000), big(30000)}, http2.ErrCodeProtocol},
+		{[]hpack.HeaderField{big(62000)}, http2.ErrCodeCompression},
+	} {
+		h := dialH2(t, f.Addr)
+		h.send(1, h.block(tc.fields...), true)
+		if got := h.await(1); got.GoAway == nil || *got.GoAway != tc.code {
+			t.Errorf("case %d: %+v, want GOAWAY %v", i, got, tc.code)
+		}
+		if n := st.RqHeaderTooLarge.Load(); n != uint64(2+i) {
+			t.Errorf("case %d: RqHeaderTooLarge = %d, want %d", i, n, 2+i)
+		}
+	}
+	if n := f.Backend.Requests.Load(); n != 2 {
+		t.Errorf("the backend saw %d requests, want the 2 under the limit", n)
+	}
+	if n := st.RqHeaderTimeout.Load(); n != 0 {
+		t.Errorf("RqHeaderTimeout = %d, want 0", n)
+	}
+}
+
+// TestH2HeaderTimeout stalls an HTTP/2 header block (HEADERS without
+// END_HEADERS): the connection, which can carry nothing else until the
+// block ends, is closed after ReadHeaderTimeout and counted in
+// RqHeaderTimeout; a connection idle between requests is not.
+func TestH2HeaderTimeout(t *testing.T) {
+	leak.Check(t)
+	const timeout = 300 * time.Millisecond
+	f := startFrontEnd(t, hcm.Config{ReadHeaderTimeout: timeout}, 0)
+	st := f.Server.Stats()
+
+	// Idle longer than the timeout between two requests: both served.
+	h := dialH2(t, f.Addr)
+	h.send(1, h.block(), true)
+	first := h.await(1)
+	time.Sleep(2 * timeout)
+	h.send(3, h.block(), true)
+	if diff := cmp.Diff([]outcome{{Status: "200"}, {Status: "200"}}, []outcome{first, h.await(3)}); diff != "" {
+		t.Errorf("requests around an idle gap (-want +got):\n%s", diff)
+	}
+
+	// A header block that stops half-way.
+	h2 := dialH2(t, f.Addr)
+	h2.send(1, h2.block(), true)
+	h2.await(1)
+	start := time.Now()
+	h2.send(3, h2.block(big(100)), false)
+	got := h2.await(3)
+	took := time.Since(start)
+	if !got.Closed && got.GoAway == nil {
+		t.Errorf("stalled header block: %+v, want the connection ended", got)
+	}
+	if took < timeout || took > timeout+2*time.Second {
+		t.Errorf("stalled header block ended after %v, want about %v", took, timeout)
+	}
+	if n := st.RqHeaderTimeout.Load(); n != 1 {
+		t.Errorf("RqHeaderTimeout = %d, want 1", n)
+	}
+	if n := st.RqHeaderTooLarge.Load(); n != 0 {
+		t.Errorf("RqHeaderTooLarge = %d, want 0", n)
+	}
+	if n := f.Backend.Requests.Load(); n != 3 {
+		t.Errorf("the backend saw %d requests, want 3", n)
+	}
+}
