@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/testing/leak"
@@ -149,10 +153,121 @@ func TestDownstreamLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("HTTP2HeadersTooLarge", func(t *testing.T) {
+		// 62,000 bytes of headers on an h2c connection: net/http's 431,
+		// counted with HTTP/1.1's.
+		before := stat("http.outbound.downstream_rq_header_too_large")
+		c := am.client.dialProxy(t)
+		fr := h2Start(t, c)
+		h2Headers(t, fr, 1, true, "x-big-1", strings.Repeat("b", 31000), "x-big-2", strings.Repeat("b", 31000))
+		if got := h2Status(t, fr, 1); got != "431" {
+			t.Errorf("62,000 bytes of HTTP/2 headers: %q, want 431", got)
+		}
+		if got := stat("http.outbound.downstream_rq_header_too_large"); got != before+1 {
+			t.Errorf("downstream_rq_header_too_large %d -> %d, want one more", before, got)
+		}
+	})
+
+	t.Run("HTTP2HeaderBlockStalled", func(t *testing.T) {
+		// HEADERS without END_HEADERS, then nothing: the connection is
+		// closed after the read-header timeout, counted.
+		before := stat("http.outbound.downstream_rq_timeout")
+		c := am.client.dialProxy(t)
+		fr := h2Start(t, c)
+		h2Headers(t, fr, 1, false, "x-slow", "1")
+		if got := h2Status(t, fr, 1); got != "closed" {
+			t.Errorf("stalled HTTP/2 header block: %q, want the connection closed", got)
+		}
+		if n := stat("http.outbound.downstream_rq_timeout"); n != before+1 {
+			t.Errorf("downstream_rq_timeout %d -> %d, want one more", before, n)
+		}
+	})
+
 	// Still serving.
 	c := am.client.client()
 	defer c.CloseIdleConnections()
 	if resp, body := get(t, c, "http://app:8080/", nil); resp.StatusCode != 200 || body != "app" {
 		t.Errorf("after the limits: %d %q", resp.StatusCode, body)
+	}
+}
+
+// h2Start opens h2c (prior knowledge) on c with a raw framer.
+func h2Start(t *testing.T, c net.Conn) *http2.Framer {
+	t.Helper()
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	// Acknowledge the server's settings now: a frame in the middle of a
+	// header block would be a protocol error.
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			if err := fr.WriteSettingsAck(); err != nil {
+				t.Fatal(err)
+			}
+			return fr
+		}
+	}
+}
+
+// h2Headers sends a GET to app:8080 with the extra fields (name, value
+// pairs) in frames of at most 16 KiB; with end false the block does not
+// end.
+func h2Headers(t *testing.T, fr *http2.Framer, stream uint32, end bool, extra ...string) {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	fields := []string{":method", "GET", ":scheme", "http", ":authority", "app:8080", ":path", "/limits"}
+	fields = append(fields, extra...)
+	for i := 0; i < len(fields); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1], Sensitive: true})
+	}
+	block := buf.Bytes()
+	for first := true; first || len(block) > 0; first = false {
+		k := min(len(block), 16<<10)
+		frag := block[:k]
+		block = block[k:]
+		last := len(block) == 0 && end
+		var err error
+		if first {
+			err = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: frag, EndStream: true, EndHeaders: last})
+		} else {
+			err = fr.WriteContinuation(stream, last, frag)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// h2Status reads until stream is answered (its :status), or the
+// connection ends ("goaway <code>", "closed").
+func h2Status(t *testing.T, fr *http2.Framer, stream uint32) string {
+	t.Helper()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return "closed"
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == stream {
+				return f.PseudoValue("status")
+			}
+		case *http2.GoAwayFrame:
+			return "goaway " + f.ErrCode.String()
+		}
 	}
 }
