@@ -109,6 +109,12 @@ func (c *headerConn) watchH2(p []byte, err error) {
 	for len(p) > 0 && !w.off {
 		p = w.feed(c, p)
 	}
+	if w.inBlock && !w.armed && !w.off && w.lim.headerTimeout > 0 {
+		// A header block started in this read and goes on past it. (One
+		// that arrives whole, as nearly all do, costs no deadline.)
+		w.armed = true
+		c.Conn.SetReadDeadline(time.Now().Add(w.lim.headerTimeout))
+	}
 	if err != nil && w.armed && !w.timedOut && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The header block ran out of time; the server closes the
 		// connection on this error.
@@ -166,7 +172,7 @@ func (w *h2Watch) startFrame(c *headerConn) {
 	}
 }
 
-// startBlock starts a header block at a HEADERS frame, and its deadline.
+// startBlock starts a header block at a HEADERS frame.
 func (w *h2Watch) startBlock(c *headerConn) {
 	w.inBlock = true
 	w.blockNew = w.stream > w.lastNew
@@ -182,10 +188,6 @@ func (w *h2Watch) startBlock(c *headerConn) {
 		w.dec.SetMaxStringLength(int(w.lim.maxList))
 	}
 	w.dec.SetEmitEnabled(true)
-	if w.lim.headerTimeout > 0 && !w.armed {
-		w.armed = true
-		c.Conn.SetReadDeadline(time.Now().Add(w.lim.headerTimeout))
-	}
 }
 
 // emit mirrors the server's accounting of one decoded field (net/http's
