@@ -61,6 +61,23 @@ type fastConn struct {
 	timer *upstream.ConnTimer
 	// remoteAddr is the requests' RemoteAddr, formatted once.
 	remoteAddr string
+	// spareHeader is the last response's header map, emptied, for the
+	// next response (see TakeHeader); donate says it is still there.
+	spareHeader http.Header
+	donate      atomic.Bool
+}
+
+// TakeHeader is upstream.HeaderDonor's: the direct path reads the
+// upstream's response header into the map of the connection's previous
+// response, which the writer then adopts (adoptHeader) instead of
+// copying it, so that a response costs no header map of its own.
+func (fc *fastConn) TakeHeader() http.Header {
+	if !fc.donate.CompareAndSwap(true, false) {
+		return nil
+	}
+	h := fc.spareHeader
+	fc.spareHeader = nil
+	return h
 }
 
 // serveFast runs c's requests until it closes or is handed to net/http.
@@ -69,7 +86,7 @@ func (s *Server) serveFast(c *Conn) {
 	fc := &fastConn{s: s, c: c, hc: hc}
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
-	fc.ctx = context.WithValue(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), connKey{}, hc)
+	fc.ctx = context.WithValue(upstream.WithHeaderDonor(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), fc), connKey{}, hc)
 	fc.hp = newHeadParser((&http.Request{}).WithContext(fc.ctx))
 	fc.timer = upstream.NewConnTimer(fc.ctx)
 	fc.remoteAddr = c.Source.String()
@@ -149,7 +166,7 @@ func (fc *fastConn) next() (ok, handoff bool) {
 	w.reset(fc, req)
 	if req.Method == http.MethodOptions && req.RequestURI == "*" {
 		// As net/http answers it, without the handler.
-		w.header["Content-Length"] = []string{"0"}
+		w.Header()["Content-Length"] = []string{"0"}
 		w.WriteHeader(http.StatusOK)
 		if err := w.finish(); err != nil {
 			return false, false
@@ -348,17 +365,40 @@ type fastWriter struct {
 	err         error
 }
 
+// reset readies w for the connection's next response; the last one's
+// header map, emptied, becomes the connection's spare.
 func (w *fastWriter) reset(fc *fastConn, req *http.Request) {
-	h := w.header
-	if h == nil {
-		h = http.Header{}
-	} else {
+	if h := w.header; h != nil {
 		clear(h)
+		fc.spareHeader = h
 	}
-	*w = fastWriter{fc: fc, req: req, header: h, length: -1}
+	*w = fastWriter{fc: fc, req: req, length: -1}
+	fc.donate.Store(fc.spareHeader != nil)
 }
 
-func (w *fastWriter) Header() http.Header { return w.header }
+// Header returns the response's header map: the connection's spare one
+// unless the upstream took it, or a new one.
+func (w *fastWriter) Header() http.Header {
+	if w.header == nil {
+		if w.header = w.fc.TakeHeader(); w.header == nil {
+			w.header = http.Header{}
+		}
+	}
+	return w.header
+}
+
+// adoptHeader makes h the response's header map when nothing was set in
+// the writer's own and the head is not written yet, and reports whether
+// it did. The writer then owns h: it clears and reuses it for the
+// connection's next response, so h must be the caller's to give (an
+// upstream response's map, read by no one after).
+func (w *fastWriter) adoptHeader(h http.Header) bool {
+	if w.wroteHeader || len(w.header) != 0 || h == nil {
+		return false
+	}
+	w.header = h
+	return true
+}
 
 func (w *fastWriter) WriteHeader(code int) {
 	if w.wroteHeader || w.err != nil {
@@ -390,7 +430,7 @@ func (w *fastWriter) WriteHeader(code int) {
 	}
 	if (w.req.Close || w.fc.s.draining.Load()) && !w.closeAfter {
 		w.closeAfter = true
-		w.header["Connection"] = []string{"close"}
+		w.Header()["Connection"] = []string{"close"}
 	}
 	w.writeStatus(code)
 	w.writeHeaders(true)

@@ -279,3 +279,87 @@ func TestFastPathRouteTimeouts(t *testing.T) {
 		t.Errorf("after the 504 to a stalled body: %v, want the connection closed", err)
 	}
 }
+
+// The fast writer takes each upstream response's header map as its own
+// and lends it, emptied, to the upstream's head parser for the
+// connection's next response: on one keep-alive connection, each response
+// carries its own upstream's headers and no header of the one before (a
+// chunked one, which the parser leaves to net/http after filling the lent
+// map, included), and hop-by-hop headers stay off the client's hop.
+func TestFastPathResponseHeadersPerResponse(t *testing.T) {
+	leak.Check(t)
+	answers := []string{
+		"HTTP/1.1 200 OK\r\nX-First: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 1\r\n\r\na",
+		"HTTP/1.1 201 Created\r\nX-Second: 2\r\nContent-Length: 1\r\n\r\nb",
+		"HTTP/1.1 200 OK\r\nX-Chunked: 1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nd\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive, X-Hop\r\nX-Hop: h\r\nX-Third: 3\r\n\r\nc",
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for _, a := range answers {
+			if _, err := readRawMessage(br); err != nil {
+				return
+			}
+			io.WriteString(c, a)
+		}
+		io.Copy(io.Discard, br) // until the proxy's cluster closes
+	}()
+	t.Cleanup(func() { // after the front end's own cleanups
+		ln.Close()
+		<-done
+	})
+	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second)
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	want := []struct {
+		code       int
+		has, lacks []string
+		body       string
+	}{
+		{200, []string{"X-First"}, []string{"Keep-Alive", "X-Second", "X-Third"}, "a"},
+		{201, []string{"X-Second"}, []string{"X-First", "Keep-Alive", "X-Third"}, "b"},
+		{200, []string{"X-Chunked"}, []string{"X-First", "X-Second", "X-Third"}, "d"},
+		{200, []string{"X-Third"}, []string{"X-First", "X-Second", "X-Chunked", "X-Hop", "Keep-Alive"}, "c"},
+	}
+	for i, w := range want {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != w.code || string(b) != w.body || resp.Header.Get("Date") == "" {
+			t.Errorf("response %d: %d %q, Date %q; want %d %q and a Date", i+1, resp.StatusCode, b, resp.Header.Get("Date"), w.code, w.body)
+		}
+		for _, k := range w.has {
+			if resp.Header.Get(k) == "" {
+				t.Errorf("response %d lacks %s: %v", i+1, k, resp.Header)
+			}
+		}
+		for _, k := range w.lacks {
+			if v, ok := resp.Header[k]; ok {
+				t.Errorf("response %d has %s: %q", i+1, k, v)
+			}
+		}
+		if resp.Close {
+			t.Fatalf("response %d closes the connection", i+1)
+		}
+	}
+}

@@ -309,8 +309,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		switchTo = upgradeType(resp.Header)
 	}
-	h := w.Header()
-	copyResponseHeaders(h, resp.Header)
+	var h http.Header
+	if fast && fw.adoptHeader(resp.Header) {
+		// The fast writer takes the upstream's map as its own instead of
+		// copying it, entry by entry, into an empty one.
+		h = resp.Header
+		stripResponseHeaders(h)
+	} else {
+		h = w.Header()
+		copyResponseHeaders(h, resp.Header)
+	}
 	applyResponseHeaders(h, route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
 	applyResponseHeaders(h, wc.ResponseHeadersToAdd, wc.ResponseHeadersToRemove)
 	if setCookie != nil {

@@ -110,11 +110,17 @@ func applyResponseHeaders(h http.Header, add []xdsresource.HeaderValueOption, re
 }
 
 func copyResponseHeaders(dst, src http.Header) {
-	removeHopByHop(src)
-	delete(src, "Te")
+	stripResponseHeaders(src)
 	for k, vv := range src {
 		dst[k] = vv
 	}
+}
+
+// stripResponseHeaders removes from an upstream's response header what
+// does not go on to the client.
+func stripResponseHeaders(h http.Header) {
+	removeHopByHop(h)
+	delete(h, "Te")
 }
 
 // copyTrailers sends the upstream's trailers (known only once its body

@@ -364,7 +364,7 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 	var resp *http.Response
 	var err error
 	for {
-		resp, err = dc.readResponse(req)
+		resp, err = dc.readResponse(ctx, req)
 		if err != nil {
 			if stop != nil {
 				stop()

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -94,9 +95,9 @@ var uniqueValue = map[string]bool{
 }
 
 // readResponse reads the next response on dc for req.
-func (dc *directConn) readResponse(req *http.Request) (*http.Response, error) {
+func (dc *directConn) readResponse(ctx context.Context, req *http.Request) (*http.Response, error) {
 	if head := peekResponseHead(dc.br); head != nil {
-		if r := dc.hp.parse(head, req); r != nil {
+		if r := dc.hp.parse(head, req, spareHeader(ctx)); r != nil {
 			dc.br.Discard(len(head))
 			r.body.br = dc.br
 			r.body.wrap = &r.wrap
@@ -132,8 +133,9 @@ func peekResponseHead(br *bufio.Reader) []byte {
 }
 
 // parse reads head as http.ReadResponse would read it for req, or
-// returns nil to leave it to http.ReadResponse.
-func (p *headParser) parse(head []byte, req *http.Request) *directResponse {
+// returns nil to leave it to http.ReadResponse. The header goes into h
+// when it is not nil (an empty map, the caller's to give away).
+func (p *headParser) parse(head []byte, req *http.Request, h http.Header) *directResponse {
 	nl := bytes.IndexByte(head, '\n')
 	if nl < 13 || head[nl-1] != '\r' {
 		return nil
@@ -183,7 +185,9 @@ func (p *headParser) parse(head []byte, req *http.Request) *directResponse {
 	resp.StatusCode = code
 	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
 	resp.Request = req
-	h := make(http.Header, n)
+	if h == nil {
+		h = make(http.Header, n)
+	}
 	var canon [64]byte
 	for i := range n {
 		f := &p.fields[i]

@@ -29,11 +29,11 @@ func compareWithReadResponse(t *testing.T, msg []byte, method string) bool {
 	if head == nil {
 		return false
 	}
-	r := dc.hp.parse(head, req)
+	r := dc.hp.parse(head, req, nil)
 	if r == nil {
 		return false
 	}
-	got, err := dc.readResponse(req)
+	got, err := dc.readResponse(context.Background(), req)
 	if err != nil {
 		t.Fatalf("%q: the parser took it, then: %v", msg, err)
 	}
@@ -126,7 +126,7 @@ func TestResponseHeadAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		rd.Reset(msg)
 		dc.br.Reset(rd)
-		if _, err := dc.readResponse(req); err != nil {
+		if _, err := dc.readResponse(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
 	})
