@@ -65,6 +65,10 @@ type fastConn struct {
 	// next response (see TakeHeader); donate says it is still there.
 	spareHeader http.Header
 	donate      atomic.Bool
+	// requestHeaderFree says that nothing uses the current request's
+	// header map once its handler returns (it went upstream on the direct
+	// path), so the parser may reuse it for the next request.
+	requestHeaderFree bool
 }
 
 // TakeHeader is upstream.HeaderDonor's: the direct path reads the
@@ -173,8 +177,13 @@ func (fc *fastConn) next() (ok, handoff bool) {
 		}
 		return !req.Close, false
 	}
+	fc.requestHeaderFree = false
 	if !fc.serve(w, req) {
 		return false, false
+	}
+	if fc.requestHeaderFree {
+		clear(req.Header)
+		fc.hp.header = req.Header
 	}
 	if err := w.finish(); err != nil {
 		return false, false

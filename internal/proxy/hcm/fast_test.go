@@ -363,3 +363,70 @@ func TestFastPathResponseHeadersPerResponse(t *testing.T) {
 		}
 	}
 }
+
+// A request that went upstream on the direct path leaves its header map,
+// emptied, to the connection's next request: on one keep-alive
+// connection, the backend sees each request's headers and none of the
+// one before.
+func TestFastPathRequestHeadersPerRequest(t *testing.T) {
+	leak.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := make(chan string, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if line == "\r\n" {
+					break
+				}
+				head.WriteString(line)
+			}
+			heads <- head.String()
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+	}()
+	t.Cleanup(func() { // after the front end's own cleanups
+		ln.Close()
+		<-done
+	})
+	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second)
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, tc := range []struct{ send, want, never string }{
+		{"X-One: 1\r\nX-Shared: a\r\n", "X-One: 1", "X-Two"},
+		{"X-Two: 2\r\n", "X-Two: 2", "X-One"},
+		{"X-Shared: b\r\n", "X-Shared: b", "X-Two"},
+		{"", "Host: svc", "X-Shared"},
+	} {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n"+tc.send+"\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		resp.Body.Close()
+		head := <-heads
+		if !strings.Contains(head, tc.want+"\r\n") || strings.Contains(head, tc.never) || strings.Count(head, "X-Shared") > 1 {
+			t.Errorf("request %d reached the backend as\n%s\nwant %q and no %q", i+1, head, tc.want, tc.never)
+		}
+	}
+}

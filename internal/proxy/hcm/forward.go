@@ -302,6 +302,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		return
 	}
 	defer resp.Body.Close()
+	if fast && upstream.SentDirect(resp) {
+		fw.fc.requestHeaderFree = true
+	}
 
 	// The upgrade a 101 names goes with the hop-by-hop headers that the
 	// copy strips, and is said again on the client's hop.

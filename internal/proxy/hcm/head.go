@@ -46,9 +46,12 @@ const (
 
 // headParser is one connection's parser state.
 type headParser struct {
-	req    http.Request // reset per request from tmpl
-	tmpl   *http.Request
-	spare  []string // the last request's unused values
+	req   http.Request // reset per request from tmpl
+	tmpl  *http.Request
+	spare []string // the last request's unused values
+	// header is an empty map for the next request, when the last one's
+	// was free to reuse (fastConn.requestHeaderFree).
+	header http.Header
 	url    url.URL
 	strs   map[string]string // interned names and values
 	fields [maxHeadFields]struct{ name, value []byte }
@@ -189,7 +192,11 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
 	// A hint over 8 would make the map a table from the start; most
 	// requests fit a small one, with Host kept out of it.
-	h := make(http.Header, min(n+spareValues, 8))
+	h := p.header
+	if h == nil {
+		h = make(http.Header, min(n+spareValues, 8))
+	}
+	p.header = nil
 	vals := make([]string, n+spareValues)
 	p.spare = vals[n:]
 	var canon [64]byte

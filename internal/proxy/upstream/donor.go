@@ -22,6 +22,19 @@ func WithHeaderDonor(ctx context.Context, d HeaderDonor) context.Context {
 	return context.WithValue(ctx, donorKey{}, d)
 }
 
+// SentDirect reports whether resp, returned by a Cluster's RoundTrip,
+// came over the direct path: then nothing of the request, its header map
+// included, is used once RoundTrip has returned (the Transport's writer
+// may still be sending a request after it, and reads its header).
+func SentDirect(resp *http.Response) bool {
+	b, ok := resp.Body.(*body)
+	if !ok {
+		return false
+	}
+	_, ok = b.ReadCloser.(*directBody)
+	return ok
+}
+
 // spareHeader is an empty map from ctx's donor, if it has one to give.
 func spareHeader(ctx context.Context) http.Header {
 	if d, ok := ctx.Value(donorKey{}).(HeaderDonor); ok {
