@@ -215,18 +215,11 @@ func (s *Server) forward(ctx context.Context, msg []byte, q *query, udp bool) []
 // exchangeUDP sends msg from a socket of its own, so that only the
 // upstream's answers reach it, and waits for the answer with msg's id.
 func (s *Server) exchangeUDP(ctx context.Context, msg []byte, id uint16) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", s.cfg.Upstream.String())
+	c, done, err := s.dialUpstream(ctx, "udp")
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	deadline, _ := ctx.Deadline()
-	c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
+	defer done()
 	if _, err := c.Write(msg); err != nil {
 		return nil, err
 	}
@@ -242,20 +235,30 @@ func (s *Server) exchangeUDP(ctx context.Context, msg []byte, id uint16) ([]byte
 	}
 }
 
-// exchangeTCP sends msg over a new TCP connection and reads one answer.
-func (s *Server) exchangeTCP(ctx context.Context, msg []byte, id uint16) ([]byte, error) {
+// dialUpstream connects to the upstream nameserver; the connection's
+// deadline is the exchange's timeout, cut short if ctx ends. done releases
+// it all.
+func (s *Server) dialUpstream(ctx context.Context, network string) (net.Conn, func(), error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.cfg.Upstream.String())
+	c, err := d.DialContext(ctx, network, s.cfg.Upstream.String())
 	if err != nil {
-		return nil, err
+		cancel()
+		return nil, nil, err
 	}
-	defer c.Close()
 	deadline, _ := ctx.Deadline()
 	c.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
+	return c, func() { stop(); c.Close(); cancel() }, nil
+}
+
+// exchangeTCP sends msg over a new TCP connection and reads one answer.
+func (s *Server) exchangeTCP(ctx context.Context, msg []byte, id uint16) ([]byte, error) {
+	c, done, err := s.dialUpstream(ctx, "tcp")
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := dnsserver.WriteFramed(c, msg); err != nil {
 		return nil, err
 	}
