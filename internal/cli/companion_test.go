@@ -50,6 +50,12 @@ func TestCompanionCommandsTransparent(t *testing.T) {
 		}
 	}
 	portForwardFrontend(t, m)
+	down(ctx, t, m)
+}
+
+// down runs trellis down and checks that trellis up exited 0 at once.
+func down(ctx context.Context, t *testing.T, m *uptest.Mesh) {
+	t.Helper()
 	out, errOut, code := m.Trellis(ctx, "down")
 	if code != 0 || !strings.Contains(out, "mesh stopped") {
 		t.Fatalf("trellis down: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -205,18 +211,7 @@ func TestCompanionCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		out, errOut, code := m.Trellis(ctx, "down")
-		if code != 0 || !strings.Contains(out, "mesh stopped") {
-			t.Fatalf("trellis down: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
-		}
-		select {
-		case <-m.Done():
-		case <-time.After(10 * time.Second):
-			t.Fatal("trellis down returned, and trellis up is still running")
-		}
-		if c := m.ExitCode(); c != 0 {
-			t.Errorf("trellis up exited %d after trellis down, want 0", c)
-		}
+		down(ctx, t, m)
 		for _, p := range procs {
 			if procStart(p.pid) == p.start {
 				t.Errorf("%s (pid %d) still runs after trellis down", p.name, p.pid)
@@ -229,11 +224,11 @@ func TestCompanionCommands(t *testing.T) {
 			t.Errorf("port-forward: exit %d once the mesh stopped, stderr %q; want 1 and why", code, forward.stderr())
 		}
 
-		out, _, code = m.Trellis(ctx, "down")
+		out, _, code := m.Trellis(ctx, "down")
 		if code != 0 || !strings.Contains(out, "nothing to stop") {
 			t.Errorf("second trellis down: exit %d, %q; want 0 and nothing to stop", code, out)
 		}
-		_, errOut, code = m.Trellis(ctx, "status")
+		_, errOut, code := m.Trellis(ctx, "status")
 		if code != 1 || !strings.Contains(errOut, "no mesh is running on state dir "+m.StateDir) {
 			t.Errorf("status of a stopped mesh: exit %d, %q", code, errOut)
 		}
