@@ -25,6 +25,12 @@ type headerConn struct {
 	// raw, when set, reads and writes the connection with raw system
 	// calls (sniff.RawIO); the fast path sets it, net/http's never.
 	raw *sniff.RawIO
+	// fast marks the fast path's connection, whose bytes frames does not
+	// follow: its heads are plain (no Transfer-Encoding), read by its own
+	// parser, which gives fastNames; a connection handed to net/http gets
+	// a new headerConn that follows them from the first byte not consumed.
+	fast      bool
+	fastNames upstream.HeaderNames
 
 	// pending counts bytes read since the last response was written: a
 	// timeout with some is a request cut off mid-headers, one without is
@@ -104,7 +110,7 @@ func (c *headerConn) Read(p []byte) (int, error) {
 			}
 			c.sniffed.Store(int32(m))
 		}
-		if !c.h2.Load() {
+		if !c.h2.Load() && !c.fast {
 			c.frames.scan(p[:n])
 		}
 		c.pending.Add(int64(n))

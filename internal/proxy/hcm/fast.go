@@ -86,7 +86,7 @@ func (fc *fastConn) TakeHeader() http.Header {
 
 // serveFast runs c's requests until it closes or is handed to net/http.
 func (s *Server) serveFast(c *Conn) {
-	hc := &headerConn{Conn: c, stats: &s.stats, raw: sniff.NewRawIO(c.Conn)}
+	hc := &headerConn{Conn: c, stats: &s.stats, raw: sniff.NewRawIO(c.Conn), fast: true}
 	fc := &fastConn{s: s, c: c, hc: hc}
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
@@ -154,7 +154,9 @@ func (fc *fastConn) next() (ok, handoff bool) {
 	case err == nil:
 		fc.br.Discard(len(head))
 		fc.hc.spare = fc.hp.spare
+		fc.hc.fastNames = fc.hp.names
 	case errors.Is(err, errFallback):
+		fc.hc.fastNames = headNames(head)
 		if req, err = http.ReadRequest(fc.br); err == nil {
 			req = req.WithContext(fc.ctx)
 		}
@@ -214,6 +216,20 @@ func (fc *fastConn) serve(w *fastWriter, req *http.Request) (ok bool) {
 	}()
 	fc.s.serveFramed(w, req)
 	return true
+}
+
+// headNames returns the header names of a plain head (see plainHead)
+// that are not spelled canonically, as upstream.AddHeaderName keeps them.
+func headNames(head []byte) upstream.HeaderNames {
+	var names upstream.HeaderNames
+	rest := head[bytes.IndexByte(head, '\n')+1 : len(head)-2]
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		l := rest[:end]
+		rest = rest[end+1:]
+		names = upstream.AddHeaderName(names, l[:bytes.IndexByte(l, ':')])
+	}
+	return names
 }
 
 // peekHead returns the buffered request head, up to its empty line.

@@ -194,7 +194,11 @@ func (s *Server) serveFramed(w http.ResponseWriter, r *http.Request) {
 				s.local(w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
 				return
 			}
-			hc.requestNames = hc.takeNames()
+			if hc.fast {
+				hc.requestNames = hc.fastNames
+			} else {
+				hc.requestNames = hc.takeNames()
+			}
 		}
 	}
 	s.serveHTTP(w, r)

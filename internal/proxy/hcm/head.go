@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+
+	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
 // The fast path's request head parser. It reads the heads that plainHead
@@ -49,6 +51,9 @@ type headParser struct {
 	req   http.Request // reset per request from tmpl
 	tmpl  *http.Request
 	spare []string // the last request's unused values
+	// names are the last request's header names not spelled canonically
+	// (upstream.AddHeaderName's), nil if none.
+	names upstream.HeaderNames
 	// header is an empty map for the next request, when the last one's
 	// was free to reuse (fastConn.requestHeaderFree).
 	header http.Header
@@ -201,8 +206,10 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 	p.spare = vals[n:]
 	var canon [64]byte
 	hosts := 0
+	p.names = nil
 	for i := range n {
 		f := &p.fields[i]
+		p.names = upstream.AddHeaderName(p.names, f.name)
 		var key string
 		if len(f.name) <= len(canon) {
 			key = p.intern(canonicalName(canon[:0], f.name))

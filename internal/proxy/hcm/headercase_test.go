@@ -239,3 +239,42 @@ func TestHeaderCaseExpectContinue(t *testing.T) {
 		t.Errorf("final answer %q %q", line, names)
 	}
 }
+
+// On the fast path the head parser gives the names' spelling, also for a
+// head it leaves to http.ReadRequest (an escaped path), and nothing leaks
+// from one request to the next on the connection.
+func TestHeaderCaseFastPathFallback(t *testing.T) {
+	leak.Check(t)
+	f := startFrontEndTo(t, caseBackend(t), hcm.Config{Outbound: true}, 5*time.Second)
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /a%20b HTTP/1.1\r\nHost: svc\r\nx-lower: 1\r\nSOAPAction: 2\r\n\r\n"+
+		"GET /2 HTTP/1.1\r\nHost: svc\r\nX-Lower: 3\r\nSoapaction: 4\r\nConnection: close\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, tc := range []struct{ want, not []string }{
+		{[]string{"x-lower", "SOAPAction"}, []string{"X-Lower", "Soapaction"}},
+		{[]string{"X-Lower", "Soapaction"}, []string{"x-lower", "SOAPAction"}},
+	} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i+1, err)
+		}
+		seen, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		names := fieldNames(string(seen))
+		for _, n := range tc.want {
+			if !hasName(names, n) {
+				t.Errorf("request %d: the backend got no %q in %q", i+1, n, names)
+			}
+		}
+		for _, n := range tc.not {
+			if hasName(names, n) {
+				t.Errorf("request %d: the backend got %q in %q", i+1, n, names)
+			}
+		}
+	}
+}
