@@ -355,7 +355,9 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 	} else if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { dc.cn.SetDeadline(time.Unix(1, 0)) })
 	}
-	if _, err := dc.cn.Write(msg); err != nil {
+	// Straight to the connection: Write would arm responseHeads, whose
+	// work readResponse does from the head it parses.
+	if _, err := dc.cn.write(msg); err != nil {
 		if stop != nil {
 			stop()
 		}

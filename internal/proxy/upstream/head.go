@@ -95,20 +95,59 @@ var uniqueValue = map[string]bool{
 }
 
 // readResponse reads the next response on dc for req.
+//
+// The spelling of the head's header names (ResponseHeaderNames) comes
+// from the head itself: the direct path does not arm the connection's
+// responseHeads, which would scan every byte read a second time, except
+// for a head longer than the buffer, which it scans from the buffer on.
 func (dc *directConn) readResponse(ctx context.Context, req *http.Request) (*http.Response, error) {
-	if head := peekResponseHead(dc.br); head != nil {
-		if r := dc.hp.parse(head, req, spareHeader(ctx)); r != nil {
-			dc.br.Discard(len(head))
-			r.body.br = dc.br
-			r.body.wrap = &r.wrap
-			if r.resp.ContentLength > 0 && req.Method != http.MethodHead { // 0 for 1xx, 204, 304
-				r.body.remaining = r.resp.ContentLength
-			}
-			r.resp.Body = &r.body
-			return &r.resp, nil
+	head := peekResponseHead(dc.br)
+	if head == nil {
+		if n := dc.br.Buffered(); n > 0 && dc.cn != nil {
+			b, _ := dc.br.Peek(n)
+			dc.cn.heads.requestWritten()
+			dc.cn.heads.read(b)
 		}
+		return http.ReadResponse(dc.br, req)
+	}
+	if dc.cn != nil { // nil in the parser's own tests
+		dc.cn.heads.publishNames(responseHeadNames(head))
+	}
+	if r := dc.hp.parse(head, req, spareHeader(ctx)); r != nil {
+		dc.br.Discard(len(head))
+		r.body.br = dc.br
+		r.body.wrap = &r.wrap
+		if r.resp.ContentLength > 0 && req.Method != http.MethodHead { // 0 for 1xx, 204, 304
+			r.body.remaining = r.resp.ContentLength
+		}
+		r.resp.Body = &r.body
+		return &r.resp, nil
 	}
 	return http.ReadResponse(dc.br, req)
+}
+
+// responseHeadNames returns the header names of a response head (status
+// line to empty line) that are not spelled canonically, as responseHeads
+// would have found them: continuation lines and lines without a name are
+// skipped.
+func responseHeadNames(head []byte) HeaderNames {
+	var names HeaderNames
+	rest := head[bytes.IndexByte(head, '\n')+1:]
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		if end < 0 {
+			break
+		}
+		l := rest[:end]
+		rest = rest[end+1:]
+		if len(l) == 0 || l[0] == ' ' || l[0] == '\t' {
+			continue
+		}
+		if colon := bytes.IndexByte(l, ':'); colon > 0 {
+			names = AddHeaderName(names, l[:colon])
+		}
+	}
+	return names
 }
 
 // peekResponseHead returns the buffered response head up to its empty

@@ -202,11 +202,18 @@ func (rh *responseHeads) endLine(st uint32, line []byte) uint32 {
 }
 
 func (rh *responseHeads) publish() {
-	if rh.current == nil {
+	names := rh.current
+	rh.current = nil
+	rh.publishNames(names)
+}
+
+// publishNames makes names the last response's (nil: all canonical).
+func (rh *responseHeads) publishNames(names HeaderNames) {
+	if names == nil {
 		rh.names.Store(nil)
 		return
 	}
-	names := rh.current
-	rh.current = nil
-	rh.names.Store(&names)
+	p := new(HeaderNames) // only here: &names would put every call's on the heap
+	*p = names
+	rh.names.Store(p)
 }

@@ -204,3 +204,38 @@ func TestResponseHeaderNamesThroughCluster(t *testing.T) {
 		t.Errorf("%d connections, want one kept alive per path", n)
 	}
 }
+
+// On the direct path the names come from the head it reads, and from the
+// scanner for a head longer than its buffer: both spellings of a long
+// head are kept, and the next (short, canonical) response's replace them.
+func TestResponseHeaderNamesLongHead(t *testing.T) {
+	leak.Check(t)
+	long := "HTTP/1.1 200 OK\r\nx-early: 1\r\nX-Pad: " + strings.Repeat("a", 6000) + "\r\nx-late-Name: 2\r\nContent-Length: 2\r\n\r\nok"
+	short := "HTTP/1.1 200 OK\r\nX-Short: 3\r\nContent-Length: 2\r\n\r\nok"
+	responses := []string{long, short, "HTTP/1.1 200 OK\r\nsoapaction: 4\r\nContent-Length: 2\r\n\r\nok"}
+	want := []HeaderNames{{"X-Early": "x-early", "X-Late-Name": "x-late-Name"}, nil, {"Soapaction": "soapaction"}}
+	addr := rawServer(t, func(i int) string { return responses[i%len(responses)] })
+	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: addr}))
+	for i := range 2 * len(responses) {
+		var got net.Conn
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { got = info.Conn },
+		})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://c/", nil)
+		resp, _, err := c.RoundTrip(ctx, req, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names := ResponseHeaderNames(got); !maps.Equal(names, want[i%len(want)]) {
+			t.Errorf("response %d: names %v, want %v", i, names, want[i%len(want)])
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != "ok" {
+			t.Errorf("response %d: body %q, %v", i, b, err)
+		}
+	}
+	if n := c.Stats().CxTotal; n != 1 {
+		t.Errorf("%d connections, want one kept alive", n)
+	}
+}
