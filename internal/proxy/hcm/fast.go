@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/httplex"
 	"github.com/trellismesh/trellis/internal/proxy/sniff"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
@@ -488,11 +489,11 @@ func (w *fastWriter) writeHeaders(final bool) {
 		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
 			continue
 		}
-		if k == "Transfer-Encoding" || hasLineBreak(k) {
+		if k == "Transfer-Encoding" || httplex.HasLineBreak(k) {
 			continue
 		}
 		for _, v := range vv {
-			if hasLineBreak(v) {
+			if httplex.HasLineBreak(v) {
 				continue
 			}
 			bw.WriteString(k)
@@ -506,15 +507,6 @@ func (w *fastWriter) writeHeaders(final bool) {
 		bw.WriteString(httpDate())
 		bw.WriteString("\r\n")
 	}
-}
-
-func hasLineBreak(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\r' || s[i] == '\n' {
-			return true
-		}
-	}
-	return false
 }
 
 var dateCache struct {
@@ -607,11 +599,11 @@ func (w *fastWriter) finish() error {
 	if w.chunked {
 		bw.WriteString("0\r\n")
 		for k, vv := range w.header {
-			if len(k) <= len(http.TrailerPrefix) || k[:len(http.TrailerPrefix)] != http.TrailerPrefix || hasLineBreak(k) {
+			if len(k) <= len(http.TrailerPrefix) || k[:len(http.TrailerPrefix)] != http.TrailerPrefix || httplex.HasLineBreak(k) {
 				continue
 			}
 			for _, v := range vv {
-				if hasLineBreak(v) {
+				if httplex.HasLineBreak(v) {
 					continue
 				}
 				bw.WriteString(k[len(http.TrailerPrefix):])

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/trellismesh/trellis/internal/proxy/httplex"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
@@ -178,7 +179,7 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 				return nil, errBadHead
 			}
 		}
-		p.fields[n].name, p.fields[n].value = l[:colon], trimOWS(v)
+		p.fields[n].name, p.fields[n].value = l[:colon], httplex.TrimOWS(v)
 		n++
 	}
 
@@ -212,7 +213,7 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		p.names = upstream.AddHeaderName(p.names, f.name)
 		var key string
 		if len(f.name) <= len(canon) {
-			key = p.intern(canonicalName(canon[:0], f.name))
+			key = p.intern(httplex.CanonicalName(canon[:0], f.name))
 		} else {
 			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
 		}
@@ -245,7 +246,7 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		}
 	}
 	for _, v := range h["Connection"] {
-		if hasToken(v, "close") {
+		if httplex.HasToken(v, "close") {
 			req.Close = true
 		}
 	}
@@ -293,61 +294,9 @@ func validValueByte(c byte) bool {
 	return c >= 0x80 || c == '\t' || (c >= 0x20 && c != 0x7f)
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// canonicalName appends name (a token) spelled as
-// textproto.CanonicalMIMEHeaderKey spells it.
-func canonicalName(dst, name []byte) []byte {
-	upper := true
-	for _, c := range name {
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-		upper = c == '-'
-	}
-	return dst
-}
-
-// hasToken reports whether the comma-separated list v has token (lower
-// case), as httpguts.HeaderValuesContainsToken reads one value.
-func hasToken(v, token string) bool {
-	for len(v) > 0 {
-		elem := v
-		if i := indexByteString(v, ','); i >= 0 {
-			elem, v = v[:i], v[i+1:]
-		} else {
-			v = ""
-		}
-		if asciiEqualFold(trimOWS([]byte(elem)), token) {
-			return true
-		}
-	}
-	return false
-}
-
 func indexByte(b []byte, c byte) int {
 	for i, x := range b {
 		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func indexByteString(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
 			return i
 		}
 	}

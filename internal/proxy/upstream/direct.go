@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/httplex"
 )
 
 // The direct path sends ordinary HTTP/1.1 requests without net/http's
@@ -166,11 +168,11 @@ func appendHead(b []byte, req *http.Request, bodyLen int64, close bool) ([]byte,
 		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Trailer":
 			continue
 		}
-		if bytesHaveLineBreak(k) {
+		if httplex.HasLineBreak(k) {
 			return b, errBadHeader
 		}
 		for _, v := range vv {
-			if bytesHaveLineBreak(v) {
+			if httplex.HasLineBreak(v) {
 				return b, errBadHeader
 			}
 			b = append(b, k...)
@@ -188,15 +190,6 @@ func appendHead(b []byte, req *http.Request, bodyLen int64, close bool) ([]byte,
 		b = append(b, "Connection: close\r\n"...)
 	}
 	return append(b, "\r\n"...), nil
-}
-
-func bytesHaveLineBreak(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\r' || s[i] == '\n' {
-			return true
-		}
-	}
-	return false
 }
 
 // needsLength: methods whose requests carry a body by meaning get an

@@ -8,7 +8,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
-	"strings"
+
+	"github.com/trellismesh/trellis/internal/proxy/httplex"
 )
 
 // The direct path's response head parser. It reads the common response
@@ -204,7 +205,7 @@ func (p *headParser) parse(head []byte, req *http.Request, h http.Header) *direc
 		if colon < 1 || !validName(l[:colon]) {
 			return nil // obs-fold, no name, a space before the colon, ...
 		}
-		v := trimOWS(l[colon+1:])
+		v := httplex.TrimOWS(l[colon+1:])
 		for _, c := range v {
 			if c < 0x80 && c != '\t' && (c < 0x20 || c == 0x7f) {
 				return nil
@@ -232,7 +233,7 @@ func (p *headParser) parse(head []byte, req *http.Request, h http.Header) *direc
 		f := &p.fields[i]
 		var key string
 		if len(f.name) <= len(canon) {
-			key = p.intern(canonicalName(canon[:0], f.name))
+			key = p.intern(httplex.CanonicalName(canon[:0], f.name))
 		} else {
 			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
 		}
@@ -279,7 +280,7 @@ func (p *headParser) parse(head []byte, req *http.Request, h http.Header) *direc
 		length = int64(cl)
 	}
 	for _, v := range h["Connection"] {
-		if hasToken(v, "close") {
+		if httplex.HasToken(v, "close") {
 			resp.Close = true
 		}
 	}
@@ -297,61 +298,6 @@ func (p *headParser) parse(head []byte, req *http.Request, h http.Header) *direc
 		resp.ContentLength = length
 	}
 	return r
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// canonicalName appends name (a token) spelled as
-// textproto.CanonicalMIMEHeaderKey spells it.
-func canonicalName(dst, name []byte) []byte {
-	upper := true
-	for _, c := range name {
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-		upper = c == '-'
-	}
-	return dst
-}
-
-// hasToken reports whether the comma-separated list v has token (lower
-// case), as httpguts.HeaderValuesContainsToken reads one value.
-func hasToken(v, token string) bool {
-	for len(v) > 0 {
-		elem := v
-		if i := strings.IndexByte(v, ','); i >= 0 {
-			elem, v = v[:i], v[i+1:]
-		} else {
-			v = ""
-		}
-		elem = strings.Trim(elem, " \t")
-		if len(elem) != len(token) {
-			continue
-		}
-		same := true
-		for i := 0; i < len(elem) && same; i++ {
-			c := elem[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			same = c == token[i]
-		}
-		if same {
-			return true
-		}
-	}
-	return false
 }
 
 // readLength reads a parsed response's body, its remaining bytes, from

@@ -1,0 +1,70 @@
+// Package httplex holds the HTTP/1.1 lexical helpers that the proxy's own
+// head parsers share: downstream requests in hcm and upstream responses in
+// upstream read names and values by the same rules (RFC 9110, RFC 9112),
+// spelled here once.
+package httplex
+
+import "strings"
+
+// TrimOWS drops optional whitespace (SP and HTAB) from both ends of a
+// field value.
+func TrimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// CanonicalName appends name (a token) spelled as
+// textproto.CanonicalMIMEHeaderKey spells it.
+func CanonicalName(dst, name []byte) []byte {
+	upper := true
+	for _, c := range name {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
+	}
+	return dst
+}
+
+// HasToken reports whether the comma-separated list v has token (lower
+// case), as httpguts.HeaderValuesContainsToken reads one value.
+func HasToken(v, token string) bool {
+	for len(v) > 0 {
+		elem := v
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			elem, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		elem = strings.Trim(elem, " \t")
+		if len(elem) != len(token) {
+			continue
+		}
+		same := true
+		for i := 0; i < len(elem) && same; i++ {
+			c := elem[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			same = c == token[i]
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// HasLineBreak reports whether s holds CR or LF, which would let a value
+// written into a head start a header (or a message) of its own.
+func HasLineBreak(s string) bool {
+	return strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\n') >= 0
+}

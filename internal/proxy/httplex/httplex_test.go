@@ -1,0 +1,37 @@
+package httplex
+
+import (
+	"net/textproto"
+	"testing"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+func TestCanonicalNameMatchesTextproto(t *testing.T) {
+	for _, n := range []string{"x-lower", "X-MiXeD-CaSe", "content-length", "a", "x--y", "SOAPAction", "-x"} {
+		if got, want := string(CanonicalName(nil, []byte(n))), textproto.CanonicalMIMEHeaderKey(n); got != want {
+			t.Errorf("CanonicalName(%q) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestHasTokenMatchesHttpguts(t *testing.T) {
+	for _, v := range []string{"close", "Keep-Alive, Close", " upgrade ,x", "closed", "", ",,", "clo se", "\tCLOSE\t"} {
+		for _, tok := range []string{"close", "upgrade", "keep-alive"} {
+			if got, want := HasToken(v, tok), httpguts.HeaderValuesContainsToken([]string{v}, tok); got != want {
+				t.Errorf("HasToken(%q, %q) = %v, httpguts says %v", v, tok, got, want)
+			}
+		}
+	}
+}
+
+func TestTrimOWSAndLineBreaks(t *testing.T) {
+	if got := string(TrimOWS([]byte(" \t a b \t"))); got != "a b" {
+		t.Errorf("TrimOWS = %q", got)
+	}
+	for s, want := range map[string]bool{"ok": false, "a\r\nb": true, "a\nb": true, "a\rb": true, "": false} {
+		if HasLineBreak(s) != want {
+			t.Errorf("HasLineBreak(%q) = %v", s, !want)
+		}
+	}
+}
