@@ -70,20 +70,7 @@ func newHeadParser(tmpl *http.Request) *headParser {
 // intern returns b as a string, the same string for the same bytes on
 // one connection while there is room.
 func (p *headParser) intern(b []byte) string {
-	if s, ok := commonStrings[string(b)]; ok {
-		return s
-	}
-	if s, ok := p.strs[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(b) <= maxInternLen && len(p.strs) < maxInterned {
-		if p.strs == nil {
-			p.strs = make(map[string]string)
-		}
-		p.strs[s] = s
-	}
-	return s
+	return httplex.Intern(&p.strs, commonStrings, b, maxInterned, maxInternLen)
 }
 
 // commonStrings are names, methods and values that need no allocation on

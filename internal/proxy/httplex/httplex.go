@@ -68,3 +68,26 @@ func HasToken(v, token string) bool {
 func HasLineBreak(s string) bool {
 	return strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\n') >= 0
 }
+
+// Intern returns b as a string: common's when common has it, else the one
+// *strs holds, else a new one that it adds to *strs while *strs has fewer
+// than maxStrings strings and b is at most maxLen bytes. A connection's
+// messages repeat their names and values, so after its first message they
+// cost no allocation; the bounds keep a hostile peer from growing the
+// table.
+func Intern(strs *map[string]string, common map[string]string, b []byte, maxStrings, maxLen int) string {
+	if s, ok := common[string(b)]; ok {
+		return s
+	}
+	if s, ok := (*strs)[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) <= maxLen && len(*strs) < maxStrings {
+		if *strs == nil {
+			*strs = make(map[string]string)
+		}
+		(*strs)[s] = s
+	}
+	return s
+}

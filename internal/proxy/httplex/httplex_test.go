@@ -3,6 +3,7 @@ package httplex
 import (
 	"net/textproto"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -33,5 +34,25 @@ func TestTrimOWSAndLineBreaks(t *testing.T) {
 		if HasLineBreak(s) != want {
 			t.Errorf("HasLineBreak(%q) = %v", s, !want)
 		}
+	}
+}
+
+func TestIntern(t *testing.T) {
+	common := map[string]string{"GET": "GET"}
+	var strs map[string]string
+	a := Intern(&strs, common, []byte("X-Custom"), 2, 16)
+	b := Intern(&strs, common, []byte("X-Custom"), 2, 16)
+	if a != "X-Custom" || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Errorf("the same bytes gave two strings")
+	}
+	if n := testing.AllocsPerRun(100, func() { Intern(&strs, common, []byte("X-Custom"), 2, 16) }); n != 0 {
+		t.Errorf("interned lookup allocates %v times", n)
+	}
+	Intern(&strs, common, []byte("a-value-longer-than-sixteen"), 2, 16)
+	Intern(&strs, common, []byte("GET"), 2, 16)
+	Intern(&strs, common, []byte("Y"), 2, 16)
+	Intern(&strs, common, []byte("Z"), 2, 16)
+	if len(strs) != 2 {
+		t.Errorf("table holds %d strings, want its bound 2 (and no long or common ones): %v", len(strs), strs)
 	}
 }

@@ -54,20 +54,7 @@ type headParser struct {
 }
 
 func (p *headParser) intern(b []byte) string {
-	if s, ok := commonStrings[string(b)]; ok {
-		return s
-	}
-	if s, ok := p.strs[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(b) <= maxInternLen && len(p.strs) < maxInterned {
-		if p.strs == nil {
-			p.strs = make(map[string]string)
-		}
-		p.strs[s] = s
-	}
-	return s
+	return httplex.Intern(&p.strs, commonStrings, b, maxInterned, maxInternLen)
 }
 
 var commonStrings = func() map[string]string {
