@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/demo"
+	"github.com/trellismesh/trellis/internal/registry"
 )
 
 // shopDir is the demo mesh that `trellis up examples/shop` runs.
@@ -143,7 +144,7 @@ func TestShopServicesSelectPods(t *testing.T) {
 			continue
 		}
 		if !slices.ContainsFunc(pods, func(d *config.Object) bool {
-			return d.Namespace == o.Namespace && selects(s.Spec.Selector, d.Spec.(*appsv1.Deployment).Spec.Template.Labels)
+			return d.Namespace == o.Namespace && registry.Selects(s.Spec.Selector, d.Spec.(*appsv1.Deployment).Spec.Template.Labels)
 		}) {
 			t.Errorf("%s: selector %v matches no Deployment's pods", o.ID(), s.Spec.Selector)
 		}
@@ -208,14 +209,4 @@ func TestShopKeepsSeedsUnchanged(t *testing.T) {
 			t.Errorf("examples/shop/%s differs from the seed example", filepath.Base(s))
 		}
 	}
-}
-
-// selects reports whether a Service selector matches a pod's labels.
-func selects(selector, podLabels map[string]string) bool {
-	for k, v := range selector {
-		if l, ok := podLabels[k]; !ok || l != v {
-			return false
-		}
-	}
-	return true
 }

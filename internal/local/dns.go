@@ -67,7 +67,7 @@ func (m *Mesh) updateDNS() {
 		if s.Headless {
 			m.mu.Lock()
 			for _, p := range m.pods {
-				if p.w.Namespace == o.Namespace && len(svc.Spec.Selector) > 0 && selects(svc.Spec.Selector, p.w.Pod.Labels) && p.ready() {
+				if p.w.Namespace == o.Namespace && len(svc.Spec.Selector) > 0 && registry.Selects(svc.Spec.Selector, p.w.Pod.Labels) && p.ready() {
 					s.PodIPs = append(s.PodIPs, p.ip)
 				}
 			}
@@ -94,13 +94,4 @@ func (m *Mesh) updateServices() {
 	if err := m.net.applyServiceRules(vipRules(reg.Services())); err != nil {
 		m.console.printf("cannot update the Service rules: %v", err)
 	}
-}
-
-func selects(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -156,14 +156,16 @@ func (x labelIndex[T]) match(ns string, selector map[string]string) []T {
 	}
 	var out []T
 	for _, c := range x[ns][labelPair{first, selector[first]}] {
-		if selects(selector, c.labels) {
+		if Selects(selector, c.labels) {
 			out = append(out, c.v)
 		}
 	}
 	return out
 }
 
-func selects(selector, labels map[string]string) bool {
+// Selects reports whether a label selector (a Service's, a Sidecar's
+// workloadSelector) matches labels: every key present with its value.
+func Selects(selector, labels map[string]string) bool {
 	for k, v := range selector {
 		if l, ok := labels[k]; !ok || l != v {
 			return false

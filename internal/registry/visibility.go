@@ -57,7 +57,7 @@ func SidecarFor(objs []*config.Object, ns string, labels map[string]string, root
 		hasSelector := sc.WorkloadSelector != nil
 		switch {
 		case o.Namespace == ns && hasSelector:
-			if selects(sc.WorkloadSelector.Labels, labels) {
+			if Selects(sc.WorkloadSelector.Labels, labels) {
 				selected = first(selected, o)
 			}
 		case o.Namespace == ns:
