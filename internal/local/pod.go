@@ -3,9 +3,11 @@ package local
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,7 +103,7 @@ func (m *Mesh) newPod(w *Workload, name string, ip netip.Addr) *pod {
 func (p *pod) newSidecar() *container {
 	m := p.m
 	labels := ""
-	for _, k := range sortedKeys(p.w.Pod.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(p.w.Pod.Labels)) {
 		if labels != "" {
 			labels += ","
 		}
