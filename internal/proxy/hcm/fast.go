@@ -70,6 +70,14 @@ type fastConn struct {
 	// header map once its handler returns (it went upstream on the direct
 	// path), so the parser may reuse it for the next request.
 	requestHeaderFree bool
+
+	// For hold and step: stepFn is step, bound once; answered says a
+	// response just went out; held is a request parsed there whose body
+	// has yet to arrive; holdEnd is why step left.
+	stepFn   func() bool
+	answered bool
+	held     *http.Request
+	holdEnd  int
 }
 
 // TakeHeader is upstream.HeaderDonor's: the direct path reads the
@@ -95,6 +103,7 @@ func (s *Server) serveFast(c *Conn) {
 	fc.hp = newHeadParser((&http.Request{}).WithContext(fc.ctx))
 	fc.timer = upstream.NewConnTimer(fc.ctx)
 	fc.remoteAddr = c.Source.String()
+	fc.stepFn = fc.step
 	if !s.trackFast(fc) {
 		c.Close()
 		return
@@ -110,7 +119,12 @@ func (s *Server) serveFast(c *Conn) {
 		}
 	}()
 	for {
-		ok, handoff := fc.next()
+		var ok, handoff bool
+		if fc.hc.raw != nil {
+			ok, handoff = fc.hold()
+		} else {
+			ok, handoff = fc.next()
+		}
 		if handoff {
 			// The connection goes on under net/http, which counts it.
 			s.stats.CxTotal.Add(-1)
@@ -123,6 +137,97 @@ func (s *Server) serveFast(c *Conn) {
 			return
 		}
 	}
+}
+
+// hold serves the connection's requests inside one poller read operation
+// (sniff.RawIO.Serve) for as long as each arrives whole, so that the
+// wait for the next request costs no read that finds nothing. A request
+// whose head or body is still on its way is served the ordinary way
+// (next), with the header timeout and reads that wait, and the loop
+// returns here after it.
+func (fc *fastConn) hold() (ok, handoff bool) {
+	fc.holdEnd, fc.answered = holdOrdinary, false
+	if err := fc.hc.raw.Serve(fc.stepFn); err != nil {
+		return false, false // idle too long, or closed
+	}
+	switch fc.holdEnd {
+	case holdClose:
+		return false, false
+	case holdHandoff:
+		return false, true
+	}
+	if req := fc.held; req != nil {
+		fc.held = nil
+		return fc.serveRequest(req), false
+	}
+	return fc.next()
+}
+
+// Why step left Serve.
+const (
+	holdOrdinary = iota // next, or held, goes on the ordinary way
+	holdClose
+	holdHandoff
+)
+
+// step is hold's loop, run by the poller when the connection may have
+// something to read (see sniff.RawIO.Serve): it serves the requests that
+// are whole in the buffer and returns true to wait for more.
+func (fc *fastConn) step() (wait bool) {
+	for {
+		if fc.br.Buffered() == 0 {
+			if fc.answered {
+				// The client sends its next request after reading this
+				// answer (or had it on the way, which the poller then
+				// remembers), so there is nothing to read yet.
+				fc.answered = false
+				return fc.idleWait()
+			}
+			if _, err := fc.br.Peek(1); err != nil {
+				if err == sniff.ErrWouldBlock {
+					return fc.idleWait()
+				}
+				fc.holdEnd = holdClose
+				return false
+			}
+		}
+		fc.idle.Store(false)
+		b, _ := fc.br.Peek(fc.br.Buffered())
+		end := bytes.Index(b, crlfcrlf)
+		if end < 0 || !plainHead(b[:end+4]) {
+			return false // next reads on, or hands off
+		}
+		req, handoff := fc.parse(b[:end+4])
+		if req == nil {
+			fc.holdEnd = holdClose
+			if handoff {
+				fc.holdEnd = holdHandoff
+			}
+			return false
+		}
+		if req.ContentLength > int64(fc.br.Buffered()) {
+			fc.held = req // the body's reads must be able to wait
+			return false
+		}
+		// The idle deadline stays: nothing waits on a read until the
+		// next idleWait moves it.
+		if !fc.serveRequest(req) {
+			fc.holdEnd = holdClose
+			return false
+		}
+		fc.answered = true
+	}
+}
+
+// idleWait readies the connection for its wait between requests; false
+// when it is draining, which next then closes.
+func (fc *fastConn) idleWait() bool {
+	fc.idle.Store(true)
+	if fc.s.draining.Load() {
+		return false
+	}
+	fc.hc.SetReadDeadline(time.Now().Add(positive(fc.s.cfg.IdleTimeout, DefaultIdleTimeout)))
+	return true
 }
 
 // next serves one request; ok false ends the connection, handoff true
@@ -146,8 +251,19 @@ func (fc *fastConn) next() (ok, handoff bool) {
 		}
 		return false, false // timed out (headerConn wrote the 408) or gone
 	}
+	req, handoff := fc.parse(head)
+	if req == nil {
+		return false, handoff
+	}
+	fc.hc.SetReadDeadline(time.Time{})
+	return fc.serveRequest(req), false
+}
+
+// parse reads the request whose head is buffered; nil when the
+// connection must end (after a 400) or, with handoff, go to net/http.
+func (fc *fastConn) parse(head []byte) (req *http.Request, handoff bool) {
 	if !plainHead(head) {
-		return false, true
+		return nil, true
 	}
 	req, err := fc.hp.parse(head, fc.br)
 	fc.hc.spare = nil
@@ -164,11 +280,14 @@ func (fc *fastConn) next() (ok, handoff bool) {
 	}
 	if err != nil {
 		io.WriteString(fc.hc, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-		return false, false
+		return nil, false
 	}
-	fc.hc.SetReadDeadline(time.Time{})
 	req.RemoteAddr = fc.remoteAddr
+	return req, false
+}
 
+// serveRequest answers req; false ends the connection.
+func (fc *fastConn) serveRequest(req *http.Request) bool {
 	w := &fc.w
 	w.reset(fc, req)
 	if req.Method == http.MethodOptions && req.RequestURI == "*" {
@@ -176,33 +295,33 @@ func (fc *fastConn) next() (ok, handoff bool) {
 		w.Header()["Content-Length"] = []string{"0"}
 		w.WriteHeader(http.StatusOK)
 		if err := w.finish(); err != nil {
-			return false, false
+			return false
 		}
-		return !req.Close, false
+		return !req.Close
 	}
 	fc.requestHeaderFree = false
 	if !fc.serve(w, req) {
-		return false, false
+		return false
 	}
 	if fc.requestHeaderFree {
 		clear(req.Header)
 		fc.hp.header = req.Header
 	}
 	if err := w.finish(); err != nil {
-		return false, false
+		return false
 	}
 	// What the handler left of the body must go before the next request.
 	if b, ok := req.Body.(*fastBody); ok {
 		if !b.skipRest(maxDrainBody) {
-			return false, false
+			return false
 		}
 	} else {
 		if n, _ := io.CopyN(io.Discard, req.Body, maxDrainBody+1); n > maxDrainBody {
-			return false, false
+			return false
 		}
 		req.Body.Close()
 	}
-	return !w.closeAfter && !req.Close, false
+	return !w.closeAfter && !req.Close
 }
 
 // serve runs the handler; false when it aborted the response.

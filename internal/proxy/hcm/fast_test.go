@@ -430,3 +430,72 @@ func TestFastPathRequestHeadersPerRequest(t *testing.T) {
 		}
 	}
 }
+
+// Between requests the fast path waits without reading first
+// (sniff.RawIO.Serve), and what arrives meanwhile must not be missed: a
+// request sent while the one before is still being answered, a body that
+// follows its head later, a head in pieces; all are answered in order on
+// one connection, which the idle timeout still closes afterwards.
+func TestFastPathWaitsBetweenRequests(t *testing.T) {
+	leak.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/slow" {
+			time.Sleep(100 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path+":"+string(body))
+	})}
+	go app.Serve(ln)
+	defer app.Close()
+	const idle = 300 * time.Millisecond
+	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true, IdleTimeout: idle}, 5*time.Second)
+
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	send := func(parts ...string) {
+		for i, p := range parts {
+			if i > 0 {
+				time.Sleep(30 * time.Millisecond)
+			}
+			io.WriteString(c, p)
+		}
+	}
+	expect := func(want string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != want || resp.Close {
+			t.Fatalf("got %d %q (close %v), want 200 %q on a kept connection", resp.StatusCode, b, resp.Close, want)
+		}
+	}
+
+	send("POST /slow HTTP/1.1\r\nHost: svc\r\nContent-Length: 1\r\n\r\na",
+		"GET /next HTTP/1.1\r\nHost: svc\r\n\r\n") // while /slow is answered
+	expect("/slow:a")
+	expect("/next:")
+	send("POST /body HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\n", "hel", "lo")
+	expect("/body:hello")
+	send("GET /pie", "ces HTTP/1.1\r\nHo", "st: svc\r\n\r\n")
+	expect("/pieces:")
+
+	start := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("an idle connection: %v, want EOF after the idle timeout", err)
+	}
+	if waited := time.Since(start); waited < idle-50*time.Millisecond {
+		t.Errorf("closed after %v idle, before the idle timeout (%v)", waited, idle)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -169,5 +170,135 @@ func TestRawIOConcurrentReads(t *testing.T) {
 	}
 	if total != readers*each {
 		t.Errorf("the readers got %d bytes in all, want %d", total, readers*each)
+	}
+}
+
+// Serve calls its step at once and again whenever there is something to
+// read. Bytes that arrive while a step runs, and that the poller has
+// already seen by the time the step ends without reading them, end the
+// next wait at once: an ordinary Read there would forget them and wait
+// for more that never comes (here, until the deadline).
+func TestRawIOServeRemembersArrivals(t *testing.T) {
+	c, s := rawPair(t)
+	rs := NewRawIO(s)
+	s.SetReadDeadline(time.Now().Add(5 * time.Second)) // a lost wake-up fails, not hangs
+	c.Write([]byte("one"))
+	var got []string
+	blocked := 0
+	buf := make([]byte, 16)
+	err := rs.Serve(func() bool {
+		n, err := rs.Read(buf)
+		switch {
+		case errors.Is(err, ErrWouldBlock):
+			blocked++
+			return true
+		case err != nil:
+			t.Errorf("read in a step: %v", err)
+			return false
+		}
+		got = append(got, string(buf[:n]))
+		switch len(got) {
+		case 1:
+			// "two" arrives while this step runs; sleeping lets the
+			// runtime poll the network and see it first.
+			c.Write([]byte("two"))
+			time.Sleep(50 * time.Millisecond)
+			return true // without reading it
+		case 2:
+			time.AfterFunc(30*time.Millisecond, func() { c.Write([]byte("three")) })
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if want := []string{"one", "two", "three"}; !slices.Equal(got, want) {
+		t.Errorf("steps read %q, want %q", got, want)
+	}
+	if blocked > 1 {
+		t.Errorf("%d steps found nothing to read, want at most one (a stale wake-up)", blocked)
+	}
+	// Reads after Serve wait again.
+	go func() { time.Sleep(20 * time.Millisecond); c.Write([]byte("four")) }()
+	if n, err := rs.Read(buf); err != nil || string(buf[:n]) != "four" {
+		t.Errorf("read after Serve: %q, %v", buf[:n], err)
+	}
+}
+
+// Serve's wait ends with the read deadline, and with Close.
+func TestRawIOServeDeadlineAndClose(t *testing.T) {
+	_, s := rawPair(t)
+	rs := NewRawIO(s)
+	s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	steps := 0
+	err := rs.Serve(func() bool { steps++; return true })
+	if !errors.Is(err, os.ErrDeadlineExceeded) || steps != 1 {
+		t.Fatalf("Serve past the deadline: %v after %d steps, want a timeout after 1", err, steps)
+	}
+	s.SetReadDeadline(time.Time{})
+	time.AfterFunc(20*time.Millisecond, func() { s.Close() })
+	if err := rs.Serve(func() bool { return true }); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Serve on a connection closed meanwhile: %v, want net.ErrClosed", err)
+	}
+}
+
+// WriteAwait writes everything, socket buffers' worth or more, and
+// returns once the answer is there to read; a deadline or a peer that
+// is gone ends it too, and the next Read says which.
+func TestRawIOWriteAwait(t *testing.T) {
+	c, s := rawPair(t)
+	rc := NewRawIO(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answer := func(want int, reply string) {
+		got, err := io.ReadFull(s, make([]byte, want))
+		if err != nil {
+			t.Errorf("the peer read %d bytes: %v", got, err)
+			return
+		}
+		time.Sleep(30 * time.Millisecond)
+		s.Write([]byte(reply))
+	}
+	go answer(4, "pong")
+	start := time.Now()
+	if n, err := rc.WriteAwait([]byte("ping")); n != 4 || err != nil {
+		t.Fatalf("WriteAwait: %d, %v", n, err)
+	}
+	if waited := time.Since(start); waited < 25*time.Millisecond {
+		t.Errorf("WriteAwait returned after %v, before the answer (30ms)", waited)
+	}
+	buf := make([]byte, 16)
+	if n, err := rc.Read(buf); err != nil || string(buf[:n]) != "pong" {
+		t.Fatalf("read after WriteAwait: %q, %v", buf[:n], err)
+	}
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	go answer(len(big), "ok")
+	if n, err := rc.WriteAwait(big); n != len(big) || err != nil {
+		t.Fatalf("WriteAwait of 4 MiB: %d, %v", n, err)
+	}
+	if n, err := rc.Read(buf); err != nil || string(buf[:n]) != "ok" {
+		t.Fatalf("read after the big WriteAwait: %q, %v", buf[:n], err)
+	}
+
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if n, err := rc.WriteAwait([]byte("x")); n != 1 || err != nil {
+		t.Fatalf("WriteAwait unanswered: %d, %v; want the write's success", n, err)
+	}
+	if _, err := rc.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after an unanswered WriteAwait: %v, want a timeout", err)
+	}
+
+	// A peer that closed while the connection sat idle: its reset ends
+	// the wait long before the deadline.
+	io.ReadFull(s, make([]byte, 1))
+	s.Close()
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start = time.Now()
+	rc.WriteAwait([]byte("y"))
+	_, err := rc.Read(buf)
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > time.Second {
+		t.Errorf("after writing to a closed peer: %v after %v, want EOF or a reset at once", err, time.Since(start))
 	}
 }

@@ -2,7 +2,10 @@
 
 package sniff
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // RawIO is raw system-call I/O on Linux (rawio_linux.go); elsewhere
 // NewRawIO returns nil and callers use the connection's own Read and
@@ -17,3 +20,12 @@ func (*RawIO) Read([]byte) (int, error) { panic("sniff: RawIO outside Linux") }
 
 // Write is never called: NewRawIO returns nil.
 func (*RawIO) Write([]byte) (int, error) { panic("sniff: RawIO outside Linux") }
+
+// ErrWouldBlock is never returned outside Linux.
+var ErrWouldBlock = errors.New("sniff: nothing to read yet")
+
+// Serve is never called: NewRawIO returns nil.
+func (*RawIO) Serve(func() bool) error { panic("sniff: RawIO outside Linux") }
+
+// WriteAwait is never called: NewRawIO returns nil.
+func (*RawIO) WriteAwait([]byte) (int, error) { panic("sniff: RawIO outside Linux") }

@@ -137,6 +137,16 @@ func (cn *conn) write(p []byte) (int, error) {
 	return cn.Conn.Write(p)
 }
 
+// writeAwait writes a request that the caller then reads the answer to:
+// with raw I/O, the wait for the answer starts without an empty read
+// first (sniff.RawIO.WriteAwait).
+func (cn *conn) writeAwait(p []byte) (int, error) {
+	if cn.raw != nil {
+		return cn.raw.WriteAwait(p)
+	}
+	return cn.Conn.Write(p)
+}
+
 // maxHeldHead bounds the request heads held back; larger ones go at once.
 const maxHeldHead = 8 << 10
 

@@ -349,8 +349,10 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 		stop = context.AfterFunc(ctx, func() { dc.cn.SetDeadline(time.Unix(1, 0)) })
 	}
 	// Straight to the connection: Write would arm responseHeads, whose
-	// work readResponse does from the head it parses.
-	if _, err := dc.cn.write(msg); err != nil {
+	// work readResponse does from the head it parses. Nothing is left
+	// unread on a pooled connection (finish), so the response is what
+	// ends the wait.
+	if _, err := dc.cn.writeAwait(msg); err != nil {
 		if stop != nil {
 			stop()
 		}
