@@ -215,24 +215,42 @@ wait_http "http://$HA1/echo"
 wait_http "http://$NG1/echo"
 
 # --- measurement helpers -------------------------------------------------------
-# pids_of PID: the process and its children (nginx's workers).
-pids_of() { echo "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); }
+# pids_of PID: the process and its children (nginx's workers), in REPLY.
+# This and kb run once a second during the load, so they use bash builtins
+# only: a fork and exec costs a few milliseconds of CPU on this kind of VM,
+# which would land in the tails being measured.
+pids_of() {
+	local f c
+	REPLY=$1
+	for f in /proc/"$1"/task/*/children; do
+		c=
+		read -r c <"$f" 2>/dev/null # the list ends without a newline
+		if [ -n "$c" ]; then REPLY+=" $c"; fi
+	done
+	return 0
+}
 # ticks PID: utime+stime of the process tree, in clock ticks.
 ticks() {
 	local t=0 p
-	for p in $(pids_of "$1"); do
+	pids_of "$1"
+	for p in $REPLY; do
 		t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0)))
 	done
 	echo "$t"
 }
-# kb PID FIELD: a /proc/PID/status field (VmRSS, VmHWM) summed over the tree, in KiB.
-kb() {
-	local t=0 p
-	for p in $(pids_of "$1"); do
-		t=$((t + $(awk -v f="$2:" '$1 == f {print $2}' /proc/"$p"/status 2>/dev/null || echo 0)))
+# kb PID FIELD: a /proc/PID/status field (VmRSS, VmHWM) summed over the tree,
+# in KiB, in REPLY and printed.
+kbv() {
+	local t=0 p k v rest
+	pids_of "$1"
+	for p in $REPLY; do
+		while read -r k v rest; do
+			if [ "$k" = "$2:" ]; then t=$((t + v)); fi
+		done <"/proc/$p/status"
 	done
-	echo "$t"
+	REPLY=$t
 }
+kb() { kbv "$@" && echo "$REPLY"; }
 HZ=$(getconf CLK_TCK)
 declare -A PROXY1=([trellis]=$TR1 [haproxy]=$HA1PID [nginx]=$NG1PID)
 declare -A PROXY2=([trellis]=$TR2 [haproxy]=$HA2PID [nginx]=$NG2PID)
@@ -269,9 +287,15 @@ for s in "${SCENARIOS[@]}"; do
 	if [ -n "$p1" ]; then
 		# Sample RSS once a second while the load runs (bounded count).
 		secs=${DURATION%s}
-		(for _ in $(seq "$secs"); do
-			echo "$(kb "$p1" VmRSS) $(kb "$p2" VmRSS)"
-			sleep 1
+		# (read -t on a FIFO nobody writes is a sleep without a fork.)
+		rm -f "$OUT/tick" && mkfifo "$OUT/tick"
+		(exec {tick}<>"$OUT/tick"
+		for ((i = 0; i < secs; i++)); do
+			kbv "$p1" VmRSS
+			r1=$REPLY
+			kbv "$p2" VmRSS
+			echo "$r1 $REPLY"
+			read -r -t 1 -u "$tick" || true
 		done) >"$OUT/$s-rss.txt" &
 		sampler=$!
 	fi

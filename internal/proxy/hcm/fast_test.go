@@ -193,11 +193,8 @@ func TestFastPathRequestHeads(t *testing.T) {
 // and after a timeout on the same connection are not cut short by it.
 func TestFastPathRouteTimeouts(t *testing.T) {
 	leak.Check(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	const timeout = 300 * time.Millisecond
+	c, br, addr := dialAppFrontEnd(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		if r.URL.Path == "/slow" {
 			select {
@@ -206,19 +203,7 @@ func TestFastPathRouteTimeouts(t *testing.T) {
 			}
 		}
 		io.WriteString(w, "ok")
-	})}
-	go app.Serve(ln)
-	defer app.Close()
-	const timeout = 300 * time.Millisecond
-	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true}, timeout)
-
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
+	}, hcm.Config{Outbound: true}, timeout)
 	do := func(raw string) (*http.Response, string, time.Duration) {
 		t.Helper()
 		start := time.Now()
@@ -255,7 +240,7 @@ func TestFastPathRouteTimeouts(t *testing.T) {
 	// A body that stops halfway: 504 at the route timeout, then the
 	// connection closes (the rest of the body cannot be told from a
 	// next request).
-	c2, err := net.Dial("tcp", f.Addr)
+	c2, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,29 +423,14 @@ func TestFastPathRequestHeadersPerRequest(t *testing.T) {
 // one connection, which the idle timeout still closes afterwards.
 func TestFastPathWaitsBetweenRequests(t *testing.T) {
 	leak.Check(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	const idle = 300 * time.Millisecond
+	c, br, _ := dialAppFrontEnd(t, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if r.URL.Path == "/slow" {
 			time.Sleep(100 * time.Millisecond)
 		}
 		io.WriteString(w, r.URL.Path+":"+string(body))
-	})}
-	go app.Serve(ln)
-	defer app.Close()
-	const idle = 300 * time.Millisecond
-	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true, IdleTimeout: idle}, 5*time.Second)
-
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	}, hcm.Config{Outbound: true, IdleTimeout: idle}, 5*time.Second)
 	send := func(parts ...string) {
 		for i, p := range parts {
 			if i > 0 {
@@ -498,4 +468,26 @@ func TestFastPathWaitsBetweenRequests(t *testing.T) {
 	if waited := time.Since(start); waited < idle-50*time.Millisecond {
 		t.Errorf("closed after %v idle, before the idle timeout (%v)", waited, idle)
 	}
+}
+
+// dialAppFrontEnd serves app on loopback behind a front end with cfg and
+// routeTimeout, and returns a connection to the front end (with a 20 s
+// deadline), its reader, and the front end's address.
+func dialAppFrontEnd(t *testing.T, app http.HandlerFunc, cfg hcm.Config, routeTimeout time.Duration) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: app}
+	go hs.Serve(ln)
+	f := startFrontEndTo(t, ln.Addr().String(), cfg, routeTimeout)
+	t.Cleanup(func() { hs.Close() }) // before the front end's own cleanups
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, bufio.NewReader(c), f.Addr
 }

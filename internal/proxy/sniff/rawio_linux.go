@@ -140,27 +140,27 @@ func (r *RawIO) Read(p []byte) (int, error) {
 	defer r.rdMu.Unlock()
 	op := &r.rd
 	op.p, op.n, op.errno = p, 0, 0
-	err := r.rc.Read(op.fn)
+	return r.readDone(r.rc.Read(op.fn))
+}
+
+// readNow is Read inside Serve: one read(2), no wait.
+func (r *RawIO) readNow(p []byte) (int, error) {
+	op := &r.rd
+	op.p, op.n, op.errno = p, 0, 0
+	if !r.readFD(r.fd) {
+		op.p = nil
+		return 0, ErrWouldBlock
+	}
+	return r.readDone(nil)
+}
+
+// readDone is a read's result from rd, once the poller is done (err).
+func (r *RawIO) readDone(err error) (int, error) {
+	op := &r.rd
 	op.p = nil
 	switch {
 	case err != nil: // closed, or the deadline passed
 		return 0, err
-	case op.errno != 0:
-		return 0, r.opError("read", op.errno)
-	case op.n == 0:
-		return 0, io.EOF
-	}
-	return op.n, nil
-}
-
-func (r *RawIO) readNow(p []byte) (int, error) {
-	op := &r.rd
-	op.p, op.n, op.errno = p, 0, 0
-	ready := r.readFD(r.fd)
-	op.p = nil
-	switch {
-	case !ready:
-		return 0, ErrWouldBlock
 	case op.errno != 0:
 		return 0, r.opError("read", op.errno)
 	case op.n == 0:
