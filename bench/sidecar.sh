@@ -224,7 +224,7 @@ pids_of() {
 	REPLY=$1
 	for f in /proc/"$1"/task/*/children; do
 		c=
-		read -r c <"$f" 2>/dev/null # the list ends without a newline
+		read -r c <"$f" 2>/dev/null || true # false: the list ends without a newline
 		if [ -n "$c" ]; then REPLY+=" $c"; fi
 	done
 	return 0
