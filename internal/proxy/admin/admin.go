@@ -64,6 +64,7 @@ type Cluster struct {
 type Endpoint struct {
 	Address        string `json:"address"` // host:port
 	Healthy        bool   `json:"healthy"`
+	Degraded       bool   `json:"degraded,omitempty"` // EDS DEGRADED: taken only for what the healthy hosts cannot take
 	Weight         uint32 `json:"weight"`
 	ActiveRequests int64  `json:"active_requests"`
 }
@@ -249,6 +250,18 @@ func (a *admin) clusters(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// healthFlags is Envoy's health_flags value for the host: "healthy", or
+// the flags that keep it from being so, here the ones EDS sets.
+func (e Endpoint) healthFlags() string {
+	switch {
+	case e.Healthy:
+		return "healthy"
+	case e.Degraded:
+		return "/degraded_eds_health"
+	}
+	return "/failed_eds_health"
+}
+
 // clustersText renders Envoy's /clusters layout, which existing tooling
 // and muscle memory grep: cluster::name::value for cluster-wide values and
 // cluster::host:port::field::value per endpoint.
@@ -264,11 +277,7 @@ func clustersText(cs []Cluster) string {
 			fmt.Fprintf(&b, "%s::%s::%d\n", c.Name, k, c.Counters[k])
 		}
 		for _, e := range c.Endpoints {
-			health := "healthy"
-			if !e.Healthy {
-				health = "unhealthy"
-			}
-			fmt.Fprintf(&b, "%s::%s::health_flags::%s\n", c.Name, e.Address, health)
+			fmt.Fprintf(&b, "%s::%s::health_flags::%s\n", c.Name, e.Address, e.healthFlags())
 			fmt.Fprintf(&b, "%s::%s::weight::%d\n", c.Name, e.Address, e.Weight)
 			fmt.Fprintf(&b, "%s::%s::rq_active::%d\n", c.Name, e.Address, e.ActiveRequests)
 		}

@@ -95,6 +95,7 @@ func newFake() *fakeSource {
 			{Name: "outbound|9080||reviews", Endpoints: []Endpoint{
 				{Address: "10.244.0.7:9080", Healthy: true, Weight: 1, ActiveRequests: 2},
 				{Address: "10.244.0.8:9080", Healthy: false, Weight: 3},
+				{Address: "10.244.0.9:9080", Degraded: true, Weight: 1},
 			}, Counters: map[string]uint64{"upstream_rq_total": 9, "upstream_cx_total": 4}},
 			{Name: "empty"},
 		},
@@ -175,9 +176,12 @@ outbound|9080||reviews::upstream_rq_total::9
 outbound|9080||reviews::10.244.0.7:9080::health_flags::healthy
 outbound|9080||reviews::10.244.0.7:9080::weight::1
 outbound|9080||reviews::10.244.0.7:9080::rq_active::2
-outbound|9080||reviews::10.244.0.8:9080::health_flags::unhealthy
+outbound|9080||reviews::10.244.0.8:9080::health_flags::/failed_eds_health
 outbound|9080||reviews::10.244.0.8:9080::weight::3
 outbound|9080||reviews::10.244.0.8:9080::rq_active::0
+outbound|9080||reviews::10.244.0.9:9080::health_flags::/degraded_eds_health
+outbound|9080||reviews::10.244.0.9:9080::weight::1
+outbound|9080||reviews::10.244.0.9:9080::rq_active::0
 `}},
 		{name: "clusters json", method: "GET", target: "/clusters?format=json", want: result{200, ctJSON, `{
   "clusters": [
@@ -198,6 +202,13 @@ outbound|9080||reviews::10.244.0.8:9080::rq_active::0
           "address": "10.244.0.8:9080",
           "healthy": false,
           "weight": 3,
+          "active_requests": 0
+        },
+        {
+          "address": "10.244.0.9:9080",
+          "healthy": false,
+          "degraded": true,
+          "weight": 1,
           "active_requests": 0
         }
       ],

@@ -76,7 +76,7 @@ func (p *Proxy) Clusters() []admin.Cluster {
 		c := cs.byName[n]
 		ac := admin.Cluster{Name: n, Counters: map[string]uint64{}}
 		for _, h := range c.Balancer().Hosts() {
-			ac.Endpoints = append(ac.Endpoints, admin.Endpoint{Address: h.Addr(), Healthy: h.Healthy(), Weight: h.Weight(), ActiveRequests: h.Active()})
+			ac.Endpoints = append(ac.Endpoints, admin.Endpoint{Address: h.Addr(), Healthy: h.Healthy(), Degraded: h.Degraded(), Weight: h.Weight(), ActiveRequests: h.Active()})
 		}
 		st := c.Stats()
 		ac.Counters["upstream_cx_total"] = st.CxTotal
