@@ -157,7 +157,10 @@ func (fc *fastConn) hold() (ok, handoff bool) {
 		return false, true
 	}
 	if req := fc.held; req != nil {
+		// Its body has no deadline, as on next's way: the idle one
+		// armed for the wait before this request is lifted.
 		fc.held = nil
+		fc.hc.SetReadDeadline(time.Time{})
 		return fc.serveRequest(req), false
 	}
 	return fc.next()

@@ -430,11 +430,11 @@ func TestFastPathWaitsBetweenRequests(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		io.WriteString(w, r.URL.Path+":"+string(body))
-	}, hcm.Config{Outbound: true, IdleTimeout: idle}, 5*time.Second)
-	send := func(parts ...string) {
+	}, hcm.Config{Outbound: true, IdleTimeout: idle}, 0) // no route timeout: no body deadline
+	send := func(gap time.Duration, parts ...string) {
 		for i, p := range parts {
 			if i > 0 {
-				time.Sleep(30 * time.Millisecond)
+				time.Sleep(gap)
 			}
 			io.WriteString(c, p)
 		}
@@ -452,14 +452,18 @@ func TestFastPathWaitsBetweenRequests(t *testing.T) {
 		}
 	}
 
-	send("POST /slow HTTP/1.1\r\nHost: svc\r\nContent-Length: 1\r\n\r\na",
+	send(30*time.Millisecond, "POST /slow HTTP/1.1\r\nHost: svc\r\nContent-Length: 1\r\n\r\na",
 		"GET /next HTTP/1.1\r\nHost: svc\r\n\r\n") // while /slow is answered
 	expect("/slow:a")
 	expect("/next:")
-	send("POST /body HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\n", "hel", "lo")
+	send(30*time.Millisecond, "POST /body HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\n", "hel", "lo")
 	expect("/body:hello")
-	send("GET /pie", "ces HTTP/1.1\r\nHo", "st: svc\r\n\r\n")
+	send(30*time.Millisecond, "GET /pie", "ces HTTP/1.1\r\nHo", "st: svc\r\n\r\n")
 	expect("/pieces:")
+	// A body slower than the idle timeout: only the wait between
+	// requests is bounded by it.
+	send(idle+100*time.Millisecond, "POST /late HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\n", "body")
+	expect("/late:body")
 
 	start := time.Now()
 	if _, err := br.ReadByte(); err != io.EOF {
