@@ -39,12 +39,9 @@ COMMAND's.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := local.ReadState(stateDirOr(stateDir))
+			st, err := runningMesh(stateDir)
 			if err != nil {
 				return err
-			}
-			if !st.Running() {
-				return fmt.Errorf("the mesh in %s is not running: start it with `trellis up %s`", stateDirOr(stateDir), st.Dir)
 			}
 			pod, err := st.FindPod(namespace, args[0])
 			if err != nil {

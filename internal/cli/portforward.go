@@ -59,13 +59,9 @@ goes away.`,
 			if err != nil {
 				return usageError(cmd, err)
 			}
-			sd := stateDirOr(stateDir)
-			st, err := local.ReadState(sd)
+			st, err := runningMesh(stateDir)
 			if err != nil {
 				return err
-			}
-			if !st.Running() {
-				return notRunning(sd, st)
 			}
 			pod, targets, err := resolveForward(st, namespace, args[0], ports)
 			if err != nil {
@@ -78,7 +74,7 @@ goes away.`,
 				f.close()
 				return err
 			}
-			err = f.run(ctx, func() error { return watchPod(sd, st, pod) })
+			err = f.run(ctx, func() error { return watchPod(stateDirOr(stateDir), st, pod) })
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "error: %v\n", err)
 				return exitCode(1)

@@ -197,13 +197,16 @@ func TestCompanionsWithoutMesh(t *testing.T) {
 		{args: []string{"logs", "x"}, stopped: true, code: 1, stderr: "holds no log of a pod x"},
 		{args: []string{"port-forward", "svc/x", "80"}, stopped: true, code: 1, stderr: "no mesh is running"},
 		{args: []string{"port-forward", "svc/x"}, code: 1, stderr: "name a target and at least one port"},
+		{args: []string{"exec", "x", "--", "true"}, stopped: true, code: 1, stderr: "error: no mesh is running on state dir " + stopped + " (the last one, from /src/shop, has stopped)"},
 	} {
 		sd := none
 		if tc.stopped {
 			sd = stopped
 		}
 		var out, errOut bytes.Buffer
-		code := Execute(context.Background(), append(tc.args, "--state-dir", sd), &out, &errOut)
+		// The flag goes right after the command: exec's -- ends its flags.
+		args := append([]string{tc.args[0], "--state-dir", sd}, tc.args[1:]...)
+		code := Execute(context.Background(), args, &out, &errOut)
 		if code != tc.code || !strings.Contains(out.String(), tc.stdout) || !strings.Contains(errOut.String(), tc.stderr) {
 			t.Errorf("trellis %s (stopped %v): exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
 				strings.Join(tc.args, " "), tc.stopped, code, out.String(), errOut.String(), tc.code, tc.stdout, tc.stderr)

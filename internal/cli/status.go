@@ -47,13 +47,9 @@ the state dir).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sd := stateDirOr(stateDir)
-			st, err := local.ReadState(sd)
+			st, err := runningMesh(stateDir)
 			if err != nil {
 				return err
-			}
-			if !st.Running() {
-				return notRunning(sd, st)
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
@@ -80,6 +76,20 @@ the state dir).`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, or wide (the table, the default)")
 	stateDirFlag(cmd, &stateDir)
 	return cmd
+}
+
+// runningMesh reads the state of the mesh on stateDir (the flag's value,
+// empty for the default), and fails unless its `trellis up` is running.
+func runningMesh(stateDir string) (*local.State, error) {
+	sd := stateDirOr(stateDir)
+	st, err := local.ReadState(sd)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Running() {
+		return nil, notRunning(sd, st)
+	}
+	return st, nil
 }
 
 // notRunning is the error for a mesh whose `trellis up` is gone.
