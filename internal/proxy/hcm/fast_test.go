@@ -19,12 +19,7 @@ import (
 func TestFastPathPipelinedThenHandedOver(t *testing.T) {
 	leak.Check(t)
 	f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := f.dial(t, 10*time.Second)
 	io.WriteString(c, "GET /1 HTTP/1.1\r\nHost: svc\r\n\r\n"+
 		"POST /2 HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\n\r\nabc"+
 		"HEAD /3 HTTP/1.1\r\nHost: svc\r\n\r\n")
@@ -60,12 +55,7 @@ func TestFastPathPipelinedThenHandedOver(t *testing.T) {
 func TestFastPathKeepsConnectionsAlive(t *testing.T) {
 	leak.Check(t)
 	f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := f.dial(t, 10*time.Second)
 	br := bufio.NewReader(c)
 	for i := range 3 {
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
@@ -86,12 +76,7 @@ func TestFastPathKeepsConnectionsAlive(t *testing.T) {
 func TestFastPathConnectionClose(t *testing.T) {
 	leak.Check(t)
 	f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := f.dial(t, 10*time.Second)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -304,14 +289,7 @@ func TestFastPathResponseHeadersPerResponse(t *testing.T) {
 		ln.Close()
 		<-done
 	})
-	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second)
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br, _ := dialFrontEnd(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second, 10*time.Second)
 	want := []struct {
 		code       int
 		has, lacks []string
@@ -389,14 +367,7 @@ func TestFastPathRequestHeadersPerRequest(t *testing.T) {
 		ln.Close()
 		<-done
 	})
-	f := startFrontEndTo(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second)
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br, _ := dialFrontEnd(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second, 10*time.Second)
 	for i, tc := range []struct{ send, want, never string }{
 		{"X-One: 1\r\nX-Shared: a\r\n", "X-One: 1", "X-Two"},
 		{"X-Two: 2\r\n", "X-Two: 2", "X-One"},
@@ -475,8 +446,8 @@ func TestFastPathWaitsBetweenRequests(t *testing.T) {
 }
 
 // dialAppFrontEnd serves app on loopback behind a front end with cfg and
-// routeTimeout, and returns a connection to the front end (with a 20 s
-// deadline), its reader, and the front end's address.
+// routeTimeout, and dials the front end as dialFrontEnd does, with a 20 s
+// deadline.
 func dialAppFrontEnd(t *testing.T, app http.HandlerFunc, cfg hcm.Config, routeTimeout time.Duration) (net.Conn, *bufio.Reader, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -485,13 +456,17 @@ func dialAppFrontEnd(t *testing.T, app http.HandlerFunc, cfg hcm.Config, routeTi
 	}
 	hs := &http.Server{Handler: app}
 	go hs.Serve(ln)
-	f := startFrontEndTo(t, ln.Addr().String(), cfg, routeTimeout)
+	c, br, addr := dialFrontEnd(t, ln.Addr().String(), cfg, routeTimeout, 20*time.Second)
 	t.Cleanup(func() { hs.Close() }) // before the front end's own cleanups
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, br, addr
+}
+
+// dialFrontEnd starts a front end with cfg and routeTimeout in front of
+// the upstream at upstreamAddr, and returns a connection to it (with the
+// given deadline), its reader, and the front end's address.
+func dialFrontEnd(t *testing.T, upstreamAddr string, cfg hcm.Config, routeTimeout, deadline time.Duration) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	f := startFrontEndTo(t, upstreamAddr, cfg, routeTimeout)
+	c := f.dial(t, deadline)
 	return c, bufio.NewReader(c), f.Addr
 }

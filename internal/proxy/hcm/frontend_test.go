@@ -165,6 +165,19 @@ func startFrontEndTo(tb testing.TB, addr string, cfg hcm.Config, routeTimeout ti
 	return f
 }
 
+// dial connects to the front end as a client, with a deadline on the
+// whole exchange; the connection closes with the test.
+func (f *frontEnd) dial(tb testing.TB, deadline time.Duration) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", f.Addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(deadline))
+	return c
+}
+
 // conn wraps a downstream connection as the sidecar's listeners do.
 func (f *frontEnd) conn(c net.Conn, routes func() *router.Table) *hcm.Conn {
 	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())

@@ -211,12 +211,7 @@ func TestHeaderCaseExpectContinue(t *testing.T) {
 	f.cluster.Update(&xdsresource.ClusterLoadAssignment{ClusterName: "backend", Localities: []xdsresource.LocalityEndpoints{{
 		Weight: 1, Endpoints: []xdsresource.Endpoint{{Address: host, Port: uint32(p), Weight: 1, Healthy: true}},
 	}}})
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := f.dial(t, 10*time.Second)
 	body := "hello after 100"
 	fmt.Fprintf(c, "POST /e HTTP/1.1\r\nHost: svc\r\nx-before-continue: 1\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(body))
 	br := bufio.NewReader(c)
