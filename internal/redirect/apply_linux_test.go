@@ -203,28 +203,7 @@ func TestCaptureInNetns(t *testing.T) {
 		if _, err := exec.LookPath("nft"); err != nil {
 			t.Skip("nft CLI not installed (Debian package nftables)")
 		}
-		applied, err := exec.Command("ip", "netns", "exec", podName, "nft", "list", "table", "inet", table).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft list: %v: %s", err, applied)
-		}
-		// Load the same text with nft in the peer namespace and compare the kernel's view.
-		load := exec.Command("ip", "netns", "exec", peerName, "nft", "-f", "-")
-		load.Stdin = strings.NewReader(rs.String())
-		if out, err := load.CombinedOutput(); err != nil {
-			t.Fatalf("nft -f: %v: %s", err, out)
-		}
-		defer func() {
-			if err := RemoveIn(peer, table); err != nil {
-				t.Error(err)
-			}
-		}()
-		want, err := exec.Command("ip", "netns", "exec", peerName, "nft", "list", "table", "inet", table).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft list: %v: %s", err, want)
-		}
-		if string(applied) != string(want) {
-			t.Errorf("Apply installed\n%s\nbut nft -f of String() installs\n%s", applied, want)
-		}
+		kernelHoldsString(t, pod, peer, table, rs)
 	})
 
 	// The uid exclusion, by making the test's own uid the proxy's; re-applying the same table
@@ -456,26 +435,34 @@ func TestDNSCaptureInNetns(t *testing.T) {
 	}
 
 	if _, err := exec.LookPath("nft"); err == nil {
-		applied, err := exec.Command("ip", "netns", "exec", podName, "nft", "list", "table", "inet", table).CombinedOutput()
+		kernelHoldsString(t, pod, peer, table, rs)
+	}
+}
+
+// kernelHoldsString checks that the table that Apply installed in the
+// namespace at pod is, as the kernel lists it, what nft -f of rs.String()
+// installs in the namespace at peer (where it is removed again).
+func kernelHoldsString(t *testing.T, pod, peer, table string, rs Ruleset) {
+	t.Helper()
+	list := func(ns string) string {
+		out, err := exec.Command("ip", "netns", "exec", filepath.Base(ns), "nft", "list", "table", "inet", table).CombinedOutput()
 		if err != nil {
-			t.Fatalf("nft list: %v: %s", err, applied)
+			t.Fatalf("nft list: %v: %s", err, out)
 		}
-		load := exec.Command("ip", "netns", "exec", peerName, "nft", "-f", "-")
-		load.Stdin = strings.NewReader(rs.String())
-		if out, err := load.CombinedOutput(); err != nil {
-			t.Fatalf("nft -f: %v: %s", err, out)
+		return string(out)
+	}
+	applied := list(pod)
+	load := exec.Command("ip", "netns", "exec", filepath.Base(peer), "nft", "-f", "-")
+	load.Stdin = strings.NewReader(rs.String())
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v: %s", err, out)
+	}
+	defer func() {
+		if err := RemoveIn(peer, table); err != nil {
+			t.Error(err)
 		}
-		defer func() {
-			if err := RemoveIn(peer, table); err != nil {
-				t.Error(err)
-			}
-		}()
-		want, err := exec.Command("ip", "netns", "exec", peerName, "nft", "list", "table", "inet", table).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft list: %v: %s", err, want)
-		}
-		if string(applied) != string(want) {
-			t.Errorf("Apply installed\n%s\nbut nft -f of String() installs\n%s", applied, want)
-		}
+	}()
+	if want := list(peer); applied != want {
+		t.Errorf("Apply installed\n%s\nbut nft -f of String() installs\n%s", applied, want)
 	}
 }
