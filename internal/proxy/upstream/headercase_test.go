@@ -173,27 +173,18 @@ func TestResponseHeaderNamesThroughCluster(t *testing.T) {
 	addr := rawServer(t, func(i int) string { return responses[i%len(responses)] })
 	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: addr}))
 	for i := range 2 * len(responses) {
-		var got net.Conn
-		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-			GotConn: func(info httptrace.GotConnInfo) { got = info.Conn },
-		})
 		var body io.Reader
 		if i%len(responses) == 2 {
 			body = strings.NewReader("payload")
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://c/", body)
+		req, _ := http.NewRequest(http.MethodPost, "http://c/", body)
 		if body != nil {
 			req.Header.Set("Expect", "100-continue")
 		}
-		resp, _, err := c.RoundTrip(ctx, req, 0, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if names := ResponseHeaderNames(got); !maps.Equal(names, want[i%len(want)]) {
+		names, b, err := roundTripNames(t, c, req)
+		if !maps.Equal(names, want[i%len(want)]) {
 			t.Errorf("response %d: names %v, want %v", i, names, want[i%len(want)])
 		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if err != nil || !strings.Contains(string(b), "x-body") && i%len(responses) < 2 {
 			t.Errorf("response %d: body %q, %v", i, b, err)
 		}
@@ -217,20 +208,11 @@ func TestResponseHeaderNamesLongHead(t *testing.T) {
 	addr := rawServer(t, func(i int) string { return responses[i%len(responses)] })
 	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: addr}))
 	for i := range 2 * len(responses) {
-		var got net.Conn
-		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-			GotConn: func(info httptrace.GotConnInfo) { got = info.Conn },
-		})
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://c/", nil)
-		resp, _, err := c.RoundTrip(ctx, req, 0, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if names := ResponseHeaderNames(got); !maps.Equal(names, want[i%len(want)]) {
+		req, _ := http.NewRequest(http.MethodGet, "http://c/", nil)
+		names, b, err := roundTripNames(t, c, req)
+		if !maps.Equal(names, want[i%len(want)]) {
 			t.Errorf("response %d: names %v, want %v", i, names, want[i%len(want)])
 		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if err != nil || string(b) != "ok" {
 			t.Errorf("response %d: body %q, %v", i, b, err)
 		}
@@ -238,4 +220,24 @@ func TestResponseHeaderNamesLongHead(t *testing.T) {
 	if n := c.Stats().CxTotal; n != 1 {
 		t.Errorf("%d connections, want one kept alive", n)
 	}
+}
+
+// roundTripNames sends req through c as the HCM does, learning the
+// upstream connection from httptrace's GotConn, and returns the response
+// header names' spelling that the connection recorded, and the body.
+func roundTripNames(t *testing.T, c *Cluster, req *http.Request) (HeaderNames, []byte, error) {
+	t.Helper()
+	var got net.Conn
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { got = info.Conn },
+	})
+	req = req.WithContext(ctx)
+	resp, _, err := c.RoundTrip(ctx, req, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := ResponseHeaderNames(got)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return names, b, err
 }
