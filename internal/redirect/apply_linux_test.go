@@ -129,25 +129,10 @@ func tables(t *testing.T, nsPath string) []string {
 // TestCaptureInNetns wires two namespaces: "pod" (10.244.0.5, the sidecar's home) and "peer"
 // (10.244.0.6, which also owns the VIP 10.96.0.20, so uncaptured traffic visibly lands there).
 func TestCaptureInNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces and nftables); CI runs as root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip tool (iproute2)")
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	id := hex.EncodeToString(rnd[:])
-	pod := netns(t, "trellis-test-"+id+"-pod")
-	peer := netns(t, "trellis-test-"+id+"-peer")
+	id, pod, peer := podAndPeer(t, "peer", "10.244.0.6/24")
 	podName, peerName := filepath.Base(pod), filepath.Base(peer)
-	ip(t, "-n", podName, "link", "add", "vpod", "type", "veth", "peer", "name", "vpeer", "netns", peerName)
-	ip(t, "-n", podName, "addr", "add", "10.244.0.5/24", "dev", "vpod")
-	ip(t, "-n", podName, "link", "set", "vpod", "up")
 	ip(t, "-n", podName, "route", "add", "10.96.0.0/16", "via", "10.244.0.6")
-	ip(t, "-n", peerName, "addr", "add", "10.244.0.6/24", "dev", "vpeer")
 	ip(t, "-n", peerName, "addr", "add", "10.96.0.20/32", "dev", "lo")
-	ip(t, "-n", peerName, "link", "set", "vpeer", "up")
 
 	serve(t, pod, "127.0.0.1:15001", "outbound", true)
 	serve(t, pod, "0.0.0.0:15006", "inbound", true)
@@ -373,24 +358,8 @@ func askUDP(t *testing.T, ns, addr string, mark int) string {
 // TestDNSCaptureInNetns: with DNSPort set, the app's UDP and TCP queries to any nameserver reach
 // the proxy's DNS port, the proxy's own reach the nameserver, and other TCP is captured as before.
 func TestDNSCaptureInNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces and nftables); CI runs as root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip tool (iproute2)")
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	id := hex.EncodeToString(rnd[:])
-	pod := netns(t, "trellis-test-"+id+"-pod")
-	peer := netns(t, "trellis-test-"+id+"-dns")
-	podName, peerName := filepath.Base(pod), filepath.Base(peer)
-	ip(t, "-n", podName, "link", "add", "vpod", "type", "veth", "peer", "name", "vpeer", "netns", peerName)
-	ip(t, "-n", podName, "addr", "add", "10.244.0.5/24", "dev", "vpod")
-	ip(t, "-n", podName, "link", "set", "vpod", "up")
-	ip(t, "-n", podName, "link", "set", "lo", "up")
-	ip(t, "-n", peerName, "addr", "add", "10.244.0.1/24", "dev", "vpeer")
-	ip(t, "-n", peerName, "link", "set", "vpeer", "up")
+	id, pod, peer := podAndPeer(t, "dns", "10.244.0.1/24")
+	ip(t, "-n", filepath.Base(pod), "link", "set", "lo", "up")
 
 	serveUDP(t, pod, "127.0.0.1:15053", "sidecar-udp")
 	serve(t, pod, "127.0.0.1:15053", "sidecar-tcp", true)
@@ -465,4 +434,30 @@ func kernelHoldsString(t *testing.T, pod, peer, table string, rs Ruleset) {
 	if want := list(peer); applied != want {
 		t.Errorf("Apply installed\n%s\nbut nft -f of String() installs\n%s", applied, want)
 	}
+}
+
+// podAndPeer makes two fresh network namespaces joined by a veth pair:
+// "pod" at 10.244.0.5/24 and a peer named by suffix at peerAddr, both
+// links up. It skips the test without root or the ip tool, and returns
+// the random id in the names and the two namespaces' paths.
+func podAndPeer(t *testing.T, suffix, peerAddr string) (id, pod, peer string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces and nftables); CI runs as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip tool (iproute2)")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	id = hex.EncodeToString(rnd[:])
+	pod = netns(t, "trellis-test-"+id+"-pod")
+	peer = netns(t, "trellis-test-"+id+"-"+suffix)
+	podName, peerName := filepath.Base(pod), filepath.Base(peer)
+	ip(t, "-n", podName, "link", "add", "vpod", "type", "veth", "peer", "name", "vpeer", "netns", peerName)
+	ip(t, "-n", podName, "addr", "add", "10.244.0.5/24", "dev", "vpod")
+	ip(t, "-n", podName, "link", "set", "vpod", "up")
+	ip(t, "-n", peerName, "addr", "add", peerAddr, "dev", "vpeer")
+	ip(t, "-n", peerName, "link", "set", "vpeer", "up")
+	return id, pod, peer
 }
