@@ -264,19 +264,7 @@ func TestFastPathResponseHeadersPerResponse(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX-Chunked: 1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nd\r\n0\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive, X-Hop\r\nX-Hop: h\r\nX-Third: 3\r\n\r\nc",
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
+	backend := serveOneConn(t, func(c net.Conn, br *bufio.Reader) {
 		for _, a := range answers {
 			if _, err := readRawMessage(br); err != nil {
 				return
@@ -284,12 +272,8 @@ func TestFastPathResponseHeadersPerResponse(t *testing.T) {
 			io.WriteString(c, a)
 		}
 		io.Copy(io.Discard, br) // until the proxy's cluster closes
-	}()
-	t.Cleanup(func() { // after the front end's own cleanups
-		ln.Close()
-		<-done
 	})
-	c, br, _ := dialFrontEnd(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second, 10*time.Second)
+	c, br, _ := dialFrontEnd(t, backend, hcm.Config{Outbound: true}, 5*time.Second, 10*time.Second)
 	want := []struct {
 		code       int
 		has, lacks []string
@@ -333,20 +317,8 @@ func TestFastPathResponseHeadersPerResponse(t *testing.T) {
 // one before.
 func TestFastPathRequestHeadersPerRequest(t *testing.T) {
 	leak.Check(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	heads := make(chan string, 8)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
+	backend := serveOneConn(t, func(c net.Conn, br *bufio.Reader) {
 		for {
 			var head strings.Builder
 			for {
@@ -362,12 +334,8 @@ func TestFastPathRequestHeadersPerRequest(t *testing.T) {
 			heads <- head.String()
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 		}
-	}()
-	t.Cleanup(func() { // after the front end's own cleanups
-		ln.Close()
-		<-done
 	})
-	c, br, _ := dialFrontEnd(t, ln.Addr().String(), hcm.Config{Outbound: true}, 5*time.Second, 10*time.Second)
+	c, br, _ := dialFrontEnd(t, backend, hcm.Config{Outbound: true}, 5*time.Second, 10*time.Second)
 	for i, tc := range []struct{ send, want, never string }{
 		{"X-One: 1\r\nX-Shared: a\r\n", "X-One: 1", "X-Two"},
 		{"X-Two: 2\r\n", "X-Two: 2", "X-One"},
@@ -443,6 +411,35 @@ func TestFastPathWaitsBetweenRequests(t *testing.T) {
 	if waited := time.Since(start); waited < idle-50*time.Millisecond {
 		t.Errorf("closed after %v idle, before the idle timeout (%v)", waited, idle)
 	}
+}
+
+// serveOneConn is a backend on loopback that accepts one connection and
+// hands it, with a reader, to serve, for tests that answer upstream byte
+// by byte; the connection closes when serve returns. Its cleanup waits
+// for serve, so call it before starting the front end: cleanups run last
+// first, and the front end's, closing the proxy's upstream connection,
+// are what let serve return.
+func serveOneConn(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c, bufio.NewReader(c))
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
 }
 
 // dialAppFrontEnd serves app on loopback behind a front end with cfg and
