@@ -134,15 +134,10 @@ func TestUpShop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the whole demo mesh")
 	}
-	modes := [][]string{nil}
-	if os.Geteuid() == 0 {
-		modes = append(modes, []string{"--transparent"})
-	} else {
+	if os.Geteuid() != 0 {
 		t.Log("transparent mode needs root (CI runs as root): explicit mode only")
 	}
-	for _, flags := range modes {
-		t.Run(modeName(flags), func(t *testing.T) { testShop(t, flags) })
-	}
+	inEachMode(t, testShop)
 }
 
 func testShop(t *testing.T, flags []string) {
@@ -444,6 +439,19 @@ metadata: {name: g}
 	}
 }
 
+// inEachMode runs test as a subtest with the flags of each mode this
+// machine can run a mesh in: explicit always, transparent only as root
+// (it makes network namespaces and nftables rules).
+func inEachMode(t *testing.T, test func(t *testing.T, flags []string)) {
+	modes := [][]string{nil}
+	if os.Geteuid() == 0 {
+		modes = append(modes, []string{"--transparent"})
+	}
+	for _, flags := range modes {
+		t.Run(modeName(flags), func(t *testing.T) { test(t, flags) })
+	}
+}
+
 func modeName(flags []string) string {
 	if len(flags) > 0 {
 		return "transparent"
@@ -524,27 +532,21 @@ func TestUpMixedSidecars(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}
-	modes := [][]string{nil}
-	if os.Geteuid() == 0 {
-		modes = append(modes, []string{"--transparent"})
-	}
-	for _, flags := range modes {
-		t.Run(modeName(flags), func(t *testing.T) {
-			m := uptest.Start(t, "testdata/mixed", flags...)
-			for _, client := range []string{"sleep", "plain"} {
-				if len(flags) == 0 && client == "plain" {
-					continue // explicit mode: a pod without a sidecar has no proxy to name services
-				}
-				for _, server := range []string{"ratings", "plain-ratings"} {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					out, errOut, code := m.Trellis(ctx, "exec", client, "--", "curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
-						"http://"+server+":9080/ratings/1", "-o", "/dev/null", "http://"+server+":9080/ratings/2")
-					cancel()
-					if code != 0 || out != "200200" {
-						t.Errorf("%s → %s: exit %d, codes %q, stderr %s", client, server, code, out, errOut)
-					}
+	inEachMode(t, func(t *testing.T, flags []string) {
+		m := uptest.Start(t, "testdata/mixed", flags...)
+		for _, client := range []string{"sleep", "plain"} {
+			if len(flags) == 0 && client == "plain" {
+				continue // explicit mode: a pod without a sidecar has no proxy to name services
+			}
+			for _, server := range []string{"ratings", "plain-ratings"} {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				out, errOut, code := m.Trellis(ctx, "exec", client, "--", "curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+					"http://"+server+":9080/ratings/1", "-o", "/dev/null", "http://"+server+":9080/ratings/2")
+				cancel()
+				if code != 0 || out != "200200" {
+					t.Errorf("%s → %s: exit %d, codes %q, stderr %s", client, server, code, out, errOut)
 				}
 			}
-		})
-	}
+		}
+	})
 }
