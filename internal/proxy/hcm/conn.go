@@ -110,8 +110,8 @@ func (c *headerConn) Read(p []byte) (int, error) {
 			}
 			c.sniffed.Store(int32(m))
 		}
-		if !c.h2.Load() && !c.fast {
-			c.frames.scan(p[:n])
+		if !c.h2.Load() && !c.fast && c.frames.scan(p[:n]) {
+			c.stats.RqHeaderTooLarge.Add(1)
 		}
 		c.pending.Add(int64(n))
 	}
@@ -131,7 +131,8 @@ func (c *headerConn) Read(p []byte) (int, error) {
 
 func (c *headerConn) Write(p []byte) (int, error) {
 	c.pending.Store(0)
-	if !c.h2.Load() && bytes.HasPrefix(p, status431) {
+	// A 431 for refused trailers was counted when they were (scan).
+	if !c.h2.Load() && bytes.HasPrefix(p, status431) && !c.trailersRefused() {
 		c.stats.RqHeaderTooLarge.Add(1)
 	}
 	if c.raw != nil {
@@ -165,6 +166,14 @@ func (c *headerConn) ambiguous() bool {
 	i := c.served.Add(1) // 1 + the request's index
 	bad := c.frames.firstBad.Load()
 	return bad > 0 && i >= bad
+}
+
+// trailersRefused reports whether net/http refused the trailer section of
+// the HTTP/1 request being handled (see framing.checkTrailer), after
+// ambiguous counted it.
+func (c *headerConn) trailersRefused() bool {
+	i := c.frames.trailerRefused.Load()
+	return i > 0 && i == c.served.Load()
 }
 
 // takeNames returns the non-canonical header names of the HTTP/1 request
@@ -205,11 +214,13 @@ func (c *headerConn) traceUpstream() *httptrace.ClientTrace {
 
 // framing follows HTTP/1 request framing the way net/http reads it
 // (heads, Content-Length and chunked bodies, trailers), only far enough
-// to count requests and see which header names each head has. It stops
-// following (state frOff) where net/http would refuse the connection
-// anyway, at the first ambiguous request (which is answered 400 and
-// closes the connection), and on HTTP/2 connections. Bodies are skipped
-// by length, never scanned, so a body that looks like a request is data.
+// to count requests, see which header names each head has, and tell when
+// net/http refuses a trailer section. It stops following (state frOff)
+// where net/http would refuse the connection anyway, at the first
+// ambiguous request (which is answered 400 and closes the connection),
+// at a refused trailer section, and on HTTP/2 connections. Bodies are
+// skipped by length, never scanned, so a body that looks like a request
+// is data.
 type framing struct {
 	state     uint8
 	line      []byte // the current line, up to maxFramingLine bytes
@@ -232,7 +243,27 @@ type framing struct {
 	mu     sync.Mutex
 	cased  []casedHead
 	nCased atomic.Int32
+
+	// The trailer section being checked (see checkTrailer): how many of
+	// its first maxTrailerSection bytes are still to come, the last four
+	// bytes seen, and its request as heads counts it (0 for OPTIONS *).
+	trailerLeft int
+	trailerTail uint32
+	trailerHead int64
+	// trailerRefused is 1 + the index of the request whose trailer
+	// section net/http refused, 0 if none.
+	trailerRefused atomic.Int64
 }
+
+// maxTrailerSection is as much of a chunked request's trailer section as
+// net/http's HTTP/1 server looks at: it reads the section only if the
+// CRLF CRLF that ends it lies within its 4 KiB read buffer, and fails the
+// request body otherwise (transfer.go, seeUpcomingDoubleCRLF). So on
+// HTTP/1.1 the limit on trailers is 4 KiB, not MaxHeaderBytes.
+const maxTrailerSection = 4 << 10
+
+// crlfcrlfWord is CRLF CRLF as framing.trailerTail holds four bytes.
+const crlfcrlfWord = '\r'<<24 | '\n'<<16 | '\r'<<8 | '\n'
 
 type casedHead struct {
 	head  int64 // 1 + the request's index, as served counts
@@ -255,7 +286,12 @@ const (
 // longer one is invalid.
 const maxFramingLine = 128
 
-func (f *framing) scan(p []byte) {
+// scan follows p, the next bytes read, and reports whether they make a
+// trailer section that net/http will refuse once it reads that far.
+func (f *framing) scan(p []byte) (refusedTrailers bool) {
+	if f.trailerLeft > 0 && f.checkTrailer(p) {
+		return true
+	}
 	for len(p) > 0 && f.state != frOff {
 		if f.state == frBody || f.state == frChunkData {
 			n := min(int64(len(p)), f.remaining)
@@ -284,9 +320,47 @@ func (f *framing) scan(p []byte) {
 			return
 		}
 		p = p[i+1:]
+		was := f.state
 		f.endLine(bytes.TrimSuffix(f.line, []byte("\r")))
 		f.line = f.line[:0]
+		if f.state == frTrailers && was != frTrailers {
+			f.trailerLeft, f.trailerTail, f.trailerHead = maxTrailerSection, '\r'<<8|'\n', f.heads
+			if f.options {
+				f.trailerHead = 0 // net/http answers it, and closes
+			}
+			if f.checkTrailer(p) {
+				return true
+			}
+		}
 	}
+	return false
+}
+
+// checkTrailer looks at p, the next bytes from a trailer section on (or
+// past its end, if a bare LF ended it), as net/http does: unless CRLF
+// CRLF ends within the section's first maxTrailerSection bytes, the
+// section is refused. The tail starts with the CRLF that ends the
+// last-chunk line, so that an empty section is found at once, as net/http
+// finds it.
+func (f *framing) checkTrailer(p []byte) (refused bool) {
+	for _, b := range p[:min(len(p), f.trailerLeft)] {
+		f.trailerTail = f.trailerTail<<8 | uint32(b)
+		f.trailerLeft--
+		if f.trailerTail == crlfcrlfWord {
+			f.trailerLeft = 0
+			return false
+		}
+	}
+	if f.trailerLeft > 0 {
+		return false
+	}
+	// net/http fails the body, and forward answers 431 and closes the
+	// connection: nothing more to follow.
+	if f.trailerHead > 0 {
+		f.trailerRefused.Store(f.trailerHead)
+	}
+	f.state = frOff
+	return true
 }
 
 func (f *framing) endLine(line []byte) {

@@ -298,6 +298,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		fw.fc.hc.setBodyDeadline(time.Time{})
 	}
 	if err != nil {
+		if hc != nil && r.ProtoMajor == 1 && hc.trailersRefused() {
+			// The body failed on a trailer section net/http refused
+			// (counted then, see framing.checkTrailer): the client's
+			// doing, answered as Envoy answers trailers over the limit.
+			// The connection closes: with full duplex on, net/http would
+			// read on from the middle of the section as if a request
+			// started there.
+			w.Header().Set("Connection", "close")
+			s.reply(w, r, http.StatusRequestHeaderFieldsTooLarge, 0, "request trailer section over 4 KiB")
+			return
+		}
 		s.upstreamError(w, r, cl.Name(), flags, err)
 		return
 	}

@@ -43,9 +43,10 @@ type feBackend struct {
 	Addr     string
 	Requests atomic.Int64
 	// Bodies are the request bodies received, in arrival order.
-	mu      sync.Mutex
-	bodies  []string
-	headers []http.Header
+	mu       sync.Mutex
+	bodies   []string
+	headers  []http.Header
+	trailers []http.Header
 
 	hs *http.Server
 	ln net.Listener
@@ -76,6 +77,7 @@ func startBackend(tb testing.TB) *feBackend {
 			b.mu.Lock()
 			b.bodies = append(b.bodies, string(body))
 			b.headers = append(b.headers, r.Header.Clone())
+			b.trailers = append(b.trailers, r.Trailer.Clone())
 			b.mu.Unlock()
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, backendAnswer)
@@ -92,6 +94,14 @@ func (b *feBackend) Headers() []http.Header {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]http.Header(nil), b.headers...)
+}
+
+// Trailers are the request trailers received, in arrival order (nil for
+// a request that declared none).
+func (b *feBackend) Trailers() []http.Header {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]http.Header(nil), b.trailers...)
 }
 
 func (b *feBackend) Close() {

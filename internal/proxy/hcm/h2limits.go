@@ -24,12 +24,20 @@ import (
 // can proceed until the block ends, RFC 9113 §6.10) until the idle
 // timeout.
 //
+// Request trailers go through the same decoder and the same limit, with
+// one difference: a trailer block a little over the limit is not refused.
+// The server drops the fields past the limit, passes the rest on as the
+// request's trailers and ends the stream as usual (its
+// processTrailerHeaders ignores MetaHeadersFrame.Truncated); only the
+// GOAWAYs refuse trailers.
+//
 // So the connection wrapper follows the client's frames (h2Watch): it
-// decodes each request header block with its own HPACK decoder, in step
-// with the server's (same bytes, same table size, same limits), to tell
-// when the server will refuse one and count it in RqHeaderTooLarge; and
-// it bounds each header block by ReadHeaderTimeout from its first frame,
-// closing the connection and counting RqHeaderTimeout when it runs out.
+// decodes each header block, requests' and trailers', with its own HPACK
+// decoder, in step with the server's (same bytes, same table size, same
+// limits), to tell when the server will refuse or cut one and count it
+// (see overflow); and it bounds each header block by ReadHeaderTimeout
+// from its first frame, closing the connection and counting
+// RqHeaderTimeout when it runs out.
 
 // h2Limits are a server's limits on HTTP/2 header blocks.
 type h2Limits struct {
@@ -248,7 +256,7 @@ func (w *h2Watch) endFrame(c *headerConn) {
 	// The order of net/http's checks, fragment by fragment.
 	if uint64(len(frag)) > 2*uint64(w.left) {
 		// Far over the limit: the server sends GOAWAY without decoding.
-		w.overflow(c)
+		w.overflow(c, true)
 		w.stop(c)
 		return
 	}
@@ -258,7 +266,7 @@ func (w *h2Watch) endFrame(c *headerConn) {
 	}
 	if _, err := w.dec.Write(frag); err != nil {
 		if errors.Is(err, hpack.ErrStringLength) {
-			w.overflow(c) // one string over the limit: COMPRESSION_ERROR
+			w.overflow(c, true) // one string over the limit: COMPRESSION_ERROR
 		}
 		w.stop(c)
 		return
@@ -276,7 +284,8 @@ func (w *h2Watch) endFrame(c *headerConn) {
 		return
 	}
 	if w.truncated {
-		w.overflow(c) // the server answers 431
+		// The server answers a request 431, and cuts trailers.
+		w.overflow(c, w.blockNew)
 	}
 }
 
@@ -301,10 +310,11 @@ func headersFragment(p []byte, flags uint8) ([]byte, bool) {
 	return p[:len(p)-pad], true
 }
 
-// overflow counts a request refused for its headers' size; trailers are
-// not requests.
-func (w *h2Watch) overflow(c *headerConn) {
-	if w.blockNew {
+// overflow counts a header block over the limit, and its request as
+// refused when the server refuses it (refused).
+func (w *h2Watch) overflow(c *headerConn, refused bool) {
+	c.stats.HeaderOverflow.Add(1)
+	if refused {
 		c.stats.RqHeaderTooLarge.Add(1)
 	}
 }

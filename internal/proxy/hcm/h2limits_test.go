@@ -48,18 +48,36 @@ func dialH2(t *testing.T, addr string) *h2Client {
 	return h
 }
 
-// block encodes a GET's header block with the extra fields, without
-// Huffman coding so that sizes on the wire are what the test says.
+// block encodes a GET's header block with the extra fields.
 func (h *h2Client) block(extra ...hpack.HeaderField) []byte {
-	h.buf.Reset()
-	for _, f := range append([]hpack.HeaderField{
+	return h.fields(append([]hpack.HeaderField{
 		{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
 		{Name: ":authority", Value: "svc"}, {Name: ":path", Value: "/"},
-	}, extra...) {
+	}, extra...)...)
+}
+
+// fields encodes a header block of just these fields (trailers), without
+// Huffman coding so that sizes on the wire are what the test says.
+func (h *h2Client) fields(fields ...hpack.HeaderField) []byte {
+	h.buf.Reset()
+	for _, f := range fields {
 		f.Sensitive = true // never indexed: the tables stay small
 		h.enc.WriteField(f)
 	}
 	return bytes.Clone(h.buf.Bytes())
+}
+
+// open starts a request on stream whose trailers are to follow (with
+// send): its header block with the extra fields in one HEADERS frame,
+// then "hello" as its body so far.
+func (h *h2Client) open(stream uint32, extra ...hpack.HeaderField) {
+	h.t.Helper()
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: h.block(extra...), EndHeaders: true}); err != nil {
+		h.t.Fatalf("writing stream %d: %v", stream, err)
+	}
+	if err := h.fr.WriteData(stream, false, []byte("hello")); err != nil {
+		h.t.Fatalf("writing stream %d: %v", stream, err)
+	}
 }
 
 // send writes block on stream as HEADERS and CONTINUATION frames of at
@@ -152,8 +170,8 @@ func TestH2HeadersTooLarge(t *testing.T) {
 	if got, want := h.await(3), (outcome{Status: "431"}); got != want {
 		t.Errorf("62,000 bytes of headers: %+v, want %+v", got, want)
 	}
-	if n := st.RqHeaderTooLarge.Load(); n != 1 {
-		t.Errorf("RqHeaderTooLarge = %d after one oversized HTTP/2 request, want 1", n)
+	if n, m := st.RqHeaderTooLarge.Load(), st.HeaderOverflow.Load(); n != 1 || m != 1 {
+		t.Errorf("RqHeaderTooLarge = %d, HeaderOverflow = %d after one oversized HTTP/2 request, want 1 and 1", n, m)
 	}
 	// The connection goes on.
 	h.send(5, h.block(), true)
@@ -176,8 +194,8 @@ func TestH2HeadersTooLarge(t *testing.T) {
 		if got := h.await(1); got.GoAway == nil || *got.GoAway != tc.code {
 			t.Errorf("case %d: %+v, want GOAWAY %v", i, got, tc.code)
 		}
-		if n := st.RqHeaderTooLarge.Load(); n != uint64(2+i) {
-			t.Errorf("case %d: RqHeaderTooLarge = %d, want %d", i, n, 2+i)
+		if n, m := st.RqHeaderTooLarge.Load(), st.HeaderOverflow.Load(); n != uint64(2+i) || m != n {
+			t.Errorf("case %d: RqHeaderTooLarge = %d, HeaderOverflow = %d, want %d and %d", i, n, m, 2+i, 2+i)
 		}
 	}
 	if n := f.Backend.Requests.Load(); n != 2 {
@@ -185,6 +203,74 @@ func TestH2HeadersTooLarge(t *testing.T) {
 	}
 	if n := st.RqHeaderTimeout.Load(); n != 0 {
 		t.Errorf("RqHeaderTimeout = %d, want 0", n)
+	}
+}
+
+// TestH2TrailersTooLarge sends request trailers over the 60 KiB limit
+// with a real framer, after a request's headers and some of its body.
+// net/http's server cuts a trailer block a little over the limit to the
+// fields that fit and serves the request on; it ends the connection with
+// GOAWAY for one that goes on past the limit or has one field over it.
+// Each is counted in HeaderOverflow (Envoy's http2.header_overflow), the
+// refused ones also in RqHeaderTooLarge; small trailers in neither.
+func TestH2TrailersTooLarge(t *testing.T) {
+	leak.Check(t)
+	f := startFrontEnd(t, hcm.Config{}, 0)
+	st := f.Server.Stats()
+	declared := hpack.HeaderField{Name: "trailer", Value: "x-t, x-u"}
+	counts := func() [2]uint64 { return [2]uint64{st.HeaderOverflow.Load(), st.RqHeaderTooLarge.Load()} }
+
+	h := dialH2(t, f.Addr)
+	h.open(1, declared)
+	h.send(1, h.fields(hpack.HeaderField{Name: "x-t", Value: "small"}), true)
+	if got := h.await(1); got.Status != "200" {
+		t.Fatalf("small trailers: %+v, want 200", got)
+	}
+	if got := counts(); got != [2]uint64{} {
+		t.Errorf("after small trailers: HeaderOverflow, RqHeaderTooLarge = %v, want none", got)
+	}
+
+	// 1,035 bytes of one field, then 61,035 of another, in four frames:
+	// 62,070 in all, over the 61,760 the server takes. The request goes
+	// on with the first field only.
+	h.open(3, declared)
+	h.send(3, h.fields(hpack.HeaderField{Name: "x-t", Value: strings.Repeat("t", 1000)}, hpack.HeaderField{Name: "x-u", Value: strings.Repeat("u", 61000)}), true)
+	if got := h.await(3); got.Status != "200" {
+		t.Fatalf("62,070 bytes of trailers: %+v, want 200", got)
+	}
+	if got, want := counts(), [2]uint64{1, 0}; got != want {
+		t.Errorf("after trailers cut: HeaderOverflow, RqHeaderTooLarge = %v, want %v", got, want)
+	}
+	h.send(5, h.block(), true)
+	if got := h.await(5); got.Status != "200" {
+		t.Errorf("request after the cut trailers: %+v, want 200", got)
+	}
+	var seen [][]int
+	for _, tr := range f.Backend.Trailers() {
+		seen = append(seen, []int{len(tr.Get("X-T")), len(tr.Get("X-U"))})
+	}
+	if diff := cmp.Diff([][]int{{5, 0}, {1000, 0}, {0, 0}}, seen); diff != "" {
+		t.Errorf("X-T and X-U lengths the backend saw in each request's trailers (-want +got):\n%s", diff)
+	}
+
+	// Past the limit and still sending: GOAWAY PROTOCOL_ERROR; one field
+	// over the limit on its own: GOAWAY COMPRESSION_ERROR. Each a refusal.
+	for i, tc := range []struct {
+		fields []hpack.HeaderField
+		code   http2.ErrCode
+	}{
+		{[]hpack.HeaderField{big(31000), big(31000), big(30000)}, http2.ErrCodeProtocol},
+		{[]hpack.HeaderField{big(62000)}, http2.ErrCodeCompression},
+	} {
+		h := dialH2(t, f.Addr)
+		h.open(1, declared)
+		h.send(1, h.fields(tc.fields...), true)
+		if got := h.await(1); got.GoAway == nil || *got.GoAway != tc.code {
+			t.Errorf("case %d: %+v, want GOAWAY %v", i, got, tc.code)
+		}
+		if got, want := counts(), [2]uint64{uint64(2 + i), uint64(1 + i)}; got != want {
+			t.Errorf("case %d: HeaderOverflow, RqHeaderTooLarge = %v, want %v", i, got, want)
+		}
 	}
 }
 

@@ -112,12 +112,24 @@ type Stats struct {
 	Rq4xx, Rq5xx            atomic.Uint64
 	NoRoute, NoCluster      atomic.Uint64 // NR, NC
 	RqTimeout               atomic.Uint64 // upstream timeouts (UT)
-	RqHeaderTooLarge        atomic.Uint64 // 431
+	RqHeaderTooLarge        atomic.Uint64 // 431 and HTTP/2's refusals, headers or trailers (see below)
 	RqHeaderTimeout         atomic.Uint64 // 408
 	RqAmbiguousFraming      atomic.Uint64 // 400: Content-Length with Transfer-Encoding
 	UpstreamConnectFailures atomic.Uint64 // UF
 	NoHealthyUpstream       atomic.Uint64 // UH
 	Overflow                atomic.Uint64 // UO
+
+	// Trailers over the limit count as headers over it, in
+	// RqHeaderTooLarge when their request is refused: Envoy applies
+	// max_request_headers_kb to both alike, with the same check, the same
+	// 431 on HTTP/1.1 and the same counter on HTTP/2.
+	//
+	// HeaderOverflow is that HTTP/2 counter, Envoy's http2.header_overflow
+	// (rooted at http2., not http.<prefix>.): HTTP/2 header blocks over
+	// the limit, headers or trailers, refused or not. Only it counts
+	// trailers a little over the limit, which net/http's server cuts to
+	// the fields that fit instead of refusing the request (h2limits.go).
+	HeaderOverflow atomic.Uint64
 }
 
 // Server serves downstream HTTP connections.

@@ -155,8 +155,9 @@ func TestDownstreamLimits(t *testing.T) {
 
 	t.Run("HTTP2HeadersTooLarge", func(t *testing.T) {
 		// 62,000 bytes of headers on an h2c connection: net/http's 431,
-		// counted with HTTP/1.1's.
+		// counted with HTTP/1.1's, and in Envoy's HTTP/2 codec stat.
 		before := stat("http.outbound.downstream_rq_header_too_large")
+		beforeH2 := stat("http2.header_overflow")
 		c := am.client.dialProxy(t)
 		fr := h2Start(t, c)
 		h2Headers(t, fr, 1, true, "x-big-1", strings.Repeat("b", 31000), "x-big-2", strings.Repeat("b", 31000))
@@ -165,6 +166,9 @@ func TestDownstreamLimits(t *testing.T) {
 		}
 		if got := stat("http.outbound.downstream_rq_header_too_large"); got != before+1 {
 			t.Errorf("downstream_rq_header_too_large %d -> %d, want one more", before, got)
+		}
+		if got := stat("http2.header_overflow"); got != beforeH2+1 {
+			t.Errorf("http2.header_overflow %d -> %d, want one more", beforeH2, got)
 		}
 	})
 

@@ -98,6 +98,9 @@ type stat struct {
 func (p *Proxy) stats() []stat {
 	var out []stat
 	add := func(name string, v uint64) { out = append(out, stat{name, v}) }
+	// Envoy roots its downstream HTTP/2 codec stats at http2., one set for
+	// every connection manager, rather than under http.<prefix>.
+	var h2HeaderOverflow uint64
 	for _, s := range []struct {
 		prefix string
 		srv    *hcm.Server
@@ -123,7 +126,9 @@ func (p *Proxy) stats() []stat {
 		add(s.prefix+"upstream_cx_connect_fail", st.UpstreamConnectFailures.Load())
 		add(s.prefix+"no_healthy_upstream", st.NoHealthyUpstream.Load())
 		add(s.prefix+"upstream_rq_overflow", st.Overflow.Load())
+		h2HeaderOverflow += st.HeaderOverflow.Load()
 	}
+	add("http2.header_overflow", h2HeaderOverflow)
 	for _, l := range p.lns {
 		st := l.Stats()
 		prefix := "listener." + l.Name() + "."
