@@ -168,6 +168,25 @@ func (c *headerConn) ambiguous() bool {
 	return bad > 0 && i >= bad
 }
 
+// desynced reports whether net/http is reading the HTTP/1 request being
+// handled, after ambiguous counted it, from bytes that were not a request
+// head as the client framed them: the rest of a body it gave up on (a
+// malformed chunk, a body still arriving when the route timed out). The
+// proxy serves requests full duplex, which turns off net/http's own
+// guard, so it would carry on and serve a body's bytes as a request
+// (request smuggling); framing, which follows the bytes as the client
+// framed them, has counted fewer heads. Such a connection cannot be
+// trusted past that point and is closed without an answer.
+func (c *headerConn) desynced() bool {
+	return c.served.Load() > c.frames.heads.Load()
+}
+
+// bodyPending reports whether the body of the HTTP/1 request being
+// handled, after ambiguous counted it, has not been read to its end.
+func (c *headerConn) bodyPending() bool {
+	return c.served.Load() > c.frames.bodies.Load()
+}
+
 // trailersRefused reports whether net/http refused the trailer section of
 // the HTTP/1 request being handled (see framing.checkTrailer), after
 // ambiguous counted it.
@@ -225,7 +244,12 @@ type framing struct {
 	state     uint8
 	line      []byte // the current line, up to maxFramingLine bytes
 	remaining int64  // of a Content-Length body or a chunk
-	heads     int64  // requests whose heads ended, as the handler counts them
+	// heads counts the requests whose heads ended, as the handler counts
+	// them. Atomic: net/http's background read may scan while a handler
+	// checks it (see desynced).
+	heads atomic.Int64
+	// bodies counts the requests among them whose bodies have ended.
+	bodies atomic.Int64
 	// firstBad is 1 + the index of the first request with both
 	// Content-Length and Transfer-Encoding, 0 if none.
 	firstBad atomic.Int64
@@ -298,7 +322,7 @@ func (f *framing) scan(p []byte) (refusedTrailers bool) {
 			p, f.remaining = p[n:], f.remaining-n
 			if f.remaining == 0 {
 				if f.state == frBody {
-					f.state = frRequestLine
+					f.bodyEnded()
 				} else {
 					f.state = frChunkEnd
 				}
@@ -324,7 +348,7 @@ func (f *framing) scan(p []byte) (refusedTrailers bool) {
 		f.endLine(bytes.TrimSuffix(f.line, []byte("\r")))
 		f.line = f.line[:0]
 		if f.state == frTrailers && was != frTrailers {
-			f.trailerLeft, f.trailerTail, f.trailerHead = maxTrailerSection, '\r'<<8|'\n', f.heads
+			f.trailerLeft, f.trailerTail, f.trailerHead = maxTrailerSection, '\r'<<8|'\n', f.heads.Load()
 			if f.options {
 				f.trailerHead = 0 // net/http answers it, and closes
 			}
@@ -419,18 +443,27 @@ func (f *framing) endLine(line []byte) {
 		f.state = frChunkSize
 	case frTrailers:
 		if len(line) == 0 {
-			f.state = frRequestLine
+			f.bodyEnded()
 		}
 	}
+}
+
+// bodyEnded marks the end of the current request: its body, if it has
+// one, has been read whole.
+func (f *framing) bodyEnded() {
+	if !f.options {
+		f.bodies.Add(1)
+	}
+	f.state = frRequestLine
 }
 
 func (f *framing) endHead() {
 	// net/http answers "OPTIONS *" itself: the handler does not count it.
 	if !f.options {
-		f.heads++
+		heads := f.heads.Add(1)
 		if f.names != nil {
 			f.mu.Lock()
-			f.cased = append(f.cased, casedHead{f.heads, f.names})
+			f.cased = append(f.cased, casedHead{heads, f.names})
 			f.mu.Unlock()
 			f.nCased.Add(1)
 		}
@@ -439,7 +472,7 @@ func (f *framing) endHead() {
 	switch {
 	case f.hasCL && f.hasTE:
 		if !f.options {
-			f.firstBad.Store(f.heads)
+			f.firstBad.Store(f.heads.Load())
 		}
 		f.state = frOff
 	case f.hasTE && !f.http10: // net/http ignores Transfer-Encoding on HTTP/1.0
@@ -455,10 +488,10 @@ func (f *framing) endHead() {
 		}
 		f.state, f.remaining = frBody, f.cl
 		if f.cl == 0 {
-			f.state = frRequestLine
+			f.bodyEnded()
 		}
 	default:
-		f.state = frRequestLine
+		f.bodyEnded()
 	}
 }
 

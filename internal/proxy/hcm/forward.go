@@ -30,6 +30,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	c := connOf(r)
 	if r.Method == http.MethodConnect && r.ProtoMajor == 1 {
 		if s.cfg.Connect == nil || c == nil {
+			closeIfBodyPending(w.Header(), r, nil)
 			s.local(w, http.StatusMethodNotAllowed, 0, "CONNECT is not served on this listener")
 			return
 		}
@@ -76,6 +77,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(route.Direct.Body)))
 			w.Header().Set("Content-Type", "text/plain")
 		}
+		closeIfBodyPending(w.Header(), r, nil)
 		w.WriteHeader(route.Direct.Status)
 		w.Write(route.Direct.Body)
 		return
@@ -139,6 +141,27 @@ func (s *Server) local(w http.ResponseWriter, status int, flags upstream.Flags, 
 	io.WriteString(w, msg+"\n")
 }
 
+// closeIfBodyPending marks an HTTP/1 response that goes out before its
+// request's body has been read to the end (a local reply, a redirect, a
+// route timeout while the body is still coming, an upstream that answers
+// early) to close the connection after it, as Envoy closes an HTTP/1
+// connection whose response ends before its request. Keeping it would
+// leave net/http, which serves full duplex, to discard the rest of the
+// body after the handler and, if that fails (a malformed chunk, a body
+// that stalls), to read on from the middle of it as if a request started
+// there. hc is the request's connection when the caller has it.
+func closeIfBodyPending(h http.Header, r *http.Request, hc *headerConn) {
+	if r.ProtoMajor != 1 {
+		return
+	}
+	if hc == nil {
+		hc, _ = r.Context().Value(connKey{}).(*headerConn)
+	}
+	if hc != nil && !hc.fast && hc.bodyPending() {
+		h.Set("Connection", "close")
+	}
+}
+
 func (s *Server) count(status int) {
 	switch {
 	case status < 200:
@@ -185,6 +208,7 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route *xdsreso
 	}
 	applyResponseHeaders(w.Header(), route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
 	w.Header().Set("Location", loc)
+	closeIfBodyPending(w.Header(), r, nil)
 	s.count(code)
 	w.WriteHeader(code)
 }
@@ -350,6 +374,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		s.upgrade(w, r, resp, switchTo)
 		return
 	}
+	closeIfBodyPending(h, r, hc) // the upstream may answer early
 	s.count(resp.StatusCode)
 	w.WriteHeader(resp.StatusCode)
 	if err := copyBody(w, resp); err != nil {
@@ -553,6 +578,7 @@ func copyBody(w http.ResponseWriter, resp *http.Response) error {
 // response whose grpc-status stands for the HTTP status (Envoy's mapping),
 // since a gRPC client cannot read a text/plain answer.
 func (s *Server) reply(w http.ResponseWriter, r *http.Request, status int, flags upstream.Flags, msg string) {
+	closeIfBodyPending(w.Header(), r, nil)
 	if !isGRPC(r) {
 		s.local(w, status, flags, msg)
 		return

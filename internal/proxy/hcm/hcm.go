@@ -115,6 +115,7 @@ type Stats struct {
 	RqHeaderTooLarge        atomic.Uint64 // 431 and HTTP/2's refusals, headers or trailers (see below)
 	RqHeaderTimeout         atomic.Uint64 // 408
 	RqAmbiguousFraming      atomic.Uint64 // 400: Content-Length with Transfer-Encoding
+	CxProtocolError         atomic.Uint64 // HTTP/1 connections closed where net/http lost the client's framing
 	UpstreamConnectFailures atomic.Uint64 // UF
 	NoHealthyUpstream       atomic.Uint64 // UH
 	Overflow                atomic.Uint64 // UO
@@ -205,6 +206,12 @@ func (s *Server) serveFramed(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Connection", "close")
 				s.local(w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
 				return
+			}
+			if !hc.fast && hc.desynced() {
+				// Not a request the client sent: no answer, and the
+				// connection closes (net/http takes ErrAbortHandler quietly).
+				s.stats.CxProtocolError.Add(1)
+				panic(http.ErrAbortHandler)
 			}
 			if hc.fast {
 				hc.requestNames = hc.fastNames

@@ -30,7 +30,7 @@ func TestRequestNamesSplitAnywhere(t *testing.T) {
 		var got []upstream.HeaderNames
 		// Each handler runs once its head is read, as net/http's do.
 		handle := func() {
-			for int64(len(got)) < hc.frames.heads {
+			for int64(len(got)) < hc.frames.heads.Load() {
 				hc.ambiguous()
 				got = append(got, hc.takeNames())
 			}
@@ -78,5 +78,62 @@ func TestCanonicalRequestsAllocateNothing(t *testing.T) {
 		hc.takeNames()
 	}); n != 0 {
 		t.Errorf("%v allocations per canonical request", n)
+	}
+}
+
+// The framing tells the handler whether its request's body has been read
+// to the end (bodyPending) and whether net/http has started a request
+// where the client's framing has no head (desynced), in any split of the
+// bytes and with requests answered by net/http itself in between.
+func TestFramingBodyPendingAndDesync(t *testing.T) {
+	type step struct {
+		wire              string
+		handle            bool // a handler starts (net/http read a head)
+		pending, desynced bool
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"content-length body in pieces", []step{
+			{"POST /1 HTTP/1.1\r\nContent-Length: 10\r\n\r\nhello", true, true, false},
+			{"world", false, false, false},
+			{"GET /2 HTTP/1.1\r\n\r\n", true, false, false},
+		}},
+		{"chunked body ends with its trailers", []step{
+			{"POST /1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n", true, true, false},
+			{"X-T: 1\r\n", false, true, false},
+			{"\r\n", false, false, false},
+		}},
+		{"malformed chunk", []step{
+			{"POST /1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nGET /2 HTTP/1.1\r\n\r\n", true, true, false},
+			// net/http failed the body and read on: not a head.
+			{"", true, true, true},
+		}},
+		{"a body read as a request", []step{
+			{"POST /1 HTTP/1.1\r\nContent-Length: 19\r\n\r\n", true, true, false},
+			{"GET /2 HTTP/1.1\r\n\r\n", true, true, true},
+		}},
+		{"OPTIONS * answered by net/http", []step{
+			{"OPTIONS * HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", false, false, false},
+			{"POST /1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nh", true, true, false},
+			{"i", false, false, false},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hc := &headerConn{}
+			for i, s := range tc.steps {
+				hc.frames.scan([]byte(s.wire))
+				if s.handle {
+					hc.ambiguous()
+				}
+				if got := hc.bodyPending(); got != s.pending {
+					t.Errorf("step %d: bodyPending %v, want %v", i, got, s.pending)
+				}
+				if got := hc.desynced(); got != s.desynced {
+					t.Errorf("step %d: desynced %v, want %v", i, got, s.desynced)
+				}
+			}
+		})
 	}
 }

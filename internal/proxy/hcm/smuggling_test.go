@@ -239,3 +239,144 @@ func TestH2ConnectionFieldsNotForwarded(t *testing.T) {
 		})
 	}
 }
+
+// TestDesyncedBytesNotServed covers the requests that framing alone does
+// not refuse, but where net/http's server would lose its place in the
+// byte stream: a chunked body that turns out malformed part way through,
+// and a Content-Length body still arriving when the route times out.
+// net/http keeps such a connection open (the proxy serves requests full
+// duplex, which turns off its own guard) and would read what follows, a
+// body's bytes, as the next request. Nothing after the failed body may
+// reach the backend as a request, and the connection must close.
+func TestDesyncedBytesNotServed(t *testing.T) {
+	leak.Check(t)
+	const hidden = "GET /smuggled HTTP/1.1\r\nHost: svc\r\nX-Smuggled: yes\r\n\r\n"
+	smuggled := func(b *feBackend) bool {
+		for _, h := range b.Headers() {
+			if h.Get("X-Smuggled") != "" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tc := range []struct{ name, raw string }{
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n" + hidden},
+		{"no CRLF after chunk data", "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n" + hidden},
+		// The same after a plain request, so that the connection starts
+		// on the fast path and is handed to net/http.
+		{"bad chunk size after a plain request", "GET /first HTTP/1.1\r\nHost: svc\r\n\r\n" +
+			"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n" + hidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFrontEnd(t, hcm.Config{Outbound: true}, 5*time.Second)
+			_, closed := exchange(t, f.Addr, tc.raw, false)
+			if smuggled(f.Backend) {
+				t.Errorf("the bytes after the malformed body reached the backend as a request")
+			}
+			if !closed {
+				t.Errorf("connection left open after a malformed body")
+			}
+		})
+	}
+
+	t.Run("body after the route timeout", func(t *testing.T) {
+		f := startFrontEnd(t, hcm.Config{Outbound: true}, 200*time.Millisecond)
+		// On the fast path, after it, and on net/http's (which serves
+		// every request with an Expect).
+		for _, first := range []string{"", "GET /first HTTP/1.1\r\nHost: svc\r\n\r\n"} {
+			for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+				testLateBody(t, f, first, "POST /slow HTTP/1.1\r\nHost: svc\r\n"+expect+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(hidden)), hidden, smuggled)
+			}
+			// Part of the body in time, the rest late.
+			testLateBody(t, f, first, "POST /slow HTTP/1.1\r\nHost: svc\r\n"+fmt.Sprintf("Content-Length: %d\r\n\r\nhello", 5+len(hidden)), hidden, smuggled)
+			chunked := "POST /slow HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+			testLateBody(t, f, first, chunked, fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(hidden), hidden), smuggled)
+			testLateBody(t, f, first, chunked, hidden, smuggled)
+		}
+	})
+}
+
+// testLateBody sends first and head, reads their responses (the last a
+// 504: the route times out waiting for the body), then sends body, which
+// must not be served as a request.
+func testLateBody(t *testing.T, f *frontEnd, first, head, body string, smuggled func(*feBackend) bool) {
+	t.Helper()
+	{
+		{
+			c := f.dial(t, 5*time.Second)
+			io.WriteString(c, first+head)
+			br := bufio.NewReader(c)
+			var got []string
+			for len(got) < strings.Count(first, "GET")+1 {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("reading a response: %v", err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				if resp.StatusCode < 200 {
+					continue // 100 Continue; the client holds the body back
+				}
+				got = append(got, resp.Status[:3])
+			}
+			if got[len(got)-1] != "504" {
+				t.Errorf("statuses %v, want the last 504", got)
+			}
+			// The body the route gave up on arrives now; it is a body,
+			// not a request.
+			io.WriteString(c, body)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if resp, err := http.ReadResponse(br, nil); err == nil {
+				t.Errorf("a response (%s) to the late body", resp.Status)
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Errorf("connection left open after the late body")
+			}
+			c.Close()
+			if smuggled(f.Backend) {
+				t.Errorf("%q then %q: the late body reached the backend as a request", first, head)
+			}
+		}
+	}
+}
+
+// TestEarlyAnswerThenMalformedBody has the upstream answer a chunked
+// request before its body has ended; the client then sends a malformed
+// chunk and a request after it. net/http discards the rest of a body
+// after the handler returns, and, serving full duplex, keeps the
+// connection when that discard fails, so it would read the request after
+// the bad chunk as the next one. The proxy closes the connection after
+// the early answer instead, as Envoy does.
+func TestEarlyAnswerThenMalformedBody(t *testing.T) {
+	leak.Check(t)
+	addr := serveOneConn(t, func(c net.Conn, br *bufio.Reader) {
+		for { // the head, then answer at once
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		io.Copy(io.Discard, br)
+	})
+	f := startFrontEndTo(t, addr, hcm.Config{Outbound: true}, 5*time.Second)
+	c := f.dial(t, 5*time.Second)
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the early answer: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	io.WriteString(c, "zz\r\nGET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if resp, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("a response (%s) to the request after the malformed chunk", resp.Status)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("connection left open after the malformed chunk")
+	}
+	if !resp.Close {
+		t.Errorf("the early answer keeps the connection, whose request has not ended")
+	}
+}

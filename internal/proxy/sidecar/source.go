@@ -120,6 +120,7 @@ func (p *Proxy) stats() []stat {
 		add(s.prefix+"downstream_rq_timeout", st.RqHeaderTimeout.Load())
 		add(s.prefix+"downstream_rq_header_too_large", st.RqHeaderTooLarge.Load())
 		add(s.prefix+"downstream_rq_ambiguous_framing", st.RqAmbiguousFraming.Load())
+		add(s.prefix+"downstream_cx_protocol_error", st.CxProtocolError.Load())
 		add(s.prefix+"no_route", st.NoRoute.Load())
 		add(s.prefix+"no_cluster", st.NoCluster.Load())
 		add(s.prefix+"upstream_rq_timeout", st.RqTimeout.Load())
