@@ -22,6 +22,10 @@
 # Usage: bench/sidecar.sh [DURATION [MAXDURATION]]     defaults 30s 10s
 #   PROFILE_DIR=dir  also profiles the client sidecar under the (b) load:
 #                    CPU (10 s), heap and allocs, as `go tool pprof -top` text
+#   CAPTURE_DIR=dir  also captures loopback traffic (tcpdump, as root) for 8 s
+#                    of an extra 1,000 qps load of (b) and of (c) after the
+#                    measured runs, and times each leg and hop with bench/legs:
+#                    {trellis,haproxy}.pcap and {trellis,haproxy}-legs.txt
 #   OUT_DIR=dir      keep fortio JSON and proxy logs there (default: a temp dir)
 #
 # Tools: fortio (go install fortio.org/fortio@v1.68.2), Debian haproxy, nginx,
@@ -344,6 +348,45 @@ if [ -n "${PROFILE_DIR:-}" ]; then
 	echo "profiles in $PROFILE_DIR"
 fi
 
+# capture NAME LEG...: tcpdump 8 s of loopback traffic in the middle of a
+# 1,000 qps load of NAME, then bench/legs with LEG... on it. The load is its
+# own run because tcpdump copies every packet: in a measured run that work
+# would land in the reported CPU and tails.
+CAPTURED=()
+capture() {
+	local s=$1 pcap=$CAPTURE_DIR/$1.pcap log=$CAPTURE_DIR/$1-tcpdump.log legs=$CAPTURE_DIR/$1-legs.txt cap rc=0
+	shift
+	rm -f "$pcap" "$legs"
+	echo "== capturing 8s of loopback traffic under ${QPS} qps ($s)"
+	(sleep 3 && exec timeout 8 "$TCPDUMP" -i lo -s 160 -B 131072 -n -w "$pcap" net "$NET.0/24") >"$log" 2>&1 &
+	cap=$!
+	load "$s" $QPS 14s "$OUT/$s-capture.json"
+	wait "$cap" || rc=$?
+	# timeout stops tcpdump with SIGTERM (which flushes the file) and exits 124.
+	if { [ "$rc" != 0 ] && [ "$rc" != 124 ]; } || ! [ -s "$pcap" ]; then
+		echo "capture of $s failed (exit $rc; tcpdump needs root or CAP_NET_RAW): $(tail -n 3 "$log")"
+		return 0
+	fi
+	grep -h 'captured\|dropped by kernel' "$log" | sed 's/^/  tcpdump: /' || true
+	if "$OUT/legs" "$pcap" "$@" >"$legs" 2>&1; then
+		CAPTURED+=("$s")
+	else
+		echo "bench/legs failed on $pcap: $(cat "$legs")"
+	fi
+}
+if [ -n "${CAPTURE_DIR:-}" ]; then
+	TCPDUMP=$(command -v tcpdump || echo /usr/sbin/tcpdump)
+	if [ -x "$TCPDUMP" ]; then
+		mkdir -p "$CAPTURE_DIR"
+		go build -o "$OUT/legs" ./bench/legs
+		capture trellis "$CLIENT_POD:15001=1" "$SERVER_POD:15008=2" "$APP=3"
+		capture haproxy "$HA1=1" "$HA2=2" "$APP=3"
+		echo "captures in $CAPTURE_DIR"
+	else
+		echo "CAPTURE_DIR is set but tcpdump is not installed: skipping the captures (apt-get install tcpdump)"
+	fi
+fi
+
 # --- report ------------------------------------------------------------------
 mb() { echo "scale=1; $1 / 1024" | bc -l; }
 added() { echo $(($1 - $2)); }
@@ -374,3 +417,8 @@ for q in 50 90 99; do
 done
 echo "  max throughput: trellis / haproxy = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[haproxy]}")   trellis / direct = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[direct]}")"
 echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
+for s in "${CAPTURED[@]}"; do
+	echo
+	echo "Per leg and hop, $s, from 8 s of captured traffic (bench/legs; legs 1, 2, 3 = client -> proxy 1 -> proxy 2 -> app):"
+	cat "$CAPTURE_DIR/$s-legs.txt"
+done
