@@ -182,13 +182,7 @@ func TestH2HeadersTooLarge(t *testing.T) {
 	// Past the limit and still sending: GOAWAY PROTOCOL_ERROR; one
 	// field over the limit on its own: GOAWAY COMPRESSION_ERROR. Each
 	// counted once.
-	for i, tc := range []struct {
-		fields []hpack.HeaderField
-		code   http2.ErrCode
-	}{
-		{[]hpack.HeaderField{big(31000), big(31000), big(30000)}, http2.ErrCodeProtocol},
-		{[]hpack.HeaderField{big(62000)}, http2.ErrCodeCompression},
-	} {
+	for i, tc := range goawayBlocks {
 		h := dialH2(t, f.Addr)
 		h.send(1, h.block(tc.fields...), true)
 		if got := h.await(1); got.GoAway == nil || *got.GoAway != tc.code {
@@ -255,13 +249,7 @@ func TestH2TrailersTooLarge(t *testing.T) {
 
 	// Past the limit and still sending: GOAWAY PROTOCOL_ERROR; one field
 	// over the limit on its own: GOAWAY COMPRESSION_ERROR. Each a refusal.
-	for i, tc := range []struct {
-		fields []hpack.HeaderField
-		code   http2.ErrCode
-	}{
-		{[]hpack.HeaderField{big(31000), big(31000), big(30000)}, http2.ErrCodeProtocol},
-		{[]hpack.HeaderField{big(62000)}, http2.ErrCodeCompression},
-	} {
+	for i, tc := range goawayBlocks {
 		h := dialH2(t, f.Addr)
 		h.open(1, declared)
 		h.send(1, h.fields(tc.fields...), true)
@@ -317,4 +305,18 @@ func TestH2HeaderTimeout(t *testing.T) {
 	if n := f.Backend.Requests.Load(); n != 3 {
 		t.Errorf("the backend saw %d requests, want 3", n)
 	}
+}
+
+// goawayBlock is a header block over the limit that ends the connection,
+// and the GOAWAY code it gets.
+type goawayBlock struct {
+	fields []hpack.HeaderField
+	code   http2.ErrCode
+}
+
+// goawayBlocks: fields past the limit that keep coming (PROTOCOL_ERROR),
+// and one field over it on its own (COMPRESSION_ERROR).
+var goawayBlocks = []goawayBlock{
+	{[]hpack.HeaderField{big(31000), big(31000), big(30000)}, http2.ErrCodeProtocol},
+	{[]hpack.HeaderField{big(62000)}, http2.ErrCodeCompression},
 }
