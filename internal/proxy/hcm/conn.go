@@ -237,7 +237,9 @@ func (c *headerConn) traceUpstream() *httptrace.ClientTrace {
 // net/http refuses a trailer section. It stops following (state frOff)
 // where net/http would refuse the connection anyway, at the first
 // ambiguous request (which is answered 400 and closes the connection),
-// at a refused trailer section, and on HTTP/2 connections. Bodies are
+// at a refused trailer section, at a malformed chunk (whose request's
+// answer closes the connection, as its body never ends), and on HTTP/2
+// connections. Bodies are
 // skipped by length, never scanned, so a body that looks like a request
 // is data.
 type framing struct {
@@ -429,7 +431,9 @@ func (f *framing) endLine(line []byte) {
 		n, ok := parseHex(line)
 		switch {
 		case !ok:
-			f.state = frOff // net/http fails the body and closes
+			// net/http fails the body. The body never ends here, so the
+			// answer closes the connection (closeIfBodyPending).
+			f.state = frOff
 		case n == 0:
 			f.state = frTrailers
 		default:
@@ -437,7 +441,7 @@ func (f *framing) endLine(line []byte) {
 		}
 	case frChunkEnd:
 		if len(line) != 0 {
-			f.state = frOff
+			f.state = frOff // as a malformed chunk size
 			return
 		}
 		f.state = frChunkSize
