@@ -227,15 +227,7 @@ func containsString(ss []string, s string) bool {
 // TestApplyCurrentNamespace covers Apply and Remove (no path) from a thread moved into a fresh
 // namespace, the way a pod's init step would run them.
 func TestApplyCurrentNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces and nftables); CI runs as root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip tool (iproute2)")
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	ns := netns(t, "trellis-test-"+hex.EncodeToString(rnd[:]))
+	ns := netns(t, "trellis-test-"+netnsTestID(t))
 	table := "trellis-cur"
 	inNS(t, ns, func() {
 		if err := Apply(context.Background(), Build(Config{Table: table, ProxyUIDs: []uint32{1337}})); err != nil {
@@ -436,11 +428,10 @@ func kernelHoldsString(t *testing.T, pod, peer, table string, rs Ruleset) {
 	}
 }
 
-// podAndPeer makes two fresh network namespaces joined by a veth pair:
-// "pod" at 10.244.0.5/24 and a peer named by suffix at peerAddr, both
-// links up. It skips the test without root or the ip tool, and returns
-// the random id in the names and the two namespaces' paths.
-func podAndPeer(t *testing.T, suffix, peerAddr string) (id, pod, peer string) {
+// netnsTestID skips the test without root or the ip tool, which network
+// namespaces need, and returns a random id for the names of its
+// namespaces, so that runs never meet each other's.
+func netnsTestID(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces and nftables); CI runs as root")
@@ -450,7 +441,16 @@ func podAndPeer(t *testing.T, suffix, peerAddr string) (id, pod, peer string) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	id = hex.EncodeToString(rnd[:])
+	return hex.EncodeToString(rnd[:])
+}
+
+// podAndPeer makes two fresh network namespaces joined by a veth pair:
+// "pod" at 10.244.0.5/24 and a peer named by suffix at peerAddr, both
+// links up. It skips the test without root or the ip tool, and returns
+// the random id in the names and the two namespaces' paths.
+func podAndPeer(t *testing.T, suffix, peerAddr string) (id, pod, peer string) {
+	t.Helper()
+	id = netnsTestID(t)
 	pod = netns(t, "trellis-test-"+id+"-pod")
 	peer = netns(t, "trellis-test-"+id+"-"+suffix)
 	podName, peerName := filepath.Base(pod), filepath.Base(peer)
