@@ -326,10 +326,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 			// The body failed on a trailer section net/http refused
 			// (counted then, see framing.checkTrailer): the client's
 			// doing, answered as Envoy answers trailers over the limit.
-			// The connection closes: with full duplex on, net/http would
-			// read on from the middle of the section as if a request
-			// started there.
-			w.Header().Set("Connection", "close")
+			// The body never ended, so reply closes the connection
+			// (closeIfBodyPending).
 			s.reply(w, r, http.StatusRequestHeaderFieldsTooLarge, 0, "request trailer section over 4 KiB")
 			return
 		}
