@@ -11,7 +11,15 @@ import (
 	"github.com/trellismesh/trellis/internal/config"
 )
 
-const seedDir = "../../../shared/seed-examples"
+// seedDir holds the repository's copies of the user's examples (the cli
+// package's TestExamplesKeepSeedsUnchanged checks they still equal the
+// originals), so the tests run on a fresh clone. The seed folder's
+// phase2/permissive.yaml conflicts with strict.yaml by design, so its copy
+// sits in a folder of its own.
+const (
+	seedDir       = "../../examples/config"
+	seedPhase2Dir = "../../examples/config-phase2"
+)
 
 // parse decodes YAML documents as if each were its own file, so messages
 // name them by the file given.
@@ -112,7 +120,7 @@ func TestSeedExamplesAlone(t *testing.T) {
 // phase2/permissive.yaml redefines strict.yaml's PeerAuthentication; the
 // file that sorts first wins, as in the store.
 func TestSeedPhase2Duplicate(t *testing.T) {
-	got := run(seed(t, "strict.yaml", "phase2/permissive.yaml"))
+	got := run(seed(t, "strict.yaml"), load(t, filepath.Join(seedPhase2Dir, "permissive.yaml")))
 	check(t, got,
 		`Error [TRL0005] (PeerAuthentication istio-system/default strict.yaml#1) metadata.name: PeerAuthentication istio-system/default is also defined at permissive.yaml#1; that definition is used and this one is ignored. Keep one.`,
 	)
@@ -202,7 +210,7 @@ metadata: {name: web}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: web, namespace: default}
+metadata: {name: web, namespace: default, labels: {app: web}}
 `)
 	check(t, run(objs),
 		`Error [TRL0005] (ServiceAccount default/web a.yaml#4) metadata.name: ServiceAccount default/web is also defined at a.yaml#1; that definition is used and this one is ignored. Keep one.`,

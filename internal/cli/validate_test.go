@@ -11,10 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// sharedDir is the project's shared folder, relative to this package: CI
-// clones the repo with shared/ beside it, so never use an absolute path.
-const sharedDir = "../../../shared"
-
 const (
 	svcReviews = `apiVersion: v1
 kind: Service
@@ -235,21 +231,20 @@ func TestValidateAnalysisErrorFails(t *testing.T) {
 	}
 }
 
-// TestValidateSeedExamples runs the user's examples unchanged, with the
-// workloads they assume, and requires a clean result.
+// TestValidateSeedExamples runs the user's examples unchanged (the
+// repository's copies in examples/config, which TestExamplesKeepSeedsUnchanged
+// holds to the originals), with the workloads they assume, and requires a
+// clean result.
 func TestValidateSeedExamples(t *testing.T) {
-	seeds, err := filepath.Abs(filepath.Join(sharedDir, "seed-examples"))
+	configDir, err := filepath.Abs(filepath.Join(repoRoot, "examples", "config"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(seeds); err != nil {
-		t.Fatalf("seed examples not found (the shared folder must sit beside the repo): %v", err)
-	}
-	support, err := os.ReadFile("../../examples/config/reviews.yaml")
+	support, err := os.ReadFile(filepath.Join(configDir, "reviews.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	payment, err := os.ReadFile("../../examples/config/payment.yaml")
+	payment, err := os.ReadFile(filepath.Join(configDir, "payment.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,13 +256,17 @@ metadata:
   name: istio-system
 `,
 	})
-	code, out, errOut := validate(t, dir, false, seeds, ".")
+	var seeds []string
+	for _, f := range seedFiles {
+		seeds = append(seeds, filepath.Join(configDir, f))
+	}
+	code, out, errOut := validate(t, dir, false, append(seeds, ".")...)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	for _, f := range []string{"payment-policy.yaml", "payment-retries.yaml", "reviews-dr.yaml", "reviews-vs.yaml", "split.yaml", "strict.yaml"} {
-		if !strings.Contains(out, "ok   "+filepath.Join(seeds, f)+": 1 ") {
-			t.Errorf("no ok line for %s in:\n%s", f, out)
+	for _, s := range seeds {
+		if !strings.Contains(out, "ok   "+s+": 1 ") {
+			t.Errorf("no ok line for %s in:\n%s", s, out)
 		}
 	}
 	if strings.Contains(errOut, "Error [") {

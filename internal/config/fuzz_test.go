@@ -8,17 +8,24 @@ import (
 	"testing"
 )
 
-// seedExamples are the user's examples, relative to this package (CI clones
-// the repo with shared/ beside it).
-const seedExamples = "../../../shared/seed-examples"
+// examplesDir is the repository's examples folder, relative to this
+// package: its config folders hold copies of the user's examples (the cli
+// package checks they still equal the originals), so a fresh clone has
+// them.
+const examplesDir = "../../examples"
 
-// addSeeds adds every seed example and the package's own fixtures, in YAML
-// and, where the content is JSON, as .json inputs.
+// addSeeds adds every example config file and the package's own fixtures,
+// in YAML and, where the content is JSON, as .json inputs.
 func addSeeds(f *testing.F, add func(data []byte, json bool)) {
 	f.Helper()
-	paths, _ := filepath.Glob(filepath.Join(seedExamples, "*.yaml"))
-	more, _ := filepath.Glob(filepath.Join(seedExamples, "*", "*.yaml"))
-	for _, p := range append(paths, more...) {
+	paths, err := filepath.Glob(filepath.Join(examplesDir, "*", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if len(paths) == 0 {
+		f.Fatalf("no example configs in %s: the fuzz corpus would lack the user's examples", examplesDir)
+	}
+	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
