@@ -56,7 +56,8 @@ func (w workload) ns() string { return w.obj.Namespace }
 
 // newWorld indexes objs. An object defined twice (same kind, namespace and
 // name) is analysed once: the definition that sorts first by file wins, as
-// in the store; the others are reported.
+// in the store. Copies with the same content are accepted silently, as
+// `kubectl apply -f DIR` accepts them; copies that differ are reported.
 func newWorld(objs []*config.Object) (*world, []Message) {
 	w := &world{
 		byKind:     map[config.GroupKind][]*config.Object{},
@@ -70,8 +71,10 @@ func newWorld(objs []*config.Object) (*world, []Message) {
 	var msgs []Message
 	for _, o := range ordered {
 		if first, dup := w.keys[o.Key()]; dup {
-			msgs = append(msgs, duplicateObject.msg(o, "metadata.name",
-				"%s is also defined at %s; that definition is used and this one is ignored. Keep one.", o.ID(), first.Source))
+			if !config.SameContent(first, o) {
+				msgs = append(msgs, duplicateObject.msg(o, "metadata.name",
+					"%s is also defined at %s; that definition is used and this one is ignored. Keep one.", o.ID(), first.Source))
+			}
 			continue
 		}
 		w.keys[o.Key()] = o

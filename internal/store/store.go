@@ -164,7 +164,8 @@ func (s *Store) publishLocked() {
 
 // build merges every file's objects. When two files define one object, the
 // file whose path sorts first wins, so the outcome never depends on the
-// order files were read.
+// order files were read; as in the analyzer (TRL0005), copies with the same
+// content are no conflict.
 func (s *Store) build() *Snapshot {
 	s.version++
 	paths := make([]string, 0, len(s.files))
@@ -177,7 +178,13 @@ func (s *Store) build() *Snapshot {
 		for _, o := range s.files[p] {
 			k := o.Key()
 			if other, dup := snap.byKey[k]; dup {
-				s.log.Warn("object defined twice; the first file wins", "object", o.ID(), "kept", other.Source.String(), "ignored", o.Source.String())
+				// Identical copies are normal in manifest folders and
+				// kubectl accepts them; only a conflict is worth a warning.
+				if config.SameContent(other, o) {
+					s.log.Debug("object defined twice with the same content", "object", o.ID(), "kept", other.Source.String(), "ignored", o.Source.String())
+				} else {
+					s.log.Warn("object defined twice with different content; the first file wins", "object", o.ID(), "kept", other.Source.String(), "ignored", o.Source.String())
+				}
 				continue
 			}
 			snap.byKey[k] = o
