@@ -27,7 +27,7 @@ func (t *translation) virtualHost(svc *registry.Service, port uint32, domains []
 		Domains: domains,
 	}
 	if o, vs := t.w.virtualServiceFor(t.proxy, svc.Hostname); vs != nil {
-		vh.Routes = t.vsRoutes(o, vs, svc, port)
+		vh.Routes = t.servedVSRoutes(o, vs, svc, port)
 		return vh
 	}
 	if routes, ok := t.gammaRoutes(svc, port); ok {

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"strings"
+	"sync"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -33,6 +34,13 @@ type World struct {
 	// whole world for each.
 	sidecars []*config.Object
 	inbound  map[string][]inboundTarget
+	// expanded holds root VirtualServices with their delegates merged in,
+	// and problems the http routes that cannot be served as written.
+	expanded map[*config.Object]*expanded
+	problems []RouteProblem
+	// reported dedupes the log lines about dropped routes: every scope's
+	// translation meets the same broken route.
+	reported sync.Map
 }
 
 // inboundTarget is a port a workload serves, with the protocol of the
@@ -59,6 +67,7 @@ func NewWorld(snap *store.Snapshot) *World {
 	w.splits = snap.OfKind(config.TrafficSplit)
 	w.routes = append(snap.OfKind(config.HTTPRoute), snap.OfKind(config.GRPCRoute)...)
 	w.sidecars = snap.OfKind(config.Sidecar)
+	w.expandDelegates()
 	w.inbound = map[string][]inboundTarget{}
 	for _, svc := range w.Reg.Services() {
 		for _, port := range svc.Ports {
@@ -157,9 +166,10 @@ func hostMatches(pattern, hostname string) bool {
 }
 
 // virtualServiceFor returns the VirtualService that routes hostname for a
-// proxy, or nil. When several claim the host, the one in the proxy's own
-// namespace wins, then the first by namespace/name; exact hosts beat
-// wildcards (the analyzer warns about such conflicts).
+// proxy, or nil, with its delegates merged in. When several claim the
+// host, the one in the proxy's own namespace wins, then the first by
+// namespace/name; exact hosts beat wildcards (the analyzer warns about such
+// conflicts).
 func (w *World) virtualServiceFor(p *Proxy, hostname string) (*config.Object, *networking.VirtualService) {
 	var best *config.Object
 	bestScore := -1
@@ -188,7 +198,7 @@ func (w *World) virtualServiceFor(p *Proxy, hostname string) (*config.Object, *n
 	if best == nil {
 		return nil, nil
 	}
-	return best, best.Spec.(*networking.VirtualService)
+	return best, w.effective(best)
 }
 
 // destinationRuleFor returns the DestinationRule for hostname as Istio
