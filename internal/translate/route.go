@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -125,6 +126,7 @@ func (t *translation) vsRoutes(o *config.Object, vs *networking.VirtualService, 
 					dests = append(dests, weighted{cluster: c, weight: uint32(max(d.GetWeight(), 0)), headers: d.GetHeaders()})
 				}
 				action := t.routeAction(svc, port, normalizeWeights(dests))
+				t.applyTimeout(action, hr.GetTimeout())
 				applyRewrite(action, hr.GetRewrite(), m)
 				r.Action = &routev3.Route_Route{Route: action}
 			}
@@ -229,6 +231,20 @@ func (t *translation) routeAction(svc *registry.Service, port uint32, dests []we
 	a.Timeout = zeroDuration()
 	a.HashPolicy = t.hashPolicy(svc, port)
 	return a
+}
+
+// applyTimeout sets a VirtualService route's timeout. Unset keeps
+// routeAction's 0 (no timeout), Istio's default; 0s also means none.
+// grpc-go ignores the route timeout and reads max_stream_duration, as
+// Istio sends it to proxyless clients.
+func (t *translation) applyTimeout(a *routev3.RouteAction, d *durationpb.Duration) {
+	if d == nil {
+		return
+	}
+	a.Timeout = d
+	if t.proxy.Generator == GeneratorGRPC {
+		a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: d}
+	}
 }
 
 // hashPolicy carries a DestinationRule consistentHash onto the route, where

@@ -1,0 +1,110 @@
+package sidecar_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/testing/leak"
+)
+
+// Config the control plane accepts must reach the sidecars with its
+// meaning (issue 12): each test here sends real requests through real
+// sidecars to real backends and checks what happened on the wire.
+
+// getCtx is get with a deadline of its own, so a request the config
+// should have ended does not hang the test for the client's 10 s.
+func getCtx(t *testing.T, c *http.Client, within time.Duration, target string, header map[string]string) (*http.Response, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
+}
+
+// A VirtualService route timeout ends a slower request with 504 and flag
+// UT at the client's sidecar, as Envoy does. Routes without a timeout wait
+// for the backend (Istio's default: no timeout).
+func TestVirtualServiceTimeoutOnTheWire(t *testing.T) {
+	leak.Check(t)
+	slow, wait := make(chan struct{}), make(chan struct{})
+	_, c := versionsMesh(t, "127.91.1", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 300ms
+    route: [{destination: {host: reviews-v1}}]
+  - route: [{destination: {host: reviews-v1}}]
+`, []string{"v1"}, func(w http.ResponseWriter, r *http.Request) {
+		var release chan struct{}
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/slow"):
+			release = slow
+		case strings.HasPrefix(r.URL.Path, "/wait"):
+			release = wait
+		}
+		if release != nil {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-release:
+			}
+		}
+		io.WriteString(w, "done")
+	})
+	t.Cleanup(func() { close(slow) })
+
+	start := time.Now()
+	resp, body, err := getCtx(t, c, 5*time.Second, "http://reviews:9080/slow", nil)
+	if err != nil {
+		t.Fatalf("GET /slow with a 300ms route timeout: %v (the timeout did not end it)", err)
+	}
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("X-Trellis-Flags") != "UT" {
+		t.Fatalf("GET /slow: %d %q %q, want 504 with flag UT", resp.StatusCode, resp.Header.Get("X-Trellis-Flags"), body)
+	}
+	if took < 300*time.Millisecond || took > 3*time.Second {
+		t.Errorf("the 504 came after %s, want about the route's 300ms", took)
+	}
+
+	// The other route has no timeout: a request slower than the first
+	// route's timeout still gets its answer.
+	done := make(chan struct{})
+	var (
+		wresp *http.Response
+		wbody string
+		werr  error
+	)
+	go func() {
+		defer close(done)
+		wresp, wbody, werr = getCtx(t, c, 5*time.Second, "http://reviews:9080/wait", nil)
+	}()
+	select {
+	case <-done:
+		t.Fatalf("GET /wait ended before the backend answered: %v %v", wresp, werr)
+	case <-time.After(600 * time.Millisecond):
+	}
+	close(wait)
+	<-done
+	if werr != nil || wresp.StatusCode != http.StatusOK || wbody != "done" {
+		t.Fatalf("GET /wait without a route timeout: %v, status %v, body %q; want 200 done", werr, wresp, wbody)
+	}
+}
