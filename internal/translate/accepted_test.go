@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
@@ -42,5 +45,97 @@ spec:
 	gvh := vhost(t, findRoute(t, g, "ratings.default.svc.cluster.local:9080"), "ratings.default.svc.cluster.local:9080")
 	if got := gvh.Routes[0].GetRoute().GetMaxStreamDuration().GetMaxStreamDuration().AsDuration(); got != 1500*time.Millisecond {
 		t.Errorf("grpc route max_stream_duration %s, want 1.5s", got)
+	}
+}
+
+// A route to a DestinationRule subset hashes as the subset's cluster
+// balances: the subset's own consistentHash, a port-level one over it,
+// the top-level policy for subsets without one; a destination on another
+// host takes that host's DestinationRule, not the routed host's.
+func TestSubsetConsistentHash(t *testing.T) {
+	w := world(t, "testdata/mesh", `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-top}
+  subsets:
+  - name: own
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-own}
+  - name: byport
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-own}
+      portLevelSettings:
+      - port: {number: 9080}
+        loadBalancer:
+          consistentHash: {httpQueryParameterName: q}
+  - name: plain
+    labels: {version: v1}
+  - name: rr
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {simple: ROUND_ROBIN}
+`, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{uri: {prefix: /own}}]
+    route: [{destination: {host: ratings, subset: own}}]
+  - match: [{uri: {prefix: /byport}}]
+    route: [{destination: {host: ratings, subset: byport}}]
+  - match: [{uri: {prefix: /plain}}]
+    route: [{destination: {host: ratings, subset: plain}}]
+  - match: [{uri: {prefix: /rr}}]
+    route: [{destination: {host: ratings, subset: rr}}]
+  - match: [{uri: {prefix: /split}}]
+    route:
+    - {destination: {host: ratings, subset: own}, weight: 50}
+    - {destination: {host: ratings, subset: plain}, weight: 50}
+  - route: [{destination: {host: reviews}}]
+`)
+	r := translate.ForProxy(w, sidecarProxy, nil)
+	vh := vhost(t, findRoute(t, r, "9080"), "ratings.default.svc.cluster.local:9080")
+	keys := func(i int) []string {
+		var out []string
+		for _, hp := range vh.Routes[i].GetRoute().GetHashPolicy() {
+			switch {
+			case hp.GetHeader() != nil:
+				out = append(out, "header:"+hp.GetHeader().GetHeaderName())
+			case hp.GetQueryParameter() != nil:
+				out = append(out, "query:"+hp.GetQueryParameter().GetName())
+			default:
+				out = append(out, hp.String())
+			}
+		}
+		return out
+	}
+	for i, want := range [][]string{
+		{"header:x-own"},                 // the subset's own policy
+		{"query:q"},                      // its port-level setting wins
+		{"header:x-top"},                 // no policy of its own: the top level
+		nil,                              // ROUND_ROBIN replaces the top-level loadBalancer
+		{"header:x-own", "header:x-top"}, // each destination's policy, combined
+		nil,                              // reviews' DestinationRule is ROUND_ROBIN
+	} {
+		if d := cmp.Diff(want, keys(i)); d != "" {
+			t.Errorf("route %d (%s) hash policy (-want +got):\n%s", i, vh.Routes[i].GetName(), d)
+		}
+	}
+	for _, c := range []struct {
+		subset string
+		lb     clusterv3.Cluster_LbPolicy
+	}{{"own", clusterv3.Cluster_RING_HASH}, {"byport", clusterv3.Cluster_RING_HASH}, {"plain", clusterv3.Cluster_RING_HASH}, {"rr", clusterv3.Cluster_ROUND_ROBIN}} {
+		if got := findCluster(r, "outbound|9080|"+c.subset+"|ratings.default.svc.cluster.local").GetLbPolicy(); got != c.lb {
+			t.Errorf("subset %s cluster lb policy %v, want %v", c.subset, got, c.lb)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -229,7 +231,7 @@ func (t *translation) routeAction(svc *registry.Service, port uint32, dests []we
 	}
 	// Istio disables the route timeout unless a VirtualService sets one.
 	a.Timeout = zeroDuration()
-	a.HashPolicy = t.hashPolicy(svc, port)
+	a.HashPolicy = t.hashPolicy(svc, port, dests)
 	return a
 }
 
@@ -247,13 +249,50 @@ func (t *translation) applyTimeout(a *routev3.RouteAction, d *durationpb.Duratio
 	}
 }
 
-// hashPolicy carries a DestinationRule consistentHash onto the route, where
-// Envoy computes the hash. grpc-go supports only header hashing, so other
-// keys are dropped for it and logged.
-func (t *translation) hashPolicy(svc *registry.Service, port uint32) []*routev3.RouteAction_HashPolicy {
-	dr := t.w.destinationRuleFor(t.proxy, svc.Hostname, svc.Namespace)
-	lb := mergePolicy(dr.GetTrafficPolicy(), nil, port).GetLoadBalancer()
-	ch := lb.GetConsistentHash()
+// hashPolicy carries the DestinationRule consistentHash of each
+// destination onto the route, where Envoy computes the hash. A
+// destination's policy is the one its cluster was built with (the
+// subset's over the top-level one, port-level settings over both, see
+// mergePolicy), so a subset with its own consistentHash gets the hash its
+// ring-hash cluster needs. Destinations that share a policy share one
+// entry; different ones are all listed and Envoy combines them into one
+// hash, which still sends equal keys to equal backends. grpc-go supports
+// only header hashing, so other keys are dropped for it and logged.
+func (t *translation) hashPolicy(svc *registry.Service, port uint32, dests []weighted) []*routev3.RouteAction_HashPolicy {
+	var out []*routev3.RouteAction_HashPolicy
+	for _, d := range dests {
+		hp := t.destinationHash(svc, port, d.cluster)
+		if hp == nil || slices.ContainsFunc(out, func(x *routev3.RouteAction_HashPolicy) bool { return proto.Equal(x, hp) }) {
+			continue
+		}
+		out = append(out, hp)
+	}
+	return out
+}
+
+// destinationHash is the hash policy for one outbound cluster
+// (outbound|port|subset|host); a name of another shape falls back to the
+// virtual host's own service and port.
+func (t *translation) destinationHash(svc *registry.Service, port uint32, cluster string) *routev3.RouteAction_HashPolicy {
+	host, hostNS, subset := svc.Hostname, svc.Namespace, ""
+	if parts := strings.SplitN(cluster, "|", 4); len(parts) == 4 && parts[0] == "outbound" {
+		if p, err := strconv.ParseUint(parts[1], 10, 32); err == nil {
+			port, subset, host = uint32(p), parts[2], parts[3]
+			hostNS = ""
+			if target := t.w.Reg.Lookup(host+".", ""); target != nil {
+				hostNS = target.Namespace
+			}
+		}
+	}
+	dr := t.w.destinationRuleFor(t.proxy, host, hostNS)
+	var subsetPolicy *networking.TrafficPolicy
+	for _, ss := range dr.GetSubsets() {
+		if subset != "" && ss.GetName() == subset {
+			subsetPolicy = ss.GetTrafficPolicy()
+			break
+		}
+	}
+	ch := mergePolicy(dr.GetTrafficPolicy(), subsetPolicy, port).GetLoadBalancer().GetConsistentHash()
 	if ch == nil {
 		return nil
 	}
@@ -272,10 +311,10 @@ func (t *translation) hashPolicy(svc *registry.Service, port uint32) []*routev3.
 		return nil
 	}
 	if t.proxy.Generator == GeneratorGRPC && hp.GetHeader() == nil {
-		t.log.Info("grpc-go hashes only on headers; dropping consistentHash key", "host", svc.Hostname)
+		t.log.Info("grpc-go hashes only on headers; dropping consistentHash key", "host", host, "subset", subset)
 		return nil
 	}
-	return []*routev3.RouteAction_HashPolicy{hp}
+	return hp
 }
 
 // routeMatch translates one Istio match block.

@@ -408,9 +408,9 @@ spec:
   hosts: [ratings]
   http:
   - route:
-    - destination: {host: ratings}
-      weight: 0
     - destination: {host: reviews}
+      weight: 0
+    - destination: {host: ratings}
       weight: 100
 `, `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -423,7 +423,7 @@ spec:
 `)
 	r := translate.ForProxy(w, sidecarProxy, nil)
 	vh := vhost(t, findRoute(t, r, "9080"), "ratings.default.svc.cluster.local:9080")
-	if d := cmp.Diff([]wc{{"outbound|9080||reviews.default.svc.cluster.local", 1}}, weights(vh.Routes[0])); d != "" {
+	if d := cmp.Diff([]wc{{"outbound|9080||ratings.default.svc.cluster.local", 1}}, weights(vh.Routes[0])); d != "" {
 		t.Fatal(d)
 	}
 	if hp := vh.Routes[0].GetRoute().GetHashPolicy(); len(hp) != 1 || hp[0].GetHeader().GetHeaderName() != "x-user" {

@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -106,5 +107,46 @@ spec:
 	<-done
 	if werr != nil || wresp.StatusCode != http.StatusOK || wbody != "done" {
 		t.Fatalf("GET /wait without a route timeout: %v, status %v, body %q; want 200 done", werr, wresp, wbody)
+	}
+}
+
+// A subset's own consistentHash holds for routes to that subset: each user
+// (header) stays on one backend of the subset, users spread over several.
+// Before, the route hashed by the top-level policy only, which has none
+// here, and the subset's ring-hash cluster picked at random.
+func TestSubsetConsistentHashOnTheWire(t *testing.T) {
+	leak.Check(t)
+	_, c := versionsMesh(t, "127.91.2", `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - name: sticky
+    labels: {app: reviews}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-user}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: sticky}}]
+`, []string{"a", "b", "c"}, nil)
+	used := map[string]bool{}
+	for u := range 20 {
+		got := countAnswers(t, c, 10, map[string]string{"x-user": fmt.Sprintf("user-%d", u)})
+		if len(got) != 1 {
+			t.Errorf("user-%d was spread over %v, want one backend", u, got)
+		}
+		for k := range got {
+			used[k] = true
+		}
+	}
+	if len(used) < 2 {
+		t.Errorf("20 users all hashed to %v, want several backends", used)
 	}
 }
