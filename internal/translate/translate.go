@@ -245,6 +245,7 @@ func httpOutboundListener(port uint32) *listenerv3.Listener {
 // tcpListener serves a non-HTTP service port: on its VIP when it has one
 // (several TCP services may share a port number), otherwise on the
 // hostname-qualified name the explicit-mode proxy looks up for CONNECT.
+// Its filter chains carry the port's tcp or tls routes (tcpFilterChains).
 func (t *translation) tcpListener(svc *registry.Service, port registry.Port) *listenerv3.Listener {
 	addr := "0.0.0.0"
 	name := svc.Hostname + "_" + strconv.FormatUint(uint64(port.Port), 10)
@@ -252,13 +253,12 @@ func (t *translation) tcpListener(svc *registry.Service, port registry.Port) *li
 		addr = svc.Addresses[0]
 		name = addr + "_" + strconv.FormatUint(uint64(port.Port), 10)
 	}
-	cluster := ClusterName("outbound", port.Port, "", svc.Hostname)
 	return &listenerv3.Listener{
 		Name:             name,
 		Address:          socketAddress(addr, port.Port),
 		BindToPort:       wrapperspb.Bool(false),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		FilterChains:     []*listenerv3.FilterChain{{Name: cluster, Filters: []*listenerv3.Filter{tcpProxyFilter(cluster, cluster)}}},
+		FilterChains:     t.tcpFilterChains(svc, port),
 		Metadata:         stringMetadata(map[string]string{"host": svc.Hostname}),
 	}
 }

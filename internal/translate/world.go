@@ -84,6 +84,9 @@ func NewWorld(snap *store.Snapshot) *World {
 				}
 			}
 		}
+		if l4SourceLabels(o.Spec.(*networking.VirtualService)) {
+			w.labelSensitive = true
+		}
 	}
 	for _, o := range w.dr {
 		if len(o.Spec.(*networking.DestinationRule).GetWorkloadSelector().GetMatchLabels()) > 0 {

@@ -31,11 +31,12 @@ type routing struct {
 
 	// outboundHTTP maps a port to its RDS name (Istio's 0.0.0.0_<port>).
 	outboundHTTP map[uint32]string
-	// TCP service ports: by VIP, by hostname, and by port for services
-	// without a VIP.
-	tcpByAddr map[netip.AddrPort]*xdsresource.TCPProxy
-	tcpByHost map[string]*xdsresource.TCPProxy // "host:port"
-	tcpByPort map[uint32]*xdsresource.TCPProxy
+	// TCP service ports' listeners: by VIP, by hostname, and by port for
+	// services without a VIP. A connection takes the listener's filter
+	// chain for its destination and TLS server name (tcp and tls routes).
+	tcpByAddr map[netip.AddrPort]*xdsresource.Listener
+	tcpByHost map[string]*xdsresource.Listener // "host:port"
+	tcpByPort map[uint32]*xdsresource.Listener
 	// inbound are virtualInbound's filter chains by destination port.
 	inbound map[uint32]*chain
 	// registryOnly is set when the mesh refuses unknown destinations
@@ -49,9 +50,9 @@ type routing struct {
 
 // chain is one inbound filter chain, compiled.
 type chain struct {
-	name    string
-	routes  *router.Table // HTTP
-	cluster string        // TCP
+	name   string
+	routes *router.Table         // HTTP
+	tcp    *xdsresource.TCPProxy // TCP
 }
 
 // clusterSet is the cluster side: upstream state by name, plus the last
@@ -208,9 +209,9 @@ func (p *Proxy) rebuildRouting(listeners map[string]any, routes *xdsclient.Updat
 	r := &routing{
 		routes:       tables,
 		outboundHTTP: map[uint32]string{},
-		tcpByAddr:    map[netip.AddrPort]*xdsresource.TCPProxy{},
-		tcpByHost:    map[string]*xdsresource.TCPProxy{},
-		tcpByPort:    map[uint32]*xdsresource.TCPProxy{},
+		tcpByAddr:    map[netip.AddrPort]*xdsresource.Listener{},
+		tcpByHost:    map[string]*xdsresource.Listener{},
+		tcpByPort:    map[uint32]*xdsresource.Listener{},
 		inbound:      map[uint32]*chain{},
 	}
 	for name, res := range listeners {
@@ -239,6 +240,13 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 	case l.Name == virtualInbound:
 		for i := range l.FilterChains {
 			fc := &l.FilterChains[i]
+			// Inbound chains are found by port alone.
+			if len(fc.PrefixRanges) > 0 {
+				return fmt.Errorf("filter_chains[%d].filter_chain_match.prefix_ranges: not supported on %s", i, virtualInbound)
+			}
+			if len(fc.ServerNames) > 0 {
+				return fmt.Errorf("filter_chains[%d].filter_chain_match.server_names: not supported on %s", i, virtualInbound)
+			}
 			c := &chain{name: fc.Name}
 			switch {
 			case fc.HTTP != nil && fc.HTTP.RouteConfig != nil:
@@ -250,7 +258,7 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 			case fc.HTTP != nil:
 				c.routes = r.routes[fc.HTTP.RDSName]
 			case fc.TCP != nil:
-				c.cluster = fc.TCP.Cluster
+				c.tcp = fc.TCP
 			}
 			r.inbound[fc.DestinationPort] = c
 		}
@@ -264,13 +272,20 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 		case fc.HTTP != nil && fc.HTTP.RDSName != "":
 			r.outboundHTTP[l.Port] = fc.HTTP.RDSName
 		case fc.TCP != nil:
+			// Connections are handed whole to the chosen chain's TCP
+			// proxy; there is no connection manager to hand them to.
+			for i := range l.FilterChains {
+				if l.FilterChains[i].TCP == nil {
+					return fmt.Errorf("filter_chains[%d]: a TCP listener's chains must all be tcp_proxy", i)
+				}
+			}
 			if a, err := netip.ParseAddr(l.Address); err == nil && !a.IsUnspecified() {
-				r.tcpByAddr[netip.AddrPortFrom(a, uint16(l.Port))] = fc.TCP
+				r.tcpByAddr[netip.AddrPortFrom(a, uint16(l.Port))] = l
 			} else {
-				r.tcpByPort[l.Port] = fc.TCP
+				r.tcpByPort[l.Port] = l
 			}
 			if l.Host != "" {
-				r.tcpByHost[l.Host+":"+strconv.FormatUint(uint64(l.Port), 10)] = fc.TCP
+				r.tcpByHost[l.Host+":"+strconv.FormatUint(uint64(l.Port), 10)] = l
 			}
 		}
 	}
@@ -295,10 +310,10 @@ func passthroughTable(registryOnly bool) *router.Table {
 	return t
 }
 
-// tcpForHost finds the TCP service a CONNECT names, resolving a short name
-// through the pod's DNS search path as Kubernetes would
+// tcpForHost finds the TCP service listener a CONNECT names, resolving a
+// short name through the pod's DNS search path as Kubernetes would
 // (<ns>.svc.cluster.local, svc.cluster.local, cluster.local).
-func (r *routing) tcpForHost(host string, port uint16, namespace string) *xdsresource.TCPProxy {
+func (r *routing) tcpForHost(host string, port uint16, namespace string) *xdsresource.Listener {
 	ps := ":" + strconv.FormatUint(uint64(port), 10)
 	if a, err := netip.ParseAddr(host); err == nil {
 		if t := r.tcpByAddr[netip.AddrPortFrom(a.Unmap(), port)]; t != nil {

@@ -72,8 +72,8 @@ func (p *Proxy) forwardRoutes(_ *hcm.Conn, r *http.Request) *router.Table {
 // a TCP service by its VIP, an HTTP port's routes, or the passthrough.
 func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 	rt := p.routing.Load()
-	if t := rt.tcpByAddr[dst]; t != nil {
-		p.proxyTCP(c, t.Cluster, dst)
+	if l := rt.tcpByAddr[dst]; l != nil {
+		p.serveTCPListener(c, l, dst, dst)
 		return
 	}
 	if name, ok := rt.outboundHTTP[uint32(dst.Port())]; ok {
@@ -87,8 +87,8 @@ func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 		p.serveSniffed(p.outbound, c, dst, routes)
 		return
 	}
-	if t := rt.tcpByPort[uint32(dst.Port())]; t != nil {
-		p.proxyTCP(c, t.Cluster, dst)
+	if l := rt.tcpByPort[uint32(dst.Port())]; l != nil {
+		p.serveTCPListener(c, l, dst, dst)
 		return
 	}
 	if rt.registryOnly {
@@ -126,8 +126,40 @@ func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort) {
 		}
 		p.serveSniffed(p.inbound, c, dst, routes)
 	default:
-		p.proxyTCP(c, ch.cluster, dst)
+		p.proxyTCP(c, ch.tcp.Pick(rand.Uint64()), dst)
 	}
+}
+
+// sniTimeout bounds the wait for a ClientHello on a port whose routes
+// choose by server name: Envoy's default listener_filters_timeout. A
+// client still silent then has no server name.
+const sniTimeout = 15 * time.Second
+
+// serveTCPListener proxies c by the filter chain of a TCP service port's
+// listener that fits the connection: its destination (match, whose address
+// may be unknown) and, when some chain asks for it, the server name of its
+// TLS ClientHello, read ahead and replayed. A connection no chain takes is
+// closed, as Envoy closes it. dst is the destination handed to the
+// cluster (a passthrough dials it).
+func (p *Proxy) serveTCPListener(c net.Conn, l *xdsresource.Listener, match, dst netip.AddrPort) {
+	sni := ""
+	if l.MatchesSNI() {
+		res, sc, err := sniff.Detect(c, sniTimeout)
+		if err != nil {
+			return
+		}
+		c = sc
+		if res.Protocol == sniff.TLS {
+			sni = res.SNI
+		}
+	}
+	fc := l.ChainFor(match, sni)
+	if fc == nil || fc.TCP == nil {
+		p.tcp.cxTotal.Add(1)
+		p.tcp.cxNoRoute.Add(1)
+		return
+	}
+	p.proxyTCP(c, fc.TCP.Pick(rand.Uint64()), dst)
 }
 
 // serveSniffed serves an HTTP port's connection as HTTP when it speaks
@@ -188,9 +220,10 @@ func (p *Proxy) dialApp(ctx context.Context, dst netip.AddrPort) (net.Conn, erro
 func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
 	ch := p.routing.Load().inbound[uint32(target.Port())]
 	if ch != nil && ch.routes == nil {
-		cl := p.cluster(ch.cluster)
+		name := ch.tcp.Pick(rand.Uint64())
+		cl := p.cluster(name)
 		if cl == nil {
-			return nil, errors.New("inbound cluster " + ch.cluster + " not found")
+			return nil, errors.New("inbound cluster " + name + " not found")
 		}
 		up, _, _, err := cl.DialTCP(ctx, 0, false)
 		return up, err
@@ -313,7 +346,16 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 		inner = sniff.Replay(conn, bytes.Clone(b))
 	}
 	if tcp != nil {
-		p.proxyTCP(inner, tcp.Cluster, dst)
+		// Chains match on the destination address; a CONNECT by name
+		// is to the service's VIP, when it has one.
+		match := dst
+		if !match.IsValid() {
+			match = netip.AddrPortFrom(netip.Addr{}, uint16(port))
+			if a, err := netip.ParseAddr(tcp.Address); err == nil && !a.IsUnspecified() {
+				match = netip.AddrPortFrom(a.Unmap(), uint16(port))
+			}
+		}
+		p.serveTCPListener(inner, tcp, match, dst)
 		return
 	}
 	res, sc, err := sniff.Detect(inner, sniff.DefaultTimeout)

@@ -1,5 +1,11 @@
 package xdsresource
 
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
 // Type names (the tail of an Any's type URL) of the extensions the proxy
 // implements.
 const (
@@ -70,7 +76,157 @@ func DecodeListener(b []byte) (*Listener, error) {
 	if !hasAddress {
 		return nil, within(errRequired, "address")
 	}
+	if err := distinctMatches(l.FilterChains); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// distinctMatches refuses two chains that would match the same connection
+// alike, as Envoy does ("multiple filter chains with the same matching
+// rules"): which one serves it would be arbitrary.
+func distinctMatches(chains []FilterChain) error {
+	if len(chains) < 2 {
+		return nil
+	}
+	seen := map[string]int{}
+	for i := range chains {
+		fc := &chains[i]
+		prefixes := []string{""}
+		if len(fc.PrefixRanges) > 0 {
+			prefixes = prefixes[:0]
+			for _, p := range fc.PrefixRanges {
+				prefixes = append(prefixes, p.String())
+			}
+		}
+		names := fc.ServerNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		port := strconv.FormatUint(uint64(fc.DestinationPort), 10)
+		for _, p := range prefixes {
+			for _, n := range names {
+				key := port + "|" + p + "|" + n
+				if j, ok := seen[key]; ok && j != i {
+					return withinIndex(errorf("matches the same connections as filter_chains[%d] (destination port %s, prefix %q, server name %q)", j, port, p, n), "filter_chains", i)
+				}
+				seen[key] = i
+			}
+		}
+	}
+	return nil
+}
+
+// MatchesSNI reports whether some chain selects on the TLS server name, so
+// that the proxy must read the ClientHello before choosing.
+func (l *Listener) MatchesSNI() bool {
+	for i := range l.FilterChains {
+		if len(l.FilterChains[i].ServerNames) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ChainFor picks the chain for a connection to dst (its address may be
+// unknown, i.e. invalid) whose ClientHello named sni ("" for none), the
+// way Envoy does: criterion by criterion, destination port, then
+// destination address (longest matching prefix), then server name (exact,
+// then the longest matching wildcard), each narrowing the chains to the
+// most specific that match, or else to those that leave the criterion
+// empty. It never backtracks: a connection whose address picks a prefix
+// group but whose server name no chain in that group accepts gets no chain
+// (nil), and Envoy closes it.
+func (l *Listener) ChainFor(dst netip.AddrPort, sni string) *FilterChain {
+	chains := l.FilterChains
+	port := uint32(dst.Port())
+	wantPort := uint32(0)
+	for i := range chains {
+		if port != 0 && chains[i].DestinationPort == port {
+			wantPort = port
+			break
+		}
+	}
+	addr := dst.Addr().Unmap()
+	bestBits := -1
+	for i := range chains {
+		if chains[i].DestinationPort == wantPort {
+			bestBits = max(bestBits, prefixBits(chains[i].PrefixRanges, addr))
+		}
+	}
+	bestName := -1
+	for i := range chains {
+		fc := &chains[i]
+		if fc.DestinationPort == wantPort && prefixGroup(fc.PrefixRanges, addr, bestBits) {
+			bestName = max(bestName, nameScore(fc.ServerNames, sni))
+		}
+	}
+	for i := range chains {
+		fc := &chains[i]
+		if fc.DestinationPort == wantPort && prefixGroup(fc.PrefixRanges, addr, bestBits) && nameGroup(fc.ServerNames, sni, bestName) {
+			return fc
+		}
+	}
+	return nil
+}
+
+// prefixBits is the length of the longest of ranges that holds addr, or
+// -1 when none does.
+func prefixBits(ranges []netip.Prefix, addr netip.Addr) int {
+	best := -1
+	if !addr.IsValid() {
+		return best
+	}
+	for _, p := range ranges {
+		if p.Contains(addr) {
+			best = max(best, p.Bits())
+		}
+	}
+	return best
+}
+
+// prefixGroup reports whether a chain with ranges is among the most
+// specific for addr: it holds addr in a prefix of bestBits bits, or, when
+// no chain's prefix holds addr (bestBits -1), it lists no prefix.
+func prefixGroup(ranges []netip.Prefix, addr netip.Addr, bestBits int) bool {
+	if bestBits < 0 {
+		return len(ranges) == 0
+	}
+	for _, p := range ranges {
+		if p.Bits() == bestBits && p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// exactName outranks any wildcard, whose score is the length of the
+// suffix it matches.
+const exactName = 1 << 30
+
+// nameScore is how specifically names match sni: exactName, the matched
+// length of the longest matching "*.suffix", or -1 for no match.
+func nameScore(names []string, sni string) int {
+	best := -1
+	if sni == "" {
+		return best
+	}
+	for _, n := range names {
+		switch {
+		case n == sni:
+			return exactName
+		case strings.HasPrefix(n, "*.") && len(sni) > len(n)-1 && strings.HasSuffix(sni, n[1:]):
+			best = max(best, len(n)-1)
+		}
+	}
+	return best
+}
+
+func nameGroup(names []string, sni string, bestName int) bool {
+	if bestName < 0 {
+		return len(names) == 0
+	}
+	return nameScore(names, sni) == bestName
 }
 
 func decodeFilterChain(b []byte) (FilterChain, error) {
@@ -81,9 +237,7 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 		switch m.num {
 		case 1:
 			if mb, ok := m.bytes(); ok {
-				var err error
-				fc.DestinationPort, err = decodeFilterChainMatch(mb)
-				m.fail(err, "filter_chain_match")
+				m.fail(decodeFilterChainMatch(mb, &fc), "filter_chain_match")
 			}
 		case 3:
 			fb, ok := m.bytes()
@@ -111,17 +265,23 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 	return fc, nil
 }
 
-// decodeFilterChainMatch reads the destination port; every other criterion
-// would select connections the proxy cannot tell apart, so it is refused.
-func decodeFilterChainMatch(b []byte) (uint32, error) {
-	var port uint32
+// decodeFilterChainMatch reads the destination port, destination prefix
+// ranges and server names into fc; every other criterion would select
+// connections the proxy cannot tell apart, so it is refused.
+func decodeFilterChainMatch(b []byte, fc *FilterChain) error {
 	m := msg{b: b, varints: 1 << 12}
+	ranges, names := 0, 0
 	for m.next() {
 		switch m.num {
 		case 8:
-			port = m.wrappedUint32("destination_port")
+			fc.DestinationPort = m.wrappedUint32("destination_port")
 		case 3:
-			m.fail(errNotSupported, "prefix_ranges")
+			if rb, ok := m.bytes(); ok {
+				p, err := decodeCIDR(rb)
+				m.failIndex(err, "prefix_ranges", ranges)
+				fc.PrefixRanges = append(fc.PrefixRanges, p)
+				ranges++
+			}
 		case 4:
 			m.fail(errNotSupported, "address_suffix")
 		case 5:
@@ -135,7 +295,14 @@ func decodeFilterChainMatch(b []byte) (uint32, error) {
 		case 10:
 			m.fail(errNotSupported, "application_protocols")
 		case 11:
-			m.fail(errNotSupported, "server_names")
+			seg := "server_names[" + strconv.Itoa(names) + "]"
+			n := m.str(seg)
+			if m.err == nil {
+				n = strings.ToLower(strings.TrimSuffix(n, "."))
+				m.fail(checkServerName(n), seg)
+				fc.ServerNames = append(fc.ServerNames, n)
+			}
+			names++
 		case 12:
 			if m.enum() != 0 {
 				m.fail(errNotSupported, "source_type")
@@ -144,7 +311,50 @@ func decodeFilterChainMatch(b []byte) (uint32, error) {
 			m.fail(errNotSupported, "direct_source_prefix_ranges")
 		}
 	}
-	return port, m.err
+	return m.err
+}
+
+// checkServerName accepts what Envoy's server_names does: a name, or a
+// leading "*." wildcard.
+func checkServerName(n string) error {
+	rest := strings.TrimPrefix(n, "*.")
+	switch {
+	case n == "":
+		return errorf("must not be empty")
+	case n == "*":
+		return errorf(`"*" is not a server name: leave server_names empty to match any`)
+	case strings.Contains(rest, "*"):
+		return errorf("%q: a wildcard may only be a leading \"*.\"", n)
+	}
+	return nil
+}
+
+// decodeCIDR reads a config.core.v3.CidrRange; like Envoy, an unset
+// prefix_len is 0 (every address of the family).
+func decodeCIDR(b []byte) (netip.Prefix, error) {
+	m := msg{b: b}
+	var addr string
+	var bits uint32
+	for m.next() {
+		switch m.num {
+		case 1:
+			addr = m.str("address_prefix")
+		case 2:
+			bits = m.wrappedUint32("prefix_len")
+		}
+	}
+	if m.err != nil {
+		return netip.Prefix{}, m.err
+	}
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.Prefix{}, within(errorf("%q is not an IP address", addr), "address_prefix")
+	}
+	a = a.Unmap()
+	if int(bits) > a.BitLen() {
+		return netip.Prefix{}, within(errorf("%d is longer than the %d bits of %s", bits, a.BitLen(), a), "prefix_len")
+	}
+	return netip.PrefixFrom(a, int(bits)).Masked(), nil
 }
 
 // decodeFilter decodes one network filter into fc. A chain ends in exactly
@@ -304,14 +514,22 @@ func decodeHTTPFilter(b []byte) error {
 func decodeTCPProxy(b []byte) (*TCPProxy, error) {
 	t := &TCPProxy{}
 	m := msg{b: b}
+	weighted := false
 	for m.next() {
 		switch m.num {
 		case 1:
 			t.StatPrefix = m.str("stat_prefix")
 		case 2:
+			// cluster and weighted_clusters are a oneof: the last wins.
 			t.Cluster = m.str("cluster")
+			t.WeightedClusters, t.TotalWeight, weighted = nil, 0, false
 		case 10:
-			m.fail(errNotSupported, "weighted_clusters")
+			if wb, ok := m.bytes(); ok {
+				var err error
+				t.WeightedClusters, t.TotalWeight, err = decodeTCPWeightedClusters(wb)
+				m.fail(err, "weighted_clusters")
+				t.Cluster, weighted = "", true
+			}
 		case 12:
 			m.fail(errNotSupported, "tunneling_config")
 		case 9:
@@ -321,8 +539,60 @@ func decodeTCPProxy(b []byte) (*TCPProxy, error) {
 	if m.err != nil {
 		return nil, m.err
 	}
-	if t.Cluster == "" {
+	if t.Cluster == "" && !weighted {
 		return nil, within(errRequired, "cluster")
 	}
 	return t, nil
+}
+
+// decodeTCPWeightedClusters reads a TcpProxy.WeightedCluster: at least
+// one named cluster, each weighing at least 1, as Envoy validates.
+func decodeTCPWeightedClusters(b []byte) ([]ClusterWeight, uint64, error) {
+	var out []ClusterWeight
+	var total uint64
+	m := msg{b: b}
+	for m.next() {
+		if m.num != 1 {
+			continue
+		}
+		cb, ok := m.bytes()
+		if !ok {
+			continue
+		}
+		cw, err := decodeTCPClusterWeight(cb)
+		m.failIndex(err, "clusters", len(out))
+		out = append(out, cw)
+		total += uint64(cw.Weight)
+	}
+	if m.err != nil {
+		return nil, 0, m.err
+	}
+	if len(out) == 0 {
+		return nil, 0, within(errRequired, "clusters")
+	}
+	return out, total, nil
+}
+
+func decodeTCPClusterWeight(b []byte) (ClusterWeight, error) {
+	var cw ClusterWeight
+	m := msg{b: b, varints: 1 << 2}
+	for m.next() {
+		switch m.num {
+		case 1:
+			cw.Name = m.str("name")
+		case 2:
+			cw.Weight = m.uint32()
+		case 3:
+			m.fail(errNotSupported, "metadata_match")
+		}
+	}
+	switch {
+	case m.err != nil:
+		return cw, m.err
+	case cw.Name == "":
+		return cw, within(errRequired, "name")
+	case cw.Weight == 0:
+		return cw, within(errorf("must be >= 1"), "weight")
+	}
+	return cw, nil
 }

@@ -2,6 +2,7 @@ package xdsresource_test
 
 import (
 	"log/slog"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -32,6 +33,9 @@ var cmpRegexp = cmp.Comparer(func(a, b *regexp.Regexp) bool {
 	}
 	return a.String() == b.String()
 })
+
+// cmpPrefix compares netip.Prefix values, whose fields are unexported.
+var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
 
 func world(t testing.TB, extra ...string) *translate.World {
 	t.Helper()
@@ -190,7 +194,7 @@ func check(t *testing.T, typeURL string, m proto.Message, wantName string, want 
 	if name != wantName {
 		t.Errorf("name = %q, want %q", name, wantName)
 	}
-	if d := cmp.Diff(want, got, cmpRegexp); d != "" {
+	if d := cmp.Diff(want, got, cmpRegexp, cmpPrefix); d != "" {
 		t.Errorf("%s %q (-want +got):\n%s", typeURL, wantName, d)
 	}
 }
@@ -207,7 +211,11 @@ func wantListener(t *testing.T, l *listenerv3.Listener) *xdsresource.Listener {
 		Host:      l.GetMetadata().GetFilterMetadata()["trellis"].GetFields()["host"].GetStringValue(),
 	}
 	for _, fc := range l.FilterChains {
-		c := xdsresource.FilterChain{Name: fc.Name, DestinationPort: fc.GetFilterChainMatch().GetDestinationPort().GetValue()}
+		c := xdsresource.FilterChain{Name: fc.Name, DestinationPort: fc.GetFilterChainMatch().GetDestinationPort().GetValue(),
+			ServerNames: fc.GetFilterChainMatch().GetServerNames()}
+		for _, pr := range fc.GetFilterChainMatch().GetPrefixRanges() {
+			c.PrefixRanges = append(c.PrefixRanges, netip.PrefixFrom(netip.MustParseAddr(pr.GetAddressPrefix()), int(pr.GetPrefixLen().GetValue())).Masked())
+		}
 		for _, f := range fc.Filters {
 			msg, err := f.GetTypedConfig().UnmarshalNew()
 			if err != nil {
@@ -222,6 +230,10 @@ func wantListener(t *testing.T, l *listenerv3.Listener) *xdsresource.Listener {
 				c.HTTP = h
 			case *tcpproxyv3.TcpProxy:
 				c.TCP = &xdsresource.TCPProxy{StatPrefix: x.StatPrefix, Cluster: x.GetCluster()}
+				for _, cw := range x.GetWeightedClusters().GetClusters() {
+					c.TCP.WeightedClusters = append(c.TCP.WeightedClusters, xdsresource.ClusterWeight{Name: cw.Name, Weight: cw.Weight})
+					c.TCP.TotalWeight += uint64(cw.Weight)
+				}
 			default:
 				t.Fatalf("unexpected filter %T", x)
 			}
@@ -530,7 +542,7 @@ func TestTranslatorRouteLiteral(t *testing.T) {
 		RequestHeadersToRemove:  []string{"x-c"},
 		ResponseHeadersToRemove: []string{"server"},
 	}
-	if d := cmp.Diff(want, got, cmpRegexp); d != "" {
+	if d := cmp.Diff(want, got, cmpRegexp, cmpPrefix); d != "" {
 		t.Fatalf("(-want +got):\n%s", d)
 	}
 	if s := got.Action.RegexRewrite.ReplaceAllString("/api/v2/books/1", got.Action.RegexSubstitution); s != "/books/1" {

@@ -12,6 +12,7 @@
 package xdsresource
 
 import (
+	"net/netip"
 	"regexp"
 	"time"
 )
@@ -49,12 +50,22 @@ type Listener struct {
 	Host string
 }
 
-// FilterChain is one way of handling a listener's connections.
+// FilterChain is one way of handling a listener's connections. A
+// connection takes the most specific chain, as in Envoy (see
+// Listener.ChainFor); no two chains of a listener match alike.
 type FilterChain struct {
 	Name string
 	// DestinationPort selects the chain by the connection's original
 	// destination port; 0 matches any.
 	DestinationPort uint32
+	// PrefixRanges select the chain by the connection's original
+	// destination address (Envoy's prefix_ranges), masked; empty matches
+	// any address, and a connection whose address is unknown.
+	PrefixRanges []netip.Prefix
+	// ServerNames select the chain by the TLS ClientHello's SNI (Envoy's
+	// server_names), lower case: exact names, or "*.example.com" for any
+	// name under example.com. Empty matches any connection, TLS or not.
+	ServerNames []string
 	// Exactly one of HTTP and TCP is set.
 	HTTP *HTTPConnectionManager
 	TCP  *TCPProxy
@@ -68,10 +79,36 @@ type HTTPConnectionManager struct {
 	RouteConfig *RouteConfig // set when inline
 }
 
-// TCPProxy forwards a connection to a cluster.
+// TCPProxy forwards a connection to a cluster: Cluster, or when that is
+// empty one of WeightedClusters picked by weight (TotalWeight is their
+// sum, > 0).
 type TCPProxy struct {
-	StatPrefix string
-	Cluster    string
+	StatPrefix       string
+	Cluster          string
+	WeightedClusters []ClusterWeight
+	TotalWeight      uint64
+}
+
+// ClusterWeight is one destination of a TCP proxy's weighted_clusters.
+type ClusterWeight struct {
+	Name   string
+	Weight uint32 // >= 1
+}
+
+// Pick names the cluster a connection goes to; rnd is a uniformly random
+// number, so each weighted cluster is chosen in proportion to its weight.
+func (t *TCPProxy) Pick(rnd uint64) string {
+	if t.Cluster != "" || t.TotalWeight == 0 {
+		return t.Cluster
+	}
+	v := rnd % t.TotalWeight
+	for _, c := range t.WeightedClusters {
+		if v < uint64(c.Weight) {
+			return c.Name
+		}
+		v -= uint64(c.Weight)
+	}
+	return t.WeightedClusters[len(t.WeightedClusters)-1].Name // unreachable: v < TotalWeight
 }
 
 // RouteConfig is an RDS resource: virtual hosts chosen by the request's
