@@ -76,6 +76,7 @@ func Run(objs []*config.Object) []Message {
 var analyzers = []func(*world) []Message{
 	virtualServiceDestinations,
 	virtualServiceGateways,
+	virtualServiceRoutesServed,
 	meshGatewayHostConflicts,
 	routingConfigConflicts,
 	destinationRules,
@@ -173,6 +174,9 @@ var (
 	// A split's backends are often created after the split (canary
 	// rollouts): a Warning, so that apply order never fails validation.
 	trafficSplitBackendAbsent = kind{"TRL0006", "TrafficSplitBackendNotFound", Warning}
+	// A delegate route outside its root's match is a Warning instead: one
+	// delegate shared by roots with different matches has such routes.
+	routeNotServed = kind{"TRL0008", "VirtualServiceRouteNotServed", Error}
 )
 
 func (k kind) msg(o *config.Object, path, format string, args ...any) Message {

@@ -10,6 +10,8 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/translate"
 )
 
 // meshGateway is the reserved gateway name for sidecars.
@@ -314,6 +316,33 @@ func routingConfigConflicts(w *world) []Message {
 				"host %s has more than one routing config (%s): each describes all of the host's traffic, so keep one of them",
 				host, strings.Join(ids, ", ")))
 		}
+	}
+	return msgs
+}
+
+// virtualServiceRoutesServed reports http routes that are not served as
+// written (TRL0008): a delegation that cannot be followed, a delegate route
+// outside its root's match, a route the sidecar would refuse. The
+// translator decides what it drops, so the analyzer asks it rather than
+// keeping a second copy of its rules.
+func virtualServiceRoutesServed(w *world) []Message {
+	if len(w.byKind[config.VirtualService]) == 0 {
+		return nil
+	}
+	var objs []*config.Object
+	for _, list := range w.byKind {
+		objs = append(objs, list...)
+	}
+	// Translation breaks ties between objects by their order; keep it the
+	// store's (kind, namespace, name) so findings never depend on input order.
+	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
+	var msgs []Message
+	for _, p := range translate.RouteProblems(translate.NewWorld(&store.Snapshot{Objects: objs})) {
+		k := routeNotServed
+		if p.OutsideRoot {
+			k.severity = Warning
+		}
+		msgs = append(msgs, k.msg(p.Object, p.Path, "%s", p.Detail))
 	}
 	return msgs
 }
