@@ -139,3 +139,26 @@ spec:
 		}
 	}
 }
+
+// A match on scheme becomes a :scheme header matcher, as Istio sends it.
+func TestSchemeMatch(t *testing.T) {
+	w := world(t, "testdata/mesh", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{scheme: {exact: https}}]
+    route: [{destination: {host: ratings}}]
+  - route: [{destination: {host: ratings}}]
+`)
+	r := translate.ForProxy(w, sidecarProxy, nil)
+	vh := vhost(t, findRoute(t, r, "9080"), "ratings.default.svc.cluster.local:9080")
+	hs := vh.Routes[0].GetMatch().GetHeaders()
+	if len(hs) != 1 || hs[0].GetName() != ":scheme" || hs[0].GetStringMatch().GetExact() != "https" {
+		t.Fatalf("route with scheme: {exact: https} matches headers %v, want :scheme exact https", hs)
+	}
+	if hs := vh.Routes[1].GetMatch().GetHeaders(); len(hs) != 0 {
+		t.Errorf("route without a scheme match matches headers %v", hs)
+	}
+}

@@ -348,6 +348,11 @@ func routeMatch(m *networking.HTTPMatchRequest) *routev3.RouteMatch {
 	if auth := m.GetAuthority(); auth != nil {
 		rm.Headers = append(rm.Headers, headerMatcher(":authority", auth, false))
 	}
+	// Envoy, as Istio configures it, matches the scheme as the :scheme
+	// pseudo-header.
+	if sch := m.GetScheme(); sch != nil {
+		rm.Headers = append(rm.Headers, headerMatcher(":scheme", sch, false))
+	}
 	for _, name := range sortedMapKeys(m.GetQueryParams()) {
 		sm := m.GetQueryParams()[name]
 		qm := &routev3.QueryParameterMatcher{Name: name}

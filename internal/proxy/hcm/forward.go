@@ -50,7 +50,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Authority: r.Host,
 		Path:      requestPath(r),
-		Scheme:    "http",
+		Scheme:    router.SchemeOf(r.RequestURI, r.Header.Values("X-Forwarded-Proto"), r.TLS != nil),
 		Header:    r.Header,
 	}
 	if c != nil {

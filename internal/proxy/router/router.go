@@ -532,3 +532,36 @@ func asciiLower(s string) string {
 	}
 	return s
 }
+
+// SchemeOf is the :scheme Envoy gives a request that arrives on an HTTP/1
+// listener, for Request.Scheme: the scheme of an absolute-form target (a
+// forward-proxy request, "http://reviews:9080/"), else X-Forwarded-Proto
+// when it is one value naming http or https, else the connection's: https
+// over TLS, http otherwise (Envoy's ConnectionManagerUtility sets :scheme
+// from a valid X-Forwarded-Proto before the connection's).
+func SchemeOf(target string, forwardedProto []string, tls bool) string {
+	if i := strings.Index(target, "://"); i > 0 && target[0] != '/' {
+		if s := knownScheme(target[:i]); s != "" {
+			return s
+		}
+	}
+	if len(forwardedProto) == 1 {
+		if s := knownScheme(strings.TrimSpace(forwardedProto[0])); s != "" {
+			return s
+		}
+	}
+	if tls {
+		return "https"
+	}
+	return "http"
+}
+
+func knownScheme(s string) string {
+	switch {
+	case strings.EqualFold(s, "http"):
+		return "http"
+	case strings.EqualFold(s, "https"):
+		return "https"
+	}
+	return ""
+}

@@ -1,9 +1,11 @@
 package sidecar_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -148,5 +150,61 @@ spec:
 	}
 	if len(used) < 2 {
 		t.Errorf("20 users all hashed to %v, want several backends", used)
+	}
+}
+
+// A VirtualService match on scheme holds: a route for https does not take
+// a plain http request, which falls to the next route; a route for http
+// takes it. As in Envoy, a client's X-Forwarded-Proto names the scheme of
+// a request sent in origin form (as a transparently captured app sends
+// it), not of one whose target names its own scheme.
+func TestSchemeMatchOnTheWire(t *testing.T) {
+	leak.Check(t)
+	m, c := versionsMesh(t, "127.91.3", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{scheme: {exact: https}}]
+    route: [{destination: {host: reviews-v2}}]
+  - match: [{scheme: {exact: http}, headers: {x-want: {exact: plain}}}]
+    route: [{destination: {host: reviews-v3}}]
+  - route: [{destination: {host: reviews-v1}}]
+`, []string{"v1", "v2", "v3"}, nil)
+	if got := countAnswers(t, c, 10, nil); got["v1"] != 10 {
+		t.Errorf("plain http requests went to %v, want all to v1 (the https route must not match)", got)
+	}
+	if got := countAnswers(t, c, 10, map[string]string{"x-want": "plain"}); got["v3"] != 10 {
+		t.Errorf("plain http requests with x-want: plain went to %v, want all to v3 (scheme http)", got)
+	}
+	if got := countAnswers(t, c, 10, map[string]string{"X-Forwarded-Proto": "https"}); got["v1"] != 10 {
+		t.Errorf("absolute-form requests with X-Forwarded-Proto: https went to %v, want all to v1 (the target's scheme is http)", got)
+	}
+
+	// Origin form, straight to the sidecar's outbound port.
+	client := m.pods["sleep"]
+	origin := func(header string) string {
+		t.Helper()
+		conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: client.ip.AsSlice()}, Timeout: 5 * time.Second}).Dial("tcp", net.JoinHostPort(client.ip.String(), "15001"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: reviews:9080\r\n%sConnection: close\r\n\r\n", header)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	if got := origin("X-Forwarded-Proto: https\r\n"); got != "200 v2" {
+		t.Errorf("origin-form request with X-Forwarded-Proto: https answered %q, want 200 v2 (the https route)", got)
+	}
+	if got := origin(""); got != "200 v1" {
+		t.Errorf("origin-form request without X-Forwarded-Proto answered %q, want 200 v1", got)
 	}
 }
