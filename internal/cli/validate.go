@@ -11,11 +11,13 @@ import (
 
 	"github.com/trellismesh/trellis/internal/analyze"
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/inforce"
 )
 
 func newValidateCmd() *cobra.Command {
 	var (
 		recursive bool
+		strict    bool
 		filenames []string
 	)
 	cmd := &cobra.Command{
@@ -31,8 +33,16 @@ A folder gives its .yaml, .yml and .json files; its subfolders only with -R.
 Kinds Trellis recognises but does not support (EnvoyFilter, WasmPlugin, ...)
 are reported as warnings and skipped.
 
+Every field that is accepted but not (fully) in force yet is reported as a
+TRL0007 warning that says what happens instead, e.g.
+  spec.http[0].retries: retries are not in force yet; requests are tried once
+Security policies that are not enforced (AuthorizationPolicy, STRICT mTLS,
+RequestAuthentication) are printed as NOT ENFORCED. docs/config.md lists
+what is in force, field by field.
+
 Exit status is 1 if any file has an error or analysis finds an Error-level
-problem, 0 otherwise.`,
+problem, or, with --strict, if anything is not in force or skipped; 0
+otherwise.`,
 		Example: `  # Check one file
   trellis validate reviews.yaml
 
@@ -40,7 +50,10 @@ problem, 0 otherwise.`,
   trellis validate -R manifests/
 
   # kubectl's -f spelling works too
-  trellis validate -f reviews.yaml -f ratings.yaml`,
+  trellis validate -f reviews.yaml -f ratings.yaml
+
+  # In CI: fail unless every field used is in force
+  trellis validate --strict manifests/`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && len(filenames) == 0 {
 				return usageError(cmd, errors.New("no files given: name the files or folders to validate, e.g. trellis validate examples/config"))
@@ -49,13 +62,14 @@ problem, 0 otherwise.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			paths := append(append([]string(nil), filenames...), args...)
-			if code := runValidate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), paths, recursive); code != 0 {
+			if code := runValidateStrict(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), paths, recursive, strict); code != 0 {
 				return exitCode(code)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "also read the subfolders of the folders given")
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 1) when any field used is not in force yet or any object is skipped, for pipelines that want a guarantee")
 	cmd.Flags().StringArrayVarP(&filenames, "filename", "f", nil, "file or folder to validate (repeatable; same as a PATH argument)")
 	return cmd
 }
@@ -63,6 +77,12 @@ problem, 0 otherwise.`,
 // runValidate is `trellis validate`: it prints a summary line per valid file
 // on out and every problem on errOut, and returns the exit code.
 func runValidate(ctx context.Context, out, errOut io.Writer, paths []string, recursive bool) int {
+	return runValidateStrict(ctx, out, errOut, paths, recursive, false)
+}
+
+// runValidateStrict is runValidate; strict turns every warning (a field not
+// in force, a skipped kind) into a failure.
+func runValidateStrict(ctx context.Context, out, errOut io.Writer, paths []string, recursive, strict bool) int {
 	files, err := config.Load(paths, recursive)
 	if err != nil {
 		fmt.Fprintf(errOut, "error: %v\n", err)
@@ -73,10 +93,14 @@ func runValidate(ctx context.Context, out, errOut io.Writer, paths []string, rec
 		return 1
 	}
 
-	var fileErrs, badFiles int
+	var fileErrs, badFiles, warnings, notInForce int
 	for _, f := range files {
 		for _, w := range f.Warnings {
-			fmt.Fprintf(errOut, "warning: %v\n", w)
+			warnings++
+			if config.IsNotInForce(w) {
+				notInForce++
+			}
+			fmt.Fprintln(errOut, renderWarning(w))
 		}
 		for _, e := range f.Errors {
 			fmt.Fprintln(errOut, e)
@@ -102,7 +126,10 @@ func runValidate(ctx context.Context, out, errOut io.Writer, paths []string, rec
 		}
 	}
 
-	if fileErrs == 0 && analysisErrs == 0 {
+	if notInForce > 0 {
+		fmt.Fprintf(errOut, "%s not in force yet (TRL0007): the objects are used without them; docs/config.md lists what is in force\n", plural(notInForce, "setting"))
+	}
+	if fileErrs == 0 && analysisErrs == 0 && (!strict || warnings == 0) {
 		return 0
 	}
 	var parts []string
@@ -112,8 +139,27 @@ func runValidate(ctx context.Context, out, errOut io.Writer, paths []string, rec
 	if analysisErrs > 0 {
 		parts = append(parts, plural(analysisErrs, "analysis error"))
 	}
+	if strict && warnings > 0 {
+		parts = append(parts, plural(warnings, "warning")+" (--strict)")
+	}
 	fmt.Fprintf(errOut, "validation failed: %s\n", strings.Join(parts, ", "))
 	return 1
+}
+
+// renderWarning prints a file warning. A security policy that is not
+// enforced must not look like protection, so it is not called a warning.
+func renderWarning(w error) string {
+	var nf *config.NotInForceWarning
+	if errors.As(w, &nf) {
+		var e *config.Error
+		errors.As(w, &e)
+		label := "warning"
+		if nf.Finding.Security() {
+			label = "NOT ENFORCED"
+		}
+		return fmt.Sprintf("%s [%s] %s %s: %s", label, inforce.Code, e.Source, e.Object, nf.Finding)
+	}
+	return "warning: " + w.Error()
 }
 
 // kindSummary counts objects by kind in the order kinds first appear in the

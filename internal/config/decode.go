@@ -222,6 +222,7 @@ func (f *File) parseValue(src Source, v any) {
 		return
 	}
 	f.Objects = append(f.Objects, o)
+	f.Warnings = append(f.Warnings, checkInForce(src, o, obj)...)
 }
 
 // decodeObject checks, decodes and validates one object. It returns either

@@ -16,6 +16,8 @@ package config
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/trellismesh/trellis/internal/config/inforce"
 )
 
 // Source locates one document: its file and its 1-based position in it.
@@ -78,6 +80,9 @@ type Object struct {
 	// Kubernetes, Gateway API and SMI kinds it is the whole typed object
 	// (e.g. *corev1.Service, *gatewayv1.HTTPRoute, *split.TrafficSplit).
 	Spec any
+	// NotInForce lists the fields the object uses that the mesh does not
+	// (fully) enforce, from the in-force table (package inforce).
+	NotInForce []inforce.Finding
 }
 
 // Key returns the object's identity.

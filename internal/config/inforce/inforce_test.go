@@ -1,0 +1,106 @@
+package inforce
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func doc(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func paths(fs []Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Path+" ("+f.Entry.Status.String()+")")
+	}
+	return out
+}
+
+func TestCheck(t *testing.T) {
+	cases := []struct {
+		name string
+		kind Kind
+		doc  string
+		want []string
+	}{
+		{"in force fields say nothing", VirtualService,
+			`{"metadata":{"name":"r","labels":{"a":"b"}},"spec":{"hosts":["r"],"http":[{"match":[{"headers":{"end-user":{"exact":"x"}}}],"route":[{"destination":{"host":"r"}}],"timeout":"1s"}]}}`,
+			nil},
+		{"a subtree not in force is reported once, at its top", VirtualService,
+			`{"spec":{"http":[{"route":[{"destination":{"host":"r"}}]},{"retries":{"attempts":3,"perTryTimeout":"2s"},"fault":{"abort":{"httpStatus":500}}}]}}`,
+			[]string{"spec.http[1].fault (not in force)", "spec.http[1].retries (not in force)"}},
+		{"snake_case field names as Istio's decoder takes them", VirtualService,
+			`{"spec":{"http":[{"cors_policy":{"allow_origins":[{"exact":"x"}]}}]}}`,
+			[]string{"spec.http[0].cors_policy (not in force)"}},
+		{"a value decides: STRICT is not enforced", PeerAuthentication,
+			`{"spec":{"mtls":{"mode":"STRICT"},"portLevelMtls":{"8080":{"mode":"DISABLE"},"9090":{"mode":"STRICT"}}}}`,
+			[]string{"spec.mtls.mode (not in force)", "spec.portLevelMtls[9090].mode (not in force)"}},
+		{"PERMISSIVE holds as written", PeerAuthentication,
+			`{"spec":{"mtls":{"mode":"PERMISSIVE"}}}`, nil},
+		{"a whole kind not in force, even with no spec", AuthorizationPolicy,
+			`{"metadata":{"name":"deny-all"}}`,
+			[]string{" (not in force)"}},
+		{"TLS DISABLE is in force, origination is not", DestinationRule,
+			`{"spec":{"host":"r","trafficPolicy":{"tls":{"mode":"DISABLE"}},"subsets":[{"name":"v1","trafficPolicy":{"tls":{"mode":"SIMPLE","sni":"x"},"outlierDetection":{"consecutive5xxErrors":1}}}]}}`,
+			[]string{"spec.subsets[0].trafficPolicy.outlierDetection (not in force)", "spec.subsets[0].trafficPolicy.tls.mode (not in force)", "spec.subsets[0].trafficPolicy.tls.sni (not in force)"}},
+		{"gateway parents are not in force, Service parents are", HTTPRoute,
+			`{"spec":{"parentRefs":[{"name":"gw"},{"kind":"Service","name":"s","port":80}],"rules":[{"filters":[{"type":"RequestMirror","requestMirror":{"backendRef":{"name":"m"}}}]}]}}`,
+			[]string{"spec.parentRefs[0] (not in force)", "spec.rules[0].filters[0].requestMirror (not in force)"}},
+		{"pod runtime fields are the platform's and not reported", Deployment,
+			`{"spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"a","image":"x","command":["a"],"resources":{"limits":{"cpu":"1"}}}]}}},"status":{"replicas":1}}`,
+			nil},
+		{"MeshConfig fields not read are named", MeshConfig,
+			`{"rootNamespace":"istio-system","enableTracing":true,"defaultConfig":{"concurrency":2}}`,
+			[]string{"defaultConfig.concurrency (not in force)", "enableTracing (not in force)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := paths(Check(tc.kind, doc(t, tc.doc), ""))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFindingText(t *testing.T) {
+	fs := Check(VirtualService, doc(t, `{"spec":{"http":[{"retries":{"attempts":3}}]}}`), "")
+	if len(fs) != 1 {
+		t.Fatalf("got %d findings, want 1", len(fs))
+	}
+	if got, want := fs[0].String(), "spec.http[0].retries: retries are not in force yet; requests are tried once"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if fs[0].Security() {
+		t.Error("retries are not a security policy")
+	}
+	ap := Check(AuthorizationPolicy, doc(t, `{"spec":{"action":"DENY"}}`), "")
+	if len(ap) != 1 || !ap[0].Security() {
+		t.Errorf("an AuthorizationPolicy must be one security finding, got %v", paths(ap))
+	}
+}
+
+// Every reported row says what happens instead; a row without a note
+// would print a bare path.
+func TestReportedRowsHaveNotes(t *testing.T) {
+	for _, e := range table {
+		if e.Status.reported() && e.Note == "" {
+			t.Errorf("%s %s: %s with no note", e.Kind, e.Path, e.Status)
+		}
+	}
+}
+
+func TestMeshConfigPrefix(t *testing.T) {
+	fs := Check(MeshConfig, doc(t, `{"enableTracing":true}`), "data[mesh]")
+	if len(fs) != 1 || fs[0].Path != "data[mesh].enableTracing" {
+		t.Errorf("got %v", paths(fs))
+	}
+}

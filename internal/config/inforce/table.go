@@ -1,0 +1,362 @@
+package inforce
+
+import (
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+)
+
+// The kinds, as config registers them.
+var (
+	VirtualService        = Kind{"networking.istio.io", "VirtualService"}
+	DestinationRule       = Kind{"networking.istio.io", "DestinationRule"}
+	ServiceEntry          = Kind{"networking.istio.io", "ServiceEntry"}
+	WorkloadEntry         = Kind{"networking.istio.io", "WorkloadEntry"}
+	Sidecar               = Kind{"networking.istio.io", "Sidecar"}
+	IstioGateway          = Kind{"networking.istio.io", "Gateway"}
+	PeerAuthentication    = Kind{"security.istio.io", "PeerAuthentication"}
+	AuthorizationPolicy   = Kind{"security.istio.io", "AuthorizationPolicy"}
+	RequestAuthentication = Kind{"security.istio.io", "RequestAuthentication"}
+	Telemetry             = Kind{"telemetry.istio.io", "Telemetry"}
+	TrafficSplit          = Kind{"split.smi-spec.io", "TrafficSplit"}
+	HTTPRoute             = Kind{"gateway.networking.k8s.io", "HTTPRoute"}
+	GRPCRoute             = Kind{"gateway.networking.k8s.io", "GRPCRoute"}
+	GatewayAPIGateway     = Kind{"gateway.networking.k8s.io", "Gateway"}
+	Namespace             = Kind{"", "Namespace"}
+	Service               = Kind{"", "Service"}
+	ServiceAccount        = Kind{"", "ServiceAccount"}
+	ConfigMap             = Kind{"", "ConfigMap"}
+	Pod                   = Kind{"", "Pod"}
+	Deployment            = Kind{"apps", "Deployment"}
+	EndpointSlice         = Kind{"discovery.k8s.io", "EndpointSlice"}
+)
+
+// Notes used by several rows.
+const (
+	retriesNote   = "retries are not in force yet; requests are tried once"
+	mtlsNote      = "mutual TLS is not in force yet: traffic between sidecars is plaintext"
+	tlsOrigNote   = "TLS origination is not in force yet: the sidecar connects to the upstream in plaintext"
+	gatewaysNote  = "Trellis runs no Istio ingress or egress gateways: only `mesh` (the sidecars) applies routes"
+	outlierNote   = "outlier detection is not in force yet: failing endpoints stay in the rotation"
+	localityNote  = "locality-aware load balancing is not in force yet: endpoints of every locality are used alike"
+	warmupNote    = "slow start is not in force yet: new endpoints get their full share at once"
+	keepaliveNote = "TCP keepalive settings are not in force yet: the kernel's defaults apply"
+	authzNote     = "authorization is NOT ENFORCED yet: every caller reaches the selected workloads, whatever this policy says"
+	reqAuthnNote  = "request authentication is NOT ENFORCED yet: JWTs are neither checked nor required"
+	strictNote    = "STRICT mTLS is NOT ENFORCED yet: traffic between sidecars is plaintext and plaintext callers are accepted"
+	gammaParent   = "only parentRefs of kind Service (GAMMA: mesh routing by the sidecars) are in force; Trellis runs no Gateway API gateways, so a Gateway parent routes nothing"
+	platformNote  = "applied by Kubernetes to the pod, not by the mesh; `trellis up` runs the container's command as a local process (docs/local.md)"
+)
+
+type rows []Entry
+
+func (r *rows) add(k Kind, path string, s Status, note string) {
+	*r = append(*r, Entry{Kind: k, Path: path, Status: s, Note: note})
+}
+
+// in lists paths in force.
+func (r *rows) in(k Kind, prefix string, paths ...string) {
+	for _, p := range paths {
+		r.add(k, join(prefix, p), InForce, "")
+	}
+}
+
+// whole adds a row covering a subtree.
+func (r *rows) whole(k Kind, path string, s Status, note string) {
+	*r = append(*r, Entry{Kind: k, Path: path, Whole: true, Status: s, Note: note})
+}
+
+// value adds a row for one value of a field.
+func (r *rows) value(k Kind, path, value string, s Status, note string) {
+	*r = append(*r, Entry{Kind: k, Path: path, Value: value, Status: s, Note: note})
+}
+
+func (r *rows) security(k Kind, path, value string, whole bool, note string) {
+	*r = append(*r, Entry{Kind: k, Path: path, Value: value, Whole: whole, Status: NotInForce, Note: note, Security: true})
+}
+
+var table = func() rows {
+	var r rows
+	virtualService(&r)
+	destinationRule(&r)
+	serviceEntry(&r)
+	workloadEntry(&r)
+	sidecar(&r)
+	r.whole(IstioGateway, "", NotInForce, "Trellis runs no Istio ingress or egress gateways yet: this Gateway serves nothing, and routes bound to it apply nowhere")
+	peerAuthentication(&r)
+	r.security(AuthorizationPolicy, "", "", true, authzNote)
+	r.security(RequestAuthentication, "", "", true, reqAuthnNote)
+	r.whole(Telemetry, "", NotInForce, "Telemetry is not in force yet: metrics, tracing and access logging keep their defaults")
+	trafficSplit(&r)
+	gatewayRoute(&r, HTTPRoute)
+	gatewayRoute(&r, GRPCRoute)
+	r.whole(GatewayAPIGateway, "", NotInForce, "Trellis runs no Gateway API gateways yet: this Gateway serves nothing, and routes attached to it apply nowhere")
+	kubernetes(&r)
+	meshConfig(&r)
+	return r
+}()
+
+func virtualService(r *rows) {
+	k := VirtualService
+	r.in(k, "spec", "hosts[]", "exportTo[]")
+	gateways := func(path string) {
+		r.value(k, path, "mesh", InForce, "")
+		r.add(k, path, NotInForce, gatewaysNote)
+	}
+	gateways("spec.gateways[]")
+	h := "spec.http[]"
+	r.in(k, h, "name", "timeout")
+	r.whole(k, h+".headers", InForce, "")
+	m := h + ".match[]"
+	r.in(k, m, "name", "port", "sourceLabels{}", "sourceNamespace", "ignoreUriCase")
+	for _, sm := range []string{"uri", "scheme", "method", "authority", "headers{}", "queryParams{}", "withoutHeaders{}"} {
+		r.in(k, m+"."+sm, "exact", "prefix", "regex")
+	}
+	gateways(m + ".gateways[]")
+	r.add(k, m+".statPrefix", NotInForce, "per-route stats are not in force yet; the route's requests count in the service's stats")
+	r.in(k, h+".route[]", "destination.host", "destination.subset", "destination.port.number", "weight")
+	r.whole(k, h+".route[].headers", InForce, "")
+	r.in(k, h+".redirect", "uri", "authority", "port", "scheme", "redirectCode")
+	r.add(k, h+".redirect.derivePort", NotInForce, "derivePort is not in force yet: the redirect keeps the request's port unless `port` is set")
+	r.add(k, h+".redirect.prefixRewrite", NotInForce, "prefixRewrite in a redirect is not in force yet: use `uri` to set the whole path")
+	r.whole(k, h+".directResponse", InForce, "")
+	r.in(k, h+".delegate", "name", "namespace")
+	r.whole(k, h+".rewrite", InForce, "")
+	r.whole(k, h+".retries", NotInForce, retriesNote)
+	r.whole(k, h+".fault", NotInForce, "fault injection is not in force yet: no delays or aborts are injected")
+	for _, p := range []string{"mirror", "mirrors", "mirrorPercent", "mirrorPercentage"} {
+		r.whole(k, h+"."+p, NotInForce, "mirroring is not in force yet: no copies of the requests are sent")
+	}
+	r.whole(k, h+".corsPolicy", NotInForce, "CORS is not in force yet: preflight requests reach the app and no CORS headers are added")
+	for _, l4 := range []string{"tls", "tcp"} {
+		p := "spec." + l4 + "[]"
+		r.in(k, p+".match[]", "destinationSubnets[]", "port", "sourceLabels{}", "sourceNamespace")
+		gateways(p + ".match[].gateways[]")
+		r.in(k, p+".route[]", "destination.host", "destination.subset", "destination.port.number", "weight")
+	}
+	r.in(k, "spec.tls[].match[]", "sniHosts[]")
+	r.add(k, "spec.tcp[].match[].sourceSubnet", NotInForce, "sourceSubnet (deprecated in Istio) is not in force: the rule matches any source address")
+}
+
+// trafficPolicy lists the rows of a TrafficPolicy (or PortTrafficPolicy)
+// rooted at p.
+func trafficPolicy(r *rows, k Kind, p string, port bool) {
+	lb := p + ".loadBalancer"
+	r.in(k, lb, "simple")
+	ch := lb + ".consistentHash"
+	r.in(k, ch, "httpHeaderName", "httpCookie.name", "httpCookie.path", "httpCookie.ttl", "useSourceIp",
+		"httpQueryParameterName", "ringHash.minimumRingSize", "maglev.tableSize", "minimumRingSize")
+	r.whole(k, ch+".httpCookie.attributes", NotInForce, "cookie attributes are not in force yet: the generated cookie carries only its name, path and TTL")
+	r.whole(k, lb+".backendUtilization", NotInForce, "utilization-based load balancing is not in force yet: the load balancer in `simple` (default LEAST_REQUEST) is used")
+	r.whole(k, lb+".localityLbSetting", NotInForce, localityNote)
+	r.whole(k, lb+".zoneAwareLbSetting", NotInForce, localityNote)
+	r.whole(k, lb+".warmupDurationSecs", NotInForce, warmupNote)
+	r.whole(k, lb+".warmup", NotInForce, warmupNote)
+	connectionPool(r, k, p+".connectionPool")
+	r.whole(k, p+".outlierDetection", NotInForce, outlierNote)
+	tls := p + ".tls"
+	r.value(k, tls+".mode", "DISABLE", InForce, "")
+	r.add(k, tls+".mode", NotInForce, tlsOrigNote)
+	for _, f := range []string{"clientCertificate", "privateKey", "caCertificates", "credentialName", "caCertCredentialName",
+		"subjectAltNames[]", "sni", "insecureSkipVerify", "caCrl"} {
+		r.add(k, tls+"."+f, NotInForce, tlsOrigNote)
+	}
+	if port {
+		r.in(k, p, "port.number")
+		return
+	}
+	trafficPolicy(r, k, p+".portLevelSettings[]", true)
+	r.whole(k, p+".tunnel", NotInForce, "tunnelling through an HTTP CONNECT proxy is not in force yet: the sidecar connects to the destination directly")
+	r.whole(k, p+".proxyProtocol", NotInForce, "PROXY protocol is not in force yet: no PROXY header is sent upstream")
+	r.whole(k, p+".retryBudget", NotInForce, retriesNote)
+}
+
+func connectionPool(r *rows, k Kind, cp string) {
+	r.in(k, cp, "tcp.maxConnections", "tcp.connectTimeout",
+		"http.http1MaxPendingRequests", "http.http2MaxRequests", "http.maxRequestsPerConnection", "http.idleTimeout", "http.h2UpgradePolicy")
+	r.whole(k, cp+".tcp.tcpKeepalive", NotInForce, keepaliveNote)
+	r.add(k, cp+".tcp.maxConnectionDuration", NotInForce, "maxConnectionDuration is not in force yet: upstream connections live until idle or closed")
+	r.add(k, cp+".tcp.idleTimeout", NotInForce, "the TCP idle timeout is not in force yet: idle TCP proxy connections stay open")
+	r.add(k, cp+".http.maxRetries", NotInForce, retriesNote)
+	r.add(k, cp+".http.useClientProtocol", NotInForce, "useClientProtocol is not in force yet: the upstream protocol follows the port's protocol (and h2UpgradePolicy)")
+	r.add(k, cp+".http.maxConcurrentStreams", NotInForce, "maxConcurrentStreams is not in force yet: HTTP/2 upstream connections take http2MaxRequests streams")
+	r.whole(k, cp+".http.http2KeepAlive", NotInForce, "HTTP/2 keepalive pings are not in force yet: none are sent")
+}
+
+func destinationRule(r *rows) {
+	k := DestinationRule
+	r.in(k, "spec", "host", "exportTo[]", "workloadSelector.matchLabels{}", "subsets[].name", "subsets[].labels{}")
+	trafficPolicy(r, k, "spec.trafficPolicy", false)
+	trafficPolicy(r, k, "spec.subsets[].trafficPolicy", false)
+}
+
+func serviceEntry(r *rows) {
+	k := ServiceEntry
+	r.in(k, "spec", "hosts[]", "addresses[]", "ports[].number", "ports[].protocol", "ports[].name", "ports[].targetPort",
+		"location", "resolution", "endpoints[].address", "endpoints[].ports{}", "endpoints[].labels{}",
+		"endpoints[].locality", "endpoints[].weight", "workloadSelector.labels{}", "exportTo[]")
+	r.add(k, "spec.endpoints[].network", NotInForce, "multi-network routing is not in force: every endpoint is dialled directly")
+	r.add(k, "spec.endpoints[].serviceAccount", NotInForce, mtlsNote+"; the identity is not checked")
+	r.add(k, "spec.subjectAltNames[]", NotInForce, mtlsNote+"; the identity is not checked")
+}
+
+func workloadEntry(r *rows) {
+	k := WorkloadEntry
+	r.in(k, "spec", "address", "ports{}", "labels{}", "locality", "weight")
+	r.add(k, "spec.network", NotInForce, "multi-network routing is not in force: the workload is dialled directly")
+	r.add(k, "spec.serviceAccount", Partly, "names the workload's identity for analysis; no certificate is issued for it yet ("+mtlsNote+")")
+}
+
+func sidecar(r *rows) {
+	k := Sidecar
+	r.in(k, "spec", "workloadSelector.labels{}", "egress[].hosts[]")
+	r.whole(k, "spec.egress[].port", NotInForce, "per-port egress listeners are not in force yet: the hosts are imported on every port")
+	r.add(k, "spec.egress[].bind", NotInForce, "egress bind addresses are not in force yet: the sidecar's own listeners are used")
+	r.add(k, "spec.egress[].captureMode", NotInForce, "captureMode is not in force yet: the pod's interception mode applies")
+	r.whole(k, "spec.ingress", NotInForce, "Sidecar ingress listeners are not in force yet: inbound traffic reaches the app on the Service's target ports")
+	r.whole(k, "spec.inboundConnectionPool", NotInForce, "inbound connection limits are not in force yet")
+	r.whole(k, "spec.outboundTrafficPolicy", NotInForce, "a Sidecar's outboundTrafficPolicy is not in force yet: MeshConfig's outboundTrafficPolicy applies")
+}
+
+func peerAuthentication(r *rows) {
+	k := PeerAuthentication
+	r.in(k, "spec", "selector.matchLabels{}")
+	for _, p := range []string{"spec.mtls.mode", "spec.portLevelMtls{}.mode"} {
+		r.security(k, p, "STRICT", false, strictNote)
+		r.add(k, p, InForce, "PERMISSIVE and DISABLE hold as written (plaintext is accepted); UNSET inherits")
+	}
+}
+
+func trafficSplit(r *rows) {
+	k := TrafficSplit
+	r.in(k, "spec", "service", "backends[].service", "backends[].weight")
+	r.whole(k, "spec.matches", NotInForce, "TrafficSplit matches (HTTPRouteGroup, TCPRoute) are not in force yet: the split applies to every request")
+	kubeStatus(r, k)
+}
+
+// isGateway says whether a Gateway API parentRef (an object) names a
+// Gateway rather than a Service: kind defaults to Gateway.
+func isGateway(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	kind, _ := m["kind"].(string)
+	return kind != "Service"
+}
+
+func gatewayRoute(r *rows, k Kind) {
+	*r = append(*r, Entry{Kind: k, Path: "spec.parentRefs[]", Value: "kind: Gateway (the default)", Whole: true, Status: NotInForce, Note: gammaParent, match: isGateway})
+	r.in(k, "spec.parentRefs[]", "group", "kind", "name", "namespace", "port")
+	r.add(k, "spec.parentRefs[].sectionName", NotInForce, "sectionName is not in force for Service parents: the route attaches to every port unless `port` is set")
+	r.add(k, "spec.hostnames[]", InForce, "ignored for Service parents, as GAMMA specifies")
+	r.add(k, "spec.useDefaultGateways", NotInForce, gammaParent)
+	rule := "spec.rules[]"
+	r.in(k, rule, "name", "backendRefs[].group", "backendRefs[].kind", "backendRefs[].name", "backendRefs[].namespace", "backendRefs[].port", "backendRefs[].weight")
+	r.whole(k, rule+".backendRefs[].filters", NotInForce, "per-backend filters are not in force yet: only the rule's own filters apply")
+	r.whole(k, rule+".matches", InForce, "")
+	r.in(k, rule+".filters[]", "type")
+	r.whole(k, rule+".filters[].requestHeaderModifier", InForce, "")
+	r.whole(k, rule+".filters[].responseHeaderModifier", InForce, "")
+	r.whole(k, rule+".filters[].requestMirror", NotInForce, "mirroring is not in force yet: no copies of the requests are sent")
+	r.whole(k, rule+".filters[].extensionRef", NotInForce, "extension filters are not in force: the filter is skipped")
+	r.whole(k, rule+".sessionPersistence", NotInForce, "session persistence is not in force yet: requests are balanced independently")
+	if k == HTTPRoute {
+		r.whole(k, rule+".filters[].requestRedirect", InForce, "")
+		r.whole(k, rule+".filters[].urlRewrite", InForce, "")
+		r.whole(k, rule+".filters[].cors", NotInForce, "CORS is not in force yet: preflight requests reach the app and no CORS headers are added")
+		r.whole(k, rule+".filters[].externalAuth", NotInForce, "external authorization is NOT ENFORCED yet: requests are not checked")
+		r.whole(k, rule+".timeouts", NotInForce, "HTTPRoute timeouts are not in force yet: requests have no route timeout")
+		r.whole(k, rule+".retry", NotInForce, retriesNote)
+	}
+	kubeStatus(r, k)
+}
+
+// kubeStatus covers the parts of every Kubernetes-style object that carry
+// no behaviour.
+func kubeStatus(r *rows, k Kind) {
+	r.in(k, "metadata", "name", "namespace", "labels{}")
+	r.add(k, "metadata.annotations{}", InForce, "Trellis reads the annotations docs/config.md lists; others are kept, as Kubernetes keeps them")
+	r.whole(k, "metadata", Inert, "bookkeeping set by the API server")
+	if !noStatus[k] {
+		r.whole(k, "status", Inert, "written by controllers, never read")
+	}
+}
+
+// noStatus are the kinds whose objects have no status.
+var noStatus = map[Kind]bool{TrafficSplit: true, ServiceAccount: true, ConfigMap: true, EndpointSlice: true}
+
+func kubernetes(r *rows) {
+	for _, k := range []Kind{Namespace, Service, ServiceAccount, ConfigMap, Pod, Deployment, EndpointSlice} {
+		kubeStatus(r, k)
+	}
+	// Istio kinds have metadata and status too; the walk starts at spec.
+	for _, k := range []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Sidecar, PeerAuthentication} {
+		kubeStatus(r, k)
+	}
+	r.whole(Namespace, "spec", Inert, "finalizers are the API server's")
+
+	s := Service
+	r.in(s, "spec", "selector{}", "ports[].name", "ports[].port", "ports[].targetPort", "ports[].protocol", "ports[].appProtocol",
+		"type", "clusterIP", "clusterIPs[]", "externalName")
+	r.whole(s, "spec", Platform, "load balancer, node and IP family settings are Kubernetes' (kube-proxy, cloud load balancers); sidecars route by the selector and ports")
+	r.value(s, "spec.internalTrafficPolicy", "Cluster", InForce, "")
+	r.add(s, "spec.internalTrafficPolicy", NotInForce, "internalTrafficPolicy Local is not in force: endpoints on every node are used")
+	r.add(s, "spec.trafficDistribution", NotInForce, "trafficDistribution is not in force: endpoints of every zone are used alike")
+	r.add(s, "spec.ports[].nodePort", Platform, "node ports are opened by kube-proxy on Kubernetes; `trellis up` has no nodes")
+	r.add(s, "spec.sessionAffinity", NotInForce, "sessionAffinity is not in force: use a DestinationRule consistentHash on useSourceIp")
+	r.whole(s, "spec.sessionAffinityConfig", NotInForce, "sessionAffinity is not in force: use a DestinationRule consistentHash on useSourceIp")
+	r.add(s, "spec.publishNotReadyAddresses", NotInForce, "not-ready endpoints are never used")
+
+	r.whole(ServiceAccount, "", Platform, "a ServiceAccount names an identity; tokens and image pull secrets are Kubernetes'")
+	r.in(ConfigMap, "", "data{}", "binaryData{}", "immutable")
+
+	r.in(EndpointSlice, "", "addressType", "endpoints[].addresses[]", "endpoints[].conditions.ready", "endpoints[].conditions.serving",
+		"endpoints[].conditions.terminating", "endpoints[].zone", "endpoints[].nodeName", "endpoints[].hostname",
+		"ports[].name", "ports[].port", "ports[].protocol", "ports[].appProtocol")
+	r.whole(EndpointSlice, "endpoints[].targetRef", InForce, "")
+	r.whole(EndpointSlice, "endpoints[].hints", NotInForce, "topology hints are not in force: endpoints of every zone are used alike")
+	r.whole(EndpointSlice, "endpoints[].deprecatedTopology", Inert, "deprecated by Kubernetes")
+
+	podSpec(r, Pod, "spec")
+	r.in(Deployment, "spec", "replicas", "selector.matchLabels{}", "template.metadata.labels{}", "template.metadata.annotations{}")
+	r.whole(Deployment, "spec.selector.matchExpressions", InForce, "")
+	r.whole(Deployment, "spec.template.metadata", Inert, "bookkeeping")
+	r.whole(Deployment, "spec", Platform, "rollout settings are Kubernetes'; `trellis up` replaces a changed Deployment's pods at once")
+	podSpec(r, Deployment, "spec.template.spec")
+}
+
+// podSpec marks what the mesh reads in a pod: its service account (the
+// identity), its containers' ports (the endpoints), and what `trellis up`
+// runs. The rest is the platform's.
+func podSpec(r *rows, k Kind, p string) {
+	r.whole(k, p, Platform, platformNote)
+	r.in(k, p, "serviceAccountName", "hostNetwork")
+	for _, c := range []string{"containers[]", "initContainers[]"} {
+		r.in(k, p+"."+c, "name", "command[]", "args[]", "ports[].name", "ports[].containerPort", "ports[].protocol", "workingDir")
+		r.whole(k, p+"."+c+".env", InForce, "")
+		r.whole(k, p+"."+c+".envFrom", InForce, "")
+		for _, probe := range []string{"readinessProbe", "livenessProbe", "startupProbe"} {
+			r.whole(k, p+"."+c+"."+probe, InForce, "")
+		}
+	}
+}
+
+// meshConfig lists MeshConfig: the fields read are in force, every other
+// top-level field is named as not in force (so a field Istio adds is
+// warned about, never silently taken as working).
+func meshConfig(r *rows) {
+	k := MeshConfig
+	r.in(k, "", "rootNamespace", "connectTimeout", "outboundTrafficPolicy.mode")
+	r.add(k, "trustDomain", Partly, "names identities in analysis and `trellis status`; no certificates are issued yet ("+mtlsNote+")")
+	r.whole(k, "outboundTrafficPolicy.tls", NotInForce, tlsOrigNote)
+	r.in(k, "defaultConfig", "terminationDrainDuration")
+	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
+		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
+	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		switch name := fields.Get(i).JSONName(); name {
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig":
+		default:
+			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
+		}
+	}
+}
