@@ -216,8 +216,10 @@ func mergeHTTPRoute(root, delegate *networking.HTTPRoute) (*networking.HTTPRoute
 	if out.Mirror == nil {
 		out.Mirror = root.GetMirror()
 	}
-	if out.MirrorPercent == nil {
-		out.MirrorPercent = root.GetMirrorPercent()
+	//lint:ignore SA1019 users still write the deprecated field, and Istio inherits it too
+	if mp := root.GetMirrorPercent(); out.MirrorPercent == nil {
+		//lint:ignore SA1019 as above
+		out.MirrorPercent = mp
 	}
 	if out.MirrorPercentage == nil {
 		out.MirrorPercentage = root.GetMirrorPercentage()
