@@ -22,6 +22,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/redirect"
+	"github.com/trellismesh/trellis/internal/testing/needs"
 	testnetns "github.com/trellismesh/trellis/internal/testing/netns"
 )
 
@@ -54,11 +55,11 @@ type family struct {
 
 func transparentMesh(t *testing.T, f family) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, nftables, setuid); CI runs as root")
+		needs.Skip(t, "needs root (network namespaces, nftables, setuid); CI runs as root")
 	}
 	for _, tool := range []string{"ip", "nsenter", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
+			needs.Skip(t, "needs %s", tool)
 		}
 	}
 	var rnd [4]byte

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/trellismesh/trellis/internal/local"
+	"github.com/trellismesh/trellis/internal/testing/needs"
 	"github.com/trellismesh/trellis/internal/testing/uptest"
 )
 
@@ -31,7 +32,7 @@ func TestCompanionCommandsTransparent(t *testing.T) {
 		t.Skip("starts a whole mesh")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("transparent mode needs root (CI runs as root)")
+		needs.Skip(t, "transparent mode needs root (CI runs as root)")
 	}
 	m := uptest.Start(t, shopDir, "--transparent")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

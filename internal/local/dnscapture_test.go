@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/testing/needs"
 	"github.com/trellismesh/trellis/internal/testing/uptest"
 )
 
@@ -76,10 +77,10 @@ func TestUpTransparentDNSCapture(t *testing.T) {
 		t.Skip("builds the binaries")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("transparent mode needs root (CI runs as root)")
+		needs.Skip(t, "transparent mode needs root (CI runs as root)")
 	}
 	if _, err := os.Stat("/usr/bin/getent"); err != nil {
-		t.Skip("needs getent (glibc)")
+		needs.Skip(t, "needs getent (glibc)")
 	}
 	m := uptest.Start(t, "testdata/mixed", "--transparent")
 	s := readState(t, m)

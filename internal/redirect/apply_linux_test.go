@@ -21,6 +21,7 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
+	"github.com/trellismesh/trellis/internal/testing/needs"
 	testnetns "github.com/trellismesh/trellis/internal/testing/netns"
 )
 
@@ -150,7 +151,7 @@ func TestCaptureInNetns(t *testing.T) {
 	rs := Build(cfg)
 	if err := ApplyIn(context.Background(), pod, rs); err != nil {
 		if strings.Contains(err.Error(), "kernel lacks") {
-			t.Skipf("kernel refuses the rules: %v", err)
+			needs.Skip(t, "kernel refuses the rules: %v", err)
 		}
 		t.Fatalf("ApplyIn: %v", err)
 	}
@@ -186,7 +187,7 @@ func TestCaptureInNetns(t *testing.T) {
 
 	t.Run("the kernel holds what String says", func(t *testing.T) {
 		if _, err := exec.LookPath("nft"); err != nil {
-			t.Skip("nft CLI not installed (Debian package nftables)")
+			needs.Skip(t, "nft CLI not installed (Debian package nftables)")
 		}
 		kernelHoldsString(t, pod, peer, table, rs)
 	})
@@ -369,7 +370,7 @@ func TestDNSCaptureInNetns(t *testing.T) {
 	rs := Build(cfg)
 	if err := ApplyIn(context.Background(), pod, rs); err != nil {
 		if strings.Contains(err.Error(), "kernel lacks") {
-			t.Skipf("kernel refuses the rules: %v", err)
+			needs.Skip(t, "kernel refuses the rules: %v", err)
 		}
 		t.Fatalf("ApplyIn: %v", err)
 	}
@@ -434,10 +435,10 @@ func kernelHoldsString(t *testing.T, pod, peer, table string, rs Ruleset) {
 func netnsTestID(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces and nftables); CI runs as root")
+		needs.Skip(t, "needs root (network namespaces and nftables); CI runs as root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip tool (iproute2)")
+		needs.Skip(t, "needs the ip tool (iproute2)")
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/trellismesh/trellis/internal/testing/needs"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.nft from Build's output")
@@ -80,14 +82,14 @@ func TestBuildGolden(t *testing.T) {
 func TestGoldenParsesWithNft(t *testing.T) {
 	nft, err := exec.LookPath("nft")
 	if err != nil {
-		t.Skip("nft CLI not installed (Debian package nftables)")
+		needs.Skip(t, "nft CLI not installed (Debian package nftables)")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("nft -c needs root (or CAP_NET_ADMIN)")
+		needs.Skip(t, "nft -c needs root (or CAP_NET_ADMIN)")
 	}
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
-		t.Skip("unshare not installed (util-linux)")
+		needs.Skip(t, "unshare not installed (util-linux)")
 	}
 	for name := range goldenConfigs() {
 		out, err := exec.Command(unshare, "-n", nft, "-c", "-f", filepath.Join("testdata", name+".nft")).CombinedOutput()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/controlplane"
+	"github.com/trellismesh/trellis/internal/testing/needs"
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
@@ -366,7 +367,7 @@ func (p *cpProcess) memory(tb testing.TB) (rss, peak uint64) {
 	tb.Helper()
 	rss, peak = statusMemory("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
 	if rss == 0 {
-		tb.Skip("no /proc/<pid>/status: child memory is only measured on Linux")
+		needs.Skip(tb, "no /proc/<pid>/status: child memory is only measured on Linux")
 	}
 	return rss, peak
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/needs"
 )
 
 // h2specMinPassed is what the proxy's HTTP/2 front end scores in h2spec
@@ -109,7 +110,7 @@ func h2specBinary(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("h2spec not installed (go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible; .ci/run does)")
+	needs.Skip(t, "h2spec not installed (go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible; .ci/run does)")
 	return ""
 }
 

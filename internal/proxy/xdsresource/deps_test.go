@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/trellismesh/trellis/internal/testing/needs"
 )
 
 // TestLean keeps the decoder off go-control-plane, grpc and protobuf's
@@ -12,7 +14,7 @@ import (
 func TestLean(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command")
+		needs.Skip(t, "no go command")
 	}
 	out, err := exec.Command(goTool, "list", "-deps", ".").Output()
 	if err != nil {
