@@ -162,3 +162,55 @@ spec:
 		t.Errorf("route without a scheme match matches headers %v", hs)
 	}
 }
+
+// MeshConfig connectTimeout is every cluster's connect timeout (outbound,
+// subsets, inbound, passthrough, blackhole), and a DestinationRule's
+// connectionPool.tcp.connectTimeout still wins for its host; without
+// MeshConfig it is Istio's 10 s.
+func TestMeshConnectTimeout(t *testing.T) {
+	const meshCM = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    connectTimeout: 2.5s
+`
+	const ratingsDR = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    connectionPool:
+      tcp: {connectTimeout: 700ms}
+`
+	for _, c := range []struct {
+		name          string
+		extra         []string
+		mesh, ratings time.Duration
+	}{
+		{"default", []string{ratingsDR}, 10 * time.Second, 700 * time.Millisecond},
+		{"meshconfig", []string{meshCM, ratingsDR}, 2500 * time.Millisecond, 700 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := translate.ForProxy(world(t, "testdata/mesh", c.extra...), sidecarProxy, nil)
+			for name, want := range map[string]time.Duration{
+				"outbound|9080||reviews.default.svc.cluster.local":   c.mesh,
+				"outbound|9080|v1|reviews.default.svc.cluster.local": c.mesh,
+				"inbound|9080||":                                   c.mesh,
+				translate.PassthroughCluster:                       c.mesh,
+				translate.BlackHoleCluster:                         c.mesh,
+				"outbound|9080||ratings.default.svc.cluster.local": c.ratings,
+			} {
+				cl := findCluster(r, name)
+				if cl == nil {
+					t.Errorf("no cluster %s", name)
+					continue
+				}
+				if got := cl.GetConnectTimeout().AsDuration(); got != want {
+					t.Errorf("cluster %s connect timeout %s, want %s", name, got, want)
+				}
+			}
+		})
+	}
+}

@@ -23,8 +23,18 @@ func ClusterName(direction string, port uint32, subset, hostname string) string 
 	return fmt.Sprintf("%s|%d|%s|%s", direction, port, subset, hostname)
 }
 
-// defaultConnectTimeout is Istio's default (MeshConfig.connectTimeout).
+// defaultConnectTimeout is Istio's default for MeshConfig.connectTimeout.
 const defaultConnectTimeout = 10 * time.Second
+
+// connectTimeout is every cluster's connect timeout unless a
+// DestinationRule's connectionPool.tcp.connectTimeout overrides it:
+// MeshConfig.connectTimeout, Istio's 10 s when unset or 0.
+func (t *translation) connectTimeout() *durationpb.Duration {
+	if ct := t.w.Mesh.GetConnectTimeout(); ct.AsDuration() > 0 {
+		return durationpb.New(ct.AsDuration())
+	}
+	return durationpb.New(defaultConnectTimeout)
+}
 
 // clusterSet builds the outbound clusters of one service port: the
 // default cluster plus one per DestinationRule subset, each with its
@@ -104,7 +114,7 @@ func mergePolicy(top, subset *networking.TrafficPolicy, port uint32) *networking
 func (t *translation) cluster(name string, svc *registry.Service, port registry.Port, policy *networking.TrafficPolicy) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:           name,
-		ConnectTimeout: durationpb.New(defaultConnectTimeout),
+		ConnectTimeout: t.connectTimeout(),
 	}
 	switch svc.Resolution {
 	case registry.ResolutionStatic:

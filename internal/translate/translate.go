@@ -186,9 +186,9 @@ func (t *translation) sidecar() {
 		t.res.Listeners = append(t.res.Listeners, httpOutboundListener(p))
 	}
 	t.res.Clusters = append(t.res.Clusters,
-		&clusterv3.Cluster{Name: PassthroughCluster, ConnectTimeout: durationpb.New(defaultConnectTimeout),
+		&clusterv3.Cluster{Name: PassthroughCluster, ConnectTimeout: t.connectTimeout(),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}, LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED},
-		&clusterv3.Cluster{Name: BlackHoleCluster, ConnectTimeout: durationpb.New(defaultConnectTimeout),
+		&clusterv3.Cluster{Name: BlackHoleCluster, ConnectTimeout: t.connectTimeout(),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
 	)
 }
@@ -287,7 +287,7 @@ func (t *translation) inbound() {
 		name := ClusterName("inbound", tg.port, "", "")
 		ic := &clusterv3.Cluster{
 			Name:                 name,
-			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+			ConnectTimeout:       t.connectTimeout(),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(t.proxy.IP, tg.port)}}}},
