@@ -79,16 +79,25 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// closingServer is an upstream that speaks HTTP/1.1 by hand, so tests
+// control exactly when it closes connections, and counts what it sees.
+type closingServer struct {
+	addr     string
+	conns    atomic.Int64 // connections accepted
+	closed   atomic.Int64 // connections the server has closed
+	requests atomic.Int64 // requests read, on any connection
+}
+
 // rawUpstream answers each request on a connection with resp(n), n
 // counting requests on that connection, and closes the connection when
-// close(n) says so.
-func rawUpstream(t *testing.T, resp func(n int) string, closeAfter func(n int) bool) (string, *atomic.Int64) {
+// closeAfter(n) says so.
+func rawUpstream(t *testing.T, resp func(n int) string, closeAfter func(n int) bool) *closingServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conns atomic.Int64
+	s := &closingServer{addr: ln.Addr().String()}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -97,8 +106,9 @@ func rawUpstream(t *testing.T, resp func(n int) string, closeAfter func(n int) b
 			if err != nil {
 				return
 			}
-			conns.Add(1)
+			s.conns.Add(1)
 			go func() {
+				defer s.closed.Add(1)
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for n := 1; ; n++ {
@@ -106,6 +116,7 @@ func rawUpstream(t *testing.T, resp func(n int) string, closeAfter func(n int) b
 					if err != nil {
 						return
 					}
+					s.requests.Add(1)
 					io.Copy(io.Discard, req.Body)
 					io.WriteString(c, resp(n))
 					if closeAfter(n) {
@@ -116,7 +127,7 @@ func rawUpstream(t *testing.T, resp func(n int) string, closeAfter func(n int) b
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String(), &conns
+	return s
 }
 
 // An idle connection the upstream closed is noticed on use and the request
@@ -124,23 +135,38 @@ func rawUpstream(t *testing.T, resp func(n int) string, closeAfter func(n int) b
 // were written is not replayed.
 func TestDirectPathRetriesStaleConnection(t *testing.T) {
 	leak.Check(t)
-	addr, conns := rawUpstream(t, func(int) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }, func(int) bool { return true })
-	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: addr}))
+	s := rawUpstream(t, func(int) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }, func(int) bool { return true })
+	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: s.addr}))
 	for i := range 3 {
 		if _, body, err := directGet(t, c, context.Background(), http.MethodGet, ""); err != nil || body != "ok" {
 			t.Fatalf("GET %d on a connection the upstream closed after each answer: %q, %v", i, body, err)
 		}
-		time.Sleep(20 * time.Millisecond) // let the close arrive
+		// The next request must meet a connection the upstream has
+		// closed: its close reaches the client's socket at once on
+		// loopback. Idle for far less than staleCheckAfter, the
+		// connection is reused without a peek.
+		waitFor(t, "the upstream to close its connection", func() bool { return s.closed.Load() == s.conns.Load() })
 	}
-	if n := conns.Load(); n != 3 {
+	if n := s.conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3", n)
 	}
+	if n := s.requests.Load(); n != 3 {
+		t.Errorf("the upstream read %d requests for 3 GETs, want 3", n)
+	}
+	// The POST is written whole on the closed connection (a write to a
+	// socket whose peer sent FIN succeeds), then reading the answer meets
+	// the close. Once written, it may have been processed, so it must fail
+	// rather than go again on a new connection, where the upstream would
+	// read it.
 	_, _, err := directGet(t, c, context.Background(), http.MethodPost, "x")
 	if err == nil {
-		// The write may fail (then replaying is safe) or succeed (then it
-		// must not be replayed); both are fine as long as it did not
-		// silently go twice, which the server would show.
-		t.Logf("POST on a stale connection succeeded (its write failed first and was replayed)")
+		t.Errorf("a POST written on a connection the upstream had closed succeeded: it was sent again")
+	}
+	if n := s.requests.Load(); n != 3 {
+		t.Errorf("the upstream read %d requests after the POST, want still 3: the POST was replayed on a new connection", n)
+	}
+	if n := s.conns.Load(); n != 3 {
+		t.Errorf("%d connections after the POST, want still 3: it must not dial again for a written POST", n)
 	}
 }
 
@@ -192,15 +218,15 @@ func TestDirectPathTimeout(t *testing.T) {
 // at connections idle for a while and dials a new one instead.
 func TestDirectPathSkipsConnectionClosedWhileIdle(t *testing.T) {
 	leak.Check(t)
-	addr, conns := rawUpstream(t, func(int) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }, func(int) bool { return true })
-	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: addr}))
+	s := rawUpstream(t, func(int) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }, func(int) bool { return true })
+	c := newCluster(t, &xdsresource.Cluster{Name: "c"}, Options{}, assignment(&server{name: s.addr}))
 	for i := range 3 {
 		time.Sleep(2 * staleCheckAfter)
 		if _, body, err := directGet(t, c, context.Background(), http.MethodPost, "x"); err != nil || body != "ok" {
 			t.Fatalf("POST %d after the upstream closed the idle connection: %q, %v", i, body, err)
 		}
 	}
-	if n := conns.Load(); n != 3 {
+	if n := s.conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3", n)
 	}
 }
