@@ -42,6 +42,10 @@ type pod struct {
 	inits   []*container
 	apps    []*container
 
+	// sidecarGrace is how long the sidecar gets to drain and exit
+	// (MeshConfig defaultConfig.terminationDrainDuration, see proxySettings).
+	sidecarGrace time.Duration
+
 	mu          sync.Mutex
 	initDone    bool
 	terminating bool
@@ -127,7 +131,9 @@ func (p *pod) newSidecar() *container {
 		"ADMIN_SOCKET="+p.adminSocket(),
 	))
 	ready := &Probe{HTTPGet: true, Port: 15021, Path: "/healthz/ready", Scheme: "HTTP", Period: time.Second, Timeout: time.Second, SuccessThreshold: 1, FailureThreshold: 3}
-	c := Container{Name: "trellis-proxy", Command: []string{m.proxyPath}, Readiness: ready}
+	ps := proxySettingsFor(m.meshConfig())
+	p.sidecarGrace = ps.grace
+	c := Container{Name: "trellis-proxy", Command: append([]string{m.proxyPath}, ps.args...), Readiness: ready}
 	return &container{pod: p, spec: c, sidecar: true, argv: c.Command, env: env, dir: m.stateDir, logPath: p.logPath(c.Name), state: "Waiting", reason: "ContainerCreating"}
 }
 
@@ -416,8 +422,8 @@ func (c *container) runOnce(ctx context.Context) (code int, ok bool) {
 	case <-ctx.Done():
 		grace := c.pod.w.Pod.GracePeriod
 		if c.sidecar {
-			// The proxy drains for its --drain-duration (5 s) and exits.
-			grace = 10 * time.Second
+			// The proxy drains for its --drain-duration and exits.
+			grace = c.pod.sidecarGrace
 		}
 		pr.stop(grace)
 	}
