@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -275,6 +276,9 @@ func decodeObject(src Source, obj map[string]any) (*Object, []error, error) {
 		}
 	}
 
+	// The schema walk removes every value it reports from obj, so that
+	// the rest still decodes and validates: all of an object's errors come
+	// in one pass, and the object stays rejected.
 	var specJSON []byte
 	if info.spec != nil {
 		for _, k := range sortedKeys(obj) {
@@ -282,27 +286,28 @@ func decodeObject(src Source, obj map[string]any) (*Object, []error, error) {
 			case "apiVersion", "kind", "metadata", "spec", "status":
 			default:
 				errs.Append(unknownField(field.NewPath(k), k, []string{"spec", "metadata"}))
+				delete(obj, k)
 			}
 		}
+		n := len(errs)
 		checkProto(field.NewPath("spec"), obj["spec"], info.spec.ProtoReflect().Descriptor(), &errs)
+		if reportedAt(errs, n, field.NewPath("spec")) {
+			delete(obj, "spec")
+		}
 		if s, ok := obj["spec"]; ok && s != nil {
 			specJSON, _ = json.Marshal(s)
 		}
 	} else {
-		root := map[string]any{}
-		for k, v := range obj {
-			if k != "metadata" && k != "apiVersion" && k != "kind" {
-				root[k] = v
-			}
-		}
-		checkRoot(root, info.goType(version), &errs)
-	}
-	if len(errs) > 0 {
-		return nil, fieldErrors(src, id, errs), nil
+		checkRoot(obj, info.goType(version), &errs)
 	}
 	docJSON, _ := json.Marshal(obj)
 	value, err := info.decode(version, docJSON, specJSON)
 	if err != nil {
+		if len(errs) > 0 {
+			// What is left after the schema errors still does not
+			// decode: those errors are the ones to fix first.
+			return nil, fieldErrors(src, id, errs), nil
+		}
 		return fail(fmt.Errorf("cannot decode: %w", err))
 	}
 	o := &Object{
@@ -318,23 +323,129 @@ func decodeObject(src Source, obj map[string]any) (*Object, []error, error) {
 		o.Namespace = orDefault(ns)
 	}
 	m := validate.Meta{Namespace: o.Namespace, Name: o.Name, Labels: o.Labels, Annotations: o.Annotations, RootNamespace: DefaultRootNamespace}
-	if errs := info.validate(m, value); len(errs) > 0 {
+	verrs := info.validate(m, value)
+	if len(errs) > 0 {
+		var nameReported []string
+		if name == "" {
+			nameReported = []string{"metadata.name"} // as required, or as generateName
+		}
+		errs = append(errs, notCovered(verrs, errs, nameReported...)...)
+		// In the order of the object, as a compiler lists errors by line.
+		sort.SliceStable(errs, func(i, j int) bool { return pathLess(errs[i].Path, errs[j].Path) })
 		return nil, fieldErrors(src, id, errs), nil
+	}
+	if len(verrs) > 0 {
+		return nil, fieldErrors(src, id, verrs), nil
 	}
 	return o, nil, nil
 }
 
-// checkRoot checks the non-metadata top-level fields of a Go-typed object.
-func checkRoot(root map[string]any, t reflect.Type, errs *field.List) {
-	fields := structFields(t)
-	for _, k := range sortedKeys(root) {
-		ft, ok := fields[k]
-		if !ok {
-			errs.Append(unknownField(field.NewPath(k), k, []string{"spec", "data", "status"}))
+// checkRoot checks the top-level fields of a Go-typed object but metadata
+// (checked on its own), apiVersion and kind (already looked up).
+func checkRoot(obj map[string]any, t reflect.Type, errs *field.List) {
+	skip := map[string]bool{"metadata": true, "apiVersion": true, "kind": true}
+	checkFields(nil, obj, structFields(t), skip, []string{"spec", "data", "status"}, errs)
+}
+
+// didYouMean reads the field an unknown-field error suggests.
+var didYouMean = regexp.MustCompile(`^unknown field \(did you mean "([^"]+)"\?\)$`)
+
+// notCovered drops the validation errors that only echo a schema error.
+// A value the schema walk reported was removed before validation, which may
+// then call it "required", find its parent empty ("needs route, redirect,
+// ...") or its list's weights all zero. So these go:
+//   - errors at or under a reported path (or under extra);
+//   - errors at or under the field a misspelt name was meant to be
+//     ("destinaton" → "destination: required");
+//   - errors exactly at a reported path's ancestors, up to the nearest
+//     enclosing list or map (spec.http[0], spec.http), but never at a
+//     top-level field such as spec; errors deeper in those ancestors'
+//     other fields stay, so two mistakes in one route are both reported.
+func notCovered(verrs, schema field.List, extra ...string) field.List {
+	subtrees := append([]string(nil), extra...)
+	exact := map[string]bool{}
+	for _, e := range schema {
+		subtrees = append(subtrees, e.Path)
+		if m := didYouMean.FindStringSubmatch(e.Detail); m != nil {
+			if parent, viaIndex := parentPath(e.Path); !viaIndex && parent != "" {
+				subtrees = append(subtrees, parent+"."+m[1])
+			} else if parent == "" {
+				subtrees = append(subtrees, m[1])
+			}
+		}
+		for p := e.Path; ; {
+			parent, viaIndex := parentPath(p)
+			if !strings.ContainsAny(parent, ".[") {
+				break // a top-level field, or the root
+			}
+			exact[parent] = true
+			if viaIndex {
+				break
+			}
+			p = parent
+		}
+	}
+	var out field.List
+	for _, e := range verrs {
+		if !exact[e.Path] && !under(e.Path, subtrees) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// parentPath splits a rendered field path ("spec.http[0].timeout") at its
+// last step: the parent, and whether that step was a list index or map key.
+func parentPath(p string) (parent string, viaIndex bool) {
+	if strings.HasSuffix(p, "]") {
+		if i := strings.LastIndexByte(p, '['); i >= 0 {
+			return p[:i], true
+		}
+	}
+	if i := strings.LastIndexByte(p, '.'); i >= 0 {
+		return p[:i], false
+	}
+	return "", false
+}
+
+// pathLess orders rendered field paths as they read, with list indexes by
+// number: spec.http[2] before spec.http[10].
+func pathLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := leadingDigits(a), leadingDigits(b)
+		if da > 0 && db > 0 {
+			na, _ := strconv.Atoi(a[:da])
+			nb, _ := strconv.Atoi(b[:db])
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
 			continue
 		}
-		checkStruct(field.NewPath(k), root[k], ft, errs)
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
 	}
+	return len(a) < len(b)
+}
+
+func leadingDigits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
+}
+
+// under says whether path is one of roots or inside one of them.
+func under(path string, roots []string) bool {
+	for _, r := range roots {
+		if path == r || (strings.HasPrefix(path, r) && (path[len(r)] == '.' || path[len(r)] == '[')) {
+			return true
+		}
+	}
+	return false
 }
 
 func fieldErrors(src Source, id string, errs field.List) []error {

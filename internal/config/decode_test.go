@@ -78,7 +78,7 @@ func parseErrs(t *testing.T, name, data string) []string {
 }
 
 func TestMultiDocumentNumbering(t *testing.T) {
-	bad := "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  selectr: {}\n"
+	bad := "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  selectr: {}\n  ports: [{port: 80}]\n"
 	for _, tc := range []struct {
 		name, data string
 		objs, errs []string
@@ -341,7 +341,7 @@ spec:
 		want: []string{`x.yaml#1 Deployment default/r: spec.template.spec.containers[0].ports[0].protcol: unknown field (did you mean "protocol"?)`},
 	}, {
 		name: "unknown field inside a map value",
-		data: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - match:\n    - headers:\n        user: {exect: x}\n",
+		data: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - match:\n    - headers:\n        user: {exect: x}\n    route: [{destination: {host: r}}]\n",
 		want: []string{`x.yaml#1 VirtualService default/r: spec.http[0].match[0].headers[user].exect: unknown field (did you mean "exact"?)`},
 	}, {
 		name: "snake_case proto names are accepted",
@@ -397,7 +397,7 @@ spec:
 		want: []string{`x.yaml#1 PeerAuthentication default/default: spec.mtls.mode: unknown value "STRIKT": must be one of UNSET, DISABLE, PERMISSIVE, STRICT`},
 	}, {
 		name: "oneof set twice",
-		data: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n",
+		data: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n    route: [{destination: {host: r}}]\n",
 		want: []string{`x.yaml#1 VirtualService default/r: spec.http[0].match[0].uri.prefix: only one of exact and prefix may be set`},
 	}, {
 		name: "durations",
@@ -456,15 +456,15 @@ spec:
 		want: []string{`x.yaml#1 PeerAuthentication default/r: apiVersion "security.istio.io/v1alpha3" is not served for PeerAuthentication: use security.istio.io/v1beta1 or security.istio.io/v1`},
 	}, {
 		name: "missing name",
-		data: "apiVersion: v1\nkind: Service\nmetadata: {namespace: shop}\n",
+		data: "apiVersion: v1\nkind: Service\nmetadata: {namespace: shop}\nspec: {ports: [{port: 80}]}\n",
 		want: []string{`x.yaml#1 Service shop/: metadata.name: required`},
 	}, {
 		name: "missing metadata",
-		data: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nspec: {hosts: [r]}\n",
+		data: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nspec: {hosts: [r], http: [{route: [{destination: {host: r}}]}]}\n",
 		want: []string{`x.yaml#1 VirtualService default/: metadata.name: required`},
 	}, {
 		name: "generateName is not supported",
-		data: "apiVersion: v1\nkind: Service\nmetadata: {generateName: r-}\n",
+		data: "apiVersion: v1\nkind: Service\nmetadata: {generateName: r-}\nspec: {ports: [{port: 80}]}\n",
 		want: []string{`x.yaml#1 Service default/: metadata.generateName: not supported: set metadata.name`},
 	}, {
 		name: "bad name",

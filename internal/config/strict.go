@@ -20,7 +20,13 @@ import (
 // unmarshalers set AllowUnknownFields, and encoding/json ignores them), so a
 // misspelt `destinaton:` would vanish without a word. These walkers check a
 // generic JSON value against the schema first and report every problem with
-// its path; decoding into the typed value happens only when they pass.
+// its path.
+//
+// They also remove each value they report from v (a map entry is deleted, a
+// list element is replaced by its type's zero value so that the indexes of
+// the others stay), so that what is left always decodes: decodeObject then
+// runs the per-kind validation on the rest and reports its errors with the
+// schema's, as a compiler reports every error of a file in one pass.
 
 // checkProto checks v (from decodeJSON) against a protobuf message schema,
 // as Istio's JSON mapping reads it: field names in lowerCamel or
@@ -54,48 +60,105 @@ func checkProto(p *field.Path, v any, md protoreflect.MessageDescriptor, errs *f
 	fields := md.Fields()
 	setOneofs := map[protoreflect.FullName]string{}
 	for _, k := range sortedKeys(obj) {
-		fd := fields.ByJSONName(k)
-		if fd == nil {
-			fd = fields.ByName(protoreflect.Name(k))
-		}
-		if fd == nil {
-			errs.Append(unknownField(p.Child(k), k, protoFieldNames(md)))
-			continue
-		}
-		val := obj[k]
-		if val == nil {
-			continue
-		}
-		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
-			if prev, dup := setOneofs[od.FullName()]; dup {
-				errs.Add(p.Child(k), "only one of %s and %s may be set", prev, k)
-			}
-			setOneofs[od.FullName()] = k
-		}
-		cp := p.Child(k)
-		switch {
-		case fd.IsMap():
-			m, ok := val.(map[string]any)
-			if !ok {
-				errs.Add(cp, "must be a map, not %s", jsonTypeName(val))
-				continue
-			}
-			for _, mk := range sortedKeys(m) {
-				checkProtoValue(cp.Key(mk), m[mk], fd.MapValue(), errs)
-			}
-		case fd.IsList():
-			l, ok := val.([]any)
-			if !ok {
-				errs.Add(cp, "must be a list, not %s", jsonTypeName(val))
-				continue
-			}
-			for i, e := range l {
-				checkProtoValue(cp.Index(i), e, fd, errs)
-			}
-		default:
-			checkProtoValue(cp, val, fd, errs)
+		n := len(*errs)
+		checkProtoField(p, obj, k, md, fields, setOneofs, errs)
+		if reportedAt(*errs, n, p.Child(k)) {
+			delete(obj, k)
 		}
 	}
+}
+
+func checkProtoField(p *field.Path, obj map[string]any, k string, md protoreflect.MessageDescriptor, fields protoreflect.FieldDescriptors, setOneofs map[protoreflect.FullName]string, errs *field.List) {
+	fd := fields.ByJSONName(k)
+	if fd == nil {
+		fd = fields.ByName(protoreflect.Name(k))
+	}
+	if fd == nil {
+		errs.Append(unknownField(p.Child(k), k, protoFieldNames(md)))
+		return
+	}
+	val := obj[k]
+	if val == nil {
+		return
+	}
+	if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+		if prev, dup := setOneofs[od.FullName()]; dup {
+			errs.Add(p.Child(k), "only one of %s and %s may be set", prev, k)
+		}
+		setOneofs[od.FullName()] = k
+	}
+	cp := p.Child(k)
+	switch {
+	case fd.IsMap():
+		m, ok := val.(map[string]any)
+		if !ok {
+			errs.Add(cp, "must be a map, not %s", jsonTypeName(val))
+			return
+		}
+		for _, mk := range sortedKeys(m) {
+			n := len(*errs)
+			checkProtoValue(cp.Key(mk), m[mk], fd.MapValue(), errs)
+			if reportedAt(*errs, n, cp.Key(mk)) {
+				delete(m, mk)
+			}
+		}
+	case fd.IsList():
+		l, ok := val.([]any)
+		if !ok {
+			errs.Add(cp, "must be a list, not %s", jsonTypeName(val))
+			return
+		}
+		for i, e := range l {
+			n := len(*errs)
+			checkProtoValue(cp.Index(i), e, fd, errs)
+			if reportedAt(*errs, n, cp.Index(i)) {
+				l[i] = protoZero(fd)
+			}
+		}
+	default:
+		checkProtoValue(cp, val, fd, errs)
+	}
+}
+
+// reportedAt says whether an error was reported at exactly p since errs
+// held n errors: the value at p is bad as a whole and must go.
+func reportedAt(errs field.List, n int, p *field.Path) bool {
+	s := p.String()
+	for _, e := range errs[n:] {
+		if e.Path == s {
+			return true
+		}
+	}
+	return false
+}
+
+// protoZero is the JSON of fd's zero value, standing in for a bad list
+// element.
+func protoZero(fd protoreflect.FieldDescriptor) any {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		md := fd.Message()
+		switch md.FullName() {
+		case "google.protobuf.Duration":
+			return "0s"
+		case "google.protobuf.Timestamp":
+			return "1970-01-01T00:00:00Z"
+		case "google.protobuf.ListValue":
+			return []any{}
+		case "google.protobuf.Value", "google.protobuf.Any":
+			return nil
+		case "google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue",
+			"google.protobuf.Int32Value", "google.protobuf.Int64Value", "google.protobuf.UInt32Value",
+			"google.protobuf.UInt64Value", "google.protobuf.FloatValue", "google.protobuf.DoubleValue":
+			return protoZero(md.Fields().ByName("value"))
+		}
+		return map[string]any{}
+	case protoreflect.StringKind, protoreflect.BytesKind:
+		return ""
+	case protoreflect.BoolKind:
+		return false
+	}
+	return json.Number("0") // numbers, and enums by number: every proto3 enum has a 0
 }
 
 func checkProtoValue(p *field.Path, v any, fd protoreflect.FieldDescriptor, errs *field.List) {
@@ -247,19 +310,7 @@ func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
 			errs.Add(p, "must be an object, not %s", jsonTypeName(v))
 			return
 		}
-		fields := structFields(t)
-		for _, k := range sortedKeys(obj) {
-			ft, ok := fields[k]
-			if !ok {
-				names := make([]string, 0, len(fields))
-				for n := range fields {
-					names = append(names, n)
-				}
-				errs.Append(unknownField(p.Child(k), k, names))
-				continue
-			}
-			checkStruct(p.Child(k), obj[k], ft, errs)
-		}
+		checkFields(p, obj, structFields(t), nil, nil, errs)
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
@@ -267,7 +318,11 @@ func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
 			return
 		}
 		for _, k := range sortedKeys(m) {
+			n := len(*errs)
 			checkStruct(p.Key(k), m[k], t.Elem(), errs)
+			if reportedAt(*errs, n, p.Key(k)) {
+				delete(m, k)
+			}
 		}
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 {
@@ -282,7 +337,11 @@ func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
 			return
 		}
 		for i, e := range l {
+			n := len(*errs)
 			checkStruct(p.Index(i), e, t.Elem(), errs)
+			if reportedAt(*errs, n, p.Index(i)) {
+				l[i] = goZero(t.Elem())
+			}
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
@@ -307,6 +366,56 @@ func checkStruct(p *field.Path, v any, t reflect.Type, errs *field.List) {
 			errs.Add(p, "must be a number, not %s", jsonTypeName(v))
 		}
 	}
+}
+
+// checkFields checks the fields of obj (a path p of JSON object) against
+// a struct's fields, skipping the names in skip, and removes each field
+// reported bad. Unknown fields are suggested among suggest when given,
+// else among fields.
+func checkFields(p *field.Path, obj map[string]any, fields map[string]reflect.Type, skip map[string]bool, suggest []string, errs *field.List) {
+	for _, k := range sortedKeys(obj) {
+		if skip[k] {
+			continue
+		}
+		n := len(*errs)
+		cp := field.NewPath(k)
+		if p != nil {
+			cp = p.Child(k)
+		}
+		if ft, ok := fields[k]; ok {
+			checkStruct(cp, obj[k], ft, errs)
+		} else {
+			names := suggest
+			if names == nil {
+				names = make([]string, 0, len(fields))
+				for n := range fields {
+					names = append(names, n)
+				}
+			}
+			errs.Append(unknownField(cp, k, names))
+		}
+		if reportedAt(*errs, n, cp) {
+			delete(obj, k)
+		}
+	}
+}
+
+// goZero is the JSON of t's zero value, standing in for a bad list element.
+// A pointer element gets its pointee's zero, not null: validators range over
+// []*T without expecting nil elements.
+func goZero(t reflect.Type) any {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	b, err := json.Marshal(reflect.Zero(t).Interface())
+	if err != nil {
+		return nil
+	}
+	v, err := decodeJSON(b)
+	if err != nil {
+		return nil
+	}
+	return v
 }
 
 var jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
