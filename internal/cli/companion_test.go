@@ -37,7 +37,7 @@ func TestCompanionCommandsTransparent(t *testing.T) {
 	m := uptest.Start(t, shopDir, "--transparent")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	row := regexp.MustCompile(`(?m)^default +frontend-0 +2/2 +Running +0 +\S+ +10\.244\.\d+\.\d+ +spiffe://cluster.local/ns/default/sa/frontend +SYNCED$`)
+	row := regexp.MustCompile(`(?m)^default +frontend-0 +2/2 +Running +0 +\S+ +10\.244\.\d+\.\d+ +spiffe://cluster.local/ns/default/sa/frontend +SYNCED +NOT ENFORCED: PeerAuthentication istio-system/default \(STRICT\)$`)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		out, errOut, code := m.Trellis(ctx, "status")
 		if code != 0 {
@@ -242,18 +242,20 @@ func TestCompanionCommands(t *testing.T) {
 }
 
 // statusProblems compares a status table with mesh.json: every pod
-// listed, 2/2 Running with no restarts, its IP and identity, SYNCED.
+// listed, 2/2 Running with no restarts, its IP and identity (labelled as
+// not issued yet), SYNCED, and the shop's security policies named as NOT
+// ENFORCED next to every pod they select.
 func statusProblems(out string, st *local.State, podNames []string) []string {
 	var problems []string
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if got := strings.Fields(lines[0]); !cmp.Equal(got, []string{"NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "IDENTITY", "PROXY"}) {
+	if got := strings.Fields(lines[0]); !cmp.Equal(got, []string{"NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "IDENTITY", "(NOT", "ISSUED", "YET)", "PROXY", "POLICY"}) {
 		problems = append(problems, fmt.Sprintf("header %q", lines[0]))
 	}
 	var names []string
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
-		if len(f) != 9 {
-			problems = append(problems, fmt.Sprintf("row %q: want 9 columns", l))
+		if len(f) < 10 {
+			problems = append(problems, fmt.Sprintf("row %q: want 9 columns and the policies", l))
 			continue
 		}
 		names = append(names, f[1])
@@ -263,8 +265,17 @@ func statusProblems(out string, st *local.State, podNames []string) []string {
 			continue
 		}
 		want := []string{p.Namespace, p.Name, "2/2", "Running", "0", f[5], p.IP, "spiffe://cluster.local/ns/default/sa/" + p.ServiceAccount, "SYNCED"}
-		if diff := cmp.Diff(want, f); diff != "" {
+		if diff := cmp.Diff(want, f[:9]); diff != "" {
 			problems = append(problems, fmt.Sprintf("row of %s (-want +got):\n%s", p.Name, diff))
+		}
+		// examples/shop: STRICT mTLS mesh-wide, and an AuthorizationPolicy
+		// on payment-service; neither is enforced yet.
+		policy := "NOT ENFORCED: PeerAuthentication istio-system/default (STRICT)"
+		if p.Labels["app"] == "payment-service" {
+			policy = "NOT ENFORCED: AuthorizationPolicy default/payment-policy, PeerAuthentication istio-system/default (STRICT)"
+		}
+		if got := strings.Join(f[9:], " "); got != policy {
+			problems = append(problems, fmt.Sprintf("policies of %s: %q, want %q", p.Name, got, policy))
 		}
 	}
 	if diff := cmp.Diff(podNames, names); diff != "" {

@@ -24,14 +24,19 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the pods of a running local mesh and their sidecars' sync state",
 		Long: `Status lists the pods that 'trellis up' runs, as 'kubectl get pods -o wide'
 and 'istioctl proxy-status' would together: namespace, name, ready
-containers, status, restarts, age, pod IP, SPIFFE identity, and whether the
-pod's sidecar runs the control plane's latest config:
+containers, status, restarts, age, pod IP, the SPIFFE identity the pod
+would have (no certificates are issued yet, so it is not checked), and
+whether the pod's sidecar runs the control plane's latest config:
 
   SYNCED    the sidecar has ACKed its latest config
   NOT SENT  the sidecar is not connected to the control plane (yet)
   STALE     config was sent and not ACKed yet
   NACK      the sidecar rejected its config (the reason follows)
   -         the pod has no sidecar
+
+When security policies (AuthorizationPolicy, RequestAuthentication, STRICT
+PeerAuthentication) select a pod, a POLICY column says "NOT ENFORCED" and
+names them: Trellis does not enforce them yet.
 
 -o json prints the mesh's state as 'trellis up' records it (mesh.json in
 the state dir).`,
@@ -99,7 +104,15 @@ func notRunning(stateDir string, st *local.State) error {
 
 func printStatus(w io.Writer, st *local.State, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tIDENTITY\tPROXY")
+	policies := false
+	for _, p := range st.Pods {
+		policies = policies || len(p.Unenforced) > 0
+	}
+	header := "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tIDENTITY (NOT ISSUED YET)\tPROXY"
+	if policies {
+		header += "\tPOLICY"
+	}
+	fmt.Fprintln(tw, header)
 	for _, p := range st.Pods {
 		ready, total, restarts := 0, 0, 0
 		for _, c := range p.Containers {
@@ -112,8 +125,16 @@ func printStatus(w io.Writer, st *local.State, now time.Time) error {
 				ready++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s",
 			p.Namespace, p.Name, ready, total, p.Status, restarts, age(now.Sub(p.Created)), p.IP, p.Identity, proxySync(p.Sidecar))
+		if policies {
+			note := "-"
+			if len(p.Unenforced) > 0 {
+				note = "NOT ENFORCED: " + strings.Join(p.Unenforced, ", ")
+			}
+			fmt.Fprintf(tw, "\t%s", note)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

@@ -123,6 +123,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	cp.goRun(func() error { return srv.Run(ctx) })
 	cp.goRun(func() error { return folder.Run(ctx) })
 	cp.goRun(func() error { reportAnalysis(ctx, st, log); return nil })
+	cp.goRun(func() error { reportUnenforced(ctx, st, log); return nil })
 	cp.goRun(func() error {
 		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("xDS server: %w", err)

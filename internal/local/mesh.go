@@ -29,6 +29,7 @@ import (
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/local/meshdns"
 	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/watch"
 	"github.com/trellismesh/trellis/internal/xds"
 )
 
@@ -279,16 +280,17 @@ func (m *Mesh) controlPlaneLog() (*slog.Logger, error) {
 	)), nil
 }
 
-// quietUntil keeps the control plane's findings about the config off the
-// console until the mesh is ready: `trellis up` has just printed them, as
-// `trellis validate` does. Findings after that (live edits) show.
+// quietUntil keeps the control plane's findings about the config (analysis,
+// fields not in force, security policies not enforced) off the console
+// until the mesh is ready: `trellis up` has just printed them, as `trellis
+// validate` does. Findings after that (live edits) show.
 type quietUntil struct {
 	slog.Handler
 	after *atomic.Bool
 }
 
 func (q quietUntil) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "config analysis" && !q.after.Load() {
+	if (r.Message == "config analysis" || r.Message == watch.NotInForceMessage || r.Message == controlplane.UnenforcedMessage) && !q.after.Load() {
 		return nil
 	}
 	return q.Handler.Handle(ctx, r)
@@ -707,9 +709,11 @@ func (m *Mesh) currentState() *State {
 	}
 	s := &State{PID: os.Getpid(), StartTime: processStartTime(os.Getpid()), Mode: m.mode, Dir: m.dir, XDS: "unix://" + m.xdsSocket, Ready: !m.readyAt.IsZero(), Stopping: m.stopping}
 	m.mu.Unlock()
-	s.Services = services(m.cp.Store.Snapshot())
+	snap := m.cp.Store.Snapshot()
+	s.Services = services(snap)
 	for _, p := range pods {
 		ps := p.state()
+		ps.Unenforced = unenforcedPolicies(snap, ps.Namespace, ps.Labels)
 		if ps.Sidecar != nil {
 			if x, ok := st[ps.Sidecar.NodeID]; ok {
 				ps.Sidecar.Connected, ps.Sidecar.Synced, ps.Sidecar.NACKs, ps.Sidecar.LastNACK = true, x.Synced, x.NACKs, x.LastNACK

@@ -83,7 +83,13 @@ type PodState struct {
 	IP             string            `json:"ip"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	ServiceAccount string            `json:"serviceAccount"`
-	Identity       string            `json:"identity"` // SPIFFE ID
+	// Identity is the SPIFFE ID the pod's workload would have; no
+	// certificate is issued for it yet.
+	Identity string `json:"identity"`
+	// Unenforced names the security policies that select the pod and are
+	// not enforced yet ("AuthorizationPolicy default/payment-policy",
+	// "PeerAuthentication istio-system/default (STRICT)").
+	Unenforced []string `json:"unenforcedPolicies,omitempty"`
 	// Phase is Pending, Running, Terminating or Failed; Status the
 	// kubectl-style word for people (ContainerCreating, CrashLoopBackOff,
 	// Running, Terminating, ...).

@@ -161,6 +161,10 @@ func (f *Folder) addWatches(w *fsnotify.Watcher) {
 	}
 }
 
+// NotInForceMessage is the log message for a field a config file uses
+// that is not (fully) in force (TRL0007).
+const NotInForceMessage = "config not in force"
+
 // sync compares the files on disk with what was applied and applies the
 // difference.
 func (f *Folder) sync() error {
@@ -197,6 +201,10 @@ func (f *Folder) sync() error {
 			f.Transform(parsed)
 		}
 		for _, w := range parsed.Warnings {
+			if config.IsNotInForce(w) {
+				f.Log.Warn(NotInForceMessage, "warning", w.Error())
+				continue
+			}
 			f.Log.Warn(w.Error())
 		}
 		errs := f.Store.ApplyFile(parsed)

@@ -1,0 +1,135 @@
+package local
+
+import (
+	"sort"
+
+	securityv1beta1 "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/store"
+)
+
+// unenforcedPolicies names the security policies that select a workload
+// but are not enforced yet (AuthorizationPolicy, RequestAuthentication,
+// and STRICT mTLS as the pod's PeerAuthentication in effect), so that
+// `trellis status` can show them next to it: a policy that looks like
+// protection and is not must be impossible to miss.
+func unenforcedPolicies(snap *store.Snapshot, ns string, labels map[string]string) []string {
+	root := snap.Mesh.GetRootNamespace()
+	if root == "" {
+		root = config.DefaultRootNamespace
+	}
+	var out []string
+	for _, gk := range []config.GroupKind{config.AuthorizationPolicy, config.RequestAuthentication} {
+		for _, o := range snap.OfKind(gk) {
+			if selects(snap, o, root, ns, labels) {
+				out = append(out, o.ID())
+			}
+		}
+	}
+	if pa := peerAuthenticationFor(snap, root, ns, labels); pa != nil && strictMTLS(pa.Spec.(*securityv1beta1.PeerAuthentication)) {
+		out = append(out, pa.ID()+" (STRICT)")
+	}
+	sort.Strings(out)
+	return out
+}
+
+// selects applies Istio's scoping of a workload policy: the root namespace
+// covers every namespace, any other only its own; a selector (or the
+// Services in targetRefs) narrows it to matching workloads.
+func selects(snap *store.Snapshot, o *config.Object, root, ns string, labels map[string]string) bool {
+	if o.Namespace != root && o.Namespace != ns {
+		return false
+	}
+	var sel *typev1beta1.WorkloadSelector
+	var refs []*typev1beta1.PolicyTargetReference
+	switch s := o.Spec.(type) {
+	case *securityv1beta1.AuthorizationPolicy:
+		sel, refs = s.GetSelector(), append(s.GetTargetRefs(), s.GetTargetRef())
+	case *securityv1beta1.RequestAuthentication:
+		sel, refs = s.GetSelector(), append(s.GetTargetRefs(), s.GetTargetRef())
+	}
+	var targeted bool
+	for _, r := range refs {
+		if r == nil {
+			continue
+		}
+		targeted = true
+		if r.GetKind() != "Service" {
+			continue // gateways: Trellis runs none
+		}
+		refNS := r.GetNamespace()
+		if refNS == "" {
+			refNS = o.Namespace
+		}
+		if refNS != ns {
+			continue
+		}
+		if svc := snap.Get(config.Key{GroupKind: config.Service, Namespace: ns, Name: r.GetName()}); svc != nil {
+			if s, ok := svc.Spec.(*corev1.Service); ok && len(s.Spec.Selector) > 0 && labelsMatch(s.Spec.Selector, labels) {
+				return true
+			}
+		}
+	}
+	if targeted {
+		return false
+	}
+	return labelsMatch(sel.GetMatchLabels(), labels)
+}
+
+// peerAuthenticationFor is the PeerAuthentication in effect for a
+// workload, by Istio's precedence: one selecting it in its namespace, else
+// its namespace's, else the mesh's (root namespace, no selector).
+func peerAuthenticationFor(snap *store.Snapshot, root, ns string, labels map[string]string) *config.Object {
+	var workload, namespace, mesh *config.Object
+	for _, o := range snap.OfKind(config.PeerAuthentication) {
+		pa := o.Spec.(*securityv1beta1.PeerAuthentication)
+		sel := pa.GetSelector().GetMatchLabels()
+		switch {
+		case o.Namespace == ns && len(sel) > 0:
+			if workload == nil && labelsMatch(sel, labels) {
+				workload = o
+			}
+		case o.Namespace == ns:
+			if namespace == nil {
+				namespace = o
+			}
+		case o.Namespace == root && len(sel) == 0:
+			if mesh == nil {
+				mesh = o
+			}
+		}
+	}
+	switch {
+	case workload != nil:
+		return workload
+	case namespace != nil:
+		return namespace
+	}
+	return mesh
+}
+
+// strictMTLS reports whether a PeerAuthentication asks for STRICT on any
+// port.
+func strictMTLS(pa *securityv1beta1.PeerAuthentication) bool {
+	if pa.GetMtls().GetMode() == securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
+		return true
+	}
+	for _, m := range pa.GetPortLevelMtls() {
+		if m.GetMode() == securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
+			return true
+		}
+	}
+	return false
+}
+
+func labelsMatch(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
