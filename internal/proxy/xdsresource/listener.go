@@ -350,7 +350,6 @@ func decodeCIDR(b []byte) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, within(errorf("%q is not an IP address", addr), "address_prefix")
 	}
-	a = a.Unmap()
 	if int(bits) > a.BitLen() {
 		return netip.Prefix{}, within(errorf("%d is longer than the %d bits of %s", bits, a.BitLen(), a), "prefix_len")
 	}
