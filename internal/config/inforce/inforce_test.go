@@ -58,8 +58,8 @@ func TestCheck(t *testing.T) {
 			`{"spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"a","image":"x","command":["a"],"resources":{"limits":{"cpu":"1"}}}]}}},"status":{"replicas":1}}`,
 			nil},
 		{"MeshConfig fields not read are named", MeshConfig,
-			`{"rootNamespace":"istio-system","enableTracing":true,"defaultConfig":{"concurrency":2}}`,
-			[]string{"defaultConfig.concurrency (not in force)", "enableTracing (not in force)"}},
+			`{"rootNamespace":"istio-system","enableTracing":true,"defaultConfig":{"concurrency":2,"proxyStatsMatcher":{"inclusionPrefixes":["a"]}}}`,
+			[]string{"defaultConfig.proxyStatsMatcher (not in force)", "enableTracing (not in force)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -348,7 +348,7 @@ func meshConfig(r *rows) {
 	r.in(k, "", "rootNamespace", "connectTimeout", "outboundTrafficPolicy.mode")
 	r.add(k, "trustDomain", Partly, "names identities in analysis and `trellis status`; no certificates are issued yet ("+mtlsNote+")")
 	r.whole(k, "outboundTrafficPolicy.tls", NotInForce, tlsOrigNote)
-	r.in(k, "defaultConfig", "terminationDrainDuration")
+	r.in(k, "defaultConfig", "terminationDrainDuration", "concurrency")
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
 		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
