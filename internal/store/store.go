@@ -79,7 +79,7 @@ func (s *Store) ApplyFile(f *config.File) []error {
 	present := map[config.Key]bool{}
 	for _, o := range f.Objects {
 		if present[o.Key()] {
-			continue // the same object twice in one file: the first wins, as the analyzer reports
+			continue // the same object twice in one file: the first wins (the analyzer reports copies that differ)
 		}
 		present[o.Key()] = true
 		next = append(next, o)
