@@ -10,6 +10,8 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,5 +286,82 @@ func TestTLSRouteNotTLS(t *testing.T) {
 	}
 	if got := statsLine(t, sleep, "tcp.downstream_cx_no_route"); got != "1" {
 		t.Errorf("tcp.downstream_cx_no_route = %q, want 1", got)
+	}
+}
+
+// vipRouteConfig gives db and secure virtual IPs (10.96.93.20 and .30) and
+// routes db by destination subnet: connections to addresses in
+// 10.96.93.0/24 go to b, any other to a.
+func vipRouteConfig(base string) string {
+	cfg := tcpRouteConfig(base)
+	cfg = strings.Replace(cfg, "  selector: {app: db}\n", "  clusterIP: 10.96.93.20\n  selector: {app: db}\n", 1)
+	cfg = strings.Replace(cfg, "  selector: {app: secure}\n", "  clusterIP: 10.96.93.30\n  selector: {app: secure}\n", 1)
+	return strings.Replace(cfg, `  tcp:
+  - match: [{sourceLabels: {app: special}}]`, `  tcp:
+  - match: [{destinationSubnets: [10.96.93.0/24]}]`, 1)
+}
+
+// capturedAnswer hands the sidecar a captured connection to dst, as
+// transparent mode's outbound port receives it, speaking TLS with sni when
+// it is not empty, and returns what answered.
+func capturedAnswer(t *testing.T, p *pod, dst, sni string) (string, error) {
+	t.Helper()
+	app, captured := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer captured.Close()
+		p.proxy.ServeCaptured(captured, netip.MustParseAddrPort(dst))
+	}()
+	defer func() { app.Close(); <-done }()
+	app.SetDeadline(time.Now().Add(10 * time.Second))
+	var c net.Conn = app
+	if sni != "" {
+		tc := tls.Client(app, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			return "", err
+		}
+		c = tc
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// Captured connections (transparent mode) take the same chains: by the
+// destination address they were sent to (destinationSubnets against the
+// VIP) and by the server name of their ClientHello. A CONNECT by name
+// matches subnets against the service's VIP.
+func TestTCPRouteCaptured(t *testing.T) {
+	leak.Check(t)
+	base := "127.93.4"
+	m := newMesh(t, vipRouteConfig(base))
+	nameServer(t, base+".2:9000", "a")
+	nameServer(t, base+".3:9000", "b")
+	cert := selfSigned(t)
+	tlsNameServer(t, base+".5:8443", "v1", cert)
+	tlsNameServer(t, base+".6:8443", "v2", cert)
+	sleep := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+
+	for range 20 {
+		if got, err := capturedAnswer(t, sleep, "10.96.93.20:9000", ""); got != "b" {
+			t.Fatalf("captured connection to db's VIP: answer %q, %v; want b (its destinationSubnets route)", got, err)
+		}
+		if got := dbAnswer(t, sleep); got != "b" {
+			t.Fatalf("CONNECT db:9000: answer %q; want b (the VIP is in the route's subnet)", got)
+		}
+	}
+	for _, tc := range []struct{ sni, want string }{
+		{"one.secure.example", "v1 one.secure.example"},
+		{"two.secure.example", "v2 two.secure.example"},
+	} {
+		for range 10 {
+			got, err := capturedAnswer(t, sleep, "10.96.93.30:8443", tc.sni)
+			if err != nil || got != tc.want {
+				t.Fatalf("captured TLS with server name %s: answer %q, %v; want %q", tc.sni, got, err, tc.want)
+			}
+		}
+	}
+	if got, err := capturedAnswer(t, sleep, "10.96.93.30:8443", "other.example"); err == nil {
+		t.Errorf("captured TLS for a server name no route names: answered %q; want the connection closed", got)
 	}
 }
