@@ -90,6 +90,25 @@ func TestCompanionCommands(t *testing.T) {
 		podNames = append(podNames, p.Name)
 	}
 
+	t.Run("not in force", func(t *testing.T) {
+		// trellis up says, once, what the shop's config asks for and the
+		// mesh does not enforce yet: the user's own examples.
+		var got []string
+		for _, l := range strings.Split(m.Stderr(), "\n") {
+			if strings.Contains(l, "[TRL0007]") {
+				got = append(got, l[strings.Index(l, "[TRL0007]"):])
+			}
+		}
+		want := []string{
+			"[TRL0007] " + shopDir + "/payment-policy.yaml#1 AuthorizationPolicy default/payment-policy: authorization is NOT ENFORCED yet: every caller reaches the selected workloads, whatever this policy says",
+			"[TRL0007] " + shopDir + "/payment-retries.yaml#1 VirtualService default/payment-service: spec.http[0].retries: retries are not in force yet; requests are tried once",
+			"[TRL0007] " + shopDir + "/strict.yaml#1 PeerAuthentication istio-system/default: spec.mtls.mode: STRICT mTLS is NOT ENFORCED yet: traffic between sidecars is plaintext and plaintext callers are accepted",
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("trellis up's TRL0007 lines (-want +got):\n%s\nstderr:\n%s", diff, m.Stderr())
+		}
+	})
+
 	t.Run("status", func(t *testing.T) {
 		// Every pod ready and synced: mesh ready said so, but a probe
 		// that times out on a loaded machine may flip a pod for a moment,
