@@ -235,3 +235,48 @@ func TestTCPRouteErrors(t *testing.T) {
 		})
 	}
 }
+
+// Routes that overlap (the same server names or subnets in several
+// matches, of one route or several) still give listeners the sidecar
+// takes: the translator leaves out of each chain what earlier ones match,
+// so one VirtualService cannot get every listener of a proxy NACKed.
+func TestTranslatorOverlappingL4Routes(t *testing.T) {
+	res := translate.ForProxy(world(t, append(tcpRouteConfig[:2:2], `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db}
+spec:
+  hosts: [db]
+  tcp:
+  - match: [{destinationSubnets: [10.96.0.0/16]}, {destinationSubnets: [10.96.0.0/16, 10.96.1.0/24]}]
+    route: [{destination: {host: db}}]
+  - match: [{destinationSubnets: [10.96.1.0/24, 10.96.0.0/16]}]
+    route: [{destination: {host: db}}]
+`, `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure, "*.secure.example"]
+  tls:
+  - match: [{sniHosts: [a.secure.example]}, {sniHosts: [a.secure.example, b.secure.example]}]
+    route: [{destination: {host: secure}}]
+  - match: [{sniHosts: [b.secure.example, "*.secure.example"], destinationSubnets: [10.96.0.30]}, {sniHosts: [b.secure.example]}]
+    route: [{destination: {host: db, port: {number: 5432}}}]
+`)...), sidecarProxy, nil)
+	n := 0
+	for _, l := range res.Listeners {
+		if l.Name == "10.96.0.20_5432" || l.Name == "10.96.0.30_443" {
+			n++
+			if len(l.FilterChains) < 2 {
+				t.Errorf("listener %s has %d chains, want the routes' own", l.Name, len(l.FilterChains))
+			}
+		}
+		if _, err := xdsresource.DecodeListener(marshal(t, l)); err != nil {
+			t.Errorf("listener %s: %v", l.Name, err)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("found %d of the 2 routed listeners", n)
+	}
+}
