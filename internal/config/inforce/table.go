@@ -309,9 +309,14 @@ func kubernetes(r *rows) {
 	r.whole(ServiceAccount, "", Platform, "a ServiceAccount names an identity; tokens and image pull secrets are Kubernetes'")
 	r.in(ConfigMap, "", "data{}", "binaryData{}", "immutable")
 
-	r.in(EndpointSlice, "", "addressType", "endpoints[].addresses[]", "endpoints[].conditions.ready", "endpoints[].conditions.serving",
-		"endpoints[].conditions.terminating", "endpoints[].zone", "endpoints[].nodeName", "endpoints[].hostname",
-		"ports[].name", "ports[].port", "ports[].protocol", "ports[].appProtocol")
+	r.in(EndpointSlice, "", "addressType", "endpoints[].addresses[]", "endpoints[].conditions.ready", "ports[].name", "ports[].port")
+	r.add(EndpointSlice, "endpoints[].conditions.serving", NotInForce, "only `ready` decides whether an endpoint is used")
+	r.add(EndpointSlice, "endpoints[].conditions.terminating", NotInForce, "only `ready` decides whether an endpoint is used")
+	r.add(EndpointSlice, "endpoints[].zone", NotInForce, "an endpoint's locality comes from its pod's topology labels; locality-aware load balancing is not in force yet")
+	r.add(EndpointSlice, "endpoints[].hostname", NotInForce, "per-endpoint DNS names are not served")
+	r.add(EndpointSlice, "endpoints[].nodeName", Inert, "not used by the mesh")
+	r.add(EndpointSlice, "ports[].protocol", Inert, "the Service's port decides the protocol")
+	r.add(EndpointSlice, "ports[].appProtocol", Inert, "the Service's port decides the protocol")
 	r.whole(EndpointSlice, "endpoints[].targetRef", InForce, "")
 	r.whole(EndpointSlice, "endpoints[].hints", NotInForce, "topology hints are not in force: endpoints of every zone are used alike")
 	r.whole(EndpointSlice, "endpoints[].deprecatedTopology", Inert, "deprecated by Kubernetes")
