@@ -2,6 +2,7 @@ package xdsresource_test
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -83,6 +84,12 @@ func FuzzDecodeListener(f *testing.F) {
 			if fc.HTTP != nil && fc.HTTP.RouteConfig != nil {
 				checkRoutes(t, fc.HTTP.RouteConfig)
 			}
+			if fc.TCP != nil && fc.TCP.Pick(0) == "" {
+				t.Fatalf("filter_chains[%d]: TCP proxy without a cluster", i)
+			}
+		}
+		for _, dst := range []string{"10.0.0.1:443", "[fd00::1]:80"} {
+			l.ChainFor(netip.MustParseAddrPort(dst), "a.example.com")
 		}
 	})
 }
