@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -107,6 +108,30 @@ func pod(t *testing.T, s *local.State, name string) *local.PodState {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// outboundRequests is how many requests the sleep pod's sidecar has taken
+// from its app.
+func outboundRequests(t *testing.T, m *uptest.Mesh) int {
+	t.Helper()
+	p := pod(t, readState(t, m), "sleep")
+	if p.Sidecar == nil {
+		t.Fatal("the sleep pod has no sidecar")
+	}
+	return sidecarStat(t, p.Sidecar.AdminSocket, "http.outbound.downstream_rq_total")
+}
+
+// waitLoad waits until a load started in the background (after
+// outboundRequests said started) has sent requests through the sleep
+// pod's sidecar, so that what the test does next happens under load.
+func waitLoad(t *testing.T, m *uptest.Mesh, started int) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the load to start", func() string {
+		if n := outboundRequests(t, m) - started; n < 5 {
+			return fmt.Sprintf("%d requests through the sleep pod's sidecar", n)
+		}
+		return ""
+	})
 }
 
 func eventually(t *testing.T, d time.Duration, what string, cond func() string) {
@@ -215,10 +240,11 @@ func testShop(t *testing.T, flags []string) {
 			wg   sync.WaitGroup
 			load []string
 		)
+		started := outboundRequests(t, m)
 		wg.Go(func() {
 			load = curl(t, m, []string{"--rate", "100/s"}, repeat(reviews, 300)...)
 		})
-		time.Sleep(time.Second)
+		waitLoad(t, m, started)
 		writeFile(t, filepath.Join(dir, "reviews-vs.yaml"), `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -254,15 +280,19 @@ spec:
 			wg   sync.WaitGroup
 			load []string
 		)
+		started := outboundRequests(t, m)
+		var loadDone atomic.Bool
 		wg.Go(func() {
 			load = curl(t, m, []string{"--rate", "50/s"}, repeat("http://ratings:9080/ratings/1", 300)...)
+			loadDone.Store(true)
 		})
-		time.Sleep(time.Second)
+		waitLoad(t, m, started)
 		edited := strings.Replace(string(b), "        env:\n", "        env:\n        - name: ROLLED\n          value: \"yes\"\n", 1)
 		if edited == string(b) {
 			t.Fatal("ratings.yaml has no env to edit")
 		}
 		writeFile(t, path, edited)
+		editedAt := time.Now()
 		eventually(t, 30*time.Second, "ratings to roll to a new pod", func() string {
 			s := readState(t, m)
 			var names []string
@@ -276,6 +306,12 @@ spec:
 			}
 			return ""
 		})
+		// Requests must have crossed the whole roll, or the check below
+		// could pass with none sent while the pods changed.
+		if loadDone.Load() {
+			t.Errorf("the load (300 requests at 50/s) ended before the roll did, %v after the edit: no request crossed it", time.Since(editedAt))
+		}
+		t.Logf("the roll took %v", time.Since(editedAt))
 		wg.Wait()
 		for i, l := range load {
 			if !strings.HasPrefix(l, "200") {

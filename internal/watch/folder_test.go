@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +52,50 @@ func write(t *testing.T, path, content string) {
 	}
 }
 
+// records is a slog.Handler that keeps every record, so a test can wait
+// for the watcher to report what it did.
+type records struct {
+	mu   sync.Mutex
+	list []slog.Record
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *records) WithGroup(string) slog.Handler            { return r }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, rec.Clone())
+	return nil
+}
+
+// appliedWithErrors counts the times file was applied with errors.
+func (r *records) appliedWithErrors(file string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rec := range r.list {
+		if rec.Message != "applied config file" {
+			continue
+		}
+		var path string
+		var errs int64
+		rec.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "file":
+				path = a.Value.String()
+			case "errors":
+				errs = a.Value.Int64()
+			}
+			return true
+		})
+		if path == file && errs > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -70,7 +115,8 @@ func TestFolderFollowsEdits(t *testing.T) {
 	path := filepath.Join(dir, "reviews.yaml")
 	write(t, path, vsYAML("90"))
 	st := store.New(slog.New(slog.DiscardHandler))
-	f := &Folder{Paths: []string{dir}, Store: st, Log: slog.New(slog.DiscardHandler), Resync: time.Hour}
+	logged := &records{}
+	f := &Folder{Paths: []string{dir}, Store: st, Log: slog.New(logged), Resync: time.Hour}
 	if err := f.Load(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +136,10 @@ func TestFolderFollowsEdits(t *testing.T) {
 	write(t, path, vsYAML("50"))
 	eventually(t, time.Second, func() bool { return weightOf(st) == 50 }, "edit applied")
 
+	// Once the watcher has read the invalid edit (it says so), the last
+	// good version must still be in force.
 	write(t, path, vsYAML("-5"))
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, time.Second, func() bool { return logged.appliedWithErrors(path) > 0 }, "invalid edit read")
 	if w := weightOf(st); w != 50 {
 		t.Fatalf("invalid edit replaced the last good version: weight %d", w)
 	}

@@ -28,8 +28,9 @@ import (
 // greeter implements grpc.testing.TestService for the gRPC tests.
 type greeter struct {
 	testpb.UnimplementedTestServiceServer
-	// cancelled counts calls whose context ended before they answered.
-	cancelled atomic.Int64
+	// waiting counts calls that reached the app and wait for their
+	// context to end (x-wait); cancelled counts those whose context ended.
+	waiting, cancelled atomic.Int64
 	// peers are the addresses calls came from.
 	peers chan string
 }
@@ -43,6 +44,7 @@ func (g *greeter) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*tes
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	if len(md.Get("x-wait")) > 0 {
+		g.waiting.Add(1)
 		<-ctx.Done()
 		g.cancelled.Add(1)
 		return nil, ctx.Err()
@@ -345,14 +347,21 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 	t.Run("CancelReachesApp", func(t *testing.T) {
 		// No deadline: only the client's cancel, carried across both
 		// proxies as a stream reset, ends the app's call.
-		before := g.cancelled.Load()
+		before, waitingBefore := g.cancelled.Load(), g.waiting.Load()
 		cctx, ccancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "x-wait", "1"))
 		errc := make(chan error, 1)
 		go func() {
 			_, err := client.UnaryCall(cctx, &testpb.SimpleRequest{})
 			errc <- err
 		}()
-		time.Sleep(200 * time.Millisecond)
+		// Cancel only once the call is in the app, so the cancel has to
+		// cross both proxies rather than stop the call on its way there.
+		eventually(t, 5*time.Second, func() string {
+			if g.waiting.Load() == waitingBefore {
+				return "the call never reached the app"
+			}
+			return ""
+		})
 		ccancel()
 		if err := <-errc; status.Code(err) != codes.Canceled {
 			t.Errorf("cancelled call: %v, want Canceled", err)

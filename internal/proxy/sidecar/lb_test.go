@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,6 +167,8 @@ spec:
 // beyond it get 503 with flag UO at once, the others succeed.
 func TestConnectionPoolLimitOnTheWire(t *testing.T) {
 	leak.Check(t)
+	release := make(chan struct{})
+	var inBackend atomic.Int64
 	_, c := versionsMesh(t, "127.77.31", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
@@ -176,17 +179,25 @@ spec:
       http: {http2MaxRequests: 2}
 `, []string{"v1"}, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(500 * time.Millisecond)
+			// Held until every request has had its answer from the
+			// limit, so the admitted ones are surely still in flight.
+			inBackend.Add(1)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
 		}
 		io.WriteString(w, "v1")
 	})
 	var mu sync.Mutex
 	statuses := map[string]int{}
+	var answered atomic.Int64
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer answered.Add(1)
 			resp, err := c.Get("http://reviews:9080/slow")
 			key := ""
 			if err != nil {
@@ -200,6 +211,20 @@ spec:
 			mu.Unlock()
 		}()
 	}
+	// With the limit in force, two requests wait in the backend and the
+	// other four are answered at once. Without it all six wait there, and
+	// the deadline releases them to fail the check below.
+	for deadline := time.Now().Add(10 * time.Second); answered.Load() < 4 || inBackend.Load() < 2; time.Sleep(10 * time.Millisecond) {
+		if n := inBackend.Load(); n > 2 {
+			t.Errorf("%d requests reached the backend at once, want at most 2", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after 10 s: %d requests answered and %d in the backend, want 4 answered by the limit and 2 in the backend", answered.Load(), inBackend.Load())
+			break
+		}
+	}
+	close(release)
 	wg.Wait()
 	if statuses["200 "] != 2 || statuses["503 UO"] != 4 {
 		t.Errorf("6 concurrent requests with http2MaxRequests 2 gave %v, want 2 × 200 and 4 × 503 UO", statuses)

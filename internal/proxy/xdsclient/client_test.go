@@ -159,12 +159,26 @@ func (r *recorder) next(t *testing.T, d time.Duration, what string) Update {
 	}
 }
 
-// none asserts that nothing is applied for d.
+// none asserts that nothing has been applied so far, nor is for d. An
+// update already waiting is always caught (a select between it and an
+// expired timer would pick either).
 func (r *recorder) none(t *testing.T, d time.Duration) {
 	t.Helper()
+	fail := func(u Update) {
+		t.Helper()
+		t.Fatalf("unexpected update of %s: updated %v, removed %v", u.TypeURL, u.Updated, u.Removed)
+	}
 	select {
 	case u := <-r.ch:
-		t.Fatalf("unexpected update of %s: updated %v, removed %v", u.TypeURL, u.Updated, u.Removed)
+		fail(u)
+	default:
+	}
+	if d <= 0 {
+		return
+	}
+	select {
+	case u := <-r.ch:
+		fail(u)
 	case <-time.After(d):
 	}
 }
@@ -447,9 +461,13 @@ func TestReconnectResyncsOnlyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, dir, "ratings.yaml", entry("ratings-1", "ratings", "127.0.0.22"))
-	time.Sleep(400 * time.Millisecond) // several failed attempts
-	if n := strings.Count(logs.String(), "reconnecting"); n < 3 {
-		t.Fatalf("%d reconnect attempts in 400ms with a backoff of at most 80ms; logs:\n%s", n, logs.String())
+	// Several failed attempts: with a backoff of at most 80ms, at least
+	// three within 400ms.
+	for start, n := time.Now(), 0; n < 3; n = strings.Count(logs.String(), "reconnecting") {
+		if time.Since(start) > 400*time.Millisecond {
+			t.Fatalf("%d reconnect attempts in 400ms with a backoff of at most 80ms; logs:\n%s", n, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	rec.none(t, 0)
 
