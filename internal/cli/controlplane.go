@@ -23,6 +23,12 @@ pushes every change to the folder within a second. An invalid edit is logged
 with its path-rooted error and the last good version of the object stays in
 force.
 
+Fields that are accepted but not in force yet are logged as TRL0007 warnings
+("config not in force") whenever their file is read. Security policies that
+are not enforced yet (AuthorizationPolicy, RequestAuthentication, STRICT
+PeerAuthentication) are logged at Error level ("SECURITY POLICY NOT
+ENFORCED") at start and after every config change.
+
 The xDS port is plaintext: keep it on loopback.`,
 		Example: `  trellis controlplane --config examples/config
   trellis controlplane --config ./mesh -R --xds-address 127.0.0.1:15010`,

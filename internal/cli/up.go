@@ -24,7 +24,8 @@ func newUpCmd() *cobra.Command {
 		Use:   "up DIR",
 		Short: "Run a folder of Kubernetes manifests as a mesh on this machine",
 		Long: `Up reads Deployments, Services and ServiceAccounts plus mesh config (Istio,
-SMI, Gateway API) from DIR, checks them as 'trellis validate' does, and runs
+SMI, Gateway API) from DIR, checks them as 'trellis validate' does (printing
+what is not in force yet, and security policies as NOT ENFORCED), and runs
 the mesh locally: a control plane in this process and, for every Deployment,
 its pods as local processes (each container's command and args; the image is
 ignored) plus a trellis-proxy sidecar per pod.
