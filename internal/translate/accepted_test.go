@@ -5,6 +5,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/trellismesh/trellis/internal/translate"
@@ -212,5 +213,55 @@ spec:
 				}
 			}
 		})
+	}
+}
+
+// An HTTPRoute RequestRedirect rule becomes a redirect route with the
+// Gateway API's defaults (302; the service port, or the scheme's when a
+// scheme is set); URLRewrite rewrites the Host and path of each match's
+// own copy of the action.
+func TestHTTPRouteRedirectAndRewrite(t *testing.T) {
+	w := world(t, "testdata/mesh", `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ratings}
+spec:
+  parentRefs: [{group: "", kind: Service, name: ratings, port: 9080}]
+  rules:
+  - matches: [{path: {type: Exact, value: /a}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: example.com}
+  - matches: [{path: {type: Exact, value: /b}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, statusCode: 301, path: {type: ReplaceFullPath, replaceFullPath: /c}}
+  - matches: [{path: {type: PathPrefix, value: /d}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {hostname: h.example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /e}}
+    backendRefs: [{name: ratings, port: 9080}]
+`)
+	r := translate.ForProxy(w, sidecarProxy, nil)
+	vh := vhost(t, findRoute(t, r, "9080"), "ratings.default.svc.cluster.local:9080")
+	byPath := map[string]*routev3.Route{}
+	for _, rt := range vh.Routes {
+		byPath[rt.GetMatch().GetPath()+rt.GetMatch().GetPathSeparatedPrefix()] = rt
+	}
+	a := byPath["/a"].GetRedirect()
+	if a.GetHostRedirect() != "example.com" || a.GetPortRedirect() != 9080 || a.GetResponseCode() != routev3.RedirectAction_FOUND || a.GetSchemeRedirect() != "" {
+		t.Errorf("hostname redirect: %v, want host example.com, port 9080, 302", a)
+	}
+	b := byPath["/b"].GetRedirect()
+	if b.GetSchemeRedirect() != "https" || b.GetPortRedirect() != 443 || b.GetResponseCode() != routev3.RedirectAction_MOVED_PERMANENTLY || b.GetPathRedirect() != "/c" {
+		t.Errorf("scheme redirect: %v, want https, port 443, 301, path /c", b)
+	}
+	d := byPath["/d"].GetRoute()
+	if d.GetHostRewriteLiteral() != "h.example" || d.GetRegexRewrite().GetPattern().GetRegex() != `^/d(/.*)?$` || d.GetRegexRewrite().GetSubstitution() != `/e\1` {
+		t.Errorf("rewrite: %v", d)
+	}
+	for path, rt := range byPath {
+		if path != "/d" && rt.GetRoute().GetRegexRewrite() != nil {
+			t.Errorf("route %s shares the rewrite of /d", path)
+		}
 	}
 }

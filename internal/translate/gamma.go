@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/trellismesh/trellis/api/split"
@@ -135,12 +136,131 @@ func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, s
 			refs = append(refs, b.BackendRef)
 		}
 		var hf []headerFilter
+		var redirect *gatewayv1.HTTPRequestRedirectFilter
+		var rewrite *gatewayv1.HTTPURLRewriteFilter
 		for _, f := range rule.Filters {
 			hf = append(hf, headerFilter{f.RequestHeaderModifier, f.ResponseHeaderModifier})
+			switch {
+			case f.Type == gatewayv1.HTTPRouteFilterRequestRedirect && f.RequestRedirect != nil:
+				redirect = f.RequestRedirect
+			case f.Type == gatewayv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil:
+				rewrite = f.URLRewrite
+			}
 		}
-		out = append(out, ruleRoutes(o, i, t.backendAction(o.Namespace, svc, port, refs), rule.Matches, httpRouteMatch, hf)...)
+		routes := ruleRoutes(o, i, t.backendAction(o.Namespace, svc, port, refs), rule.Matches, httpRouteMatch, hf)
+		// ruleRoutes made one route per match, in order; a redirect or a
+		// path rewrite depends on the prefix each one matched.
+		for j := range routes {
+			matched := matchedPrefix(rule.Matches, j)
+			switch {
+			case redirect != nil:
+				routes[j].route.Action = &routev3.Route_Redirect{Redirect: gwRedirectAction(redirect, matched, port)}
+			case rewrite != nil && routes[j].route.GetRoute() != nil:
+				// The matches share one action: each gets its own copy.
+				a := proto.Clone(routes[j].route.GetRoute()).(*routev3.RouteAction)
+				gwApplyRewrite(a, rewrite, matched)
+				routes[j].route.Action = &routev3.Route_Route{Route: a}
+			}
+		}
+		out = append(out, routes...)
 	}
 	return out
+}
+
+// matchedPrefix is what match j of a rule matched for ReplacePrefixMatch:
+// a PathPrefix value ("/" when the rule has no match or the match no
+// path), an Exact path, or "" for a regular expression, whose matched
+// part is unknown (validation allows ReplacePrefixMatch only with one
+// PathPrefix match).
+func matchedPrefix(matches []gatewayv1.HTTPRouteMatch, j int) string {
+	if j >= len(matches) || matches[j].Path == nil || matches[j].Path.Value == nil {
+		return "/"
+	}
+	p := matches[j].Path
+	if p.Type != nil && *p.Type == gatewayv1.PathMatchRegularExpression {
+		return ""
+	}
+	return *p.Value
+}
+
+// gwRedirectAction translates a RequestRedirect filter. The Gateway API's
+// defaults differ from Envoy's: the status is 302, and without a port the
+// Location gets the scheme's well-known port when the filter sets a
+// scheme, else the port of the "listener", which for a mesh route is the
+// service port; the proxy leaves 80 and 443 out of the Location.
+func gwRedirectAction(f *gatewayv1.HTTPRequestRedirectFilter, matched string, port uint32) *routev3.RedirectAction {
+	ra := &routev3.RedirectAction{ResponseCode: routev3.RedirectAction_FOUND, PortRedirect: port}
+	if f.Scheme != nil {
+		ra.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: *f.Scheme}
+		ra.PortRedirect = 80
+		if *f.Scheme == "https" {
+			ra.PortRedirect = 443
+		}
+	}
+	if f.Port != nil {
+		ra.PortRedirect = uint32(*f.Port)
+	}
+	if f.Hostname != nil {
+		ra.HostRedirect = string(*f.Hostname)
+	}
+	if m := f.Path; m != nil {
+		switch {
+		case m.Type == gatewayv1.FullPathHTTPPathModifier && m.ReplaceFullPath != nil:
+			ra.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: *m.ReplaceFullPath}
+		case m.Type == gatewayv1.PrefixMatchHTTPPathModifier && m.ReplacePrefixMatch != nil && matched != "":
+			ra.PathRewriteSpecifier = &routev3.RedirectAction_RegexRewrite{RegexRewrite: replacePrefix(matched, *m.ReplacePrefixMatch)}
+		}
+	}
+	if f.StatusCode != nil {
+		switch *f.StatusCode {
+		case 301:
+			ra.ResponseCode = routev3.RedirectAction_MOVED_PERMANENTLY
+		case 303:
+			ra.ResponseCode = routev3.RedirectAction_SEE_OTHER
+		case 307:
+			ra.ResponseCode = routev3.RedirectAction_TEMPORARY_REDIRECT
+		case 308:
+			ra.ResponseCode = routev3.RedirectAction_PERMANENT_REDIRECT
+		}
+	}
+	return ra
+}
+
+// gwApplyRewrite translates a URLRewrite filter onto a route's action.
+func gwApplyRewrite(a *routev3.RouteAction, f *gatewayv1.HTTPURLRewriteFilter, matched string) {
+	if f.Hostname != nil {
+		a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: string(*f.Hostname)}
+	}
+	if m := f.Path; m != nil {
+		switch {
+		case m.Type == gatewayv1.FullPathHTTPPathModifier && m.ReplaceFullPath != nil:
+			a.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^.*$"}, Substitution: escapeSubstitution(*m.ReplaceFullPath)}
+		case m.Type == gatewayv1.PrefixMatchHTTPPathModifier && m.ReplacePrefixMatch != nil && matched != "":
+			a.RegexRewrite = replacePrefix(matched, *m.ReplacePrefixMatch)
+		}
+	}
+}
+
+// replacePrefix is ReplacePrefixMatch as the Gateway API defines it, as a
+// regex rewrite of the path: the matched prefix, a whole number of path
+// segments with any trailing "/" ignored, is replaced, and the result never
+// has a doubled or a missing "/" where they meet (prefix /foo, replacement
+// /xyz: /foo/bar -> /xyz/bar, /foo -> /xyz, /foo/ -> /xyz/; replacement "/"
+// or "": /foo/bar -> /bar, /foo -> /). Envoy's prefix_rewrite alone gets
+// the "/" and "" cases wrong.
+func replacePrefix(matched, replacement string) *matcherv3.RegexMatchAndSubstitute {
+	prefix := regexp.QuoteMeta(strings.TrimSuffix(matched, "/"))
+	repl := strings.TrimSuffix(replacement, "/")
+	if repl == "" {
+		return &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^" + prefix + "/*"}, Substitution: "/"}
+	}
+	return &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^" + prefix + "(/.*)?$"}, Substitution: escapeSubstitution(repl) + `\1`}
+}
+
+// escapeSubstitution makes a literal safe in an Envoy regex substitution,
+// where a backslash starts a capture reference.
+func escapeSubstitution(s string) string {
+	return strings.ReplaceAll(s, `\`, `\\`)
 }
 
 func (t *translation) grpcRouteRules(o *config.Object, r *gatewayv1.GRPCRoute, svc *registry.Service, port uint32) []rankedRoute {

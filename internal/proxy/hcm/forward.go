@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -82,7 +81,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(route.Direct.Body)
 		return
 	case route.Redirect != nil:
-		s.redirect(w, r, route)
+		s.redirect(w, r, route, rr.Scheme)
 		return
 	}
 	s.forward(w, r, c, table, route, &rr)
@@ -177,31 +176,9 @@ func (s *Server) count(status int) {
 	}
 }
 
-func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route *xdsresource.Route) {
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route *xdsresource.Route, scheme string) {
 	rd := route.Redirect
-	scheme := "http"
-	if rd.Scheme != "" {
-		scheme = rd.Scheme
-	}
-	host := r.Host
-	if rd.Host != "" {
-		host = rd.Host
-	}
-	if rd.Port != 0 {
-		h, _, err := net.SplitHostPort(host)
-		if err != nil {
-			h = host
-		}
-		host = net.JoinHostPort(h, strconv.FormatUint(uint64(rd.Port), 10))
-	}
-	path := r.URL.EscapedPath()
-	if rd.Path != "" {
-		path = rd.Path
-	}
-	loc := scheme + "://" + host + path
-	if r.URL.RawQuery != "" && !strings.Contains(path, "?") {
-		loc += "?" + r.URL.RawQuery
-	}
+	loc := router.RedirectLocation(route, scheme, r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
 	code := rd.Code
 	if code == 0 {
 		code = http.StatusMovedPermanently

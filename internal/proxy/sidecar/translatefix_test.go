@@ -208,3 +208,81 @@ spec:
 		t.Errorf("origin-form request without X-Forwarded-Proto answered %q, want 200 v1", got)
 	}
 }
+
+// An HTTPRoute RequestRedirect rule (no backends) answers with its
+// redirect, not a 500: the Gateway API's 302 by default, the path's
+// matched prefix replaced, the query kept, the service port kept unless a
+// scheme is given (then that scheme's default port, left out). URLRewrite
+// rewrites the path and Host the backend sees.
+func TestHTTPRouteRedirectAndRewriteOnTheWire(t *testing.T) {
+	leak.Check(t)
+	_, c := versionsMesh(t, "127.91.5", `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 9080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+        statusCode: 301
+  - matches: [{path: {type: Exact, value: /moved}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, hostname: example.com}
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        hostname: backend.internal
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}
+    backendRefs: [{name: reviews-v1, port: 9080}]
+  - matches: [{path: {type: PathPrefix, value: /full}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        path: {type: ReplaceFullPath, replaceFullPath: /index.html}
+    backendRefs: [{name: reviews-v1, port: 9080}]
+  - backendRefs: [{name: reviews-v1, port: 9080}]
+`, []string{"v1"}, nil)
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	for _, tc := range []struct {
+		url      string
+		status   int
+		location string
+	}{
+		{"http://reviews:9080/old/a?q=1", http.StatusMovedPermanently, "http://reviews:9080/new/a?q=1"},
+		{"http://reviews:9080/old", http.StatusMovedPermanently, "http://reviews:9080/new"},
+		{"http://reviews:9080/moved?x=y", http.StatusFound, "https://example.com/moved?x=y"},
+	} {
+		resp, body := get(t, c, tc.url, nil)
+		if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+			t.Errorf("GET %s: %d Location %q (%q), want %d Location %q", tc.url, resp.StatusCode, resp.Header.Get("Location"), body, tc.status, tc.location)
+		}
+		if b := resp.Header.Get("X-Backend"); b != "" {
+			t.Errorf("GET %s reached backend %s; a redirect is answered by the client's sidecar", tc.url, b)
+		}
+	}
+
+	for _, tc := range []struct{ url, path, host string }{
+		{"http://reviews:9080/api/items?x=1", "/v2/items?x=1", "backend.internal"},
+		{"http://reviews:9080/api", "/v2", "backend.internal"},
+		{"http://reviews:9080/full/a/b?x=1", "/index.html?x=1", "reviews:9080"},
+		{"http://reviews:9080/other", "/other", "reviews:9080"},
+	} {
+		resp, body := get(t, c, tc.url, nil)
+		if resp.StatusCode != http.StatusOK || body != "v1" {
+			t.Errorf("GET %s: %d %q, want 200 from v1", tc.url, resp.StatusCode, body)
+			continue
+		}
+		if got := resp.Header.Get("X-Seen-Path"); got != tc.path {
+			t.Errorf("GET %s: the backend saw path %q, want %q", tc.url, got, tc.path)
+		}
+		if got := resp.Header.Get("X-Seen-Host"); got != tc.host {
+			t.Errorf("GET %s: the backend saw Host %q, want %q", tc.url, got, tc.host)
+		}
+	}
+}

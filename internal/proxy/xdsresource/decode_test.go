@@ -560,7 +560,7 @@ func TestErrors(t *testing.T) {
 			{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{}}}}})),
 			`hash_policy[0].connection_properties.source_ip`},
 		{"redirect regex", xdsresource.RouteType, route(&routev3.Route{Match: prefix("/"), Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{
-			PathRewriteSpecifier: &routev3.RedirectAction_RegexRewrite{RegexRewrite: &matcherv3.RegexMatchAndSubstitute{}}}}}), `redirect.regex_rewrite: not supported`},
+			PathRewriteSpecifier: &routev3.RedirectAction_RegexRewrite{RegexRewrite: &matcherv3.RegexMatchAndSubstitute{}}}}}), `redirect.regex_rewrite.pattern: required`},
 		{"redirect code", xdsresource.RouteType, route(&routev3.Route{Match: prefix("/"), Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{ResponseCode: 9}}}),
 			`redirect.response_code: unknown response code 9`},
 		{"redirect strip query", xdsresource.RouteType, route(&routev3.Route{Match: prefix("/"), Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{StripQuery: true}}}),

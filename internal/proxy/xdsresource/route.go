@@ -734,11 +734,17 @@ func decodeRedirect(b []byte) (*Redirect, error) {
 				m.fail(errorf("port %d out of range", r.Port), "port_redirect")
 			}
 		case 2:
-			r.Path = m.str("path_redirect")
+			r.Path, r.PrefixRewrite, r.RegexRewrite, r.RegexSubstitution = m.str("path_redirect"), "", nil, ""
 		case 5:
-			m.fail(errNotSupported, "prefix_rewrite")
+			r.Path, r.PrefixRewrite, r.RegexRewrite, r.RegexSubstitution = "", m.str("prefix_rewrite"), nil, ""
 		case 9:
-			m.fail(errNotSupported, "regex_rewrite")
+			rb, ok := m.bytes()
+			if !ok {
+				break
+			}
+			re, sub, err := decodeRegexRewrite(rb)
+			m.fail(err, "regex_rewrite")
+			r.Path, r.PrefixRewrite, r.RegexRewrite, r.RegexSubstitution = "", "", re, sub
 		case 10:
 			m.fail(errNotSupported, "path_rewrite")
 		case 3:

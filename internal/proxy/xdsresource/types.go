@@ -240,6 +240,13 @@ type Redirect struct {
 	Port   uint32
 	Path   string
 	Code   int // 301 (default), 302, 303, 307, 308
+	// PrefixRewrite, or RegexRewrite with RegexSubstitution (regexp.Expand
+	// syntax), rewrites the request's path for the Location as a route's
+	// rewrite would; Path, when set, replaces it instead. At most one of
+	// the three is set (Envoy's path_rewrite_specifier).
+	PrefixRewrite     string
+	RegexRewrite      *regexp.Regexp
+	RegexSubstitution string
 }
 
 // DirectResponse answers without an upstream.
