@@ -84,7 +84,6 @@ func (p *Proxy) Clusters() []admin.Cluster {
 		ac.Counters["upstream_cx_overflow"] = st.CxOverflow
 		ac.Counters["upstream_rq_pending_overflow"] = st.RqPendingOverflow
 		ac.Counters["upstream_rq_overflow"] = st.RqOverflow
-		ac.Counters["upstream_rq_retry_overflow"] = st.RqRetryOverflow
 		out = append(out, ac)
 	}
 	return out

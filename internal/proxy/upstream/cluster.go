@@ -119,7 +119,7 @@ type Cluster struct {
 	retries   atomic.Int64
 
 	// Counters for the admin page and stats, by Envoy's names.
-	cxTotal, cxConnectFail, cxOverflow, rqPendingOverflow, rqOverflow, rqRetryOverflow atomic.Uint64
+	cxTotal, cxConnectFail, cxOverflow, rqPendingOverflow, rqOverflow atomic.Uint64
 
 	// pools is copy-on-write: RoundTrip reads it on every request without
 	// a lock; mu serialises the rare writers (a new host, a sweep, Close).
@@ -548,14 +548,18 @@ func (c *Cluster) forgetIdleDestinationsLocked() {
 }
 
 // StartRetry takes a slot of the cluster's retry budget (MaxRetries
-// retries outstanding at once, cluster-wide, as Envoy's max_retries). The
-// router calls it before each retry and EndRetry when that attempt ends;
-// when it reports false the router answers with what it has and flags
-// URX, so that retries cannot multiply load on an overwhelmed cluster.
+// retries outstanding at once, cluster-wide, as Envoy's max_retries).
+//
+// Nothing calls it yet: retries are not in force (the router tries each
+// request once), so the budget has no stats on the admin pages, where
+// upstream_rq_retry_overflow would read as a working circuit breaker.
+// When retries land, the router calls it before each retry and EndRetry
+// when that attempt ends; when it reports false the router answers with
+// what it has and flags URX, so that retries cannot multiply load on an
+// overwhelmed cluster, and the overflow becomes a stat.
 func (c *Cluster) StartRetry() bool {
 	if c.retries.Add(1) > c.maxRetries {
 		c.retries.Add(-1)
-		c.rqRetryOverflow.Add(1)
 		return false
 	}
 	return true
@@ -567,14 +571,13 @@ func (c *Cluster) EndRetry() { c.retries.Add(-1) }
 // Stats are a cluster's gauges and counters, named as Envoy's cluster
 // stats, for the admin /clusters and /stats pages.
 type Stats struct {
-	CxActive, RqPending, RqActive, RqRetryActive int64 // gauges
+	CxActive, RqPending, RqActive int64 // gauges
 
 	CxTotal           uint64 // upstream_cx_total
 	CxConnectFail     uint64 // upstream_cx_connect_fail
 	CxOverflow        uint64 // upstream_cx_overflow: a dial waited for a connection slot
 	RqPendingOverflow uint64 // upstream_rq_pending_overflow
 	RqOverflow        uint64 // upstream_rq_overflow: MaxRequests
-	RqRetryOverflow   uint64 // upstream_rq_retry_overflow
 }
 
 // Stats returns the cluster's current stats.
@@ -583,13 +586,11 @@ func (c *Cluster) Stats() Stats {
 		CxActive:          int64(len(c.connSlots)),
 		RqPending:         c.pending.Load(),
 		RqActive:          c.requests.Load(),
-		RqRetryActive:     c.retries.Load(),
 		CxTotal:           c.cxTotal.Load(),
 		CxConnectFail:     c.cxConnectFail.Load(),
 		CxOverflow:        c.cxOverflow.Load(),
 		RqPendingOverflow: c.rqPendingOverflow.Load(),
 		RqOverflow:        c.rqOverflow.Load(),
-		RqRetryOverflow:   c.rqRetryOverflow.Load(),
 	}
 }
 
