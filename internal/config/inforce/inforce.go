@@ -113,10 +113,15 @@ type Entry struct {
 	// match, when set, decides whether the entry applies to a node's value
 	// (used where Value alone cannot say it, e.g. an object's fields).
 	match func(v any) bool
+	// matchKey, when set, decides by a map entry's key (annotations).
+	matchKey func(key string) bool
 }
 
 // applies says whether a conditional entry applies to the value v.
-func (e *Entry) applies(v any) bool {
+func (e *Entry) applies(v any, key string) bool {
+	if e.matchKey != nil {
+		return e.matchKey(key)
+	}
 	if e.match != nil {
 		return e.match(v)
 	}
@@ -124,7 +129,7 @@ func (e *Entry) applies(v any) bool {
 	return ok && s == e.Value
 }
 
-func (e *Entry) conditional() bool { return e.Value != "" || e.match != nil }
+func (e *Entry) conditional() bool { return e.Value != "" || e.match != nil || e.matchKey != nil }
 
 // Finding is one field an object uses that is not (fully) in force.
 type Finding struct {
@@ -206,7 +211,7 @@ func Lookup(k Kind, pattern string, v any) *Entry {
 	if ix == nil {
 		return nil
 	}
-	if e := ix.own(pattern, v); e != nil {
+	if e := ix.own(pattern, v, ""); e != nil {
 		return e
 	}
 	for p := pattern; p != ""; {
@@ -226,11 +231,11 @@ func Lookup(k Kind, pattern string, v any) *Entry {
 }
 
 // own is the entry written for pattern itself.
-func (ix *index) own(pattern string, v any) *Entry {
+func (ix *index) own(pattern string, v any, key string) *Entry {
 	var plain *Entry
 	for _, e := range ix.byPattern[pattern] {
 		if e.conditional() {
-			if e.applies(v) {
+			if e.applies(v, key) {
 				return e
 			}
 			continue
@@ -264,7 +269,7 @@ func Check(k Kind, obj map[string]any, prefix string) []Finding {
 	}
 	c := checker{k: k, ix: ix}
 	var inherited *Entry
-	if e := ix.own("", obj); e != nil {
+	if e := ix.own("", obj, ""); e != nil {
 		if e.Status.reported() {
 			c.out = append(c.out, Finding{Path: prefix, Entry: e})
 		}
@@ -298,21 +303,21 @@ func (c *checker) object(obj map[string]any, pattern, path string, inherited *En
 		if pattern == "" && (k == "apiVersion" || k == "kind") {
 			continue
 		}
-		var cp, cpath string
+		var cp, cpath, key string
 		if isMap {
-			cp, cpath = pattern+"{}", path+"["+k+"]"
+			cp, cpath, key = pattern+"{}", path+"["+k+"]", k
 		} else {
 			cp, cpath = join(pattern, jsonName(k)), join(path, k)
 		}
-		c.node(v, cp, cpath, inherited, done)
+		c.node(v, cp, cpath, key, inherited, done)
 	}
 }
 
 // node decides one value: its own row, else the enclosing Whole row. A
 // row is reported once, where it starts to apply; a Default row starts to
 // apply at the fields below its own path.
-func (c *checker) node(v any, pattern, path string, inherited *Entry, done bool) {
-	own := c.ix.own(pattern, v)
+func (c *checker) node(v any, pattern, path, key string, inherited *Entry, done bool) {
+	own := c.ix.own(pattern, v, key)
 	e := own
 	if e == nil && inherited != nil && inherited.Whole {
 		e = inherited
@@ -334,7 +339,7 @@ func (c *checker) node(v any, pattern, path string, inherited *Entry, done bool)
 	case []any:
 		for i, el := range x {
 			if el != nil {
-				c.node(el, pattern+"[]", path+"["+strconv.Itoa(i)+"]", e, done)
+				c.node(el, pattern+"[]", path+"["+strconv.Itoa(i)+"]", "", e, done)
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package inforce
 
 import (
+	"strings"
+
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
@@ -128,11 +130,14 @@ func virtualService(r *rows) {
 	r.whole(k, h+".corsPolicy", NotInForce, "CORS is not in force yet: preflight requests reach the app and no CORS headers are added")
 	for _, l4 := range []string{"tls", "tcp"} {
 		p := "spec." + l4 + "[]"
-		r.in(k, p+".match[]", "destinationSubnets[]", "port", "sourceLabels{}", "sourceNamespace")
+		r.in(k, p+".match[]", "port", "sourceLabels{}", "sourceNamespace")
+		r.add(k, p+".match[].destinationSubnets[]", InForce, "matched against the connection's original destination; for a CONNECT by name, the service's VIP (a service without a VIP matches no subnet)")
 		gateways(p + ".match[].gateways[]")
-		r.in(k, p+".route[]", "destination.host", "destination.subset", "destination.port.number", "weight")
+		r.in(k, p+".route[]", "destination.subset", "destination.port.number", "weight")
 	}
-	r.in(k, "spec.tls[].match[]", "sniHosts[]")
+	r.add(k, "spec.tcp[].route[].destination.host", InForce, "tcp routes apply to ports declared TCP (tcp, mongo, redis, mysql, ...); unlike Istio, not to ports with no declared protocol")
+	r.add(k, "spec.tls[].route[].destination.host", InForce, "tls routes apply to ports declared TLS or HTTPS")
+	r.add(k, "spec.tls[].match[].sniHosts[]", InForce, "once a tls match applies to a port, a connection whose server name no route names is closed, as in Istio; the sidecar waits up to 15 s for the ClientHello")
 	r.add(k, "spec.tcp[].match[].sourceSubnet", NotInForce, "sourceSubnet (deprecated in Istio) is not in force: the rule matches any source address")
 }
 
@@ -274,11 +279,41 @@ func gatewayRoute(r *rows, k Kind) {
 // no behaviour.
 func kubeStatus(r *rows, k Kind) {
 	r.in(k, "metadata", "name", "namespace", "labels{}")
-	r.add(k, "metadata.annotations{}", InForce, "Trellis reads the annotations docs/config.md lists; others are kept, as Kubernetes keeps them")
+	annotations(r, k, "metadata.annotations{}")
 	r.whole(k, "metadata", Inert, "bookkeeping set by the API server")
 	if !noStatus[k] {
 		r.whole(k, "status", Inert, "written by controllers, never read")
 	}
+}
+
+// readAnnotations are the Istio-style annotations Trellis reads
+// (docs/config.md).
+var readAnnotations = map[string]bool{
+	"sidecar.istio.io/inject":      true,
+	"networking.istio.io/exportTo": true,
+	"trellis.io/load-balancer":     true,
+}
+
+// unreadAnnotation says whether an annotation key belongs to Istio (or
+// Trellis) and is not one Trellis reads: an annotation users put there to
+// change the mesh's behaviour, with no effect here.
+func unreadAnnotation(key string) bool {
+	if readAnnotations[key] {
+		return false
+	}
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return false
+	}
+	return prefix == "trellis.io" || prefix == "istio.io" || strings.HasSuffix(prefix, ".istio.io")
+}
+
+// annotations are free-form; only Istio's and Trellis's own keys that are
+// not read are reported.
+func annotations(r *rows, k Kind, p string) {
+	*r = append(*r, Entry{Kind: k, Path: p, Value: "an Istio or Trellis annotation not listed in docs/config.md", Status: NotInForce,
+		Note: "this annotation is not read by Trellis and has no effect", matchKey: unreadAnnotation})
+	r.add(k, p, InForce, "Trellis reads the annotations docs/config.md lists; other keys are kept, as Kubernetes keeps them")
 }
 
 // noStatus are the kinds whose objects have no status.
@@ -322,7 +357,8 @@ func kubernetes(r *rows) {
 	r.whole(EndpointSlice, "endpoints[].deprecatedTopology", Inert, "deprecated by Kubernetes")
 
 	podSpec(r, Pod, "spec")
-	r.in(Deployment, "spec", "replicas", "selector.matchLabels{}", "template.metadata.labels{}", "template.metadata.annotations{}")
+	r.in(Deployment, "spec", "replicas", "selector.matchLabels{}", "template.metadata.labels{}")
+	annotations(r, Deployment, "spec.template.metadata.annotations{}")
 	r.whole(Deployment, "spec.selector.matchExpressions", InForce, "")
 	r.whole(Deployment, "spec.template.metadata", Inert, "bookkeeping")
 	r.whole(Deployment, "spec", Platform, "rollout settings are Kubernetes'; `trellis up` replaces a changed Deployment's pods at once")
