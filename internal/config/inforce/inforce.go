@@ -214,17 +214,13 @@ func Lookup(k Kind, pattern string, v any) *Entry {
 	if e := ix.own(pattern, v, ""); e != nil {
 		return e
 	}
+	// The last step up is "", the object as a whole.
 	for p := pattern; p != ""; {
 		p = parentPattern(p)
 		for _, e := range ix.byPattern[p] {
 			if e.Whole && !e.conditional() {
 				return e
 			}
-		}
-	}
-	for _, e := range ix.byPattern[""] {
-		if e.Whole && !e.conditional() {
-			return e
 		}
 	}
 	return nil
