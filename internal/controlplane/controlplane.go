@@ -223,6 +223,11 @@ func reportAnalysis(ctx context.Context, st *store.Store, log *slog.Logger) {
 		}
 		seen = now
 	}
+	eachChange(ctx, changes, report)
+}
+
+// eachChange runs report now and after every change until ctx ends.
+func eachChange(ctx context.Context, changes <-chan struct{}, report func()) {
 	report()
 	for {
 		select {

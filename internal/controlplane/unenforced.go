@@ -33,15 +33,7 @@ func reportUnenforced(ctx context.Context, st *store.Store, log *slog.Logger) {
 			}
 		}
 	}
-	report()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-			report()
-		}
-	}
+	eachChange(ctx, changes, report)
 }
 
 type unenforcedPolicy struct{ id, file, finding string }
