@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/needs"
 )
 
 // unanswered listens at addr with a backlog of one and never accepts, then
@@ -37,7 +38,7 @@ func unanswered(t *testing.T, ip string, port int) {
 	t.Cleanup(func() { filler.Close() })
 	if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 		c.Close()
-		t.Skipf("the kernel accepted a connect past a full backlog at %s; cannot make a connect hang here", addr)
+		needs.Skip(t, "the kernel accepted a connect past a full backlog at %s; cannot make a connect hang here", addr)
 	}
 }
 
