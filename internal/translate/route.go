@@ -108,7 +108,7 @@ func (t *translation) vsRoutes(o *config.Object, vs *networking.VirtualService, 
 			r := &routev3.Route{Name: name, Match: routeMatch(m)}
 			switch {
 			case hr.GetRedirect() != nil:
-				r.Action = &routev3.Route_Redirect{Redirect: redirectAction(hr.GetRedirect())}
+				r.Action = &routev3.Route_Redirect{Redirect: redirectAction(hr.GetRedirect(), port)}
 			case hr.GetDirectResponse() != nil:
 				dr := hr.GetDirectResponse()
 				resp := &routev3.DirectResponseAction{Status: dr.GetStatus()}
@@ -393,10 +393,16 @@ func stringMatcher(sm *networking.StringMatch) *matcherv3.StringMatcher {
 	}
 }
 
-func redirectAction(r *networking.HTTPRedirect) *routev3.RedirectAction {
+// redirectAction translates an Istio redirect for a route of port.
+func redirectAction(r *networking.HTTPRedirect, port uint32) *routev3.RedirectAction {
 	ra := &routev3.RedirectAction{}
-	if r.GetUri() != "" {
+	switch {
+	case r.GetUri() != "":
 		ra.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: r.GetUri()}
+	case r.GetPrefixRewrite() != "":
+		// The route's matched prefix (the whole path for other matches) is
+		// replaced, as Envoy's prefix_rewrite in a redirect does.
+		ra.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: r.GetPrefixRewrite()}
 	}
 	if r.GetAuthority() != "" {
 		ra.HostRedirect = r.GetAuthority()
@@ -404,9 +410,17 @@ func redirectAction(r *networking.HTTPRedirect) *routev3.RedirectAction {
 	if r.GetScheme() != "" {
 		ra.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: r.GetScheme()}
 	}
-	if p := r.GetPort(); p != 0 {
-		ra.PortRedirect = p
+	switch {
+	case r.GetPort() != 0:
+		ra.PortRedirect = r.GetPort()
+	case r.GetDerivePort() == networking.HTTPRedirect_FROM_REQUEST_PORT:
+		// The proxy has no "the request's port" setting, but routes are
+		// built per port, so that port is the request's, as Istio does.
+		ra.PortRedirect = port
 	}
+	// FROM_PROTOCOL_DEFAULT needs nothing: without a port the Location
+	// keeps the request's authority, and a scheme change drops the old
+	// scheme's default port.
 	switch r.GetRedirectCode() {
 	case 302:
 		ra.ResponseCode = routev3.RedirectAction_FOUND
