@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/trellismesh/trellis/api/split"
@@ -94,6 +96,13 @@ func attachesTo(o *config.Object, svc *registry.Service, port uint32) bool {
 		if p.Port != nil && uint32(*p.Port) != port {
 			continue
 		}
+		// GAMMA: a Service parent's sectionName is the name of one of its
+		// ports, and the route attaches to that port alone.
+		if p.SectionName != nil && *p.SectionName != "" {
+			if sp := svc.Port(port); sp == nil || sp.Name != string(*p.SectionName) {
+				continue
+			}
+		}
 		return true
 	}
 	return false
@@ -131,9 +140,18 @@ type rankedRoute struct {
 func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, svc *registry.Service, port uint32) []rankedRoute {
 	var out []rankedRoute
 	for i, rule := range r.Spec.Rules {
-		refs := make([]gatewayv1.BackendRef, 0, len(rule.BackendRefs))
+		refs := make([]gwBackend, 0, len(rule.BackendRefs))
 		for _, b := range rule.BackendRefs {
-			refs = append(refs, b.BackendRef)
+			gb := gwBackend{ref: b.BackendRef}
+			for _, f := range b.Filters {
+				switch f.Type {
+				case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+					gb.filters = append(gb.filters, headerFilter{req: f.RequestHeaderModifier})
+				case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+					gb.filters = append(gb.filters, headerFilter{resp: f.ResponseHeaderModifier})
+				}
+			}
+			refs = append(refs, gb)
 		}
 		var hf []headerFilter
 		var redirect *gatewayv1.HTTPRequestRedirectFilter
@@ -266,9 +284,18 @@ func escapeSubstitution(s string) string {
 func (t *translation) grpcRouteRules(o *config.Object, r *gatewayv1.GRPCRoute, svc *registry.Service, port uint32) []rankedRoute {
 	var out []rankedRoute
 	for i, rule := range r.Spec.Rules {
-		refs := make([]gatewayv1.BackendRef, 0, len(rule.BackendRefs))
+		refs := make([]gwBackend, 0, len(rule.BackendRefs))
 		for _, b := range rule.BackendRefs {
-			refs = append(refs, b.BackendRef)
+			gb := gwBackend{ref: b.BackendRef}
+			for _, f := range b.Filters {
+				switch f.Type {
+				case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
+					gb.filters = append(gb.filters, headerFilter{req: f.RequestHeaderModifier})
+				case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
+					gb.filters = append(gb.filters, headerFilter{resp: f.ResponseHeaderModifier})
+				}
+			}
+			refs = append(refs, gb)
 		}
 		var hf []headerFilter
 		for _, f := range rule.Filters {
@@ -303,12 +330,22 @@ func ruleRoutes[M any](o *config.Object, i int, action any, matches []M, match f
 	return out
 }
 
+// gwBackend is a backendRef with the header filters that apply only when
+// it is the backend chosen. The other filter types are not translated on
+// a backendRef (the in-force table says so).
+type gwBackend struct {
+	ref     gatewayv1.BackendRef
+	filters []headerFilter
+}
+
 // backendAction builds the route action for weighted backendRefs (weight
 // defaults to 1). When every backend has weight 0 (or there is none), the
 // spec asks for a 500.
-func (t *translation) backendAction(routeNS string, svc *registry.Service, port uint32, refs []gatewayv1.BackendRef) any {
+func (t *translation) backendAction(routeNS string, svc *registry.Service, port uint32, backends []gwBackend) any {
 	var dests []weighted
-	for _, b := range refs {
+	var filters [][]headerFilter
+	for _, gb := range backends {
+		b := gb.ref
 		w := uint32(1)
 		if b.Weight != nil {
 			w = uint32(max(*b.Weight, 0))
@@ -327,6 +364,7 @@ func (t *translation) backendAction(routeNS string, svc *registry.Service, port 
 		}
 		fq := t.w.Reg.FQDN(host, ns)
 		dests = append(dests, weighted{cluster: ClusterName("outbound", p, "", fq), weight: w})
+		filters = append(filters, gb.filters)
 	}
 	if len(dests) == 0 {
 		return &routev3.DirectResponseAction{Status: 500}
@@ -334,7 +372,37 @@ func (t *translation) backendAction(routeNS string, svc *registry.Service, port 
 	if len(dests) == 1 {
 		dests[0].weight = 1
 	}
-	return t.routeAction(svc, port, dests)
+	a := t.routeAction(svc, port, dests)
+	// grpc-go applies no header mutations; routeAction leaves
+	// VirtualService destination headers out for it too.
+	if t.proxy.Generator != GeneratorGRPC && slices.ContainsFunc(filters, func(f []headerFilter) bool { return len(f) > 0 }) {
+		applyBackendFilters(a, dests, filters)
+	}
+	return a
+}
+
+// applyBackendFilters puts each backend's header filters on its own
+// weighted cluster, so they apply only when that backend is picked. One
+// backend becomes a weighted list of one, the only place such headers go.
+func applyBackendFilters(a *routev3.RouteAction, dests []weighted, filters [][]headerFilter) {
+	wc := a.GetWeightedClusters()
+	if wc == nil {
+		wc = &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{{Name: dests[0].cluster, Weight: wrapperspb.UInt32(dests[0].weight)}}}
+		a.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+	}
+	// routeAction lists the clusters in the order of dests.
+	for i, cw := range wc.Clusters {
+		for _, f := range filters[i] {
+			if f.req != nil {
+				cw.RequestHeadersToAdd = append(cw.RequestHeadersToAdd, gwHeaderOptions(f.req)...)
+				cw.RequestHeadersToRemove = append(cw.RequestHeadersToRemove, f.req.Remove...)
+			}
+			if f.resp != nil {
+				cw.ResponseHeadersToAdd = append(cw.ResponseHeadersToAdd, gwHeaderOptions(f.resp)...)
+				cw.ResponseHeadersToRemove = append(cw.ResponseHeadersToRemove, f.resp.Remove...)
+			}
+		}
+	}
 }
 
 func setAction(r *routev3.Route, action any) {
