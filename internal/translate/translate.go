@@ -197,7 +197,7 @@ func (t *translation) sidecar() {
 // ALLOW_ANY (Istio's default), refused with 502 under REGISTRY_ONLY.
 func (t *translation) fallbackHost() *routev3.VirtualHost {
 	vh := &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"}}
-	if t.w.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+	if t.registryOnly() {
 		vh.Name = "block_all"
 		vh.Routes = []*routev3.Route{{Name: "block_all", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}}}}
@@ -206,6 +206,17 @@ func (t *translation) fallbackHost() *routev3.VirtualHost {
 	vh.Routes = []*routev3.Route{{Name: "allow_any", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster}, Timeout: zeroDuration()}}}}
 	return vh
+}
+
+// registryOnly is the proxy's outbound traffic policy: its Sidecar's when
+// that sets one, else MeshConfig's, as Istio decides it.
+func (t *translation) registryOnly() bool {
+	if sc := registry.SidecarFor(t.w.sidecars, t.proxy.Namespace, t.proxy.Labels, t.w.RootNamespace()); sc != nil {
+		if otp := sc.Spec.(*networking.Sidecar).GetOutboundTrafficPolicy(); otp != nil {
+			return otp.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY
+		}
+	}
+	return t.w.Mesh.GetOutboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY
 }
 
 func (t *translation) listenAddress() string {

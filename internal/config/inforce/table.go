@@ -216,7 +216,8 @@ func sidecar(r *rows) {
 	r.add(k, "spec.egress[].captureMode", NotInForce, "captureMode is not in force yet: the pod's interception mode applies")
 	r.whole(k, "spec.ingress", NotInForce, "Sidecar ingress listeners are not in force yet: inbound traffic reaches the app on the Service's target ports")
 	r.whole(k, "spec.inboundConnectionPool", NotInForce, "inbound connection limits are not in force yet")
-	r.whole(k, "spec.outboundTrafficPolicy", NotInForce, "a Sidecar's outboundTrafficPolicy is not in force yet: MeshConfig's outboundTrafficPolicy applies")
+	r.add(k, "spec.outboundTrafficPolicy.mode", InForce, "overrides MeshConfig's mode for the workloads the Sidecar selects")
+	r.whole(k, "spec.outboundTrafficPolicy.egressProxy", NotInForce, "an egress proxy is not in force yet: traffic to hosts outside the registry follows the mode")
 }
 
 func peerAuthentication(r *rows) {

@@ -1,0 +1,60 @@
+package sidecar_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/trellismesh/trellis/internal/testing/leak"
+)
+
+// A Sidecar's outboundTrafficPolicy decides, for the workloads it selects,
+// whether hosts outside the registry are passed through (ALLOW_ANY) or
+// refused (REGISTRY_ONLY, a 502 from the client's sidecar), over
+// MeshConfig's mode for the rest, as in Istio.
+func TestSidecarOutboundTrafficPolicy(t *testing.T) {
+	leak.Check(t)
+	for _, tc := range []struct {
+		name, base, mesh, sidecar string
+		// status of a request to an unregistered host from the pod the
+		// Sidecar selects, and from another pod
+		selected, other int
+	}{
+		{"REGISTRY_ONLY for one workload", "127.95.1", "ALLOW_ANY", "REGISTRY_ONLY", http.StatusBadGateway, http.StatusOK},
+		{"ALLOW_ANY for one workload in a REGISTRY_ONLY mesh", "127.95.2", "REGISTRY_ONLY", "ALLOW_ANY", http.StatusOK, http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, c := versionsMesh(t, tc.base, `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    outboundTrafficPolicy: {mode: `+tc.mesh+`}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: sleep}
+spec:
+  workloadSelector: {labels: {app: sleep}}
+  outboundTrafficPolicy: {mode: `+tc.sidecar+`}
+`, []string{"v1"}, nil)
+			outside := tc.base + ".50:8080"
+			backend(t, outside, "outside", nil)
+			other := m.sidecar("other", tc.base+".9", map[string]string{"app": "other"}).client()
+			t.Cleanup(other.CloseIdleConnections)
+			for _, x := range []struct {
+				who  string
+				c    *http.Client
+				want int
+			}{{"sleep (selected)", c, tc.selected}, {"other", other, tc.other}} {
+				resp, body := get(t, x.c, "http://"+outside+"/", nil)
+				if resp.StatusCode != x.want {
+					t.Errorf("%s to an unregistered host: %d %q, want %d", x.who, resp.StatusCode, body, x.want)
+				}
+				// Registered services are reached either way.
+				if resp, body := get(t, x.c, "http://reviews:9080/", nil); resp.StatusCode != http.StatusOK || body != "v1" {
+					t.Errorf("%s to reviews: %d %q, want 200 from v1", x.who, resp.StatusCode, body)
+				}
+			}
+		})
+	}
+}
