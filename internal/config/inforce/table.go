@@ -1,6 +1,7 @@
 package inforce
 
 import (
+	"encoding/json"
 	"strings"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -105,7 +106,8 @@ func virtualService(r *rows) {
 	}
 	gateways("spec.gateways[]")
 	h := "spec.http[]"
-	r.in(k, h, "name", "timeout")
+	r.add(k, h+".name", InForce, "")
+	r.add(k, h+".timeout", InForce, "a slower request is answered 504 with X-Trellis-Flags: UT by the client's sidecar; unset or 0s is no timeout, Istio's default")
 	r.whole(k, h+".headers", InForce, "")
 	m := h + ".match[]"
 	r.in(k, m, "name", "port", "sourceLabels{}", "sourceNamespace", "ignoreUriCase")
@@ -118,8 +120,10 @@ func virtualService(r *rows) {
 	r.whole(k, h+".route[].headers", InForce, "")
 	r.in(k, h+".redirect", "uri", "authority", "port", "derivePort", "scheme", "redirectCode", "prefixRewrite")
 	r.whole(k, h+".directResponse", InForce, "")
-	r.in(k, h+".delegate", "name", "namespace")
+	r.whole(k, h+".delegate", InForce, "one level deep, with Istio's match merging; a delegation that cannot be followed drops only that route (TRL0008)")
 	r.whole(k, h+".rewrite", InForce, "")
+	*r = append(*r, Entry{Kind: k, Path: h + ".retries", Value: "attempts: 0", Whole: true, Status: InForce,
+		Note: "retries turned off, as written", match: noAttempts})
 	r.whole(k, h+".retries", NotInForce, retriesNote)
 	r.whole(k, h+".fault", NotInForce, "fault injection is not in force yet: no delays or aborts are injected")
 	for _, p := range []string{"mirror", "mirrors", "mirrorPercent", "mirrorPercentage"} {
@@ -234,6 +238,21 @@ func trafficSplit(r *rows) {
 	r.in(k, "spec", "service", "backends[].service", "backends[].weight")
 	r.whole(k, "spec.matches", NotInForce, "TrafficSplit matches (HTTPRouteGroup, TCPRoute) are not in force yet: the split applies to every request")
 	kubeStatus(r, k)
+}
+
+// noAttempts says whether a retry policy (an object) turns retries off.
+func noAttempts(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	switch a := m["attempts"].(type) {
+	case json.Number:
+		return a.String() == "0"
+	case float64:
+		return a == 0
+	}
+	return false
 }
 
 // isGateway says whether a Gateway API parentRef (an object) names a
