@@ -269,12 +269,25 @@ func isGateway(v any) bool {
 func gatewayRoute(r *rows, k Kind) {
 	*r = append(*r, Entry{Kind: k, Path: "spec.parentRefs[]", Value: "kind: Gateway (the default)", Whole: true, Status: NotInForce, Note: gammaParent, match: isGateway})
 	r.in(k, "spec.parentRefs[]", "group", "kind", "name", "namespace", "port")
-	r.add(k, "spec.parentRefs[].sectionName", NotInForce, "sectionName is not in force for Service parents: the route attaches to every port unless `port` is set")
+	r.add(k, "spec.parentRefs[].sectionName", InForce, "for a Service parent, the name of one of its ports: the route attaches to that port only (with `port` set too, both must match)")
 	r.add(k, "spec.hostnames[]", InForce, "ignored for Service parents, as GAMMA specifies")
 	r.add(k, "spec.useDefaultGateways", NotInForce, gammaParent)
 	rule := "spec.rules[]"
 	r.in(k, rule, "name", "backendRefs[].group", "backendRefs[].kind", "backendRefs[].name", "backendRefs[].namespace", "backendRefs[].port", "backendRefs[].weight")
-	r.whole(k, rule+".backendRefs[].filters", NotInForce, "per-backend filters are not in force yet: only the rule's own filters apply")
+	// A backendRef's filters apply only when that backend is picked; the
+	// header modifiers go on its weighted cluster, the others are skipped.
+	bf := rule + ".backendRefs[].filters[]"
+	r.in(k, bf, "type")
+	r.whole(k, bf+".requestHeaderModifier", InForce, "applies only to requests sent to this backend")
+	r.whole(k, bf+".responseHeaderModifier", InForce, "applies only to responses from this backend")
+	r.whole(k, bf+".requestMirror", NotInForce, "per-backend mirroring is not in force: the filter is skipped and no copies of the requests are sent")
+	r.whole(k, bf+".extensionRef", NotInForce, "extension filters are not in force: the filter is skipped")
+	if k == HTTPRoute {
+		r.whole(k, bf+".requestRedirect", NotInForce, "a per-backend redirect is not in force: the filter is skipped and the request goes to the backend (a rule's requestRedirect is in force)")
+		r.whole(k, bf+".urlRewrite", NotInForce, "a per-backend URL rewrite is not in force: the filter is skipped and the backend gets the path and Host unchanged (a rule's urlRewrite is in force)")
+		r.whole(k, bf+".cors", NotInForce, "per-backend CORS is not in force: the filter is skipped, preflight requests reach the app and no CORS headers are added")
+		r.whole(k, bf+".externalAuth", NotInForce, "external authorization is NOT ENFORCED: the Gateway API defines externalAuth for a rule's filters only, not a backendRef's; the filter is skipped and requests are not checked")
+	}
 	r.whole(k, rule+".matches", InForce, "")
 	r.in(k, rule+".filters[]", "type")
 	r.whole(k, rule+".filters[].requestHeaderModifier", InForce, "")
