@@ -1,6 +1,10 @@
 package analyze
 
 import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/trellismesh/trellis/api/split"
@@ -107,6 +111,37 @@ func refName(ns *gatewayv1.Namespace, name gatewayv1.ObjectName) string {
 	return string(*ns) + "/" + string(name)
 }
 
+// servicePortMissing reports a Service parent whose sectionName (a port
+// name, in GAMMA) or port names no port of the Service: the route then
+// attaches to nothing, in silence.
+func servicePortMissing(o *config.Object, svc *config.Object, p gatewayv1.ParentReference, path string) (Message, bool) {
+	s, ok := svc.Spec.(*corev1.Service)
+	if !ok {
+		return Message{}, false
+	}
+	for _, sp := range s.Spec.Ports {
+		if (p.SectionName == nil || string(*p.SectionName) == sp.Name) && (p.Port == nil || int32(*p.Port) == sp.Port) {
+			return Message{}, false
+		}
+	}
+	if p.SectionName == nil && p.Port == nil {
+		return Message{}, false
+	}
+	var want []string
+	if p.SectionName != nil {
+		want = append(want, fmt.Sprintf("named %q", string(*p.SectionName)))
+		path += ".sectionName"
+	}
+	if p.Port != nil {
+		want = append(want, fmt.Sprintf("numbered %d", *p.Port))
+		if p.SectionName == nil {
+			path += ".port"
+		}
+	}
+	return referencedResourceNotFound.msg(o, path, "Referenced service port not found: service %q has no port %s, so the route attaches to nothing",
+		refName(p.Namespace, p.Name), strings.Join(want, " ")), true
+}
+
 // gatewayRoutes reports Gateway API route references to Services and
 // Gateways that do not exist. Other kinds are left to validation, which
 // knows what Trellis can route to.
@@ -119,8 +154,13 @@ func gatewayRoutes(w *world) []Message {
 			path := idx("spec.parentRefs", i)
 			switch {
 			case isServiceRef(p.Group, p.Kind):
-				if w.keys[config.Key{GroupKind: config.Service, Namespace: ns, Name: string(p.Name)}] == nil {
+				svc := w.keys[config.Key{GroupKind: config.Service, Namespace: ns, Name: string(p.Name)}]
+				if svc == nil {
 					msgs = append(msgs, notFound(o, path, "service", refName(p.Namespace, p.Name)))
+					continue
+				}
+				if m, ok := servicePortMissing(o, svc, p, path); ok {
+					msgs = append(msgs, m)
 				}
 			case isGatewayRef(p.Group, p.Kind):
 				if w.keys[config.Key{GroupKind: config.GatewayAPIGate, Namespace: ns, Name: string(p.Name)}] == nil {

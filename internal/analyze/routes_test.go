@@ -48,6 +48,10 @@ spec:
   - {name: web}
   - {group: "", kind: Service, name: reviews}
   - {group: "", kind: Service, name: details}
+  - {group: "", kind: Service, name: reviews, sectionName: http}
+  - {group: "", kind: Service, name: reviews, sectionName: grpc}
+  - {group: "", kind: Service, name: reviews, sectionName: http, port: 9090}
+  - {group: "", kind: Service, name: reviews, port: 9090}
   rules:
   - backendRefs:
     - {name: reviews, port: 9080}
@@ -71,6 +75,9 @@ spec:
 	check(t, run(objs),
 		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.parentRefs[1]: Referenced gateway not found: "web"`,
 		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.parentRefs[3]: Referenced service not found: "details"`,
+		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.parentRefs[5].sectionName: Referenced service port not found: service "reviews" has no port named "grpc", so the route attaches to nothing`,
+		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.parentRefs[6].sectionName: Referenced service port not found: service "reviews" has no port named "http" numbered 9090, so the route attaches to nothing`,
+		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.parentRefs[7].port: Referenced service port not found: service "reviews" has no port numbered 9090, so the route attaches to nothing`,
 		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.rules[0].backendRefs[1]: Referenced service not found: "reviews-v2"`,
 		`Error [IST0101] (HTTPRoute bookinfo/reviews routes.yaml#3) spec.rules[0].filters[0].requestMirror.backendRef: Referenced service not found: "test/shadow"`,
 		`Error [IST0101] (GRPCRoute bookinfo/reviews routes.yaml#4) spec.rules[0].backendRefs[1]: Referenced service not found: "other/reviews"`,
