@@ -21,6 +21,7 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
+	"github.com/trellismesh/trellis/internal/proxy/origdst"
 	"github.com/trellismesh/trellis/internal/testing/needs"
 	testnetns "github.com/trellismesh/trellis/internal/testing/netns"
 )
@@ -59,7 +60,7 @@ func serve(t *testing.T, ns, addr, name string, originalDst bool) {
 			}
 			dst, err := netip.MustParseAddrPort(c.LocalAddr().String()), error(nil)
 			if originalDst {
-				dst, err = OriginalDst(c.(*net.TCPConn))
+				dst, err = origdst.Get(c.(*net.TCPConn))
 			}
 			if err != nil {
 				fmt.Fprintf(c, "%s error %v", name, err)
@@ -262,29 +263,6 @@ func TestApplyRefusesBeforeSending(t *testing.T) {
 	}
 	if err := Remove(""); err == nil {
 		t.Error("Remove of an empty table name succeeded")
-	}
-}
-
-func TestOriginalDstWithoutRedirect(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	// With conntrack loaded the answer is the real destination; without, a clear error.
-	got, err := OriginalDst(s.(*net.TCPConn))
-	if err == nil && got != netip.MustParseAddrPort(ln.Addr().String()) {
-		t.Errorf("OriginalDst = %s, want %s", got, ln.Addr())
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"runtime"
 )
 
@@ -15,8 +13,7 @@ import (
 // fail with a reason instead of at link time.
 var errNotLinux = fmt.Errorf("redirect: transparent capture needs Linux (nftables), not %s: %w", runtime.GOOS, errors.ErrUnsupported)
 
-func Apply(context.Context, Ruleset) error             { return errNotLinux }
-func ApplyIn(context.Context, string, Ruleset) error   { return errNotLinux }
-func Remove(string) error                              { return errNotLinux }
-func RemoveIn(string, string) error                    { return errNotLinux }
-func OriginalDst(*net.TCPConn) (netip.AddrPort, error) { return netip.AddrPort{}, errNotLinux }
+func Apply(context.Context, Ruleset) error           { return errNotLinux }
+func ApplyIn(context.Context, string, Ruleset) error { return errNotLinux }
+func Remove(string) error                            { return errNotLinux }
+func RemoveIn(string, string) error                  { return errNotLinux }

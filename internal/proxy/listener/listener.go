@@ -23,7 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trellismesh/trellis/internal/redirect"
+	"github.com/trellismesh/trellis/internal/proxy/origdst"
 )
 
 // DefaultMaxConnections bounds downstream connections per port: far above
@@ -129,7 +129,7 @@ func (l *Listener) Serve(h Handler) error {
 		dst := addrPort(c.LocalAddr())
 		if l.opts.OriginalDst {
 			if tc, ok := c.(*net.TCPConn); ok {
-				if od, err := redirect.OriginalDst(tc); err == nil {
+				if od, err := origdst.Get(tc); err == nil {
 					dst = od
 				} else {
 					l.dstFails.Add(1)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package redirect
+package origdst
 
 import (
 	"encoding/binary"
@@ -17,13 +17,13 @@ import (
 // golang.org/x/sys/unix does not define.
 const ip6tSOOriginalDst = 80
 
-// OriginalDst returns where a captured connection was headed before REDIRECT rewrote it, as
+// Get returns where a captured connection was headed before REDIRECT rewrote it, as
 // conntrack remembers it. The connection must have been accepted by a listener the capture
 // rules redirect to.
-func OriginalDst(conn *net.TCPConn) (netip.AddrPort, error) {
+func Get(conn *net.TCPConn) (netip.AddrPort, error) {
 	local, ok := conn.LocalAddr().(*net.TCPAddr)
 	if !ok {
-		return netip.AddrPort{}, errors.New("redirect: connection has no local TCP address")
+		return netip.AddrPort{}, errors.New("origdst: connection has no local TCP address")
 	}
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -49,9 +49,9 @@ func OriginalDst(conn *net.TCPConn) (netip.AddrPort, error) {
 	}
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return netip.AddrPort{}, fmt.Errorf("redirect: no original destination for %s (the connection was not redirected, or conntrack is not tracking it): %w", conn.RemoteAddr(), err)
+			return netip.AddrPort{}, fmt.Errorf("origdst: no original destination for %s (the connection was not redirected, or conntrack is not tracking it): %w", conn.RemoteAddr(), err)
 		}
-		return netip.AddrPort{}, fmt.Errorf("redirect: SO_ORIGINAL_DST: %w", err)
+		return netip.AddrPort{}, fmt.Errorf("origdst: SO_ORIGINAL_DST: %w", err)
 	}
 	return got, nil
 }
