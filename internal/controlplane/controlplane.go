@@ -76,7 +76,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		log = slog.Default()
 	}
 	st := store.New(log)
-	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Store: st, Log: log, Resync: opts.Resync, Transform: opts.Transform}
+	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Sink: st, Log: log, Resync: opts.Resync, Transform: opts.Transform}
 	if err := folder.Load(); err != nil {
 		folder.Close()
 		return nil, fmt.Errorf("cannot load config: %w", err)

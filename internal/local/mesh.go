@@ -561,9 +561,13 @@ func (m *Mesh) isStopping() bool {
 	return m.stopping
 }
 
-// publish tells the store about pods: one synthetic file per pod, so each
-// pod's change is its own, and removal is dropping the file.
+// publish tells the store about pods, one store source per pod: a pod's
+// change replaces only its own object (with one source for all pods, every
+// readiness change would resend them all), removal is dropping its source,
+// and each change is one store version as before. A Kubernetes informer,
+// which also sees one object per event, would plug in the same way.
 func (m *Mesh) publish() {
+	var sink store.Sink = m.cp.Store
 	m.mu.Lock()
 	pods := make([]*pod, 0, len(m.pods))
 	for _, p := range m.pods {
@@ -585,23 +589,26 @@ func (m *Mesh) publish() {
 			continue
 		}
 		obj := p.object()
-		m.cp.Store.ApplyFile(&config.File{Path: podFile(k), Objects: []*config.Object{{
+		sink.Apply(podSource(k), []*config.Object{{
 			Source: config.Source{File: "trellis up"}, APIVersion: "v1", GroupKind: config.Pod,
 			Namespace: p.w.Namespace, Name: p.name, Labels: obj.Labels, Annotations: obj.Annotations, Spec: obj,
-		}}})
+		}}, nil)
 		m.mu.Lock()
 		m.published[k] = ready
 		m.mu.Unlock()
 	}
 	for k := range gone {
-		m.cp.Store.RemoveFile(podFile(k))
+		sink.Remove(podSource(k))
 		m.mu.Lock()
 		delete(m.published, k)
 		m.mu.Unlock()
 	}
 }
 
-func podFile(key string) string { return "trellis-up:pod/" + key }
+// podSource names the store source of the pod with key "NS/NAME". It is
+// no file path (FindFiles yields only .yaml, .yml and .json names), and
+// its objects' positions read "trellis up".
+func podSource(key string) string { return "trellis up: pod " + key }
 
 // sidecars maps node id → the control plane's view of that proxy.
 func (m *Mesh) sidecars() map[string]xds.ProxyStatus {

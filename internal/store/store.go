@@ -1,7 +1,11 @@
 // Package store holds the validated config world: every object from every
-// source file, with the rule that bad input never replaces good. When an
-// edited file has an invalid object, the last good version of that object
-// stays in force until a valid one arrives.
+// config source, with the rule that bad input never replaces good. When a
+// source sends an invalid version of an object, the last good version of
+// that object stays in force until a valid one arrives.
+//
+// A source is one producer's unit of change, named by a string: a config
+// file (its path), one pod `trellis up` runs, later an object a
+// Kubernetes informer watches. Producers see only the Sink interface.
 //
 // The store knows nothing about xDS; consumers take immutable Snapshots and
 // are told (through a coalescing channel) when a newer one exists.
@@ -43,50 +47,74 @@ func (s *Snapshot) OfKind(gk config.GroupKind) []*config.Object {
 	return out
 }
 
+// Sink is what a config source feeds: each Apply replaces everything the
+// source gave before, and Remove drops it. Sources never see each other;
+// the store merges them. Producers depend on this rather than on *Store so
+// that each plugs in the same way (a folder watcher, the pod publisher of
+// `trellis up`, a Kubernetes informer).
+type Sink interface {
+	// Apply replaces what source contributes with objects. errs are the
+	// source's errors for objects it could not produce: an error that
+	// names an object (a *config.Error with Object set) keeps that
+	// object's last good version; any other error keeps every previous
+	// object of the source that objects does not replace.
+	Apply(source string, objects []*config.Object, errs []error)
+	// Remove drops every object the source contributed.
+	Remove(source string)
+}
+
 // Store is the mutable holder of the config world. It is safe for
 // concurrent use.
 type Store struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	files   map[string][]*config.Object
+	sources map[string][]*config.Object
 	version uint64
 	current *Snapshot
 	subs    map[chan struct{}]struct{}
 }
+
+var _ Sink = (*Store)(nil)
 
 // New returns an empty store.
 func New(log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Store{log: log, files: map[string][]*config.Object{}, subs: map[chan struct{}]struct{}{}}
+	s := &Store{log: log, sources: map[string][]*config.Object{}, subs: map[chan struct{}]struct{}{}}
 	s.current = s.build()
 	return s
 }
 
-// ApplyFile replaces what one file contributes with its newly parsed
-// content. Objects whose new document is invalid keep their last good
-// version; a document that cannot even be identified (broken YAML) keeps
-// every previous object of the file that is not otherwise present. It
-// returns the errors that were not applied, for the caller to log.
+// ApplyFile applies a parsed file as the source named by its path, and
+// returns the file's errors for the caller to log.
 func (s *Store) ApplyFile(f *config.File) []error {
+	s.Apply(f.Path, f.Objects, f.Errors)
+	return f.Errors
+}
+
+// Apply replaces what one source contributes (see Sink). Objects whose
+// new version is invalid keep their last good version; a document that
+// cannot even be identified (broken YAML) keeps every previous object of
+// the source that is not otherwise present.
+func (s *Store) Apply(source string, objects []*config.Object, errs []error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	prev := s.files[f.Path]
-	next := make([]*config.Object, 0, len(f.Objects))
+	prev := s.sources[source]
+	next := make([]*config.Object, 0, len(objects))
 	present := map[config.Key]bool{}
-	for _, o := range f.Objects {
+	for _, o := range objects {
 		if present[o.Key()] {
-			continue // the same object twice in one file: the first wins (the analyzer reports copies that differ)
+			continue // the same object twice in one source: the first wins (the analyzer reports copies that differ)
 		}
 		present[o.Key()] = true
 		next = append(next, o)
 	}
 	broken := map[string]bool{}
 	unattributed := false
-	for _, err := range f.Errors {
+	for _, err := range errs {
 		if ce, ok := err.(*config.Error); ok && ce.Object != "" {
 			broken[ce.Object] = true
 		} else {
@@ -98,33 +126,34 @@ func (s *Store) ApplyFile(f *config.File) []error {
 			continue
 		}
 		if unattributed || broken[o.ID()] {
-			s.log.Warn("keeping last good version of an object whose new version is invalid", "object", o.ID(), "file", f.Path)
+			// The kept object's own position names its file (for a file
+			// source, the source's path), so logs read as they always have.
+			s.log.Warn("keeping last good version of an object whose new version is invalid", "object", o.ID(), "file", o.Source.File)
 			next = append(next, o)
 			present[o.Key()] = true
 		}
 	}
-	s.files[f.Path] = next
+	s.sources[source] = next
 	s.publishLocked()
-	return f.Errors
 }
 
-// RemoveFile drops every object the file contributed.
-func (s *Store) RemoveFile(path string) {
+// Remove drops every object the source contributed.
+func (s *Store) Remove(source string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.files[path]; !ok {
+	if _, ok := s.sources[source]; !ok {
 		return
 	}
-	delete(s.files, path)
+	delete(s.sources, source)
 	s.publishLocked()
 }
 
-// Files lists the paths that currently contribute objects.
-func (s *Store) Files() []string {
+// Sources lists the sources that currently contribute objects, sorted.
+func (s *Store) Sources() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.files))
-	for p := range s.files {
+	out := make([]string, 0, len(s.sources))
+	for p := range s.sources {
 		out = append(out, p)
 	}
 	sort.Strings(out)
@@ -162,20 +191,21 @@ func (s *Store) publishLocked() {
 	}
 }
 
-// build merges every file's objects. When two files define one object, the
-// file whose path sorts first wins, so the outcome never depends on the
-// order files were read; as in the analyzer (TRL0005), copies with the same
-// content are no conflict.
+// build merges every source's objects. When two sources define one
+// object, the source whose name sorts first wins (for files: the path
+// that sorts first), so the outcome never depends on the order sources
+// were applied; as in the analyzer (TRL0005), copies with the same content
+// are no conflict.
 func (s *Store) build() *Snapshot {
 	s.version++
-	paths := make([]string, 0, len(s.files))
-	for p := range s.files {
-		paths = append(paths, p)
+	names := make([]string, 0, len(s.sources))
+	for n := range s.sources {
+		names = append(names, n)
 	}
-	sort.Strings(paths)
+	sort.Strings(names)
 	snap := &Snapshot{Version: s.version, byKey: map[config.Key]*config.Object{}}
-	for _, p := range paths {
-		for _, o := range s.files[p] {
+	for _, n := range names {
+		for _, o := range s.sources[n] {
 			k := o.Key()
 			if other, dup := snap.byKey[k]; dup {
 				// Identical copies are normal in manifest folders and

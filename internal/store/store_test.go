@@ -51,9 +51,9 @@ func TestApplyAndRemove(t *testing.T) {
 	if d := cmp.Diff(want, keys(s.Snapshot())); d != "" {
 		t.Fatalf("objects (-want +got):\n%s", d)
 	}
-	s.RemoveFile("a.yaml")
+	s.Remove("a.yaml")
 	if got := keys(s.Snapshot()); len(got) != 0 {
-		t.Fatalf("after RemoveFile: %v", got)
+		t.Fatalf("after Remove: %v", got)
 	}
 }
 

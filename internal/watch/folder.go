@@ -1,7 +1,8 @@
 // Package watch keeps the store in step with config sources. Folder
-// watches directories of YAML/JSON files: new, edited and removed files
-// are re-read and applied; invalid edits are logged with their path-rooted
-// errors while the last good version of each object stays in force.
+// watches directories of YAML/JSON files: each file is one store source,
+// named by its path; new, edited and removed files are re-read and applied;
+// invalid edits are logged with their path-rooted errors while the last
+// good version of each object stays in force.
 package watch
 
 import (
@@ -25,8 +26,9 @@ import (
 type Folder struct {
 	Paths     []string
 	Recursive bool
-	Store     *store.Store
-	Log       *slog.Logger
+	// Sink takes each file's objects, the file's path naming its source.
+	Sink store.Sink
+	Log  *slog.Logger
 	// Resync is the period of the full rescan that backs up filesystem
 	// notifications (which some filesystems drop); default 2s.
 	Resync time.Duration
@@ -207,16 +209,16 @@ func (f *Folder) sync() error {
 			}
 			f.Log.Warn(w.Error())
 		}
-		errs := f.Store.ApplyFile(parsed)
-		for _, e := range errs {
+		f.Sink.Apply(p, parsed.Objects, parsed.Errors)
+		for _, e := range parsed.Errors {
 			f.Log.Error("invalid config; the last good version stays in force", "err", e.Error())
 		}
-		f.Log.Info("applied config file", "file", p, "objects", len(parsed.Objects), "errors", len(errs))
+		f.Log.Info("applied config file", "file", p, "objects", len(parsed.Objects), "errors", len(parsed.Errors))
 	}
 	for p := range f.known {
 		if !present[p] {
 			delete(f.known, p)
-			f.Store.RemoveFile(p)
+			f.Sink.Remove(p)
 			f.Log.Info("config file removed", "file", p)
 		}
 	}

@@ -116,7 +116,7 @@ func TestFolderFollowsEdits(t *testing.T) {
 	write(t, path, vsYAML("90"))
 	st := store.New(slog.New(slog.DiscardHandler))
 	logged := &records{}
-	f := &Folder{Paths: []string{dir}, Store: st, Log: slog.New(logged), Resync: time.Hour}
+	f := &Folder{Paths: []string{dir}, Sink: st, Log: slog.New(logged), Resync: time.Hour}
 	if err := f.Load(); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestFolderRecursive(t *testing.T) {
 	write(t, filepath.Join(sub, "reviews.yaml"), vsYAML("90"))
 	for _, rec := range []bool{false, true} {
 		st := store.New(slog.New(slog.DiscardHandler))
-		f := &Folder{Paths: []string{dir}, Recursive: rec, Store: st, Log: slog.New(slog.DiscardHandler)}
+		f := &Folder{Paths: []string{dir}, Recursive: rec, Sink: st, Log: slog.New(slog.DiscardHandler)}
 		if err := f.Load(); err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func TestTransform(t *testing.T) {
 	path := filepath.Join(dir, "vs.yaml")
 	write(t, path, vsYAML("90"))
 	st := store.New(slog.Default())
-	f := &Folder{Paths: []string{dir}, Store: st, Resync: 50 * time.Millisecond, Transform: func(file *config.File) {
+	f := &Folder{Paths: []string{dir}, Sink: st, Resync: 50 * time.Millisecond, Transform: func(file *config.File) {
 		for _, o := range file.Objects {
 			if vs, ok := o.Spec.(*networking.VirtualService); ok {
 				vs.Http[0].Route[0].Weight += 1000
