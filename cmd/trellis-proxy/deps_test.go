@@ -49,7 +49,7 @@ var proxyDeps = deptest.Check{
 		"sigs.k8s.io/...":                        "Kubernetes (Gateway API, controller-runtime): the control plane's, never the proxy's",
 		"istio.io/...":                           "Istio's API types: the control plane translates them, the proxy sees only xDS",
 
-		"github.com/trellismesh/trellis/internal/redirect": "installs the nftables capture (nftables, netlink); the pod's init step or trellis up does that, the proxy only reads its result (internal/proxy/origdst)",
+		"github.com/trellismesh/trellis/internal/redirect": "installs the nftables capture (nftables, netlink); trellis up does that (as a pod's init step would); the proxy only reads its result (internal/proxy/origdst)",
 		"github.com/google/nftables/...":                   "nftables is the capture installer's (internal/redirect), not the proxy's",
 		"github.com/mdlayher/...":                          "netlink, which only nftables needs",
 

@@ -4,7 +4,7 @@
 //
 // It is apart from internal/redirect, which writes those rules, so that
 // the proxy links a getsockopt and nothing of nftables or netlink: the
-// proxy reads the capture's result and never installs it (the pod's init
-// step or `trellis up` does). cmd/trellis-proxy's dependency allowlist
-// (deps_test.go) keeps it that way.
+// proxy reads the capture's result and never installs it (`trellis up`
+// does, as a pod's init step would). cmd/trellis-proxy's dependency
+// allowlist (deps_test.go) keeps it that way.
 package origdst
