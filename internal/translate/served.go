@@ -106,11 +106,13 @@ func (w *World) report(t *translation, p RouteProblem) {
 // (docs/analyzers.md).
 const RouteNotServedCode = "TRL0008"
 
-// RouteProblems lists the VirtualService http routes of a snapshot that are
-// not served as written: delegations that cannot be followed, delegate
-// routes outside their root's match, and routes the sidecar would refuse,
-// checked for every HTTP port of every service a VirtualService routes, as
-// seen from the VirtualService's own namespace.
+// RouteProblems lists the VirtualService routes of a snapshot that are not
+// served as written: delegations that cannot be followed, delegate routes
+// outside their root's match, http routes the sidecar would refuse,
+// checked for every HTTP port of every service a VirtualService routes,
+// and tcp and tls routes whose filter chains the sidecar would refuse,
+// checked for every other port, all as seen from the VirtualService's own
+// namespace.
 func RouteProblems(w *World) []RouteProblem {
 	out := append([]RouteProblem(nil), w.problems...)
 	seen := map[string]bool{}
@@ -125,12 +127,27 @@ func RouteProblems(w *World) []RouteProblem {
 		t := &translation{w: w, proxy: &Proxy{Namespace: o.Namespace}, log: newLogger(nil)}
 		eff := w.effective(o)
 		ports := map[uint32]bool{}
+		l4 := len(vs.GetTcp()) > 0 || len(vs.GetTls()) > 0
 		for _, svc := range w.Reg.Services() {
 			if !routesHost(w, o, vs, svc.Hostname) {
 				continue
 			}
 			for _, port := range svc.Ports {
-				if (!port.Protocol.IsHTTP() && port.Protocol != registry.Unsupported) || ports[port.Port] {
+				if !port.Protocol.IsHTTP() && port.Protocol != registry.Unsupported {
+					// tcp and tls routes become the port's listener
+					// chains, which the guard checks (guard.go).
+					if l4 {
+						_, problems := t.checkedTCPListener(o, vs, svc, port)
+						for _, p := range problems {
+							if !seen[p.String()] {
+								seen[p.String()] = true
+								out = append(out, p)
+							}
+						}
+					}
+					continue
+				}
+				if ports[port.Port] {
 					continue
 				}
 				// Routes depend on the port only through match.port and the

@@ -14,7 +14,7 @@ import (
 	"github.com/trellismesh/trellis/internal/registry"
 )
 
-// tcpFilterChains builds the filter chains of a non-HTTP service port's
+// l4Chains builds the filter chains of a non-HTTP service port's
 // outbound listener from the VirtualService for the service, as Istio
 // builds a sidecar's:
 //
@@ -36,10 +36,13 @@ import (
 // them: later chains lose those server names and subnets, and vanish when
 // nothing is left, so no two chains ever match alike (Envoy refuses that,
 // and so does the sidecar).
-func (t *translation) tcpFilterChains(svc *registry.Service, port registry.Port) []*listenerv3.FilterChain {
+//
+// The VirtualService o is the proxy's for the service (nil for none: the
+// service's default chain alone); it is a parameter so that the guard can
+// check one VirtualService's chains and fall back without them (guard.go).
+func (t *translation) l4Chains(o *config.Object, vs *networking.VirtualService, svc *registry.Service, port registry.Port) []*listenerv3.FilterChain {
 	defaultCluster := ClusterName("outbound", port.Port, "", svc.Hostname)
 	def := &listenerv3.FilterChain{Name: defaultCluster, Filters: []*listenerv3.Filter{tcpProxyFilter(defaultCluster, defaultCluster)}}
-	o, vs := t.w.virtualServiceFor(t.proxy, svc.Hostname)
 	if vs == nil {
 		return []*listenerv3.FilterChain{def}
 	}

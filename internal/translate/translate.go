@@ -22,7 +22,6 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
-	"github.com/trellismesh/trellis/internal/config/validate"
 	"github.com/trellismesh/trellis/internal/registry"
 )
 
@@ -96,7 +95,9 @@ func Shared(w *World, p *Proxy, log *slog.Logger) *Resources {
 func Local(w *World, p *Proxy, log *slog.Logger) *Resources {
 	t := &translation{w: w, proxy: p, log: newLogger(log).With("proxy", p.ID)}
 	if p.Generator != GeneratorGRPC {
-		t.res.Listeners = append(t.res.Listeners, t.virtualOutbound())
+		if l := t.virtualOutbound(); t.keepListener(l, false) {
+			t.res.Listeners = append(t.res.Listeners, l)
+		}
 		t.inbound()
 	}
 	t.res.sort()
@@ -111,12 +112,7 @@ func (r *Resources) sort() {
 }
 
 func (t *translation) addClusters(svc *registry.Service, port registry.Port) {
-	var dr *networking.DestinationRule
-	var annotations map[string]string
-	if o := t.w.destinationRuleObject(t.proxy, svc.Hostname, svc.Namespace); o != nil {
-		dr, annotations = o.Spec.(*networking.DestinationRule), o.Annotations
-	}
-	cs := t.outboundClusters(svc, port, dr, annotations[validate.LoadBalancerAnnotation] == validate.PeakEWMA)
+	cs := t.servedClusters(svc, port, t.w.destinationRuleObject(t.proxy, svc.Hostname, svc.Namespace))
 	t.res.Clusters = append(t.res.Clusters, cs.clusters...)
 	t.res.Endpoints = append(t.res.Endpoints, cs.endpoints...)
 }
@@ -171,7 +167,9 @@ func (t *translation) sidecar() {
 				rc.VirtualHosts = append(rc.VirtualHosts, t.virtualHost(svc, port.Port, domainsFor(svc, port.Port, t.proxy.Namespace, true)))
 				continue
 			}
-			t.res.Listeners = append(t.res.Listeners, t.tcpListener(svc, port))
+			if l := t.servedTCPListener(svc, port); l != nil {
+				t.res.Listeners = append(t.res.Listeners, l)
+			}
 		}
 	}
 	ports := make([]uint32, 0, len(routesByPort))
@@ -183,14 +181,20 @@ func (t *translation) sidecar() {
 		rc := routesByPort[p]
 		rc.VirtualHosts = append(rc.VirtualHosts, t.fallbackHost())
 		t.res.Routes = append(t.res.Routes, rc)
-		t.res.Listeners = append(t.res.Listeners, httpOutboundListener(p))
+		if l := httpOutboundListener(p); t.keepListener(l, true) {
+			t.res.Listeners = append(t.res.Listeners, l)
+		}
 	}
-	t.res.Clusters = append(t.res.Clusters,
-		&clusterv3.Cluster{Name: PassthroughCluster, ConnectTimeout: t.connectTimeout(),
+	for _, c := range []*clusterv3.Cluster{
+		{Name: PassthroughCluster, ConnectTimeout: t.connectTimeout(),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}, LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED},
-		&clusterv3.Cluster{Name: BlackHoleCluster, ConnectTimeout: t.connectTimeout(),
+		{Name: BlackHoleCluster, ConnectTimeout: t.connectTimeout(),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
-	)
+	} {
+		if t.keepCluster(c, true) {
+			t.res.Clusters = append(t.res.Clusters, c)
+		}
+	}
 }
 
 // fallbackHost handles hosts no service claims: passed through under
@@ -256,8 +260,8 @@ func httpOutboundListener(port uint32) *listenerv3.Listener {
 // tcpListener serves a non-HTTP service port: on its VIP when it has one
 // (several TCP services may share a port number), otherwise on the
 // hostname-qualified name the explicit-mode proxy looks up for CONNECT.
-// Its filter chains carry the port's tcp or tls routes (tcpFilterChains).
-func (t *translation) tcpListener(svc *registry.Service, port registry.Port) *listenerv3.Listener {
+// Its filter chains carry the port's tcp or tls routes (l4Chains).
+func (t *translation) tcpListener(svc *registry.Service, port registry.Port, chains []*listenerv3.FilterChain) *listenerv3.Listener {
 	addr := "0.0.0.0"
 	name := svc.Hostname + "_" + strconv.FormatUint(uint64(port.Port), 10)
 	if len(svc.Addresses) > 0 {
@@ -269,7 +273,7 @@ func (t *translation) tcpListener(svc *registry.Service, port registry.Port) *li
 		Address:          socketAddress(addr, port.Port),
 		BindToPort:       wrapperspb.Bool(false),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		FilterChains:     t.tcpFilterChains(svc, port),
+		FilterChains:     chains,
 		Metadata:         stringMetadata(map[string]string{"host": svc.Hostname}),
 	}
 }
@@ -313,7 +317,9 @@ func (t *translation) inbound() {
 			}
 			t.setUpstreamProtocol(ic, tg.protocol, h2, nil)
 		}
-		t.res.Clusters = append(t.res.Clusters, ic)
+		if t.keepCluster(ic, false) {
+			t.res.Clusters = append(t.res.Clusters, ic)
+		}
 		fc := &listenerv3.FilterChain{
 			Name:             name,
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(tg.port)},
@@ -335,7 +341,9 @@ func (t *translation) inbound() {
 		}
 		l.FilterChains = append(l.FilterChains, fc)
 	}
-	t.res.Listeners = append(t.res.Listeners, l)
+	if t.keepListener(l, false) {
+		t.res.Listeners = append(t.res.Listeners, l)
+	}
 }
 
 func tcpProxyFilter(statPrefix, cluster string) *listenerv3.Filter {

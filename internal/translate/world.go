@@ -41,6 +41,10 @@ type World struct {
 	// reported dedupes the log lines about dropped routes: every scope's
 	// translation meets the same broken route.
 	reported sync.Map
+	// verdicts holds the sidecar decoder's verdict on resources that do
+	// not depend on the proxy (guard.go), shared by every scope's
+	// translation.
+	verdicts sync.Map
 }
 
 // inboundTarget is a port a workload serves, with the protocol of the
