@@ -77,6 +77,7 @@ var analyzers = []func(*world) []Message{
 	virtualServiceDestinations,
 	virtualServiceGateways,
 	virtualServiceRoutesServed,
+	destinationRulePoliciesServed,
 	meshGatewayHostConflicts,
 	routingConfigConflicts,
 	destinationRules,
