@@ -68,9 +68,13 @@ spec:
 // problem names the rule and the section that made the sidecar refuse.
 func TestRefusedPolicyServedWithout(t *testing.T) {
 	w := world(t, "testdata/mesh", hugeConnectTimeout)
-	r := translate.ForProxy(w, sidecarProxy, nil)
+	var logged strings.Builder
+	r := translate.ForProxy(w, sidecarProxy, slog.New(slog.NewTextHandler(&logged, nil)))
 	if got := refusals(t, r); len(got) != 0 {
 		t.Fatalf("the sidecar would refuse: %q", got)
+	}
+	if l := logged.String(); strings.Count(l, "code=TRL0009") != 1 || !strings.Contains(l, `object="DestinationRule default/ratings" path=spec.trafficPolicy.connectionPool`) {
+		t.Errorf("log %q, want one TRL0009 line naming the rule and the section", l)
 	}
 	for _, name := range []string{"outbound|9080||ratings.default.svc.cluster.local", "outbound|9080|v1|ratings.default.svc.cluster.local"} {
 		c := findCluster(r, name)
@@ -172,9 +176,13 @@ spec:
 // getting every listener NACKed; the problem names the route.
 func TestRefusedL4ChainsFallBack(t *testing.T) {
 	w := world(t, "testdata/mesh", sniTrailingDot)
-	r := translate.ForProxy(w, sidecarProxy, nil)
+	var logged strings.Builder
+	r := translate.ForProxy(w, sidecarProxy, slog.New(slog.NewTextHandler(&logged, nil)))
 	if got := refusals(t, r); len(got) != 0 {
 		t.Fatalf("the sidecar would refuse: %q", got)
+	}
+	if l := logged.String(); !strings.Contains(l, `code=TRL0008 object="VirtualService default/ext-db" path=spec.tls[0].match[1]`) {
+		t.Errorf("log %q, want a TRL0008 line naming the VirtualService and the match", l)
 	}
 	if d := cmp.Diff([]string{"outbound|443||db.example.com [] -> outbound|443||db.example.com"}, chains(t, r, "240.0.0.5_443")); d != "" {
 		t.Errorf("chains (-want +got):\n%s", d)
