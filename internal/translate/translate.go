@@ -123,8 +123,12 @@ func (t *translation) addClusters(svc *registry.Service, port registry.Port) {
 // greeter.ns.svc.cluster.local:7070), one route configuration per service
 // port, and EDS clusters.
 func (t *translation) grpc() {
-	for _, svc := range t.w.services(t.proxy) {
+	eg := t.w.egress(t.proxy)
+	for _, svc := range eg.Services() {
 		for _, port := range svc.Ports {
+			if _, ok := eg.Port(svc, port); !ok {
+				continue
+			}
 			if !port.Protocol.IsHTTP() && port.Protocol != registry.Unsupported {
 				continue
 			}
@@ -155,9 +159,17 @@ func apiListener(name, routeName string) *listenerv3.Listener {
 // with one filter chain per local workload port.
 func (t *translation) sidecar() {
 	routesByPort := map[uint32]*routev3.RouteConfiguration{}
-	for _, svc := range t.w.services(t.proxy) {
+	eg := t.w.egress(t.proxy)
+	for _, svc := range eg.Services() {
 		for _, port := range svc.Ports {
+			listener, ok := eg.Port(svc, port)
+			if !ok {
+				continue
+			}
+			// The cluster speaks the service port's protocol; the
+			// listener the Sidecar egress port's, as in Istio.
 			t.addClusters(svc, port)
+			port.Protocol = listener
 			if port.Protocol.IsHTTP() || port.Protocol == registry.Unsupported {
 				rc, ok := routesByPort[port.Port]
 				if !ok {

@@ -264,8 +264,9 @@ func labelsMatch(selector, labels map[string]string) bool {
 	return true
 }
 
-// services returns what a proxy may reach: exportTo and its Sidecar.
-func (w *World) services(p *Proxy) []*registry.Service {
+// egress returns what a proxy may reach, per service port: exportTo and
+// its Sidecar's egress listeners.
+func (w *World) egress(p *Proxy) registry.Egress {
 	sc := registry.SidecarFor(w.sidecars, p.Namespace, p.Labels, w.RootNamespace())
-	return w.Reg.ForProxy(p.Namespace, sc)
+	return w.Reg.Egress(p.Namespace, sc)
 }
