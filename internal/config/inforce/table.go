@@ -215,8 +215,11 @@ func workloadEntry(r *rows) {
 func sidecar(r *rows) {
 	k := Sidecar
 	r.in(k, "spec", "workloadSelector.labels{}", "egress[].hosts[]")
-	r.whole(k, "spec.egress[].port", NotInForce, "per-port egress listeners are not in force yet: the hosts are imported on every port")
-	r.add(k, "spec.egress[].bind", NotInForce, "egress bind addresses are not in force yet: the sidecar's own listeners are used")
+	r.add(k, "spec.egress[].port.number", InForce, "the listener imports its hosts on this port only, and on this port it alone decides; the listener without a port imports its hosts on every other port. Port 0 (a unix socket) imports nothing, since bind is not in force")
+	r.add(k, "spec.egress[].port.protocol", InForce, "the protocol of the proxy's outbound listener on the port (clusters keep the service port's); none: sniffed, as in Istio. HTTP_PROXY matches no port, so its hosts are imported on every port like the catch-all's; UDP imports nothing")
+	r.add(k, "spec.egress[].port.name", InForce, "a label, as in Istio: it does not set the protocol")
+	r.add(k, "spec.egress[].port.targetPort", Inert, "Istio ignores targetPort on egress listeners; validation rejects it as having no effect")
+	r.add(k, "spec.egress[].bind", NotInForce, "egress bind addresses are not in force yet: the sidecar's own listeners are used, and a unix socket listener (port 0) reaches nothing")
 	r.add(k, "spec.egress[].captureMode", NotInForce, "captureMode is not in force yet: the pod's interception mode applies")
 	r.whole(k, "spec.ingress", NotInForce, "Sidecar ingress listeners are not in force yet: inbound traffic reaches the app on the Service's target ports")
 	r.whole(k, "spec.inboundConnectionPool", NotInForce, "inbound connection limits are not in force yet")
