@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/netio"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
@@ -23,8 +23,8 @@ type headerConn struct {
 	*Conn
 	stats *Stats
 	// raw, when set, reads and writes the connection with raw system
-	// calls (sniff.RawIO); the fast path sets it, net/http's never.
-	raw *sniff.RawIO
+	// calls (netio.RawIO); the fast path sets it, net/http's never.
+	raw *netio.RawIO
 	// fast marks the fast path's connection, whose bytes frames does not
 	// follow: its heads are plain (no Transfer-Encoding), read by its own
 	// parser, which gives fastNames; a connection handed to net/http gets

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/httplex"
-	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/netio"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
@@ -95,7 +95,7 @@ func (fc *fastConn) TakeHeader() http.Header {
 
 // serveFast runs c's requests until it closes or is handed to net/http.
 func (s *Server) serveFast(c *Conn) {
-	hc := &headerConn{Conn: c, stats: &s.stats, raw: sniff.NewRawIO(c.Conn), fast: true}
+	hc := &headerConn{Conn: c, stats: &s.stats, raw: netio.NewRawIO(c.Conn), fast: true}
 	fc := &fastConn{s: s, c: c, hc: hc}
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
@@ -140,7 +140,7 @@ func (s *Server) serveFast(c *Conn) {
 }
 
 // hold serves the connection's requests inside one poller read operation
-// (sniff.RawIO.Serve) for as long as each arrives whole, so that the
+// (netio.RawIO.Serve) for as long as each arrives whole, so that the
 // wait for the next request costs no read that finds nothing. A request
 // whose head or body is still on its way is served the ordinary way
 // (next), with the header timeout and reads that wait, and the loop
@@ -174,7 +174,7 @@ const (
 )
 
 // step is hold's loop, run by the poller when the connection may have
-// something to read (see sniff.RawIO.Serve): it serves the requests that
+// something to read (see netio.RawIO.Serve): it serves the requests that
 // are whole in the buffer and returns true to wait for more.
 func (fc *fastConn) step() (wait bool) {
 	for {
@@ -187,7 +187,7 @@ func (fc *fastConn) step() (wait bool) {
 				return fc.idleWait()
 			}
 			if _, err := fc.br.Peek(1); err != nil {
-				if err == sniff.ErrWouldBlock {
+				if err == netio.ErrWouldBlock {
 					return fc.idleWait()
 				}
 				fc.holdEnd = holdClose
@@ -433,7 +433,7 @@ func (s *Server) handOff(fc *fastConn) {
 		b, _ := fc.br.Peek(n)
 		rest = bytes.Clone(b)
 	}
-	nc := &Conn{Conn: sniff.Replay(fc.c.Conn, rest), Dst: fc.c.Dst, Source: fc.c.Source, Routes: fc.c.Routes, Done: fc.c.Done}
+	nc := &Conn{Conn: netio.Replay(fc.c.Conn, rest), Dst: fc.c.Dst, Source: fc.c.Source, Routes: fc.c.Routes, Done: fc.c.Done}
 	fc.c.Done = nil // the new Conn reports done now
 	fc.hc.SetReadDeadline(time.Time{})
 	if !s.ln.push(nc) {

@@ -356,7 +356,7 @@ func TestFastPathRequestHeadersPerRequest(t *testing.T) {
 }
 
 // Between requests the fast path waits without reading first
-// (sniff.RawIO.Serve), and what arrives meanwhile must not be missed: a
+// (netio.RawIO.Serve), and what arrives meanwhile must not be missed: a
 // request sent while the one before is still being answered, a body that
 // follows its head later, a head in pieces; all are answered in order on
 // one connection, which the idle timeout still closes afterwards.

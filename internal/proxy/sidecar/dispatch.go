@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
+	"github.com/trellismesh/trellis/internal/proxy/netio"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/sniff"
 	"github.com/trellismesh/trellis/internal/proxy/tunnel"
@@ -343,7 +344,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 	inner := net.Conn(conn)
 	if brw.Reader.Buffered() > 0 {
 		b, _ := brw.Reader.Peek(brw.Reader.Buffered())
-		inner = sniff.Replay(conn, bytes.Clone(b))
+		inner = netio.Replay(conn, bytes.Clone(b))
 	}
 	if tcp != nil {
 		// Chains match on the destination address; a CONNECT by name

@@ -2,7 +2,7 @@
 // Service declares none (no http-/grpc-/tcp- name, no appProtocol), the way
 // Envoy's http_inspector and tls_inspector listener filters do for Istio:
 // by peeking at the first bytes the client sends, then handing the
-// connection on with those bytes replayed.
+// connection on with those bytes replayed (netio.ReplayPooled).
 //
 // Sniffing must never block a server-first protocol (MySQL, SMTP, FTP,
 // PostgreSQL over some drivers, NATS): their clients send nothing until the
@@ -18,7 +18,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/netio"
 )
 
 // DefaultTimeout is used when Detect is given a timeout ≤ 0. It is Istio's
@@ -164,5 +167,28 @@ func Detect(conn net.Conn, timeout time.Duration) (Result, net.Conn, error) {
 		}
 		return res, conn, nil
 	}
-	return res, wrap(conn, buf, bp), nil
+	return res, netio.ReplayPooled(conn, buf, bp, poolOf(bp)), nil
 }
+
+// Peek buffers are pooled because every sniffed connection needs one only
+// briefly: the proxy's first read drains it, and it goes back at once.
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallPeek); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, MaxPeek); return &b }}
+)
+
+func getBuf(size int) *[]byte {
+	if size > smallPeek {
+		return largePool.Get().(*[]byte)
+	}
+	return smallPool.Get().(*[]byte)
+}
+
+func poolOf(bp *[]byte) *sync.Pool {
+	if cap(*bp) > smallPeek {
+		return &largePool
+	}
+	return &smallPool
+}
+
+func putBuf(bp *[]byte) { poolOf(bp).Put(bp) }

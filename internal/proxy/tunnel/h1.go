@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/netio"
 )
 
 // The tunnel port also takes HTTP/1.1 CONNECT, one tunnel per TCP
@@ -70,7 +70,7 @@ func (d *Dialer) DialHTTP1(ctx context.Context, tunnel netip.AddrPort, target st
 	if br.Buffered() > 0 {
 		// The server spoke first after its 200; keep those bytes.
 		b, _ := br.Peek(br.Buffered())
-		return sniff.Replay(c, bytes.Clone(b)), nil
+		return netio.Replay(c, bytes.Clone(b)), nil
 	}
 	return c, nil
 }
@@ -138,7 +138,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	if n := br.Buffered(); n > 0 {
 		// The client sent stream bytes right behind its CONNECT.
 		b, _ := br.Peek(n)
-		stream = sniff.Replay(c, bytes.Clone(b))
+		stream = netio.Replay(c, bytes.Clone(b))
 	}
 	if s.Handle != nil {
 		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {
@@ -207,7 +207,7 @@ func (s *Server) serveH2(c net.Conn, prefix []byte) {
 		s.h2ln = newConnListener()
 		go s.hs.Serve(s.h2ln)
 	})
-	nc := &notifyConn{Conn: sniff.Replay(c, prefix), raw: c, done: make(chan struct{})}
+	nc := &notifyConn{Conn: netio.Replay(c, prefix), raw: c, done: make(chan struct{})}
 	s.h2ln.push(nc)
 	<-nc.done
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/balance"
-	"github.com/trellismesh/trellis/internal/proxy/sniff"
+	"github.com/trellismesh/trellis/internal/proxy/netio"
 )
 
 // dialError marks a failure to connect, which is UF, as opposed to a
@@ -85,7 +85,7 @@ func (c *Cluster) dialAcquired(ctx context.Context, h *balance.Host, holdHeads b
 		return nil, &dialError{err}
 	}
 	c.cxTotal.Add(1)
-	cn := &conn{Conn: nc, c: c, holdHeads: holdHeads, raw: sniff.NewRawIO(nc)}
+	cn := &conn{Conn: nc, c: c, holdHeads: holdHeads, raw: netio.NewRawIO(nc)}
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()
@@ -126,8 +126,8 @@ type conn struct {
 	// read on HTTP/1.1 connections (see responseHeads).
 	heads responseHeads
 
-	// raw, when set, reads and writes with raw system calls (sniff.RawIO).
-	raw *sniff.RawIO
+	// raw, when set, reads and writes with raw system calls (netio.RawIO).
+	raw *netio.RawIO
 }
 
 func (cn *conn) write(p []byte) (int, error) {
@@ -139,7 +139,7 @@ func (cn *conn) write(p []byte) (int, error) {
 
 // writeAwait writes a request that the caller then reads the answer to:
 // with raw I/O, the wait for the answer starts without an empty read
-// first (sniff.RawIO.WriteAwait).
+// first (netio.RawIO.WriteAwait).
 func (cn *conn) writeAwait(p []byte) (int, error) {
 	if cn.raw != nil {
 		return cn.raw.WriteAwait(p)

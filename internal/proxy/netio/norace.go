@@ -1,5 +1,5 @@
 //go:build !race
 
-package sniff
+package netio
 
 const raceEnabled = false

@@ -1,6 +1,6 @@
 //go:build race
 
-package sniff
+package netio
 
 // raceEnabled turns RawIO off under the race detector, which learns
 // that a read happens after the write it reads from through the syscall

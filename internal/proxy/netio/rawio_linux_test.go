@@ -1,4 +1,4 @@
-package sniff
+package netio
 
 import (
 	"bytes"
@@ -115,7 +115,7 @@ func TestRawIOReset(t *testing.T) {
 	}
 }
 
-// Bytes Replay or Detect read ahead come first, then the socket.
+// Bytes read ahead (Replay) come first, then the socket.
 func TestRawIOReplayFirst(t *testing.T) {
 	c, s := rawPair(t)
 	rs := NewRawIO(Replay(s, []byte("ahead ")))

@@ -1,4 +1,4 @@
-package sniff
+package netio
 
 import (
 	"io"
@@ -6,37 +6,17 @@ import (
 	"sync"
 )
 
-// Peek buffers are pooled because every sniffed connection needs one only
-// briefly: the proxy's first read drains it, and it goes back at once.
-var (
-	smallPool = sync.Pool{New: func() any { b := make([]byte, smallPeek); return &b }}
-	largePool = sync.Pool{New: func() any { b := make([]byte, MaxPeek); return &b }}
-)
-
-func getBuf(size int) *[]byte {
-	if size > smallPeek {
-		return largePool.Get().(*[]byte)
-	}
-	return smallPool.Get().(*[]byte)
-}
-
-func putBuf(bp *[]byte) {
-	if cap(*bp) > smallPeek {
-		largePool.Put(bp)
-	} else {
-		smallPool.Put(bp)
-	}
-}
-
-// Conn is a connection whose first bytes were read by Detect: Read serves
-// them before reading from the underlying connection. Everything else
+// Conn is a connection whose first bytes were read ahead (by protocol
+// detection, or by a reader buffered past an HTTP head): Read serves them
+// before reading from the underlying connection. Everything else
 // (Write, Close, addresses, deadlines) is the underlying connection's. Like
 // a bufio.Reader, it is not safe for concurrent Reads; concurrent Read and
 // Write, or Close, are fine.
 type Conn struct {
 	net.Conn
 	peeked []byte
-	buf    *[]byte // returned to its pool once peeked is drained
+	buf    *[]byte    // returned to pool once peeked is drained
+	pool   *sync.Pool // nil: buf is nobody's to return
 }
 
 // halfCloser is what *net.TCPConn, *net.UnixConn and *tls.Conn offer for
@@ -63,18 +43,30 @@ func Replay(nc net.Conn, prefix []byte) net.Conn {
 	if len(prefix) == 0 {
 		return nc
 	}
-	return wrap(nc, prefix, nil)
+	return wrap(nc, prefix, nil, nil)
 }
 
-func wrap(nc net.Conn, peeked []byte, buf *[]byte) net.Conn {
-	if _, ok := nc.(halfCloser); ok {
-		return &halfCloseConn{Conn{Conn: nc, peeked: peeked, buf: buf}}
+// ReplayPooled is Replay for bytes read into *buf, a buffer from pool:
+// buf goes back to pool once Read has served the last of them, so a
+// connection that needed one only for its first read does not keep it.
+// peeked must lie within *buf and nothing else may use buf after.
+func ReplayPooled(nc net.Conn, peeked []byte, buf *[]byte, pool *sync.Pool) net.Conn {
+	if len(peeked) == 0 {
+		pool.Put(buf)
+		return nc
 	}
-	return &Conn{Conn: nc, peeked: peeked, buf: buf}
+	return wrap(nc, peeked, buf, pool)
+}
+
+func wrap(nc net.Conn, peeked []byte, buf *[]byte, pool *sync.Pool) net.Conn {
+	if _, ok := nc.(halfCloser); ok {
+		return &halfCloseConn{Conn{Conn: nc, peeked: peeked, buf: buf, pool: pool}}
+	}
+	return &Conn{Conn: nc, peeked: peeked, buf: buf, pool: pool}
 }
 
 // NetConn returns the underlying connection, e.g. for SO_ORIGINAL_DST. Reading
-// from it directly skips the bytes Detect peeked.
+// from it directly skips the bytes read ahead.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // Buffered returns how many peeked bytes Read has yet to serve.
@@ -84,8 +76,8 @@ func (c *Conn) consume(n int) {
 	c.peeked = c.peeked[n:]
 	if len(c.peeked) == 0 && c.buf != nil {
 		c.peeked = nil
-		putBuf(c.buf)
-		c.buf = nil
+		c.pool.Put(c.buf)
+		c.buf, c.pool = nil, nil
 	}
 }
 

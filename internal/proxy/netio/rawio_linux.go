@@ -1,4 +1,4 @@
-package sniff
+package netio
 
 import (
 	"errors"
@@ -47,7 +47,7 @@ type RawIO struct {
 
 // ErrWouldBlock is what a Read inside Serve returns when nothing is there
 // to read: the step should return true, to be called again once there is.
-var ErrWouldBlock = errors.New("sniff: nothing to read yet")
+var ErrWouldBlock = errors.New("netio: nothing to read yet")
 
 type rawOp struct {
 	p     []byte
@@ -57,7 +57,7 @@ type rawOp struct {
 }
 
 // NewRawIO returns raw I/O for nc when it is a *net.TCPConn, or one that
-// Detect or Replay wrapped (whose bytes read ahead come first); nil
+// Replay or ReplayPooled wrapped (whose bytes read ahead come first); nil
 // otherwise, and under the race detector (race.go), and callers use nc's
 // own Read and Write.
 func NewRawIO(nc net.Conn) *RawIO {

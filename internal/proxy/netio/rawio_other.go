@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sniff
+package netio
 
 import (
 	"errors"
@@ -16,16 +16,16 @@ type RawIO struct{}
 func NewRawIO(net.Conn) *RawIO { return nil }
 
 // Read is never called: NewRawIO returns nil.
-func (*RawIO) Read([]byte) (int, error) { panic("sniff: RawIO outside Linux") }
+func (*RawIO) Read([]byte) (int, error) { panic("netio: RawIO outside Linux") }
 
 // Write is never called: NewRawIO returns nil.
-func (*RawIO) Write([]byte) (int, error) { panic("sniff: RawIO outside Linux") }
+func (*RawIO) Write([]byte) (int, error) { panic("netio: RawIO outside Linux") }
 
 // ErrWouldBlock is never returned outside Linux.
-var ErrWouldBlock = errors.New("sniff: nothing to read yet")
+var ErrWouldBlock = errors.New("netio: nothing to read yet")
 
 // Serve is never called: NewRawIO returns nil.
-func (*RawIO) Serve(func() bool) error { panic("sniff: RawIO outside Linux") }
+func (*RawIO) Serve(func() bool) error { panic("netio: RawIO outside Linux") }
 
 // WriteAwait is never called: NewRawIO returns nil.
-func (*RawIO) WriteAwait([]byte) (int, error) { panic("sniff: RawIO outside Linux") }
+func (*RawIO) WriteAwait([]byte) (int, error) { panic("netio: RawIO outside Linux") }
