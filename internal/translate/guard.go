@@ -43,10 +43,9 @@ import (
 // Decoding costs about what the push's own encoding does, so verdicts are
 // kept: per World for what does not depend on the proxy (clusters, load
 // assignments and the HTTP listeners, keyed by name and DestinationRule),
-// which every scope of a push shares; and across Worlds for load
-// assignments, by content, since every endpoint change makes a new World
-// and re-encoding all of a mesh's endpoints to check the one that changed
-// would cost about as much again as the translation.
+// which every scope of a push shares; and across Worlds, by content, for
+// load assignments and each proxy's own listeners and clusters, since
+// every change makes a new World (lasting).
 
 // PolicyProblem is a DestinationRule whose traffic policy the sidecar would
 // refuse for a cluster it shapes. The cluster is served without the rule's
@@ -131,45 +130,67 @@ func listenerRefusal(l *listenerv3.Listener) error {
 	return decodeRefusal(l, guardDecoders.listener)
 }
 
-// claVerdicts holds the decoder's verdicts on load assignments by cluster
-// name and content fingerprint, across Worlds. It is emptied when full:
-// that costs one round of decoding, not correctness.
-var claVerdicts struct {
+// lasting keeps the decoder's verdicts across Worlds, by resource kind,
+// name and content hash: every change makes a new World, and re-checking
+// all of a mesh's endpoints, or every proxy's own listeners, to find the
+// few that changed would cost about as much again as the translation. It
+// is emptied when full, which costs one round of decoding, not
+// correctness.
+var lasting struct {
 	sync.Mutex
-	m map[claKey]error
+	m map[lastingKey]error
 }
 
-const maxCLAVerdicts = 1 << 16
+const maxLasting = 1 << 16
 
-type claKey struct {
+type lastingKey struct {
+	kind guardKind
 	name string
 	sum  uint64
 }
 
-var claSeed = maphash.MakeSeed()
+var lastingSeed = maphash.MakeSeed()
+
+// lastingRefusal is check's verdict for key, computed again only for
+// content not seen lately.
+func lastingRefusal(key lastingKey, check func() error) error {
+	lasting.Lock()
+	err, seen := lasting.m[key]
+	lasting.Unlock()
+	if seen {
+		return err
+	}
+	err = check()
+	lasting.Lock()
+	if lasting.m == nil || len(lasting.m) >= maxLasting {
+		lasting.m = map[lastingKey]error{}
+	}
+	lasting.m[key] = err
+	lasting.Unlock()
+	return err
+}
 
 // cachedCLARefusal is claRefusal, decoded again only when the load
-// assignment's content changed since it was last decoded.
+// assignment's content changed since it was last decoded. It is
+// fingerprinted rather than encoded: encoding the endpoints' metadata is
+// most of what a check would cost.
 func cachedCLARefusal(cla *endpointv3.ClusterLoadAssignment) error {
 	sum, ok := claFingerprint(cla)
 	if !ok {
 		return claRefusal(cla)
 	}
-	key := claKey{cla.GetClusterName(), sum}
-	claVerdicts.Lock()
-	err, seen := claVerdicts.m[key]
-	claVerdicts.Unlock()
-	if seen {
-		return err
+	return lastingRefusal(lastingKey{guardCLA, cla.GetClusterName(), sum}, func() error { return claRefusal(cla) })
+}
+
+// proxyRefusal is decode's verdict on a resource built for one proxy
+// (its listeners and inbound clusters), which no other scope shares:
+// encoded every time, decoded only when the bytes changed.
+func proxyRefusal(kind guardKind, name string, m proto.Message, decode func([]byte) error) error {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding: %w", err)
 	}
-	err = claRefusal(cla)
-	claVerdicts.Lock()
-	if claVerdicts.m == nil || len(claVerdicts.m) >= maxCLAVerdicts {
-		claVerdicts.m = map[claKey]error{}
-	}
-	claVerdicts.m[key] = err
-	claVerdicts.Unlock()
-	return err
+	return lastingRefusal(lastingKey{kind, name, maphash.Bytes(lastingSeed, b)}, func() error { return decode(b) })
 }
 
 // claFingerprintFields are the fields claFingerprint reads: every field
@@ -204,79 +225,73 @@ var claFingerprintFields = []string{
 // claFingerprintFields, with presence), without encoding it; ok is false
 // for content it does not read, which is then always decoded.
 func claFingerprint(cla *endpointv3.ClusterLoadAssignment) (sum uint64, ok bool) {
-	var h, entry maphash.Hash
-	h.SetSeed(claSeed)
-	entry.SetSeed(claSeed)
-	str := func(s string) {
-		h.WriteString(s)
-		h.WriteByte(0)
-	}
-	num := func(v uint32) {
-		h.WriteByte(byte(v))
-		h.WriteByte(byte(v >> 8))
-		h.WriteByte(byte(v >> 16))
-		h.WriteByte(byte(v >> 24))
-	}
+	// Each string is hashed alone (maphash.String is the runtime's own
+	// string hash) and the words are chained, FNV style: several times
+	// cheaper than streaming everything through a maphash.Hash.
+	f := fingerprint(0)
+	str := func(s string) { f.add(maphash.String(lastingSeed, s)) }
 	wrapped := func(w *wrapperspb.UInt32Value) {
 		if w == nil {
-			h.WriteByte('-')
+			f.add(1 << 40)
 			return
 		}
-		h.WriteByte('+')
-		num(w.GetValue())
+		f.add(uint64(w.GetValue()))
 	}
 	for _, loc := range cla.GetEndpoints() {
-		h.WriteByte('L')
+		f.add('L')
 		if l := loc.GetLocality(); l != nil {
-			h.WriteByte('+')
+			f.add('+')
 			str(l.GetRegion())
 			str(l.GetZone())
 			str(l.GetSubZone())
 		}
 		wrapped(loc.GetLoadBalancingWeight())
-		num(loc.GetPriority())
+		f.add(uint64(loc.GetPriority()))
 		for _, e := range loc.GetLbEndpoints() {
-			h.WriteByte('E')
+			f.add('E')
 			if ep := e.GetEndpoint(); ep != nil {
-				h.WriteByte('+')
+				f.add('e')
 				if a := ep.GetAddress(); a != nil {
-					h.WriteByte('+')
+					f.add('a')
 					if sa := a.GetSocketAddress(); sa != nil {
-						h.WriteByte('+')
+						f.add('s')
 						str(sa.GetAddress())
-						num(sa.GetPortValue())
-						num(uint32(sa.GetProtocol()))
+						f.add(uint64(sa.GetPortValue()) | uint64(sa.GetProtocol())<<32)
 					}
 				}
 			}
-			num(uint32(e.GetHealthStatus()))
+			f.add(uint64(e.GetHealthStatus()))
 			wrapped(e.GetLoadBalancingWeight())
 			if md := e.GetMetadata(); md != nil {
 				// Map order is random: entries are hashed alone and summed.
 				var acc uint64
 				for ns, st := range md.GetFilterMetadata() {
+					nsSum := maphash.String(lastingSeed, ns)
+					acc += nsSum
 					for k, v := range st.GetFields() {
 						sv, isString := v.GetKind().(*structpb.Value_StringValue)
 						if !isString {
 							return 0, false
 						}
-						entry.Reset()
-						entry.WriteString(ns)
-						entry.WriteByte(0)
-						entry.WriteString(k)
-						entry.WriteByte(0)
-						entry.WriteString(sv.StringValue)
-						acc += entry.Sum64()
+						entry := fingerprint(nsSum)
+						entry.add(maphash.String(lastingSeed, k))
+						entry.add(maphash.String(lastingSeed, sv.StringValue))
+						acc += uint64(entry)
 					}
-					acc += maphash.String(claSeed, ns)
 				}
-				h.WriteByte('M')
-				num(uint32(acc))
-				num(uint32(acc >> 32))
+				f.add('M')
+				f.add(acc)
 			}
 		}
 	}
-	return h.Sum64(), true
+	return uint64(f), true
+}
+
+// fingerprint chains 64-bit words, FNV-1a style.
+type fingerprint uint64
+
+func (f *fingerprint) add(v uint64) {
+	*f = (*f ^ fingerprint(v)) * 1099511628211
 }
 
 // servedClusters is outboundClusters for the DestinationRule o (nil for
@@ -539,14 +554,14 @@ func l4Refusal(o *config.Object, l *listenerv3.Listener, err error) (path, reaso
 // user objects (the HTTP outbound ports, virtualOutbound,
 // virtualInbound); one it refuses is a Trellis bug, logged and left out so
 // that the other listeners still reach the proxy. cache is set for
-// listeners that depend on the World alone.
+// listeners that depend on the World alone; the others are the proxy's
+// own, checked again only when their bytes change.
 func (t *translation) keepListener(l *listenerv3.Listener, cache bool) bool {
-	check := func() error { return listenerRefusal(l) }
 	var err error
 	if cache {
-		err = t.w.cachedRefusal(guardKey{guardListener, l.Name, nil}, check)
+		err = t.w.cachedRefusal(guardKey{guardListener, l.Name, nil}, func() error { return listenerRefusal(l) })
 	} else {
-		err = check()
+		err = proxyRefusal(guardListener, l.Name, l, guardDecoders.listener)
 	}
 	if err != nil {
 		t.log.Error("dropping a listener the proxy would refuse; this is a Trellis bug, please report it", "listener", l.Name, "err", err)
@@ -558,12 +573,11 @@ func (t *translation) keepListener(l *listenerv3.Listener, cache bool) bool {
 // keepCluster is keepListener for the clusters built without user
 // objects (PassthroughCluster, BlackHoleCluster, inbound clusters).
 func (t *translation) keepCluster(c *clusterv3.Cluster, cache bool) bool {
-	check := func() error { return clusterRefusal(c) }
 	var err error
 	if cache {
-		err = t.w.cachedRefusal(guardKey{guardCluster, c.Name, nil}, check)
+		err = t.w.cachedRefusal(guardKey{guardCluster, c.Name, nil}, func() error { return clusterRefusal(c) })
 	} else {
-		err = check()
+		err = proxyRefusal(guardCluster, c.Name, c, guardDecoders.cluster)
 	}
 	if err != nil {
 		t.log.Error("dropping a cluster the proxy would refuse; this is a Trellis bug, please report it", "cluster", c.Name, "err", err)

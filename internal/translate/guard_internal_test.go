@@ -42,17 +42,17 @@ var guardProxy = &Proxy{ID: "p", IP: "127.10.0.11", Namespace: "default", Labels
 
 // strictDecoders makes the guard's decoders also refuse what refuse
 // names, for refusals that no valid config produces today (they would
-// be bugs); the CLA verdicts kept across Worlds are forgotten around it.
+// be bugs); the verdicts kept across Worlds are forgotten around it.
 func strictDecoders(t *testing.T, refuse func(kind, name string) bool) {
 	t.Helper()
 	saved := guardDecoders
-	resetCLAVerdicts := func() {
-		claVerdicts.Lock()
-		claVerdicts.m = nil
-		claVerdicts.Unlock()
+	resetLasting := func() {
+		lasting.Lock()
+		lasting.m = nil
+		lasting.Unlock()
 	}
-	resetCLAVerdicts()
-	t.Cleanup(func() { guardDecoders = saved; resetCLAVerdicts() })
+	resetLasting()
+	t.Cleanup(func() { guardDecoders = saved; resetLasting() })
 	injected := errors.New("injected refusal")
 	guardDecoders.cluster = func(b []byte) error {
 		c, err := xdsresource.DecodeCluster(b)
