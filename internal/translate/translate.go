@@ -242,14 +242,21 @@ func (t *translation) listenAddress() string {
 	return "0.0.0.0"
 }
 
+// virtualOutbound takes what no port claims: passed through, or under
+// REGISTRY_ONLY refused (BlackHoleCluster), as in Istio. The proxy reads
+// the policy from here, so it holds for a proxy without HTTP routes too.
 func (t *translation) virtualOutbound() *listenerv3.Listener {
+	fallback := PassthroughCluster
+	if t.registryOnly() {
+		fallback = BlackHoleCluster
+	}
 	return &listenerv3.Listener{
 		Name:           VirtualOutbound,
 		Address:        socketAddress(t.listenAddress(), OutboundPort),
 		UseOriginalDst: wrapperspb.Bool(t.proxy.InterceptionMode != "NONE"),
 		FilterChains: []*listenerv3.FilterChain{{
-			Name:    PassthroughCluster,
-			Filters: []*listenerv3.Filter{tcpProxyFilter(PassthroughCluster, PassthroughCluster)},
+			Name:    fallback,
+			Filters: []*listenerv3.Filter{tcpProxyFilter(fallback, fallback)},
 		}},
 	}
 }

@@ -22,6 +22,7 @@ const (
 	virtualInbound     = "virtualInbound"
 	passthroughCluster = "PassthroughCluster"
 	blockAllHost       = "block_all"
+	blackHoleCluster   = "BlackHoleCluster"
 )
 
 // routing is the listener and route side of the applied config, swapped
@@ -263,6 +264,11 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 			r.inbound[fc.DestinationPort] = c
 		}
 	case l.Name == virtualOutbound:
+		// Its default chain names the policy for unknown destinations:
+		// BlackHoleCluster under REGISTRY_ONLY.
+		if len(l.FilterChains) > 0 && l.FilterChains[0].TCP != nil && l.FilterChains[0].TCP.Cluster == blackHoleCluster {
+			r.registryOnly = true
+		}
 	case l.Direction == xdsresource.Outbound || !l.BindToPort:
 		if len(l.FilterChains) == 0 {
 			return nil

@@ -58,3 +58,33 @@ spec:
 		})
 	}
 }
+
+// REGISTRY_ONLY holds for a proxy that has no HTTP routes at all (only TCP
+// services): an unknown host is refused through the forward proxy, not
+// passed through. The proxy reads the policy from virtualOutbound's default
+// chain, not only from a route table's block_all entry.
+func TestRegistryOnlyWithoutHTTPRoutes(t *testing.T) {
+	leak.Check(t)
+	base := "127.95.3"
+	m := newMesh(t, `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432}]
+`)
+	outside := base + ".50:8080"
+	backend(t, outside, "outside", nil)
+	c := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).client()
+	t.Cleanup(c.CloseIdleConnections)
+	if resp, body := get(t, c, "http://"+outside+"/", nil); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("GET to an unregistered host under REGISTRY_ONLY: %d %q, want 502", resp.StatusCode, body)
+	}
+}
