@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trellismesh/trellis/internal/proxy/httplex"
+	"github.com/trellismesh/trellis/internal/proxy/http1"
 	"github.com/trellismesh/trellis/internal/proxy/netio"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
@@ -39,6 +39,9 @@ import (
 // end (or its route timeout) and its answer is then discarded, where
 // net/http would have cancelled it at once.
 
+// crlfcrlf ends a request head.
+var crlfcrlf = []byte("\r\n\r\n")
+
 // fastBufSize is the read buffer of a fast connection; a request head
 // longer than this goes to net/http.
 const fastBufSize = 4 << 10
@@ -57,7 +60,7 @@ type fastConn struct {
 	ctx  context.Context
 	idle atomic.Bool
 	w    fastWriter
-	hp   *headParser
+	hp   *http1.RequestParser
 	// timer gives the connection's requests their route timeouts.
 	timer *upstream.ConnTimer
 	// remoteAddr is the requests' RemoteAddr, formatted once.
@@ -100,7 +103,7 @@ func (s *Server) serveFast(c *Conn) {
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
 	fc.ctx = context.WithValue(upstream.WithHeaderDonor(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), fc), connKey{}, hc)
-	fc.hp = newHeadParser((&http.Request{}).WithContext(fc.ctx))
+	fc.hp = http1.NewRequestParser((&http.Request{}).WithContext(fc.ctx))
 	fc.timer = upstream.NewConnTimer(fc.ctx)
 	fc.remoteAddr = c.Source.String()
 	fc.stepFn = fc.step
@@ -197,7 +200,7 @@ func (fc *fastConn) step() (wait bool) {
 		fc.idle.Store(false)
 		b, _ := fc.br.Peek(fc.br.Buffered())
 		end := bytes.Index(b, crlfcrlf)
-		if end < 0 || !plainHead(b[:end+4]) {
+		if end < 0 || !http1.PlainHead(b[:end+4]) {
 			return false // next reads on, or hands off
 		}
 		req, handoff := fc.parse(b[:end+4])
@@ -247,7 +250,7 @@ func (fc *fastConn) next() (ok, handoff bool) {
 	}
 	fc.idle.Store(false)
 	fc.hc.SetReadDeadline(time.Now().Add(positive(s.cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)))
-	head, err := peekHead(fc.br)
+	head, err := http1.PeekHead(fc.br)
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return false, true // a long head: net/http, with its limit and 431
@@ -265,18 +268,18 @@ func (fc *fastConn) next() (ok, handoff bool) {
 // parse reads the request whose head is buffered; nil when the
 // connection must end (after a 400) or, with handoff, go to net/http.
 func (fc *fastConn) parse(head []byte) (req *http.Request, handoff bool) {
-	if !plainHead(head) {
+	if !http1.PlainHead(head) {
 		return nil, true
 	}
-	req, err := fc.hp.parse(head, fc.br)
+	req, err := fc.hp.Parse(head, fc.br)
 	fc.hc.spare = nil
 	switch {
 	case err == nil:
 		fc.br.Discard(len(head))
-		fc.hc.spare = fc.hp.spare
-		fc.hc.fastNames = fc.hp.names
-	case errors.Is(err, errFallback):
-		fc.hc.fastNames = headNames(head)
+		fc.hc.spare = fc.hp.Spare
+		fc.hc.fastNames = fc.hp.Names
+	case errors.Is(err, http1.ErrFallback):
+		fc.hc.fastNames = http1.HeadNames(head)
 		if req, err = http.ReadRequest(fc.br); err == nil {
 			req = req.WithContext(fc.ctx)
 		}
@@ -308,14 +311,14 @@ func (fc *fastConn) serveRequest(req *http.Request) bool {
 	}
 	if fc.requestHeaderFree {
 		clear(req.Header)
-		fc.hp.header = req.Header
+		fc.hp.Header = req.Header
 	}
 	if err := w.finish(); err != nil {
 		return false
 	}
 	// What the handler left of the body must go before the next request.
-	if b, ok := req.Body.(*fastBody); ok {
-		if !b.skipRest(maxDrainBody) {
+	if b, ok := req.Body.(*http1.Body); ok {
+		if !b.SkipRest(maxDrainBody) {
 			return false
 		}
 	} else {
@@ -339,91 +342,6 @@ func (fc *fastConn) serve(w *fastWriter, req *http.Request) (ok bool) {
 	}()
 	fc.s.serveFramed(w, req)
 	return true
-}
-
-// headNames returns the header names of a plain head (see plainHead)
-// that are not spelled canonically, as upstream.AddHeaderName keeps them.
-func headNames(head []byte) upstream.HeaderNames {
-	var names upstream.HeaderNames
-	rest := head[bytes.IndexByte(head, '\n')+1 : len(head)-2]
-	for len(rest) > 0 {
-		end := bytes.IndexByte(rest, '\n')
-		l := rest[:end]
-		rest = rest[end+1:]
-		names = upstream.AddHeaderName(names, l[:bytes.IndexByte(l, ':')])
-	}
-	return names
-}
-
-// peekHead returns the buffered request head, up to its empty line.
-func peekHead(br *bufio.Reader) ([]byte, error) {
-	for n := 1; ; {
-		b, err := br.Peek(n)
-		if i := bytes.Index(b, crlfcrlf); i >= 0 {
-			return b[:i+4], nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n = br.Buffered(); n < len(b)+1 {
-			n = len(b) + 1
-		}
-		if n > br.Size() {
-			return nil, bufio.ErrBufferFull
-		}
-	}
-}
-
-var (
-	crlfcrlf      = []byte("\r\n\r\n")
-	fastUnplain   = []string{"upgrade", "expect", "transfer-encoding"}
-	http11Request = []byte(" HTTP/1.1\r\n")
-)
-
-// plainHead reports whether a request head can take the fast path: an
-// HTTP/1.1 request line, not CONNECT, and header names that are plain
-// tokens, none of them Upgrade, Expect or Transfer-Encoding (matched
-// without regard to case). Anything else, malformed heads included, is
-// net/http's to answer.
-func plainHead(head []byte) bool {
-	nl := bytes.IndexByte(head, '\n')
-	line := head[:nl+1]
-	if !bytes.HasSuffix(line, http11Request) || bytes.HasPrefix(line, []byte("CONNECT ")) || bytes.HasPrefix(line, h2Preface) {
-		return false
-	}
-	rest := head[nl+1 : len(head)-2] // header lines, each ending in CRLF
-	for len(rest) > 0 {
-		end := bytes.IndexByte(rest, '\n')
-		if end < 1 || rest[end-1] != '\r' {
-			return false // bare LF and the like
-		}
-		l := rest[:end-1]
-		rest = rest[end+1:]
-		colon := bytes.IndexByte(l, ':')
-		if colon < 1 {
-			return false
-		}
-		name := l[:colon]
-		for _, ch := range name {
-			if !tokenChar(ch) {
-				return false
-			}
-		}
-		for _, u := range fastUnplain {
-			if len(name) == len(u) && asciiEqualFold(name, u) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func tokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
 // handOff gives the connection, with what was read ahead, to net/http.
@@ -611,11 +529,11 @@ func (w *fastWriter) writeHeaders(final bool) {
 		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
 			continue
 		}
-		if k == "Transfer-Encoding" || httplex.HasLineBreak(k) {
+		if k == "Transfer-Encoding" || http1.HasLineBreak(k) {
 			continue
 		}
 		for _, v := range vv {
-			if httplex.HasLineBreak(v) {
+			if http1.HasLineBreak(v) {
 				continue
 			}
 			bw.WriteString(k)
@@ -721,11 +639,11 @@ func (w *fastWriter) finish() error {
 	if w.chunked {
 		bw.WriteString("0\r\n")
 		for k, vv := range w.header {
-			if len(k) <= len(http.TrailerPrefix) || k[:len(http.TrailerPrefix)] != http.TrailerPrefix || httplex.HasLineBreak(k) {
+			if len(k) <= len(http.TrailerPrefix) || k[:len(http.TrailerPrefix)] != http.TrailerPrefix || http1.HasLineBreak(k) {
 				continue
 			}
 			for _, v := range vv {
-				if httplex.HasLineBreak(v) {
+				if http1.HasLineBreak(v) {
 					continue
 				}
 				bw.WriteString(k[len(http.TrailerPrefix):])

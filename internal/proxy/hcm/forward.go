@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/http1"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
@@ -262,10 +263,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		// which net/http's HTTP/1 server allows only when told.
 		http.NewResponseController(w).EnableFullDuplex()
 	}
-	// Header names as the client spelled them (see headercase.go).
+	// Header names as the client spelled them (see http1/headercase.go).
 	hc, _ := r.Context().Value(connKey{}).(*headerConn)
 	if hc != nil && r.ProtoMajor == 1 {
-		restoreNames(out.Header, hc.requestNames, requestKept, requestPlaceholder)
+		http1.RestoreRequestNames(out.Header, hc.requestNames)
 		hc.upstreamConn = nil
 	}
 	// The Transport returns only once it stopped reading the request
@@ -341,7 +342,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table 
 		h.Set("Connection", "close")
 	}
 	if hc != nil && r.ProtoMajor == 1 && resp.ProtoMajor == 1 {
-		restoreNames(h, upstream.ResponseHeaderNames(hc.upstreamConn), responseKept, responsePlaceholder)
+		http1.RestoreResponseNames(h, upstream.ResponseHeaderNames(hc.upstreamConn))
 		hc.upstreamConn = nil
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/http1"
 	"github.com/trellismesh/trellis/internal/proxy/netio"
 )
 
@@ -123,8 +124,8 @@ type conn struct {
 	held      []byte
 
 	// heads remembers the spelling of the header names of the responses
-	// read on HTTP/1.1 connections (see responseHeads).
-	heads responseHeads
+	// read on HTTP/1.1 connections (see http1.ResponseHeads).
+	heads http1.ResponseHeads
 
 	// raw, when set, reads and writes with raw system calls (netio.RawIO).
 	raw *netio.RawIO
@@ -168,7 +169,7 @@ func (cn *conn) Write(p []byte) (int, error) {
 	if !cn.holdHeads {
 		return cn.write(p)
 	}
-	cn.heads.requestWritten()
+	cn.heads.RequestWritten()
 	if len(cn.held) > 0 {
 		cn.held = append(cn.held, p...)
 		err := cn.flushHeld()
@@ -194,7 +195,7 @@ func (cn *conn) Read(p []byte) (int, error) {
 		n, err = cn.Conn.Read(p)
 	}
 	if n > 0 && cn.holdHeads {
-		cn.heads.read(p[:n])
+		cn.heads.Read(p[:n])
 	}
 	return n, err
 }
@@ -324,6 +325,23 @@ func (cn *conn) CloseWrite() error {
 func (cn *conn) CloseRead() error {
 	if cr, ok := cn.Conn.(interface{ CloseRead() error }); ok {
 		return cr.CloseRead()
+	}
+	return nil
+}
+
+// ResponseHeaderNames returns the non-canonical header names of the last
+// final (non-1xx) HTTP/1.1 response read on c, the upstream connection
+// that httptrace's GotConn reported for a request; nil when they were all
+// canonical or c is not one of this package's connections. Until the
+// response's body is read, that response is the one the Transport just
+// returned: it sends the connection's next request only after.
+//
+// Callers learn c from GotConn, so every path that sends HTTP/1.1
+// requests on this package's connections must report the connection to
+// the request's httptrace GotConn hook, as net/http's Transport does.
+func ResponseHeaderNames(c net.Conn) http1.HeaderNames {
+	if cn, ok := c.(*conn); ok {
+		return cn.heads.Names()
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/trellismesh/trellis/internal/proxy/httplex"
+	"github.com/trellismesh/trellis/internal/proxy/http1"
 )
 
 // The direct path sends ordinary HTTP/1.1 requests without net/http's
@@ -43,7 +43,7 @@ var directBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return
 type directConn struct {
 	cn        *conn
 	br        *bufio.Reader
-	hp        headParser
+	hp        http1.ResponseParser
 	requests  uint32
 	idleSince time.Time
 }
@@ -168,11 +168,11 @@ func appendHead(b []byte, req *http.Request, bodyLen int64, close bool) ([]byte,
 		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Trailer":
 			continue
 		}
-		if httplex.HasLineBreak(k) {
+		if http1.HasLineBreak(k) {
 			return b, errBadHeader
 		}
 		for _, v := range vv {
-			if httplex.HasLineBreak(v) {
+			if http1.HasLineBreak(v) {
 				return b, errBadHeader
 			}
 			b = append(b, k...)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/http1"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 	"github.com/trellismesh/trellis/internal/testing/leak"
 )
@@ -25,12 +26,12 @@ func compareWithReadResponse(t *testing.T, msg []byte, method string) bool {
 	t.Helper()
 	req := &http.Request{Method: method}
 	dc := &directConn{br: bufio.NewReader(bytes.NewReader(msg))}
-	head := peekResponseHead(dc.br)
+	head := http1.PeekResponseHead(dc.br)
 	if head == nil {
 		return false
 	}
-	r := dc.hp.parse(head, req, nil)
-	if r == nil {
+	var r http.Response
+	if !dc.hp.Scan(head) || !dc.hp.Fill(&r, nil, req, nil) {
 		return false
 	}
 	got, err := dc.readResponse(context.Background(), req)

@@ -1,10 +1,9 @@
-package upstream
+package http1
 
 import (
 	"bytes"
-	"net"
+	"net/http"
 	"net/textproto"
-	"strings"
 	"sync/atomic"
 )
 
@@ -60,44 +59,8 @@ func isCanonical(name []byte) bool {
 	return true
 }
 
-// validName reports whether name is a token (RFC 9110 §5.6.2), the only
-// names net/http canonicalises (and accepts).
-func validName(name []byte) bool {
-	if len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// ResponseHeaderNames returns the non-canonical header names of the last
-// final (non-1xx) HTTP/1.1 response read on c, the upstream connection
-// that httptrace's GotConn reported for a request; nil when they were all
-// canonical or c is not one of this package's connections. Until the
-// response's body is read, that response is the one the Transport just
-// returned: it sends the connection's next request only after.
-//
-// Callers learn c from GotConn, so every path that sends HTTP/1.1
-// requests on this package's connections must report the connection to
-// the request's httptrace GotConn hook, as net/http's Transport does.
-func ResponseHeaderNames(c net.Conn) HeaderNames {
-	if cn, ok := c.(*conn); ok {
-		if p := cn.heads.names.Load(); p != nil {
-			return *p
-		}
-	}
-	return nil
-}
-
-// responseHeads follows the response heads read on an HTTP/1.1 upstream
-// connection, from the status line to the empty line, to remember the
+// ResponseHeads follows the response heads read on an HTTP/1.1 upstream
+// connection (one that net/http's Transport reads), from the status line to the empty line, to remember the
 // spelling of their header names. A request written arms it (the
 // Transport writes a connection's next request only once the previous
 // response was read to its end, so the next bytes read are a status
@@ -106,7 +69,7 @@ func ResponseHeaderNames(c net.Conn) HeaderNames {
 // scanned. A body written after an early response may re-arm it, which
 // at worst makes a response body that starts like a response head be
 // scanned: names only, case only (see above). A 101 ends it for good.
-type responseHeads struct {
+type ResponseHeads struct {
 	state atomic.Uint32
 	// names are the final head's names (nil: all canonical), stored
 	// once per response by the reader, loaded by the request's caller.
@@ -129,15 +92,15 @@ const (
 // header names are far shorter.
 const maxHeadLine = 128
 
-// requestWritten arms the scanner for the next response.
-func (rh *responseHeads) requestWritten() {
+// RequestWritten arms the scanner for the next response.
+func (rh *ResponseHeads) RequestWritten() {
 	if rh.state.Load() == rhIdle {
 		rh.state.CompareAndSwap(rhIdle, rhStatus)
 	}
 }
 
-// read scans bytes read from the connection.
-func (rh *responseHeads) read(p []byte) {
+// Read scans bytes read from the connection. Only one goroutine reads.
+func (rh *ResponseHeads) Read(p []byte) {
 	st := rh.state.Load()
 	if st == rhIdle || st == rhOff {
 		return
@@ -164,7 +127,7 @@ func (rh *responseHeads) read(p []byte) {
 	}
 }
 
-func (rh *responseHeads) endLine(st uint32, line []byte) uint32 {
+func (rh *ResponseHeads) endLine(st uint32, line []byte) uint32 {
 	if st == rhStatus {
 		// "HTTP/1.1 200 ...": anything else is not a head (a response
 		// body after a wrong arming, or a server's garbage).
@@ -201,14 +164,15 @@ func (rh *responseHeads) endLine(st uint32, line []byte) uint32 {
 	return st
 }
 
-func (rh *responseHeads) publish() {
+func (rh *ResponseHeads) publish() {
 	names := rh.current
 	rh.current = nil
-	rh.publishNames(names)
+	rh.PublishNames(names)
 }
 
-// publishNames makes names the last response's (nil: all canonical).
-func (rh *responseHeads) publishNames(names HeaderNames) {
+// PublishNames makes names the last response's (nil: all canonical), for
+// a reader that parsed the head itself.
+func (rh *ResponseHeads) PublishNames(names HeaderNames) {
 	if names == nil {
 		rh.names.Store(nil)
 		return
@@ -216,4 +180,98 @@ func (rh *responseHeads) publishNames(names HeaderNames) {
 	p := new(HeaderNames) // only here: &names would put every call's on the heap
 	*p = names
 	rh.names.Store(p)
+}
+
+// Names returns the non-canonical header names of the last final
+// response head read (nil when they were all canonical).
+func (rh *ResponseHeads) Names() HeaderNames {
+	if p := rh.names.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Header case on HTTP/1.1, as Envoy's header_key_format with the
+// preserve_case stateful formatter: a header name reaches the next hop
+// spelled as it arrived (x-lower, X-MiXeD-CaSe, SOAPAction), in both
+// directions. net/http canonicalises names when it parses a message but
+// writes a Header map's keys as they are, so the spelling is learnt from
+// the raw bytes (Framing for requests, ResponseHeads or the response
+// parser for responses) and the keys are renamed just before the message is
+// written on. Names are case-insensitive (RFC 9110 §5.1): a name
+// remembered wrongly can only change the case it is written with, never
+// what the message means, and a name is renamed only when its canonical
+// key is in the map. HTTP/2 names are lower case by the protocol.
+//
+// A few names stay canonical because net/http reads or writes them
+// itself from the canonical key, so renaming would change the message:
+// the framing and connection fields and those the Transport interprets
+// (requestKept, responseKept). User-Agent (requests) and Content-Type
+// and Date (responses) are renamed with an empty value left under the
+// canonical key, net/http's documented way to keep it from adding its
+// own.
+
+var requestKept = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true,
+	"Connection": true, "Upgrade": true, "Te": true, "Expect": true,
+	"Idempotency-Key": true, "X-Idempotency-Key": true,
+}
+
+var requestPlaceholder = map[string]bool{"User-Agent": true}
+
+var responseKept = map[string]bool{
+	"Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Connection": true,
+}
+
+var responsePlaceholder = map[string]bool{"Content-Type": true, "Date": true}
+
+// RestoreRequestNames renames the keys of a request header h that names
+// spells otherwise, just before the request is written on.
+func RestoreRequestNames(h http.Header, names HeaderNames) {
+	restoreNames(h, names, requestKept, requestPlaceholder)
+}
+
+// RestoreResponseNames is RestoreRequestNames for a response header.
+func RestoreResponseNames(h http.Header, names HeaderNames) {
+	restoreNames(h, names, responseKept, responsePlaceholder)
+}
+
+func restoreNames(h http.Header, names HeaderNames, kept, placeholder map[string]bool) {
+	for canon, orig := range names {
+		vv, ok := h[canon]
+		if !ok || len(vv) == 0 || kept[canon] {
+			continue
+		}
+		delete(h, canon)
+		if prior, ok := h[orig]; ok {
+			vv = append(prior, vv...)
+		}
+		h[orig] = vv
+		if placeholder[canon] {
+			h[canon] = nil
+		}
+	}
+}
+
+// HeadNames returns the header names of a message head (start line to
+// empty line) that are not spelled canonically, as AddHeaderName keeps
+// them: continuation lines and lines without a name are skipped.
+func HeadNames(head []byte) HeaderNames {
+	var names HeaderNames
+	rest := head[bytes.IndexByte(head, '\n')+1:]
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		if end < 0 {
+			break
+		}
+		l := rest[:end]
+		rest = rest[end+1:]
+		if len(l) == 0 || l[0] == ' ' || l[0] == '\t' {
+			continue
+		}
+		if colon := bytes.IndexByte(l, ':'); colon > 0 {
+			names = AddHeaderName(names, l[:colon])
+		}
+	}
+	return names
 }

@@ -1,10 +1,10 @@
-// Package httplex holds the HTTP/1.1 lexical helpers that the proxy's own
-// head parsers share: downstream requests in hcm and upstream responses in
-// upstream read names and values by the same rules (RFC 9110, RFC 9112),
-// spelled here once.
-package httplex
+package http1
 
 import "strings"
+
+// The lexical rules the package's parsers and followers share: requests
+// and responses read names and values by the same rules (RFC 9110, RFC
+// 9112), spelled here once.
 
 // TrimOWS drops optional whitespace (SP and HTAB) from both ends of a
 // field value.
@@ -90,4 +90,59 @@ func Intern(strs *map[string]string, common map[string]string, b []byte, maxStri
 		(*strs)[s] = s
 	}
 	return s
+}
+
+// TokenChar reports whether c may appear in a token (RFC 9110 §5.6.2),
+// which header names and methods are.
+func TokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// validName reports whether name is a token, the only names net/http
+// canonicalises (and accepts).
+func validName(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !TokenChar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// validValueByte is textproto's: VCHAR, SP, HTAB and obs-text.
+func validValueByte(c byte) bool {
+	return c >= 0x80 || c == '\t' || (c >= 0x20 && c != 0x7f)
+}
+
+// asciiEqualFold reports whether b is lower, a lower-case ASCII string,
+// ignoring case.
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
 }

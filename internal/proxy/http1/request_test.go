@@ -1,4 +1,4 @@
-package hcm
+package http1
 
 import (
 	"bufio"
@@ -11,8 +11,12 @@ import (
 	"testing"
 )
 
+// fastBufSize is the read buffer of hcm's fast path, which never sees a
+// longer head.
+const fastBufSize = 4 << 10
+
 // compareWithReadRequest parses msg's head with the fast parser, as the
-// fast path does (only heads plainHead lets through), and with
+// fast path does (only heads PlainHead lets through), and with
 // http.ReadRequest, and fails when they disagree: on whether the head is
 // refused, on any field of the request, or on its body. It returns the
 // fast parser's verdict: "fast", "fallback", "refused" or "skipped" (not
@@ -24,15 +28,15 @@ func compareWithReadRequest(t *testing.T, msg []byte) string {
 		return "skipped"
 	}
 	head := msg[:i+4]
-	if !plainHead(head) {
+	if !PlainHead(head) {
 		return "skipped"
 	}
-	p := newHeadParser(&http.Request{})
+	p := NewRequestParser(&http.Request{})
 	br := bufio.NewReader(bytes.NewReader(msg))
-	got, err := p.parse(head, br)
+	got, err := p.Parse(head, br)
 	want, werr := http.ReadRequest(bufio.NewReader(bytes.NewReader(msg)))
 	switch {
-	case errors.Is(err, errFallback):
+	case errors.Is(err, ErrFallback):
 		return "fallback"
 	case err != nil:
 		if werr == nil {
@@ -147,12 +151,12 @@ func TestRequestHeadManyFields(t *testing.T) {
 // A connection's requests share interned strings, and one request's
 // header slices never reach into another's.
 func TestRequestHeadReuse(t *testing.T) {
-	p := newHeadParser(&http.Request{})
+	p := NewRequestParser(&http.Request{})
 	br := bufio.NewReader(strings.NewReader(""))
 	parse := func(msg string) *http.Request {
 		t.Helper()
 		head := []byte(msg)
-		r, err := p.parse(head, br)
+		r, err := p.Parse(head, br)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +174,7 @@ func TestRequestHeadReuse(t *testing.T) {
 	}
 	head := []byte("GET /2 HTTP/1.1\r\nHost: svc\r\nX-A: 3\r\nUser-Agent: test\r\n\r\n")
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := p.parse(head, br); err != nil {
+		if _, err := p.Parse(head, br); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -1,11 +1,9 @@
-package hcm
+package http1
 
 import (
 	"fmt"
 	"maps"
 	"testing"
-
-	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
 // The framing remembers each request head's non-canonical names, read in
@@ -19,25 +17,25 @@ func TestRequestNamesSplitAnywhere(t *testing.T) {
 		fmt.Sprintf("POST /3 HTTP/1.1\r\nSOAPAction: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s", len(inner), inner) +
 		"OPTIONS * HTTP/1.1\r\nx-options: 1\r\n\r\n" +
 		"\r\nGET /4 HTTP/1.1\r\nX-MiXeD-CaSe: 1\r\nUser-Agent: canonical\r\n\r\n"
-	want := []upstream.HeaderNames{
+	want := []HeaderNames{
 		{"X-Lower": "x-lower"},
 		nil,
 		{"Soapaction": "SOAPAction"},
 		{"X-Mixed-Case": "X-MiXeD-CaSe"},
 	}
 	for i := 0; i <= len(wire); i++ {
-		hc := &headerConn{}
-		var got []upstream.HeaderNames
+		f := &Framing{}
+		var got []HeaderNames
 		// Each handler runs once its head is read, as net/http's do.
 		handle := func() {
-			for int64(len(got)) < hc.frames.heads.Load() {
-				hc.ambiguous()
-				got = append(got, hc.takeNames())
+			for int64(len(got)) < f.heads.Load() {
+				f.NextRequest()
+				got = append(got, f.TakeNames())
 			}
 		}
-		hc.frames.scan([]byte(wire[:i]))
+		f.Scan([]byte(wire[:i]))
 		handle()
-		hc.frames.scan([]byte(wire[i:]))
+		f.Scan([]byte(wire[i:]))
 		handle()
 		if len(got) != len(want) {
 			t.Fatalf("split at %d: %d requests, want %d", i, len(got), len(want))
@@ -47,7 +45,7 @@ func TestRequestNamesSplitAnywhere(t *testing.T) {
 				t.Fatalf("split at %d: request %d names %v, want %v", i, k+1, got[k], want[k])
 			}
 		}
-		if n := hc.frames.nCased.Load(); n != 0 || len(hc.frames.cased) != 0 {
+		if n := f.nCased.Load(); n != 0 || len(f.cased) != 0 {
 			t.Fatalf("split at %d: %d heads' names left", i, n)
 		}
 	}
@@ -56,26 +54,26 @@ func TestRequestNamesSplitAnywhere(t *testing.T) {
 // Requests answered by net/http itself (no handler) leave their names
 // behind, which the next handler drops.
 func TestRequestNamesSkipped(t *testing.T) {
-	hc := &headerConn{}
-	hc.frames.scan([]byte("GET /1 HTTP/1.1\r\nx-a: 1\r\n\r\nGET /2 HTTP/1.1\r\nx-b: 1\r\n\r\nGET /3 HTTP/1.1\r\nX-C: 1\r\n\r\n"))
-	hc.served.Add(2) // request 1 never reached a handler
-	if got := hc.takeNames(); !maps.Equal(got, upstream.HeaderNames{"X-B": "x-b"}) {
+	f := &Framing{}
+	f.Scan([]byte("GET /1 HTTP/1.1\r\nx-a: 1\r\n\r\nGET /2 HTTP/1.1\r\nx-b: 1\r\n\r\nGET /3 HTTP/1.1\r\nX-C: 1\r\n\r\n"))
+	f.served.Add(2) // request 1 never reached a handler
+	if got := f.TakeNames(); !maps.Equal(got, HeaderNames{"X-B": "x-b"}) {
 		t.Errorf("names %v", got)
 	}
-	hc.served.Add(1)
-	if got := hc.takeNames(); got != nil || len(hc.frames.cased) != 0 {
-		t.Errorf("names %v, left %v", got, hc.frames.cased)
+	f.served.Add(1)
+	if got := f.TakeNames(); got != nil || len(f.cased) != 0 {
+		t.Errorf("names %v, left %v", got, f.cased)
 	}
 }
 
 func TestCanonicalRequestsAllocateNothing(t *testing.T) {
-	hc := &headerConn{}
-	hc.frames.scan([]byte("GET / HTTP/1.1\r\n\r\n")) // the line buffer
+	f := &Framing{}
+	f.Scan([]byte("GET / HTTP/1.1\r\n\r\n")) // the line buffer
 	head := []byte("GET /x HTTP/1.1\r\nHost: svc\r\nUser-Agent: x\r\nX-Request-Id: 1\r\nAccept: */*\r\n\r\n")
 	if n := testing.AllocsPerRun(100, func() {
-		hc.frames.scan(head)
-		hc.ambiguous()
-		hc.takeNames()
+		f.Scan(head)
+		f.NextRequest()
+		f.TakeNames()
 	}); n != 0 {
 		t.Errorf("%v allocations per canonical request", n)
 	}
@@ -121,16 +119,16 @@ func TestFramingBodyPendingAndDesync(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hc := &headerConn{}
+			f := &Framing{}
 			for i, s := range tc.steps {
-				hc.frames.scan([]byte(s.wire))
+				f.Scan([]byte(s.wire))
 				if s.handle {
-					hc.ambiguous()
+					f.NextRequest()
 				}
-				if got := hc.bodyPending(); got != s.pending {
+				if got := f.BodyPending(); got != s.pending {
 					t.Errorf("step %d: bodyPending %v, want %v", i, got, s.pending)
 				}
-				if got := hc.desynced(); got != s.desynced {
+				if got := f.Desynced(); got != s.desynced {
 					t.Errorf("step %d: desynced %v, want %v", i, got, s.desynced)
 				}
 			}

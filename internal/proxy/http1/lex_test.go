@@ -1,4 +1,4 @@
-package httplex
+package http1
 
 import (
 	"net/textproto"

@@ -1,7 +1,8 @@
-package hcm
+package http1
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -9,13 +10,10 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
-
-	"github.com/trellismesh/trellis/internal/proxy/httplex"
-	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
-// The fast path's request head parser. It reads the heads that plainHead
-// let through (an HTTP/1.1 request line, CRLF lines, token header names,
+// The request head parser of the connection manager's fast path. It
+// reads the heads that PlainHead let through (an HTTP/1.1 request line, CRLF lines, token header names,
 // none of Upgrade, Expect or Transfer-Encoding) into an http.Request the
 // way http.ReadRequest would, field for field, but with what a connection
 // reuses: one Request and URL per connection, header names and values
@@ -23,59 +21,64 @@ import (
 // them), and the values' slices cut from one array per request. Heads it
 // does not know for certain how net/http reads (an absolute-form target,
 // a path that url would escape, more header values than it keeps room
-// for) go to http.ReadRequest instead (errFallback); heads net/http
+// for) go to http.ReadRequest instead (ErrFallback); heads net/http
 // refuses are refused here too. FuzzRequestHead checks both against
 // http.ReadRequest.
 
-// errFallback: the head is for http.ReadRequest to read.
-var errFallback = errors.New("hcm: head not for the fast parser")
+// ErrFallback says the head is for http.ReadRequest to read.
+var ErrFallback = errors.New("http1: head not for the fast parser")
 
-// errBadHead is a head that net/http refuses (400).
-var errBadHead = errors.New("hcm: malformed request head")
+// ErrBadHead is a head that net/http refuses (400).
+var ErrBadHead = errors.New("http1: malformed request head")
 
 // maxHeadFields is the most header lines the fast parser takes.
 const maxHeadFields = 64
 
 // spareValues is the room a request's values array keeps for the headers
-// the proxy adds (X-Forwarded-For, X-Request-Id, X-Forwarded-Proto).
+// a proxy adds (Spare).
 const spareValues = 3
 
-// maxInterned bounds a connection's interned strings, and maxInternLen
-// the length of one.
+// requestMaxInterned bounds a connection's interned strings, and
+// requestMaxInternLen the length of one.
 const (
-	maxInterned  = 128
-	maxInternLen = 256
+	requestMaxInterned  = 128
+	requestMaxInternLen = 256
 )
 
-// headParser is one connection's parser state.
-type headParser struct {
-	req   http.Request // reset per request from tmpl
-	tmpl  *http.Request
-	spare []string // the last request's unused values
-	// names are the last request's header names not spelled canonically
-	// (upstream.AddHeaderName's), nil if none.
-	names upstream.HeaderNames
-	// header is an empty map for the next request, when the last one's
-	// was free to reuse (fastConn.requestHeaderFree).
-	header http.Header
+// RequestParser is one connection's parser state. The request Parse
+// returns is the parser's, valid until the next Parse.
+type RequestParser struct {
+	req  http.Request // reset per request from tmpl
+	tmpl *http.Request
+	// Spare are the last request's unused values, room for the headers
+	// a proxy adds (X-Forwarded-For, X-Request-Id, X-Forwarded-Proto).
+	Spare []string
+	// Names are the last request's header names not spelled canonically
+	// (AddHeaderName's), nil if none.
+	Names HeaderNames
+	// Header, when set, is an empty map for the next request: the last
+	// one's, once nothing uses it after that request.
+	Header http.Header
 	url    url.URL
 	strs   map[string]string // interned names and values
 	fields [maxHeadFields]struct{ name, value []byte }
 }
 
-func newHeadParser(tmpl *http.Request) *headParser {
-	return &headParser{tmpl: tmpl}
+// NewRequestParser returns a connection's parser, whose requests are
+// copies of tmpl (its context, say) with the head's fields set.
+func NewRequestParser(tmpl *http.Request) *RequestParser {
+	return &RequestParser{tmpl: tmpl}
 }
 
 // intern returns b as a string, the same string for the same bytes on
 // one connection while there is room.
-func (p *headParser) intern(b []byte) string {
-	return httplex.Intern(&p.strs, commonStrings, b, maxInterned, maxInternLen)
+func (p *RequestParser) intern(b []byte) string {
+	return Intern(&p.strs, requestCommon, b, requestMaxInterned, requestMaxInternLen)
 }
 
-// commonStrings are names, methods and values that need no allocation on
+// requestCommon are names, methods and values that need no allocation on
 // a connection's first request either.
-var commonStrings = func() map[string]string {
+var requestCommon = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range []string{
 		"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE",
@@ -93,41 +96,41 @@ var commonStrings = func() map[string]string {
 	return m
 }()
 
-// uniqueValue are the headers whose values differ from request to
+// requestUnique are the headers whose values differ from request to
 // request: interning them would only fill the connection's table.
-var uniqueValue = map[string]bool{
+var requestUnique = map[string]bool{
 	"X-Request-Id": true, "Traceparent": true, "Tracestate": true, "X-B3-Traceid": true,
 	"X-B3-Spanid": true, "X-B3-Parentspanid": true, "X-Client-Trace-Id": true,
 	"X-Cloud-Trace-Context": true, "Uber-Trace-Id": true, "Grpc-Timeout": true,
 }
 
-// parse reads head (a complete request head that plainHead accepted) as
+// Parse reads head (a complete request head that PlainHead accepted) as
 // http.ReadRequest would and returns the request, whose body reads from
 // br once head has been discarded from it.
-func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error) {
+func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, error) {
 	nl := indexByte(head, '\n')
 	line := head[:nl-1] // without CRLF
-	// "METHOD SP target SP HTTP/1.1" (plainHead checked the version).
+	// "METHOD SP target SP HTTP/1.1" (PlainHead checked the version).
 	sp1 := indexByte(line, ' ')
 	if sp1 < 0 {
-		return nil, errBadHead
+		return nil, ErrBadHead
 	}
 	method, rest := line[:sp1], line[sp1+1:]
 	sp2 := indexByte(rest, ' ')
 	if sp2 < 0 || string(rest[sp2+1:]) != "HTTP/1.1" {
-		return nil, errBadHead
+		return nil, ErrBadHead
 	}
 	target := rest[:sp2]
 	if len(method) == 0 {
-		return nil, errBadHead
+		return nil, ErrBadHead
 	}
 	for _, c := range method {
-		if !tokenChar(c) {
-			return nil, errBadHead
+		if !TokenChar(c) {
+			return nil, ErrBadHead
 		}
 	}
 	if len(target) == 0 || target[0] != '/' {
-		return nil, errFallback // "*", absolute form, or a refusal: net/http's
+		return nil, ErrFallback // "*", absolute form, or a refusal: net/http's
 	}
 	q := -1
 	for i, c := range target {
@@ -136,19 +139,19 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 			break
 		}
 		if !plainPathByte(c) {
-			return nil, errFallback
+			return nil, ErrFallback
 		}
 	}
 	if q == len(target)-1 {
-		return nil, errFallback // ForceQuery
+		return nil, ErrFallback // ForceQuery
 	}
 	for _, c := range target[max(q, 0):] {
 		if c < ' ' || c == 0x7f {
-			return nil, errBadHead // url's invalid control character
+			return nil, ErrBadHead // url's invalid control character
 		}
 	}
 
-	// Header fields: plainHead checked that each line ends in CRLF and
+	// Header fields: PlainHead checked that each line ends in CRLF and
 	// has a token name before its colon.
 	n := 0
 	rest = head[nl+1 : len(head)-2]
@@ -157,16 +160,16 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		l := rest[:end-1]
 		rest = rest[end+1:]
 		if n == maxHeadFields {
-			return nil, errFallback
+			return nil, ErrFallback
 		}
 		colon := indexByte(l, ':')
 		v := l[colon+1:]
 		for _, c := range v {
 			if !validValueByte(c) {
-				return nil, errBadHead
+				return nil, ErrBadHead
 			}
 		}
-		p.fields[n].name, p.fields[n].value = l[:colon], httplex.TrimOWS(v)
+		p.fields[n].name, p.fields[n].value = l[:colon], TrimOWS(v)
 		n++
 	}
 
@@ -185,27 +188,27 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
 	// A hint over 8 would make the map a table from the start; most
 	// requests fit a small one, with Host kept out of it.
-	h := p.header
+	h := p.Header
 	if h == nil {
 		h = make(http.Header, min(n+spareValues, 8))
 	}
-	p.header = nil
+	p.Header = nil
 	vals := make([]string, n+spareValues)
-	p.spare = vals[n:]
+	p.Spare = vals[n:]
 	var canon [64]byte
 	hosts := 0
-	p.names = nil
+	p.Names = nil
 	for i := range n {
 		f := &p.fields[i]
-		p.names = upstream.AddHeaderName(p.names, f.name)
+		p.Names = AddHeaderName(p.Names, f.name)
 		var key string
 		if len(f.name) <= len(canon) {
-			key = p.intern(httplex.CanonicalName(canon[:0], f.name))
+			key = p.intern(CanonicalName(canon[:0], f.name))
 		} else {
 			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
 		}
 		var value string
-		if uniqueValue[key] {
+		if requestUnique[key] {
 			value = string(f.value)
 		} else {
 			value = p.intern(f.value)
@@ -214,7 +217,7 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 			// http.ReadRequest takes the first, refuses a second and
 			// leaves none in the header.
 			if hosts++; hosts > 1 {
-				return nil, errBadHead // "too many Host headers"
+				return nil, ErrBadHead // "too many Host headers"
 			}
 			req.Host = value
 			continue
@@ -233,7 +236,7 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		}
 	}
 	for _, v := range h["Connection"] {
-		if httplex.HasToken(v, "close") {
+		if HasToken(v, "close") {
 			req.Close = true
 		}
 	}
@@ -242,7 +245,7 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 	if cls := h["Content-Length"]; len(cls) > 0 {
 		for _, cl := range cls[1:] {
 			if cl != cls[0] {
-				return nil, errBadHead
+				return nil, ErrBadHead
 			}
 		}
 		if len(cls) > 1 {
@@ -250,13 +253,13 @@ func (p *headParser) parse(head []byte, br *bufio.Reader) (*http.Request, error)
 		}
 		cl, err := strconv.ParseUint(cls[0], 10, 63)
 		if err != nil || cls[0] == "" {
-			return nil, errBadHead
+			return nil, ErrBadHead
 		}
 		req.ContentLength = int64(cl)
 	}
 	req.Body = http.NoBody
 	if req.ContentLength > 0 {
-		req.Body = &fastBody{br: br, remaining: req.ContentLength}
+		req.Body = &Body{br: br, remaining: req.ContentLength}
 	}
 	return req, nil
 }
@@ -276,26 +279,12 @@ func plainPathByte(c byte) bool {
 	return false
 }
 
-// validValueByte is textproto's: VCHAR, SP, HTAB and obs-text.
-func validValueByte(c byte) bool {
-	return c >= 0x80 || c == '\t' || (c >= 0x20 && c != 0x7f)
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-// fastBody is a fast request's Content-Length body, read from the
+// Body is a parsed request's Content-Length body, read from the
 // connection's buffered reader. As net/http's: a body cut short is
 // io.ErrUnexpectedEOF, and reading after Close is an error. Unlike
-// net/http's, Close does not read the rest: the fast path skips what is
-// left (up to maxDrainBody) before the connection's next request.
-type fastBody struct {
+// net/http's, Close does not read the rest: the caller skips what is left
+// (SkipRest) before the connection's next request.
+type Body struct {
 	mu        sync.Mutex
 	br        *bufio.Reader
 	remaining int64
@@ -303,7 +292,7 @@ type fastBody struct {
 	err       error
 }
 
-func (b *fastBody) Read(p []byte) (int, error) {
+func (b *Body) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -331,16 +320,16 @@ func (b *fastBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *fastBody) Close() error {
+func (b *Body) Close() error {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
 	return nil
 }
 
-// skipRest discards what is left of the body, up to limit bytes; false
+// SkipRest discards what is left of the body, up to limit bytes; false
 // when more is left or the body failed, and the connection cannot go on.
-func (b *fastBody) skipRest(limit int64) bool {
+func (b *Body) SkipRest(limit int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
@@ -353,4 +342,69 @@ func (b *fastBody) skipRest(limit int64) bool {
 	n, err := b.br.Discard(int(b.remaining))
 	b.remaining -= int64(n)
 	return err == nil
+}
+
+// PeekHead returns the buffered request head, up to its empty line;
+// bufio.ErrBufferFull when it is longer than br's buffer.
+func PeekHead(br *bufio.Reader) ([]byte, error) {
+	for n := 1; ; {
+		b, err := br.Peek(n)
+		if i := bytes.Index(b, crlfcrlf); i >= 0 {
+			return b[:i+4], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n = br.Buffered(); n < len(b)+1 {
+			n = len(b) + 1
+		}
+		if n > br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+	}
+}
+
+var (
+	crlfcrlf      = []byte("\r\n\r\n")
+	fastUnplain   = []string{"upgrade", "expect", "transfer-encoding"}
+	http11Request = []byte(" HTTP/1.1\r\n")
+	h2Preface     = []byte("PRI * HTTP/2.0")
+)
+
+// PlainHead reports whether a request head is one RequestParser reads:
+// an HTTP/1.1 request line, not CONNECT, and header names that are plain
+// tokens, none of them Upgrade, Expect or Transfer-Encoding (matched
+// without regard to case). Anything else, malformed heads included, is
+// net/http's to answer.
+func PlainHead(head []byte) bool {
+	nl := bytes.IndexByte(head, '\n')
+	line := head[:nl+1]
+	if !bytes.HasSuffix(line, http11Request) || bytes.HasPrefix(line, []byte("CONNECT ")) || bytes.HasPrefix(line, h2Preface) {
+		return false
+	}
+	rest := head[nl+1 : len(head)-2] // header lines, each ending in CRLF
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		if end < 1 || rest[end-1] != '\r' {
+			return false // bare LF and the like
+		}
+		l := rest[:end-1]
+		rest = rest[end+1:]
+		colon := bytes.IndexByte(l, ':')
+		if colon < 1 {
+			return false
+		}
+		name := l[:colon]
+		for _, ch := range name {
+			if !TokenChar(ch) {
+				return false
+			}
+		}
+		for _, u := range fastUnplain {
+			if len(name) == len(u) && asciiEqualFold(name, u) {
+				return false
+			}
+		}
+	}
+	return true
 }
