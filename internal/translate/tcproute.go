@@ -3,6 +3,8 @@ package translate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -130,6 +132,14 @@ func (cb *chainBuilder) add(name string, subnets, names []string, filter *listen
 	}
 	if len(names) == 0 {
 		names = []string{""}
+	}
+	// One server name, one spelling: the proxy matches names in lower
+	// case without a trailing dot, so "db.example.com." and
+	// "db.example.com" would be two chains for one name (a listener it
+	// refuses). The slice is the user's object's: copy before changing.
+	names = slices.Clone(names)
+	for i, n := range names {
+		names[i] = strings.TrimSuffix(strings.ToLower(n), ".")
 	}
 	split := len(prefixes) > 1
 	var whole []string // prefixes that kept all their names

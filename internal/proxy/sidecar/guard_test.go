@@ -1,6 +1,7 @@
 package sidecar_test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"testing"
@@ -110,12 +111,14 @@ spec: {address: %s.4, labels: {app: details}}
 	}
 }
 
-// A VirtualService whose tls chains the sidecar refuses (two spellings of
-// one server name, "db.example.com" and "db.example.com.", which
-// validation keeps apart and the sidecar, like Envoy's SNI matching, does
-// not) loses them: a new sidecar becomes ready, connections to the TLS
-// service reach it through its default chain, and HTTP services answer.
-func TestGuardRefusedTLSChains(t *testing.T) {
+// A VirtualService spelling one server name two ways ("db.example.com" and
+// "db.example.com.") routes by it: the translator gives the spellings one
+// chain. (Two chains for one name are a listener the sidecar refuses; before,
+// that NACKed every listener of the proxy, and then the guard dropped the
+// tls routes.) Set up: db and db-v2 behind TLS, the route to db-v2, a
+// sidecar; sent: a CONNECT and a ClientHello for db.example.com; back:
+// db-v2's answer, and no NACK.
+func TestTLSServerNameSpellings(t *testing.T) {
 	leak.Check(t)
 	const base = "127.112.2"
 	m := newMesh(t, guardServices(base)+fmt.Sprintf(`---
@@ -126,7 +129,16 @@ spec:
   hosts: [db.example.com]
   ports: [{number: 8443, name: tls, protocol: TLS}]
   resolution: STATIC
-  endpoints: [{address: %s.5}]
+  endpoints: [{address: %[1]s.5}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext-db-v2}
+spec:
+  hosts: [db-v2.example.com]
+  ports: [{number: 8443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: %[1]s.6}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -135,18 +147,24 @@ spec:
   hosts: [db.example.com, db.example.com.]
   tls:
   - match: [{sniHosts: [db.example.com]}, {sniHosts: [db.example.com.]}]
-    route: [{destination: {host: db.example.com}}]
+    route: [{destination: {host: db-v2.example.com}}]
 `, base))
 	backend(t, base+".2:9080", "reviews", nil)
-	nameServer(t, base+".5:8443", "db")
+	cert := selfSigned(t)
+	tlsNameServer(t, base+".5:8443", "db", cert)
+	tlsNameServer(t, base+".6:8443", "db-v2", cert)
 	sleep := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 
 	guardAnswers(t, sleep, "http://reviews:9080/", "reviews")
 	c, br := sleep.connectVia(t, "db.example.com:8443", "")
-	b, err := io.ReadAll(br)
-	c.Close()
-	if err != nil || string(b) != "db" {
-		t.Errorf("db.example.com:8443 answered %q, %v; want db (the service's default chain)", b, err)
+	defer c.Close()
+	tc := tls.Client(&bufferedConn{Conn: c, r: br}, &tls.Config{ServerName: "db.example.com", InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS through the tls route: %v", err)
+	}
+	b, err := io.ReadAll(tc)
+	if err != nil || string(b) != "db-v2 db.example.com" {
+		t.Errorf("db.example.com:8443 answered %q, %v; want db-v2 db.example.com (the tls route's destination)", b, err)
 	}
 	if n := m.cp.XDS.NACKs(); n != 0 {
 		t.Errorf("the control plane saw %d NACKs, want none", n)
