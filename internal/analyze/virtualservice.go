@@ -10,6 +10,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/hostmatch"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/translate"
 )
@@ -160,23 +161,10 @@ func kubeGatewayServes(gw *config.Object, hosts []string) bool {
 	return false
 }
 
-// hostsOverlap reports whether some name matches both host patterns
-// ("*", "*.example.com" or a plain name).
+// hostsOverlap is hostmatch.Overlap for names as users wrote them, in any
+// case (Gateway API hostnames reach the analyzer unnormalised).
 func hostsOverlap(a, b string) bool {
-	a, b = strings.ToLower(a), strings.ToLower(b)
-	if a == "*" || b == "*" || a == b {
-		return true
-	}
-	wa, wb := strings.HasPrefix(a, "*."), strings.HasPrefix(b, "*.")
-	switch {
-	case wa && wb:
-		return strings.HasSuffix(a, b[1:]) || strings.HasSuffix(b, a[1:])
-	case wa:
-		return strings.HasSuffix(b, a[1:])
-	case wb:
-		return strings.HasSuffix(a, b[1:])
-	}
-	return false
+	return hostmatch.Overlap(strings.ToLower(a), strings.ToLower(b))
 }
 
 // meshScope is where a VirtualService applies to sidecars: every

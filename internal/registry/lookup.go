@@ -1,6 +1,10 @@
 package registry
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/trellismesh/trellis/internal/config/hostmatch"
+)
 
 // ndots is Kubernetes' resolv.conf setting: names with fewer dots go
 // through the search list before being tried as written.
@@ -17,7 +21,7 @@ func (r *Registry) Lookup(host, ns string) *Service {
 	}
 	name := strings.TrimSuffix(strings.ToLower(host), ".")
 	for _, w := range r.wildcards {
-		if wildcardCovers(w.Hostname, name) {
+		if hostmatch.Within(name, w.Hostname) {
 			return w
 		}
 	}
@@ -65,20 +69,4 @@ func (r *Registry) lookupExact(host, ns string) (*Service, string) {
 		}
 	}
 	return r.byHost[name], name
-}
-
-// wildcardCovers reports whether pattern ("*" or "*.example.com") covers
-// host, itself possibly a narrower wildcard.
-func wildcardCovers(pattern, host string) bool {
-	if pattern == "*" {
-		return true
-	}
-	if !strings.HasPrefix(pattern, "*.") {
-		return pattern == host
-	}
-	suffix := strings.ToLower(pattern[1:]) // ".example.com"
-	if strings.HasPrefix(host, "*") {
-		return strings.HasSuffix(host[1:], suffix)
-	}
-	return strings.HasSuffix(host, suffix) && len(host) > len(suffix)
 }

@@ -18,6 +18,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/hostmatch"
 	"github.com/trellismesh/trellis/internal/config/validate"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 	"github.com/trellismesh/trellis/internal/registry"
@@ -597,7 +598,7 @@ func PolicyProblems(w *World) []PolicyProblem {
 		host := w.Reg.FQDN(dr.GetHost(), o.Namespace)
 		t := &translation{w: w, proxy: &Proxy{Namespace: o.Namespace}, log: newLogger(nil)}
 		for _, svc := range w.Reg.Services() {
-			if !hostMatches(host, svc.Hostname) {
+			if !hostmatch.Within(svc.Hostname, host) {
 				continue
 			}
 			for _, port := range svc.Ports {

@@ -10,6 +10,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/hostmatch"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 	"github.com/trellismesh/trellis/internal/registry"
 )
@@ -169,7 +170,7 @@ func RouteProblems(w *World) []RouteProblem {
 
 func routesHost(w *World, o *config.Object, vs *networking.VirtualService, hostname string) bool {
 	for _, h := range vs.GetHosts() {
-		if hostMatches(w.Reg.FQDN(h, o.Namespace), hostname) {
+		if hostmatch.Within(hostname, w.Reg.FQDN(h, o.Namespace)) {
 			return true
 		}
 	}

@@ -1,13 +1,13 @@
 package translate
 
 import (
-	"strings"
 	"sync"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/hostmatch"
 	"github.com/trellismesh/trellis/internal/registry"
 	"github.com/trellismesh/trellis/internal/store"
 )
@@ -160,18 +160,6 @@ func appliesToMesh(vs *networking.VirtualService) bool {
 	return false
 }
 
-// hostMatches reports whether a VirtualService/DestinationRule host (already
-// qualified) covers the service hostname, honouring a leading "*." wildcard.
-func hostMatches(pattern, hostname string) bool {
-	if pattern == hostname || pattern == "*" {
-		return true
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return strings.HasSuffix(hostname, suffix)
-	}
-	return false
-}
-
 // virtualServiceFor returns the VirtualService that routes hostname for a
 // proxy, or nil, with its delegates merged in. When several claim the
 // host, the one in the proxy's own namespace wins, then the first by
@@ -187,7 +175,7 @@ func (w *World) virtualServiceFor(p *Proxy, hostname string) (*config.Object, *n
 		}
 		for _, h := range vs.GetHosts() {
 			fq := w.Reg.FQDN(h, o.Namespace)
-			if !hostMatches(fq, hostname) {
+			if !hostmatch.Within(hostname, fq) {
 				continue
 			}
 			score := 0
@@ -232,7 +220,7 @@ func (w *World) destinationRuleObject(p *Proxy, hostname, svcNS string) *config.
 			continue
 		}
 		fq := w.Reg.FQDN(dr.GetHost(), o.Namespace)
-		if !hostMatches(fq, hostname) {
+		if !hostmatch.Within(hostname, fq) {
 			continue
 		}
 		score := 0

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/trellismesh/trellis/internal/config/field"
+	"github.com/trellismesh/trellis/internal/config/hostmatch"
 )
 
 // VirtualService checks one VirtualService.
@@ -54,7 +55,7 @@ func VirtualService(m Meta, vs *networking.VirtualService) field.List {
 	if hostsOK {
 		for i := range vs.Hosts {
 			for j := i + 1; j < len(vs.Hosts); j++ {
-				if hostsOverlap(vs.Hosts[i], vs.Hosts[j]) {
+				if hostmatch.Overlap(vs.Hosts[i], vs.Hosts[j]) {
 					errs.Add(spec.Child("hosts").Index(j), "%q overlaps hosts[%d] %q: list each host once", vs.Hosts[j], i, vs.Hosts[i])
 				}
 			}
@@ -79,37 +80,6 @@ func VirtualService(m Meta, vs *networking.VirtualService) field.List {
 	}
 	checkExportTo(&errs, spec.Child("exportTo"), m.Namespace, vs.ExportTo, false)
 	return errs
-}
-
-// hostsOverlap is Istio's host.Name.Matches: equal names, or a wildcard
-// that covers the other.
-func hostsOverlap(a, b string) bool {
-	aw, bw := strings.HasPrefix(a, "*"), strings.HasPrefix(b, "*")
-	switch {
-	case aw && bw:
-		if len(a) < len(b) {
-			return strings.HasSuffix(b[1:], a[1:])
-		}
-		return strings.HasSuffix(a[1:], b[1:])
-	case aw:
-		return strings.HasSuffix(b, a[1:])
-	case bw:
-		return strings.HasSuffix(a, b[1:])
-	}
-	return a == b
-}
-
-// hostSubsetOf is Istio's host.Name.SubsetOf: every name n matches is
-// matched by o.
-func hostSubsetOf(n, o string) bool {
-	nw, ow := strings.HasPrefix(n, "*"), strings.HasPrefix(o, "*")
-	switch {
-	case nw:
-		return ow && strings.HasSuffix(n[1:], o[1:])
-	case ow:
-		return strings.HasSuffix(n, o[1:])
-	}
-	return n == o
 }
 
 // checkGatewayNames accepts "mesh", "<namespace>/<name>" and the legacy
@@ -706,7 +676,7 @@ func checkTLSRoute(errs *field.List, p *field.Path, r *networking.TLSRoute, vsHo
 			}
 			covered := false
 			for _, vh := range vsHosts {
-				if hostSubsetOf(h, vh) {
+				if hostmatch.Within(h, vh) {
 					covered = true
 					break
 				}
