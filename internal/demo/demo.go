@@ -1,14 +1,3 @@
-// Package demo holds the small HTTP services of the shop demo (issue 5's
-// examples/shop), built into the trellis binary so that `trellis up` can run
-// them as pod containers with no extra build: `trellis demo reviews`.
-//
-// The services mirror Istio's Bookinfo where it has an equivalent (frontend
-// → reviews v1/v2/v3 → ratings) and add the payment trio the seed examples
-// secure (checkout-service and refund-service → payment-service), plus a
-// sleep client. Each one serves plain HTTP on $POD_IP:9080, answers
-// /healthz for readiness probes, calls its upstreams by their mesh names
-// through the environment's HTTP proxy (which explicit-mode sidecars set)
-// and forwards the headers that mesh routing and tracing look at.
 package demo
 
 import (
