@@ -9,4 +9,10 @@
 // kind. Trellis sidecars get Istio-shaped sidecar resources; proxyless
 // gRPC clients (node metadata GENERATOR=grpc) get only what grpc-go
 // accepts, with unsupported settings mapped or dropped and logged.
+//
+// What a sidecar would refuse never reaches it: each VirtualService's
+// routes and tcp/tls chains and each cluster go through the sidecar's own
+// decoder first (served.go, guard.go), and only the object at fault loses
+// its part, reported as TRL0008/TRL0009, so one bad object cannot NACK a
+// whole update.
 package translate
