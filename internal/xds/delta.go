@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trellismesh/trellis/internal/translate"
 )
 
 // Trellis serves incremental (delta) ADS itself rather than through
@@ -254,7 +257,8 @@ func (s *nameSet) remove(names []string) {
 
 // deltaConn serves one DeltaAggregatedResources stream.
 type deltaConn struct {
-	s      *Server
+	st     *streams
+	log    *slog.Logger
 	stream discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
 	ps     *proxyState
 	id     int64
@@ -283,11 +287,11 @@ func (s *Server) serveDelta(stream discoverygrpc.AggregatedDiscoveryService_Delt
 		}
 	}()
 
-	ds := &deltaConn{s: s, stream: stream, id: s.streamID.Add(1)}
+	ds := &deltaConn{st: s.streams, log: s.log, stream: stream, id: s.streams.streamID.Add(1)}
 	var notify chan struct{}
 	defer func() {
 		if ds.ps != nil {
-			s.detach(ds.ps, notify)
+			s.streams.detach(ds.ps, notify)
 		}
 	}()
 	for {
@@ -327,27 +331,44 @@ func (s *Server) serveDelta(stream discoverygrpc.AggregatedDiscoveryService_Delt
 	}
 }
 
+// attach registers a delta stream, brings its proxy to the current world
+// and returns the stream's change notifications.
+func (s *Server) attach(p *translate.Proxy) (*proxyState, chan struct{}) {
+	ps := s.streams.register(p)
+	ch := make(chan struct{}, 1)
+	ps.mu.Lock()
+	ps.watchers[ch] = struct{}{}
+	ps.mu.Unlock()
+	s.log.Info("proxy connected", "proxy", p.ID, "namespace", p.Namespace, "generator", string(p.Generator), "protocol", "delta")
+	// Read after registering: a push that makes a newer world then either
+	// lists this proxy or is the world read here (see Push).
+	w, gen := s.scopes.current()
+	s.refresh(ps, w, gen)
+	return ps, ch
+}
+
+// detach drops a delta stream.
+func (st *streams) detach(ps *proxyState, ch chan struct{}) {
+	ps.mu.Lock()
+	delete(ps.watchers, ch)
+	ps.mu.Unlock()
+	st.mu.Lock()
+	st.releaseLocked(ps)
+	st.mu.Unlock()
+}
+
 func (ds *deltaConn) handle(req *discoverygrpc.DeltaDiscoveryRequest) error {
 	i := typeIndex(req.GetTypeUrl())
 	if i < 0 {
-		ds.s.log.Debug("ignoring subscription to a type Trellis does not serve", "type", req.GetTypeUrl())
+		ds.log.Debug("ignoring subscription to a type Trellis does not serve", "type", req.GetTypeUrl())
 		return nil
 	}
 	ps := ds.ps
 	if req.GetResponseNonce() != "" {
 		if req.GetErrorDetail() != nil {
-			// The client keeps its last good config; sending the same again
-			// would only be rejected again. The next change goes out as usual.
-			ds.s.nacks.Add(1)
-			ps.mu.Lock()
-			ps.nacks++
-			ps.lastErr = req.GetErrorDetail().GetMessage()
-			ps.mu.Unlock()
-			ds.s.log.Warn("proxy rejected config (NACK)", "proxy", ps.proxy.ID, "type", req.GetTypeUrl(), "nonce", req.GetResponseNonce(), "reason", req.GetErrorDetail().GetMessage())
+			ds.st.nack(ps, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
 		} else {
-			ps.mu.Lock()
-			ps.acked[req.GetTypeUrl()] = req.GetResponseNonce()
-			ps.mu.Unlock()
+			ps.ack(req.GetTypeUrl(), req.GetResponseNonce())
 		}
 	}
 
@@ -391,7 +412,7 @@ func (ds *deltaConn) handle(req *discoverygrpc.DeltaDiscoveryRequest) error {
 // has, after a reconnect) to the current layers.
 func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
 	t := &ds.types[i]
-	shared, local := ds.s.current(ds.ps, i)
+	shared, local := ds.ps.current(i)
 	var sel selection
 	var removed []string
 	for _, l := range []*layer{shared, local} {
@@ -421,11 +442,11 @@ func (ds *deltaConn) sendInitial(i int, known map[string]string) error {
 	// stream is CPU, so only a few are prepared at a time (Istio limits
 	// concurrent pushes the same way).
 	select {
-	case ds.s.initialSends <- struct{}{}:
+	case ds.st.initialSends <- struct{}{}:
 	case <-ds.stream.Context().Done():
 		return ds.stream.Context().Err()
 	}
-	defer func() { <-ds.s.initialSends }()
+	defer func() { <-ds.st.initialSends }()
 	// Always answer the first request, even with nothing, so the client
 	// can finish initialising.
 	return ds.send(i, shared, local, sel, removed, true)
@@ -470,7 +491,7 @@ func (ds *deltaConn) push(i int) error {
 	if !t.started {
 		return nil
 	}
-	shared, local := ds.s.current(ds.ps, i)
+	shared, local := ds.ps.current(i)
 	if shared == t.sentShared && local == t.sentLocal {
 		return nil
 	}
@@ -543,9 +564,7 @@ func (ds *deltaConn) send(i int, shared, local *layer, sel selection, removed []
 		if err != nil {
 			return fmt.Errorf("encoding %s for %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
 		}
-		ds.ps.mu.Lock()
-		ds.ps.sent[typeURLs[i]] = resp.Nonce
-		ds.ps.mu.Unlock()
+		ds.ps.sentNonce(typeURLs[i], resp.Nonce)
 		if err := ds.stream.SendMsg(msg); err != nil {
 			return fmt.Errorf("sending %s to %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
 		}

@@ -566,16 +566,15 @@ func TestScopeTranslatedOnceForConcurrentAttaches(t *testing.T) {
 	}
 	defer func() { translateShared = orig }()
 
-	e.srv.mu.Lock()
-	w, gen := e.srv.world, e.srv.gen+1 // a generation no scope has yet
-	e.srv.mu.Unlock()
+	w, gen := e.srv.scopes.current()
+	gen++ // a generation no scope has yet
 	var wg sync.WaitGroup
 	for i := range 8 {
 		p, err := ParseNode(testNode(fmt.Sprintf("sidecar~127.0.0.%d~sleep-%d.default~default.svc.cluster.local", 20+i, i), ""))
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { e.srv.sharedLayers(w, gen, p) })
+		wg.Go(func() { e.srv.scopes.shared(w, gen, p) })
 	}
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
