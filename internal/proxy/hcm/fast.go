@@ -60,6 +60,7 @@ type fastConn struct {
 	ctx  context.Context
 	idle atomic.Bool
 	w    fastWriter
+	x    exchange // the current request's
 	hp   *http1.RequestParser
 	// timer gives the connection's requests their route timeouts.
 	timer *upstream.ConnTimer
@@ -340,7 +341,8 @@ func (fc *fastConn) serve(w *fastWriter, req *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	fc.s.serveFramed(w, req)
+	fc.x = exchange{w: w, r: req, c: fc.c, hc: fc.hc}
+	fc.s.serveFramed(&fc.x)
 	return true
 }
 
@@ -429,6 +431,12 @@ type fastWriter struct {
 	length      int64 // -1: none
 	written     int64
 	err         error
+	// The request path's (responseWriter): the route timeout is running,
+	// the request body is bound by the connection's read deadline, or by
+	// a watch of its context.
+	timed        bool
+	bodyDeadline bool
+	body         bodyWatch
 }
 
 // reset readies w for the connection's next response; the last one's

@@ -25,20 +25,50 @@ import (
 // so that a 503 says which of UH, UF, UO, ... it is without an access log.
 const FlagsHeader = "X-Trellis-Flags"
 
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+// serveHTTP is the request path, as named steps. Each step reads what
+// the steps before it left in x and leaves what the next needs; a step
+// that answers the request itself (a local reply, a route's direct
+// response or redirect, an upstream error) reports false, which ends the
+// request. Retries, mirroring, fault injection, authorization and
+// telemetry each become one more step here, not branches inside another.
+func (s *Server) serveHTTP(x *exchange) {
 	s.stats.RqTotal.Add(1)
-	c := connOf(r)
-	if r.Method == http.MethodConnect && r.ProtoMajor == 1 {
-		if s.cfg.Connect == nil || c == nil {
-			closeIfBodyPending(w.Header(), r, nil)
-			s.local(w, http.StatusMethodNotAllowed, 0, "CONNECT is not served on this listener")
-			return
-		}
-		s.stats.Rq2xx.Add(1)
-		s.cfg.Connect(w, r, c)
+	if x.r.Method == http.MethodConnect && x.http1() {
+		s.connect(x)
 		return
 	}
+	if !s.resolveRoute(x) || !s.answerFromRoute(x) || !s.chooseCluster(x) || !s.applyRequestPolicy(x) {
+		return
+	}
+	defer x.w.stopTimeout()
+	if !s.callUpstream(x) {
+		return
+	}
+	defer x.resp.Body.Close()
+	if !s.writeResponse(x) {
+		return
+	}
+	s.copyBodyAndTrailers(x)
+}
 
+// connect hands a CONNECT request to the listener's Connect (the forward
+// proxy's tunnels), or refuses it.
+func (s *Server) connect(x *exchange) {
+	if s.cfg.Connect == nil || x.c == nil {
+		closeIfBodyPending(x.w.Header(), x)
+		s.local(x.w, http.StatusMethodNotAllowed, 0, "CONNECT is not served on this listener")
+		return
+	}
+	s.stats.Rq2xx.Add(1)
+	s.cfg.Connect(x.w, x.r, x.c)
+}
+
+// resolveRoute finds the request's route: the connection's route table
+// (or, for the forward proxy, the one the Server's Routes picks), its
+// virtual host by authority and its first route that matches. Without one
+// the answer is 404 (NR).
+func (s *Server) resolveRoute(x *exchange) bool {
+	r, c := x.r, x.c
 	var table *router.Table
 	switch {
 	case c != nil && c.Routes != nil:
@@ -46,7 +76,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.cfg.Routes != nil:
 		table = s.cfg.Routes(c, r)
 	}
-	rr := router.Request{
+	x.rr = router.Request{
 		Method:    r.Method,
 		Authority: r.Host,
 		Path:      requestPath(r),
@@ -54,21 +84,29 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Header:    r.Header,
 	}
 	if c != nil {
-		rr.SourceIP = c.Source.Addr()
+		x.rr.SourceIP = c.Source.Addr()
 	}
 	if table == nil {
-		s.noRoute(w, r, "no route configuration for this port yet")
-		return
+		s.noRoute(x, "no route configuration for this port yet")
+		return false
 	}
-	vh, route := table.Match(&rr)
+	vh, route := table.Match(&x.rr)
 	if route == nil {
 		where := "no virtual host in route configuration " + table.Config().Name + " matches this authority"
 		if vh != nil {
 			where = "no route of virtual host " + vh.Name + " (route configuration " + table.Config().Name + ") matches"
 		}
-		s.noRoute(w, r, where)
-		return
+		s.noRoute(x, where)
+		return false
 	}
+	x.table, x.route = table, route
+	return true
+}
+
+// answerFromRoute answers a route whose action is the answer itself: a
+// direct response or a redirect.
+func (s *Server) answerFromRoute(x *exchange) bool {
+	route, w := x.route, x.w
 	switch {
 	case route.Direct != nil:
 		s.count(route.Direct.Status)
@@ -77,25 +115,198 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(route.Direct.Body)))
 			w.Header().Set("Content-Type", "text/plain")
 		}
-		closeIfBodyPending(w.Header(), r, nil)
+		closeIfBodyPending(w.Header(), x)
 		w.WriteHeader(route.Direct.Status)
 		w.Write(route.Direct.Body)
-		return
+		return false
 	case route.Redirect != nil:
-		s.redirect(w, r, route, rr.Scheme)
-		return
+		s.redirect(x)
+		return false
 	}
-	s.forward(w, r, c, table, route, &rr)
+	return true
 }
 
-func connOf(r *http.Request) *Conn {
-	switch nc := r.Context().Value(connKey{}).(type) {
-	case *headerConn:
-		return nc.Conn
-	case *Conn:
-		return nc
+// chooseCluster picks the route's weighted cluster and its hash key
+// (generating the hash policy's cookie when the request has none). It
+// comes before the request policy because a weighted cluster has header
+// operations of its own. A route without a cluster of weight, or a
+// cluster not (yet) known, is 503 (NC).
+func (s *Server) chooseCluster(x *exchange) bool {
+	a := x.route.Action
+	wc := router.PickCluster(a, rand.Uint64())
+	if wc == nil {
+		s.stats.NoCluster.Add(1)
+		s.reply(x, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "route "+x.route.Name+" has no cluster with weight")
+		return false
 	}
-	return nil
+	var cl *upstream.Cluster
+	if s.cfg.Cluster != nil {
+		cl = s.cfg.Cluster(wc.Name)
+	}
+	if cl == nil {
+		s.stats.NoCluster.Add(1)
+		s.reply(x, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "cluster "+wc.Name+" not found (not yet received or removed)")
+		return false
+	}
+	x.wc, x.cl = wc, cl
+	x.hash, x.hasHash = x.table.Hash(a, &x.rr)
+	if !x.hasHash {
+		if hp := cookieToGenerate(a); hp != nil {
+			v := strconv.FormatUint(rand.Uint64(), 16)
+			x.hash, x.hasHash = xxhash.Sum64(v, 0), true
+			x.setCookie = &http.Cookie{Name: hp.Name, Value: v, Path: hp.CookiePath, MaxAge: int(hp.CookieTTL / time.Second), HttpOnly: true}
+		}
+	}
+	return true
+}
+
+// applyRequestPolicy makes the request that goes upstream (headers by
+// the route's and cluster's rules, path and host rewrites, header case)
+// and its context: the route timeout (grpc-timeout for gRPC, capped by
+// the route's), and where an ORIGINAL_DST cluster sends it.
+func (s *Server) applyRequestPolicy(x *exchange) bool {
+	r := x.r
+	out, err := s.outboundRequest(x)
+	if err != nil {
+		s.reply(x, http.StatusBadRequest, 0, err.Error())
+		return false
+	}
+	x.out = out
+	ctx := r.Context()
+	timeout := x.route.Action.Timeout
+	x.grpc = isGRPC(r)
+	if x.grpc {
+		// Istio has Envoy honour grpc-timeout, capped by the route's
+		// timeout when there is one (grpc_timeout_header_max), so a call
+		// past its deadline ends as DEADLINE_EXCEEDED at every hop.
+		if gt, ok := grpcTimeout(r.Header); ok && (timeout <= 0 || gt < timeout) {
+			timeout = max(gt, time.Nanosecond)
+		}
+	}
+	if timeout > 0 && !isUpgradeRequest(r) {
+		ctx = x.w.startTimeout(ctx, timeout)
+	}
+	// Inbound requests always carry it: a cluster an update removes
+	// hands them to the app's passthrough, an ORIGINAL_DST cluster.
+	if x.cl.OriginalDst() || !s.cfg.Outbound {
+		if x.c != nil && x.c.Dst.IsValid() {
+			ctx = upstream.WithDestination(ctx, x.c.Dst)
+		} else if dst, ok := destinationOf(r); ok {
+			ctx = upstream.WithDestination(ctx, dst)
+		}
+	}
+	// out gets ctx from RoundTrip, and only on the path that needs it in
+	// the request (the Transport's): a copy of the request per request is
+	// an allocation the direct path does without.
+	x.ctx = ctx
+	if out.Body != nil && x.http1() {
+		// Request and response may stream at once (long polls, gRPC-Web),
+		// which net/http's HTTP/1 server allows only when told.
+		http.NewResponseController(x.w).EnableFullDuplex()
+	}
+	// Header names as the client spelled them (see http1/headercase.go).
+	if x.hc != nil && x.http1() {
+		http1.RestoreRequestNames(out.Header, x.hc.requestNames)
+		x.hc.upstreamConn = nil
+	}
+	return true
+}
+
+// callUpstream sends the request to the cluster and answers its failure
+// (503 with the flags that say why, 504 on the route timeout).
+func (s *Server) callUpstream(x *exchange) bool {
+	// Requests without a body (most) have no read to end and skip this.
+	if x.out.Body != nil {
+		x.w.bindBody(x.ctx)
+	}
+	resp, flags, err := x.cl.RoundTrip(x.ctx, x.out, x.hash, x.hasHash)
+	if x.out.Body != nil {
+		x.w.unbindBody(x.ctx)
+	}
+	if err != nil {
+		if x.hc != nil && x.http1() && x.hc.trailersRefused() {
+			// The body failed on a trailer section net/http refused
+			// (counted then, see http1.Framing): the client's doing,
+			// answered as Envoy answers trailers over the limit. The body
+			// never ended, so reply closes the connection
+			// (closeIfBodyPending).
+			s.reply(x, http.StatusRequestHeaderFieldsTooLarge, 0, "request trailer section over 4 KiB")
+			return false
+		}
+		s.upstreamError(x, flags, err)
+		return false
+	}
+	x.resp = resp
+	x.w.sent(resp)
+	return true
+}
+
+// writeResponse writes the upstream's response head to the client, with
+// the route's and cluster's header rules, the hash policy's cookie and
+// the header case the upstream used; a 101 goes on as an upgrade, which
+// ends the request here.
+func (s *Server) writeResponse(x *exchange) bool {
+	resp, w, r := x.resp, x.w, x.r
+	// The upgrade a 101 names goes with the hop-by-hop headers that the
+	// copy strips, and is said again on the client's hop.
+	var switchTo string
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		switchTo = upgradeType(resp.Header)
+	}
+	var h http.Header
+	if w.adoptHeader(resp.Header) {
+		// The writer takes the upstream's map as its own instead of
+		// copying it, entry by entry, into an empty one.
+		h = resp.Header
+		stripResponseHeaders(h)
+	} else {
+		h = w.Header()
+		copyResponseHeaders(h, resp.Header)
+	}
+	x.h = h
+	applyResponseHeaders(h, x.route.ResponseHeadersToAdd, x.route.ResponseHeadersToRemove)
+	applyResponseHeaders(h, x.wc.ResponseHeadersToAdd, x.wc.ResponseHeadersToRemove)
+	if x.setCookie != nil {
+		h.Add("Set-Cookie", x.setCookie.String())
+	}
+	if s.draining.Load() && x.http1() {
+		h.Set("Connection", "close")
+	}
+	if x.hc != nil && x.http1() && resp.ProtoMajor == 1 {
+		http1.RestoreResponseNames(h, upstream.ResponseHeaderNames(x.hc.upstreamConn))
+		x.hc.upstreamConn = nil
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		s.count(resp.StatusCode)
+		s.upgrade(w, r, resp, switchTo)
+		return false
+	}
+	closeIfBodyPending(h, x) // the upstream may answer early
+	s.count(resp.StatusCode)
+	w.WriteHeader(resp.StatusCode)
+	return true
+}
+
+// copyBodyAndTrailers streams the response body to the client, then the
+// upstream's trailers. A body cut short after the head went out can only
+// be told by aborting the stream or connection, except for gRPC past its
+// deadline, whose status goes in the trailers.
+func (s *Server) copyBodyAndTrailers(x *exchange) {
+	h := x.h
+	if err := copyBody(x.w, x.resp); err != nil {
+		if x.grpc && x.r.ProtoMajor == 2 && deadlinePassed(x.ctx) {
+			// The headers went out; the gRPC status goes in the trailers.
+			s.stats.RqTimeout.Add(1)
+			h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))
+			h.Set(http.TrailerPrefix+"Grpc-Message", "upstream request timeout")
+			return
+		}
+		if !errors.Is(err, context.Canceled) {
+			s.log.Debug("response body cut", "cluster", x.cl.Name(), "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+	copyTrailers(h, x.resp.Trailer)
 }
 
 // requestPath is the :path the router matches: the request target as
@@ -122,9 +333,9 @@ func requestPath(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, why string) {
+func (s *Server) noRoute(x *exchange, why string) {
 	s.stats.NoRoute.Add(1)
-	s.reply(w, r, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s: %s", r.Host, r.URL.Path, why))
+	s.reply(x, http.StatusNotFound, upstream.NoRouteFound, fmt.Sprintf("no route for %s%s: %s", x.r.Host, x.r.URL.Path, why))
 }
 
 // local answers from the proxy itself, naming the flags in a header and
@@ -149,15 +360,12 @@ func (s *Server) local(w http.ResponseWriter, status int, flags upstream.Flags, 
 // leave net/http, which serves full duplex, to discard the rest of the
 // body after the handler and, if that fails (a malformed chunk, a body
 // that stalls), to read on from the middle of it as if a request started
-// there. hc is the request's connection when the caller has it.
-func closeIfBodyPending(h http.Header, r *http.Request, hc *headerConn) {
-	if r.ProtoMajor != 1 {
+// there.
+func closeIfBodyPending(h http.Header, x *exchange) {
+	if !x.http1() {
 		return
 	}
-	if hc == nil {
-		hc, _ = r.Context().Value(connKey{}).(*headerConn)
-	}
-	if hc != nil && !hc.fast && hc.bodyPending() {
+	if hc := x.hc; hc != nil && !hc.fast && hc.bodyPending() {
 		h.Set("Connection", "close")
 	}
 }
@@ -177,198 +385,19 @@ func (s *Server) count(status int) {
 	}
 }
 
-func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route *xdsresource.Route, scheme string) {
+func (s *Server) redirect(x *exchange) {
+	route, r, w := x.route, x.r, x.w
 	rd := route.Redirect
-	loc := router.RedirectLocation(route, scheme, r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
+	loc := router.RedirectLocation(route, x.rr.Scheme, r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
 	code := rd.Code
 	if code == 0 {
 		code = http.StatusMovedPermanently
 	}
 	applyResponseHeaders(w.Header(), route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
 	w.Header().Set("Location", loc)
-	closeIfBodyPending(w.Header(), r, nil)
+	closeIfBodyPending(w.Header(), x)
 	s.count(code)
 	w.WriteHeader(code)
-}
-
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *Conn, table *router.Table, route *xdsresource.Route, rr *router.Request) {
-	a := route.Action
-	wc := router.PickCluster(a, rand.Uint64())
-	if wc == nil {
-		s.stats.NoCluster.Add(1)
-		s.reply(w, r, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "route "+route.Name+" has no cluster with weight")
-		return
-	}
-	var cl *upstream.Cluster
-	if s.cfg.Cluster != nil {
-		cl = s.cfg.Cluster(wc.Name)
-	}
-	if cl == nil {
-		s.stats.NoCluster.Add(1)
-		s.reply(w, r, http.StatusServiceUnavailable, upstream.NoHealthyUpstream, "cluster "+wc.Name+" not found (not yet received or removed)")
-		return
-	}
-	hash, hasHash := table.Hash(a, rr)
-	var setCookie *http.Cookie
-	if !hasHash {
-		if hp := cookieToGenerate(a); hp != nil {
-			v := strconv.FormatUint(rand.Uint64(), 16)
-			hash, hasHash = xxhash.Sum64(v, 0), true
-			setCookie = &http.Cookie{Name: hp.Name, Value: v, Path: hp.CookiePath, MaxAge: int(hp.CookieTTL / time.Second), HttpOnly: true}
-		}
-	}
-
-	out, err := s.outboundRequest(r, c, route, wc)
-	if err != nil {
-		s.reply(w, r, http.StatusBadRequest, 0, err.Error())
-		return
-	}
-	ctx := r.Context()
-	timeout := a.Timeout
-	grpc := isGRPC(r)
-	if grpc {
-		// Istio has Envoy honour grpc-timeout, capped by the route's
-		// timeout when there is one (grpc_timeout_header_max), so a call
-		// past its deadline ends as DEADLINE_EXCEEDED at every hop.
-		if gt, ok := grpcTimeout(r.Header); ok && (timeout <= 0 || gt < timeout) {
-			timeout = max(gt, time.Nanosecond)
-		}
-	}
-	fw, fast := w.(*fastWriter)
-	if timeout > 0 && !isUpgradeRequest(r) {
-		if fast {
-			// One timer for all of the connection's requests.
-			ctx = fw.fc.timer.Start(timeout)
-			defer fw.fc.timer.Stop()
-		} else {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
-	}
-	// Inbound requests always carry it: a cluster an update removes
-	// hands them to the app's passthrough, an ORIGINAL_DST cluster.
-	if cl.OriginalDst() || !s.cfg.Outbound {
-		if c != nil && c.Dst.IsValid() {
-			ctx = upstream.WithDestination(ctx, c.Dst)
-		} else if dst, ok := destinationOf(r); ok {
-			ctx = upstream.WithDestination(ctx, dst)
-		}
-	}
-	// out gets ctx from RoundTrip, and only on the path that needs it in
-	// the request (the Transport's): a copy of the request per request is
-	// an allocation the direct path does without.
-	if out.Body != nil && r.ProtoMajor == 1 {
-		// Request and response may stream at once (long polls, gRPC-Web),
-		// which net/http's HTTP/1 server allows only when told.
-		http.NewResponseController(w).EnableFullDuplex()
-	}
-	// Header names as the client spelled them (see http1/headercase.go).
-	hc, _ := r.Context().Value(connKey{}).(*headerConn)
-	if hc != nil && r.ProtoMajor == 1 {
-		http1.RestoreRequestNames(out.Header, hc.requestNames)
-		hc.upstreamConn = nil
-	}
-	// The Transport returns only once it stopped reading the request
-	// body: a client stalled mid-body would hold RoundTrip past the route
-	// timeout, so the timeout (or the client leaving) ends that read too.
-	// The callback must be over before the handler can return: w is not
-	// to be used after that (HTTP/2 panics).
-	// Requests without a body (most) have no read to end and skip this.
-	// On the fast path, whose requests end only by their deadline (or
-	// never), that deadline is the connection's read deadline meanwhile.
-	var stop func() bool
-	var fired chan struct{}
-	bodyDeadline := false
-	if out.Body != nil {
-		if dl, ok := upstream.DeadlineOnly(ctx); ok && fast {
-			fw.fc.hc.setBodyDeadline(dl)
-			bodyDeadline = true
-		} else if !fast || ctx.Done() != nil {
-			fired = make(chan struct{})
-			stop = context.AfterFunc(ctx, func() {
-				defer close(fired)
-				http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
-			})
-		}
-	}
-	resp, flags, err := cl.RoundTrip(ctx, out, hash, hasHash)
-	if stop != nil && !stop() {
-		<-fired
-	}
-	if bodyDeadline && ctx.Err() == nil {
-		fw.fc.hc.setBodyDeadline(time.Time{})
-	}
-	if err != nil {
-		if hc != nil && r.ProtoMajor == 1 && hc.trailersRefused() {
-			// The body failed on a trailer section net/http refused
-			// (counted then, see framing.checkTrailer): the client's
-			// doing, answered as Envoy answers trailers over the limit.
-			// The body never ended, so reply closes the connection
-			// (closeIfBodyPending).
-			s.reply(w, r, http.StatusRequestHeaderFieldsTooLarge, 0, "request trailer section over 4 KiB")
-			return
-		}
-		s.upstreamError(w, r, cl.Name(), flags, err)
-		return
-	}
-	defer resp.Body.Close()
-	if fast && upstream.SentDirect(resp) {
-		fw.fc.requestHeaderFree = true
-	}
-
-	// The upgrade a 101 names goes with the hop-by-hop headers that the
-	// copy strips, and is said again on the client's hop.
-	var switchTo string
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		switchTo = upgradeType(resp.Header)
-	}
-	var h http.Header
-	if fast && fw.adoptHeader(resp.Header) {
-		// The fast writer takes the upstream's map as its own instead of
-		// copying it, entry by entry, into an empty one.
-		h = resp.Header
-		stripResponseHeaders(h)
-	} else {
-		h = w.Header()
-		copyResponseHeaders(h, resp.Header)
-	}
-	applyResponseHeaders(h, route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
-	applyResponseHeaders(h, wc.ResponseHeadersToAdd, wc.ResponseHeadersToRemove)
-	if setCookie != nil {
-		h.Add("Set-Cookie", setCookie.String())
-	}
-	if s.draining.Load() && r.ProtoMajor == 1 {
-		h.Set("Connection", "close")
-	}
-	if hc != nil && r.ProtoMajor == 1 && resp.ProtoMajor == 1 {
-		http1.RestoreResponseNames(h, upstream.ResponseHeaderNames(hc.upstreamConn))
-		hc.upstreamConn = nil
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		s.count(resp.StatusCode)
-		s.upgrade(w, r, resp, switchTo)
-		return
-	}
-	closeIfBodyPending(h, r, hc) // the upstream may answer early
-	s.count(resp.StatusCode)
-	w.WriteHeader(resp.StatusCode)
-	if err := copyBody(w, resp); err != nil {
-		if grpc && r.ProtoMajor == 2 && deadlinePassed(ctx) {
-			// The headers went out; the gRPC status goes in the trailers.
-			s.stats.RqTimeout.Add(1)
-			h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))
-			h.Set(http.TrailerPrefix+"Grpc-Message", "upstream request timeout")
-			return
-		}
-		// The status is sent; the only way to tell the client the body
-		// is incomplete is to abort the stream or connection.
-		if !errors.Is(err, context.Canceled) {
-			s.log.Debug("response body cut", "cluster", cl.Name(), "err", err)
-		}
-		panic(http.ErrAbortHandler)
-	}
-	copyTrailers(h, resp.Trailer)
 }
 
 // destinationOf is the forward proxy's target for ORIGINAL_DST clusters:
@@ -394,32 +423,34 @@ func cookieToGenerate(a *xdsresource.RouteAction) *xdsresource.HashPolicy {
 	return nil
 }
 
-func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, cluster string, flags upstream.Flags, err error) {
+func (s *Server) upstreamError(x *exchange, flags upstream.Flags, err error) {
+	cluster := x.cl.Name()
 	switch {
 	case flags&upstream.DownstreamConnectionTermination != 0:
 		// The client is gone; nobody reads an answer.
 		panic(http.ErrAbortHandler)
 	case flags&upstream.UpstreamRequestTimeout != 0:
 		s.stats.RqTimeout.Add(1)
-		s.reply(w, r, http.StatusGatewayTimeout, flags, "upstream request timeout (cluster "+cluster+")")
+		s.reply(x, http.StatusGatewayTimeout, flags, "upstream request timeout (cluster "+cluster+")")
 	case flags&upstream.NoHealthyUpstream != 0:
 		s.stats.NoHealthyUpstream.Add(1)
-		s.reply(w, r, http.StatusServiceUnavailable, flags, "no healthy upstream (cluster "+cluster+")")
+		s.reply(x, http.StatusServiceUnavailable, flags, "no healthy upstream (cluster "+cluster+")")
 	case flags&upstream.UpstreamOverflow != 0:
 		s.stats.Overflow.Add(1)
-		s.reply(w, r, http.StatusServiceUnavailable, flags, "upstream overflow: a circuit breaker of cluster "+cluster+" is open")
+		s.reply(x, http.StatusServiceUnavailable, flags, "upstream overflow: a circuit breaker of cluster "+cluster+" is open")
 	case flags&upstream.UpstreamConnectionFailure != 0:
 		s.stats.UpstreamConnectFailures.Add(1)
-		s.reply(w, r, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")")
+		s.reply(x, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")")
 	default:
-		s.reply(w, r, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")")
+		s.reply(x, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")")
 	}
 }
 
 // outboundRequest turns the server request into the client request sent
 // upstream. It takes over r's header map: the handler owns it and nothing
 // reads it after this.
-func (s *Server) outboundRequest(r *http.Request, c *Conn, route *xdsresource.Route, wc *xdsresource.WeightedCluster) (*http.Request, error) {
+func (s *Server) outboundRequest(x *exchange) (*http.Request, error) {
+	r, c, route, wc := x.r, x.c, x.route, x.wc
 	h := r.Header
 	upgrade := upgradeType(h)
 	removeHopByHop(h)
@@ -429,7 +460,7 @@ func (s *Server) outboundRequest(r *http.Request, c *Conn, route *xdsresource.Ro
 	}
 	// The fast path's parser left room for the values added here.
 	var spare []string
-	if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok && hc.spare != nil {
+	if hc := x.hc; hc != nil && hc.spare != nil {
 		spare, hc.spare = hc.spare, nil
 	}
 	one := func(v string) []string {
@@ -553,8 +584,9 @@ func copyBody(w http.ResponseWriter, resp *http.Response) error {
 // reply is local for request r: a gRPC request gets a trailers-only gRPC
 // response whose grpc-status stands for the HTTP status (Envoy's mapping),
 // since a gRPC client cannot read a text/plain answer.
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, status int, flags upstream.Flags, msg string) {
-	closeIfBodyPending(w.Header(), r, nil)
+func (s *Server) reply(x *exchange, status int, flags upstream.Flags, msg string) {
+	w, r := x.w, x.r
+	closeIfBodyPending(w.Header(), x)
 	if !isGRPC(r) {
 		s.local(w, status, flags, msg)
 		return

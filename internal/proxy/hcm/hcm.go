@@ -165,7 +165,7 @@ func New(cfg Config) *Server {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	s.hs = &http.Server{
-		Handler:           http.HandlerFunc(s.serveFramed),
+		Handler:           http.HandlerFunc(s.serveStd),
 		Protocols:         &protos,
 		MaxHeaderBytes:    positive(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		ReadHeaderTimeout: positive(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
@@ -193,34 +193,53 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// serveStd is net/http's handler. The request's connection reaches it
+// only through the context ConnContext made, which is net/http's one way
+// to tell a handler which connection a request came on; it is looked up
+// once, here, and goes on in the exchange.
+func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
+	e := &stdExchange{}
+	e.w.ResponseWriter = w
+	e.x.w, e.x.r = &e.w, r
+	if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok {
+		e.x.hc, e.x.c = hc, hc.Conn
+	}
+	s.serveFramed(&e.x)
+}
+
+// stdExchange is a net/http request's exchange and writer, in one
+// allocation.
+type stdExchange struct {
+	x exchange
+	w stdWriter
+}
+
 // serveFramed refuses an HTTP/1 request that carried both Content-Length
 // and Transfer-Encoding (see headerConn.frames) with 400 and closes the
 // connection, as Envoy does unless allow_chunked_length is set; every
 // other request goes on to serveHTTP.
-func (s *Server) serveFramed(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 {
-		if hc, ok := r.Context().Value(connKey{}).(*headerConn); ok {
-			if hc.ambiguous() {
-				s.stats.RqTotal.Add(1)
-				s.stats.RqAmbiguousFraming.Add(1)
-				w.Header().Set("Connection", "close")
-				s.local(w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
-				return
-			}
-			if !hc.fast && hc.desynced() {
-				// Not a request the client sent: no answer, and the
-				// connection closes (net/http takes ErrAbortHandler quietly).
-				s.stats.CxProtocolError.Add(1)
-				panic(http.ErrAbortHandler)
-			}
-			if hc.fast {
-				hc.requestNames = hc.fastNames
-			} else {
-				hc.requestNames = hc.takeNames()
-			}
+func (s *Server) serveFramed(x *exchange) {
+	if hc := x.hc; hc != nil && x.http1() {
+		if hc.ambiguous() {
+			s.stats.RqTotal.Add(1)
+			s.stats.RqAmbiguousFraming.Add(1)
+			x.w.Header().Set("Connection", "close")
+			s.local(x.w, http.StatusBadRequest, 0, "request has both Content-Length and Transfer-Encoding")
+			return
+		}
+		if !hc.fast && hc.desynced() {
+			// Not a request the client sent: no answer, and the
+			// connection closes (net/http takes ErrAbortHandler quietly).
+			s.stats.CxProtocolError.Add(1)
+			panic(http.ErrAbortHandler)
+		}
+		if hc.fast {
+			hc.requestNames = hc.fastNames
+		} else {
+			hc.requestNames = hc.takeNames()
 		}
 	}
-	s.serveHTTP(w, r)
+	s.serveHTTP(x)
 }
 
 func positive[T int | time.Duration](v, def T) T {
