@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -23,7 +22,7 @@ import (
 // the sidecar drains only after they have exited, so an app's last calls
 // still have a proxy.
 type pod struct {
-	m     *Mesh
+	s     *supervisor
 	w     *Workload
 	name  string
 	uid   string
@@ -65,29 +64,29 @@ func (p *pod) nodeID() string {
 }
 
 func (p *pod) adminSocket() string {
-	return filepath.Join(p.m.stateDir, "run", p.w.Namespace+"."+p.name+".admin.sock")
+	return filepath.Join(p.s.stateDir, "run", p.w.Namespace+"."+p.name+".admin.sock")
 }
 
 func (p *pod) logPath(container string) string {
-	return filepath.Join(p.m.stateDir, "logs", p.w.Namespace, p.name, container+".log")
+	return filepath.Join(p.s.stateDir, "logs", p.w.Namespace, p.name, container+".log")
 }
 
 // newPod prepares a pod's containers; run starts them.
-func (m *Mesh) newPod(w *Workload, name string, ip netip.Addr) *pod {
-	p := &pod{m: m, w: w, name: name, uid: newUID(), ip: ip, hash: w.Hash, start: time.Now(), done: make(chan struct{})}
+func (s *supervisor) newPod(w *Workload, name string, ip netip.Addr) *pod {
+	p := &pod{s: s, w: w, name: name, uid: newUID(), ip: ip, hash: w.Hash, start: time.Now(), done: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	info := p.info()
 	var adds []string
-	if w.Pod.Sidecar && m.mode == "explicit" {
+	if w.Pod.Sidecar && s.mode == "explicit" {
 		adds = sidecarProxyEnv(ip.String())
 	}
 	mk := func(c Container, init bool) *container {
-		env := containerEnv(m.baseEnv, adds, info, c)
-		dir := m.dir
+		env := containerEnv(s.baseEnv, adds, info, c)
+		dir := s.dir
 		if c.WorkingDir != "" {
 			dir = c.WorkingDir
 			if !filepath.IsAbs(dir) {
-				dir = filepath.Join(m.dir, dir)
+				dir = filepath.Join(s.dir, dir)
 			}
 		}
 		return &container{pod: p, spec: c, init: init, argv: expandCommand(c.Command, env), env: env, dir: dir, logPath: p.logPath(c.Name), state: "Waiting", reason: "PodInitializing"}
@@ -105,7 +104,7 @@ func (m *Mesh) newPod(w *Workload, name string, ip netip.Addr) *pod {
 }
 
 func (p *pod) newSidecar() *container {
-	m := p.m
+	s := p.s
 	labels := ""
 	for _, k := range slices.Sorted(maps.Keys(p.w.Pod.Labels)) {
 		if labels != "" {
@@ -114,10 +113,10 @@ func (p *pod) newSidecar() *container {
 		labels += k + "=" + p.w.Pod.Labels[k]
 	}
 	mode := "NONE"
-	if m.mode == "transparent" {
+	if s.mode == "transparent" {
 		mode = "REDIRECT"
 	}
-	env := dedupEnv(append(append([]string(nil), m.baseEnv...),
+	env := dedupEnv(append(append([]string(nil), s.baseEnv...),
 		"HOSTNAME="+p.name,
 		"POD_IP="+p.ip.String(),
 		"POD_NAME="+p.name,
@@ -126,15 +125,15 @@ func (p *pod) newSidecar() *container {
 		"POD_LABELS="+labels,
 		"WORKLOAD_NAME="+p.w.Name,
 		"INTERCEPTION_MODE="+mode,
-		"DNS_CAPTURE="+fmt.Sprint(m.mode == "transparent"), // the sidecar answers the pod's captured DNS
-		"XDS_ADDRESS=unix://"+m.xdsSocket,
+		"DNS_CAPTURE="+fmt.Sprint(s.mode == "transparent"), // the sidecar answers the pod's captured DNS
+		"XDS_ADDRESS=unix://"+s.xdsSocket,
 		"ADMIN_SOCKET="+p.adminSocket(),
 	))
 	ready := &Probe{HTTPGet: true, Port: 15021, Path: "/healthz/ready", Scheme: "HTTP", Period: time.Second, Timeout: time.Second, SuccessThreshold: 1, FailureThreshold: 3}
-	ps := proxySettingsFor(m.meshConfig())
+	ps := proxySettingsFor(s.meshConfig())
 	p.sidecarGrace = ps.grace
-	c := Container{Name: "trellis-proxy", Command: append([]string{m.proxyPath}, ps.args...), Readiness: ready}
-	return &container{pod: p, spec: c, sidecar: true, argv: c.Command, env: env, dir: m.stateDir, logPath: p.logPath(c.Name), state: "Waiting", reason: "ContainerCreating"}
+	c := Container{Name: "trellis-proxy", Command: append([]string{s.proxyPath}, ps.args...), Readiness: ready}
+	return &container{pod: p, spec: c, sidecar: true, argv: c.Command, env: env, dir: s.stateDir, logPath: p.logPath(c.Name), state: "Waiting", reason: "ContainerCreating"}
 }
 
 // run drives the pod until stop. It is the pod's owner goroutine.
@@ -166,7 +165,7 @@ func (p *pod) run() {
 		apps.Add(1)
 		go func() { defer apps.Done(); c.supervise(p.ctx) }()
 	}
-	p.m.notify()
+	p.s.notify()
 	<-p.ctx.Done()
 	apps.Wait() // each app has had its SIGTERM and grace
 	p.shutdown(&wg, stopSidecar)
@@ -200,7 +199,7 @@ func (p *pod) markTerminating() {
 	p.mu.Lock()
 	p.terminating = true
 	p.mu.Unlock()
-	p.m.notify()
+	p.s.notify()
 }
 
 // ready: every app container ready and the sidecar too.
@@ -344,11 +343,11 @@ func (c *container) set(f func()) {
 	c.mu.Lock()
 	f()
 	c.mu.Unlock()
-	c.pod.m.notify()
+	c.pod.s.notify()
 }
 
 func (c *container) procSpec() procSpec {
-	return procSpec{name: c.pod.name + "/" + c.spec.Name, argv: c.argv, env: c.env, dir: c.dir, logPath: c.logPath, console: c.pod.m.console, enter: c.pod.m.enter(c.pod, c.sidecar)}
+	return procSpec{name: c.pod.name + "/" + c.spec.Name, argv: c.argv, env: c.env, dir: c.dir, logPath: c.logPath, console: c.pod.s.console, enter: c.pod.s.node.enter(c.pod, c.sidecar)}
 }
 
 // backoff is the wait before restart n (n from 1): 1 s doubling to 30 s.
@@ -389,7 +388,7 @@ func (c *container) supervise(ctx context.Context) {
 		crashes++
 		wait := backoff(crashes)
 		c.set(func() { c.state, c.reason = "Waiting", "CrashLoopBackOff" })
-		c.pod.m.console.printf("%s/%s: exited (code %d); restarting in %s", c.pod.key(), c.spec.Name, code, wait)
+		c.pod.s.console.printf("%s/%s: exited (code %d); restarting in %s", c.pod.key(), c.spec.Name, code, wait)
 		if !sleepCtx(ctx, wait) {
 			return
 		}
@@ -403,7 +402,7 @@ func (c *container) runOnce(ctx context.Context) (code int, ok bool) {
 	pr, err := startProc(c.procSpec())
 	if err != nil {
 		c.set(func() { c.state, c.reason, c.ready = "Waiting", "RunContainerError", false })
-		c.pod.m.console.printf("%s/%s: cannot start: %v", c.pod.key(), c.spec.Name, err)
+		c.pod.s.console.printf("%s/%s: cannot start: %v", c.pod.key(), c.spec.Name, err)
 		return -1, false
 	}
 	c.set(func() {
@@ -438,7 +437,7 @@ func (c *container) runOnce(ctx context.Context) (code int, ok bool) {
 func (c *container) startProbes(ctx context.Context, wg *sync.WaitGroup, pr *proc) {
 	p := c.pod
 	mk := func(probe *Probe) *prober {
-		return newProber(probe, p.ip.String(), c.env, c.dir, p.m.enter(p, false), p.m.probeDial)
+		return newProber(probe, p.ip.String(), c.env, c.dir, p.s.node.enter(p, false), p.s.node.probeDial())
 	}
 	var startupDone chan struct{}
 	if c.spec.Startup != nil {
@@ -482,7 +481,7 @@ func (c *container) startProbes(ctx context.Context, wg *sync.WaitGroup, pr *pro
 			r.run(ctx, false, func(ok bool, err error) {
 				c.set(func() { c.ready = ok })
 				if !ok {
-					p.m.console.printf("%s/%s: readiness probe failed: %v", p.key(), c.spec.Name, err)
+					p.s.console.printf("%s/%s: readiness probe failed: %v", p.key(), c.spec.Name, err)
 				}
 			})
 		})
@@ -492,7 +491,7 @@ func (c *container) startProbes(ctx context.Context, wg *sync.WaitGroup, pr *pro
 		gated(func() {
 			l.run(ctx, true, func(ok bool, err error) {
 				if !ok {
-					p.m.console.printf("%s/%s: liveness probe failed (%v): restarting", p.key(), c.spec.Name, err)
+					p.s.console.printf("%s/%s: liveness probe failed (%v): restarting", p.key(), c.spec.Name, err)
 					// The supervisor sees the exit and restarts it.
 					go pr.stop(p.w.Pod.GracePeriod)
 				}
@@ -517,7 +516,7 @@ func (c *container) runToCompletion(ctx context.Context) bool {
 			c.pod.mu.Lock()
 			c.pod.failed = "Init:Error"
 			c.pod.mu.Unlock()
-			c.pod.m.notify()
+			c.pod.s.notify()
 			return false
 		}
 		wait := backoff(n)
@@ -527,13 +526,4 @@ func (c *container) runToCompletion(ctx context.Context) bool {
 		}
 		c.set(func() { c.restarts++ })
 	}
-}
-
-// enterFunc is how a process joins a pod's namespaces; explicit mode has
-// none.
-func (m *Mesh) enter(p *pod, sidecar bool) func(*exec.Cmd) {
-	if m.enterPod == nil {
-		return nil
-	}
-	return m.enterPod(p, sidecar)
 }

@@ -54,9 +54,9 @@ func proxySettingsFor(mc *meshv1alpha1.MeshConfig) proxySettings {
 
 // meshConfig is the MeshConfig in force now: the root namespace's istio
 // ConfigMap as the control plane reads it, Istio's defaults without one.
-func (m *Mesh) meshConfig() *meshv1alpha1.MeshConfig {
-	if m.cp != nil {
-		if snap := m.cp.Store.Snapshot(); snap != nil && snap.Mesh != nil {
+func (s *supervisor) meshConfig() *meshv1alpha1.MeshConfig {
+	if s.cp != nil {
+		if snap := s.cp.Store.Snapshot(); snap != nil && snap.Mesh != nil {
 			return snap.Mesh
 		}
 	}

@@ -63,9 +63,9 @@ data:
 	}
 }
 
-// testMeshWithConfig is a Mesh with just what newPod needs and a control
-// plane reading config from a folder, as `trellis up` runs it.
-func testMeshWithConfig(t *testing.T, config string) *Mesh {
+// testMeshWithConfig is a pod supervisor with just what newPod needs and a
+// control plane reading config from a folder, as `trellis up` runs it.
+func testMeshWithConfig(t *testing.T, config string) *supervisor {
 	t.Helper()
 	dir := t.TempDir()
 	if config != "" {
@@ -83,5 +83,5 @@ func testMeshWithConfig(t *testing.T, config string) *Mesh {
 	}
 	t.Cleanup(func() { cp.Stop() })
 	state := t.TempDir()
-	return &Mesh{dir: dir, stateDir: state, proxyPath: "/bin/trellis-proxy", mode: "explicit", xdsSocket: filepath.Join(state, "xds.sock"), cp: cp}
+	return &supervisor{dir: dir, stateDir: state, proxyPath: "/bin/trellis-proxy", mode: "explicit", xdsSocket: filepath.Join(state, "xds.sock"), cp: cp}
 }

@@ -27,7 +27,7 @@ spec:
   selector: {app: web}
   ports: [{port: 80}]
 `)))
-	m := &Mesh{cp: &controlplane.ControlPlane{Store: st}, pods: map[string]*pod{}, published: map[string]bool{}, changed: make(chan struct{}, 1)}
+	m := &supervisor{cp: &controlplane.ControlPlane{Store: st}, pods: map[string]*pod{}, published: map[string]bool{}, changed: make(chan struct{}, 1)}
 	w := &Workload{Namespace: "default", Name: "web", Pod: PodTemplate{Labels: map[string]string{"app": "web"}, Spec: &corev1.PodSpec{}}}
 	p := m.newPod(w, "web-1", netip.MustParseAddr("127.10.0.5"))
 	m.pods[p.key()] = p
