@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"net/http/httptrace"
 	"os"
 	"sync/atomic"
 	"time"
@@ -59,10 +58,8 @@ type headerConn struct {
 
 	// For header case on HTTP/1 (see http1/headercase.go), owned by the
 	// handler of the connection's current request (HTTP/1 requests are
-	// handled one at a time): the request's non-canonical header names,
-	// and the upstream connection its response came on.
+	// handled one at a time): the request's non-canonical header names.
 	requestNames http1.HeaderNames
-	upstreamConn net.Conn
 	// spare are unused slots of the fast path's values array for the
 	// current request, for the headers the proxy adds (fast path only).
 	spare []string
@@ -179,15 +176,3 @@ func (c *headerConn) trailersRefused() bool { return c.frames.TrailersRefused() 
 // takeNames returns the non-canonical header names of the request being
 // handled.
 func (c *headerConn) takeNames() http1.HeaderNames { return c.frames.TakeNames() }
-
-// traceUpstream is the client trace of the connection's requests: it
-// learns which upstream connection an HTTP/1 request went out on, whose
-// response names upstream.ResponseHeaderNames then gives. One per
-// connection, so that requests pay nothing for it.
-func (c *headerConn) traceUpstream() *httptrace.ClientTrace {
-	return &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		if !c.h2.Load() { // HTTP/2 streams run at once and keep no case
-			c.upstreamConn = info.Conn
-		}
-	}}
-}

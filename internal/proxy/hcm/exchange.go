@@ -30,9 +30,12 @@ type exchange struct {
 	// chooseCluster's
 	wc        *xdsresource.WeightedCluster
 	cl        *upstream.Cluster
-	hash      uint64
-	hasHash   bool
 	setCookie *http.Cookie
+	// call is what the cluster is told besides the request (its hash,
+	// chooseCluster's; its destination, applyRequestPolicy's; the fast
+	// path's header donor, set with the exchange) and what it answers
+	// (the response's header-name spelling).
+	call upstream.Call
 
 	// applyRequestPolicy's: the request sent upstream and its context
 	// (the route timeout, where an ORIGINAL_DST cluster sends it).

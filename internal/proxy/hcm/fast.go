@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -84,9 +83,9 @@ type fastConn struct {
 	holdEnd  int
 }
 
-// TakeHeader is upstream.HeaderDonor's: the direct path reads the
-// upstream's response header into the map of the connection's previous
-// response, which the writer then adopts (adoptHeader) instead of
+// TakeHeader is upstream.HeaderDonor's (the exchange's Call.Donor): the
+// direct path reads the upstream's response header into the map of the
+// connection's previous response, which the writer then adopts (adoptHeader) instead of
 // copying it, so that a response costs no header map of its own.
 func (fc *fastConn) TakeHeader() http.Header {
 	if !fc.donate.CompareAndSwap(true, false) {
@@ -103,7 +102,9 @@ func (s *Server) serveFast(c *Conn) {
 	fc := &fastConn{s: s, c: c, hc: hc}
 	fc.br = bufio.NewReaderSize(hc, fastBufSize)
 	fc.bw = bufio.NewWriterSize(hc, fastBufSize)
-	fc.ctx = context.WithValue(upstream.WithHeaderDonor(httptrace.WithClientTrace(context.Background(), hc.traceUpstream()), fc), connKey{}, hc)
+	// The requests' context never ends (see upstream.ConnTimer); what
+	// the request path needs of the connection it has from the exchange.
+	fc.ctx = context.Background()
 	fc.hp = http1.NewRequestParser((&http.Request{}).WithContext(fc.ctx))
 	fc.timer = upstream.NewConnTimer(fc.ctx)
 	fc.remoteAddr = c.Source.String()
@@ -341,7 +342,7 @@ func (fc *fastConn) serve(w *fastWriter, req *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	fc.x = exchange{w: w, r: req, c: fc.c, hc: fc.hc}
+	fc.x = exchange{w: w, r: req, c: fc.c, hc: fc.hc, call: upstream.Call{Donor: fc}}
 	fc.s.serveFramed(&fc.x)
 	return true
 }

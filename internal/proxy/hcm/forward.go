@@ -149,11 +149,11 @@ func (s *Server) chooseCluster(x *exchange) bool {
 		return false
 	}
 	x.wc, x.cl = wc, cl
-	x.hash, x.hasHash = x.table.Hash(a, &x.rr)
-	if !x.hasHash {
+	x.call.Hash, x.call.HasHash = x.table.Hash(a, &x.rr)
+	if !x.call.HasHash {
 		if hp := cookieToGenerate(a); hp != nil {
 			v := strconv.FormatUint(rand.Uint64(), 16)
-			x.hash, x.hasHash = xxhash.Sum64(v, 0), true
+			x.call.Hash, x.call.HasHash = xxhash.Sum64(v, 0), true
 			x.setCookie = &http.Cookie{Name: hp.Name, Value: v, Path: hp.CookiePath, MaxAge: int(hp.CookieTTL / time.Second), HttpOnly: true}
 		}
 	}
@@ -162,8 +162,8 @@ func (s *Server) chooseCluster(x *exchange) bool {
 
 // applyRequestPolicy makes the request that goes upstream (headers by
 // the route's and cluster's rules, path and host rewrites, header case)
-// and its context: the route timeout (grpc-timeout for gRPC, capped by
-// the route's), and where an ORIGINAL_DST cluster sends it.
+// and its context, the route timeout (grpc-timeout for gRPC, capped by
+// the route's), and says where an ORIGINAL_DST cluster sends it.
 func (s *Server) applyRequestPolicy(x *exchange) bool {
 	r := x.r
 	out, err := s.outboundRequest(x)
@@ -190,9 +190,9 @@ func (s *Server) applyRequestPolicy(x *exchange) bool {
 	// hands them to the app's passthrough, an ORIGINAL_DST cluster.
 	if x.cl.OriginalDst() || !s.cfg.Outbound {
 		if x.c != nil && x.c.Dst.IsValid() {
-			ctx = upstream.WithDestination(ctx, x.c.Dst)
+			x.call.Dst = x.c.Dst
 		} else if dst, ok := destinationOf(r); ok {
-			ctx = upstream.WithDestination(ctx, dst)
+			x.call.Dst = dst
 		}
 	}
 	// out gets ctx from RoundTrip, and only on the path that needs it in
@@ -207,7 +207,6 @@ func (s *Server) applyRequestPolicy(x *exchange) bool {
 	// Header names as the client spelled them (see http1/headercase.go).
 	if x.hc != nil && x.http1() {
 		http1.RestoreRequestNames(out.Header, x.hc.requestNames)
-		x.hc.upstreamConn = nil
 	}
 	return true
 }
@@ -219,7 +218,7 @@ func (s *Server) callUpstream(x *exchange) bool {
 	if x.out.Body != nil {
 		x.w.bindBody(x.ctx)
 	}
-	resp, flags, err := x.cl.RoundTrip(x.ctx, x.out, x.hash, x.hasHash)
+	resp, flags, err := x.cl.RoundTrip(x.ctx, x.out, &x.call)
 	if x.out.Body != nil {
 		x.w.unbindBody(x.ctx)
 	}
@@ -272,9 +271,8 @@ func (s *Server) writeResponse(x *exchange) bool {
 	if s.draining.Load() && x.http1() {
 		h.Set("Connection", "close")
 	}
-	if x.hc != nil && x.http1() && resp.ProtoMajor == 1 {
-		http1.RestoreResponseNames(h, upstream.ResponseHeaderNames(x.hc.upstreamConn))
-		x.hc.upstreamConn = nil
+	if x.http1() && resp.ProtoMajor == 1 {
+		http1.RestoreResponseNames(h, x.call.ResponseNames)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.count(resp.StatusCode)

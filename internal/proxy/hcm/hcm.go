@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -178,10 +177,9 @@ func New(cfg Config) *Server {
 			// RFC 9113 §4.2 says (h2spec http2/4.2/3).
 			MaxReadFrameSize: MaxFrameSize,
 		},
+		// The one way net/http tells a handler which connection a
+		// request came on (serveStd).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if hc, ok := c.(*headerConn); ok {
-				ctx = httptrace.WithClientTrace(ctx, hc.traceUpstream())
-			}
 			return context.WithValue(ctx, connKey{}, c)
 		},
 		ConnState: s.connState,

@@ -226,7 +226,7 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort) (net.C
 		if cl == nil {
 			return nil, errors.New("inbound cluster " + name + " not found")
 		}
-		up, _, _, err := cl.DialTCP(ctx, 0, false)
+		up, _, _, err := cl.DialTCP(ctx, &upstream.Call{})
 		return up, err
 	}
 	if ch == nil {
@@ -256,8 +256,7 @@ func (p *Proxy) proxyTCP(c net.Conn, cluster string, dst netip.AddrPort) {
 		p.tcp.cxNoRoute.Add(1)
 		return
 	}
-	ctx := upstream.WithDestination(context.Background(), dst)
-	up, _, _, err := cl.DialTCP(ctx, 0, false)
+	up, _, _, err := cl.DialTCP(context.Background(), &upstream.Call{Dst: dst})
 	if err != nil {
 		p.tcp.cxConnectFail.Add(1)
 		return

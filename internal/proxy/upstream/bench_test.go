@@ -119,7 +119,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			ctx := context.Background()
 			req, _ := http.NewRequest(http.MethodGet, "http://svc.ns/", nil)
 			measure(b, func() {
-				resp, flags, err := c.RoundTrip(ctx, req, 0, false)
+				resp, flags, err := c.RoundTrip(ctx, req, &Call{})
 				if err != nil {
 					b.Fatal(err, flags)
 				}
@@ -217,7 +217,7 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 				ctx := context.Background()
 				req, _ := http.NewRequest(http.MethodGet, "http://svc.ns/", nil)
 				for pb.Next() {
-					resp, flags, err := c.RoundTrip(ctx, req, 0, false)
+					resp, flags, err := c.RoundTrip(ctx, req, &Call{})
 					if err != nil {
 						b.Error(err, flags)
 						return

@@ -74,21 +74,6 @@ type Options struct {
 // forgotten, as Envoy's original_dst cleanup interval does.
 const maxOriginalDstHosts = 256
 
-type destinationKey struct{}
-
-// WithDestination returns ctx carrying where an ORIGINAL_DST cluster is to
-// send the request or connection: a captured connection's original
-// destination, or the forward proxy's target.
-func WithDestination(ctx context.Context, dst netip.AddrPort) context.Context {
-	return context.WithValue(ctx, destinationKey{}, dst)
-}
-
-// Destination returns what WithDestination put in ctx.
-func Destination(ctx context.Context) (netip.AddrPort, bool) {
-	dst, ok := ctx.Value(destinationKey{}).(netip.AddrPort)
-	return dst, ok && dst.IsValid()
-}
-
 // Cluster is one xDS cluster's upstream state. Its methods are safe for
 // concurrent use.
 type Cluster struct {
@@ -104,7 +89,7 @@ type Cluster struct {
 	maxIdle         int
 	dialer          net.Dialer
 	dialHook        func(ctx context.Context, h *balance.Host) (net.Conn, error)
-	// originalDst clusters send to the destination in the context; their
+	// originalDst clusters send to the destination in the Call; their
 	// hosts are made on demand, by address, under mu.
 	originalDst bool
 	dstHosts    map[netip.AddrPort]*balance.Host
@@ -196,7 +181,7 @@ func orDefault[T comparable](v, def T) T {
 func (c *Cluster) Name() string { return c.name }
 
 // OriginalDst reports whether the cluster sends each request where its
-// context says (WithDestination) rather than to hosts it balances over.
+// Call says (Call.Dst) rather than to hosts it balances over.
 func (c *Cluster) OriginalDst() bool { return c.originalDst }
 
 // Balancer is the balancer the cluster picks hosts with.
@@ -419,10 +404,10 @@ func (c *Cluster) transport(p *pool, h2 bool) *http.Transport {
 // On error, the flags say why, in Envoy's terms: UH no host, UO a circuit
 // breaker, UF the connection could not be made, UT the context's deadline
 // passed, DC the context was cancelled, UC the connection failed later.
-func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64, hasHash bool) (*http.Response, Flags, error) {
+func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) (*http.Response, Flags, error) {
 	if c.isClosed() {
 		if next := c.successor.Load(); next != nil {
-			return next.RoundTrip(ctx, req, hash, hasHash)
+			return next.RoundTrip(ctx, req, call)
 		}
 		return nil, NoHealthyUpstream, ErrClosed
 	}
@@ -433,7 +418,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	}
 	var p *pool
 	for {
-		h := c.pick(ctx, hash, hasHash)
+		h := c.pick(call)
 		if h == nil {
 			c.requests.Add(-1)
 			return nil, NoHealthyUpstream, ErrNoHealthyUpstream
@@ -441,7 +426,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 		if p = c.pool(h); p == nil {
 			c.requests.Add(-1)
 			if next := c.successor.Load(); next != nil {
-				return next.RoundTrip(ctx, req, hash, hasHash)
+				return next.RoundTrip(ctx, req, call)
 			}
 			return nil, NoHealthyUpstream, ErrClosed
 		}
@@ -467,16 +452,18 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 	if !direct && ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	if c.maxReqPerConn > 0 && !direct {
-		req = c.countRequests(req)
+	var got *net.Conn // the Transport's HTTP/1.1 connection, as GotConn tells it
+	if !direct && (c.maxReqPerConn > 0 || t == p.h1) {
+		req, got = c.traceConn(req, t == p.h1)
 	}
 
 	h.Start()
 	start := time.Now()
 	var resp *http.Response
 	var err error
+	call.ResponseNames = nil
 	if direct {
-		resp, err = c.roundTripDirect(ctx, req, p)
+		resp, err = c.roundTripDirect(ctx, req, p, call)
 	} else {
 		resp, err = t.RoundTrip(req)
 	}
@@ -485,6 +472,9 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 		h.Done(latency)
 		c.finish(p)
 		return nil, c.errorFlags(ctx, err), err
+	}
+	if got != nil && resp.ProtoMajor == 1 {
+		call.ResponseNames = ResponseHeaderNames(*got)
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = &rwBody{body: body{ReadCloser: rwc, c: c, p: p, latency: latency}, w: rwc}
@@ -500,13 +490,13 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, hash uint64,
 }
 
 // pick chooses the host for a request: the balancer's choice, or for an
-// ORIGINAL_DST cluster the destination ctx carries (nil without one).
-func (c *Cluster) pick(ctx context.Context, hash uint64, hasHash bool) *balance.Host {
+// ORIGINAL_DST cluster the call's destination (nil without one).
+func (c *Cluster) pick(call *Call) *balance.Host {
 	if !c.originalDst {
-		return c.bal.Pick(hash, hasHash)
+		return c.bal.Pick(call.Hash, call.HasHash)
 	}
-	dst, ok := Destination(ctx)
-	if !ok {
+	dst := call.Dst
+	if !dst.IsValid() {
 		return nil
 	}
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
@@ -610,25 +600,38 @@ func isUpgrade(req *http.Request) bool {
 	return req.Header.Get("Upgrade") != "" || req.Method == http.MethodConnect
 }
 
-// countRequests makes the connection that carries req close after it when
-// req is the connection's MaxRequestsPerConnection-th (Envoy drains a
-// connection after that many requests, HTTP/1.1 or HTTP/2 streams alike).
-// The Transport only says which connection it chose through httptrace,
-// after which it reads req.Close on the same goroutine: on HTTP/1.1 it
-// sends Connection: close; on HTTP/2 the stream still goes out, but the
-// client connection takes no further streams (doNotReuse, as a
-// Connection: close request does) and closes once its streams are done.
-// Requests that picked the connection at the same moment may still share
-// it, each marking it again; none is refused.
-func (c *Cluster) countRequests(req *http.Request) *http.Request {
-	var out *http.Request
+// traceConn has the Transport tell which connection carries req
+// (httptrace's GotConn, the Transport's only way to say it), for two
+// things. On HTTP/1.1 (names), the connection's last response head is
+// where the response's header-name spelling is read from once RoundTrip
+// returns (ResponseHeaderNames); got is where the connection goes.
+// When MaxRequestsPerConnection is set, the connection that carries req
+// closes after it when req is its MaxRequestsPerConnection-th (Envoy
+// drains a connection after that many requests, HTTP/1.1 or HTTP/2
+// streams alike): the Transport reads req.Close on the same goroutine
+// after GotConn, so on HTTP/1.1 it sends Connection: close; on HTTP/2 the
+// stream still goes out, but the client connection takes no further
+// streams (doNotReuse, as a Connection: close request does) and closes
+// once its streams are done. Requests that picked the connection at the
+// same moment may still share it, each marking it again; none is
+// refused.
+func (c *Cluster) traceConn(req *http.Request, names bool) (out *http.Request, got *net.Conn) {
+	if names {
+		got = new(net.Conn)
+	}
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if got != nil {
+			*got = info.Conn
+		}
+		if c.maxReqPerConn == 0 {
+			return
+		}
 		if cn, ok := info.Conn.(*conn); ok && cn.requests.Add(1) >= c.maxReqPerConn {
 			out.Close = true
 		}
 	}}
 	out = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
-	return out
+	return out, got
 }
 
 func (c *Cluster) errorFlags(ctx context.Context, err error) Flags {

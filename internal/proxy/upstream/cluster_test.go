@@ -97,7 +97,7 @@ func newCluster(t testing.TB, xc *xdsresource.Cluster, opts Options, cla *xdsres
 func get(t testing.TB, c *Cluster, hash uint64, hasHash bool) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, "http://svc.ns/", nil)
-	resp, flags, err := c.RoundTrip(context.Background(), req, hash, hasHash)
+	resp, flags, err := c.RoundTrip(context.Background(), req, &Call{Hash: hash, HasHash: hasHash})
 	if err != nil {
 		t.Fatalf("RoundTrip: %v (flags %v)", err, flags)
 	}
@@ -168,7 +168,7 @@ func TestHTTP2Multiplexes(t *testing.T) {
 	})
 	c := newCluster(t, &xdsresource.Cluster{HTTP2: true}, Options{}, assignment(s))
 	warm, _ := http.NewRequest(http.MethodGet, "http://svc/warm", nil)
-	resp, _, err := c.RoundTrip(context.Background(), warm, 0, false)
+	resp, _, err := c.RoundTrip(context.Background(), warm, &Call{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestHTTP2Multiplexes(t *testing.T) {
 	for range n {
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-			resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+			resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 			if err != nil {
 				errs <- fmt.Errorf("%v (%v)", err, flags)
 				return
@@ -225,7 +225,7 @@ func TestUpgradeStaysHTTP1(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "http://svc/ws", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "echo")
-	resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+	resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 	if err != nil {
 		t.Fatalf("RoundTrip: %v (%v)", err, flags)
 	}
@@ -264,7 +264,7 @@ func TestMaxRequestsOverflow(t *testing.T) {
 	for range 5 {
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-			resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+			resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 			if err == nil {
 				resp.Body.Close()
 			}
@@ -304,11 +304,11 @@ func TestConnectFailure(t *testing.T) {
 		Endpoints: []xdsresource.Endpoint{{Address: "127.0.0.1", Port: uint32(port), Weight: 1, Healthy: true}}}}}
 	c := newCluster(t, &xdsresource.Cluster{}, Options{}, cla)
 	req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-	_, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+	_, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 	if err == nil || flags != UpstreamConnectionFailure {
 		t.Errorf("closed port: flags %v, error %v; want UF", flags, err)
 	}
-	if _, _, flags, err := c.DialTCP(context.Background(), 0, false); err == nil || flags != UpstreamConnectionFailure {
+	if _, _, flags, err := c.DialTCP(context.Background(), &Call{}); err == nil || flags != UpstreamConnectionFailure {
 		t.Errorf("DialTCP to a closed port: flags %v, error %v; want UF", flags, err)
 	}
 	if got := c.Balancer().Hosts()[0].Active(); got != 0 {
@@ -320,7 +320,7 @@ func TestNoHealthyUpstream(t *testing.T) {
 	leak.Check(t)
 	c := newCluster(t, &xdsresource.Cluster{}, Options{}, nil)
 	req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-	if _, flags, err := c.RoundTrip(context.Background(), req, 0, false); flags != NoHealthyUpstream || err == nil {
+	if _, flags, err := c.RoundTrip(context.Background(), req, &Call{}); flags != NoHealthyUpstream || err == nil {
 		t.Errorf("empty cluster: flags %v, error %v; want UH", flags, err)
 	}
 }
@@ -353,7 +353,7 @@ func testRemovedHost(t *testing.T, h2 bool) {
 	go func() {
 		req, _ := http.NewRequest(http.MethodGet, "http://svc/slow", nil)
 		for {
-			resp, _, err := c.RoundTrip(context.Background(), req, 0, false)
+			resp, _, err := c.RoundTrip(context.Background(), req, &Call{})
 			if err != nil {
 				slowDone <- err
 				return
@@ -440,7 +440,7 @@ func TestDialTCP(t *testing.T) {
 		CircuitBreakers: xdsresource.CircuitBreakers{MaxConnections: 1},
 	}, Options{LocalIP: net.ParseIP("127.0.0.9")}, cla)
 
-	nc, h, flags, err := c.DialTCP(context.Background(), 0, false)
+	nc, h, flags, err := c.DialTCP(context.Background(), &Call{})
 	if err != nil {
 		t.Fatalf("DialTCP: %v (%v)", err, flags)
 	}
@@ -458,14 +458,14 @@ func TestDialTCP(t *testing.T) {
 
 	// The one connection slot is taken: a second dial waits ConnectTimeout
 	// as a pending request, then overflows.
-	if _, _, flags, err := c.DialTCP(context.Background(), 0, false); flags != UpstreamOverflow {
+	if _, _, flags, err := c.DialTCP(context.Background(), &Call{}); flags != UpstreamOverflow {
 		t.Errorf("second connection over MaxConnections 1: flags %v, error %v; want UO", flags, err)
 	}
 	nc.Close()
 	if h.Active() != 0 {
 		t.Errorf("host active %d after Close, want 0", h.Active())
 	}
-	nc, _, flags, err = c.DialTCP(context.Background(), 0, false)
+	nc, _, flags, err = c.DialTCP(context.Background(), &Call{})
 	if err != nil {
 		t.Fatalf("DialTCP after the slot freed: %v (%v)", err, flags)
 	}
@@ -488,7 +488,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://svc/slow", nil)
-			_, _, err := c.RoundTrip(context.Background(), req, 0, false)
+			_, _, err := c.RoundTrip(context.Background(), req, &Call{})
 			errc <- err
 		}()
 		waitFor(t, "the slow request to arrive", func() bool { return s.requests.Load() >= 2 })
@@ -497,7 +497,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 			t.Errorf("http2=%v: request in flight at Close succeeded", h2)
 		}
 		req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-		if _, _, err := c.RoundTrip(context.Background(), req, 0, false); !errors.Is(err, ErrClosed) {
+		if _, _, err := c.RoundTrip(context.Background(), req, &Call{}); !errors.Is(err, ErrClosed) {
 			t.Errorf("http2=%v: RoundTrip after Close: %v, want ErrClosed", h2, err)
 		}
 		s.requests.Store(0)
@@ -534,7 +534,7 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 			errc := make(chan error, 1)
 			go func() {
 				req, _ := http.NewRequest(http.MethodGet, "http://svc/slow", nil)
-				resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+				resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 				if err != nil {
 					errc <- fmt.Errorf("%v (%v)", err, flags)
 					return
@@ -549,7 +549,7 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 
 			waitFor(t, "Shutdown to begin", c.isClosed)
 			req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-			if _, _, err := c.RoundTrip(context.Background(), req, 0, false); !errors.Is(err, ErrClosed) {
+			if _, _, err := c.RoundTrip(context.Background(), req, &Call{}); !errors.Is(err, ErrClosed) {
 				t.Errorf("request during Shutdown: %v, want ErrClosed", err)
 			}
 			select {
@@ -587,7 +587,7 @@ func TestMaxPendingRequests(t *testing.T) {
 	errc := make(chan error, 2)
 	send := func() {
 		req, _ := http.NewRequest(http.MethodGet, "http://svc/slow", nil)
-		resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+		resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 		if err != nil {
 			errc <- fmt.Errorf("%v (%v)", err, flags)
 			return
@@ -601,7 +601,7 @@ func TestMaxPendingRequests(t *testing.T) {
 	waitFor(t, "the second request to wait for a connection", func() bool { return c.pending.Load() == 1 })
 
 	req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
-	_, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+	_, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 	if flags != UpstreamOverflow || !errors.Is(err, ErrOverflow) {
 		t.Errorf("third request with one connection and one pending: flags %v, error %v; want UO", flags, err)
 	}
@@ -678,7 +678,7 @@ func protocolsSeen(t *testing.T, c *Cluster) []string {
 	for _, major := range []int{2, 1} {
 		req, _ := http.NewRequest(http.MethodPost, "http://svc/pkg.Svc/Method", strings.NewReader("x"))
 		req.ProtoMajor, req.ProtoMinor = major, 0
-		resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+		resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 		if err != nil {
 			t.Fatalf("RoundTrip: %v (%v)", err, flags)
 		}
@@ -737,7 +737,7 @@ func TestMaxRequestsPerConnectionHTTP2InFlight(t *testing.T) {
 	for range 2 { // its 2nd and 3rd, in flight together
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://svc/hold", nil)
-			resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+			resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 			if err != nil {
 				errs <- fmt.Errorf("%v (%v)", err, flags)
 				return

@@ -52,7 +52,7 @@ func TestRequestHeadGoesWithBody(t *testing.T) {
 		if expect {
 			req.Header.Set("Expect", "100-continue")
 		}
-		resp, flags, err := c.RoundTrip(context.Background(), req, 0, false)
+		resp, flags, err := c.RoundTrip(context.Background(), req, &Call{})
 		if err != nil {
 			t.Fatalf("RoundTrip: %v (flags %v)", err, flags)
 		}

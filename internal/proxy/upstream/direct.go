@@ -218,7 +218,7 @@ func retryable(req *http.Request, wrote bool, err error) bool {
 }
 
 // roundTripDirect sends req to p's host on the direct path.
-func (c *Cluster) roundTripDirect(ctx context.Context, req *http.Request, p *pool) (*http.Response, error) {
+func (c *Cluster) roundTripDirect(ctx context.Context, req *http.Request, p *pool, call *Call) (*http.Response, error) {
 	// The body is read whole first, so that the message goes out in one
 	// write and can be sent again if a stale connection refuses it.
 	bodyBuf := directBufs.Get().(*[]byte)
@@ -252,8 +252,11 @@ func (c *Cluster) roundTripDirect(ctx context.Context, req *http.Request, p *poo
 		}
 		msg = append(msg, body...)
 		*msgBuf = msg
-		resp, wrote, err := c.exchange(ctx, req, dc, p, msg, !closing)
+		resp, wrote, err := c.exchange(ctx, req, dc, p, msg, !closing, call.Donor)
 		if err == nil {
+			if resp.ProtoMajor == 1 {
+				call.ResponseNames = dc.cn.heads.Names()
+			}
 			return resp, nil
 		}
 		dc.cn.Close()
@@ -333,7 +336,7 @@ func putDirectBuf(b *[]byte) {
 // exchange writes msg on dc and reads the response head. The body is
 // read later through the returned response, which gives dc back to p at
 // its end when keep allows.
-func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directConn, p *pool, msg []byte, keep bool) (*http.Response, bool, error) {
+func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directConn, p *pool, msg []byte, keep bool, donor HeaderDonor) (*http.Response, bool, error) {
 	// A cancelled or timed-out request unblocks its reads and writes by
 	// an expired deadline; such a connection is never reused. A context
 	// that can only time out (a ConnTimer's) is the connection's deadline
@@ -361,7 +364,7 @@ func (c *Cluster) exchange(ctx context.Context, req *http.Request, dc *directCon
 	var resp *http.Response
 	var err error
 	for {
-		resp, err = dc.readResponse(ctx, req)
+		resp, err = dc.readResponse(req, donor)
 		if err != nil {
 			if stop != nil {
 				stop()

@@ -23,7 +23,7 @@ func directGet(t *testing.T, c *Cluster, ctx context.Context, method, body strin
 		rd = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, "http://svc/x?q=1", rd)
-	resp, _, err := c.RoundTrip(ctx, req, 0, false)
+	resp, _, err := c.RoundTrip(ctx, req, &Call{})
 	if err != nil {
 		return nil, "", err
 	}
@@ -201,7 +201,7 @@ func TestDirectPathTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequest(http.MethodGet, "http://svc/?slow=1", nil)
-	_, flags, err := c.RoundTrip(ctx, req, 0, false)
+	_, flags, err := c.RoundTrip(ctx, req, &Call{})
 	if err == nil || flags != UpstreamRequestTimeout {
 		t.Fatalf("slow request: %v, flags %v; want UT", err, flags)
 	}

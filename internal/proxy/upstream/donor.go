@@ -1,9 +1,34 @@
 package upstream
 
 import (
-	"context"
 	"net/http"
+	"net/netip"
+
+	"github.com/trellismesh/trellis/internal/proxy/http1"
 )
+
+// Call is what a caller tells a Cluster about one request besides the
+// request itself, and what it learns back. It is passed explicitly, not
+// in the request's context: these are the HTTP connection manager's
+// facts about the request (its hash, its destination, its writer), which
+// the cluster acts on, and a context value would hide that dependency.
+type Call struct {
+	// Hash is the request's hash key for ring hash and Maglev (HasHash).
+	Hash    uint64
+	HasHash bool
+	// Dst is where an ORIGINAL_DST cluster sends the request or
+	// connection: a captured connection's original destination, or the
+	// forward proxy's target. Other clusters ignore it.
+	Dst netip.AddrPort
+	// Donor, when set, gives the direct path an empty header map to read
+	// the response's header into.
+	Donor HeaderDonor
+
+	// ResponseNames is RoundTrip's answer: the header names of an
+	// HTTP/1.1 response that were not spelled canonically (nil when all
+	// were), for the response to go on spelled as it came.
+	ResponseNames http1.HeaderNames
+}
 
 // HeaderDonor gives the direct path an empty header map to read a
 // response's header into, instead of a new one: the downstream writer
@@ -13,13 +38,6 @@ type HeaderDonor interface {
 	// TakeHeader returns an empty map that is the caller's from now on,
 	// or nil when there is none to give.
 	TakeHeader() http.Header
-}
-
-type donorKey struct{}
-
-// WithHeaderDonor returns ctx carrying d for the requests made with it.
-func WithHeaderDonor(ctx context.Context, d HeaderDonor) context.Context {
-	return context.WithValue(ctx, donorKey{}, d)
 }
 
 // SentDirect reports whether resp, returned by a Cluster's RoundTrip,
@@ -35,9 +53,9 @@ func SentDirect(resp *http.Response) bool {
 	return ok
 }
 
-// spareHeader is an empty map from ctx's donor, if it has one to give.
-func spareHeader(ctx context.Context) http.Header {
-	if d, ok := ctx.Value(donorKey{}).(HeaderDonor); ok {
+// spareHeader is an empty map from d, if it has one to give.
+func spareHeader(d HeaderDonor) http.Header {
+	if d != nil {
 		return d.TakeHeader()
 	}
 	return nil

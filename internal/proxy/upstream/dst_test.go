@@ -26,7 +26,7 @@ func TestOriginalDstSendsWhereTheRequestWasHeaded(t *testing.T) {
 	for _, s := range []*server{a, b, a} {
 		dst := netip.MustParseAddrPort(s.name)
 		req, _ := http.NewRequest("GET", "http://example/", nil)
-		resp, flags, err := c.RoundTrip(WithDestination(context.Background(), dst), req, 0, false)
+		resp, flags, err := c.RoundTrip(context.Background(), req, &Call{Dst: dst})
 		if err != nil {
 			t.Fatalf("to %s: %v (%v)", dst, err, flags)
 		}
@@ -41,7 +41,7 @@ func TestOriginalDstSendsWhereTheRequestWasHeaded(t *testing.T) {
 	}
 
 	req, _ := http.NewRequest("GET", "http://example/", nil)
-	if _, flags, err := c.RoundTrip(context.Background(), req, 0, false); !errors.Is(err, ErrNoHealthyUpstream) || flags != NoHealthyUpstream {
+	if _, flags, err := c.RoundTrip(context.Background(), req, &Call{}); !errors.Is(err, ErrNoHealthyUpstream) || flags != NoHealthyUpstream {
 		t.Errorf("without a destination: %v, %v; want UH", err, flags)
 	}
 
@@ -57,7 +57,7 @@ func TestOriginalDstSendsWhereTheRequestWasHeaded(t *testing.T) {
 			c.Close()
 		}
 	}()
-	conn, _, _, err := c.DialTCP(WithDestination(context.Background(), netip.MustParseAddrPort(ln.Addr().String())), 0, false)
+	conn, _, _, err := c.DialTCP(context.Background(), &Call{Dst: netip.MustParseAddrPort(ln.Addr().String())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestDialHookOpensEveryConnection(t *testing.T) {
 	c.Update(assignment(s))
 	for range 3 {
 		req, _ := http.NewRequest("GET", "http://c/", nil)
-		resp, _, err := c.RoundTrip(context.Background(), req, 0, false)
+		resp, _, err := c.RoundTrip(context.Background(), req, &Call{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestDialHookOpensEveryConnection(t *testing.T) {
 	}})
 	defer failing.Close()
 	req, _ := http.NewRequest("GET", "http://c/", nil)
-	if _, flags, err := failing.RoundTrip(context.Background(), req, 0, false); err == nil || flags != UpstreamConnectionFailure {
+	if _, flags, err := failing.RoundTrip(context.Background(), req, &Call{}); err == nil || flags != UpstreamConnectionFailure {
 		t.Errorf("failing hook: %v, flags %v; want UF", err, flags)
 	}
 }
@@ -126,7 +126,7 @@ func TestReplacedClusterHandsRequestsToSuccessor(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest("GET", "http://c/", nil)
-	resp, flags, err := old.RoundTrip(context.Background(), req, 0, false)
+	resp, flags, err := old.RoundTrip(context.Background(), req, &Call{})
 	if err != nil {
 		t.Fatalf("request on the replaced cluster: %v (%v)", err, flags)
 	}

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"io"
 	"net/http"
 
@@ -28,13 +27,14 @@ type directResponse struct {
 // response with more fields allocates their array apart.
 const inlineValues = 8
 
-// readResponse reads the next response on dc for req.
+// readResponse reads the next response on dc for req, into a header map
+// from donor when it has one.
 //
 // The spelling of the head's header names (ResponseHeaderNames) comes
 // from the head itself: the direct path does not arm the connection's
 // http1.ResponseHeads, which would scan every byte read a second time, except
 // for a head longer than the buffer, which it scans from the buffer on.
-func (dc *directConn) readResponse(ctx context.Context, req *http.Request) (*http.Response, error) {
+func (dc *directConn) readResponse(req *http.Request, donor HeaderDonor) (*http.Response, error) {
 	head := http1.PeekResponseHead(dc.br)
 	if head == nil {
 		if n := dc.br.Buffered(); n > 0 && dc.cn != nil {
@@ -49,7 +49,7 @@ func (dc *directConn) readResponse(ctx context.Context, req *http.Request) (*htt
 	}
 	if dc.hp.Scan(head) {
 		r := &directResponse{}
-		if !dc.hp.Fill(&r.resp, r.vals[:], req, spareHeader(ctx)) {
+		if !dc.hp.Fill(&r.resp, r.vals[:], req, spareHeader(donor)) {
 			return http.ReadResponse(dc.br, req)
 		}
 		dc.br.Discard(len(head))

@@ -34,7 +34,7 @@ func compareWithReadResponse(t *testing.T, msg []byte, method string) bool {
 	if !dc.hp.Scan(head) || !dc.hp.Fill(&r, nil, req, nil) {
 		return false
 	}
-	got, err := dc.readResponse(context.Background(), req)
+	got, err := dc.readResponse(req, nil)
 	if err != nil {
 		t.Fatalf("%q: the parser took it, then: %v", msg, err)
 	}
@@ -127,7 +127,7 @@ func TestResponseHeadAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		rd.Reset(msg)
 		dc.br.Reset(rd)
-		if _, err := dc.readResponse(context.Background(), req); err != nil {
+		if _, err := dc.readResponse(req, nil); err != nil {
 			t.Fatal(err)
 		}
 	})

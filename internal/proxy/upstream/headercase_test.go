@@ -145,7 +145,7 @@ func roundTripNames(t *testing.T, c *Cluster, req *http.Request) (http1.HeaderNa
 		GotConn: func(info httptrace.GotConnInfo) { got = info.Conn },
 	})
 	req = req.WithContext(ctx)
-	resp, _, err := c.RoundTrip(ctx, req, 0, false)
+	resp, _, err := c.RoundTrip(ctx, req, &Call{})
 	if err != nil {
 		t.Fatal(err)
 	}

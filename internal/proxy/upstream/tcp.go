@@ -14,15 +14,15 @@ import (
 // configured source address. The connection counts against MaxConnections
 // and as an active request on the returned host until it is closed; it
 // keeps *net.TCPConn's splice paths and half-close (CloseWrite). The copy
-// itself is the caller's.
-func (c *Cluster) DialTCP(ctx context.Context, hash uint64, hasHash bool) (net.Conn, *balance.Host, Flags, error) {
+// itself is the caller's. Of call, the hash and the destination count.
+func (c *Cluster) DialTCP(ctx context.Context, call *Call) (net.Conn, *balance.Host, Flags, error) {
 	if c.isClosed() {
 		if next := c.successor.Load(); next != nil {
-			return next.DialTCP(ctx, hash, hasHash)
+			return next.DialTCP(ctx, call)
 		}
 		return nil, nil, NoHealthyUpstream, ErrClosed
 	}
-	h := c.pick(ctx, hash, hasHash)
+	h := c.pick(call)
 	if h == nil {
 		return nil, nil, NoHealthyUpstream, ErrNoHealthyUpstream
 	}
