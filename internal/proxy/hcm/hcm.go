@@ -1,14 +1,3 @@
-// Package hcm is the sidecar's HTTP connection manager (Envoy's name for
-// it): it serves downstream HTTP/1.1 and h2c connections and forwards each
-// request along its route to an upstream cluster, as a correct HTTP proxy
-// (hop-by-hop headers, X-Forwarded-*, X-Request-Id, trailers, upgrades,
-// streaming both ways) with Envoy's limits and response flags.
-//
-// The front end is net/http's server, fed connections that the proxy's
-// listeners have already accepted and classified; one Server serves every
-// connection of one kind (outbound, inbound). Which route table applies is
-// resolved per request from the live config, so a route update reaches
-// keep-alive connections without closing them.
 package hcm
 
 import (
