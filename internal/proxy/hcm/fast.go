@@ -335,6 +335,8 @@ func (fc *fastConn) serveRequest(req *http.Request) bool {
 // serve runs the handler; false when it aborted the response.
 func (fc *fastConn) serve(w *fastWriter, req *http.Request) (ok bool) {
 	defer func() {
+		// An idle connection keeps nothing of its last request's way.
+		fc.x = exchange{}
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {
 				fc.s.log.Error("handler panic", "panic", v)
