@@ -194,7 +194,7 @@ func (f *Framing) endLine(line []byte) {
 			return // net/http refuses these, or they continue a value
 		}
 		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
-		f.names = AddHeaderName(f.names, name)
+		f.names = addHeaderName(f.names, name)
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			n, ok := parseDecimal(value)

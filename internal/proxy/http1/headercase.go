@@ -22,15 +22,15 @@ import (
 // several spellings, the first non-canonical one is kept.
 type HeaderNames map[string]string
 
-// MaxHeaderNames bounds the names remembered for one message; the rest
+// maxHeaderNames bounds the names remembered for one message; the rest
 // keep their canonical spelling.
-const MaxHeaderNames = 64
+const maxHeaderNames = 64
 
-// AddHeaderName records name in m when its spelling is not canonical and
+// addHeaderName records name in m when its spelling is not canonical and
 // returns m, allocated on the first such name. name is a raw field name
 // (the bytes before the colon).
-func AddHeaderName(m HeaderNames, name []byte) HeaderNames {
-	if isCanonical(name) || len(m) >= MaxHeaderNames || !validName(name) {
+func addHeaderName(m HeaderNames, name []byte) HeaderNames {
+	if isCanonical(name) || len(m) >= maxHeaderNames || !validName(name) {
 		return m
 	}
 	orig := string(name)
@@ -159,7 +159,7 @@ func (rh *ResponseHeads) endLine(st uint32, line []byte) uint32 {
 		return st // a continued value
 	}
 	if colon := bytes.IndexByte(line, ':'); colon > 0 {
-		rh.current = AddHeaderName(rh.current, line[:colon])
+		rh.current = addHeaderName(rh.current, line[:colon])
 	}
 	return st
 }
@@ -254,7 +254,7 @@ func restoreNames(h http.Header, names HeaderNames, kept, placeholder map[string
 }
 
 // HeadNames returns the header names of a message head (start line to
-// empty line) that are not spelled canonically, as AddHeaderName keeps
+// empty line) that are not spelled canonically, as addHeaderName keeps
 // them: continuation lines and lines without a name are skipped.
 func HeadNames(head []byte) HeaderNames {
 	var names HeaderNames
@@ -270,7 +270,7 @@ func HeadNames(head []byte) HeaderNames {
 			continue
 		}
 		if colon := bytes.IndexByte(l, ':'); colon > 0 {
-			names = AddHeaderName(names, l[:colon])
+			names = addHeaderName(names, l[:colon])
 		}
 	}
 	return names

@@ -8,18 +8,18 @@ import (
 func TestAddHeaderName(t *testing.T) {
 	var m HeaderNames
 	for _, n := range []string{"Content-Type", "X-Forwarded-For", "A", "X-1", "Www-Authenticate"} {
-		if m = AddHeaderName(m, []byte(n)); m != nil {
+		if m = addHeaderName(m, []byte(n)); m != nil {
 			t.Fatalf("canonical %q recorded: %v", n, m)
 		}
 	}
 	for _, n := range []string{"x-lower", "X-MiXeD-CaSe", "SOAPAction", "x-lower", "X-LOWER", "bad name", "bad\x00", ""} {
-		m = AddHeaderName(m, []byte(n))
+		m = addHeaderName(m, []byte(n))
 	}
 	want := HeaderNames{"X-Lower": "x-lower", "X-Mixed-Case": "X-MiXeD-CaSe", "Soapaction": "SOAPAction"}
 	if !maps.Equal(m, want) {
 		t.Errorf("got %v, want %v", m, want)
 	}
-	if n := testing.AllocsPerRun(100, func() { AddHeaderName(nil, []byte("X-Canonical-Name")) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { addHeaderName(nil, []byte("X-Canonical-Name")) }); n != 0 {
 		t.Errorf("a canonical name costs %v allocations", n)
 	}
 }

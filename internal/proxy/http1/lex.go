@@ -6,9 +6,9 @@ import "strings"
 // and responses read names and values by the same rules (RFC 9110, RFC
 // 9112), spelled here once.
 
-// TrimOWS drops optional whitespace (SP and HTAB) from both ends of a
+// trimOWS drops optional whitespace (SP and HTAB) from both ends of a
 // field value.
-func TrimOWS(b []byte) []byte {
+func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -18,9 +18,9 @@ func TrimOWS(b []byte) []byte {
 	return b
 }
 
-// CanonicalName appends name (a token) spelled as
+// canonicalName appends name (a token) spelled as
 // textproto.CanonicalMIMEHeaderKey spells it.
-func CanonicalName(dst, name []byte) []byte {
+func canonicalName(dst, name []byte) []byte {
 	upper := true
 	for _, c := range name {
 		if upper && 'a' <= c && c <= 'z' {
@@ -34,9 +34,9 @@ func CanonicalName(dst, name []byte) []byte {
 	return dst
 }
 
-// HasToken reports whether the comma-separated list v has token (lower
+// hasToken reports whether the comma-separated list v has token (lower
 // case), as httpguts.HeaderValuesContainsToken reads one value.
-func HasToken(v, token string) bool {
+func hasToken(v, token string) bool {
 	for len(v) > 0 {
 		elem := v
 		if i := strings.IndexByte(v, ','); i >= 0 {
@@ -69,13 +69,13 @@ func HasLineBreak(s string) bool {
 	return strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\n') >= 0
 }
 
-// Intern returns b as a string: common's when common has it, else the one
+// internString returns b as a string: common's when common has it, else the one
 // *strs holds, else a new one that it adds to *strs while *strs has fewer
 // than maxStrings strings and b is at most maxLen bytes. A connection's
 // messages repeat their names and values, so after its first message they
 // cost no allocation; the bounds keep a hostile peer from growing the
 // table.
-func Intern(strs *map[string]string, common map[string]string, b []byte, maxStrings, maxLen int) string {
+func internString(strs *map[string]string, common map[string]string, b []byte, maxStrings, maxLen int) string {
 	if s, ok := common[string(b)]; ok {
 		return s
 	}
@@ -92,9 +92,9 @@ func Intern(strs *map[string]string, common map[string]string, b []byte, maxStri
 	return s
 }
 
-// TokenChar reports whether c may appear in a token (RFC 9110 §5.6.2),
+// tokenChar reports whether c may appear in a token (RFC 9110 §5.6.2),
 // which header names and methods are.
-func TokenChar(c byte) bool {
+func tokenChar(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
@@ -109,7 +109,7 @@ func validName(name []byte) bool {
 		return false
 	}
 	for _, c := range name {
-		if !TokenChar(c) {
+		if !tokenChar(c) {
 			return false
 		}
 	}

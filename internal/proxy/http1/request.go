@@ -28,8 +28,8 @@ import (
 // ErrFallback says the head is for http.ReadRequest to read.
 var ErrFallback = errors.New("http1: head not for the fast parser")
 
-// ErrBadHead is a head that net/http refuses (400).
-var ErrBadHead = errors.New("http1: malformed request head")
+// errBadHead is a head that net/http refuses (400).
+var errBadHead = errors.New("http1: malformed request head")
 
 // maxHeadFields is the most header lines the fast parser takes.
 const maxHeadFields = 64
@@ -54,7 +54,7 @@ type RequestParser struct {
 	// a proxy adds (X-Forwarded-For, X-Request-Id, X-Forwarded-Proto).
 	Spare []string
 	// Names are the last request's header names not spelled canonically
-	// (AddHeaderName's), nil if none.
+	// (addHeaderName's), nil if none.
 	Names HeaderNames
 	// Header, when set, is an empty map for the next request: the last
 	// one's, once nothing uses it after that request.
@@ -73,7 +73,7 @@ func NewRequestParser(tmpl *http.Request) *RequestParser {
 // intern returns b as a string, the same string for the same bytes on
 // one connection while there is room.
 func (p *RequestParser) intern(b []byte) string {
-	return Intern(&p.strs, requestCommon, b, requestMaxInterned, requestMaxInternLen)
+	return internString(&p.strs, requestCommon, b, requestMaxInterned, requestMaxInternLen)
 }
 
 // requestCommon are names, methods and values that need no allocation on
@@ -113,20 +113,20 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 	// "METHOD SP target SP HTTP/1.1" (PlainHead checked the version).
 	sp1 := indexByte(line, ' ')
 	if sp1 < 0 {
-		return nil, ErrBadHead
+		return nil, errBadHead
 	}
 	method, rest := line[:sp1], line[sp1+1:]
 	sp2 := indexByte(rest, ' ')
 	if sp2 < 0 || string(rest[sp2+1:]) != "HTTP/1.1" {
-		return nil, ErrBadHead
+		return nil, errBadHead
 	}
 	target := rest[:sp2]
 	if len(method) == 0 {
-		return nil, ErrBadHead
+		return nil, errBadHead
 	}
 	for _, c := range method {
-		if !TokenChar(c) {
-			return nil, ErrBadHead
+		if !tokenChar(c) {
+			return nil, errBadHead
 		}
 	}
 	if len(target) == 0 || target[0] != '/' {
@@ -147,7 +147,7 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 	}
 	for _, c := range target[max(q, 0):] {
 		if c < ' ' || c == 0x7f {
-			return nil, ErrBadHead // url's invalid control character
+			return nil, errBadHead // url's invalid control character
 		}
 	}
 
@@ -166,10 +166,10 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 		v := l[colon+1:]
 		for _, c := range v {
 			if !validValueByte(c) {
-				return nil, ErrBadHead
+				return nil, errBadHead
 			}
 		}
-		p.fields[n].name, p.fields[n].value = l[:colon], TrimOWS(v)
+		p.fields[n].name, p.fields[n].value = l[:colon], trimOWS(v)
 		n++
 	}
 
@@ -200,10 +200,10 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 	p.Names = nil
 	for i := range n {
 		f := &p.fields[i]
-		p.Names = AddHeaderName(p.Names, f.name)
+		p.Names = addHeaderName(p.Names, f.name)
 		var key string
 		if len(f.name) <= len(canon) {
-			key = p.intern(CanonicalName(canon[:0], f.name))
+			key = p.intern(canonicalName(canon[:0], f.name))
 		} else {
 			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
 		}
@@ -217,7 +217,7 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 			// http.ReadRequest takes the first, refuses a second and
 			// leaves none in the header.
 			if hosts++; hosts > 1 {
-				return nil, ErrBadHead // "too many Host headers"
+				return nil, errBadHead // "too many Host headers"
 			}
 			req.Host = value
 			continue
@@ -236,7 +236,7 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 		}
 	}
 	for _, v := range h["Connection"] {
-		if HasToken(v, "close") {
+		if hasToken(v, "close") {
 			req.Close = true
 		}
 	}
@@ -245,7 +245,7 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 	if cls := h["Content-Length"]; len(cls) > 0 {
 		for _, cl := range cls[1:] {
 			if cl != cls[0] {
-				return nil, ErrBadHead
+				return nil, errBadHead
 			}
 		}
 		if len(cls) > 1 {
@@ -253,7 +253,7 @@ func (p *RequestParser) Parse(head []byte, br *bufio.Reader) (*http.Request, err
 		}
 		cl, err := strconv.ParseUint(cls[0], 10, 63)
 		if err != nil || cls[0] == "" {
-			return nil, ErrBadHead
+			return nil, errBadHead
 		}
 		req.ContentLength = int64(cl)
 	}
@@ -396,7 +396,7 @@ func PlainHead(head []byte) bool {
 		}
 		name := l[:colon]
 		for _, ch := range name {
-			if !TokenChar(ch) {
+			if !tokenChar(ch) {
 				return false
 			}
 		}

@@ -41,7 +41,7 @@ type ResponseParser struct {
 }
 
 func (p *ResponseParser) intern(b []byte) string {
-	return Intern(&p.strs, responseCommon, b, responseMaxInterned, responseMaxInternLen)
+	return internString(&p.strs, responseCommon, b, responseMaxInterned, responseMaxInternLen)
 }
 
 var responseCommon = func() map[string]string {
@@ -122,7 +122,7 @@ func (p *ResponseParser) Scan(head []byte) bool {
 		if colon < 1 || !validName(l[:colon]) {
 			return false // obs-fold, no name, a space before the colon, ...
 		}
-		v := TrimOWS(l[colon+1:])
+		v := trimOWS(l[colon+1:])
 		for _, c := range v {
 			if c < 0x80 && c != '\t' && (c < 0x20 || c == 0x7f) {
 				return false
@@ -157,7 +157,7 @@ func (p *ResponseParser) Fill(resp *http.Response, vals []string, req *http.Requ
 		f := &p.fields[i]
 		var key string
 		if len(f.name) <= len(canon) {
-			key = p.intern(CanonicalName(canon[:0], f.name))
+			key = p.intern(canonicalName(canon[:0], f.name))
 		} else {
 			key = textproto.CanonicalMIMEHeaderKey(string(f.name))
 		}
@@ -204,7 +204,7 @@ func (p *ResponseParser) Fill(resp *http.Response, vals []string, req *http.Requ
 		length = int64(cl)
 	}
 	for _, v := range h["Connection"] {
-		if HasToken(v, "close") {
+		if hasToken(v, "close") {
 			resp.Close = true
 		}
 	}
