@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,9 +52,6 @@ func (e PlanErrors) Error() string {
 	}
 	return strings.Join(msgs, "\n")
 }
-
-// explicitPodNet is where explicit-mode pods get their IPs.
-var explicitPodNet = netip.MustParsePrefix("127.10.0.0/16")
 
 // Mesh is a running local mesh: a control plane serving the manifests
 // (over a Unix socket in the state dir) and three parts around it:

@@ -20,6 +20,9 @@ import (
 	"github.com/trellismesh/trellis/internal/store"
 )
 
+// explicitPodNet is where explicit-mode pods get their IPs.
+var explicitPodNet = netip.MustParsePrefix("127.10.0.0/16")
+
 // nodeNetwork is the mesh's node: what a node's CNI, kube-proxy and
 // kube-dns would provide. It hands out pod IPs in both modes; in
 // transparent mode it also owns the network namespaces (netns_linux.go),
