@@ -704,14 +704,30 @@ func checkLocalityLB(errs *field.List, p *field.Path, l *networking.LocalityLoad
 	for i, d := range l.Distribute {
 		dp := p.Child("distribute").Index(i)
 		checkLocality(errs, dp.Child("from"), d.GetFrom())
+		// The first entry whose from matches the proxy applies, so one
+		// covered by an earlier entry never does.
+		for j := range i {
+			if prev := l.Distribute[j].GetFrom(); localityCovers(prev, d.GetFrom()) {
+				errs.Add(dp.Child("from"), "locality %q is covered by distribute[%d].from %q, so this entry never applies: list specific localities first", d.GetFrom(), j, prev)
+				break
+			}
+		}
 		var total uint64
-		for _, k := range sortedKeys(d.GetTo()) {
+		keys := sortedKeys(d.GetTo())
+		for ki, k := range keys {
 			w := d.To[k]
 			checkLocality(errs, dp.Child("to").Key(k), k)
 			if w < 1 || w > 100 {
 				errs.Add(dp.Child("to").Key(k), "weight %d must be in 1..100", w)
 			}
 			total += uint64(w)
+			// to is a map: an endpoint under two keys has no defined weight.
+			for _, prev := range keys[:ki] {
+				if localityCovers(prev, k) || localityCovers(k, prev) {
+					errs.Add(dp.Child("to").Key(k), "locality %q overlaps %q in the same map: the endpoints in both would get either weight", k, prev)
+					break
+				}
+			}
 		}
 		if total != 100 {
 			errs.Add(dp.Child("to"), "weights add up to %d: they must add up to 100", total)
@@ -734,6 +750,29 @@ func checkLocality(errs *field.List, p *field.Path, loc string) {
 			return
 		}
 	}
+}
+
+// localityCovers reports whether every locality that general matches is
+// also matched by specific, as Istio matches them: a locality given to
+// fewer levels, or ending in "*", matches everything below it.
+func localityCovers(general, specific string) bool {
+	g := strings.Split(strings.TrimSuffix(strings.TrimSuffix(general, "*"), "/"), "/")
+	if general == "*" {
+		g = nil
+	}
+	s := strings.Split(strings.TrimSuffix(strings.TrimSuffix(specific, "*"), "/"), "/")
+	if specific == "*" {
+		s = nil
+	}
+	if len(g) > len(s) {
+		return false
+	}
+	for i := range g {
+		if g[i] != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isPrime matches Envoy's check for the Maglev table size.

@@ -410,7 +410,7 @@ func checkFault(errs *field.List, p *field.Path, f *networking.HTTPFaultInjectio
 	if a := f.Abort; a != nil {
 		ap := p.Child("abort")
 		if a.Percentage != nil {
-			checkPercentValue(errs, ap.Child("percentage", "value"), a.Percentage.GetValue())
+			checkFaultPercent(errs, ap.Child("percentage", "value"), a.Percentage.GetValue())
 		}
 		switch et := a.ErrorType.(type) {
 		case *networking.HTTPFaultInjection_Abort_HttpStatus:
@@ -428,7 +428,7 @@ func checkFault(errs *field.List, p *field.Path, f *networking.HTTPFaultInjectio
 	if d := f.Delay; d != nil {
 		dp := p.Child("delay")
 		if d.Percentage != nil {
-			checkPercentValue(errs, dp.Child("percentage", "value"), d.Percentage.GetValue())
+			checkFaultPercent(errs, dp.Child("percentage", "value"), d.Percentage.GetValue())
 		}
 		//lint:ignore SA1019 users still write the deprecated field
 		checkPercent(errs, dp.Child("percent"), d.Percent)
@@ -441,6 +441,16 @@ func checkFault(errs *field.List, p *field.Path, f *networking.HTTPFaultInjectio
 			errs.Add(dp, "set fixedDelay")
 		}
 	}
+}
+
+// checkFaultPercent is checkPercentValue for fault injection, which Envoy
+// counts per million: a positive value under 0.0001 would never fire.
+func checkFaultPercent(errs *field.List, p *field.Path, v float64) {
+	if v > 0 && v < 0.0001 {
+		errs.Add(p, "%g is too small: Envoy counts faults per million, so use 0 or at least 0.0001", v)
+		return
+	}
+	checkPercentValue(errs, p, v)
 }
 
 func checkHTTPStatus(errs *field.List, p *field.Path, s int64) {
