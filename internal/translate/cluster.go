@@ -71,7 +71,9 @@ func (t *translation) outboundClusters(svc *registry.Service, port registry.Port
 // mergePolicy applies Istio's precedence: subset policy over the
 // DestinationRule's top-level policy, and a port-level setting for this
 // port over both of the policy it sits in. Istio replaces whole sections
-// (loadBalancer, connectionPool, ...) rather than merging fields.
+// (loadBalancer, connectionPool, ...) rather than merging fields, and a
+// port-level setting replaces all four: the DestinationRule reference says
+// sections it omits take their defaults, not the policy's.
 func mergePolicy(top, subset *networking.TrafficPolicy, port uint32) *networking.TrafficPolicy {
 	eff := &networking.TrafficPolicy{}
 	for _, p := range []*networking.TrafficPolicy{top, subset} {
@@ -94,18 +96,11 @@ func mergePolicy(top, subset *networking.TrafficPolicy, port uint32) *networking
 			if pl.GetPort().GetNumber() != port {
 				continue
 			}
-			if pl.GetLoadBalancer() != nil {
-				eff.LoadBalancer = pl.GetLoadBalancer()
-			}
-			if pl.GetConnectionPool() != nil {
-				eff.ConnectionPool = pl.GetConnectionPool()
-			}
-			if pl.GetOutlierDetection() != nil {
-				eff.OutlierDetection = pl.GetOutlierDetection()
-			}
-			if pl.GetTls() != nil {
-				eff.Tls = pl.GetTls()
-			}
+			eff.LoadBalancer = pl.GetLoadBalancer()
+			eff.ConnectionPool = pl.GetConnectionPool()
+			eff.OutlierDetection = pl.GetOutlierDetection()
+			eff.Tls = pl.GetTls()
+			break
 		}
 	}
 	return eff
