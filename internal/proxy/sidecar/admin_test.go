@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // The admin port of a running sidecar shows what it applied: config_dump
@@ -54,7 +55,7 @@ func TestAdminShowsAppliedConfig(t *testing.T) {
 	if !strings.Contains(clusters, "outbound|9080|v1|reviews.default.svc.cluster.local") || !strings.Contains(clusters, "127.77.33.2:9080") {
 		t.Errorf("/clusters lacks the v1 subset's endpoint:\n%s", clusters)
 	}
-	get(t, client.client(), "http://reviews:9080/", nil)
+	meshtest.Get(t, client.Client(), "http://reviews:9080/", nil)
 	if !strings.Contains(fetch("/stats"), "http.outbound.downstream_rq_2xx: ") {
 		t.Errorf("/stats lacks the outbound request counters")
 	}
@@ -73,16 +74,16 @@ func TestAdminShowsAppliedConfig(t *testing.T) {
 func TestConnectionLimitAnswers503(t *testing.T) {
 	leak.Check(t)
 	const base = "127.77.34"
-	m := newMesh(t, reviewsConfig(base, 100, 0))
-	backend(t, base+".2:9080", "v1", nil)
-	m.sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
-	client := m.sidecarWith("sleep", base+".1", map[string]string{"app": "sleep"}, func(o *sidecar.Options) { o.MaxConnections = 1 })
+	m := meshtest.New(t, reviewsConfig(base, 100, 0))
+	meshtest.Backend(t, base+".2:9080", "v1", nil)
+	m.Sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
+	client := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}, func(o *sidecar.Options) { o.MaxConnections = 1 })
 	held, err := net.Dial("tcp", base+".1:15001")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	eventually(t, 5*time.Second, func() string {
+	meshtest.Eventually(t, 5*time.Second, func() string {
 		if statsLine(t, client, "listener.virtualOutbound.downstream_cx_active") != "1" {
 			return "the first connection is not being served yet"
 		}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // BenchmarkSidecar is the Go side of bench/sidecar.sh: a 1 KB POST echoed
@@ -29,16 +31,16 @@ import (
 //	go test ./internal/proxy/sidecar -run '^$' -bench Sidecar -benchtime 3s
 func BenchmarkSidecar(b *testing.B) {
 	const base = "127.77.40"
-	m := newMesh(b, reviewsConfig(base, 100, 0))
+	m := meshtest.New(b, reviewsConfig(base, 100, 0))
 	payload := bytes.Repeat([]byte("x"), 1024)
-	backend(b, base+".2:9080", "v1", func(w http.ResponseWriter, r *http.Request) {
+	meshtest.Backend(b, base+".2:9080", "v1", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Length", fmt.Sprint(len(payload)))
 		w.Header().Set("X-Got", fmt.Sprint(n))
 		w.Write(payload)
 	})
-	m.sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
-	m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	m.Sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
+	m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 
 	// Each client dials one fixed address whatever the URL says, so the
 	// URL (and so the Host header) is the same in both rows.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // load sends requests through c from workers goroutines until stop is
@@ -98,7 +99,7 @@ func TestConfigChangeUnderLoad(t *testing.T) {
 	leak.Check(t)
 	const base = "127.77.4"
 	m, client := reviewsMesh(t, base, 100, 0)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 	var closedByProxy atomic.Int64
 	tr := c.Transport.(*http.Transport)
@@ -114,15 +115,15 @@ func TestConfigChangeUnderLoad(t *testing.T) {
 	l := startLoad(c, "http://reviews:9080/", 4, 20000)
 	l.waitFor(t, 200)
 	for _, w := range [][2]int{{0, 100}, {50, 50}, {100, 0}, {0, 100}} {
-		m.write("mesh.yaml", reviewsConfig(base, w[0], w[1]))
+		m.Write("mesh.yaml", reviewsConfig(base, w[0], w[1]))
 		l.waitFor(t, 300)
 	}
 	// An endpoint change: v2 moves to a new pod (a new IP).
-	backend(t, base+".4:9080", "v2-moved", nil)
-	m.sidecar("reviews-v2-moved", base+".4", map[string]string{"app": "reviews", "version": "v2"})
+	meshtest.Backend(t, base+".4:9080", "v2-moved", nil)
+	m.Sidecar("reviews-v2-moved", base+".4", map[string]string{"app": "reviews", "version": "v2"})
 	moved := replaceOnce(reviewsConfig(base, 0, 100), base+".3", base+".4")
-	m.write("mesh.yaml", moved)
-	eventually(t, 10*time.Second, func() string {
+	m.Write("mesh.yaml", moved)
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.byBackend["v2-moved"] < 100 {
@@ -166,21 +167,21 @@ func TestControlPlaneKilledUnderLoad(t *testing.T) {
 	leak.Check(t)
 	const base = "127.77.5"
 	m, client := reviewsMesh(t, base, 100, 0)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 
 	l := startLoad(c, "http://reviews:9080/", 4, 20000)
 	l.waitFor(t, 200)
-	addr := m.xds
-	if err := m.cp.Stop(); err != nil {
+	addr := m.XDSAddr()
+	if err := m.StopControlPlane(); err != nil {
 		t.Fatalf("stopping the control plane: %v", err)
 	}
 	l.waitFor(t, 1000)
 
 	// A new control plane on the same address, with a changed config.
-	m.write("mesh.yaml", reviewsConfig(base, 0, 100))
+	m.Write("mesh.yaml", reviewsConfig(base, 0, 100))
 	var lis net.Listener
-	eventually(t, 5*time.Second, func() string {
+	meshtest.Eventually(t, 5*time.Second, func() string {
 		var err error
 		lis, err = net.Listen("tcp", addr)
 		if err != nil {
@@ -188,8 +189,8 @@ func TestControlPlaneKilledUnderLoad(t *testing.T) {
 		}
 		return ""
 	})
-	m.startCP(lis)
-	eventually(t, 10*time.Second, func() string {
+	m.StartControlPlane(lis)
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.byBackend["v2"] < 100 {

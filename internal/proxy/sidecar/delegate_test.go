@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // VirtualService delegation through real sidecars (issue 12): a root
@@ -46,13 +47,13 @@ spec: {address: %[3]s.%[4]d, labels: {app: %[1]s}}
 
 // delegateMesh starts the services' backends (each answers its name) and
 // a client sidecar at base.1 once config is served.
-func delegateMesh(t *testing.T, base, config string) (*mesh, *http.Client) {
+func delegateMesh(t *testing.T, base, config string) (*meshtest.Mesh, *http.Client) {
 	t.Helper()
-	m := newMesh(t, delegateServices(base)+config)
+	m := meshtest.New(t, delegateServices(base)+config)
 	for name, n := range map[string]int{"productpage": 2, "canary": 3, "team-backend": 4, "ratings": 5, "ratings-v2": 6} {
-		backend(t, fmt.Sprintf("%s.%d:9080", base, n), name, nil)
+		meshtest.Backend(t, fmt.Sprintf("%s.%d:9080", base, n), name, nil)
 	}
-	c := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).client()
+	c := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).Client()
 	t.Cleanup(c.CloseIdleConnections)
 	return m, c
 }
@@ -60,7 +61,7 @@ func delegateMesh(t *testing.T, base, config string) (*mesh, *http.Client) {
 // answers waits until a request is answered by backend want.
 func answers(t *testing.T, c *http.Client, target string, header map[string]string, want string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		req, err := http.NewRequest(http.MethodGet, target, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -156,7 +157,7 @@ func TestBadDelegateLeavesPortRouting(t *testing.T) {
 	m, c := delegateMesh(t, base, "")
 	answers(t, c, "http://ratings:9080/", nil, "ratings")
 
-	m.write("mesh.yaml", delegateServices(base)+`apiVersion: networking.istio.io/v1
+	m.Write("mesh.yaml", delegateServices(base)+`apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: productpage}
 spec:
@@ -190,15 +191,15 @@ spec:
 	answers(t, c, "http://productpage:9080/missing/a", nil, "productpage")
 	answers(t, c, "http://productpage:9080/chain/a", nil, "productpage")
 	// canary's root delegates only to a missing delegate: no routes, 404.
-	eventually(t, 10*time.Second, func() string {
-		resp, _ := get(t, c, "http://canary:9080/", nil)
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		resp, _ := meshtest.Get(t, c, "http://canary:9080/", nil)
 		if resp.StatusCode != http.StatusNotFound {
 			return fmt.Sprintf("canary answered %d (%s), want 404: its only route delegates to nothing", resp.StatusCode, resp.Header.Get("X-Backend"))
 		}
 		return ""
 	})
 
-	fresh := m.sidecar("sleep2", base+".7", map[string]string{"app": "sleep"}).client()
+	fresh := m.Sidecar("sleep2", base+".7", map[string]string{"app": "sleep"}).Client()
 	defer fresh.CloseIdleConnections()
 	answers(t, fresh, "http://ratings:9080/", nil, "ratings-v2")
 	answers(t, fresh, "http://productpage:9080/", nil, "productpage")

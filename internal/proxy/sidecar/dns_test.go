@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 func dnsConfig(seAddress string) string {
@@ -87,10 +88,10 @@ func fakeNameserver(t *testing.T) netip.AddrPort {
 func TestDNSProxy(t *testing.T) {
 	leak.Check(t)
 	const base = "127.77.41"
-	m := newMesh(t, dnsConfig("240.240.0.1"))
+	m := meshtest.New(t, dnsConfig("240.240.0.1"))
 	upstream := fakeNameserver(t)
 	dnsAddr := net.JoinHostPort(base+".1", strconv.Itoa(sidecar.DNSPort))
-	p := m.sidecarWith("sleep", base+".1", map[string]string{"app": "sleep"}, func(o *sidecar.Options) {
+	p := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}, func(o *sidecar.Options) {
 		o.DNS = []string{dnsAddr, "[::1]:0"}
 		o.DNSUpstream = upstream
 	})
@@ -132,8 +133,8 @@ func TestDNSProxy(t *testing.T) {
 	if got := statsLine(t, p, "dns.upstream_requests_total"); got != "1" {
 		t.Errorf("dns.upstream_requests_total = %q, want 1", got)
 	}
-	m.write("mesh.yaml", dnsConfig("240.240.0.2"))
-	eventually(t, 10*time.Second, func() string {
+	m.Write("mesh.yaml", dnsConfig("240.240.0.2"))
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		if got := lookup("api.example.com."); got != "240.240.0.2" {
 			return "after the edit api.example.com is " + got
 		}

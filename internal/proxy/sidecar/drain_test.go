@@ -10,23 +10,24 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // slowReviews is the reviews mesh whose v1 app takes a while to answer
 // and counts the requests it is working on.
-func slowReviews(t *testing.T, base string, delay time.Duration) (*mesh, *pod, *pod, *atomic.Int64) {
-	m := newMesh(t, reviewsConfig(base, 100, 0))
+func slowReviews(t *testing.T, base string, delay time.Duration) (*meshtest.Mesh, *meshtest.Pod, *meshtest.Pod, *atomic.Int64) {
+	m := meshtest.New(t, reviewsConfig(base, 100, 0))
 	var inFlight atomic.Int64
-	backend(t, base+".2:9080", "v1", func(w http.ResponseWriter, r *http.Request) {
+	meshtest.Backend(t, base+".2:9080", "v1", func(w http.ResponseWriter, r *http.Request) {
 		inFlight.Add(1)
 		defer inFlight.Add(-1)
 		time.Sleep(delay)
 		io.WriteString(w, "v1")
 	})
-	backend(t, base+".3:9080", "v2", nil)
-	server := m.sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
-	m.sidecar("reviews-v2", base+".3", map[string]string{"app": "reviews", "version": "v2"})
-	client := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	meshtest.Backend(t, base+".3:9080", "v2", nil)
+	server := m.Sidecar("reviews-v1", base+".2", map[string]string{"app": "reviews", "version": "v1"})
+	m.Sidecar("reviews-v2", base+".3", map[string]string{"app": "reviews", "version": "v2"})
+	client := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 	return m, client, server, &inFlight
 }
 
@@ -79,29 +80,28 @@ func checkAllOK(t *testing.T, results []string) {
 func TestDrainServerSidecarFinishesInFlight(t *testing.T) {
 	leak.Check(t)
 	_, client, server, inFlight := slowReviews(t, "127.77.6", 400*time.Millisecond)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 	const n = 8
 	results := sendConcurrently(c, n)
-	eventually(t, 5*time.Second, func() string {
+	meshtest.Eventually(t, 5*time.Second, func() string {
 		if got := inFlight.Load(); got < n {
 			return fmt.Sprintf("%d of %d requests reached the app", got, n)
 		}
 		return ""
 	})
 	start := time.Now()
-	server.stop()
+	server.Stop()
 	checkAllOK(t, <-results)
 	select {
-	case err := <-server.done:
-		if err != nil {
+	case <-server.Exited():
+		if err := server.Err(); err != nil {
 			t.Errorf("drained proxy returned %v", err)
 		}
-		server.done <- nil // for the cleanup
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the proxy did not exit within its drain time")
 	}
-	if ready, _ := server.proxy.Ready(); ready {
+	if ready, _ := server.Proxy.Ready(); ready {
 		t.Errorf("a drained proxy still reports ready")
 	}
 	t.Logf("drained in %v", time.Since(start).Round(time.Millisecond))
@@ -113,17 +113,17 @@ func TestDrainServerSidecarFinishesInFlight(t *testing.T) {
 func TestDrainClientSidecarFinishesInFlight(t *testing.T) {
 	leak.Check(t)
 	_, client, _, inFlight := slowReviews(t, "127.77.7", 400*time.Millisecond)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 	const n = 8
 	results := sendConcurrently(c, n)
-	eventually(t, 5*time.Second, func() string {
+	meshtest.Eventually(t, 5*time.Second, func() string {
 		if got := inFlight.Load(); got < n {
 			return fmt.Sprintf("%d of %d requests reached the app", got, n)
 		}
 		return ""
 	})
-	client.stop()
+	client.Stop()
 	checkAllOK(t, <-results)
 	if _, err := c.Get("http://reviews:9080/"); err == nil {
 		t.Errorf("a drained sidecar still accepts new requests")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // TestPeakEWMAOnTheWire: a DestinationRule annotated
@@ -54,8 +55,8 @@ spec:
 	}
 
 	// Without the annotation the cluster is plain least-request again.
-	m.write("mesh.yaml", strings.Replace(m.read("mesh.yaml"), "  annotations: {trellis.io/load-balancer: PEAK_EWMA}\n", "", 1))
-	eventually(t, 10*time.Second, func() string {
+	m.Write("mesh.yaml", strings.Replace(m.Read("mesh.yaml"), "  annotations: {trellis.io/load-balancer: PEAK_EWMA}\n", "", 1))
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		if got := countAnswers(t, c, 10, nil); got["slow"] == 0 {
 			return fmt.Sprintf("still avoiding the slow backend after the annotation was removed: %v", got)
 		}

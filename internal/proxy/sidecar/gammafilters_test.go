@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // GAMMA routes through real sidecars: filters on a backendRef apply only
@@ -69,7 +70,7 @@ spec:
 	}
 	counts := map[string]int{}
 	for range 60 {
-		resp, body := get(t, c, "http://reviews:9080/", map[string]string{"x-drop": "keep"})
+		resp, body := meshtest.Get(t, c, "http://reviews:9080/", map[string]string{"x-drop": "keep"})
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /: %d %q", resp.StatusCode, body)
 		}
@@ -87,7 +88,7 @@ spec:
 		t.Fatalf("answers %v: both backends must have answered to compare their filters", counts)
 	}
 
-	resp, body := get(t, c, "http://reviews:9080/solo", nil)
+	resp, body := meshtest.Get(t, c, "http://reviews:9080/solo", nil)
 	if body != "v2" || resp.Header.Get("X-Seen-Canary") != "solo" {
 		t.Errorf("GET /solo: %q saw x-canary %q, want v2 with the one backend's filter (solo)", body, resp.Header.Get("X-Seen-Canary"))
 	}
@@ -100,7 +101,7 @@ spec:
 func TestGAMMASectionNameOnTheWire(t *testing.T) {
 	leak.Check(t)
 	const base = "127.94.2"
-	m := newMesh(t, fmt.Sprintf(`apiVersion: v1
+	m := meshtest.New(t, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: shop}
 spec:
@@ -139,13 +140,13 @@ spec:
 		w.Header().Set("X-Seen-Routed", r.Header.Get("X-Routed"))
 		io.WriteString(w, w.Header().Get("X-Backend"))
 	}
-	backend(t, base+".2:9080", "shop:9080", seenRouted)
-	backend(t, base+".2:9090", "shop:9090", seenRouted)
-	m.sidecar("shop", base+".2", map[string]string{"app": "shop"})
-	c := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).client()
+	meshtest.Backend(t, base+".2:9080", "shop:9080", seenRouted)
+	meshtest.Backend(t, base+".2:9090", "shop:9090", seenRouted)
+	m.Sidecar("shop", base+".2", map[string]string{"app": "shop"})
+	c := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).Client()
 	t.Cleanup(c.CloseIdleConnections)
 	for _, port := range []string{"9080", "9090"} {
-		eventually(t, 10*time.Second, func() string {
+		meshtest.Eventually(t, 10*time.Second, func() string {
 			resp, err := c.Get("http://shop:" + port + "/")
 			if err != nil {
 				return err.Error()
@@ -164,7 +165,7 @@ spec:
 		{"http://shop:9090/", "shop:9090", ""},
 		{"http://shop:9090/both", "shop:9090", ""},
 	} {
-		resp, body := get(t, c, tc.url, nil)
+		resp, body := meshtest.Get(t, c, tc.url, nil)
 		if resp.StatusCode != http.StatusOK || body != tc.backend || resp.Header.Get("X-Seen-Routed") != tc.routed {
 			t.Errorf("GET %s: %d from %q with x-routed %q, want 200 from %q with x-routed %q",
 				tc.url, resp.StatusCode, body, resp.Header.Get("X-Seen-Routed"), tc.backend, tc.routed)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // greeter implements grpc.testing.TestService for the gRPC tests.
@@ -106,10 +107,10 @@ func (g *greeter) FullDuplexCall(s grpc.BidiStreamingServer[testpb.StreamingOutp
 
 // connectDialer makes grpc-go reach addr through the pod's forward proxy
 // with CONNECT, as it does for HTTPS_PROXY.
-func connectDialer(p *pod) func(ctx context.Context, addr string) (net.Conn, error) {
+func connectDialer(p *meshtest.Pod) func(ctx context.Context, addr string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: p.ip.AsSlice()}}
-		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.ip.String(), "15001"))
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: p.IP.AsSlice()}}
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.IP.String(), "15001"))
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +296,7 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 		if status.Code(err) != codes.DeadlineExceeded {
 			t.Errorf("call past its deadline: %v, want DeadlineExceeded", err)
 		}
-		eventually(t, 5*time.Second, func() string {
+		meshtest.Eventually(t, 5*time.Second, func() string {
 			if g.cancelled.Load() == before {
 				return "the app's call never ended"
 			}
@@ -356,7 +357,7 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 		}()
 		// Cancel only once the call is in the app, so the cancel has to
 		// cross both proxies rather than stop the call on its way there.
-		eventually(t, 5*time.Second, func() string {
+		meshtest.Eventually(t, 5*time.Second, func() string {
 			if g.waiting.Load() == waitingBefore {
 				return "the call never reached the app"
 			}
@@ -366,7 +367,7 @@ func TestGRPCThroughTwoProxies(t *testing.T) {
 		if err := <-errc; status.Code(err) != codes.Canceled {
 			t.Errorf("cancelled call: %v, want Canceled", err)
 		}
-		eventually(t, 5*time.Second, func() string {
+		meshtest.Eventually(t, 5*time.Second, func() string {
 			if g.cancelled.Load() == before {
 				return "the client's cancel never reached the app"
 			}

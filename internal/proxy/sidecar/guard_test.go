@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // The control plane puts every cluster and listener through the sidecar's
@@ -47,10 +48,10 @@ spec: {address: %[1]s.3, labels: {app: ratings, version: v1}}
 
 // guardAnswers checks that a request to url through p is answered 200 by the
 // backend named want, within a few seconds.
-func guardAnswers(t *testing.T, p *pod, url, want string) {
+func guardAnswers(t *testing.T, p *meshtest.Pod, url, want string) {
 	t.Helper()
-	c := p.client()
-	eventually(t, 10*time.Second, func() string {
+	c := p.Client()
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		resp, err := c.Get(url)
 		if err != nil {
 			return fmt.Sprintf("GET %s: %v", url, err)
@@ -73,7 +74,7 @@ func guardAnswers(t *testing.T, p *pod, url, want string) {
 func TestGuardRefusedDestinationRule(t *testing.T) {
 	leak.Check(t)
 	const base = "127.112.1"
-	m := newMesh(t, guardServices(base)+`---
+	m := meshtest.New(t, guardServices(base)+`---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings}
@@ -85,15 +86,15 @@ spec:
   subsets:
   - {name: v1, labels: {version: v1}}
 `)
-	backend(t, base+".2:9080", "reviews", nil)
-	backend(t, base+".3:9080", "ratings", nil)
-	backend(t, base+".4:9080", "details", nil)
-	sleep := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	meshtest.Backend(t, base+".2:9080", "reviews", nil)
+	meshtest.Backend(t, base+".3:9080", "ratings", nil)
+	meshtest.Backend(t, base+".4:9080", "details", nil)
+	sleep := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 
 	guardAnswers(t, sleep, "http://reviews:9080/", "reviews")
 	guardAnswers(t, sleep, "http://ratings:9080/", "ratings")
 
-	m.write("details.yaml", fmt.Sprintf(`apiVersion: v1
+	m.Write("details.yaml", fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: details}
 spec:
@@ -106,7 +107,7 @@ metadata: {name: details}
 spec: {address: %s.4, labels: {app: details}}
 `, base))
 	guardAnswers(t, sleep, "http://details:9080/", "details")
-	if n := m.cp.XDS.NACKs(); n != 0 {
+	if n := m.ControlPlane().XDS.NACKs(); n != 0 {
 		t.Errorf("the control plane saw %d NACKs, want none", n)
 	}
 }
@@ -121,7 +122,7 @@ spec: {address: %s.4, labels: {app: details}}
 func TestTLSServerNameSpellings(t *testing.T) {
 	leak.Check(t)
 	const base = "127.112.2"
-	m := newMesh(t, guardServices(base)+fmt.Sprintf(`---
+	m := meshtest.New(t, guardServices(base)+fmt.Sprintf(`---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ext-db}
@@ -149,14 +150,14 @@ spec:
   - match: [{sniHosts: [db.example.com]}, {sniHosts: [db.example.com.]}]
     route: [{destination: {host: db-v2.example.com}}]
 `, base))
-	backend(t, base+".2:9080", "reviews", nil)
+	meshtest.Backend(t, base+".2:9080", "reviews", nil)
 	cert := selfSigned(t)
 	tlsNameServer(t, base+".5:8443", "db", cert)
 	tlsNameServer(t, base+".6:8443", "db-v2", cert)
-	sleep := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	sleep := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 
 	guardAnswers(t, sleep, "http://reviews:9080/", "reviews")
-	c, br := sleep.connectVia(t, "db.example.com:8443", "")
+	c, br := connectVia(t, sleep, "db.example.com:8443", "")
 	defer c.Close()
 	tc := tls.Client(&bufferedConn{Conn: c, r: br}, &tls.Config{ServerName: "db.example.com", InsecureSkipVerify: true})
 	if err := tc.Handshake(); err != nil {
@@ -166,7 +167,7 @@ spec:
 	if err != nil || string(b) != "db-v2 db.example.com" {
 		t.Errorf("db.example.com:8443 answered %q, %v; want db-v2 db.example.com (the tls route's destination)", b, err)
 	}
-	if n := m.cp.XDS.NACKs(); n != 0 {
+	if n := m.ControlPlane().XDS.NACKs(); n != 0 {
 		t.Errorf("the control plane saw %d NACKs, want none", n)
 	}
 }

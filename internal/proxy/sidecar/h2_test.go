@@ -92,7 +92,7 @@ func TestH2CDownstreamThroughTwoProxies(t *testing.T) {
 	tr := &http.Transport{
 		Protocols:   &ps,
 		Proxy:       http.ProxyURL(&url.URL{Scheme: "http", Host: "127.77.14.1:15001"}),
-		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: am.client.ip.AsSlice()}}).DialContext,
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: am.client.IP.AsSlice()}}).DialContext,
 	}
 	defer tr.CloseIdleConnections()
 	h2 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -111,7 +111,7 @@ func TestH2CDownstreamThroughTwoProxies(t *testing.T) {
 	}
 
 	// HTTP/1.1 requests stay HTTP/1.1 (h2UpgradePolicy DO_NOT_UPGRADE).
-	c := am.client.client()
+	c := am.client.Client()
 	defer c.CloseIdleConnections()
 	app.reset()
 	concurrently(t, c, 10, "http://app:8080/h1", 1)
@@ -139,7 +139,7 @@ spec:
     connectionPool:
       http: {h2UpgradePolicy: UPGRADE}
 `, app.serve)
-	c := am.client.client()
+	c := am.client.Client()
 	defer c.CloseIdleConnections()
 	// Warm: the first request opens the multiplexed connection.
 	concurrently(t, c, 1, "http://app:8080/warm", 1)

@@ -126,7 +126,7 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 	leak.Check(t)
 	am := newAppMesh(t, "127.77.13", "", http1App)
 	rawApp(t, "127.77.13.2:8081")
-	c := am.client.client()
+	c := am.client.Client()
 	defer c.CloseIdleConnections()
 
 	t.Run("ChunkedStreamedBothWays", func(t *testing.T) {
@@ -173,7 +173,7 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 	})
 
 	t.Run("ExpectContinue", func(t *testing.T) {
-		conn := am.client.dialProxy(t)
+		conn := dialProxy(t, am.client)
 		body := "hello after 100"
 		fmt.Fprintf(conn, "POST http://app:8080/echo HTTP/1.1\r\nHost: app:8080\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(body))
 		br := bufio.NewReader(conn)
@@ -233,7 +233,7 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 	})
 
 	t.Run("ResponseTrailers", func(t *testing.T) {
-		conn := am.client.dialProxy(t)
+		conn := dialProxy(t, am.client)
 		io.WriteString(conn, "GET http://app:8080/trailers HTTP/1.1\r\nHost: app:8080\r\nTE: trailers\r\nConnection: close\r\n\r\n")
 		wire, err := io.ReadAll(conn)
 		if err != nil {
@@ -274,7 +274,7 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 		// spelling from the raw bytes. Values and the order of repeated
 		// fields are kept; a name in two spellings takes its first
 		// non-canonical one.
-		conn := am.client.dialProxy(t)
+		conn := dialProxy(t, am.client)
 		io.WriteString(conn, "GET http://app:8081/case HTTP/1.1\r\nHost: app:8081\r\nx-lower: 1\r\nX-MiXeD-CaSe: 2\r\nSOAPAction: 3\r\nX-Multi: a\r\nx-multi: b\r\nX-Canonical: 4\r\nConnection: close\r\n\r\n")
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		wire, err := io.ReadAll(conn)

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // versionsMesh runs Service reviews (and reviews-<version> per version)
 // with one sidecar'd backend per version at base.2, base.3, ..., a client
 // sidecar at base.1, and extra config. It returns the client's HTTP client.
-func versionsMesh(t *testing.T, base, extra string, versions []string, handler http.HandlerFunc) (*mesh, *http.Client) {
+func versionsMesh(t *testing.T, base, extra string, versions []string, handler http.HandlerFunc) (*meshtest.Mesh, *http.Client) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString(`apiVersion: v1
@@ -45,15 +46,15 @@ spec: {address: %[2]s.%[3]d, labels: {app: reviews, version: %[1]s, security.ist
 	if extra != "" {
 		b.WriteString("---\n" + extra)
 	}
-	m := newMesh(t, b.String())
+	m := meshtest.New(t, b.String())
 	for i, v := range versions {
 		ip := fmt.Sprintf("%s.%d", base, i+2)
-		backend(t, ip+":9080", v, handler)
-		m.sidecar("reviews-"+v, ip, map[string]string{"app": "reviews", "version": v})
+		meshtest.Backend(t, ip+":9080", v, handler)
+		m.Sidecar("reviews-"+v, ip, map[string]string{"app": "reviews", "version": v})
 	}
-	client := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).client()
+	client := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).Client()
 	t.Cleanup(client.CloseIdleConnections)
-	eventually(t, 10*time.Second, func() string {
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		resp, err := client.Get("http://reviews:9080/")
 		if err != nil {
 			return err.Error()
@@ -71,7 +72,7 @@ func countAnswers(t *testing.T, c *http.Client, n int, header map[string]string)
 	t.Helper()
 	counts := map[string]int{}
 	for range n {
-		resp, body := get(t, c, "http://reviews:9080/", header)
+		resp, body := meshtest.Get(t, c, "http://reviews:9080/", header)
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
@@ -153,8 +154,8 @@ spec:
 		t.Errorf("30 users all hashed to %v", used)
 	}
 
-	m.write("mesh.yaml", strings.Replace(m.read("mesh.yaml"), "consistentHash: {httpHeaderName: x-user}", "simple: ROUND_ROBIN", 1))
-	eventually(t, 10*time.Second, func() string {
+	m.Write("mesh.yaml", strings.Replace(m.Read("mesh.yaml"), "consistentHash: {httpHeaderName: x-user}", "simple: ROUND_ROBIN", 1))
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		got := countAnswers(t, c, 30, map[string]string{"x-user": "same"})
 		if got["a"] != 10 || got["b"] != 10 || got["c"] != 10 {
 			return fmt.Sprintf("round robin gave %v, want 10 each", got)
@@ -237,11 +238,11 @@ func TestRemovedEndpointGetsNoRequests(t *testing.T) {
 	leak.Check(t)
 	const base = "127.77.32"
 	m, c := versionsMesh(t, base, "", []string{"a", "b", "c"}, nil)
-	client := m.pods["sleep"]
+	client := m.Pod("sleep")
 	if got := countAnswers(t, c, 60, nil); len(got) != 3 {
 		t.Fatalf("before the removal answers came from %v, want all three", got)
 	}
-	cfg := m.read("mesh.yaml")
+	cfg := m.Read("mesh.yaml")
 	i := strings.Index(cfg, "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: reviews-c}")
 	j := strings.Index(cfg[i+4:], "---")
 	if j < 0 {
@@ -249,10 +250,10 @@ func TestRemovedEndpointGetsNoRequests(t *testing.T) {
 	} else {
 		cfg = cfg[:i] + cfg[i+4+j:]
 	}
-	m.write("mesh.yaml", cfg)
+	m.Write("mesh.yaml", cfg)
 	removed := base + ".4:9080"
-	eventually(t, 10*time.Second, func() string {
-		for _, cl := range client.proxy.Clusters() {
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		for _, cl := range client.Proxy.Clusters() {
 			if !strings.HasPrefix(cl.Name, "outbound|9080||reviews.") {
 				continue
 			}

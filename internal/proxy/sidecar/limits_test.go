@@ -17,6 +17,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // Untrusted input past the limits gets Envoy's answers, counted: request
@@ -48,7 +49,7 @@ func TestDownstreamLimits(t *testing.T) {
 
 	t.Run("LargeHeadersBelowTheLimit", func(t *testing.T) {
 		// 50 KiB of headers cross both proxies.
-		resp := request(am.client.dialProxy(t), "X-Big: "+strings.Repeat("b", 50<<10)+"\r\n")
+		resp := request(dialProxy(t, am.client), "X-Big: "+strings.Repeat("b", 50<<10)+"\r\n")
 		if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Big") != strconv.Itoa(50<<10) {
 			t.Errorf("50 KiB header: %s, the app saw %s bytes", resp.Status, resp.Header.Get("X-Seen-Big"))
 		}
@@ -56,7 +57,7 @@ func TestDownstreamLimits(t *testing.T) {
 
 	t.Run("HeadersTooLarge", func(t *testing.T) {
 		before := stat("http.outbound.downstream_rq_header_too_large")
-		resp := request(am.client.dialProxy(t), "X-Big: "+strings.Repeat("b", 80<<10)+"\r\n")
+		resp := request(dialProxy(t, am.client), "X-Big: "+strings.Repeat("b", 80<<10)+"\r\n")
 		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Errorf("80 KiB header: %s, want 431", resp.Status)
 		}
@@ -69,7 +70,7 @@ func TestDownstreamLimits(t *testing.T) {
 		// One header line that never ends: the proxy answers 431 and
 		// closes having read about the limit, so our writes fail long
 		// before 64 MB went.
-		c := am.client.dialProxy(t)
+		c := dialProxy(t, am.client)
 		answer := make(chan string, 1)
 		go func() {
 			b, _ := io.ReadAll(c)
@@ -94,7 +95,7 @@ func TestDownstreamLimits(t *testing.T) {
 
 	t.Run("HeadersTrickledPastTheTimeout", func(t *testing.T) {
 		before := stat("http.outbound.downstream_rq_timeout")
-		c := am.client.dialProxy(t)
+		c := dialProxy(t, am.client)
 		answer := make(chan string, 1)
 		go func() {
 			b, _ := io.ReadAll(c)
@@ -131,7 +132,7 @@ func TestDownstreamLimits(t *testing.T) {
 		// Idle between requests longer than the header timeout: the next
 		// request on the connection is served, no 408.
 		before := stat("http.outbound.downstream_rq_timeout")
-		c := am.client.dialProxy(t)
+		c := dialProxy(t, am.client)
 		br := bufio.NewReader(c)
 		for i := range 2 {
 			if i > 0 {
@@ -158,7 +159,7 @@ func TestDownstreamLimits(t *testing.T) {
 		// counted with HTTP/1.1's, and in Envoy's HTTP/2 codec stat.
 		before := stat("http.outbound.downstream_rq_header_too_large")
 		beforeH2 := stat("http2.header_overflow")
-		c := am.client.dialProxy(t)
+		c := dialProxy(t, am.client)
 		fr := h2Start(t, c)
 		h2Headers(t, fr, 1, true, "x-big-1", strings.Repeat("b", 31000), "x-big-2", strings.Repeat("b", 31000))
 		if got := h2Status(t, fr, 1); got != "431" {
@@ -176,7 +177,7 @@ func TestDownstreamLimits(t *testing.T) {
 		// HEADERS without END_HEADERS, then nothing: the connection is
 		// closed after the read-header timeout, counted.
 		before := stat("http.outbound.downstream_rq_timeout")
-		c := am.client.dialProxy(t)
+		c := dialProxy(t, am.client)
 		fr := h2Start(t, c)
 		h2Headers(t, fr, 1, false, "x-slow", "1")
 		if got := h2Status(t, fr, 1); got != "closed" {
@@ -188,9 +189,9 @@ func TestDownstreamLimits(t *testing.T) {
 	})
 
 	// Still serving.
-	c := am.client.client()
+	c := am.client.Client()
 	defer c.CloseIdleConnections()
-	if resp, body := get(t, c, "http://app:8080/", nil); resp.StatusCode != 200 || body != "app" {
+	if resp, body := meshtest.Get(t, c, "http://app:8080/", nil); resp.StatusCode != 200 || body != "app" {
 		t.Errorf("after the limits: %d %q", resp.StatusCode, body)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // A Sidecar's outboundTrafficPolicy decides, for the workloads it selects,
@@ -38,20 +39,20 @@ spec:
   outboundTrafficPolicy: {mode: `+tc.sidecar+`}
 `, []string{"v1"}, nil)
 			outside := tc.base + ".50:8080"
-			backend(t, outside, "outside", nil)
-			other := m.sidecar("other", tc.base+".9", map[string]string{"app": "other"}).client()
+			meshtest.Backend(t, outside, "outside", nil)
+			other := m.Sidecar("other", tc.base+".9", map[string]string{"app": "other"}).Client()
 			t.Cleanup(other.CloseIdleConnections)
 			for _, x := range []struct {
 				who  string
 				c    *http.Client
 				want int
 			}{{"sleep (selected)", c, tc.selected}, {"other", other, tc.other}} {
-				resp, body := get(t, x.c, "http://"+outside+"/", nil)
+				resp, body := meshtest.Get(t, x.c, "http://"+outside+"/", nil)
 				if resp.StatusCode != x.want {
 					t.Errorf("%s to an unregistered host: %d %q, want %d", x.who, resp.StatusCode, body, x.want)
 				}
 				// Registered services are reached either way.
-				if resp, body := get(t, x.c, "http://reviews:9080/", nil); resp.StatusCode != http.StatusOK || body != "v1" {
+				if resp, body := meshtest.Get(t, x.c, "http://reviews:9080/", nil); resp.StatusCode != http.StatusOK || body != "v1" {
 					t.Errorf("%s to reviews: %d %q, want 200 from v1", x.who, resp.StatusCode, body)
 				}
 			}
@@ -66,7 +67,7 @@ spec:
 func TestRegistryOnlyWithoutHTTPRoutes(t *testing.T) {
 	leak.Check(t)
 	base := "127.95.3"
-	m := newMesh(t, `apiVersion: v1
+	m := meshtest.New(t, `apiVersion: v1
 kind: ConfigMap
 metadata: {name: istio, namespace: istio-system}
 data:
@@ -81,10 +82,10 @@ spec:
   ports: [{name: tcp, port: 5432}]
 `)
 	outside := base + ".50:8080"
-	backend(t, outside, "outside", nil)
-	c := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).client()
+	meshtest.Backend(t, outside, "outside", nil)
+	c := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).Client()
 	t.Cleanup(c.CloseIdleConnections)
-	if resp, body := get(t, c, "http://"+outside+"/", nil); resp.StatusCode != http.StatusBadGateway {
+	if resp, body := meshtest.Get(t, c, "http://"+outside+"/", nil); resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("GET to an unregistered host under REGISTRY_ONLY: %d %q, want 502", resp.StatusCode, body)
 	}
 }

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // wsHandshake sends a websocket upgrade through the pod's forward proxy
 // (absolute form, as an HTTP_PROXY client does) and returns the 101.
-func wsHandshake(t *testing.T, p *pod, target string) (net.Conn, *bufio.Reader, *http.Response) {
+func wsHandshake(t *testing.T, p *meshtest.Pod, target string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
-	c := p.dialProxy(t)
+	c := dialProxy(t, p)
 	key := "dGhlIHNhbXBsZSBub25jZQ=="
 	req := "GET http://" + target + "/ws HTTP/1.1\r\nHost: " + target + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -106,9 +107,9 @@ func TestWebsocketEchoThroughTwoProxies(t *testing.T) {
 		c.Close()
 	}
 	// Plain requests still work on the same port afterwards.
-	c := am.client.client()
+	c := am.client.Client()
 	defer c.CloseIdleConnections()
-	if resp, body := get(t, c, "http://app:8080/", nil); resp.StatusCode != 200 || body != "app" {
+	if resp, body := meshtest.Get(t, c, "http://app:8080/", nil); resp.StatusCode != 200 || body != "app" {
 		t.Errorf("after websockets: %d %q", resp.StatusCode, body)
 	}
 }
@@ -170,9 +171,9 @@ func TestTCPEchoThroughTwoProxies(t *testing.T) {
 		var c net.Conn
 		var br *bufio.Reader
 		if early {
-			c, br = am.client.connectVia(t, "app:9000", "echo\n")
+			c, br = connectVia(t, am.client, "app:9000", "echo\n")
 		} else {
-			c, br = am.client.connectVia(t, "app:9000", "")
+			c, br = connectVia(t, am.client, "app:9000", "")
 			io.WriteString(c, "echo\n")
 		}
 		if line, err := br.ReadString('\n'); line != "ready\n" {
@@ -225,8 +226,8 @@ func TestTCPEchoThroughTwoProxies(t *testing.T) {
 	})
 }
 
-func tcpAppHalfClosesFirst(t *testing.T, client *pod, target string, finCounts <-chan int) {
-	c, br := client.connectVia(t, target, "")
+func tcpAppHalfClosesFirst(t *testing.T, client *meshtest.Pod, target string, finCounts <-chan int) {
+	c, br := connectVia(t, client, target, "")
 	io.WriteString(c, "fin\n")
 	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("after the app's FIN: read %d, %v; want EOF", n, err)

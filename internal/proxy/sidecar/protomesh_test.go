@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // appConfig is one Service, app, with a port of each protocol (HTTP on
@@ -46,8 +47,8 @@ spec: {address: %s.2, labels: {app: app, security.istio.io/tlsMode: istio}}
 // appMesh is a client pod (base.1) and the app's pod (base.2), each with
 // its sidecar, and the app's HTTP server on base.2:8080.
 type appMesh struct {
-	m              *mesh
-	client, server *pod
+	m              *meshtest.Mesh
+	client, server *meshtest.Pod
 	base           string
 }
 
@@ -56,8 +57,8 @@ type appMesh struct {
 // reaches the app through them. opts adjust both sidecars' options.
 func newAppMesh(t testing.TB, base, extra string, h http.HandlerFunc, opts ...func(*sidecar.Options)) *appMesh {
 	t.Helper()
-	am := &appMesh{m: newMesh(t, appConfig(base, extra)), base: base}
-	backend(t, base+".2:8080", "app", func(w http.ResponseWriter, r *http.Request) {
+	am := &appMesh{m: meshtest.New(t, appConfig(base, extra)), base: base}
+	meshtest.Backend(t, base+".2:8080", "app", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			io.WriteString(w, "ok")
 			return
@@ -68,11 +69,11 @@ func newAppMesh(t testing.TB, base, extra string, h http.HandlerFunc, opts ...fu
 		}
 		h(w, r)
 	})
-	am.server = am.m.sidecarWith("app-1", base+".2", map[string]string{"app": "app"}, opts...)
-	am.client = am.m.sidecarWith("sleep", base+".1", map[string]string{"app": "sleep"}, opts...)
-	c := am.client.client()
+	am.server = am.m.Sidecar("app-1", base+".2", map[string]string{"app": "app"}, opts...)
+	am.client = am.m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}, opts...)
+	c := am.client.Client()
 	defer c.CloseIdleConnections()
-	eventually(t, 10*time.Second, func() string {
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		resp, err := c.Get("http://app:8080/healthz")
 		if err != nil {
 			return err.Error()
@@ -87,10 +88,9 @@ func newAppMesh(t testing.TB, base, extra string, h http.HandlerFunc, opts ...fu
 }
 
 // dialProxy opens a raw connection from the pod to its forward proxy.
-func (p *pod) dialProxy(t testing.TB) net.Conn {
+func dialProxy(t testing.TB, p *meshtest.Pod) net.Conn {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: p.ip.AsSlice()}}
-	c, err := d.Dial("tcp", net.JoinHostPort(p.ip.String(), "15001"))
+	c, err := p.Dialer().Dial("tcp", net.JoinHostPort(p.IP.String(), "15001"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +102,9 @@ func (p *pod) dialProxy(t testing.TB) net.Conn {
 // connectVia opens a CONNECT tunnel to target through the pod's forward
 // proxy; early is sent in the same write as the CONNECT request, before
 // the proxy answered it. The returned reader has the bytes after the 200.
-func (p *pod) connectVia(t testing.TB, target string, early string) (net.Conn, *bufio.Reader) {
+func connectVia(t testing.TB, p *meshtest.Pod, target string, early string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c := p.dialProxy(t)
+	c := dialProxy(t, p)
 	if _, err := io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n"+early); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // Retries are not in force yet (the router tries each request once), so
@@ -16,7 +17,7 @@ import (
 func TestAdminShowsNoRetryStats(t *testing.T) {
 	leak.Check(t)
 	_, client := reviewsMesh(t, "127.77.213", 100, 0)
-	get(t, client.client(), "http://reviews:9080/", nil)
+	meshtest.Get(t, client.Client(), "http://reviews:9080/", nil)
 	hc := &http.Client{}
 	defer hc.CloseIdleConnections()
 	for _, path := range []string{"/clusters", "/stats", "/stats/prometheus"} {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // A weighted VirtualService splits real traffic within ±5 percentage
@@ -16,12 +17,12 @@ import (
 func TestWeightedSplitThroughTwoProxies(t *testing.T) {
 	leak.Check(t)
 	_, client := reviewsMesh(t, "127.77.1", 80, 20)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 	counts := map[string]int{}
 	const n = 2000
 	for range n {
-		resp, body := get(t, c, "http://reviews:9080/", nil)
+		resp, body := meshtest.Get(t, c, "http://reviews:9080/", nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
@@ -43,15 +44,15 @@ func TestWeightedSplitThroughTwoProxies(t *testing.T) {
 func TestHeaderRouteAndForwardedHeaders(t *testing.T) {
 	leak.Check(t)
 	_, client := reviewsMesh(t, "127.77.2", 100, 0)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 	for range 20 {
-		resp, body := get(t, c, "http://reviews:9080/a/b?q=1", map[string]string{"end-user": "jason"})
+		resp, body := meshtest.Get(t, c, "http://reviews:9080/a/b?q=1", map[string]string{"end-user": "jason"})
 		if body != "v2" {
 			t.Fatalf("end-user: jason went to %q (status %d), want v2", body, resp.StatusCode)
 		}
 	}
-	resp, body := get(t, c, "http://reviews:9080/a/b?q=1", map[string]string{"Connection": "X-Drop", "X-Drop": "secret", "X-Keep": "yes"})
+	resp, body := meshtest.Get(t, c, "http://reviews:9080/a/b?q=1", map[string]string{"Connection": "X-Drop", "X-Drop": "secret", "X-Keep": "yes"})
 	if body != "v1" {
 		t.Fatalf("default route went to %q, want v1", body)
 	}
@@ -73,7 +74,7 @@ func TestHeaderRouteAndForwardedHeaders(t *testing.T) {
 	}
 
 	// A request id the client sent is kept.
-	resp, _ = get(t, c, "http://reviews:9080/", map[string]string{"X-Request-Id": "abc"})
+	resp, _ = meshtest.Get(t, c, "http://reviews:9080/", map[string]string{"X-Request-Id": "abc"})
 	if got := resp.Header.Get("X-Seen-Request-Id"); got != "abc" {
 		t.Errorf("X-Request-Id = %q, want the client's abc", got)
 	}
@@ -84,24 +85,24 @@ func TestHeaderRouteAndForwardedHeaders(t *testing.T) {
 func TestLocalRepliesSayWhy(t *testing.T) {
 	leak.Check(t)
 	m, client := reviewsMesh(t, "127.77.3", 100, 0)
-	c := client.client()
+	c := client.Client()
 	defer c.CloseIdleConnections()
 
 	// Outside the mesh (ALLOW_ANY): straight to the address.
-	backend(t, "127.77.3.9:8080", "outside", nil)
-	if _, body := get(t, c, "http://127.77.3.9:8080/", nil); body != "outside" {
+	meshtest.Backend(t, "127.77.3.9:8080", "outside", nil)
+	if _, body := meshtest.Get(t, c, "http://127.77.3.9:8080/", nil); body != "outside" {
 		t.Errorf("passthrough answered %q, want outside", body)
 	}
 
 	// A connect failure to a passthrough destination is a 503 UF.
-	resp, body := get(t, c, "http://127.77.3.10:8080/", nil)
+	resp, body := meshtest.Get(t, c, "http://127.77.3.10:8080/", nil)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Trellis-Flags") != "UF" {
 		t.Errorf("dead passthrough: %d %q %q, want 503 UF", resp.StatusCode, resp.Header.Get("X-Trellis-Flags"), body)
 	}
 
 	// reviews loses its endpoints: 503 UH.
-	m.write("mesh.yaml", strings.Replace(reviewsConfig("127.77.3", 100, 0), "app: reviews, version", "app: gone, version", 2))
-	eventually(t, 5e9, func() string {
+	m.Write("mesh.yaml", strings.Replace(reviewsConfig("127.77.3", 100, 0), "app: reviews, version", "app: gone, version", 2))
+	meshtest.Eventually(t, 5e9, func() string {
 		resp, err := c.Get("http://reviews:9080/")
 		if err != nil {
 			return err.Error()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // portsMesh runs Services with ports 9080 and 9090, one sidecar'd backend
@@ -16,7 +17,7 @@ import (
 // does not import answers 502 rather than passing through. It returns the
 // pod "sleep" at base.1 and its client; "other", which no Sidecar selects, runs at
 // base.9 to show every port answers.
-func portsMesh(t *testing.T, base string, names []string, sidecar string) (*pod, *http.Client) {
+func portsMesh(t *testing.T, base string, names []string, sidecar string) (*meshtest.Pod, *http.Client) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString(`apiVersion: v1
@@ -42,16 +43,16 @@ metadata: {name: %[1]s}
 spec: {address: %[2]s.%[3]d, labels: {app: %[1]s, security.istio.io/tlsMode: istio}}
 `, n, base, i+2)
 	}
-	m := newMesh(t, b.String())
+	m := meshtest.New(t, b.String())
 	for i, n := range names {
 		ip := fmt.Sprintf("%s.%d", base, i+2)
-		backend(t, ip+":9080", n+"-9080", nil)
-		backend(t, ip+":9090", n+"-9090", nil)
-		m.sidecar(n, ip, map[string]string{"app": n})
+		meshtest.Backend(t, ip+":9080", n+"-9080", nil)
+		meshtest.Backend(t, ip+":9090", n+"-9090", nil)
+		m.Sidecar(n, ip, map[string]string{"app": n})
 	}
-	sleepPod := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
-	sleep := sleepPod.client()
-	other := m.sidecar("other", base+".9", map[string]string{"app": "other"}).client()
+	sleepPod := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	sleep := sleepPod.Client()
+	other := m.Sidecar("other", base+".9", map[string]string{"app": "other"}).Client()
 	t.Cleanup(sleep.CloseIdleConnections)
 	t.Cleanup(other.CloseIdleConnections)
 	// Every backend answers on both ports through a sidecar without a
@@ -59,7 +60,7 @@ spec: {address: %[2]s.%[3]d, labels: {app: %[1]s, security.istio.io/tlsMode: ist
 	// doing.
 	for _, n := range names {
 		for _, port := range []string{"9080", "9090"} {
-			eventually(t, 10*time.Second, func() string {
+			meshtest.Eventually(t, 10*time.Second, func() string {
 				resp, err := other.Get("http://" + n + ":" + port + "/")
 				if err != nil {
 					return err.Error()
@@ -79,7 +80,7 @@ spec: {address: %[2]s.%[3]d, labels: {app: %[1]s, security.istio.io/tlsMode: ist
 // the 502 of a REGISTRY_ONLY sidecar that does not know the port.
 func wantAnswer(t *testing.T, c *http.Client, hostPort string, status int) {
 	t.Helper()
-	resp, body := get(t, c, "http://"+hostPort+"/", nil)
+	resp, body := meshtest.Get(t, c, "http://"+hostPort+"/", nil)
 	backend := strings.ReplaceAll(hostPort, ":", "-")
 	switch {
 	case resp.StatusCode != status:
@@ -105,7 +106,7 @@ spec:
   - port: {number: 9080, protocol: HTTP, name: http}
     hosts: ["./reviews.default.svc.cluster.local"]
 `)
-	eventually(t, 10*time.Second, func() string {
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		resp, err := sleep.Get("http://reviews:9080/")
 		if err != nil {
 			return err.Error()
@@ -135,7 +136,7 @@ spec:
     hosts: ["./reviews.default.svc.cluster.local"]
   - hosts: ["./*"]
 `)
-	eventually(t, 10*time.Second, func() string {
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		resp, err := sleep.Get("http://reviews:9080/")
 		if err != nil {
 			return err.Error()
@@ -168,7 +169,7 @@ spec:
   - port: {number: 9080, protocol: HTTP, name: http}
     hosts: ["./reviews.default.svc.cluster.local"]
 `)
-	eventually(t, 10*time.Second, func() string {
+	meshtest.Eventually(t, 10*time.Second, func() string {
 		resp, err := sleep.Get("http://reviews:9080/")
 		if err != nil {
 			return err.Error()
@@ -181,7 +182,7 @@ spec:
 	})
 	wantAnswer(t, sleep, "reviews:9090", http.StatusBadGateway)
 
-	c, br := sleepPod.connectVia(t, "reviews:9090", "GET /tunnel HTTP/1.1\r\nHost: reviews:9090\r\nConnection: close\r\n\r\n")
+	c, br := connectVia(t, sleepPod, "reviews:9090", "GET /tunnel HTTP/1.1\r\nHost: reviews:9090\r\nConnection: close\r\n\r\n")
 	defer c.Close()
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // tcpRouteConfig is a TCP service db with two versions (base.2 and base.3)
@@ -165,22 +166,22 @@ func selfSigned(t *testing.T) tls.Certificate {
 
 // tcpRouteMesh starts the backends, a plain client (base.1, app: sleep)
 // and a client labelled app: special (base.4), and waits until db routes.
-func tcpRouteMesh(t *testing.T, base string) (sleep, special *pod) {
-	m := newMesh(t, tcpRouteConfig(base))
+func tcpRouteMesh(t *testing.T, base string) (sleep, special *meshtest.Pod) {
+	m := meshtest.New(t, tcpRouteConfig(base))
 	nameServer(t, base+".2:9000", "a")
 	nameServer(t, base+".3:9000", "b")
 	cert := selfSigned(t)
 	tlsNameServer(t, base+".5:8443", "v1", cert)
 	tlsNameServer(t, base+".6:8443", "v2", cert)
-	sleep = m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
-	special = m.sidecar("special", base+".4", map[string]string{"app": "special"})
+	sleep = m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	special = m.Sidecar("special", base+".4", map[string]string{"app": "special"})
 	return sleep, special
 }
 
 // dbAnswer opens a CONNECT tunnel to db:9000 and returns what answered.
-func dbAnswer(t *testing.T, p *pod) string {
+func dbAnswer(t *testing.T, p *meshtest.Pod) string {
 	t.Helper()
-	c, br := p.connectVia(t, "db:9000", "")
+	c, br := connectVia(t, p, "db:9000", "")
 	defer c.Close()
 	b, err := io.ReadAll(br)
 	if err != nil {
@@ -219,9 +220,9 @@ func TestTCPRouteWeightsAndSourceLabels(t *testing.T) {
 
 // tlsAnswer opens a CONNECT tunnel to secure:8443, shakes hands with sni
 // inside it, and returns what answered, or the error.
-func tlsAnswer(t *testing.T, p *pod, sni string) (string, error) {
+func tlsAnswer(t *testing.T, p *meshtest.Pod, sni string) (string, error) {
 	t.Helper()
-	c, br := p.connectVia(t, "secure:8443", "")
+	c, br := connectVia(t, p, "secure:8443", "")
 	defer c.Close()
 	tc := tls.Client(&bufferedConn{Conn: c, r: br}, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
 	if err := tc.Handshake(); err != nil {
@@ -274,7 +275,7 @@ func TestTLSRouteBySNI(t *testing.T) {
 func TestTLSRouteNotTLS(t *testing.T) {
 	leak.Check(t)
 	sleep, _ := tcpRouteMesh(t, "127.93.3")
-	c, br := sleep.connectVia(t, "secure:8443", "hello\n")
+	c, br := connectVia(t, sleep, "secure:8443", "hello\n")
 	defer c.Close()
 	start := time.Now()
 	b, _ := io.ReadAll(br)
@@ -304,14 +305,14 @@ func vipRouteConfig(base string) string {
 // capturedAnswer hands the sidecar a captured connection to dst, as
 // transparent mode's outbound port receives it, speaking TLS with sni when
 // it is not empty, and returns what answered.
-func capturedAnswer(t *testing.T, p *pod, dst, sni string) (string, error) {
+func capturedAnswer(t *testing.T, p *meshtest.Pod, dst, sni string) (string, error) {
 	t.Helper()
 	app, captured := net.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer captured.Close()
-		p.proxy.ServeCaptured(captured, netip.MustParseAddrPort(dst))
+		p.Proxy.ServeCaptured(captured, netip.MustParseAddrPort(dst))
 	}()
 	defer func() { app.Close(); <-done }()
 	app.SetDeadline(time.Now().Add(10 * time.Second))
@@ -334,13 +335,13 @@ func capturedAnswer(t *testing.T, p *pod, dst, sni string) (string, error) {
 func TestTCPRouteCaptured(t *testing.T) {
 	leak.Check(t)
 	base := "127.93.4"
-	m := newMesh(t, vipRouteConfig(base))
+	m := meshtest.New(t, vipRouteConfig(base))
 	nameServer(t, base+".2:9000", "a")
 	nameServer(t, base+".3:9000", "b")
 	cert := selfSigned(t)
 	tlsNameServer(t, base+".5:8443", "v1", cert)
 	tlsNameServer(t, base+".6:8443", "v2", cert)
-	sleep := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	sleep := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 
 	for range 20 {
 		if got, err := capturedAnswer(t, sleep, "10.96.93.20:9000", ""); got != "b" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 	"github.com/trellismesh/trellis/internal/testing/needs"
 )
 
@@ -50,7 +51,7 @@ func TestMeshConnectTimeoutOnTheWire(t *testing.T) {
 	leak.Check(t)
 	const base = "127.91.4"
 	unanswered(t, base+".2", 9080)
-	m := newMesh(t, `apiVersion: v1
+	m := meshtest.New(t, `apiVersion: v1
 kind: ConfigMap
 metadata: {name: istio, namespace: istio-system}
 data:
@@ -85,7 +86,7 @@ spec:
     connectionPool:
       tcp: {connectTimeout: 1200ms}
 `)
-	c := m.sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).client()
+	c := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).Client()
 	defer c.CloseIdleConnections()
 	for _, tc := range []struct {
 		host     string
@@ -95,7 +96,7 @@ spec:
 		{"patient", 1200 * time.Millisecond, 4 * time.Second},
 	} {
 		var took time.Duration
-		eventually(t, 10*time.Second, func() string {
+		meshtest.Eventually(t, 10*time.Second, func() string {
 			start := time.Now()
 			resp, body, err := getCtx(t, c, 6*time.Second, "http://"+tc.host+":9080/", nil)
 			took = time.Since(start)

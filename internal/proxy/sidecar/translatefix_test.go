@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // Config the control plane accepts must reach the sidecars with its
@@ -183,10 +184,10 @@ spec:
 	}
 
 	// Origin form, straight to the sidecar's outbound port.
-	client := m.pods["sleep"]
+	client := m.Pod("sleep")
 	origin := func(header string) string {
 		t.Helper()
-		conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: client.ip.AsSlice()}, Timeout: 5 * time.Second}).Dial("tcp", net.JoinHostPort(client.ip.String(), "15001"))
+		conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: client.IP.AsSlice()}, Timeout: 5 * time.Second}).Dial("tcp", net.JoinHostPort(client.IP.String(), "15001"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +259,7 @@ spec:
 		{"http://reviews:9080/old", http.StatusMovedPermanently, "http://reviews:9080/new"},
 		{"http://reviews:9080/moved?x=y", http.StatusFound, "https://example.com/moved?x=y"},
 	} {
-		resp, body := get(t, c, tc.url, nil)
+		resp, body := meshtest.Get(t, c, tc.url, nil)
 		if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
 			t.Errorf("GET %s: %d Location %q (%q), want %d Location %q", tc.url, resp.StatusCode, resp.Header.Get("Location"), body, tc.status, tc.location)
 		}
@@ -273,7 +274,7 @@ spec:
 		{"http://reviews:9080/full/a/b?x=1", "/index.html?x=1", "reviews:9080"},
 		{"http://reviews:9080/other", "/other", "reviews:9080"},
 	} {
-		resp, body := get(t, c, tc.url, nil)
+		resp, body := meshtest.Get(t, c, tc.url, nil)
 		if resp.StatusCode != http.StatusOK || body != "v1" {
 			t.Errorf("GET %s: %d %q, want 200 from v1", tc.url, resp.StatusCode, body)
 			continue

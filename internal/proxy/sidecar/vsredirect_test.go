@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // A VirtualService redirect's prefixRewrite replaces the matched prefix
@@ -36,12 +37,12 @@ spec:
 		{"http://reviews:9080/secure/x", http.StatusPermanentRedirect, "https://example.com:9080/secure/x"},
 		{"http://reviews:9080/default-port/x", http.StatusMovedPermanently, "https://example.com/default-port/x"},
 	} {
-		resp, body := get(t, c, tc.url, nil)
+		resp, body := meshtest.Get(t, c, tc.url, nil)
 		if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
 			t.Errorf("GET %s: %d Location %q (%q), want %d Location %q", tc.url, resp.StatusCode, resp.Header.Get("Location"), body, tc.status, tc.location)
 		}
 	}
-	if resp, body := get(t, c, "http://reviews:9080/other", nil); resp.StatusCode != http.StatusOK || body != "v1" {
+	if resp, body := meshtest.Get(t, c, "http://reviews:9080/other", nil); resp.StatusCode != http.StatusOK || body != "v1" {
 		t.Errorf("GET /other: %d %q, want 200 from v1", resp.StatusCode, body)
 	}
 }
