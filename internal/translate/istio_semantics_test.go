@@ -544,3 +544,29 @@ spec:
 		t.Errorf("cluster policies (-want +got):\n%s", d)
 	}
 }
+
+// HTTPMatchRequest.queryParams: "For a query parameter like "?key", the
+// map key would be "key" and the string match could be defined as exact:
+// """ (an empty value, as istiod passes it to Envoy: "?key=abc" does not
+// match), "For a query parameter like "?key=abc" or "?key=abx" ... prefix:
+// "ab"", and {} checks presence only (istiod's present_match).
+func TestIstioQueryParamMatch(t *testing.T) {
+	w := bareWorld(t, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{queryParams: {empty: {exact: ""}, pre: {prefix: ab}, any: {}}}]
+    route: [{destination: {host: ratings}}]
+`)
+	got := ratingsRoutesFor(t, w, sidecarProxy)[0].GetMatch().GetQueryParameters()
+	want := []*routev3.QueryParameterMatcher{
+		{Name: "any", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}},
+		{Name: "empty", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: ""}}}},
+		{Name: "pre", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "ab"}}}},
+	}
+	if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
+		t.Errorf("query parameter matchers (-want +got):\n%s", d)
+	}
+}

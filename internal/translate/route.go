@@ -366,8 +366,11 @@ func routeMatch(m *networking.HTTPMatchRequest) *routev3.RouteMatch {
 	return rm
 }
 
+// isEmptyMatch is Istio's {}: no kind set. exact: "" is not empty: as
+// istiod does, it matches the empty value only (VirtualService's queryParams
+// use it for "?key").
 func isEmptyMatch(sm *networking.StringMatch) bool {
-	return sm == nil || (sm.GetExact() == "" && sm.GetPrefix() == "" && sm.GetRegex() == "")
+	return sm.GetMatchType() == nil
 }
 
 // headerMatcher matches a header; an empty match means "present", as in
@@ -383,10 +386,10 @@ func headerMatcher(name string, sm *networking.StringMatch, invert bool) *routev
 }
 
 func stringMatcher(sm *networking.StringMatch) *matcherv3.StringMatcher {
-	switch {
-	case sm.GetExact() != "":
+	switch sm.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: sm.GetExact()}}
-	case sm.GetPrefix() != "":
+	case *networking.StringMatch_Prefix:
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: sm.GetPrefix()}}
 	default:
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: sm.GetRegex()}}}

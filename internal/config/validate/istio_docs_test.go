@@ -248,6 +248,14 @@ func TestIstioDocsHTTPMatch(t *testing.T) {
 			vsID + `spec.http[0].match[0].withoutHeaders[x-a].regex: invalid RE2 regex "+": error parsing regexp: missing argument to repetition operator: ` + "`+`" + ` (see https://github.com/google/re2/wiki/Syntax)`,
 			vsID + `spec.http[0].match[0].sourceNamespace: "Prod" is not a valid namespace name (lowercase letters, digits and '-', at most 63)`,
 		}},
+		// queryParams (virtual-service reference): "For a query parameter
+		// like "?key=abc" or "?key=abx", the map key would be "key" and the
+		// string match could be defined as prefix: "ab"." Istio's
+		// validation also takes {} (translated as "present").
+		{name: "query parameter prefix and presence", yaml: vsHead + `
+  - match: [{queryParams: {key: {prefix: ab}, flag: {exact: ""}, any: {}}}]
+    route: [{destination: {host: reviews}}]
+`},
 		{name: "regex over 1024 characters", yaml: vsHead + `
   - match: [{uri: {regex: "` + strings.Repeat("a", 1025) + `"}}]
     route: [{destination: {host: reviews}}]

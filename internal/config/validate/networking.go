@@ -265,11 +265,10 @@ func checkHTTPMatch(errs *field.List, p *field.Path, mr *networking.HTTPMatchReq
 		if k == "" {
 			errs.Add(kp, "query parameter name must not be empty")
 		}
-		sm := mr.QueryParams[k]
-		if sm.GetPrefix() != "" {
-			errs.Add(kp.Child("prefix"), "query parameters match by exact or regex only")
+		// An empty {} is a presence match, as for headers.
+		if sm := mr.QueryParams[k]; sm != nil && sm.GetMatchType() != nil {
+			checkStringMatch(errs, kp, sm, false)
 		}
-		checkStringMatch(errs, kp, sm, false)
 	}
 	if mr.Port != 0 {
 		checkPort(errs, p.Child("port"), mr.Port)
