@@ -18,6 +18,23 @@ import (
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
+// decodeName decodes b as the sidecar's decoder of typeURL does.
+func decodeName(typeURL string, b []byte) (name string, err error) {
+	switch typeURL {
+	case xdsresource.ClusterType:
+		name, _, err = xdsresource.ClusterResource.Decode(b)
+	case xdsresource.EndpointType:
+		name, _, err = xdsresource.EndpointResource.Decode(b)
+	case xdsresource.ListenerType:
+		name, _, err = xdsresource.ListenerResource.Decode(b)
+	case xdsresource.RouteType:
+		name, _, err = xdsresource.RouteResource.Decode(b)
+	default:
+		panic("no decoder for " + typeURL)
+	}
+	return name, err
+}
+
 // refusals decodes every resource of r with the sidecar's decoders and
 // returns what they refuse.
 func refusals(t *testing.T, r *translate.Resources) []string {
@@ -28,7 +45,7 @@ func refusals(t *testing.T, r *translate.Resources) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if name, _, err := xdsresource.Decode(typeURL, b); err != nil {
+		if name, err := decodeName(typeURL, b); err != nil {
 			out = append(out, typeURL[strings.LastIndexByte(typeURL, '.')+1:]+" "+name+": "+err.Error())
 		}
 	}

@@ -63,41 +63,72 @@ type clusterSet struct {
 	endpoints map[string]*xdsresource.ClusterLoadAssignment
 }
 
-// apply installs one accepted-or-rejected xDS update. An error NACKs it
-// and leaves everything as it was.
-func (p *Proxy) apply(u xdsclient.Update) error {
+// applied is what the proxy last accepted of one resource type, for the
+// admin pages, readiness and the DNS table.
+type applied[T any] struct {
+	version   string
+	resources map[string]T
+	received  bool // an update of the type arrived (an empty set counts)
+}
+
+// subscriptions are the resource types the proxy subscribes to, in the
+// order the control plane should send them (clusters before the listeners
+// and routes that name them), each with the method that applies it.
+func (p *Proxy) subscriptions() []xdsclient.Subscription {
+	return []xdsclient.Subscription{
+		xdsclient.Subscribe(xdsresource.ClusterResource, p.applyClusters),
+		xdsclient.Subscribe(xdsresource.EndpointResource, p.applyEndpoints),
+		xdsclient.Subscribe(xdsresource.ListenerResource, p.applyListeners),
+		xdsclient.Subscribe(xdsresource.RouteResource, p.applyRoutes),
+	}
+}
+
+// commit installs one update of a type with install, and records it in
+// last. An error from install NACKs the update and leaves everything as
+// it was. Updates of every type are applied one at a time.
+func commit[T any](p *Proxy, u xdsclient.Update[T], last *applied[T], install func(xdsclient.Update[T]) error) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	var err error
-	switch u.TypeURL {
-	case xdsresource.ClusterType:
-		err = p.applyClusters(u)
-	case xdsresource.EndpointType:
-		p.applyEndpoints(u)
-	case xdsresource.ListenerType:
-		err = p.rebuildRouting(u.Resources, nil)
-		if err == nil {
-			p.listeners = u.Resources
-		}
-	case xdsresource.RouteType:
-		err = p.rebuildRouting(p.listeners, &u)
-	default:
-		return fmt.Errorf("unexpected type %s", u.TypeURL)
-	}
-	if err != nil {
+	if err := install(u); err != nil {
 		p.rejected.Add(1)
 		return err
 	}
 	p.versionsMu.Lock()
-	p.versions[u.TypeURL] = u.Version
-	p.resources[u.TypeURL] = u.Resources
+	*last = applied[T]{version: u.Version, resources: u.Resources, received: true}
 	p.versionsMu.Unlock()
-	p.refreshDNS(u.TypeURL)
 	p.updates.Add(1)
 	return nil
 }
 
-func (p *Proxy) applyClusters(u xdsclient.Update) error {
+func (p *Proxy) applyClusters(u xdsclient.Update[*xdsresource.Cluster]) error {
+	return commit(p, u, &p.cds, p.installClusters)
+}
+
+func (p *Proxy) applyEndpoints(u xdsclient.Update[*xdsresource.ClusterLoadAssignment]) error {
+	return commit(p, u, &p.eds, p.installEndpoints)
+}
+
+func (p *Proxy) applyListeners(u xdsclient.Update[*xdsresource.Listener]) error {
+	return commit(p, u, &p.lds, func(u xdsclient.Update[*xdsresource.Listener]) error {
+		if err := p.rebuildRouting(u.Resources, nil); err != nil {
+			return err
+		}
+		p.refreshDNS(u.Resources, p.rds.resources)
+		return nil
+	})
+}
+
+func (p *Proxy) applyRoutes(u xdsclient.Update[*xdsresource.RouteConfig]) error {
+	return commit(p, u, &p.rds, func(u xdsclient.Update[*xdsresource.RouteConfig]) error {
+		if err := p.rebuildRouting(p.lds.resources, &u); err != nil {
+			return err
+		}
+		p.refreshDNS(p.lds.resources, u.Resources)
+		return nil
+	})
+}
+
+func (p *Proxy) installClusters(u xdsclient.Update[*xdsresource.Cluster]) error {
 	old := p.clusters.Load()
 	next := &clusterSet{byName: make(map[string]*upstream.Cluster, len(u.Resources)), endpoints: old.endpoints}
 	changed := map[string]bool{}
@@ -105,11 +136,7 @@ func (p *Proxy) applyClusters(u xdsclient.Update) error {
 		changed[n] = true
 	}
 	var retire []*upstream.Cluster
-	for name, res := range u.Resources {
-		xc, ok := res.(*xdsresource.Cluster)
-		if !ok {
-			return fmt.Errorf("cluster %s: unexpected %T", name, res)
-		}
+	for name, xc := range u.Resources {
 		if cur := old.byName[name]; cur != nil && !changed[name] {
 			next.byName[name] = cur
 			continue
@@ -158,14 +185,10 @@ func (p *Proxy) retire(c *upstream.Cluster) {
 	}()
 }
 
-func (p *Proxy) applyEndpoints(u xdsclient.Update) {
+func (p *Proxy) installEndpoints(u xdsclient.Update[*xdsresource.ClusterLoadAssignment]) error {
 	cs := p.clusters.Load()
-	eps := make(map[string]*xdsresource.ClusterLoadAssignment, len(u.Resources))
-	for name, res := range u.Resources {
-		if cla, ok := res.(*xdsresource.ClusterLoadAssignment); ok {
-			eps[name] = cla
-		}
-	}
+	// The client never modifies an update's set, so it is kept as is.
+	eps := u.Resources
 	p.clusters.Store(&clusterSet{byName: cs.byName, endpoints: eps})
 	for _, name := range u.Updated {
 		if c := cs.byName[name]; c != nil {
@@ -177,12 +200,13 @@ func (p *Proxy) applyEndpoints(u xdsclient.Update) {
 			c.Update(nil)
 		}
 	}
+	return nil
 }
 
 // rebuildRouting recompiles the routing view after an LDS or RDS update
 // (routes is the RDS update, nil for LDS). Unchanged route tables are
 // reused, so an update costs only what changed.
-func (p *Proxy) rebuildRouting(listeners map[string]any, routes *xdsclient.Update) error {
+func (p *Proxy) rebuildRouting(listeners map[string]*xdsresource.Listener, routes *xdsclient.Update[*xdsresource.RouteConfig]) error {
 	old := p.routing.Load()
 	tables := old.routes
 	if routes != nil {
@@ -191,14 +215,10 @@ func (p *Proxy) rebuildRouting(listeners map[string]any, routes *xdsclient.Updat
 		for _, n := range routes.Updated {
 			changed[n] = true
 		}
-		for name, res := range routes.Resources {
+		for name, rc := range routes.Resources {
 			if t := old.routes[name]; t != nil && !changed[name] {
 				tables[name] = t
 				continue
-			}
-			rc, ok := res.(*xdsresource.RouteConfig)
-			if !ok {
-				return fmt.Errorf("route %s: unexpected %T", name, res)
 			}
 			t, err := router.Compile(rc)
 			if err != nil {
@@ -215,11 +235,7 @@ func (p *Proxy) rebuildRouting(listeners map[string]any, routes *xdsclient.Updat
 		tcpByPort:    map[uint32]*xdsresource.Listener{},
 		inbound:      map[uint32]*chain{},
 	}
-	for name, res := range listeners {
-		l, ok := res.(*xdsresource.Listener)
-		if !ok {
-			return fmt.Errorf("listener %s: unexpected %T", name, res)
-		}
+	for name, l := range listeners {
 		if err := r.addListener(l); err != nil {
 			return fmt.Errorf("listener %s: %w", name, err)
 		}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/trellismesh/trellis/internal/proxy/dnsproxy"
@@ -102,33 +104,21 @@ func (p *Proxy) serveDNS() (stop func(), err error) {
 	return func() { cancel(); <-done }, nil
 }
 
-// refreshDNS gives the DNS proxy the names of the config just applied
-// (called under applyMu after a listener or route update).
-func (p *Proxy) refreshDNS(typeURL string) {
-	if p.dns != nil && (typeURL == xdsresource.ListenerType || typeURL == xdsresource.RouteType) {
-		p.refreshDNSTable()
+// refreshDNS gives the DNS proxy the names of the listeners and routes
+// being applied (called under applyMu by a listener or route update).
+func (p *Proxy) refreshDNS(ls map[string]*xdsresource.Listener, rs map[string]*xdsresource.RouteConfig) {
+	if p.dns != nil {
+		p.dns.SetTable(dnsproxy.NewTable(slices.Collect(maps.Values(ls)), slices.Collect(maps.Values(rs))))
 	}
 }
 
+// refreshDNSTable gives the DNS proxy the names of the config applied so
+// far.
 func (p *Proxy) refreshDNSTable() {
 	p.versionsMu.Lock()
-	lres, rres := p.resources[xdsresource.ListenerType], p.resources[xdsresource.RouteType]
+	ls, rs := p.lds.resources, p.rds.resources
 	p.versionsMu.Unlock()
-	var (
-		ls []*xdsresource.Listener
-		rs []*xdsresource.RouteConfig
-	)
-	for _, r := range lres {
-		if l, ok := r.(*xdsresource.Listener); ok {
-			ls = append(ls, l)
-		}
-	}
-	for _, r := range rres {
-		if rc, ok := r.(*xdsresource.RouteConfig); ok {
-			rs = append(rs, rc)
-		}
-	}
-	p.dns.SetTable(dnsproxy.NewTable(ls, rs))
+	p.refreshDNS(ls, rs)
 }
 
 // dnsStats adds the DNS proxy's counters, named after Istio's agent

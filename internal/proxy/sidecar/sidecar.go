@@ -108,14 +108,18 @@ type Proxy struct {
 	opts Options
 	log  *slog.Logger
 
-	applyMu   sync.Mutex
-	listeners map[string]any // LDS resources as last applied
-	routing   atomic.Pointer[routing]
-	clusters  atomic.Pointer[clusterSet]
+	applyMu  sync.Mutex
+	routing  atomic.Pointer[routing]
+	clusters atomic.Pointer[clusterSet]
 
+	// The updates last applied of each type: written under applyMu and
+	// versionsMu, so the update path reads them under the one and the
+	// admin pages under the other.
 	versionsMu sync.Mutex
-	versions   map[string]string
-	resources  map[string]map[string]any
+	cds        applied[*xdsresource.Cluster]
+	eds        applied[*xdsresource.ClusterLoadAssignment]
+	lds        applied[*xdsresource.Listener]
+	rds        applied[*xdsresource.RouteConfig]
 
 	updates, rejected atomic.Uint64
 
@@ -151,11 +155,9 @@ func New(opts Options) *Proxy {
 		opts.Node.InterceptionMode = opts.Mode.String()
 	}
 	p := &Proxy{
-		opts:      opts,
-		log:       log,
-		versions:  map[string]string{},
-		resources: map[string]map[string]any{},
-		quit:      make(chan struct{}),
+		opts: opts,
+		log:  log,
+		quit: make(chan struct{}),
 	}
 	p.routing.Store(&routing{routes: map[string]*router.Table{}, passthrough: passthroughTable(false)})
 	p.clusters.Store(&clusterSet{byName: map[string]*upstream.Cluster{}, endpoints: map[string]*xdsresource.ClusterLoadAssignment{}})
@@ -256,7 +258,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	xdsDone := make(chan struct{})
 	go func() {
 		defer close(xdsDone)
-		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log}, p.apply)
+		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log}, p.subscriptions()...)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Error("xds client stopped", "err", err)
 		}

@@ -10,17 +10,33 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/admin"
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
-	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
 // The admin pages read the proxy through admin.Source.
 var _ admin.Source = (*Proxy)(nil)
 
-var typeKeys = []struct{ url, key string }{
-	{xdsresource.ClusterType, "clusters"},
-	{xdsresource.EndpointType, "endpoints"},
-	{xdsresource.ListenerType, "listeners"},
-	{xdsresource.RouteType, "routes"},
+// appliedType is one type's applied[T], as readiness and the config dump
+// see it.
+type appliedType interface {
+	dump() typeDump
+	arrived() bool
+}
+
+func (a *applied[T]) dump() typeDump {
+	return typeDump{Version: a.version, Resources: a.resources}
+}
+
+func (a *applied[T]) arrived() bool { return a.received }
+
+// keyedType is an applied type with its config dump key.
+type keyedType struct {
+	key string
+	a   appliedType
+}
+
+// appliedTypes are the four types (read them with versionsMu held).
+func (p *Proxy) appliedTypes() []keyedType {
+	return []keyedType{{"clusters", &p.cds}, {"endpoints", &p.eds}, {"listeners", &p.lds}, {"routes", &p.rds}}
 }
 
 // Ready is true once every resource type has arrived (an empty set counts)
@@ -38,8 +54,8 @@ func (p *Proxy) Ready() (bool, string) {
 	p.versionsMu.Lock()
 	defer p.versionsMu.Unlock()
 	var missing []string
-	for _, t := range typeKeys {
-		if _, ok := p.resources[t.url]; !ok {
+	for _, t := range p.appliedTypes() {
+		if !t.a.arrived() {
 			missing = append(missing, t.key)
 		}
 	}
@@ -51,8 +67,8 @@ func (p *Proxy) Ready() (bool, string) {
 
 // typeDump is one resource type in /config_dump.
 type typeDump struct {
-	Version   string         `json:"version"`
-	Resources map[string]any `json:"resources"`
+	Version   string `json:"version"`
+	Resources any    `json:"resources"` // map[string]*T: null before the first update
 }
 
 // ConfigDump is the applied config: the decoded resources of each type
@@ -61,8 +77,8 @@ func (p *Proxy) ConfigDump() any {
 	p.versionsMu.Lock()
 	defer p.versionsMu.Unlock()
 	out := map[string]typeDump{}
-	for _, t := range typeKeys {
-		out[t.key] = typeDump{Version: p.versions[t.url], Resources: p.resources[t.url]}
+	for _, t := range p.appliedTypes() {
+		out[t.key] = t.a.dump()
 	}
 	return out
 }

@@ -1,19 +1,3 @@
-// Package xdsclient is the sidecar's incremental (delta) ADS client: one
-// DeltaAggregatedResources stream to the control plane, subscribing
-// wildcard to Clusters, ClusterLoadAssignments, Listeners and
-// RouteConfigurations (in that order, so a listener never arrives before
-// the clusters it names).
-//
-// Every response is decoded completely before anything is applied: one bad
-// resource NACKs the whole response with a path-rooted reason and the last
-// good set of that type stays, as Envoy and grpc-go do. While the control
-// plane is unreachable the client retries with jittered exponential backoff
-// and the caller keeps serving what Apply last gave it; on reconnect the
-// client sends the versions it holds (initial_resource_versions), so only
-// what changed meanwhile is sent again.
-//
-// The package links neither grpc nor go-control-plane (see transport.go
-// and wire.go): together they would cost the sidecar ~18 MB of RSS.
 package xdsclient
 
 import (
@@ -21,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
-
-	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
 // Config configures Run.
@@ -37,14 +17,6 @@ type Config struct {
 	Server string
 	// Node is who this proxy is; the control plane scopes config by it.
 	Node Node
-	// Types are the type URLs to subscribe to, wildcard, in this order.
-	// Default: Cluster, ClusterLoadAssignment, Listener, RouteConfiguration.
-	Types []string
-	// Decode turns one resource's bytes into its name and typed value; an
-	// error NACKs the response. Default: xdsresource.Decode, giving
-	// *xdsresource.Cluster, *ClusterLoadAssignment, *Listener and
-	// *RouteConfig values. Tests swap it to inject failures.
-	Decode func(typeURL string, value []byte) (name string, res any, err error)
 	// Backoff paces reconnects.
 	Backoff Backoff
 	// MaxRecvMsgSize bounds one response (default 64 MiB); the control
@@ -104,50 +76,21 @@ func (n *Node) metadata() map[string]any {
 	return md
 }
 
-// Update is one accepted response.
-type Update struct {
-	TypeURL string
-	// Version is the response's system_version_info.
-	Version string
-	// Resources is the full current set of the type after applying the
-	// delta, by name. It is a new map on every update and is never
-	// modified afterwards, so the caller may keep it.
-	Resources map[string]any
-	// Updated are the names added or replaced by this response, and
-	// Removed those it deleted, both sorted.
-	Updated []string
-	Removed []string
-}
-
-// Apply installs an update. An error rejects it: the response is NACKed
-// with the error's text and the client's set stays as it was.
-type Apply func(Update) error
-
-// typeState is what the client holds of one type.
-type typeState struct {
-	url       string
-	resources map[string]any
-	versions  map[string]string
-	// applied is set once a response of the type was applied, so the
-	// first (possibly empty) one always reaches Apply: the caller needs it
-	// to know the initial state is complete.
-	applied bool
-}
-
 type client struct {
 	cfg   Config
 	t     target
-	apply Apply
 	log   *slog.Logger
-	types map[string]*typeState
-	order []*typeState
+	types map[string]subscription
+	order []subscription
 }
 
-// Run keeps a stream to cfg.Server open until ctx ends, calling apply (from
-// this goroutine only, one update at a time) for every accepted response.
-// It returns nil once ctx ends, or an error at once if cfg is unusable.
-func Run(ctx context.Context, cfg Config, apply Apply) error {
-	c, err := newClient(cfg, apply)
+// Run keeps a stream to cfg.Server open until ctx ends, subscribing to
+// each of subs' types in their order and calling its apply function (from
+// this goroutine only, one update at a time) for every accepted response
+// of the type. It returns nil once ctx ends, or an error at once if cfg or
+// subs are unusable.
+func Run(ctx context.Context, cfg Config, subs ...Subscription) error {
+	c, err := newClient(cfg, subs...)
 	if err != nil {
 		return err
 	}
@@ -173,7 +116,7 @@ func Run(ctx context.Context, cfg Config, apply Apply) error {
 	}
 }
 
-func newClient(cfg Config, apply Apply) (*client, error) {
+func newClient(cfg Config, subs ...Subscription) (*client, error) {
 	t, err := parseServer(cfg.Server)
 	if err != nil {
 		return nil, err
@@ -181,14 +124,8 @@ func newClient(cfg Config, apply Apply) (*client, error) {
 	if cfg.Node.ID == "" && (cfg.Node.IP == "" || cfg.Node.Pod == "" || cfg.Node.Namespace == "") {
 		return nil, errors.New("xDS node: set Node.ID, or Node.IP, Node.Pod and Node.Namespace to derive it")
 	}
-	if cfg.Decode == nil {
-		cfg.Decode = defaultDecode
-	}
-	if apply == nil {
-		return nil, errors.New("xdsclient: Run needs an apply function")
-	}
-	if len(cfg.Types) == 0 {
-		cfg.Types = []string{xdsresource.ClusterType, xdsresource.EndpointType, xdsresource.ListenerType, xdsresource.RouteType}
+	if len(subs) == 0 {
+		return nil, errors.New("xdsclient: Run needs at least one Subscription")
 	}
 	if cfg.Backoff.Initial <= 0 {
 		cfg.Backoff.Initial = 100 * time.Millisecond
@@ -202,12 +139,19 @@ func newClient(cfg Config, apply Apply) (*client, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	c := &client{cfg: cfg, t: t, apply: apply, log: cfg.Log, types: map[string]*typeState{}}
-	for _, u := range cfg.Types {
-		if _, dup := c.types[u]; dup {
-			return nil, fmt.Errorf("xdsclient: type %s listed twice in Config.Types", u)
+	c := &client{cfg: cfg, t: t, log: cfg.Log, types: map[string]subscription{}}
+	for _, sub := range subs {
+		ts := sub.s
+		if ts == nil {
+			return nil, errors.New("xdsclient: a zero Subscription; make them with Subscribe")
 		}
-		ts := &typeState{url: u, resources: map[string]any{}, versions: map[string]string{}}
+		if err := ts.valid(); err != nil {
+			return nil, err
+		}
+		u := ts.typeURL()
+		if _, dup := c.types[u]; dup {
+			return nil, fmt.Errorf("xdsclient: type %s subscribed twice", u)
+		}
 		c.types[u] = ts
 		c.order = append(c.order, ts)
 	}
@@ -220,12 +164,9 @@ func (c *client) session(ctx context.Context) (healthy bool, err error) {
 	st := openStream(ctx, c.t, c.cfg.MaxRecvMsgSize)
 	defer st.close()
 	for i, ts := range c.order {
-		req := &deltaRequest{TypeURL: ts.url, Subscribe: []string{"*"}}
+		req := &deltaRequest{TypeURL: ts.typeURL(), Subscribe: []string{"*"}, InitialResourceVersions: ts.versionsHeld()}
 		if i == 0 {
 			req.Node = &c.cfg.Node
-		}
-		if len(ts.versions) > 0 {
-			req.InitialResourceVersions = maps.Clone(ts.versions)
 		}
 		if err := st.send(req.marshal()); err != nil {
 			return false, err
@@ -272,83 +213,7 @@ func (c *client) handle(r *deltaResponse) error {
 	if ts == nil {
 		return fmt.Errorf("type_url %q: not subscribed", r.TypeURL)
 	}
-	decoded := make(map[string]any, len(r.Resources))
-	versions := make(map[string]string, len(r.Resources))
-	var errs []string
-	bad := 0
-	fail := func(format string, a ...any) {
-		bad++
-		if len(errs) < maxErrors {
-			errs = append(errs, fmt.Sprintf(format, a...))
-		}
-	}
-	for i, res := range r.Resources {
-		switch {
-		case !res.HasValue:
-			fail("resources[%d] %q: no resource", i, res.Name)
-			continue
-		case res.TypeURL != r.TypeURL:
-			fail("resources[%d] %q: resource.type_url %q differs from the response's %q", i, res.Name, res.TypeURL, r.TypeURL)
-			continue
-		}
-		name, v, err := c.cfg.Decode(res.TypeURL, res.Value)
-		if err != nil {
-			fail("resources[%d] %q: %v", i, res.Name, err)
-			continue
-		}
-		switch {
-		case res.Name == "":
-			res.Name = name
-		case name != "" && name != res.Name:
-			fail("resources[%d] %q: the resource itself is named %q", i, res.Name, name)
-			continue
-		}
-		if res.Name == "" {
-			fail("resources[%d]: no name", i)
-			continue
-		}
-		if _, dup := decoded[res.Name]; dup {
-			fail("resources[%d] %q: sent twice in one response", i, res.Name)
-			continue
-		}
-		decoded[res.Name] = v
-		versions[res.Name] = res.Version
-	}
-	if bad > 0 {
-		if bad > len(errs) {
-			errs = append(errs, fmt.Sprintf("and %d more", bad-len(errs)))
-		}
-		return errors.New(strings.Join(errs, "; "))
-	}
-
-	next := maps.Clone(ts.resources)
-	nextVersions := maps.Clone(ts.versions)
-	var removed []string
-	for _, n := range r.RemovedResources {
-		if _, ok := next[n]; ok {
-			delete(next, n)
-			delete(nextVersions, n)
-			removed = append(removed, n)
-		}
-	}
-	updated := make([]string, 0, len(decoded))
-	for n, v := range decoded {
-		next[n] = v
-		nextVersions[n] = versions[n]
-		updated = append(updated, n)
-	}
-	if ts.applied && len(updated) == 0 && len(removed) == 0 {
-		return nil // e.g. the answer to a reconnect when nothing changed
-	}
-	sort.Strings(updated)
-	sort.Strings(removed)
-	u := Update{TypeURL: r.TypeURL, Version: r.SystemVersionInfo, Resources: next, Updated: updated, Removed: removed}
-	if err := c.apply(u); err != nil {
-		return fmt.Errorf("applying: %w", err)
-	}
-	ts.resources, ts.versions, ts.applied = next, nextVersions, true
-	c.log.Debug("applied xDS update", "type", r.TypeURL, "version", r.SystemVersionInfo, "updated", len(updated), "removed", len(removed), "total", len(next))
-	return nil
+	return ts.handle(r, c.log)
 }
 
 func truncate(s string, n int) string {

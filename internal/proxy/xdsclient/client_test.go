@@ -113,7 +113,7 @@ func listen(t testing.TB, network, addr string) net.Listener {
 	return lis
 }
 
-// testDecode stands in for xdsresource.Decode with the generated types:
+// testDecode stands in for xdsresource's Types with the generated types:
 // these tests are about the protocol, not about resource validation.
 func testDecode(typeURL string, b []byte) (string, any, error) {
 	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
@@ -135,10 +135,10 @@ func testDecode(typeURL string, b []byte) (string, any, error) {
 
 // recorder collects what Apply is given.
 type recorder struct {
-	ch chan Update
+	ch chan Update[any]
 }
 
-func (r *recorder) apply(u Update) error {
+func (r *recorder) apply(u Update[any]) error {
 	select {
 	case r.ch <- u:
 		return nil
@@ -148,14 +148,14 @@ func (r *recorder) apply(u Update) error {
 }
 
 // next returns the next update, failing after d.
-func (r *recorder) next(t *testing.T, d time.Duration, what string) Update {
+func (r *recorder) next(t *testing.T, d time.Duration, what string) Update[any] {
 	t.Helper()
 	select {
 	case u := <-r.ch:
 		return u
 	case <-time.After(d):
 		t.Fatalf("no update within %v: waiting for %s", d, what)
-		return Update{}
+		return Update[any]{}
 	}
 }
 
@@ -164,7 +164,7 @@ func (r *recorder) next(t *testing.T, d time.Duration, what string) Update {
 // expired timer would pick either).
 func (r *recorder) none(t *testing.T, d time.Duration) {
 	t.Helper()
-	fail := func(u Update) {
+	fail := func(u Update[any]) {
 		t.Helper()
 		t.Fatalf("unexpected update of %s: updated %v, removed %v", u.TypeURL, u.Updated, u.Removed)
 	}
@@ -185,9 +185,9 @@ func (r *recorder) none(t *testing.T, d time.Duration) {
 
 // initial waits for the first update of every type and returns them by
 // type.
-func (r *recorder) initial(t *testing.T) map[string]Update {
+func (r *recorder) initial(t *testing.T) map[string]Update[any] {
 	t.Helper()
-	got := map[string]Update{}
+	got := map[string]Update[any]{}
 	for len(got) < 4 {
 		u := r.next(t, 5*time.Second, "the initial state of every type")
 		if _, dup := got[u.TypeURL]; dup {
@@ -198,12 +198,41 @@ func (r *recorder) initial(t *testing.T) map[string]Update {
 	return got
 }
 
-// runClient starts Run and stops it (waiting) at cleanup.
-func runClient(t *testing.T, cfg Config, apply Apply) {
-	t.Helper()
-	if cfg.Decode == nil {
-		cfg.Decode = testDecode
+// testType is a resource type decoded by a function of the type URL and
+// the bytes, such as testDecode.
+type testType struct {
+	url    string
+	decode func(typeURL string, b []byte) (string, any, error)
+}
+
+func (t testType) TypeURL() string { return t.url }
+
+func (t testType) Decode(b []byte) (string, any, error) { return t.decode(t.url, b) }
+
+// testSubs subscribes to the sidecar's four types, in its order, all
+// decoded by decode and applied by apply.
+func testSubs(decode func(string, []byte) (string, any, error), apply func(Update[any]) error) []Subscription {
+	var subs []Subscription
+	for _, u := range []string{xdsresource.ClusterType, xdsresource.EndpointType, xdsresource.ListenerType, xdsresource.RouteType} {
+		subs = append(subs, Subscribe(testType{u, decode}, apply))
 	}
+	return subs
+}
+
+// erased hands typed updates to an apply of untyped ones.
+func erased[T any](apply func(Update[any]) error) func(Update[T]) error {
+	return func(u Update[T]) error {
+		m := make(map[string]any, len(u.Resources))
+		for k, v := range u.Resources {
+			m[k] = v
+		}
+		return apply(Update[any]{TypeURL: u.TypeURL, Version: u.Version, Resources: m, Updated: u.Updated, Removed: u.Removed})
+	}
+}
+
+// runClient starts Run and stops it (waiting) at cleanup.
+func runClient(t *testing.T, cfg Config, subs ...Subscription) {
+	t.Helper()
 	if cfg.Node.Namespace == "" {
 		cfg.Node = testNode
 	}
@@ -212,7 +241,7 @@ func runClient(t *testing.T, cfg Config, apply Apply) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, apply) }()
+	go func() { done <- Run(ctx, cfg, subs...) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -230,7 +259,7 @@ func sortedKeys(m map[string]any) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-func endpointAddrs(t *testing.T, u Update, name string) []string {
+func endpointAddrs(t *testing.T, u Update[any], name string) []string {
 	t.Helper()
 	cla, ok := u.Resources[name].(*endpointv3.ClusterLoadAssignment)
 	if !ok {
@@ -251,8 +280,8 @@ func TestInitialStateThenDelta(t *testing.T) {
 	leak.Check(t)
 	dir := meshDir(t)
 	cp := startCP(t, dir, listen(t, "tcp", "127.0.0.1:0"))
-	rec := &recorder{ch: make(chan Update, 64)}
-	runClient(t, Config{Server: cp.Addr.String()}, rec.apply)
+	rec := &recorder{ch: make(chan Update[any], 64)}
+	runClient(t, Config{Server: cp.Addr.String()}, testSubs(testDecode, rec.apply)...)
 
 	init := rec.initial(t)
 	for _, typ := range []string{xdsresource.ClusterType, xdsresource.EndpointType} {
@@ -329,7 +358,7 @@ func (s *switchable) decode(typeURL string, b []byte) (string, any, error) {
 	return name, v, err
 }
 
-func (s *switchable) apply(u Update) error {
+func (s *switchable) apply(u Update[any]) error {
 	if slices.Contains(u.Updated, s.rejectApply.Load().(string)) {
 		return errors.New("test apply refuses")
 	}
@@ -343,10 +372,10 @@ func TestNACKKeepsLastGood(t *testing.T) {
 	leak.Check(t)
 	dir := meshDir(t)
 	cp := startCP(t, dir, listen(t, "tcp", "127.0.0.1:0"))
-	sw := &switchable{rec: &recorder{ch: make(chan Update, 64)}}
+	sw := &switchable{rec: &recorder{ch: make(chan Update[any], 64)}}
 	sw.rejectDecode.Store("")
 	sw.rejectApply.Store("")
-	runClient(t, Config{Server: cp.Addr.String(), Decode: sw.decode}, sw.apply)
+	runClient(t, Config{Server: cp.Addr.String()}, testSubs(sw.decode, sw.apply)...)
 	sw.rec.initial(t)
 
 	nacks := func() (int, string) {
@@ -448,13 +477,13 @@ func TestReconnectResyncsOnlyChanges(t *testing.T) {
 	lis := listen(t, "tcp", "127.0.0.1:0")
 	addr := lis.Addr().String()
 	cp1 := startCP(t, dir, lis)
-	rec := &recorder{ch: make(chan Update, 64)}
+	rec := &recorder{ch: make(chan Update[any], 64)}
 	logs := &lockedBuffer{}
 	runClient(t, Config{
 		Server:  addr,
 		Backoff: Backoff{Initial: 20 * time.Millisecond, Max: 80 * time.Millisecond},
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
-	}, rec.apply)
+	}, testSubs(testDecode, rec.apply)...)
 	rec.initial(t)
 
 	if err := cp1.Stop(); err != nil {
@@ -504,8 +533,8 @@ func TestUnixSocket(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "xds.sock")
 	startCP(t, dir, listen(t, "unix", sock))
-	rec := &recorder{ch: make(chan Update, 64)}
-	runClient(t, Config{Server: "unix://" + sock}, rec.apply)
+	rec := &recorder{ch: make(chan Update[any], 64)}
+	runClient(t, Config{Server: "unix://" + sock}, testSubs(testDecode, rec.apply)...)
 	init := rec.initial(t)
 	if _, ok := init[xdsresource.ClusterType].Resources[reviewsCluster]; !ok {
 		t.Errorf("no %s over the Unix socket: %v", reviewsCluster, sortedKeys(init[xdsresource.ClusterType].Resources))
@@ -516,7 +545,7 @@ func TestUnixSocket(t *testing.T) {
 func TestServerRefusalIsReported(t *testing.T) {
 	leak.Check(t)
 	cp := startCP(t, meshDir(t), listen(t, "tcp", "127.0.0.1:0"))
-	c, err := newClient(Config{Server: cp.Addr.String(), Node: Node{ID: "no-namespace"}, Decode: testDecode, Log: slog.New(slog.DiscardHandler)}, func(Update) error { return nil })
+	c, err := newClient(Config{Server: cp.Addr.String(), Node: Node{ID: "no-namespace"}, Log: slog.New(slog.DiscardHandler)}, testSubs(testDecode, func(Update[any]) error { return nil })...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,31 +562,43 @@ func TestServerRefusalIsReported(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	apply := func(Update) error { return nil }
+	apply := func(Update[any]) error { return nil }
+	subs := testSubs(testDecode, apply)
+	a := Subscribe(testType{"a", testDecode}, apply)
 	for _, tc := range []struct {
 		cfg  Config
+		subs []Subscription
 		want string
 	}{
-		{Config{Server: "nowhere", Node: testNode, Decode: testDecode}, "host:port"},
-		{Config{Server: "127.0.0.1:1", Decode: testDecode}, "Node.ID"},
-		{Config{Server: "127.0.0.1:1", Node: testNode, Decode: testDecode, Types: []string{"a", "a"}}, "twice"},
+		{Config{Server: "nowhere", Node: testNode}, subs, "host:port"},
+		{Config{Server: "127.0.0.1:1"}, subs, "Node.ID"},
+		{Config{Server: "127.0.0.1:1", Node: testNode}, []Subscription{a, a}, "twice"},
+		{Config{Server: "127.0.0.1:1", Node: testNode}, nil, "at least one Subscription"},
+		{Config{Server: "127.0.0.1:1", Node: testNode}, []Subscription{Subscribe[any](testType{"a", testDecode}, nil)}, "no apply function"},
 	} {
-		err := Run(context.Background(), tc.cfg, apply)
+		err := Run(context.Background(), tc.cfg, tc.subs...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want an error mentioning %q", tc.cfg, err, tc.want)
 		}
 	}
 }
 
-// By default resources decode into xdsresource's typed structs.
+// Subscribed with xdsresource's Types, the control plane's resources
+// arrive as xdsresource's typed structs, none NACKed.
 func TestDefaultDecoder(t *testing.T) {
 	leak.Check(t)
 	cp := startCP(t, meshDir(t), listen(t, "tcp", "127.0.0.1:0"))
-	rec := &recorder{ch: make(chan Update, 64)}
-	cfg := Config{Server: cp.Addr.String(), Node: testNode, Decode: nil, Log: slog.New(slog.DiscardHandler)}
+	rec := &recorder{ch: make(chan Update[any], 64)}
+	cfg := Config{Server: cp.Addr.String(), Node: testNode, Log: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, rec.apply) }()
+	go func() {
+		done <- Run(ctx, cfg,
+			Subscribe(xdsresource.ClusterResource, erased[*xdsresource.Cluster](rec.apply)),
+			Subscribe(xdsresource.EndpointResource, erased[*xdsresource.ClusterLoadAssignment](rec.apply)),
+			Subscribe(xdsresource.ListenerResource, erased[*xdsresource.Listener](rec.apply)),
+			Subscribe(xdsresource.RouteResource, erased[*xdsresource.RouteConfig](rec.apply)))
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

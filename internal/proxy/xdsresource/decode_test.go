@@ -669,7 +669,7 @@ func TestErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := marshal(t, tc.in)
-			_, res, err := xdsresource.Decode(tc.typeURL, b)
+			_, res, err := decode(tc.typeURL, b)
 			if err == nil {
 				t.Fatalf("no error; decoded %+v", res)
 			}
@@ -696,20 +696,20 @@ func TestMalformed(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, typ := range []string{xdsresource.ListenerType, xdsresource.RouteType, xdsresource.ClusterType, xdsresource.EndpointType} {
-				if _, _, err := xdsresource.Decode(typ, b); err == nil || !strings.Contains(err.Error(), "malformed") {
+				if _, _, err := decode(typ, b); err == nil || !strings.Contains(err.Error(), "malformed") {
 					t.Errorf("%s: err = %v, want malformed", typ, err)
 				}
 			}
 		})
 	}
-	if _, _, err := xdsresource.Decode("type.googleapis.com/envoy.config.core.v3.Secret", good); err == nil {
+	if _, _, err := decode("type.googleapis.com/envoy.config.core.v3.Secret", good); err == nil {
 		t.Error("unknown type URL decoded")
 	}
 }
 
 func TestDecodeNamesRejectedResource(t *testing.T) {
 	b := marshal(t, &clusterv3.Cluster{Name: "outbound|80||a", TransportSocket: &corev3.TransportSocket{}})
-	name, res, err := xdsresource.Decode(xdsresource.ClusterType, b)
+	name, res, err := decode(xdsresource.ClusterType, b)
 	if err == nil || res != nil || name != "outbound|80||a" {
 		t.Fatalf("Decode = %q, %v, %v; want the name, no resource and an error", name, res, err)
 	}

@@ -221,7 +221,7 @@ func TestTCPRouteErrors(t *testing.T) {
 			`weighted_clusters.clusters[0].metadata_match: not supported`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, res, err := xdsresource.Decode(xdsresource.ListenerType, marshal(t, tc.in))
+			_, res, err := decode(xdsresource.ListenerType, marshal(t, tc.in))
 			if err == nil {
 				t.Fatalf("no error; decoded %+v", res)
 			}

@@ -173,7 +173,7 @@ func TestProxylessOutput(t *testing.T) {
 		t.Fatal("no listeners")
 	}
 	for _, l := range res.Listeners {
-		name, _, err := xdsresource.Decode(xdsresource.ListenerType, marshal(t, l))
+		name, _, err := decode(xdsresource.ListenerType, marshal(t, l))
 		if name != l.Name || err == nil || err.Error() != "api_listener: not supported by trellis-proxy" {
 			t.Errorf("listener %q: Decode = %q, %v; want its name and an api_listener error", l.Name, name, err)
 		}
@@ -186,7 +186,7 @@ func check(t *testing.T, typeURL string, m proto.Message, wantName string, want 
 	if err != nil {
 		t.Fatal(err)
 	}
-	name, got, err := xdsresource.Decode(typeURL, b)
+	name, got, err := decode(typeURL, b)
 	if err != nil {
 		t.Errorf("%s %q: %v", typeURL, wantName, err)
 		return
@@ -460,7 +460,7 @@ func TestTranslatorTLSModeLiteral(t *testing.T) {
 		if matches != 1 {
 			t.Fatalf("want one endpoint with transport socket match metadata, got %d: %v", matches, e)
 		}
-		_, v, err := xdsresource.Decode(xdsresource.EndpointType, marshal(t, e))
+		_, v, err := decode(xdsresource.EndpointType, marshal(t, e))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -481,7 +481,7 @@ func TestTranslatorTLSModeLiteral(t *testing.T) {
 func TestTranslatorPeakEWMALiteral(t *testing.T) {
 	got := map[string]bool{}
 	for _, c := range translate.ForProxy(world(t), sidecarProxy, nil).Clusters {
-		_, v, err := xdsresource.Decode(xdsresource.ClusterType, marshal(t, c))
+		_, v, err := decode(xdsresource.ClusterType, marshal(t, c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,7 +503,7 @@ func TestTranslatorRouteLiteral(t *testing.T) {
 		if r.Name != "9080" {
 			continue
 		}
-		_, v, err := xdsresource.Decode(xdsresource.RouteType, marshal(t, r))
+		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
 		if err != nil {
 			t.Fatal(err)
 		}
