@@ -168,7 +168,7 @@ func (m *mesh) startClient(cfg clientConfig) *client {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		clientEnv+"="+string(raw),
-		"GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap(m.cp.Addr.String(), node, ns),
+		"GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap(m.XDSAddr(), node, ns),
 	)
 	c := &client{t: m.t, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr

@@ -129,6 +129,9 @@ func between(recs []record, from, to time.Time) []record {
 
 func sleepUntil(t time.Time) { time.Sleep(time.Until(t)) }
 
+// A VirtualService splitting greeter 80/20 between v1 and v2; a grpc-go
+// client makes 2000 unary RPCs through xds:///; about 80% (± 5 points)
+// must be answered by v1, the rest by v2, and none may fail.
 func TestWeightedSplit(t *testing.T) {
 	m := startMesh(t, splitRouting(80, 20))
 	c := m.startClient(clientConfig{Targets: []string{fqdnTarget}, Max: 2000, MaxDuration: time.Minute})
@@ -149,6 +152,9 @@ func TestWeightedSplit(t *testing.T) {
 	m.checkNoNACKs()
 }
 
+// A VirtualService sending x-trellis-canary: yes to v2 and everything else
+// to v1; a grpc-go client sends 100 RPCs each with that header, without
+// it, and with another value; only the first hundred may reach v2.
 func TestHeaderMatch(t *testing.T) {
 	m := startMesh(t, headerRouting)
 	c := m.startClient(clientConfig{
@@ -266,7 +272,7 @@ func TestInvalidEditKeepsRouting(t *testing.T) {
 		{"unknown field", strings.Replace(splitRouting(0, 100), "  - route:", "  - timout: 5s\n    route:", 1)},
 		{"broken YAML", splitRouting(0, 100) + "  - route: [\n"},
 	} {
-		seen := strings.Count(m.logs.String(), rejected)
+		seen := strings.Count(m.Log(), rejected)
 		at := m.setRouting(tc.routing)
 		// The rejection is the only sign that the edit was read; the
 		// folder's periodic rescan backs up a missed file event.

@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,16 +16,15 @@ import (
 
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
-// mesh is one control plane watching a temporary config folder, and the
-// two versions of the greeter service it routes to.
+// mesh is the shared harness's control plane (internal/testing/meshtest)
+// on a temporary config folder, routing to the two versions of the
+// greeter service; grpc-go's clients are this package's own (startClient).
 type mesh struct {
+	*meshtest.Mesh
 	t       *testing.T
-	cp      *controlplane.ControlPlane
-	dir     string // watched
-	staging string // where files are written before being renamed into dir
-	logs    *lockedBuffer
 	clients int // client processes started, for unique node ids
 }
 
@@ -109,7 +105,7 @@ spec:
 
 // startMesh starts both greeter versions and a control plane whose
 // routing file holds routing ("" for none). Everything stops, and leaked
-// goroutines are reported, when the test ends.
+// goroutines are reported, when the test ends; so does any NACK.
 func startMesh(t *testing.T, routing string) *mesh {
 	t.Helper()
 	leak.Check(t)
@@ -117,36 +113,17 @@ func startMesh(t *testing.T, routing string) *mesh {
 	p1 := startGreeter(t, "v1")
 	p2 := startGreeter(t, "v2")
 
-	m := &mesh{t: t, dir: t.TempDir(), staging: t.TempDir(), logs: &lockedBuffer{}}
-	m.write(filepath.Join(m.dir, "mesh.yaml"), fmt.Sprintf(meshYAML, p1, p2))
+	opts := []meshtest.Option{
+		// The push timing and rescan period that users get: these tests
+		// hold grpc-go to a switch deadline under them.
+		meshtest.WithControlPlane(func(o *controlplane.Options) {
+			o.Debounce, o.MaxDelay, o.Resync = 0, 0, 0
+		}),
+	}
 	if routing != "" {
-		m.write(filepath.Join(m.dir, routingFile), routing)
+		opts = append(opts, meshtest.WithFile(routingFile, routing))
 	}
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cp, err := controlplane.Start(context.Background(), controlplane.Options{
-		ConfigPaths: []string{m.dir},
-		XDSListener: lis,
-		Log:         log,
-	})
-	if err != nil {
-		lis.Close()
-		t.Fatal(err)
-	}
-	m.cp = cp
-	t.Cleanup(func() {
-		if err := cp.Stop(); err != nil {
-			t.Errorf("control plane stopped with an error: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("control plane log:\n%s", m.logs.String())
-		}
-	})
-	return m
+	return &mesh{Mesh: meshtest.New(t, fmt.Sprintf(meshYAML, p1, p2), opts...), t: t}
 }
 
 // bootstrap is grpc-go's bootstrap: a plaintext ADS server and a node
@@ -179,49 +156,27 @@ func bootstrap(addr, nodeID, namespace string) string {
 // would be a different (valid, route-less) config.
 func (m *mesh) setRouting(content string) time.Time {
 	m.t.Helper()
-	tmp := filepath.Join(m.staging, routingFile)
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		m.t.Fatal(err)
-	}
-	at := time.Now()
-	if err := os.Rename(tmp, filepath.Join(m.dir, routingFile)); err != nil {
-		m.t.Fatal(err)
-	}
-	return at
-}
-
-func (m *mesh) write(path, content string) {
-	m.t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		m.t.Fatal(err)
-	}
+	return m.Write(routingFile, content)
 }
 
 // waitLogAbove waits until the control plane has logged msg more than n
 // times.
 func (m *mesh) waitLogAbove(msg string, n int, timeout time.Duration) {
 	m.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for strings.Count(m.logs.String(), msg) <= n {
-		if time.Now().After(deadline) {
-			m.t.Fatalf("control plane did not log %q within %v", msg, timeout)
+	meshtest.Eventually(m.t, timeout, func() string {
+		if strings.Count(m.Log(), msg) <= n {
+			return fmt.Sprintf("control plane did not log %q within %v", msg, timeout)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // checkNoNACKs fails the test if grpc-go rejected anything we sent: a NACK
-// means a translation that a real client cannot use.
+// means a translation that a real client cannot use. The mesh checks this
+// again when the test ends.
 func (m *mesh) checkNoNACKs() {
 	m.t.Helper()
-	if n := m.cp.XDS.NACKs(); n != 0 {
-		for _, st := range m.cp.XDS.Status() {
-			if st.NACKs > 0 {
-				m.t.Errorf("proxy %s NACKed %d time(s), last: %s", st.ID, st.NACKs, st.LastNACK)
-			}
-		}
-		m.t.Errorf("grpc-go NACKed %d response(s)", n)
-	}
+	m.CheckNoNACKs()
 }
 
 // greeter answers with the version that served the call, in the payload
