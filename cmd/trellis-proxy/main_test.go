@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 const meshYAML = `apiVersion: v1
@@ -42,22 +42,7 @@ func TestSIGTERMDrainsTheProcess(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildProxy(t)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(meshYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := controlplane.Start(context.Background(), controlplane.Options{
-		ConfigPaths: []string{dir}, XDSListener: lis, Log: slog.New(slog.DiscardHandler),
-		Debounce: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Stop()
+	m := meshtest.New(t, meshYAML)
 
 	// The app: slow, so requests are in flight when the signal comes.
 	appLn, err := net.Listen("tcp", "127.78.1.2:9080")
@@ -75,7 +60,7 @@ func TestSIGTERMDrainsTheProcess(t *testing.T) {
 	defer func() { app.Close(); appLn.Close() }()
 
 	// The server pod's sidecar: the binary.
-	cmd := exec.Command(bin, "--xds", lis.Addr().String(), "--pod-ip", "127.78.1.2", "--pod-name", "reviews-v1",
+	cmd := exec.Command(bin, "--xds", m.XDSAddr(), "--pod-ip", "127.78.1.2", "--pod-name", "reviews-v1",
 		"--labels", "app=reviews", "--drain-duration", "3s")
 	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -97,7 +82,7 @@ func TestSIGTERMDrainsTheProcess(t *testing.T) {
 
 	// The client pod's sidecar, in-process.
 	ctx, cancel := context.WithCancel(context.Background())
-	client := sidecar.New(sidecar.Options{PodIP: netip.MustParseAddr("127.78.1.1"), XDS: lis.Addr().String(),
+	client := sidecar.New(sidecar.Options{PodIP: netip.MustParseAddr("127.78.1.1"), XDS: m.XDSAddr(),
 		Node: xdsclient.Node{Pod: "sleep", Namespace: "default"}, Log: slog.New(slog.DiscardHandler)})
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(ctx) }()

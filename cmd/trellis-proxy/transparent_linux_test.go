@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/redirect"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 	"github.com/trellismesh/trellis/internal/testing/needs"
 	testnetns "github.com/trellismesh/trellis/internal/testing/netns"
 )
@@ -104,8 +104,6 @@ func transparentMesh(t *testing.T, f family) {
 		t.Fatal(err)
 	}
 	bin := buildProxy(t)
-	cfgDir := filepath.Join(dir, "config")
-	os.Mkdir(cfgDir, 0o755)
 	config := fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: reviews}
@@ -119,23 +117,13 @@ kind: WorkloadEntry
 metadata: {name: reviews-v1}
 spec: {address: "%s", labels: {app: reviews}}
 `, f.vip, f.server)
-	if err := os.WriteFile(filepath.Join(cfgDir, "mesh.yaml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	sock := filepath.Join(dir, "xds.sock")
 	lis, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(sock, 0o777)
-	cp, err := controlplane.Start(context.Background(), controlplane.Options{
-		ConfigPaths: []string{cfgDir}, XDSListener: lis, Log: slog.New(slog.DiscardHandler),
-		Debounce: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cp.Stop() })
+	meshtest.New(t, config, meshtest.WithControlPlane(func(o *controlplane.Options) { o.XDSListener = lis }))
 
 	// The server app.
 	var appLn net.Listener
