@@ -3,6 +3,8 @@ package translate_test
 import (
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -568,5 +570,212 @@ spec:
 	}
 	if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
 		t.Errorf("query parameter matchers (-want +got):\n%s", d)
+	}
+}
+
+// outboundHosts lists the hosts a proxy has outbound clusters for.
+func outboundHosts(r *translate.Resources) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range r.Clusters {
+		parts := strings.Split(c.Name, "|")
+		if len(parts) != 4 || parts[0] != "outbound" || seen[parts[3]] {
+			continue
+		}
+		seen[parts[3]] = true
+		out = append(out, parts[3])
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Sidecar egress hosts (sidecar reference, IstioEgressListener.hosts):
+// "One or more service hosts exposed by the listener in
+// namespace/dnsName format. Services in the specified namespace matching
+// dnsName will be exposed ... Set the namespace to * to select services
+// from any namespace, . to select the current namespace ... Use ~/* to
+// import no hosts" and "The dnsName should be specified using FQDN
+// format, optionally including a wildcard character in the left-most
+// component".
+func TestIstioSidecarEgressHosts(t *testing.T) {
+	const entries = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: ext}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: local}
+spec:
+  hosts: [local.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+`
+	kube := []string{"db.default.svc.cluster.local", "greeter.default.svc.cluster.local", "ratings.default.svc.cluster.local", "reviews-v1.default.svc.cluster.local", "reviews-v2.default.svc.cluster.local", "reviews.default.svc.cluster.local"}
+	for _, c := range []struct {
+		hosts string
+		want  []string
+	}{
+		{`["*/*"]`, append([]string{"api.example.com"}, append(append([]string(nil), kube...), "local.example.com")...)},
+		{`["./*"]`, append(append([]string(nil), kube...), "local.example.com")},
+		{`["ext/*"]`, []string{"api.example.com"}},
+		{`["*/api.example.com"]`, []string{"api.example.com"}},
+		{`["./*.example.com"]`, []string{"local.example.com"}},
+		{`["./reviews.default.svc.cluster.local", "istio-system/*"]`, []string{"reviews.default.svc.cluster.local"}},
+		{`["~/*"]`, nil},
+	} {
+		t.Run(c.hosts, func(t *testing.T) {
+			w := bareWorld(t, entries, `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  egress:
+  - hosts: `+c.hosts+`
+`)
+			sort.Strings(c.want)
+			if d := cmp.Diff(c.want, outboundHosts(translate.ForProxy(w, sidecarProxy, nil))); d != "" {
+				t.Errorf("outbound hosts (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// ServiceEntry (service-entry reference): resolution DNS "Attempt to
+// resolve the IP address by querying the ambient DNS", using the hosts
+// when there are no endpoints and the endpoints' addresses otherwise;
+// Port.targetPort is "The port number on the endpoint where the traffic
+// will be received. If unset, defaults to number", and an endpoint's own
+// ports map overrides it; STATIC uses the endpoints' IPs; NONE passes
+// the connection through to its original destination. exportTo "."
+// keeps the entry in its namespace.
+func TestIstioServiceEntryResolution(t *testing.T) {
+	w := bareWorld(t, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dns-hosts}
+spec:
+  hosts: [api.example.com]
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dns-endpoints}
+spec:
+  hosts: [backend.example.com]
+  resolution: DNS
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 9090}]
+  endpoints:
+  - {address: a.internal.example.com, ports: {http: 8080}}
+  - {address: b.internal.example.com}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: static}
+spec:
+  hosts: [vm.example.com]
+  addresses: [240.0.0.9]
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+  endpoints: [{address: 10.1.0.5}, {address: 10.1.0.6, ports: {tcp-pg: 6432}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: passthrough}
+spec:
+  hosts: [any.example.com]
+  addresses: [240.0.1.0/24]
+  resolution: NONE
+  ports: [{number: 3306, name: tcp-mysql, protocol: TCP}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: private, namespace: other}
+spec:
+  hosts: [private.example.com]
+  exportTo: ["."]
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+`)
+	r := translate.ForProxy(w, sidecarProxy, nil)
+	type cl struct {
+		Type  clusterv3.Cluster_DiscoveryType
+		Addrs []string
+	}
+	get := func(name string) *cl {
+		c := findCluster(r, name)
+		if c == nil {
+			return nil
+		}
+		la := c.GetLoadAssignment()
+		if c.GetType() == clusterv3.Cluster_EDS {
+			la = findCLA(r, name)
+		}
+		out := &cl{Type: c.GetType()}
+		for _, l := range la.GetEndpoints() {
+			for _, e := range l.GetLbEndpoints() {
+				sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+				out.Addrs = append(out.Addrs, sa.GetAddress()+":"+itoa(sa.GetPortValue()))
+			}
+		}
+		return out
+	}
+	got := map[string]*cl{}
+	for _, n := range []string{
+		"outbound|443||api.example.com", "outbound|80||backend.example.com", "outbound|5432||vm.example.com",
+		"outbound|3306||any.example.com", "outbound|443||private.example.com",
+	} {
+		got[n] = get(n)
+	}
+	want := map[string]*cl{
+		"outbound|443||api.example.com":     {clusterv3.Cluster_STRICT_DNS, []string{"api.example.com:443"}},
+		"outbound|80||backend.example.com":  {clusterv3.Cluster_STRICT_DNS, []string{"a.internal.example.com:8080", "b.internal.example.com:9090"}},
+		"outbound|5432||vm.example.com":     {clusterv3.Cluster_EDS, []string{"10.1.0.5:5432", "10.1.0.6:6432"}},
+		"outbound|3306||any.example.com":    {Type: clusterv3.Cluster_ORIGINAL_DST},
+		"outbound|443||private.example.com": nil,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("clusters (-want +got):\n%s", d)
+	}
+}
+
+// DestinationRule lookup (destination-rule reference, exportTo and the
+// traffic-management docs): a rule in the client's namespace is used
+// first, then one in the service's namespace, then one in the root
+// namespace (istio-system); exportTo hides a rule from other namespaces.
+func TestIstioDestinationRuleLookup(t *testing.T) {
+	dr := func(ns, lb, exportTo string) string {
+		return `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings-` + ns + `, namespace: ` + ns + `}
+spec:
+  host: ratings.default.svc.cluster.local
+  exportTo: ` + exportTo + `
+  trafficPolicy: {loadBalancer: {simple: ` + lb + `}}
+`
+	}
+	// The proxy is in "client"; ratings lives in "default".
+	client := &translate.Proxy{ID: "sidecar~127.10.0.40~c-0.client~client.svc.cluster.local", IP: "127.10.0.40", Pod: "c-0", Namespace: "client", InterceptionMode: "NONE"}
+	for _, c := range []struct {
+		name  string
+		rules []string
+		want  clusterv3.Cluster_LbPolicy
+	}{
+		{"root only", []string{dr("istio-system", "RANDOM", `["*"]`)}, clusterv3.Cluster_RANDOM},
+		{"service namespace over root", []string{dr("istio-system", "RANDOM", `["*"]`), dr("default", "ROUND_ROBIN", `["*"]`)}, clusterv3.Cluster_ROUND_ROBIN},
+		{"client namespace over service", []string{dr("default", "ROUND_ROBIN", `["*"]`), dr("client", "RANDOM", `["*"]`)}, clusterv3.Cluster_RANDOM},
+		{"service rule not exported", []string{dr("istio-system", "RANDOM", `["*"]`), dr("default", "ROUND_ROBIN", `["."]`)}, clusterv3.Cluster_RANDOM},
+		{"none", nil, clusterv3.Cluster_LEAST_REQUEST},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := translate.ForProxy(bareWorld(t, c.rules...), client, nil)
+			if got := findCluster(r, ratingsCluster).GetLbPolicy(); got != c.want {
+				t.Errorf("lb policy %v, want %v", got, c.want)
+			}
+		})
 	}
 }
