@@ -1,19 +1,15 @@
 package local
 
 import (
-	"context"
-	"log/slog"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
 
 // The default that local mode assumes is the proxy's own.
@@ -67,21 +63,7 @@ data:
 // control plane reading config from a folder, as `trellis up` runs it.
 func testMeshWithConfig(t *testing.T, config string) *supervisor {
 	t.Helper()
-	dir := t.TempDir()
-	if config != "" {
-		if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(config), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := controlplane.Start(context.Background(), controlplane.Options{ConfigPaths: []string{dir}, XDSListener: lis, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cp.Stop() })
+	m := meshtest.New(t, config)
 	state := t.TempDir()
-	return &supervisor{dir: dir, stateDir: state, proxyPath: "/bin/trellis-proxy", mode: "explicit", xdsSocket: filepath.Join(state, "xds.sock"), cp: cp}
+	return &supervisor{dir: m.Dir(), stateDir: state, proxyPath: "/bin/trellis-proxy", mode: "explicit", xdsSocket: filepath.Join(state, "xds.sock"), cp: m.ControlPlane()}
 }

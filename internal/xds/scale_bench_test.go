@@ -3,10 +3,8 @@ package xds_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,6 +18,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 	"github.com/trellismesh/trellis/internal/translate"
 	"github.com/trellismesh/trellis/internal/xds"
 )
@@ -102,6 +101,7 @@ type scaleConfig struct {
 // with cfg.clients delta ADS clients connected and in sync.
 type scaleEnv struct {
 	cfg      scaleConfig
+	mesh     *meshtest.Mesh
 	cp       *controlplane.ControlPlane
 	tracker  *benchTracker
 	clients  []*benchClient
@@ -116,23 +116,16 @@ func startScale(tb testing.TB, cfg scaleConfig) *scaleEnv {
 	tb.Helper()
 	dir := tb.TempDir()
 	e := &scaleEnv{cfg: cfg, editPath: scaleWorld(tb, dir, cfg.services, cfg.entries)}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e.cp, err = controlplane.Start(context.Background(), controlplane.Options{
-		ConfigPaths: []string{dir},
-		XDSListener: lis,
-		Log:         slog.New(slog.DiscardHandler),
-		Debounce:    cfg.debounce,
-		MaxDelay:    cfg.maxDelay,
+	e.mesh = meshtest.New(tb, "", meshtest.WithControlPlane(func(o *controlplane.Options) {
+		o.ConfigPaths = []string{dir}
+		// Thousands of clients would fill the harness's log buffer, which
+		// would count in the heap this benchmark reports.
+		o.Log = slog.New(slog.DiscardHandler)
+		o.Debounce, o.MaxDelay = cfg.debounce, cfg.maxDelay
 		// Edits go straight to the store; a rescan must not undo them.
-		Resync: time.Hour,
-	})
-	if err != nil {
-		lis.Close()
-		tb.Fatal(err)
-	}
+		o.Resync = time.Hour
+	}))
+	e.cp = e.mesh.ControlPlane()
 	tb.Cleanup(func() { e.close(tb) })
 
 	// Every client watches the port-80 CLA of the service whose entry the
@@ -225,7 +218,7 @@ func (e *scaleEnv) close(tb testing.TB) {
 	}
 	e.clients = nil
 	if e.cp != nil {
-		if err := e.cp.Stop(); err != nil {
+		if err := e.mesh.StopControlPlane(); err != nil {
 			tb.Errorf("control plane: %v", err)
 		}
 		e.cp = nil
