@@ -58,8 +58,9 @@ spec:
 }
 
 // Two versions of reviews behind sidecars and a client sidecar, all to v1;
-// a GET from the client reaches v1 and its app saw the request; after the
-// VirtualService is rewritten to v2, the same GET reaches v2.
+// a GET from the client reaches v1 and its app saw the request; once the
+// VirtualService is rewritten to v2 and WaitSynced returns, the next GET
+// reaches v2.
 func TestMeshRoutesAndFollowsEdits(t *testing.T) {
 	const base = "127.77.200"
 	m := meshtest.New(t, reviews(base, "v1"))
@@ -85,14 +86,19 @@ func TestMeshRoutesAndFollowsEdits(t *testing.T) {
 		t.Errorf("Pod(sleep) is not the sidecar Sidecar returned")
 	}
 
+	before := m.ControlPlane().Store.Snapshot().Version
 	m.Write("mesh.yaml", strings.Replace(m.Read("mesh.yaml"), "subset: v1}}]", "subset: v2}}]", 1))
 	meshtest.Eventually(t, 10*time.Second, func() string {
-		if _, body := meshtest.Get(t, c, "http://reviews:9080/", nil); body != "v2" {
-			return "after the edit reviews still answers from " + body
+		if m.ControlPlane().Store.Snapshot().Version == before {
+			return "the control plane did not read the edit"
 		}
 		return ""
 	})
+	// Once every sidecar has ACKed the edit, the very next request follows it.
 	m.WaitSynced()
+	if _, body := meshtest.Get(t, c, "http://reviews:9080/", nil); body != "v2" {
+		t.Errorf("after WaitSynced reviews answers from %s, want v2", body)
+	}
 }
 
 // A control plane restarted on the same address: the sidecar reconnects
