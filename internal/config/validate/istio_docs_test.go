@@ -878,3 +878,41 @@ spec:
 		}},
 	})
 }
+
+// TestIstioDocsExportTo: exportTo (virtual-service, destination-rule and
+// service-entry references): "." is this namespace, "*" every namespace,
+// "~" (no one) is for ServiceEntry only; "*" cannot be combined with
+// other entries, "." and the namespace's own name are one entry, and a
+// DestinationRule with a workloadSelector "can only be exported to its
+// own namespace".
+func TestIstioDocsExportTo(t *testing.T) {
+	const dr = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+`
+	runIstioCases(t, []istioCase{
+		{name: "valid", yaml: dr + `  exportTo: [".", prod]
+`},
+		{name: "ServiceEntry to no one", yaml: seHead + `
+  hosts: [a.example.com]
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  exportTo: ["~"]
+`},
+		{name: "star with others, dot and own name, bad name", yaml: dr + `  exportTo: ["*", ".", default, Bad_NS]
+`, want: []string{
+			drID + `spec.exportTo[2]: duplicate: exportTo[1] already names namespace "default"`,
+			drID + `spec.exportTo[3]: "Bad_NS" is not ".", "*" or a namespace name`,
+			drID + `spec.exportTo[0]: "*" cannot be combined with other entries`,
+		}},
+		{name: "selector rule exported elsewhere", yaml: dr + `  workloadSelector: {matchLabels: {app: web}}
+  exportTo: [prod]
+`, want: []string{
+			drID + `spec.exportTo[0]: a DestinationRule with workloadSelector can only be exported to its own namespace (".")`,
+		}},
+	})
+}
