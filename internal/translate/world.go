@@ -67,7 +67,7 @@ func NewWorld(snap *store.Snapshot) *World {
 	w := &World{Snap: snap, Mesh: mesh, domain: domain}
 	w.Reg = registry.Build(snap.Objects, "cluster.local")
 	w.vs = snap.OfKind(config.VirtualService)
-	w.dr = snap.OfKind(config.DestinationRule)
+	w.dr = mergeDestinationRules(snap.OfKind(config.DestinationRule), w.Reg.FQDN)
 	w.splits = snap.OfKind(config.TrafficSplit)
 	w.routes = append(snap.OfKind(config.HTTPRoute), snap.OfKind(config.GRPCRoute)...)
 	w.sidecars = snap.OfKind(config.Sidecar)
