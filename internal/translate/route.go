@@ -382,6 +382,9 @@ func headerMatcher(name string, sm *networking.StringMatch, invert bool) *routev
 		return hm
 	}
 	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(sm)}
+	// withoutHeaders refuses a request only when the header matches; one
+	// without the header is not refused, as Istio's translation says.
+	hm.TreatMissingHeaderAsEmpty = invert
 	return hm
 }
 

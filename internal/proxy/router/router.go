@@ -135,7 +135,9 @@ type headerMatcher struct {
 	name    string // canonical MIME form
 	present bool
 	invert  bool
-	m       stringMatcher
+	// missingEmpty matches a missing header as the empty value.
+	missingEmpty bool
+	m            stringMatcher
 }
 
 type queryMatcher struct {
@@ -239,7 +241,7 @@ func compileRoute(xr *xdsresource.Route) (route, error) {
 		return route{}, fmt.Errorf("match: unknown path kind %d", m.PathKind)
 	}
 	for i, h := range m.Headers {
-		hm := headerMatcher{present: h.Present, invert: h.Invert}
+		hm := headerMatcher{present: h.Present, invert: h.Invert, missingEmpty: h.MissingAsEmpty && !h.Present}
 		setHeaderName(&hm, h.Name)
 		if !h.Present {
 			sm, err := compileString(h.Match)
@@ -423,6 +425,9 @@ func (rt *route) matches(r *Request, path string) bool {
 func (h *headerMatcher) matches(r *Request) bool {
 	v, ok := h.value(r)
 	if !ok {
+		if h.missingEmpty {
+			return h.m.matches("") != h.invert
+		}
 		// Envoy: a missing header matches only "present" inverted.
 		return h.present && h.invert
 	}

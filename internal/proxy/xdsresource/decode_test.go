@@ -500,8 +500,6 @@ func TestErrors(t *testing.T) {
 			HeaderMatchSpecifier: &routev3.HeaderMatcher_RangeMatch{RangeMatch: &typev3.Int64Range{Start: 1, End: 2}}}), `headers[0].range_match: not supported`},
 		{"custom string matcher", xdsresource.RouteType, header(&routev3.HeaderMatcher{Name: "h", HeaderMatchSpecifier: stringMatch(&matcherv3.StringMatcher{})}),
 			`headers[0].string_match: needs one of`},
-		{"missing header as empty", xdsresource.RouteType, header(&routev3.HeaderMatcher{Name: "h", TreatMissingHeaderAsEmpty: true}),
-			`headers[0].treat_missing_header_as_empty: not supported`},
 		{"header without name", xdsresource.RouteType, header(&routev3.HeaderMatcher{}), `headers[0].name: required`},
 		{"query present false", xdsresource.RouteType, matchRoute(&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
 			QueryParameters: []*routev3.QueryParameterMatcher{{Name: "q", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{}}}}),

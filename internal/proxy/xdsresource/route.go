@@ -330,9 +330,7 @@ func decodeHeaderMatcher(b []byte) (HeaderMatcher, error) {
 				h.Invert = !h.Invert
 			}
 		case 14:
-			if m.bool() {
-				m.fail(errNotSupported, "treat_missing_header_as_empty")
-			}
+			h.MissingAsEmpty = m.bool()
 		}
 	}
 	if m.err != nil {

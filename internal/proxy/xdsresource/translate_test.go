@@ -306,7 +306,7 @@ func wantRouteEntry(t *testing.T, r *routev3.Route) xdsresource.Route {
 	}
 	out.Match.CaseInsensitive = m.CaseSensitive != nil && !m.CaseSensitive.Value
 	for _, h := range m.Headers {
-		hm := xdsresource.HeaderMatcher{Name: h.Name, Invert: h.InvertMatch}
+		hm := xdsresource.HeaderMatcher{Name: h.Name, Invert: h.InvertMatch, MissingAsEmpty: h.TreatMissingHeaderAsEmpty}
 		switch s := h.HeaderMatchSpecifier.(type) {
 		case *routev3.HeaderMatcher_PresentMatch:
 			hm.Present = true
@@ -523,7 +523,7 @@ func TestTranslatorRouteLiteral(t *testing.T) {
 		Match: xdsresource.RouteMatch{
 			PathKind: xdsresource.PathRegex, Path: "/api/v[0-9]+/.*", PathRegex: regexp.MustCompile(`^(?:/api/v[0-9]+/.*)$`),
 			Headers: []xdsresource.HeaderMatcher{
-				{Name: "x-skip", Invert: true, Match: xdsresource.StringMatcher{Kind: xdsresource.StringPrefix, Value: "y"}},
+				{Name: "x-skip", Invert: true, MissingAsEmpty: true, Match: xdsresource.StringMatcher{Kind: xdsresource.StringPrefix, Value: "y"}},
 				{Name: ":method", Match: xdsresource.StringMatcher{Kind: xdsresource.StringExact, Value: "GET"}},
 			},
 			QueryParams: []xdsresource.QueryParamMatcher{

@@ -158,6 +158,9 @@ type HeaderMatcher struct {
 	Present bool   // match on presence only
 	Match   StringMatcher
 	Invert  bool
+	// MissingAsEmpty matches a request without the header as if it had
+	// the empty value (Envoy's treat_missing_header_as_empty).
+	MissingAsEmpty bool
 }
 
 // QueryParamMatcher matches one query parameter.
