@@ -1,18 +1,3 @@
-// Package tunnel carries TCP streams between sidecars as HTTP/2 CONNECT
-// streams, the shape of Istio's HBONE: the client proxy opens a stream to
-// the server pod's tunnel port (15008) with :authority set to the
-// destination ip:port, and the server proxy connects that stream to the app
-// at $POD_IP:<port>. Many tunnels share one HTTP/2 connection, so a busy pod
-// pair costs one TCP (later mTLS) handshake rather than one per stream.
-//
-// Both ends use net/http's own HTTP/2 (Go 1.26), not golang.org/x/net/http2,
-// whose HTTP/2 API is deprecated in its favour and from Go 1.27 merely wraps
-// it. http.Transport.NewClientConn gives the Dialer single connections it
-// pools itself (source address, how many per peer, when to open another,
-// reservations via Reserve/Available), and the server hands each CONNECT
-// handler a request body and a flushable response that flow independently:
-// a full-duplex stream. Protocols selects h2c with prior knowledge until the
-// security issue fills in the TLS fields.
 package tunnel
 
 import (

@@ -1,17 +1,3 @@
-// Package upstream manages a cluster's connections to its upstream hosts:
-// it picks a host with the cluster's balancer, enforces the cluster's
-// circuit breakers, dials from the proxy's own address and sends HTTP
-// requests over per-host keep-alive (HTTP/1.1) or multiplexed (h2c) pools.
-//
-// The pools are net/http Transports, one per host (two when the cluster
-// speaks HTTP/2, since upgrade requests must stay on HTTP/1.1). A Transport
-// per host rather than per cluster lets a removed host's connections be
-// drained on their own (CloseIdleConnections is per Transport), and makes
-// the Transport's connection key irrelevant. The package adds what the
-// Transport lacks: cluster-wide limits, source address, requests per
-// connection, Envoy response flags, and the link to balance.Host's
-// in-flight counts. See bench_test.go for why the Transport and not a
-// purpose-built pool.
 package upstream
 
 import (
