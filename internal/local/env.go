@@ -65,9 +65,10 @@ func containerEnv(base, podAdds []string, info podInfo, c Container) []string {
 	defined := map[string]string{}
 	for _, e := range c.Env {
 		v := e.Value
-		if e.Field != "" {
+		switch {
+		case e.Field != "":
 			v = fieldValue(info, e.Field)
-		} else {
+		case !e.Literal:
 			v = expand(v, defined)
 		}
 		defined[e.Name] = v

@@ -73,6 +73,9 @@ type Container struct {
 // starts (its IP is known only then).
 type EnvVar struct {
 	Name, Value, Field string
+	// Literal values (from a ConfigMap) are used as they are: the kubelet
+	// expands $(VAR) only in env[].value, command and args.
+	Literal bool
 }
 
 // Probe is a readiness, liveness or startup probe, run from outside the
@@ -239,7 +242,7 @@ func planContainer(p *field.Path, ns string, c *corev1.Container, configMaps map
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				out.Env = append(out.Env, EnvVar{Name: ef.Prefix + k, Value: cm.Data[k]})
+				out.Env = append(out.Env, EnvVar{Name: ef.Prefix + k, Value: cm.Data[k], Literal: true})
 			}
 		case ef.SecretRef != nil:
 			errs.Add(ep.Child("secretRef"), "Secrets are not read in local mode: put the values in env or a ConfigMap")
@@ -272,7 +275,7 @@ func planContainer(p *field.Path, ns string, c *corev1.Container, configMaps map
 				}
 				continue
 			}
-			out.Env = append(out.Env, EnvVar{Name: e.Name, Value: v})
+			out.Env = append(out.Env, EnvVar{Name: e.Name, Value: v, Literal: true})
 		case vf.SecretKeyRef != nil:
 			errs.Add(ep.Child("valueFrom", "secretKeyRef"), "Secrets are not read in local mode: put the value in env or a ConfigMap")
 		case vf.ResourceFieldRef != nil:
