@@ -3,9 +3,9 @@ package analyze
 import (
 	"fmt"
 	"sort"
-	"strconv"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/field"
 )
 
 // Severity of a finding.
@@ -98,39 +98,9 @@ func less(a, b Message) bool {
 		return a.Code < b.Code
 	}
 	if a.Path != b.Path {
-		return pathLess(a.Path, b.Path)
+		return field.Less(a.Path, b.Path)
 	}
 	return a.Detail < b.Detail
-}
-
-// pathLess orders field paths with list indexes compared as numbers, so
-// ports[2] comes before ports[10].
-func pathLess(a, b string) bool {
-	for a != "" && b != "" {
-		da, db := digits(a), digits(b)
-		if da > 0 && db > 0 {
-			na, _ := strconv.Atoi(a[:da])
-			nb, _ := strconv.Atoi(b[:db])
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
-	}
-	return len(a) < len(b)
-}
-
-func digits(s string) int {
-	n := 0
-	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-		n++
-	}
-	return n
 }
 
 // kind is one entry of the message catalogue (docs/analyzers.md).

@@ -129,23 +129,6 @@ func TestSeedPhase2Duplicate(t *testing.T) {
 	)
 }
 
-func TestPathLess(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		want bool
-	}{
-		{"spec.ports[2]", "spec.ports[10]", true},
-		{"spec.ports[10]", "spec.ports[2]", false},
-		{"spec.http[1].route[0]", "spec.http[1].route[0].destination", true},
-		{"spec.hosts[0]", "spec.http[0]", true},
-		{"a", "a", false},
-	} {
-		if got := pathLess(c.a, c.b); got != c.want {
-			t.Errorf("pathLess(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
-		}
-	}
-}
-
 // The same objects in any order give the same messages, in the same order.
 func TestRunIsDeterministic(t *testing.T) {
 	objs := append(seed(t, allSeeds...), parse(t, "sc.yaml", reviewsV1+`

@@ -138,23 +138,6 @@ spec:
 	}
 }
 
-func TestPathLess(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		want bool
-	}{
-		{"spec.http[2]", "spec.http[10]", true},
-		{"spec.http[10]", "spec.http[2]", false},
-		{"spec.http[1].route", "spec.http[1].route[0]", true},
-		{"metadata.name", "spec", true},
-		{"a", "a", false},
-	} {
-		if got := pathLess(c.a, c.b); got != c.want {
-			t.Errorf("pathLess(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
-		}
-	}
-}
-
 func TestNotCoveredAncestors(t *testing.T) {
 	schema := fieldList("spec.http[0].retries.perTryTimeout")
 	verrs := fieldList(

@@ -331,7 +331,7 @@ func decodeObject(src Source, obj map[string]any) (*Object, []error, error) {
 		}
 		errs = append(errs, notCovered(verrs, errs, nameReported...)...)
 		// In the order of the object, as a compiler lists errors by line.
-		sort.SliceStable(errs, func(i, j int) bool { return pathLess(errs[i].Path, errs[j].Path) })
+		sort.SliceStable(errs, func(i, j int) bool { return field.Less(errs[i].Path, errs[j].Path) })
 		return nil, fieldErrors(src, id, errs), nil
 	}
 	if len(verrs) > 0 {
@@ -406,36 +406,6 @@ func parentPath(p string) (parent string, viaIndex bool) {
 		return p[:i], false
 	}
 	return "", false
-}
-
-// pathLess orders rendered field paths as they read, with list indexes by
-// number: spec.http[2] before spec.http[10].
-func pathLess(a, b string) bool {
-	for a != "" && b != "" {
-		da, db := leadingDigits(a), leadingDigits(b)
-		if da > 0 && db > 0 {
-			na, _ := strconv.Atoi(a[:da])
-			nb, _ := strconv.Atoi(b[:db])
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
-	}
-	return len(a) < len(b)
-}
-
-func leadingDigits(s string) int {
-	n := 0
-	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-		n++
-	}
-	return n
 }
 
 // under says whether path is one of roots or inside one of them.
