@@ -230,15 +230,8 @@ func gwRedirectAction(f *gatewayv1.HTTPRequestRedirectFilter, matched string, po
 		}
 	}
 	if f.StatusCode != nil {
-		switch *f.StatusCode {
-		case 301:
-			ra.ResponseCode = routev3.RedirectAction_MOVED_PERMANENTLY
-		case 303:
-			ra.ResponseCode = routev3.RedirectAction_SEE_OTHER
-		case 307:
-			ra.ResponseCode = routev3.RedirectAction_TEMPORARY_REDIRECT
-		case 308:
-			ra.ResponseCode = routev3.RedirectAction_PERMANENT_REDIRECT
+		if c, ok := redirectCodes[uint32(*f.StatusCode)]; ok {
+			ra.ResponseCode = c
 		}
 	}
 	return ra

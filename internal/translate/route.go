@@ -427,17 +427,21 @@ func redirectAction(r *networking.HTTPRedirect, port uint32) *routev3.RedirectAc
 	// FROM_PROTOCOL_DEFAULT needs nothing: without a port the Location
 	// keeps the request's authority, and a scheme change drops the old
 	// scheme's default port.
-	switch r.GetRedirectCode() {
-	case 302:
-		ra.ResponseCode = routev3.RedirectAction_FOUND
-	case 303:
-		ra.ResponseCode = routev3.RedirectAction_SEE_OTHER
-	case 307:
-		ra.ResponseCode = routev3.RedirectAction_TEMPORARY_REDIRECT
-	case 308:
-		ra.ResponseCode = routev3.RedirectAction_PERMANENT_REDIRECT
+	if c, ok := redirectCodes[r.GetRedirectCode()]; ok {
+		ra.ResponseCode = c
 	}
 	return ra
+}
+
+// redirectCodes are the HTTP statuses Envoy's RedirectAction can answer
+// with (its zero value is 301), for Istio's and the Gateway API's
+// redirects alike.
+var redirectCodes = map[uint32]routev3.RedirectAction_RedirectResponseCode{
+	301: routev3.RedirectAction_MOVED_PERMANENTLY,
+	302: routev3.RedirectAction_FOUND,
+	303: routev3.RedirectAction_SEE_OTHER,
+	307: routev3.RedirectAction_TEMPORARY_REDIRECT,
+	308: routev3.RedirectAction_PERMANENT_REDIRECT,
 }
 
 func applyRewrite(a *routev3.RouteAction, rw *networking.HTTPRewrite, m *networking.HTTPMatchRequest) {
