@@ -1,10 +1,7 @@
 package analyze
 
 import (
-	"sort"
-
 	"github.com/trellismesh/trellis/internal/config"
-	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
@@ -20,13 +17,8 @@ func destinationRulePoliciesServed(w *world) []Message {
 	if len(w.byKind[config.DestinationRule]) == 0 {
 		return nil
 	}
-	var objs []*config.Object
-	for _, list := range w.byKind {
-		objs = append(objs, list...)
-	}
-	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
 	var msgs []Message
-	for _, p := range translate.PolicyProblems(translate.NewWorld(&store.Snapshot{Objects: objs})) {
+	for _, p := range translate.PolicyProblems(w.translation()) {
 		msgs = append(msgs, policyNotServed.msg(p.Object, p.Path, "%s", p.Detail))
 	}
 	return msgs

@@ -11,7 +11,6 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/hostmatch"
-	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
@@ -317,15 +316,8 @@ func virtualServiceRoutesServed(w *world) []Message {
 	if len(w.byKind[config.VirtualService]) == 0 {
 		return nil
 	}
-	var objs []*config.Object
-	for _, list := range w.byKind {
-		objs = append(objs, list...)
-	}
-	// Translation breaks ties between objects by their order; keep it the
-	// store's (kind, namespace, name) so findings never depend on input order.
-	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
 	var msgs []Message
-	for _, p := range translate.RouteProblems(translate.NewWorld(&store.Snapshot{Objects: objs})) {
+	for _, p := range translate.RouteProblems(w.translation()) {
 		k := routeNotServed
 		if p.OutsideRoot {
 			k.severity = Warning

@@ -11,6 +11,8 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/field"
+	"github.com/trellismesh/trellis/internal/store"
+	"github.com/trellismesh/trellis/internal/translate"
 )
 
 // clusterDomain is the suffix Kubernetes gives Service hostnames.
@@ -29,6 +31,26 @@ type world struct {
 	// accounts holds ns/name of every service account that exists or that
 	// a workload runs as (`trellis up` creates those itself).
 	accounts map[string]bool
+	// translated is the translator's view of the same objects, built the
+	// first time an analyzer asks what the translator would serve.
+	translated *translate.World
+}
+
+// translation returns the translator's World for the analysed objects,
+// built once per run: the TRL0008 and TRL0009 analyzers both ask it.
+// Translation breaks ties between objects by their order; the objects are
+// in the store's (kind, namespace, name) order, so findings never depend
+// on input order.
+func (w *world) translation() *translate.World {
+	if w.translated == nil {
+		var objs []*config.Object
+		for _, list := range w.byKind {
+			objs = append(objs, list...)
+		}
+		sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
+		w.translated = translate.NewWorld(&store.Snapshot{Objects: objs})
+	}
+	return w.translated
 }
 
 // service is a Kubernetes Service or one ServiceEntry host: what a
