@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	_ "google.golang.org/grpc/xds" // registers the xds:/// resolver
 
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 	"github.com/trellismesh/trellis/internal/xds"
 )
 
@@ -139,7 +140,7 @@ type client struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *lockedBuffer
+	stderr *meshtest.LockedBuffer
 	done   chan struct{} // stdout reached EOF
 
 	mu      sync.Mutex
@@ -170,7 +171,7 @@ func (m *mesh) startClient(cfg clientConfig) *client {
 		clientEnv+"="+string(raw),
 		"GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap(m.XDSAddr(), node, ns),
 	)
-	c := &client{t: m.t, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	c := &client{t: m.t, cmd: cmd, stderr: &meshtest.LockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
 		m.t.Fatal(err)

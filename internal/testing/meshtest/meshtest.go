@@ -25,7 +25,7 @@ type Mesh struct {
 	dir     string // watched by the control plane
 	staging string // where Write prepares files before renaming them into dir
 	cpOpts  controlplane.Options
-	logs    *lockedBuffer
+	logs    *LockedBuffer
 
 	mu          sync.Mutex
 	cp          *controlplane.ControlPlane
@@ -73,7 +73,7 @@ func New(t testing.TB, config string, opts ...Option) *Mesh {
 		t:       t,
 		dir:     t.TempDir(),
 		staging: t.TempDir(),
-		logs:    &lockedBuffer{},
+		logs:    &LockedBuffer{},
 		stopped: map[*controlplane.ControlPlane]bool{},
 		pods:    map[string]*Pod{},
 	}
@@ -303,19 +303,20 @@ func (m *Mesh) cleanup() {
 	}
 }
 
-// lockedBuffer collects output written from several goroutines.
-type lockedBuffer struct {
+// LockedBuffer collects output written from several goroutines (a
+// control plane's log, a child process's stderr).
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
