@@ -6,6 +6,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/registry"
 )
 
 // destinationRules reports DestinationRules for hosts no service has,
@@ -77,7 +78,7 @@ func (s *service) subsetSelects(w *world, labels map[string]string) bool {
 	}
 	if len(s.endpoints) > 0 {
 		for _, e := range s.endpoints {
-			if matches(labels, e) {
+			if registry.Selects(labels, e) {
 				return true
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/field"
+	"github.com/trellismesh/trellis/internal/registry"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/translate"
 )
@@ -215,20 +216,11 @@ func (w *world) kubeService(name, ns string) *service {
 func (w *world) workloadsIn(ns string, sel map[string]string) []workload {
 	var out []workload
 	for _, wl := range w.workloads {
-		if (ns == "" || wl.ns() == ns) && matches(sel, wl.labels) {
+		if (ns == "" || wl.ns() == ns) && registry.Selects(sel, wl.labels) {
 			out = append(out, wl)
 		}
 	}
 	return out
-}
-
-func matches(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // labelString renders a selector as Kubernetes does: sorted k=v pairs.

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trellismesh/trellis/internal/local"
+	"github.com/trellismesh/trellis/internal/registry"
 )
 
 func newPortForwardCmd() *cobra.Command {
@@ -135,7 +136,7 @@ func resolveForward(st *local.State, ns, target string, ports []portSpec) (*loca
 		if svc == nil {
 			return nil, nil, fmt.Errorf("no service %q in namespace %s (services there: %s)", name, ns, strings.Join(serviceNames(st, ns), ", "))
 		}
-		pod := readyPod(st, ns, func(p *local.PodState) bool { return len(svc.Selector) > 0 && selectorMatches(svc.Selector, p.Labels) })
+		pod := readyPod(st, ns, func(p *local.PodState) bool { return len(svc.Selector) > 0 && registry.Selects(svc.Selector, p.Labels) })
 		if pod == nil {
 			return nil, nil, fmt.Errorf("service %s/%s has no ready pod to forward to: see `trellis status`", ns, name)
 		}
@@ -246,16 +247,6 @@ func podPort(pod *local.PodState, port string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("pod %s has no container port named %q", pod.Name, port)
-}
-
-// selectorMatches says whether a Service selector selects a pod's labels.
-func selectorMatches(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if l, ok := labels[k]; !ok || l != v {
-			return false
-		}
-	}
-	return true
 }
 
 // watchPod returns an error once the mesh stops or pod leaves it.

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/registry"
 	"github.com/trellismesh/trellis/internal/store"
 )
 
@@ -68,7 +69,7 @@ func selects(snap *store.Snapshot, o *config.Object, root, ns string, labels map
 			continue
 		}
 		if svc := snap.Get(config.Key{GroupKind: config.Service, Namespace: ns, Name: r.GetName()}); svc != nil {
-			if s, ok := svc.Spec.(*corev1.Service); ok && len(s.Spec.Selector) > 0 && labelsMatch(s.Spec.Selector, labels) {
+			if s, ok := svc.Spec.(*corev1.Service); ok && len(s.Spec.Selector) > 0 && registry.Selects(s.Spec.Selector, labels) {
 				return true
 			}
 		}
@@ -76,7 +77,7 @@ func selects(snap *store.Snapshot, o *config.Object, root, ns string, labels map
 	if targeted {
 		return false
 	}
-	return labelsMatch(sel.GetMatchLabels(), labels)
+	return registry.Selects(sel.GetMatchLabels(), labels)
 }
 
 // peerAuthenticationFor is the PeerAuthentication in effect for a
@@ -89,7 +90,7 @@ func peerAuthenticationFor(snap *store.Snapshot, root, ns string, labels map[str
 		sel := pa.GetSelector().GetMatchLabels()
 		switch {
 		case o.Namespace == ns && len(sel) > 0:
-			if workload == nil && labelsMatch(sel, labels) {
+			if workload == nil && registry.Selects(sel, labels) {
 				workload = o
 			}
 		case o.Namespace == ns:
@@ -123,13 +124,4 @@ func strictMTLS(pa *securityv1beta1.PeerAuthentication) bool {
 		}
 	}
 	return false
-}
-
-func labelsMatch(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }
