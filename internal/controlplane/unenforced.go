@@ -2,9 +2,8 @@ package controlplane
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strings"
+	"slices"
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/inforce"
@@ -23,11 +22,11 @@ const UnenforcedMessage = "SECURITY POLICY NOT ENFORCED"
 func reportUnenforced(ctx context.Context, st *store.Store, log *slog.Logger) {
 	changes, stop := st.Subscribe()
 	defer stop()
-	var last string
+	var last []*config.Object
 	report := func() {
 		snap := st.Snapshot()
-		if sig := configSignature(snap); sig != last {
-			last = sig
+		if cfg := configObjects(snap); !slices.Equal(cfg, last) {
+			last = cfg
 			for _, u := range unenforced(snap) {
 				log.Error(UnenforcedMessage, "policy", u.id, "file", u.file, "finding", u.finding)
 			}
@@ -51,16 +50,16 @@ func unenforced(snap *store.Snapshot) []unenforcedPolicy {
 	return out
 }
 
-// configSignature changes whenever a config object is added, removed or
-// replaced (every applied file decodes new objects), and not when only Pods
-// change.
-func configSignature(snap *store.Snapshot) string {
-	var b strings.Builder
+// configObjects lists the snapshot's config objects: a config
+// change adds, removes or replaces one (every applied file decodes new
+// objects), while Pods, which `trellis up` publishes as its processes come
+// and go, are left out.
+func configObjects(snap *store.Snapshot) []*config.Object {
+	var buf []*config.Object
 	for _, o := range snap.Objects {
-		if o.GroupKind == config.Pod {
-			continue
+		if o.GroupKind != config.Pod {
+			buf = append(buf, o)
 		}
-		fmt.Fprintf(&b, "%p;", o)
 	}
-	return b.String()
+	return buf
 }
