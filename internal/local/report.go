@@ -81,9 +81,10 @@ func (r *reporter) currentState() *State {
 	s := &State{PID: os.Getpid(), StartTime: processStartTime(os.Getpid()), Mode: r.mode, Dir: r.dir, XDS: "unix://" + r.xds, Ready: r.ready(), Stopping: stopping}
 	snap := r.sup.cp.Store.Snapshot()
 	s.Services = services(snap)
+	policies := newSecurityPolicies(snap)
 	for _, p := range pods {
 		ps := p.state()
-		ps.Unenforced = unenforcedPolicies(snap, ps.Namespace, ps.Labels)
+		ps.Unenforced = policies.unenforced(ps.Namespace, ps.Labels)
 		if ps.Sidecar != nil {
 			if x, ok := st[ps.Sidecar.NodeID]; ok {
 				ps.Sidecar.Connected, ps.Sidecar.Synced, ps.Sidecar.NACKs, ps.Sidecar.LastNACK = true, x.Synced, x.NACKs, x.LastNACK

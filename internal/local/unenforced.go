@@ -12,25 +12,45 @@ import (
 	"github.com/trellismesh/trellis/internal/store"
 )
 
-// unenforcedPolicies names the security policies that select a workload
-// but are not enforced yet (AuthorizationPolicy, RequestAuthentication,
-// and STRICT mTLS as the pod's PeerAuthentication in effect), so that
-// `trellis status` can show them next to it: a policy that looks like
-// protection and is not must be impossible to miss.
-func unenforcedPolicies(snap *store.Snapshot, ns string, labels map[string]string) []string {
-	root := snap.Mesh.GetRootNamespace()
-	if root == "" {
-		root = config.DefaultRootNamespace
+// securityPolicies are a snapshot's security policies, gathered once so
+// that naming the unenforced ones for every pod of a state write does not
+// scan the whole snapshot per pod.
+type securityPolicies struct {
+	snap   *store.Snapshot
+	root   string
+	scoped []*config.Object // AuthorizationPolicies and RequestAuthentications
+	peer   []*config.Object // PeerAuthentications
+}
+
+func newSecurityPolicies(snap *store.Snapshot) *securityPolicies {
+	sp := &securityPolicies{snap: snap, root: snap.Mesh.GetRootNamespace()}
+	if sp.root == "" {
+		sp.root = config.DefaultRootNamespace
 	}
-	var out []string
-	for _, gk := range []config.GroupKind{config.AuthorizationPolicy, config.RequestAuthentication} {
-		for _, o := range snap.OfKind(gk) {
-			if selects(snap, o, root, ns, labels) {
-				out = append(out, o.ID())
-			}
+	for _, o := range snap.Objects {
+		switch o.GroupKind {
+		case config.AuthorizationPolicy, config.RequestAuthentication:
+			sp.scoped = append(sp.scoped, o)
+		case config.PeerAuthentication:
+			sp.peer = append(sp.peer, o)
 		}
 	}
-	if pa := peerAuthenticationFor(snap, root, ns, labels); pa != nil && strictMTLS(pa.Spec.(*securityv1beta1.PeerAuthentication)) {
+	return sp
+}
+
+// unenforced names the security policies that select a workload but are
+// not enforced yet (AuthorizationPolicy, RequestAuthentication, and STRICT
+// mTLS as the pod's PeerAuthentication in effect), so that `trellis
+// status` can show them next to it: a policy that looks like protection
+// and is not must be impossible to miss.
+func (sp *securityPolicies) unenforced(ns string, labels map[string]string) []string {
+	var out []string
+	for _, o := range sp.scoped {
+		if selects(sp.snap, o, sp.root, ns, labels) {
+			out = append(out, o.ID())
+		}
+	}
+	if pa := peerAuthenticationFor(sp.peer, sp.root, ns, labels); pa != nil && strictMTLS(pa.Spec.(*securityv1beta1.PeerAuthentication)) {
 		out = append(out, pa.ID()+" (STRICT)")
 	}
 	sort.Strings(out)
@@ -83,9 +103,9 @@ func selects(snap *store.Snapshot, o *config.Object, root, ns string, labels map
 // peerAuthenticationFor is the PeerAuthentication in effect for a
 // workload, by Istio's precedence: one selecting it in its namespace, else
 // its namespace's, else the mesh's (root namespace, no selector).
-func peerAuthenticationFor(snap *store.Snapshot, root, ns string, labels map[string]string) *config.Object {
+func peerAuthenticationFor(peers []*config.Object, root, ns string, labels map[string]string) *config.Object {
 	var workload, namespace, mesh *config.Object
-	for _, o := range snap.OfKind(config.PeerAuthentication) {
+	for _, o := range peers {
 		pa := o.Spec.(*securityv1beta1.PeerAuthentication)
 		sel := pa.GetSelector().GetMatchLabels()
 		switch {

@@ -58,7 +58,7 @@ spec:
 		t.Fatal(f.Errors)
 	}
 	st.ApplyFile(f)
-	snap := st.Snapshot()
+	policies := newSecurityPolicies(st.Snapshot())
 	cases := []struct {
 		ns     string
 		labels map[string]string
@@ -70,7 +70,7 @@ spec:
 		{"other", map[string]string{"app": "payment"}, []string{"AuthorizationPolicy istio-system/mesh-wide", "PeerAuthentication istio-system/default (STRICT)"}},
 	}
 	for _, tc := range cases {
-		if diff := cmp.Diff(tc.want, unenforcedPolicies(snap, tc.ns, tc.labels)); diff != "" {
+		if diff := cmp.Diff(tc.want, policies.unenforced(tc.ns, tc.labels)); diff != "" {
 			t.Errorf("%s %v (-want +got):\n%s", tc.ns, tc.labels, diff)
 		}
 	}
