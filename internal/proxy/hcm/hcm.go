@@ -37,6 +37,13 @@ type Conn struct {
 	// Source is the downstream peer (the app, or the calling pod's proxy
 	// for inbound), for X-Forwarded-For and source-IP hashing.
 	Source netip.AddrPort
+	// PeerID is the downstream's SPIFFE ID as its mTLS certificate proves
+	// it (spiffe://cluster.local/ns/NS/sa/SA), or "" for plaintext: what
+	// authorization's principals and X-Forwarded-Client-Cert are about.
+	PeerID string
+	// PeerCertHash is the hex SHA-256 of the peer's leaf certificate (DER),
+	// for X-Forwarded-Client-Cert's Hash; "" for plaintext.
+	PeerCertHash string
 	// Routes are the routes for this connection's requests; nil means the
 	// Server's Routes function decides per request (the forward proxy).
 	Routes func() *router.Table
