@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/admin"
 	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/dnsproxy"
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/proxy/listener"
@@ -90,6 +91,12 @@ type Options struct {
 	// /etc/resolv.conf at start). See dns.go.
 	DNS         []string
 	DNSUpstream netip.AddrPort
+	// Identity is the proxy's workload certificate and trust bundle (the
+	// CA-issued, rotating SVID in production, certs.NewStatic in tests).
+	// With one, sidecar-to-sidecar traffic runs over mTLS through the
+	// peer's tunnel port and the tunnel port refuses plaintext; nil keeps
+	// every connection plaintext, as before the mesh had a CA.
+	Identity certs.Source
 }
 
 // Proxy is a running sidecar.
