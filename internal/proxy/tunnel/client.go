@@ -37,8 +37,9 @@ type Dialer struct {
 	// Source is the address connections are dialed from: the proxy's pod
 	// IP, so the server sees which pod calls. Zero lets the kernel choose.
 	Source netip.Addr
-	// TLSConfig, when set, wraps every connection in TLS (the security
-	// issue's mTLS); nil speaks h2c with prior knowledge.
+	// TLSConfig, when set, wraps every connection in TLS (mesh mTLS:
+	// certs.ClientConfig); nil speaks plaintext (h2c with prior
+	// knowledge). DialHTTP1TLS takes a config per call instead.
 	TLSConfig *tls.Config
 	// MaxConnsPerTunnel bounds connections per tunnel address; when all
 	// are at their stream limit, Dial waits for a stream on the least
@@ -58,6 +59,8 @@ type Dialer struct {
 
 	initOnce sync.Once
 	t        *http.Transport
+
+	handshakes, handshakeFailures atomic.Uint64
 
 	mu     sync.Mutex
 	pools  map[netip.AddrPort]*pool
@@ -122,6 +125,7 @@ func (d *Dialer) init() {
 		hc := positive(d.HealthCheck, DefaultHealthCheck)
 		d.t = &http.Transport{
 			DialContext:     d.dialTCP,
+			DialTLSContext:  d.dialTLS,
 			TLSClientConfig: d.TLSConfig,
 			Protocols:       &protos,
 			IdleConnTimeout: positive(d.IdleTimeout, DefaultIdleTimeout),
@@ -322,6 +326,39 @@ func (d *Dialer) dialTCP(ctx context.Context, network, addr string) (net.Conn, e
 		}
 	}
 	return c, err
+}
+
+// dialTLS is the HTTP/2 connections' TLS dial, made here rather than by
+// the Transport so that handshakes are counted.
+func (d *Dialer) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.TLSConfig == nil {
+		return nil, errors.New("tunnel: TLS dial without a TLS config")
+	}
+	c, err := d.dialTCP(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.TLSConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		d.handshakeFailures.Add(1)
+		c.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	d.handshakes.Add(1)
+	return tc, nil
+}
+
+// Stats returns the dialer's TLS counters: handshakes completed and
+// failed (the peer refused us, or was not who we expected).
+func (d *Dialer) Stats() Stats {
+	return Stats{Handshakes: d.handshakes.Load(), HandshakeFailures: d.handshakeFailures.Load()}
 }
 
 func (d *Dialer) dialConn(ctx context.Context, tunnel netip.AddrPort) (*http.ClientConn, net.Addr, error) {

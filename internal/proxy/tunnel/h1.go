@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,21 +34,39 @@ const maxHeadBytes = 16 << 10
 var connectPrefix = []byte("CONNECT ")
 
 // DialHTTP1 opens a tunnel to target through the tunnel server at tunnel
-// over its own TCP connection (HTTP/1.1 CONNECT), from d.Source. ctx
-// bounds the dial and the server's answer. The returned conn is the
-// tunnel: reads and writes go to the target, CloseWrite half-closes it.
+// over its own TCP connection (HTTP/1.1 CONNECT), from d.Source, inside
+// TLS when d.TLSConfig is set. ctx bounds the dial, the handshake and the
+// server's answer. The returned conn is the tunnel: reads and writes go to
+// the target, CloseWrite half-closes it.
 func (d *Dialer) DialHTTP1(ctx context.Context, tunnel netip.AddrPort, target string, header http.Header) (net.Conn, error) {
+	return d.DialHTTP1TLS(ctx, tunnel, target, header, d.TLSConfig)
+}
+
+// DialHTTP1TLS is DialHTTP1 inside TLS with cfg, or plaintext when cfg is
+// nil: mesh mTLS passes a config that checks this destination's expected
+// SPIFFE IDs (certs.ClientConfig), which differ from peer to peer. A
+// refusal of the handshake, by either side, is an error; the server's
+// refusal of our certificate shows when its CONNECT answer is read (TLS
+// 1.3 clients finish before the server has checked them).
+func (d *Dialer) DialHTTP1TLS(ctx context.Context, tunnel netip.AddrPort, target string, header http.Header, cfg *tls.Config) (net.Conn, error) {
 	if err := checkTarget(target); err != nil {
 		return nil, err
-	}
-	if d.TLSConfig != nil {
-		return nil, errors.New("tunnel: HTTP/1.1 CONNECT over TLS is not implemented yet")
 	}
 	dctx, cancel := context.WithTimeout(ctx, positive(d.DialTimeout, DefaultDialTimeout))
 	defer cancel()
 	c, err := d.dialTCP(dctx, "tcp", tunnel.String())
 	if err != nil {
 		return nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
+	}
+	if cfg != nil {
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			d.handshakeFailures.Add(1)
+			c.Close()
+			return nil, fmt.Errorf("tunnel %s: TLS handshake: %w", tunnel, err)
+		}
+		d.handshakes.Add(1)
+		c = tc
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
@@ -109,16 +128,39 @@ func connectHTTP1(c net.Conn, target string, header http.Header) (*bufio.Reader,
 // the connection, tracks and if need be closes it.
 func (s *Server) ServeConn(c net.Conn) {
 	s.init()
-	if err := c.SetReadDeadline(time.Now().Add(positive(s.ReadHeaderTimeout, DefaultReadHeaderTimeout))); err != nil {
+	deadline := time.Now().Add(positive(s.ReadHeaderTimeout, DefaultReadHeaderTimeout))
+	if err := c.SetReadDeadline(deadline); err != nil {
 		c.Close()
 		return
+	}
+	var state *tls.ConnectionState
+	if s.connTLS != nil {
+		// TLS only: plaintext fails the handshake and is closed.
+		c.SetWriteDeadline(deadline)
+		tc := tls.Server(c, s.connTLS)
+		if err := tc.Handshake(); err != nil {
+			s.handshakeFailures.Add(1)
+			s.logger().Debug("tunnel connection refused: TLS handshake failed", "peer", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		s.handshakes.Add(1)
+		c.SetWriteDeadline(time.Time{})
+		st := tc.ConnectionState()
+		state = &st
+		c = tc
+		if st.NegotiatedProtocol == "h2" {
+			c.SetReadDeadline(time.Time{})
+			s.serveH2(c, nil, state)
+			return
+		}
 	}
 	br := bufio.NewReaderSize(c, 1024)
 	first, err := br.Peek(len(connectPrefix))
 	if err != nil || !bytes.Equal(first, connectPrefix) {
 		// HTTP/2 (or garbage, which the HTTP/2 server refuses).
 		c.SetReadDeadline(time.Time{})
-		s.serveH2(c, peeked(br))
+		s.serveH2(c, peeked(br), state)
 		return
 	}
 	defer c.Close()
@@ -128,7 +170,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	peer := Peer{Addr: addrPort(c.RemoteAddr()), Local: addrPort(c.LocalAddr()), Header: req.Header}
+	peer := Peer{Addr: addrPort(c.RemoteAddr()), Local: addrPort(c.LocalAddr()), TLS: state, Header: req.Header}
 	target, status, msg := s.check(req.Host, peer)
 	if status != http.StatusOK {
 		reply(c, status, msg)
@@ -147,12 +189,8 @@ func (s *Server) ServeConn(c net.Conn) {
 		s.Handle(target, peer, stream)
 		return
 	}
-	dial := s.Dial
-	if dial == nil {
-		dial = dialFromTarget
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), positive(s.AppDialTimeout, DefaultAppDialTimeout))
-	app, err := dial(ctx, target)
+	app, err := s.dialApp(ctx, target, peer)
 	cancel()
 	if err != nil {
 		reply(c, http.StatusServiceUnavailable, fmt.Sprintf("tunnel: app at %s: %v", target, err))
@@ -202,12 +240,15 @@ func (s *Server) check(authority string, peer Peer) (netip.AddrPort, int, string
 
 // serveH2 hands a connection to the HTTP/2 server and waits until the
 // server closed it.
-func (s *Server) serveH2(c net.Conn, prefix []byte) {
+// state is the TLS ServeConn terminated, if any: the HTTP/2 server sees
+// the decrypted stream as prior-knowledge HTTP/2 and takes the peer's
+// certificate from here.
+func (s *Server) serveH2(c net.Conn, prefix []byte, state *tls.ConnectionState) {
 	s.h2once.Do(func() {
 		s.h2ln = newConnListener()
 		go s.hs.Serve(s.h2ln)
 	})
-	nc := &notifyConn{Conn: netio.Replay(c, prefix), raw: c, done: make(chan struct{})}
+	nc := &notifyConn{Conn: netio.Replay(c, prefix), raw: c, tls: state, done: make(chan struct{})}
 	s.h2ln.push(nc)
 	<-nc.done
 }
@@ -216,6 +257,7 @@ func (s *Server) serveH2(c net.Conn, prefix []byte) {
 type notifyConn struct {
 	net.Conn
 	raw  net.Conn
+	tls  *tls.ConnectionState
 	once sync.Once
 	done chan struct{}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,7 +30,7 @@ var ErrServerClosed = errors.New("tunnel: server closed")
 type Peer struct {
 	Addr   netip.AddrPort       // the tunnel connection's source: the calling pod's IP
 	Local  netip.AddrPort       // where it arrived: this pod's IP and tunnel port
-	TLS    *tls.ConnectionState // nil on h2c; the peer's certificate once security lands
+	TLS    *tls.ConnectionState // nil in plaintext; under mTLS, the peer's verified certificate
 	Header http.Header          // the CONNECT's headers (baggage, forwarded identity)
 }
 
@@ -44,8 +45,10 @@ type Server struct {
 	// (the pod IP), so the app sees its sidecar's address, never a
 	// loopback or node address. A failure answers 503.
 	Dial func(ctx context.Context, target netip.AddrPort) (net.Conn, error)
-	// TLSConfig, when set, serves TLS (the security issue's mTLS); nil
-	// serves h2c with prior knowledge.
+	// TLSConfig, when set, serves TLS only (certs.ServerConfig: mTLS with
+	// the proxy's identity); a connection that does not complete the
+	// handshake, plaintext included, is closed and counted. nil serves
+	// plaintext: HTTP/1.1 CONNECT and h2c with prior knowledge.
 	TLSConfig *tls.Config
 	// MaxConcurrentStreams bounds tunnels per connection; clients open
 	// another connection beyond it. Default DefaultMaxConcurrentStreams.
@@ -62,6 +65,9 @@ type Server struct {
 	// authorised, and serves target on it until it returns. nil dials the
 	// app with Dial and copies, as for HTTP/2 streams.
 	Handle func(target netip.AddrPort, peer Peer, c net.Conn)
+	// DialPeer, when set, replaces Dial and also gets the peer, so the
+	// app side can know who called (its verified identity under mTLS).
+	DialPeer func(ctx context.Context, target netip.AddrPort, peer Peer) (net.Conn, error)
 	// AppDialTimeout bounds Dial. Default DefaultAppDialTimeout.
 	AppDialTimeout time.Duration
 	// Log receives connection-level failures; nil discards them.
@@ -69,8 +75,11 @@ type Server struct {
 
 	initOnce sync.Once
 	hs       *http.Server
-	h2once   sync.Once
-	h2ln     *connListener // HTTP/2 connections ServeConn passes on
+	connTLS  *tls.Config // TLSConfig as ServeConn hands it to crypto/tls
+
+	handshakes, handshakeFailures atomic.Uint64
+	h2once                        sync.Once
+	h2ln                          *connListener // HTTP/2 connections ServeConn passes on
 
 	mu      sync.Mutex
 	handled sync.Cond // broadcast when handlers drops to 0
@@ -79,11 +88,20 @@ type Server struct {
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
+		// ServeConn terminates TLS itself and hands the HTTP/2 server the
+		// decrypted stream, which it serves as HTTP/2 with prior
+		// knowledge; Serve's listener gets HTTP/2 by ALPN.
 		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
 		if s.TLSConfig != nil {
 			protos.SetHTTP2(true)
-		} else {
-			protos.SetUnencryptedHTTP2(true)
+			s.connTLS = s.TLSConfig.Clone()
+			if len(s.connTLS.NextProtos) == 0 {
+				s.connTLS.NextProtos = []string{"h2", "http/1.1"}
+			}
+			// Tunnel connections are pooled and long-lived; a ticket per
+			// handshake would be bytes and CPU no client uses.
+			s.connTLS.SessionTicketsDisabled = true
 		}
 		logLevel := slog.LevelDebug // client misbehaviour is not ours to shout about
 		s.hs = &http.Server{
@@ -105,7 +123,11 @@ func (s *Server) init() {
 				MaxReadFrameSize:              64 << 10,
 			},
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				return context.WithValue(ctx, connInfoKey{}, &connInfo{peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())})
+				ci := &connInfo{peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())}
+				if nc, ok := c.(*notifyConn); ok {
+					ci.tls = nc.tls
+				}
+				return context.WithValue(ctx, connInfoKey{}, ci)
 			},
 			ErrorLog: slog.NewLogLogger(s.logger().Handler(), logLevel),
 		}
@@ -140,6 +162,7 @@ func (s *Server) Serve(l net.Listener) error {
 // the handler through the request context.
 type connInfo struct {
 	peer, local netip.AddrPort
+	tls         *tls.ConnectionState // terminated by ServeConn; r.TLS is nil then
 }
 
 type connInfoKey struct{}
@@ -181,6 +204,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	target = netip.AddrPortFrom(target.Addr().Unmap(), target.Port())
 	peer := Peer{Addr: ci.peer, Local: ci.local, TLS: r.TLS, Header: r.Header}
+	if peer.TLS == nil {
+		peer.TLS = ci.tls
+	}
 	authorize := s.Authorize
 	if authorize == nil {
 		authorize = ownAddress
@@ -189,12 +215,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("tunnel: %s may not reach %s: %v", peer.Addr, target, err), http.StatusForbidden)
 		return
 	}
-	dial := s.Dial
-	if dial == nil {
-		dial = dialFromTarget
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), positive(s.AppDialTimeout, DefaultAppDialTimeout))
-	app, err := dial(ctx, target)
+	app, err := s.dialApp(ctx, target, peer)
 	cancel()
 	if err != nil {
 		http.Error(w, fmt.Sprintf("tunnel: app at %s: %v", target, err), http.StatusServiceUnavailable)
@@ -229,6 +251,29 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	// still running is cut here.
 	r.Body.Close()
 	<-up
+}
+
+func (s *Server) dialApp(ctx context.Context, target netip.AddrPort, peer Peer) (net.Conn, error) {
+	switch {
+	case s.DialPeer != nil:
+		return s.DialPeer(ctx, target, peer)
+	case s.Dial != nil:
+		return s.Dial(ctx, target)
+	}
+	return dialFromTarget(ctx, target)
+}
+
+// Stats are the server's TLS counters.
+type Stats struct {
+	// Handshakes completed, and refused: a failed handshake, a peer
+	// without a valid certificate or of the wrong identity, or plaintext
+	// on a TLS-only port.
+	Handshakes, HandshakeFailures uint64
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	return Stats{Handshakes: s.handshakes.Load(), HandshakeFailures: s.handshakeFailures.Load()}
 }
 
 func ownAddress(target netip.AddrPort, peer Peer) error {
