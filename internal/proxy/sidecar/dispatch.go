@@ -85,7 +85,7 @@ func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 			}
 			return initial
 		}
-		p.serveSniffed(p.outbound, c, dst, routes)
+		p.serveSniffed(p.outbound, c, dst, routes, peerIdentity{})
 		return
 	}
 	if l := rt.tcpByPort[uint32(dst.Port())]; l != nil {
@@ -102,10 +102,12 @@ func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 // serveCapturedInbound serves a connection the capture sent to 15006, by
 // virtualInbound's filter chain for its destination port.
 func (p *Proxy) serveCapturedInbound(c net.Conn, dst netip.AddrPort) {
-	p.serveInbound(c, dst)
+	p.serveInbound(c, dst, peerIdentity{})
 }
 
-func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort) {
+// serveInbound serves an inbound connection for dst, this pod's ip:port;
+// peer is who sent it, as mTLS proved (zero for plaintext).
+func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort, peer peerIdentity) {
 	port := uint32(dst.Port())
 	ch := p.routing.Load().inbound[port]
 	switch {
@@ -125,7 +127,7 @@ func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort) {
 			}
 			return initial
 		}
-		p.serveSniffed(p.inbound, c, dst, routes)
+		p.serveSniffed(p.inbound, c, dst, routes, peer)
 	default:
 		p.proxyTCP(c, ch.tcp.Pick(rand.Uint64()), dst)
 	}
@@ -166,13 +168,13 @@ func (p *Proxy) serveTCPListener(c net.Conn, l *xdsresource.Listener, match, dst
 // serveSniffed serves an HTTP port's connection as HTTP when it speaks
 // HTTP, and as TCP otherwise: ports whose protocol was not declared are
 // routed as HTTP, and a server-first protocol must not wait on us.
-func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, routes func() *router.Table) {
+func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, routes func() *router.Table, peer peerIdentity) {
 	res, sc, err := sniff.Detect(c, sniff.DefaultTimeout)
 	if err != nil {
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes})
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, PeerID: peer.id, PeerCertHash: peer.certHash})
 		return
 	}
 	p.proxyTCP(sc, p.tcpClusterFor(routes(), dst), dst)
@@ -218,7 +220,7 @@ func (p *Proxy) dialApp(ctx context.Context, dst netip.AddrPort) (net.Conn, erro
 // ip:port: HTTP ports go through the inbound connection manager over an
 // in-memory pipe, TCP ports to their inbound cluster, others straight to
 // the app.
-func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
+func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer tunnel.Peer) (net.Conn, error) {
 	ch := p.routing.Load().inbound[uint32(target.Port())]
 	if ch != nil && ch.routes == nil {
 		name := ch.tcp.Pick(rand.Uint64())
@@ -237,15 +239,16 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort) (net.C
 	go func() {
 		defer p.bg.Done()
 		defer ours.Close()
-		p.serveInbound(ours, target)
+		p.serveInbound(ours, target, peerOf(peer.TLS))
 	}()
 	return theirs, nil
 }
 
 // tunnelHandle serves an HTTP/1.1 CONNECT tunnel: the connection itself
-// is the stream to target, handled as captured inbound traffic would be.
-func (p *Proxy) tunnelHandle(target netip.AddrPort, _ tunnel.Peer, c net.Conn) {
-	p.serveInbound(c, target)
+// is the stream to target, handled as captured inbound traffic would be,
+// with the caller's identity when the tunnel was mTLS.
+func (p *Proxy) tunnelHandle(target netip.AddrPort, peer tunnel.Peer, c net.Conn) {
+	p.serveInbound(c, target, peerOf(peer.TLS))
 }
 
 // proxyTCP connects c to a host of the named cluster and copies both ways.

@@ -157,7 +157,7 @@ func New(opts Options) *Proxy {
 	}
 	p.routing.Store(&routing{routes: map[string]*router.Table{}, passthrough: passthroughTable(false)})
 	p.clusters.Store(&clusterSet{byName: map[string]*upstream.Cluster{}, endpoints: map[string]*xdsresource.ClusterLoadAssignment{}})
-	if opts.Mode == Explicit {
+	if opts.Mode == Explicit || opts.Identity != nil {
 		p.tunnelDialer = &tunnel.Dialer{Source: opts.PodIP}
 	}
 	ipc := &xdsresource.Cluster{Name: "InboundPassthroughCluster", Type: xdsresource.ClusterOriginalDst, LBPolicy: xdsresource.LBClusterProvided}
@@ -172,7 +172,11 @@ func (p *Proxy) upstreamOptions(inbound bool) upstream.Options {
 	if ip := p.appSource(inbound); ip.IsValid() {
 		o.LocalIP = net.IP(ip.AsSlice())
 	}
-	if p.opts.Mode == Explicit {
+	// Hosts with a sidecar are reached through their tunnel port: always
+	// in explicit mode (nothing else reaches a pod there), and in
+	// transparent mode once the proxy has an identity, so the traffic is
+	// mTLS and the peer learns who calls.
+	if !inbound && (p.opts.Mode == Explicit || p.opts.Identity != nil) {
 		local := o.LocalIP
 		o.Dial = func(ctx context.Context, h *balance.Host) (net.Conn, error) {
 			if h.TLSMode == "istio" {
@@ -180,7 +184,7 @@ func (p *Proxy) upstreamOptions(inbound bool) upstream.Options {
 					// One HTTP/1.1 CONNECT tunnel per pooled upstream
 					// connection: raw bytes after the handshake (see
 					// tunnel/h1.go for why not HTTP/2 here).
-					return p.tunnelDialer.DialHTTP1(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), nil)
+					return p.dialMesh(ctx, h, a, nil)
 				}
 			}
 			d := net.Dialer{}
@@ -365,7 +369,12 @@ func (p *Proxy) listen() error {
 	if ip.IsValid() {
 		tunnelAddr = bind(ip, TunnelPort)
 	}
-	p.tunnelServer = &tunnel.Server{Dial: p.tunnelInbound, Handle: p.tunnelHandle, Log: p.log}
+	p.tunnelServer = &tunnel.Server{DialPeer: p.tunnelInbound, Handle: p.tunnelHandle, Log: p.log}
+	if p.opts.Identity != nil {
+		// mTLS only: a plaintext or unverifiable peer is refused at the
+		// handshake. Who may reach which port is authorization's call.
+		p.tunnelServer.TLSConfig = certs.ServerConfig(p.opts.Identity, nil)
+	}
 	specs = append(specs, lspec{name: "tunnel", addr: tunnelAddr, h: func(c net.Conn, _ netip.AddrPort) { p.tunnelServer.ServeConn(c) }})
 	for _, s := range specs {
 		s.opts.Log = p.log

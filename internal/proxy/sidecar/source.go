@@ -172,6 +172,7 @@ func (p *Proxy) stats() []stat {
 		add("cluster."+c.Name+".upstream_rq_active", uint64(active))
 	}
 	p.dnsStats(add)
+	p.tlsStats(add)
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
