@@ -1,0 +1,136 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+)
+
+// An Authenticator says who made a request. It returns ErrNoCredential
+// when the caller presented nothing it reads, and another error when what
+// the caller presented is not good.
+type Authenticator interface {
+	Authenticate(ctx context.Context) (ID, error)
+}
+
+// ErrNoCredential means the caller presented no credential of a kind.
+var ErrNoCredential = errors.New("no credential presented")
+
+// Credentials are per-pod bearer tokens, each bound to exactly one
+// identity when issued. Only the tokens' SHA-256 digests are kept.
+type Credentials struct {
+	mu       sync.RWMutex
+	byDigest map[[sha256.Size]byte]ID
+}
+
+// NewCredentials returns an empty set.
+func NewCredentials() *Credentials {
+	return &Credentials{byDigest: map[[sha256.Size]byte]ID{}}
+}
+
+// Issue makes a new random 256-bit token that authenticates as id (and
+// nothing else) until revoked. Hand it to that workload's proxy alone.
+func (c *Credentials) Issue(id ID) (string, error) {
+	if err := id.Validate(); err != nil {
+		return "", fmt.Errorf("credential: %w", err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("credential: %w", err)
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b[:])
+	c.mu.Lock()
+	c.byDigest[sha256.Sum256([]byte(tok))] = id
+	c.mu.Unlock()
+	return tok, nil
+}
+
+// Revoke makes token authenticate nothing from now on.
+func (c *Credentials) Revoke(token string) {
+	c.mu.Lock()
+	delete(c.byDigest, sha256.Sum256([]byte(token)))
+	c.mu.Unlock()
+}
+
+// Lookup returns the identity token was issued for. Tokens are found by
+// their SHA-256 digest, so the time a lookup takes depends on the digest,
+// which tells an attacker nothing about a valid token, rather than on how
+// many leading bytes of a guess are right.
+func (c *Credentials) Lookup(token string) (ID, bool) {
+	d := sha256.Sum256([]byte(token))
+	c.mu.RLock()
+	id, ok := c.byDigest[d]
+	c.mu.RUnlock()
+	return id, ok
+}
+
+// Authenticate reads `authorization: Bearer <token>` from the request's
+// gRPC metadata.
+func (c *Credentials) Authenticate(ctx context.Context) (ID, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return ID{}, ErrNoCredential
+	}
+	if len(vals) > 1 {
+		return ID{}, errors.New("metadata authorization: sent more than once; send one `Bearer <token>`")
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return ID{}, errors.New("metadata authorization: must be `Bearer <token>`")
+	}
+	id, ok := c.Lookup(strings.TrimSpace(tok))
+	if !ok {
+		return ID{}, errors.New("metadata authorization: the token is not valid (revoked, or not issued by this control plane): use the credential file trellis wrote for this pod")
+	}
+	return id, nil
+}
+
+// PeerCertificate authenticates a caller by the mesh certificate it
+// presented over mTLS, verified against the CA's roots at the handshake.
+// It lets a workload renew for the identity it already holds.
+type PeerCertificate struct {
+	// Now is the clock (default time.Now): a connection made while the
+	// certificate was valid may outlive it.
+	Now func() time.Time
+}
+
+// Authenticate implements Authenticator.
+func (pc PeerCertificate) Authenticate(ctx context.Context) (ID, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ID{}, ErrNoCredential
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return ID{}, ErrNoCredential
+	}
+	if len(ti.State.VerifiedChains) == 0 {
+		// The server config must verify client certificates; one that
+		// was merely presented proves nothing.
+		return ID{}, errors.New("client certificate: not verified against the mesh roots")
+	}
+	leaf := ti.State.PeerCertificates[0]
+	now := time.Now
+	if pc.Now != nil {
+		now = pc.Now
+	}
+	if t := now(); t.After(leaf.NotAfter) || t.Before(leaf.NotBefore) {
+		return ID{}, fmt.Errorf("client certificate: valid only from %s to %s: use the pod's credential instead", leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	id, err := FromCertificate(leaf)
+	if err != nil {
+		return ID{}, fmt.Errorf("client %w", err)
+	}
+	return id, nil
+}
