@@ -51,11 +51,15 @@ COMMAND's.`,
 			if err != nil {
 				return err
 			}
-			path, err := local.LookPath(args[1], c.Env)
+			env, err := local.ContainerEnv(c)
 			if err != nil {
 				return err
 			}
-			run := &exec.Cmd{Path: path, Args: args[1:], Env: c.Env, Dir: c.Dir, Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+			path, err := local.LookPath(args[1], env)
+			if err != nil {
+				return err
+			}
+			run := &exec.Cmd{Path: path, Args: args[1:], Env: env, Dir: c.Dir, Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
 			if pod.NetNS != "" {
 				// Transparent mode: inside the pod's namespaces, through
 				// trellis itself, as the pod's own processes start.

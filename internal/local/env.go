@@ -10,38 +10,45 @@ type podInfo struct {
 	Labels, Annotations                      map[string]string
 }
 
-// proxyEnvNames are cleared from the inherited environment: a pod's
-// proxy settings are the sidecar's or none, never the user's shell's.
-var proxyEnvNames = []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"}
+// inheritedEnvNames are all a container takes from the environment
+// `trellis up` runs in, as a kubelet gives a container only its image's
+// and its spec's environment: enough for a local program to run (HOME for
+// its caches, the locale, the temp dir, the terminal) and nothing else,
+// so that the user's tokens and keys (AWS_SECRET_ACCESS_KEY,
+// GITHUB_TOKEN, ...) never reach a pod. A pod needing more declares it in
+// its env, as it would on a cluster.
+var inheritedEnvNames = []string{"HOME", "LANG", "TMPDIR", "TERM"}
 
-// baseEnv is the inherited part of every process's environment: the
-// user's, without proxy settings, with PATH led by the extra dirs. (A
-// kubelet starts from the image's environment; a local process needs the
-// user's HOME, Go caches and so on to run at all.)
+// defaultPath is the PATH a container gets when trellis has none (a
+// container runtime's default).
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// baseEnv is the inherited part of every process's environment:
+// inheritedEnvNames from host (HOME defaults to /, as a runtime sets it
+// for a user without one) and PATH led by the extra dirs (the manifests
+// folder and trellis's own, so `trellis demo` and programs kept beside the
+// manifests run by name).
 func baseEnv(host []string, pathDirs []string) []string {
-	out := make([]string, 0, len(host)+1)
-	path := ""
+	vals := map[string]string{}
 	for _, kv := range host {
-		name, _, _ := strings.Cut(kv, "=")
-		if name == "PATH" {
-			path = kv[5:]
-			continue
-		}
-		skip := false
-		for _, p := range proxyEnvNames {
-			if name == p {
-				skip = true
-				break
-			}
-		}
-		if !skip {
-			out = append(out, kv)
+		if name, v, ok := strings.Cut(kv, "="); ok {
+			vals[name] = v
 		}
 	}
-	dirs := append([]string(nil), pathDirs...)
-	if path != "" {
-		dirs = append(dirs, path)
+	if vals["HOME"] == "" {
+		vals["HOME"] = "/"
 	}
+	out := make([]string, 0, len(inheritedEnvNames)+1)
+	for _, name := range inheritedEnvNames {
+		if v := vals[name]; v != "" {
+			out = append(out, name+"="+v)
+		}
+	}
+	path := vals["PATH"]
+	if path == "" {
+		path = defaultPath
+	}
+	dirs := append(append([]string(nil), pathDirs...), path)
 	return append(out, "PATH="+strings.Join(dirs, ":"))
 }
 
@@ -57,11 +64,20 @@ func sidecarProxyEnv(ip string) []string {
 }
 
 // containerEnv is a container's full environment: base, then what the
-// pod adds, then the container's own env with downward-API fields filled
-// and $(VAR) references expanded as Kubernetes does.
+// pod adds, then the container's declared env (declaredEnv).
 func containerEnv(base, podAdds []string, info podInfo, c Container) []string {
 	env := append(append([]string(nil), base...), "HOSTNAME="+info.Name)
 	env = append(env, podAdds...)
+	return dedupEnv(append(env, declaredEnv(info, c)...))
+}
+
+// declaredEnv is the env the container's spec declares (env, envFrom,
+// ConfigMap values), with downward-API fields filled and $(VAR)
+// references expanded as Kubernetes does. It is the only part of a
+// container's environment the mesh's state records: the rest is the base
+// and the mesh's own, never the user's to see in mesh.json.
+func declaredEnv(info podInfo, c Container) []string {
+	env := make([]string, 0, len(c.Env))
 	defined := map[string]string{}
 	for _, e := range c.Env {
 		v := e.Value
@@ -78,7 +94,8 @@ func containerEnv(base, podAdds []string, info podInfo, c Container) []string {
 }
 
 // expandCommand expands $(VAR) in a command line against the container's
-// own env, as Kubernetes does for command and args.
+// declared env, as Kubernetes does for command and args (the image's
+// environment, here the base, is not among the variables).
 func expandCommand(argv []string, env []string) []string {
 	vars := map[string]string{}
 	for _, kv := range env {

@@ -127,10 +127,8 @@ func start(opts Options) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{stateDir, filepath.Join(stateDir, "run"), filepath.Join(stateDir, "logs")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("cannot create the state dir: %w", err)
-		}
+	if err := prepareStateDir(stateDir); err != nil {
+		return nil, err
 	}
 	m := &Mesh{
 		opts: opts, log: log, dir: dir, stateDir: stateDir, mode: "explicit",
@@ -222,7 +220,7 @@ func start(opts Options) (*Mesh, error) {
 // controlPlaneLog writes the control plane's log to the state dir, and
 // its warnings also to the console.
 func (m *Mesh) controlPlaneLog() (*slog.Logger, error) {
-	f, err := os.OpenFile(filepath.Join(m.stateDir, "logs", "controlplane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(m.stateDir, "logs", "controlplane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, stateFileMode)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the control plane's log: %w", err)
 	}

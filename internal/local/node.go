@@ -108,7 +108,7 @@ func (n *nodeNetwork) addPod(w *Workload) (podAddr, error) {
 		return podAddr{}, err
 	}
 	a.resolv = filepath.Join(n.stateDir, "run", strings.ReplaceAll(ip.String(), ".", "-")+".resolv.conf")
-	if err := os.WriteFile(a.resolv, []byte(meshdns.ResolvConf("cluster.local", w.Namespace, n.net.gateway)), 0o644); err != nil {
+	if err := os.WriteFile(a.resolv, []byte(meshdns.ResolvConf("cluster.local", w.Namespace, n.net.gateway)), stateFileMode); err != nil {
 		n.net.removePod(ip)
 		n.ipam.release(ip)
 		return podAddr{}, err

@@ -162,8 +162,9 @@ func TestExpand(t *testing.T) {
 	}
 }
 
-// Pods inherit the user's environment without proxy settings, with the
-// manifests folder and the trellis binary's folder first on PATH.
+// Pods inherit only the minimal base of the user's environment (no proxy
+// settings), with the manifests folder and the trellis binary's folder
+// first on PATH (secrets_test.go has the rest).
 func TestBaseEnv(t *testing.T) {
 	got := baseEnv([]string{"HOME=/root", "PATH=/usr/bin:/bin", "HTTP_PROXY=http://corp:3128", "no_proxy=x"}, []string{"/mesh", "/opt/trellis"})
 	want := []string{"HOME=/root", "PATH=/mesh:/opt/trellis:/usr/bin:/bin"}

@@ -81,7 +81,7 @@ func (s *supervisor) newPod(w *Workload, name string, ip netip.Addr) *pod {
 		adds = sidecarProxyEnv(ip.String())
 	}
 	mk := func(c Container, init bool) *container {
-		env := containerEnv(s.baseEnv, adds, info, c)
+		env, declared := containerEnv(s.baseEnv, adds, info, c), declaredEnv(info, c)
 		dir := s.dir
 		if c.WorkingDir != "" {
 			dir = c.WorkingDir
@@ -89,7 +89,7 @@ func (s *supervisor) newPod(w *Workload, name string, ip netip.Addr) *pod {
 				dir = filepath.Join(s.dir, dir)
 			}
 		}
-		return &container{pod: p, spec: c, init: init, argv: expandCommand(c.Command, env), env: env, dir: dir, logPath: p.logPath(c.Name), state: "Waiting", reason: "PodInitializing"}
+		return &container{pod: p, spec: c, init: init, argv: expandCommand(c.Command, declared), env: env, declared: declared, dir: dir, logPath: p.logPath(c.Name), state: "Waiting", reason: "PodInitializing"}
 	}
 	for _, c := range w.Pod.InitContainers {
 		p.inits = append(p.inits, mk(c, true))
@@ -311,8 +311,11 @@ type container struct {
 	init    bool
 	argv    []string
 	env     []string
-	dir     string
-	logPath string
+	// declared is the part of env the spec declares: all that mesh.json
+	// records (declaredEnv).
+	declared []string
+	dir      string
+	logPath  string
 
 	mu       sync.Mutex
 	proc     *proc
@@ -326,7 +329,7 @@ type container struct {
 func (c *container) snapshot() ContainerState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := ContainerState{Name: c.spec.Name, Sidecar: c.sidecar, Init: c.init, Ports: containerPorts(c.spec.Ports), Command: c.argv, Env: c.env, Dir: c.dir, Restarts: c.restarts, State: c.state, Reason: c.reason, Ready: c.ready, Log: c.logPath}
+	s := ContainerState{Name: c.spec.Name, Sidecar: c.sidecar, Init: c.init, Ports: containerPorts(c.spec.Ports), Command: c.argv, Env: c.declared, Dir: c.dir, Restarts: c.restarts, State: c.state, Reason: c.reason, Ready: c.ready, Log: c.logPath}
 	if c.proc != nil && c.state == "Running" {
 		s.PID, s.StartTime = c.proc.pid, c.proc.start
 	}

@@ -42,10 +42,10 @@ func startProc(s procSpec) (*proc, error) {
 	if len(s.argv) == 0 {
 		return nil, errors.New("no command")
 	}
-	if err := os.MkdirAll(filepath.Dir(s.logPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(s.logPath), stateDirMode); err != nil {
 		return nil, fmt.Errorf("cannot create the log folder: %w", err)
 	}
-	lf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	lf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, stateFileMode)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the log: %w", err)
 	}

@@ -23,6 +23,9 @@ import (
 //	xds.sock                  the control plane's ADS
 //	run/NS.POD.admin.sock     each sidecar's admin
 //	logs/NS/POD/CONTAINER.log each process's output
+//
+// The dir and its folders are 0700 and its files 0600 (statedir.go).
+//
 //	bin/trellis-proxy         built here when run from a source checkout
 const (
 	stateFile = "mesh.json"
@@ -124,9 +127,12 @@ type ContainerState struct {
 	// Ports are the container's declared ports.
 	Ports   []ContainerPort `json:"ports,omitempty"`
 	Command []string        `json:"command"`
-	Env     []string        `json:"env"`
-	Dir     string          `json:"dir"`
-	PID     int             `json:"pid,omitempty"`
+	// Env is the env the container's spec declares, NAME=VALUE, with
+	// fields and $(VAR) filled: never the base trellis adds nor anything
+	// of the user's environment (ContainerEnv reads the whole of it).
+	Env []string `json:"env,omitempty"`
+	Dir string   `json:"dir"`
+	PID int      `json:"pid,omitempty"`
 	// StartTime identifies PID's process (see State.StartTime); a new
 	// `trellis up` stops what a killed one left running by it.
 	StartTime uint64 `json:"startTime,omitempty"`
@@ -225,7 +231,7 @@ func writeState(stateDir string, s *State) error {
 // on it. The lock is released by the kernel when the process dies, which
 // is how a later `up` knows the old one is gone.
 func lockStateDir(stateDir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(stateDir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(stateDir, lockFile), os.O_CREATE|os.O_RDWR, stateFileMode)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the state dir's lock: %w", err)
 	}
