@@ -2,6 +2,7 @@ package xdsclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,12 @@ type Config struct {
 	// Server is the control plane's xDS address: "127.0.0.1:15010", or
 	// "unix:///path/xds.sock" in local mode.
 	Server string
+	// TLS, when set, dials Server over TLS with it (ALPN h2): in
+	// production the control plane's secure port, with the proxy's
+	// workload certificate as client certificate and the server's
+	// verified against the mesh root (certs.ControlPlaneConfig). Nil
+	// keeps plaintext h2c, for loopback and local tests.
+	TLS *tls.Config
 	// Node is who this proxy is; the control plane scopes config by it.
 	Node Node
 	// Backoff paces reconnects.
@@ -161,7 +168,7 @@ func newClient(cfg Config, subs ...Subscription) (*client, error) {
 // session runs one stream until it fails or ctx ends. healthy reports
 // whether the server answered at all, which resets the backoff.
 func (c *client) session(ctx context.Context) (healthy bool, err error) {
-	st := openStream(ctx, c.t, c.cfg.MaxRecvMsgSize)
+	st := openStream(ctx, c.t, c.cfg.TLS, c.cfg.MaxRecvMsgSize)
 	defer st.close()
 	for i, ts := range c.order {
 		req := &deltaRequest{TypeURL: ts.typeURL(), Subscribe: []string{"*"}, InitialResourceVersions: ts.versionsHeld()}

@@ -23,7 +23,7 @@ func capture(tb testing.TB) [][]byte {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st := openStream(ctx, tgt, 64<<20)
+	st := openStream(ctx, tgt, nil, 64<<20)
 	defer st.close()
 	types := []string{xdsresource.ClusterType, xdsresource.EndpointType, xdsresource.ListenerType, xdsresource.RouteType}
 	for i, typ := range types {

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 )
 
 // The two discovery messages are encoded by hand with protowire: the
@@ -107,7 +109,7 @@ func (n *Node) marshal() []byte {
 		b = protowire.AppendTag(b, 3, protowire.BytesType)
 		b = protowire.AppendBytes(b, marshalStruct(md))
 	}
-	b = appendString(b, 6, userAgent) // user_agent_name
+	b = appendString(b, 6, grpcwire.UserAgent) // user_agent_name
 	return b
 }
 

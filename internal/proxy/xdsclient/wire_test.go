@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 	"github.com/trellismesh/trellis/internal/xds"
 )
 
@@ -47,7 +48,7 @@ func TestRequestEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &discoverygrpc.DeltaDiscoveryRequest{
-		Node:                     &corev3.Node{Id: "sidecar~127.0.0.8~sleep-1.demo~demo.svc.cluster.local", Cluster: "c1", Metadata: md, UserAgentName: userAgent},
+		Node:                     &corev3.Node{Id: "sidecar~127.0.0.8~sleep-1.demo~demo.svc.cluster.local", Cluster: "c1", Metadata: md, UserAgentName: grpcwire.UserAgent},
 		TypeUrl:                  req.TypeURL,
 		ResourceNamesSubscribe:   []string{"*", ""},
 		ResourceNamesUnsubscribe: []string{"old"},
@@ -143,9 +144,9 @@ func TestReadMessageLimits(t *testing.T) {
 
 func TestParseServer(t *testing.T) {
 	for in, want := range map[string]target{
-		"127.0.0.1:15010":      {"tcp", "127.0.0.1:15010", "127.0.0.1:15010"},
-		"unix:///run/xds.sock": {"unix", "/run/xds.sock", "localhost"},
-		"unix:/run/xds.sock":   {"unix", "/run/xds.sock", "localhost"},
+		"127.0.0.1:15010":      {Network: "tcp", Address: "127.0.0.1:15010", Authority: "127.0.0.1:15010"},
+		"unix:///run/xds.sock": {Network: "unix", Address: "/run/xds.sock", Authority: "localhost"},
+		"unix:/run/xds.sock":   {Network: "unix", Address: "/run/xds.sock", Authority: "localhost"},
 	} {
 		got, err := parseServer(in)
 		if err != nil || got != want {
