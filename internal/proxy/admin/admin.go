@@ -77,6 +77,7 @@ var endpoints = []struct{ pattern, help string }{
 	{"GET /ready", "200 LIVE once config is received and listeners are up, else 503 and why"},
 	{"GET /config_dump", "applied config and versions as JSON; ?resource=<type> for one type"},
 	{"GET /clusters", "endpoints, health, weight, active requests; ?format=json"},
+	{"GET /certs", "the workload certificate: SPIFFE ID, serial, validity, chain (never the key)"},
 	{"GET /stats", "stats as name: value lines; ?format=prometheus"},
 	{"GET /stats/prometheus", "stats in Prometheus text format"},
 	{"GET /debug/pprof/", "Go runtime profiles"},
@@ -98,6 +99,7 @@ func NewAdmin(src Source, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /ready", a.ready)
 	mux.HandleFunc("GET /config_dump", a.configDump)
 	mux.HandleFunc("GET /clusters", a.clusters)
+	mux.HandleFunc("GET /certs", a.certs)
 	mux.HandleFunc("GET /stats", a.stats)
 	mux.HandleFunc("GET /stats/prometheus", a.statsPrometheus)
 
