@@ -27,9 +27,10 @@ func NodeID(ip, pod, ns string) string {
 
 // ParseNode reads who a client is from its xDS node: the id gives the IP,
 // pod and namespace; metadata adds labels, service account, interception
-// mode and generator (and wins over the id where both speak). Once mTLS
-// lands, identity on the TLS port comes from the client certificate and
-// this metadata is only advisory.
+// mode and generator (and wins over the id where both speak). On the
+// secure port BindNode has already checked the namespace and service
+// account against the client certificate and written the certificate's
+// into the metadata.
 func ParseNode(n *corev3.Node) (*translate.Proxy, error) {
 	if n == nil || n.GetId() == "" {
 		return nil, fmt.Errorf("xDS node has no id: set node.id to sidecar~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local")
