@@ -485,6 +485,7 @@ func (s *Server) outboundRequest(x *exchange) (*http.Request, error) {
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		h["X-Forwarded-Proto"] = one("http")
 	}
+	s.forwardClientCert(h, c)
 	applyRequestHeaders(h, route.RequestHeadersToAdd, route.RequestHeadersToRemove)
 	applyRequestHeaders(h, wc.RequestHeadersToAdd, wc.RequestHeadersToRemove)
 

@@ -91,6 +91,9 @@ type Config struct {
 	// Connect serves a CONNECT request (forward proxy). nil refuses it
 	// with 405.
 	Connect func(w http.ResponseWriter, r *http.Request, c *Conn)
+	// LocalID is the proxy's own SPIFFE ID, X-Forwarded-Client-Cert's By
+	// on inbound mTLS requests; nil leaves By empty.
+	LocalID func() string
 
 	MaxHeaderBytes       int
 	ReadHeaderTimeout    time.Duration

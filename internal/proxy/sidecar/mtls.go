@@ -35,23 +35,42 @@ func peerOf(st *tls.ConnectionState) peerIdentity {
 	return peerIdentity{id: certs.PeerID(st), certHash: hex.EncodeToString(sum[:])}
 }
 
-// trustDomain is the trust domain of the proxy's own SPIFFE ID, which its
-// peers in the mesh share; "" before a certificate is issued.
-func trustDomain(src certs.Source) string {
-	c, err := src.Certificate()
+// ownID is the proxy's SPIFFE ID as read from one certificate: parsed
+// once per certificate (a rotation brings a new one), not per request.
+type ownID struct {
+	cert *tls.Certificate
+	id   string
+}
+
+// localID is the proxy's own SPIFFE ID; "" without an identity or before
+// a certificate is issued.
+func (p *Proxy) localID() string {
+	if p.opts.Identity == nil {
+		return ""
+	}
+	c, err := p.opts.Identity.Certificate()
 	if err != nil || c == nil {
 		return ""
 	}
+	if o := p.own.Load(); o != nil && o.cert == c {
+		return o.id
+	}
 	leaf := c.Leaf
 	if leaf == nil && len(c.Certificate) > 0 {
-		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return ""
-		}
+		leaf, _ = x509.ParseCertificate(c.Certificate[0])
 	}
-	if leaf == nil {
-		return ""
+	id := ""
+	if leaf != nil {
+		id = certs.SPIFFEID(leaf)
 	}
-	u, err := certs.ParseSPIFFEID(certs.SPIFFEID(leaf))
+	p.own.Store(&ownID{cert: c, id: id})
+	return id
+}
+
+// trustDomain is the trust domain of the proxy's own SPIFFE ID, which its
+// peers in the mesh share; "" before a certificate is issued.
+func (p *Proxy) trustDomain() string {
+	u, err := certs.ParseSPIFFEID(p.localID())
 	if err != nil {
 		return ""
 	}
@@ -79,7 +98,7 @@ func (p *Proxy) expectedPeer(sans []string, h *balance.Host) func(string) bool {
 	if h.Namespace == "" || h.ServiceAccount == "" {
 		return nil
 	}
-	td := trustDomain(p.opts.Identity)
+	td := p.trustDomain()
 	if td == "" {
 		td = "cluster.local"
 	}

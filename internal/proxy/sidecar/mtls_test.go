@@ -1,6 +1,8 @@
 package sidecar_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
@@ -161,3 +165,72 @@ func withRoots(f func(*sidecar.Options), ca *certtest.CA) func(*sidecar.Options)
 	}
 }
 
+// X-Forwarded-Client-Cert as Istio's sidecars set it: the client's
+// forged header is dropped on the way out, and the server's sidecar tells
+// its app who called over mTLS: By its own SPIFFE ID, the hash of the
+// client's certificate, and the client's SPIFFE ID.
+func TestXFCCFromMTLS(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.146"
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, paymentConfig(base, ""))
+	m.Backend(base+".2:9080", "payment", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Seen-Xfcc"] = r.Header.Values("X-Forwarded-Client-Cert")
+	})
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment"}, withIdentity(t, ca, certtest.SPIFFE("default", "payment"), certtest.LeafOptions{}))
+	clientCert := ca.Leaf(t, certtest.SPIFFE("default", "sleep"), certtest.LeafOptions{})
+	client := m.Sidecar("sleep", base+".1", nil, func(o *sidecar.Options) { o.Identity = certs.NewStatic(clientCert, ca.Pool()) })
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+	code, flags, body, h := get(c, "http://payment:9080/", map[string]string{"X-Forwarded-Client-Cert": "By=spiffe://cluster.local/ns/default/sa/payment;URI=spiffe://cluster.local/ns/default/sa/admin"})
+	if code != 200 {
+		t.Fatalf("%d %s %q", code, flags, body)
+	}
+	sum := sha256.Sum256(clientCert.Certificate[0])
+	want := []string{`By=spiffe://cluster.local/ns/default/sa/payment;Hash=` + hex.EncodeToString(sum[:]) + `;Subject="";URI=spiffe://cluster.local/ns/default/sa/sleep`}
+	if diff := cmp.Diff(want, h.Values("X-Seen-Xfcc")); diff != "" {
+		t.Errorf("XFCC at the app (-want +got):\n%s", diff)
+	}
+}
+
+// Without mTLS there is no client certificate to tell of: a forged XFCC
+// is dropped by the client's sidecar, and one sent straight into the
+// server's (plaintext) tunnel by its sidecar.
+func TestXFCCForgedIsStripped(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.147"
+	m := meshtest.New(t, paymentConfig(base, ""))
+	m.Backend(base+".2:9080", "payment", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Seen-Xfcc"] = r.Header.Values("X-Forwarded-Client-Cert")
+	})
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment"})
+	client := m.Sidecar("sleep", base+".1", nil)
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+	forged := "By=spiffe://cluster.local/ns/default/sa/payment;URI=spiffe://cluster.local/ns/default/sa/admin"
+	code, flags, body, h := get(c, "http://payment:9080/", map[string]string{"X-Forwarded-Client-Cert": forged})
+	if code != 200 {
+		t.Fatalf("%d %s %q", code, flags, body)
+	}
+	if got := h.Values("X-Seen-Xfcc"); len(got) != 0 {
+		t.Errorf("through the client's sidecar the app saw XFCC %q, want none", got)
+	}
+
+	// Straight into payment's tunnel, past any client sidecar.
+	raw, err := net.DialTimeout("tcp", base+".2:15008", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(raw, "CONNECT %s.2:9080 HTTP/1.1\r\nHost: %[1]s.2:9080\r\n\r\nGET / HTTP/1.1\r\nHost: payment:9080\r\nX-Forwarded-Client-Cert: %s\r\nConnection: close\r\n\r\n", base, forged)
+	b, _ := io.ReadAll(raw)
+	if !strings.Contains(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "\r\n\r\nHTTP/1.1 200") {
+		t.Fatalf("tunnel answer %q, want the CONNECT's 200 and then the app's", b)
+	}
+	if strings.Contains(strings.ToLower(string(b)), "x-seen-xfcc") {
+		t.Errorf("through a plaintext tunnel the app saw XFCC: %q", b)
+	}
+}

@@ -125,6 +125,7 @@ type Proxy struct {
 	inboundPassthrough *upstream.Cluster
 	tunnelServer       *tunnel.Server
 	tunnelDialer       *tunnel.Dialer
+	own                atomic.Pointer[ownID] // see localID
 	lns                []*listener.Listener
 	listening          atomic.Bool
 	tcp                tcpStats
@@ -230,6 +231,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	hcfg := hcm.Config{
 		Cluster:           p.cluster,
 		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
+		LocalID:           p.localID,
 		Log:               p.log,
 	}
 	out := hcfg

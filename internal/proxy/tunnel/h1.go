@@ -164,7 +164,8 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	defer c.Close()
-	req, err := http.ReadRequest(bufio.NewReader(io.LimitReader(br, maxHeadBytes)))
+	head := bufio.NewReader(io.LimitReader(br, maxHeadBytes))
+	req, err := http.ReadRequest(head)
 	if err != nil {
 		io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		return
@@ -177,10 +178,10 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	stream := net.Conn(c)
-	if n := br.Buffered(); n > 0 {
-		// The client sent stream bytes right behind its CONNECT.
-		b, _ := br.Peek(n)
-		stream = netio.Replay(c, bytes.Clone(b))
+	// The client may send stream bytes right behind its CONNECT: the head
+	// reader read ahead into them from br, which may hold more.
+	if ahead := append(peeked(head), peeked(br)...); len(ahead) > 0 {
+		stream = netio.Replay(c, ahead)
 	}
 	if s.Handle != nil {
 		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {

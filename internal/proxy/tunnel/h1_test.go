@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,5 +149,33 @@ func TestServeConnHandleRefusalsAndHTTP2(t *testing.T) {
 	hc.CloseWrite()
 	if b, _ := io.ReadAll(hc); string(b) != "h2 ok" {
 		t.Errorf("HTTP/2 CONNECT through ServeConn echoed %q", b)
+	}
+}
+
+// Bytes a client sends in the same write as its CONNECT (no wait for the
+// 200) reach the stream, in order, however many there are.
+func TestHTTP1BytesBehindConnect(t *testing.T) {
+	leak.Check(t)
+	got := make(chan string, 1)
+	s := &Server{Handle: func(_ netip.AddrPort, _ Peer, c net.Conn) {
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}}
+	tunnel := serveConns(t, s)
+	c, err := net.Dial("tcp", tunnel.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := strings.Repeat("0123456789", 1000)
+	io.WriteString(c, "CONNECT "+netip.AddrPortFrom(serverPod, 80).String()+" HTTP/1.1\r\nHost: x\r\n\r\n"+body)
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case b := <-got:
+		if b != body {
+			t.Errorf("the stream got %d bytes, want the %d sent behind the CONNECT", len(b), len(body))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream never ended")
 	}
 }
