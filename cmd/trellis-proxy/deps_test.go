@@ -34,13 +34,13 @@ var proxyDeps = deptest.Check{
 		"golang.org/x/text/unicode/bidi":    "imported by idna, not by the proxy",
 		"golang.org/x/text/unicode/norm":    "imported by idna, not by the proxy",
 
-		"google.golang.org/protobuf/encoding/protowire": "xDS is decoded straight from wire bytes (xdsresource) and ADS messages framed by hand (xdsclient)",
+		"google.golang.org/protobuf/encoding/protowire": "xDS is decoded straight from wire bytes (xdsresource); ADS messages (xdsclient) and the CA's CreateCertificate request (certs) are encoded by hand",
 		"google.golang.org/protobuf/internal/errors":    "imported by protowire, not by the proxy",
 		"google.golang.org/protobuf/internal/detrand":   "imported by protowire, not by the proxy",
 	},
 	Never: deptest.Rules{
 		"github.com/envoyproxy/...":              "go-control-plane's generated types: with grpc ~18 MB of RSS before serving anything; xdsresource decodes the fields the proxy honours itself",
-		"google.golang.org/grpc/...":             "grpc: xdsclient frames the ADS stream itself over net/http's HTTP/2",
+		"google.golang.org/grpc/...":             "grpc: grpcwire frames the ADS stream and the CA call itself over net/http's HTTP/2",
 		"google.golang.org/genproto/...":         "generated Google API types, which only go-control-plane needs",
 		"google.golang.org/protobuf/proto":       "protobuf's reflection runtime: protowire is all the decoder needs",
 		"google.golang.org/protobuf/reflect/...": "protobuf's reflection runtime: protowire is all the decoder needs",

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/apphealth"
+	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
 )
@@ -35,6 +38,44 @@ func env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// envDuration is a duration from the environment, def when unset.
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration such as 24h", name, v)
+	}
+	return d, nil
+}
+
+// firstCertLogEvery paces the errors logged while the first certificate
+// is awaited.
+var firstCertLogEvery = 10 * time.Second
+
+// waitFirstCertificate holds the proxy back until it has a certificate:
+// without one, xDS over mTLS and the mesh's mTLS cannot work. It logs an
+// error with the reason at intervals while the CA does not issue one, and
+// keeps waiting (a control plane starting later is normal); false means
+// ctx ended first.
+func waitFirstCertificate(ctx context.Context, mgr *certs.Manager, log *slog.Logger) bool {
+	t := time.NewTicker(firstCertLogEvery)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-mgr.Ready():
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			log.Error("still no workload certificate; not connecting to the control plane until one is issued", "waited", time.Since(start).Round(time.Second), "err", mgr.Err())
+		}
+	}
 }
 
 func run(args []string) error {
@@ -70,6 +111,15 @@ func run(args []string) error {
 		}
 	}
 	dnsCapture := fs.Bool("dns-capture", defaultDNSCapture, fmt.Sprintf("in REDIRECT mode, answer the pod's captured DNS on 127.0.0.1:%d and [::1]:%[1]d: mesh names from the config, the rest forwarded to /etc/resolv.conf's first nameserver (env ISTIO_META_DNS_CAPTURE or DNS_CAPTURE)", sidecar.DNSPort))
+	caAddr := fs.String("ca-address", env("CA_ADDR", ""), "the CA's address, host:port or unix:///path (env CA_ADDR; default: the xDS address)")
+	rootCert := fs.String("root-cert", env("XDS_ROOT_CA", ""), "the mesh root certificate(s), PEM: when set, the proxy gets its certificate from the CA and speaks xDS over mTLS (env XDS_ROOT_CA)")
+	credFile := fs.String("credential-file", env("TRELLIS_CREDENTIAL_FILE", ""), "the pod's credential for its first certificate (env TRELLIS_CREDENTIAL_FILE)")
+	certTTL, err := envDuration("SECRET_TTL", certs.DefaultTTL)
+	if err != nil {
+		return err
+	}
+	fs.DurationVar(&certTTL, "cert-ttl", certTTL, "the workload certificate lifetime asked of the CA; renewed at half of it (env SECRET_TTL)")
+	trustDomain := fs.String("trust-domain", env("TRUST_DOMAIN", "cluster.local"), "the mesh's trust domain, for the SPIFFE ID the proxy expects (env TRUST_DOMAIN)")
 	concurrency := fs.Int("concurrency", defaultConcurrency, "threads running proxy code at once, as Istio's proxy concurrency; 0 means one per CPU (env PROXY_CONCURRENCY; GOMAXPROCS, when set, wins)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -138,11 +188,41 @@ func run(args []string) error {
 			opts.Node.Labels[k] = v
 		}
 	}
+	if v := os.Getenv(apphealth.EnvName); v != "" {
+		// The pod's probes, rewritten to this proxy's status port.
+		probers, err := apphealth.Parse(v)
+		if err != nil {
+			return err
+		}
+		stopAppHealth, err := sidecar.ServeAppHealth(opts, probers)
+		if err != nil {
+			return err
+		}
+		defer stopAppHealth()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	start := time.Now()
-	log.Info("starting", "mode", opts.Mode.String(), "pod_ip", opts.PodIP, "xds", opts.XDS, "dns_capture", len(opts.DNS) > 0)
+	if *rootCert != "" {
+		id := fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", *trustDomain, *namespace, *sa)
+		mgr, err := certs.NewManager(certs.ManagerOptions{
+			CA: cmp.Or(*caAddr, *xds), RootCertFile: *rootCert, CredentialFile: *credFile,
+			TTL: certTTL, SPIFFEID: id, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		certsDone := make(chan struct{})
+		go func() { defer close(certsDone); mgr.Run(ctx) }()
+		defer func() { <-certsDone }()
+		if !waitFirstCertificate(ctx, mgr, log) {
+			return nil // stopped while waiting
+		}
+		opts.Identity = mgr
+		opts.XDSTLS = certs.ControlPlaneConfig(mgr)
+	}
+	log.Info("starting", "mode", opts.Mode.String(), "pod_ip", opts.PodIP, "xds", opts.XDS, "xds_mtls", opts.XDSTLS != nil, "dns_capture", len(opts.DNS) > 0)
 	if err := sidecar.New(opts).Run(ctx); err != nil {
 		return err
 	}

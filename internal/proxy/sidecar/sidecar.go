@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,11 @@ type Options struct {
 	// peer's tunnel port and the tunnel port refuses plaintext; nil keeps
 	// every connection plaintext, as before the mesh had a CA.
 	Identity certs.Source
+	// XDSTLS, when set, dials XDS over TLS with it: the control plane's
+	// secure port, the workload certificate as client certificate and the
+	// server's verified against the mesh root (certs.ControlPlaneConfig).
+	// Nil keeps plaintext h2c, for loopback control planes.
+	XDSTLS *tls.Config
 }
 
 // Proxy is a running sidecar.
@@ -260,7 +266,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	xdsDone := make(chan struct{})
 	go func() {
 		defer close(xdsDone)
-		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log}, p.subscriptions()...)
+		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, TLS: p.opts.XDSTLS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log}, p.subscriptions()...)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Error("xds client stopped", "err", err)
 		}
