@@ -17,6 +17,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/analyze"
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/identity"
 	"github.com/trellismesh/trellis/internal/store"
 	"github.com/trellismesh/trellis/internal/watch"
 	"github.com/trellismesh/trellis/internal/xds"
@@ -39,6 +40,27 @@ type Options struct {
 	// Transform adjusts each config file before the store gets it (see
 	// watch.Folder).
 	Transform func(*config.File)
+	// SecureXDSAddress, when set, serves xDS and Istio's CA service over
+	// TLS there (`trellis controlplane` uses DefaultSecureXDSAddress);
+	// SecureXDSListener, when set, is used instead (a Unix socket in local
+	// mode). With neither there is no secure port.
+	SecureXDSAddress  string
+	SecureXDSListener net.Listener
+	// CADir keeps the CA's self-signed root across restarts (created 0700,
+	// files 0600); empty keeps it in memory. PluginCADir is a user-supplied
+	// CA in Istio's layout (ca-cert.pem, ca-key.pem, root-cert.pem,
+	// cert-chain.pem) and wins over CADir.
+	CADir, PluginCADir string
+	// CertTTL is a certificate's lifetime when the caller asks for none
+	// (default 24h); MaxCertTTL caps what a caller may ask (default 90
+	// days).
+	CertTTL, MaxCertTTL time.Duration
+	// TrustDomain overrides MeshConfig's trustDomain (default
+	// cluster.local).
+	TrustDomain string
+	// servingCertTTL is the secure port's certificate lifetime (default
+	// CertTTL); tests shorten it to see it renewed.
+	servingCertTTL time.Duration
 	// DebugAddress, when set, serves Go's runtime profiles
 	// (/debug/pprof/) over plain HTTP; keep it on loopback. When empty,
 	// the environment variable TRELLIS_DEBUG_ADDRESS is used, so that a
@@ -55,6 +77,10 @@ type ControlPlane struct {
 	Store *store.Store
 	XDS   *xds.Server
 	Addr  net.Addr
+
+	ca                  *identity.CA
+	secureAddr          net.Addr
+	trustDomainOverride string
 
 	grpc   *grpc.Server
 	cancel context.CancelFunc
@@ -77,18 +103,40 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		folder.Close()
 		return nil, fmt.Errorf("cannot load config: %w", err)
 	}
+	td := trustDomain(opts.TrustDomain, st)
+	ca, err := newCA(opts, td, log)
+	if err != nil {
+		folder.Close()
+		return nil, err
+	}
+	// Listeners opened here are closed again if a later one fails.
+	var opened []net.Listener
+	fail := func(err error) (*ControlPlane, error) {
+		folder.Close()
+		for _, l := range opened {
+			l.Close()
+		}
+		return nil, err
+	}
 	lis := opts.XDSListener
 	if lis == nil {
 		addr := opts.XDSAddress
 		if addr == "" {
 			addr = "127.0.0.1:15010"
 		}
-		var err error
 		lis, err = net.Listen("tcp", addr)
 		if err != nil {
-			folder.Close()
-			return nil, fmt.Errorf("cannot listen for xDS on %s: %w (is another control plane running? pick another address with --xds-address)", addr, err)
+			return fail(fmt.Errorf("cannot listen for xDS on %s: %w (is another control plane running? pick another address with --xds-address)", addr, err))
 		}
+		opened = append(opened, lis)
+	}
+	secureLis := opts.SecureXDSListener
+	if secureLis == nil && opts.SecureXDSAddress != "" {
+		secureLis, err = net.Listen("tcp", opts.SecureXDSAddress)
+		if err != nil {
+			return fail(fmt.Errorf("cannot listen for secure xDS on %s: %w (is another control plane running? pick another address with --secure-xds-address)", opts.SecureXDSAddress, err))
+		}
+		opened = append(opened, secureLis)
 	}
 	debugAddr := opts.DebugAddress
 	if debugAddr == "" {
@@ -96,14 +144,9 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	}
 	var debugLis net.Listener
 	if debugAddr != "" {
-		var err error
 		debugLis, err = net.Listen("tcp", debugAddr)
 		if err != nil {
-			folder.Close()
-			if opts.XDSListener == nil {
-				lis.Close()
-			}
-			return nil, fmt.Errorf("cannot listen for debug on %s: %w", debugAddr, err)
+			return fail(fmt.Errorf("cannot listen for debug on %s: %w", debugAddr, err))
 		}
 	}
 	srv := xds.New(xds.Options{Store: st, Log: log, Debounce: opts.Debounce, MaxDelay: opts.MaxDelay})
@@ -115,7 +158,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	srv.Register(g)
 
 	ctx, cancel := context.WithCancel(ctx)
-	cp := &ControlPlane{Store: st, XDS: srv, Addr: lis.Addr(), grpc: g, cancel: cancel}
+	cp := &ControlPlane{Store: st, XDS: srv, Addr: lis.Addr(), ca: ca, trustDomainOverride: opts.TrustDomain, grpc: g, cancel: cancel}
 	cp.goRun(func() error { return srv.Run(ctx) })
 	cp.goRun(func() error { return folder.Run(ctx) })
 	cp.goRun(func() error { reportAnalysis(ctx, st, log); return nil })
@@ -131,6 +174,29 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		g.Stop()
 		return nil
 	})
+	if secureLis != nil {
+		ttl := opts.servingCertTTL
+		if ttl == 0 {
+			ttl = ca.DefaultTTL()
+		}
+		sg := newSecureServer(ca, td, srv, log, ttl)
+		cp.secureAddr = secureLis.Addr()
+		cp.goRun(func() error {
+			if err := sg.Serve(secureLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("secure xDS server: %w", err)
+			}
+			return nil
+		})
+		cp.goRun(func() error {
+			<-ctx.Done()
+			sg.Stop()
+			return nil
+		})
+		log.Info("control plane serving xDS and the CA over TLS", "address", secureLis.Addr().String(), "trust domain", td)
+		if opts.CADir == "" && opts.PluginCADir == "" {
+			log.Warn("the CA's root is in memory only: certificates it issued stop verifying when the control plane restarts (set a CA directory to keep it)")
+		}
+	}
 	if debugLis != nil {
 		hs := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
 		cp.goRun(func() error {
