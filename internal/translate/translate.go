@@ -352,14 +352,15 @@ func (t *translation) inbound() {
 						Routes: []*routev3.Route{{Name: "default", Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 							Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}, Timeout: zeroDuration()}}}}}},
 				}},
-				HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+				HttpFilters: append(t.httpAuthzFilters(), routerFilter()),
 			}
 			fc.Filters = []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}
 		} else {
-			fc.Filters = []*listenerv3.Filter{tcpProxyFilter(name, name)}
+			fc.Filters = append(t.tcpAuthzFilters(name), tcpProxyFilter(name, name))
 		}
 		l.FilterChains = append(l.FilterChains, fc)
 	}
+	l.FilterChains = append(l.FilterChains, t.authzPassthroughChains()...)
 	if t.keepListener(l, false) {
 		t.res.Listeners = append(t.res.Listeners, l)
 	}

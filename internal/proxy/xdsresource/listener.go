@@ -262,7 +262,7 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 	if fc.HTTP == nil && fc.TCP == nil {
 		return fc, within(errorf("needs an http_connection_manager or tcp_proxy filter"), "filters")
 	}
-	return fc, nil
+	return fc, checkChainRBAC(&fc)
 }
 
 // decodeFilterChainMatch reads the destination port, destination prefix
@@ -391,6 +391,14 @@ func decodeFilter(b []byte, fc *FilterChain) error {
 		return errorf("filter %q follows the chain's terminal filter", name)
 	}
 	switch typeName {
+	case networkRBACType:
+		r, err := decodeNetworkRBAC(name, value)
+		if err != nil {
+			return within(err, "typed_config")
+		}
+		if r != nil {
+			fc.RBAC = append(fc.RBAC, r)
+		}
 	case hcmType:
 		h, err := decodeHCM(value)
 		if err != nil {
@@ -414,6 +422,7 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 	m := msg{b: b}
 	hasRoutes := false
 	filters := 0
+	router := false
 	for m.next() {
 		switch m.num {
 		case 2:
@@ -440,7 +449,7 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 			if !ok {
 				break
 			}
-			m.failIndex(decodeHTTPFilter(fb), "http_filters", filters)
+			m.failIndex(decodeHTTPFilter(fb, h, &router), "http_filters", filters)
 			filters++
 		case 31:
 			m.fail(errNotSupported, "scoped_routes")
@@ -469,12 +478,14 @@ func decodeRDS(b []byte) (string, error) {
 	return name, m.err
 }
 
-// decodeHTTPFilter accepts the router, which the proxy's HTTP path is.
+// decodeHTTPFilter accepts the router, which the proxy's HTTP path is,
+// and RBAC ahead of it (rbac.go), which it appends to h.
 // Any other filter would change requests in ways the proxy does not
 // implement, unless it is optional or disabled, which Envoy too skips.
-func decodeHTTPFilter(b []byte) error {
+func decodeHTTPFilter(b []byte, h *HTTPConnectionManager, router *bool) error {
 	m := msg{b: b, varints: 1<<6 | 1<<7}
 	var name, typeName string
+	var value []byte
 	optional, disabled := false, false
 	for m.next() {
 		switch m.num {
@@ -486,7 +497,7 @@ func decodeHTTPFilter(b []byte) error {
 				break
 			}
 			var err error
-			typeName, _, err = anyValue(ab)
+			typeName, value, err = anyValue(ab)
 			m.fail(err, "typed_config")
 		case 5:
 			m.fail(errNotSupported, "config_discovery")
@@ -500,7 +511,12 @@ func decodeHTTPFilter(b []byte) error {
 	case m.err != nil:
 		return m.err
 	case typeName == routerType, typeName == "" && name == routerName:
+		*router = true
 		return nil
+	case typeName == httpRBACType && !disabled:
+		return addHTTPRBAC(h, name, value, *router)
+	case typeName == jwtType && !disabled:
+		return decodeJWTFilter(value, h, *router)
 	case optional || disabled:
 		return nil
 	}

@@ -58,6 +58,9 @@ type FilterChain struct {
 	// Exactly one of HTTP and TCP is set.
 	HTTP *HTTPConnectionManager
 	TCP  *TCPProxy
+	// RBAC are the network RBAC filters ahead of TCP, in order
+	// (AuthorizationPolicy for TCP ports; see rbac.go).
+	RBAC []*RBAC
 }
 
 // HTTPConnectionManager routes HTTP requests by a route configuration,
@@ -66,6 +69,10 @@ type HTTPConnectionManager struct {
 	StatPrefix  string
 	RDSName     string       // set when routes come from RDS
 	RouteConfig *RouteConfig // set when inline
+	// RBAC are the RBAC HTTP filters ahead of the router, in order.
+	RBAC []*RBAC
+	// JWT is the jwt_authn filter's config, nil without one (jwt.go).
+	JWT *JWTAuthentication
 }
 
 // TCPProxy forwards a connection to a cluster: Cluster, or when that is

@@ -1,0 +1,606 @@
+// Package authz decides whether a request or connection may reach the
+// workload, from the RBAC filters the control plane compiles each
+// AuthorizationPolicy into (Envoy's RBAC, as Istio generates it; see
+// xdsresource/rbac.go for what is decoded).
+//
+// An Engine holds one inbound filter chain's filters, compiled once per
+// config update so that a decision costs a few map lookups and string
+// comparisons and allocates nothing: OR-lists of exact principals, paths
+// or methods become sets, and Istio's namespace pattern (".*/ns/NS/.*")
+// becomes a substring test instead of a regular expression.
+//
+// The filters apply in order, as Envoy chains them: a LOG (Istio AUDIT)
+// filter marks the request when a policy matches; a DENY filter refuses
+// it when one matches; an ALLOW filter refuses it when none does (so an
+// ALLOW filter without policies refuses everything, which is how Istio
+// expresses `spec: {}`).
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/textproto"
+	"regexp"
+	"strings"
+
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+)
+
+// Headers gives the engine a request's headers; http.Header satisfies it
+// without allocating (names are passed in canonical MIME form).
+type Headers interface {
+	Values(name string) []string
+}
+
+// Request is what a decision looks at. The caller fills it from what it
+// already holds; the engine never keeps it.
+type Request struct {
+	// HTTP is false for a TCP connection, which has no method, path,
+	// authority or headers.
+	HTTP      bool
+	Method    string
+	Authority string
+	// Path is the request target as received (":path"), query included;
+	// url_path rules see it without the query.
+	Path   string
+	Header Headers
+	// Source is the connection's peer (Envoy's direct remote address).
+	Source netip.AddrPort
+	// Remote is the original client as X-Forwarded-For names it (Envoy's
+	// remote address); invalid means Source.
+	Remote netip.Addr
+	// Dst is the connection's destination: the workload's address and
+	// target port.
+	Dst netip.AddrPort
+	// PeerID is the SPIFFE ID the peer's verified certificate carries
+	// (spiffe://td/ns/NS/sa/SA), "" on plaintext: authenticated
+	// principals never match then.
+	PeerID string
+}
+
+// Result is a decision.
+type Result struct {
+	Allowed bool
+	// Filter and Policy name what refused the request: the DENY policy
+	// that matched, or the ALLOW filter none of whose policies did
+	// (Policy "").
+	Filter string
+	Policy string
+	// Audit names the first AUDIT (LOG) policy that matched, "" if none.
+	Audit string
+}
+
+// Engine is one filter chain's compiled authorization. A nil Engine
+// allows everything. It is immutable and safe for concurrent use.
+type Engine struct {
+	filters []filter
+}
+
+type filter struct {
+	name     string
+	action   xdsresource.RBACAction
+	policies []policy
+}
+
+type policy struct {
+	name  string
+	perms []node
+	prins []node
+}
+
+// Compile builds the engine for filters in order; nil when there are none.
+func Compile(filters []*xdsresource.RBAC) (*Engine, error) {
+	if len(filters) == 0 {
+		return nil, nil
+	}
+	e := &Engine{}
+	for i, f := range filters {
+		cf := filter{name: f.Name, action: f.Action}
+		for _, p := range f.Policies {
+			cp := policy{name: p.Name}
+			for j := range p.Permissions {
+				n, err := compilePermission(&p.Permissions[j])
+				if err != nil {
+					return nil, fmt.Errorf("RBAC filter %d (%s): policy %q: permissions[%d]: %w", i, f.Name, p.Name, j, err)
+				}
+				cp.perms = append(cp.perms, n)
+			}
+			for j := range p.Principals {
+				n, err := compilePrincipal(&p.Principals[j])
+				if err != nil {
+					return nil, fmt.Errorf("RBAC filter %d (%s): policy %q: principals[%d]: %w", i, f.Name, p.Name, j, err)
+				}
+				cp.prins = append(cp.prins, n)
+			}
+			cf.policies = append(cf.policies, cp)
+		}
+		e.filters = append(e.filters, cf)
+	}
+	return e, nil
+}
+
+// Check decides r.
+func (e *Engine) Check(r *Request) Result {
+	res := Result{Allowed: true}
+	if e == nil {
+		return res
+	}
+	for i := range e.filters {
+		f := &e.filters[i]
+		name, matched := f.match(r)
+		switch f.action {
+		case xdsresource.RBACLog:
+			if matched && res.Audit == "" {
+				res.Audit = name
+			}
+		case xdsresource.RBACDeny:
+			if matched {
+				return Result{Filter: f.name, Policy: name, Audit: res.Audit}
+			}
+		default:
+			if !matched {
+				return Result{Filter: f.name, Audit: res.Audit}
+			}
+		}
+	}
+	return res
+}
+
+// Empty reports whether the engine enforces nothing.
+func (e *Engine) Empty() bool { return e == nil || len(e.filters) == 0 }
+
+func (f *filter) match(r *Request) (string, bool) {
+	for i := range f.policies {
+		p := &f.policies[i]
+		if anyMatch(p.perms, r) && anyMatch(p.prins, r) {
+			return p.name, true
+		}
+	}
+	return "", false
+}
+
+func anyMatch(ns []node, r *Request) bool {
+	for i := range ns {
+		if ns[i].match(r) {
+			return true
+		}
+	}
+	return false
+}
+
+type nodeKind uint8
+
+const (
+	nAny nodeKind = iota
+	nNever
+	nAnd
+	nOr
+	nNot
+	nString        // attr's value against sm
+	nSet           // attr's value in set
+	nHeaderPresent // header attr present (invert: absent)
+	nDstIP
+	nDstPort
+	nDstPortRange
+	nDirectIP
+	nRemoteIP
+	nAuthenticated // a verified peer, any identity
+)
+
+// attr is the value a string node reads.
+type attr uint8
+
+const (
+	aPeer    attr = iota // the peer's SPIFFE ID; absent on plaintext
+	aURLPath             // path without query
+	aMethod
+	aAuthority
+	aPath // :path, with query
+	aScheme
+	aPseudoUnknown // a pseudo-header the proxy does not have: absent
+	aHeader
+)
+
+type node struct {
+	kind   nodeKind
+	attr   attr
+	header string // canonical MIME name (aHeader)
+	kids   []node
+	sm     strMatcher
+	set    map[string]struct{}
+	fold   bool // set holds lower-cased values; fold the value to look up
+	// invert and missingEmpty are a header matcher's.
+	invert       bool
+	missingEmpty bool
+	prefix       netip.Prefix
+	lo, hi       uint32
+}
+
+func (n *node) match(r *Request) bool {
+	switch n.kind {
+	case nAny:
+		return true
+	case nNever:
+		return false
+	case nAnd:
+		for i := range n.kids {
+			if !n.kids[i].match(r) {
+				return false
+			}
+		}
+		return true
+	case nOr:
+		return anyMatch(n.kids, r)
+	case nNot:
+		return !n.kids[0].match(r)
+	case nString, nSet, nHeaderPresent:
+		v, ok := n.value(r)
+		if !ok {
+			if n.attr == aHeader || n.isPseudo() {
+				if n.missingEmpty && n.kind != nHeaderPresent {
+					return n.matchValue("") != n.invert
+				}
+				// Envoy: a missing header matches only an inverted matcher.
+				return n.invert
+			}
+			return false
+		}
+		if n.kind == nHeaderPresent {
+			return !n.invert
+		}
+		return n.matchValue(v) != n.invert
+	case nAuthenticated:
+		return r.PeerID != ""
+	case nDstIP:
+		return r.Dst.IsValid() && n.prefix.Contains(r.Dst.Addr().Unmap())
+	case nDstPort:
+		return uint32(r.Dst.Port()) == n.lo
+	case nDstPortRange:
+		p := uint32(r.Dst.Port())
+		return n.lo <= p && p < n.hi
+	case nDirectIP:
+		return r.Source.IsValid() && n.prefix.Contains(r.Source.Addr().Unmap())
+	case nRemoteIP:
+		a := r.Remote
+		if !a.IsValid() {
+			if !r.Source.IsValid() {
+				return false
+			}
+			a = r.Source.Addr()
+		}
+		return n.prefix.Contains(a.Unmap())
+	}
+	return false
+}
+
+func (n *node) isPseudo() bool { return n.attr >= aMethod && n.attr <= aPseudoUnknown }
+
+func (n *node) matchValue(v string) bool {
+	if n.kind == nSet {
+		return inSet(n.set, v, n.fold)
+	}
+	return n.sm.matches(v)
+}
+
+// foldBuf bounds the value lower-cased on the stack for a set lookup.
+const foldBuf = 512
+
+func inSet(set map[string]struct{}, v string, fold bool) bool {
+	if !fold {
+		_, ok := set[v]
+		return ok
+	}
+	var buf [foldBuf]byte
+	var b []byte
+	if len(v) <= len(buf) {
+		b = buf[:len(v)]
+	} else {
+		b = make([]byte, len(v))
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	_, ok := set[string(b)] // the compiler looks up the bytes without a copy
+	return ok
+}
+
+// value reads n's attribute; false when the request has none.
+func (n *node) value(r *Request) (string, bool) {
+	switch n.attr {
+	case aPeer:
+		return r.PeerID, r.PeerID != ""
+	}
+	if !r.HTTP {
+		return "", false
+	}
+	switch n.attr {
+	case aURLPath:
+		p := r.Path
+		if i := strings.IndexAny(p, "?#"); i >= 0 {
+			p = p[:i]
+		}
+		return p, p != ""
+	case aMethod:
+		return r.Method, r.Method != ""
+	case aAuthority:
+		return r.Authority, r.Authority != ""
+	case aPath:
+		return r.Path, r.Path != ""
+	case aScheme, aPseudoUnknown:
+		// The inbound side does not carry :scheme to authorization;
+		// Istio never asks for it.
+		return "", false
+	}
+	if r.Header == nil {
+		return "", false
+	}
+	vals := r.Header.Values(n.header)
+	switch len(vals) {
+	case 0:
+		return "", false
+	case 1:
+		return vals[0], true
+	}
+	// Envoy matches repeated headers joined with ","; only this rare
+	// case allocates.
+	return strings.Join(vals, ","), true
+}
+
+type strKind uint8
+
+const (
+	sExact strKind = iota
+	sPrefix
+	sSuffix
+	sContains
+	sRegex
+	sNonEmpty // ".+"
+)
+
+type strMatcher struct {
+	kind  strKind
+	value string // lower-cased when fold
+	fold  bool
+	re    *regexp.Regexp
+}
+
+func (s *strMatcher) matches(v string) bool {
+	switch s.kind {
+	case sExact:
+		return len(v) == len(s.value) && hasPrefix(v, s.value, s.fold)
+	case sPrefix:
+		return hasPrefix(v, s.value, s.fold)
+	case sSuffix:
+		return len(v) >= len(s.value) && hasPrefix(v[len(v)-len(s.value):], s.value, s.fold)
+	case sContains:
+		for i := 0; i+len(s.value) <= len(v); i++ {
+			if hasPrefix(v[i:], s.value, s.fold) {
+				return true
+			}
+		}
+		return false
+	case sNonEmpty:
+		return v != ""
+	case sRegex:
+		return s.re.MatchString(v)
+	}
+	return false
+}
+
+func hasPrefix(s, prefix string, fold bool) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	if !fold {
+		return s[:len(prefix)] == prefix
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// namespaceRE is the regex Istio writes for namespaces (and
+// source.namespace): any SPIFFE ID with the path segments /ns/NS/.
+var namespaceRE = regexp.MustCompile(`^\.\*/ns/([a-z0-9]([-a-z0-9]*[a-z0-9])?)/\.\*$`)
+
+func compileString(s xdsresource.StringMatcher) (strMatcher, error) {
+	sm := strMatcher{value: s.Value, fold: s.IgnoreCase}
+	switch s.Kind {
+	case xdsresource.StringExact:
+		sm.kind = sExact
+	case xdsresource.StringPrefix:
+		sm.kind = sPrefix
+	case xdsresource.StringSuffix:
+		sm.kind = sSuffix
+	case xdsresource.StringContains:
+		sm.kind = sContains
+	case xdsresource.StringRegex:
+		switch m := namespaceRE.FindStringSubmatch(s.Value); {
+		case s.Value == ".+":
+			return strMatcher{kind: sNonEmpty}, nil
+		case m != nil && !s.IgnoreCase:
+			// Equivalent for values without a newline, which no URI
+			// in a verified certificate has.
+			return strMatcher{kind: sContains, value: "/ns/" + m[1] + "/"}, nil
+		}
+		if s.Regex == nil {
+			return sm, errors.New("safe_regex without a compiled regex")
+		}
+		sm.kind, sm.re, sm.fold = sRegex, s.Regex, false
+	default:
+		return sm, fmt.Errorf("unknown string match kind %d", s.Kind)
+	}
+	if sm.fold {
+		sm.value = strings.ToLower(sm.value)
+	}
+	return sm, nil
+}
+
+func headerNode(h *xdsresource.HeaderMatcher) (node, error) {
+	n := node{kind: nString, invert: h.Invert, missingEmpty: h.MissingAsEmpty}
+	name := strings.ToLower(h.Name)
+	switch name {
+	case ":method":
+		n.attr = aMethod
+	case ":authority", "host":
+		// Envoy keeps Host as :authority.
+		n.attr = aAuthority
+	case ":path":
+		n.attr = aPath
+	case ":scheme":
+		n.attr = aScheme
+	default:
+		if strings.HasPrefix(name, ":") {
+			n.attr = aPseudoUnknown
+		} else {
+			n.attr, n.header = aHeader, textproto.CanonicalMIMEHeaderKey(name)
+		}
+	}
+	if h.Present {
+		n.kind = nHeaderPresent
+		return n, nil
+	}
+	sm, err := compileString(h.Match)
+	if err != nil {
+		return n, fmt.Errorf("header %s: %w", h.Name, err)
+	}
+	n.sm = sm
+	return n, nil
+}
+
+func compilePermission(p *xdsresource.Permission) (node, error) {
+	switch p.Kind {
+	case xdsresource.PermAny:
+		return node{kind: nAny}, nil
+	case xdsresource.PermAnd, xdsresource.PermOr, xdsresource.PermNot:
+		n := node{kind: nAnd}
+		if p.Kind == xdsresource.PermOr {
+			n.kind = nOr
+		} else if p.Kind == xdsresource.PermNot {
+			n.kind = nNot
+		}
+		for i := range p.Rules {
+			k, err := compilePermission(&p.Rules[i])
+			if err != nil {
+				return n, err
+			}
+			n.kids = append(n.kids, k)
+		}
+		if n.kind == nNot && len(n.kids) != 1 {
+			return n, errors.New("not_rule needs one rule")
+		}
+		return optimize(n), nil
+	case xdsresource.PermHeader:
+		return headerNode(&p.Header)
+	case xdsresource.PermURLPath:
+		sm, err := compileString(p.Path)
+		if err != nil {
+			return node{}, fmt.Errorf("url_path: %w", err)
+		}
+		return node{kind: nString, attr: aURLPath, sm: sm}, nil
+	case xdsresource.PermDestinationIP:
+		return node{kind: nDstIP, prefix: p.IP}, nil
+	case xdsresource.PermDestinationPort:
+		return node{kind: nDstPort, lo: p.Port}, nil
+	case xdsresource.PermDestinationPortRange:
+		return node{kind: nDstPortRange, lo: p.Port, hi: p.PortEnd}, nil
+	case xdsresource.PermMetadata:
+		return metadataNode(p.Metadata), nil
+	}
+	return node{}, fmt.Errorf("unknown permission kind %d", p.Kind)
+}
+
+func compilePrincipal(p *xdsresource.Principal) (node, error) {
+	switch p.Kind {
+	case xdsresource.PrinAny:
+		return node{kind: nAny}, nil
+	case xdsresource.PrinAnd, xdsresource.PrinOr, xdsresource.PrinNot:
+		n := node{kind: nAnd}
+		if p.Kind == xdsresource.PrinOr {
+			n.kind = nOr
+		} else if p.Kind == xdsresource.PrinNot {
+			n.kind = nNot
+		}
+		for i := range p.IDs {
+			k, err := compilePrincipal(&p.IDs[i])
+			if err != nil {
+				return n, err
+			}
+			n.kids = append(n.kids, k)
+		}
+		if n.kind == nNot && len(n.kids) != 1 {
+			return n, errors.New("not_id needs one identifier")
+		}
+		return optimize(n), nil
+	case xdsresource.PrinAuthenticated:
+		if p.Name == nil {
+			return node{kind: nAuthenticated}, nil
+		}
+		sm, err := compileString(*p.Name)
+		if err != nil {
+			return node{}, fmt.Errorf("authenticated.principal_name: %w", err)
+		}
+		return node{kind: nString, attr: aPeer, sm: sm}, nil
+	case xdsresource.PrinDirectRemoteIP:
+		return node{kind: nDirectIP, prefix: p.IP}, nil
+	case xdsresource.PrinRemoteIP:
+		return node{kind: nRemoteIP, prefix: p.IP}, nil
+	case xdsresource.PrinHeader:
+		return headerNode(&p.Header)
+	case xdsresource.PrinURLPath:
+		sm, err := compileString(p.Path)
+		if err != nil {
+			return node{}, fmt.Errorf("url_path: %w", err)
+		}
+		return node{kind: nString, attr: aURLPath, sm: sm}, nil
+	case xdsresource.PrinMetadata:
+		return metadataNode(p.Metadata), nil
+	}
+	return node{}, fmt.Errorf("unknown principal kind %d", p.Kind)
+}
+
+// metadataNode: no filter of the proxy sets dynamic metadata (the
+// decoder accepts only istio_authn, request authentication's), so a
+// matcher never finds its value and matches only when inverted.
+func metadataNode(m xdsresource.MetadataMatcher) node {
+	if m.Invert {
+		return node{kind: nAny}
+	}
+	return node{kind: nNever}
+}
+
+// optimize turns an OR of exact matches on one attribute into a set
+// lookup, and collapses a single-child AND or OR.
+func optimize(n node) node {
+	if (n.kind == nAnd || n.kind == nOr) && len(n.kids) == 1 {
+		return n.kids[0]
+	}
+	if n.kind != nOr || len(n.kids) < 2 {
+		return n
+	}
+	first := &n.kids[0]
+	for i := range n.kids {
+		k := &n.kids[i]
+		if k.kind != nString || k.sm.kind != sExact || k.invert || k.missingEmpty || k.sm.value == "" ||
+			k.attr != first.attr || k.header != first.header || k.sm.fold != first.sm.fold {
+			return n
+		}
+	}
+	set := make(map[string]struct{}, len(n.kids))
+	for i := range n.kids {
+		set[n.kids[i].sm.value] = struct{}{}
+	}
+	return node{kind: nSet, attr: first.attr, header: first.header, set: set, fold: first.sm.fold}
+}

@@ -1,0 +1,592 @@
+package xdsresource
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+)
+
+// Type names of Envoy's RBAC filters, as Istio configures them for
+// AuthorizationPolicy.
+const (
+	httpRBACType    = "envoy.extensions.filters.http.rbac.v3.RBAC"
+	networkRBACType = "envoy.extensions.filters.network.rbac.v3.RBAC"
+)
+
+// RBACAction is what a matching policy does, as Envoy's RBAC.Action.
+type RBACAction int
+
+// RBAC actions.
+const (
+	// RBACAllow lets a request through only when some policy matches.
+	RBACAllow RBACAction = iota
+	// RBACDeny refuses a request some policy matches.
+	RBACDeny
+	// RBACLog lets every request through and logs the ones a policy
+	// matches (Istio's AUDIT).
+	RBACLog
+)
+
+// RBAC is one RBAC filter: an HTTP filter of an inbound connection
+// manager, or a network filter ahead of a TCP proxy. Filters apply in
+// order; the first that refuses decides.
+type RBAC struct {
+	Name   string // the filter's name, for logs
+	Action RBACAction
+	// Policies are sorted by name (Envoy keeps them in a map; which one
+	// matched only names the decision).
+	Policies []RBACPolicy
+}
+
+// RBACPolicy matches a request when one of its permissions (what is
+// asked) and one of its principals (who asks) match.
+type RBACPolicy struct {
+	Name        string
+	Permissions []Permission
+	Principals  []Principal
+}
+
+// PermissionKind says which field of a Permission applies.
+type PermissionKind int
+
+// Permission kinds, as Envoy's Permission rule oneof.
+const (
+	PermAny PermissionKind = iota
+	PermAnd
+	PermOr
+	PermNot // Rules[0] inverted
+	PermHeader
+	PermURLPath // the path without query, as Envoy's url_path
+	PermDestinationIP
+	PermDestinationPort      // Port
+	PermDestinationPortRange // [Port, PortEnd)
+	PermMetadata
+)
+
+// Permission is one of Envoy's RBAC permission rules.
+type Permission struct {
+	Kind     PermissionKind
+	Rules    []Permission
+	Header   HeaderMatcher
+	Path     StringMatcher
+	IP       netip.Prefix
+	Port     uint32
+	PortEnd  uint32
+	Metadata MetadataMatcher
+}
+
+// PrincipalKind says which field of a Principal applies.
+type PrincipalKind int
+
+// Principal kinds, as Envoy's Principal identifier oneof.
+const (
+	PrinAny PrincipalKind = iota
+	PrinAnd
+	PrinOr
+	PrinNot // IDs[0] inverted
+	// PrinAuthenticated matches a peer that presented a verified
+	// certificate, by its SPIFFE ID when Name is set.
+	PrinAuthenticated
+	PrinDirectRemoteIP // the connection's source address
+	PrinRemoteIP       // the original client, from X-Forwarded-For
+	PrinHeader
+	PrinURLPath
+	PrinMetadata
+)
+
+// Principal is one of Envoy's RBAC principal identifiers.
+type Principal struct {
+	Kind     PrincipalKind
+	IDs      []Principal
+	Name     *StringMatcher // PrinAuthenticated: nil matches any verified peer
+	IP       netip.Prefix
+	Header   HeaderMatcher
+	Path     StringMatcher
+	Metadata MetadataMatcher
+}
+
+// MetadataMatcher matches dynamic metadata a filter set. The proxy runs
+// no filter that sets any: only Istio's request authentication namespace
+// (istio_authn, JWT claims) is accepted, and it is always absent, as it
+// is in Envoy for a request that carried no validated token.
+type MetadataMatcher struct {
+	Filter string
+	Path   []string
+	Invert bool
+}
+
+// decodeHTTPRBAC reads envoy.extensions.filters.http.rbac.v3.RBAC.
+func decodeHTTPRBAC(name string, b []byte) (*RBAC, error) {
+	m := msg{b: b, varints: 1 << 7}
+	var r *RBAC
+	for m.next() {
+		switch m.num {
+		case 1:
+			if rb, ok := m.bytes(); ok {
+				var err error
+				r, err = decodeRBACRules(rb)
+				m.fail(err, "rules")
+			}
+		case 4:
+			m.fail(errNotSupported, "matcher")
+		}
+		// shadow_rules (2, 5) are a dry run: they never change a
+		// decision. Stat prefixes (3, 6) and per-rule stats (7) only name
+		// counters.
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	if r == nil {
+		// Envoy: without rules the filter enforces nothing.
+		return nil, nil
+	}
+	r.Name = name
+	return r, nil
+}
+
+// decodeNetworkRBAC reads envoy.extensions.filters.network.rbac.v3.RBAC.
+func decodeNetworkRBAC(name string, b []byte) (*RBAC, error) {
+	m := msg{b: b, varints: 1 << 4}
+	var r *RBAC
+	for m.next() {
+		switch m.num {
+		case 1:
+			if rb, ok := m.bytes(); ok {
+				var err error
+				r, err = decodeRBACRules(rb)
+				m.fail(err, "rules")
+			}
+		case 4:
+			// CONTINUOUS re-checks on every read; the proxy decides once,
+			// at accept.
+			if m.enum() != 0 {
+				m.fail(errorf("only ONE_TIME_ON_FIRST_BYTE is supported by trellis-proxy"), "enforcement_type")
+			}
+		case 6:
+			m.fail(errNotSupported, "matcher")
+		case 8:
+			m.fail(errNotSupported, "delay_deny")
+		}
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	if r == nil {
+		return nil, nil
+	}
+	r.Name = name
+	return r, nil
+}
+
+// decodeRBACRules reads envoy.config.rbac.v3.RBAC.
+func decodeRBACRules(b []byte) (*RBAC, error) {
+	r := &RBAC{}
+	m := msg{b: b, varints: 1 << 1}
+	for m.next() {
+		switch m.num {
+		case 1:
+			a := m.enum()
+			if a < int32(RBACAllow) || a > int32(RBACLog) {
+				m.fail(errorf("unknown action %d", a), "action")
+			}
+			r.Action = RBACAction(a)
+		case 2:
+			eb, ok := m.bytes()
+			if !ok {
+				break
+			}
+			p, err := decodePolicyEntry(eb)
+			if err != nil {
+				m.fail(err, "policies["+strconv.Quote(p.Name)+"]")
+				break
+			}
+			r.Policies = append(r.Policies, p)
+		case 3:
+			m.fail(errNotSupported, "audit_logging_options")
+		}
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	sort.SliceStable(r.Policies, func(i, j int) bool { return r.Policies[i].Name < r.Policies[j].Name })
+	return r, nil
+}
+
+// decodePolicyEntry reads one map<string, Policy> entry.
+func decodePolicyEntry(b []byte) (RBACPolicy, error) {
+	var p RBACPolicy
+	m := msg{b: b}
+	var value []byte
+	for m.next() {
+		switch m.num {
+		case 1:
+			p.Name = m.str("key")
+		case 2:
+			value, _ = m.bytes()
+		}
+	}
+	if m.err != nil {
+		return p, m.err
+	}
+	m = msg{b: value}
+	perms, prins := 0, 0
+	for m.next() {
+		switch m.num {
+		case 1:
+			if pb, ok := m.bytes(); ok {
+				perm, err := decodePermission(pb, 0)
+				m.failIndex(err, "permissions", perms)
+				p.Permissions = append(p.Permissions, perm)
+				perms++
+			}
+		case 2:
+			if pb, ok := m.bytes(); ok {
+				prin, err := decodePrincipal(pb, 0)
+				m.failIndex(err, "principals", prins)
+				p.Principals = append(p.Principals, prin)
+				prins++
+			}
+		case 3:
+			m.fail(errNotSupported, "condition")
+		case 4:
+			m.fail(errNotSupported, "checked_condition")
+		case 5:
+			m.fail(errNotSupported, "cel_config")
+		}
+	}
+	if m.err != nil {
+		return p, m.err
+	}
+	// Envoy's validation: a policy needs both lists.
+	if perms == 0 {
+		return p, within(errRequired, "permissions")
+	}
+	if prins == 0 {
+		return p, within(errRequired, "principals")
+	}
+	return p, nil
+}
+
+// maxRBACDepth bounds nesting, so a hostile config cannot exhaust the
+// stack of the decoder or of the evaluator.
+const maxRBACDepth = 32
+
+func decodePermission(b []byte, depth int) (Permission, error) {
+	var p Permission
+	if depth > maxRBACDepth {
+		return p, errorf("nested more than %d deep", maxRBACDepth)
+	}
+	m := msg{b: b, varints: 1<<3 | 1<<6}
+	set := false
+	one := func(k PermissionKind) {
+		if set {
+			m.fail(errorf("sets more than one rule"), "rule")
+		}
+		p = Permission{Kind: k}
+		set = true
+	}
+	for m.next() {
+		switch m.num {
+		case 1, 2:
+			sb, ok := m.bytes()
+			if !ok {
+				break
+			}
+			k, seg := PermAnd, "and_rules"
+			if m.num == 2 {
+				k, seg = PermOr, "or_rules"
+			}
+			one(k)
+			sm := msg{b: sb}
+			for sm.next() {
+				if sm.num == 1 {
+					rb, _ := sm.bytes()
+					r, err := decodePermission(rb, depth+1)
+					sm.failIndex(err, "rules", len(p.Rules))
+					p.Rules = append(p.Rules, r)
+				}
+			}
+			m.fail(sm.err, seg)
+			if m.err == nil && len(p.Rules) == 0 {
+				m.fail(within(errRequired, "rules"), seg)
+			}
+		case 3:
+			if !m.bool() {
+				m.fail(errorf("must be true"), "any")
+			}
+			one(PermAny)
+		case 4:
+			hb, _ := m.bytes()
+			one(PermHeader)
+			h, err := decodeHeaderMatcher(hb)
+			m.fail(err, "header")
+			p.Header = h
+		case 10:
+			pb, _ := m.bytes()
+			one(PermURLPath)
+			s, err := decodePathMatcher(pb)
+			m.fail(err, "url_path")
+			p.Path = s
+		case 5:
+			cb, _ := m.bytes()
+			one(PermDestinationIP)
+			c, err := decodeCIDR(cb)
+			m.fail(err, "destination_ip")
+			p.IP = c
+		case 6:
+			one(PermDestinationPort)
+			p.Port = m.uint32()
+		case 11:
+			rb, _ := m.bytes()
+			one(PermDestinationPortRange)
+			lo, hi, err := decodeInt32Range(rb)
+			m.fail(err, "destination_port_range")
+			p.Port, p.PortEnd = lo, hi
+		case 7:
+			mb, _ := m.bytes()
+			one(PermMetadata)
+			md, err := decodeMetadataMatcher(mb)
+			m.fail(err, "metadata")
+			p.Metadata = md
+		case 8:
+			nb, _ := m.bytes()
+			one(PermNot)
+			r, err := decodePermission(nb, depth+1)
+			m.fail(err, "not_rule")
+			p.Rules = []Permission{r}
+		case 9:
+			m.fail(errorf("not supported by trellis-proxy: the proxy does not see the TLS server name of inbound connections"), "requested_server_name")
+		case 12:
+			m.fail(errNotSupported, "matcher")
+		case 13:
+			m.fail(errNotSupported, "uri_template")
+		case 14:
+			m.fail(errNotSupported, "sourced_metadata")
+		}
+	}
+	if m.err != nil {
+		return p, m.err
+	}
+	if !set {
+		return p, errorf("needs a rule (any, and_rules, or_rules, header, url_path, destination_ip, destination_port, ...)")
+	}
+	return p, nil
+}
+
+func decodePrincipal(b []byte, depth int) (Principal, error) {
+	var p Principal
+	if depth > maxRBACDepth {
+		return p, errorf("nested more than %d deep", maxRBACDepth)
+	}
+	m := msg{b: b, varints: 1 << 3}
+	set := false
+	one := func(k PrincipalKind) {
+		if set {
+			m.fail(errorf("sets more than one identifier"), "identifier")
+		}
+		p = Principal{Kind: k}
+		set = true
+	}
+	for m.next() {
+		switch m.num {
+		case 1, 2:
+			sb, ok := m.bytes()
+			if !ok {
+				break
+			}
+			k, seg := PrinAnd, "and_ids"
+			if m.num == 2 {
+				k, seg = PrinOr, "or_ids"
+			}
+			one(k)
+			sm := msg{b: sb}
+			for sm.next() {
+				if sm.num == 1 {
+					ib, _ := sm.bytes()
+					id, err := decodePrincipal(ib, depth+1)
+					sm.failIndex(err, "ids", len(p.IDs))
+					p.IDs = append(p.IDs, id)
+				}
+			}
+			m.fail(sm.err, seg)
+			if m.err == nil && len(p.IDs) == 0 {
+				m.fail(within(errRequired, "ids"), seg)
+			}
+		case 3:
+			if !m.bool() {
+				m.fail(errorf("must be true"), "any")
+			}
+			one(PrinAny)
+		case 4:
+			ab, _ := m.bytes()
+			one(PrinAuthenticated)
+			am := msg{b: ab}
+			for am.next() {
+				if am.num == 2 {
+					sb, _ := am.bytes()
+					s, err := decodeStringMatcher(sb)
+					am.fail(err, "principal_name")
+					p.Name = &s
+				}
+			}
+			m.fail(am.err, "authenticated")
+		case 5, 10, 11:
+			cb, _ := m.bytes()
+			k, seg := PrinDirectRemoteIP, "direct_remote_ip"
+			switch m.num {
+			case 5:
+				// source_ip (deprecated) is the connection's address
+				// without PROXY protocol, which the proxy does not take.
+				seg = "source_ip"
+			case 11:
+				k, seg = PrinRemoteIP, "remote_ip"
+			}
+			one(k)
+			c, err := decodeCIDR(cb)
+			m.fail(err, seg)
+			p.IP = c
+		case 6:
+			hb, _ := m.bytes()
+			one(PrinHeader)
+			h, err := decodeHeaderMatcher(hb)
+			m.fail(err, "header")
+			p.Header = h
+		case 9:
+			pb, _ := m.bytes()
+			one(PrinURLPath)
+			s, err := decodePathMatcher(pb)
+			m.fail(err, "url_path")
+			p.Path = s
+		case 7:
+			mb, _ := m.bytes()
+			one(PrinMetadata)
+			md, err := decodeMetadataMatcher(mb)
+			m.fail(err, "metadata")
+			p.Metadata = md
+		case 8:
+			nb, _ := m.bytes()
+			one(PrinNot)
+			id, err := decodePrincipal(nb, depth+1)
+			m.fail(err, "not_id")
+			p.IDs = []Principal{id}
+		case 12:
+			m.fail(errNotSupported, "filter_state")
+		case 13:
+			m.fail(errNotSupported, "sourced_metadata")
+		case 14:
+			m.fail(errNotSupported, "custom")
+		}
+	}
+	if m.err != nil {
+		return p, m.err
+	}
+	if !set {
+		return p, errorf("needs an identifier (any, and_ids, or_ids, authenticated, direct_remote_ip, ...)")
+	}
+	return p, nil
+}
+
+// decodePathMatcher reads a type.matcher.v3.PathMatcher (its path).
+func decodePathMatcher(b []byte) (StringMatcher, error) {
+	m := msg{b: b}
+	var s StringMatcher
+	has := false
+	for m.next() {
+		if m.num == 1 {
+			sb, _ := m.bytes()
+			var err error
+			s, err = decodeStringMatcher(sb)
+			m.fail(err, "path")
+			has = true
+		}
+	}
+	if m.err != nil {
+		return s, m.err
+	}
+	if !has {
+		return s, within(errRequired, "path")
+	}
+	return s, nil
+}
+
+// decodeInt32Range reads a type.v3.Int32Range: [start, end).
+func decodeInt32Range(b []byte) (uint32, uint32, error) {
+	m := msg{b: b, varints: 1<<1 | 1<<2}
+	var lo, hi int64
+	for m.next() {
+		switch m.num {
+		case 1:
+			lo = int64(int32(m.varint()))
+		case 2:
+			hi = int64(int32(m.varint()))
+		}
+	}
+	if m.err != nil {
+		return 0, 0, m.err
+	}
+	if lo < 0 || hi > 65536 || lo > hi {
+		return 0, 0, errorf("[%d, %d) is not a range of ports", lo, hi)
+	}
+	return uint32(lo), uint32(hi), nil
+}
+
+// istioAuthn is the dynamic metadata namespace Istio's JWT authentication
+// writes request principals and claims to.
+const istioAuthn = "istio_authn"
+
+func decodeMetadataMatcher(b []byte) (MetadataMatcher, error) {
+	var md MetadataMatcher
+	m := msg{b: b, varints: 1 << 4}
+	for m.next() {
+		switch m.num {
+		case 1:
+			md.Filter = m.str("filter")
+		case 2:
+			sb, _ := m.bytes()
+			sm := msg{b: sb}
+			for sm.next() {
+				if sm.num == 1 {
+					md.Path = append(md.Path, sm.str("key"))
+				}
+			}
+			m.fail(sm.err, "path")
+		case 4:
+			md.Invert = m.bool()
+		}
+	}
+	if m.err != nil {
+		return md, m.err
+	}
+	if md.Filter != istioAuthn {
+		return md, within(errorf("%q: only %s (request authentication, which the proxy never sets: no request carries a validated token) is supported by trellis-proxy", md.Filter, istioAuthn), "filter")
+	}
+	return md, nil
+}
+
+// addHTTPRBAC decodes an RBAC HTTP filter into h. One after the router
+// would never run in Envoy; the proxy refuses it rather than enforce
+// what Envoy would not, or drop what the control plane meant to enforce.
+func addHTTPRBAC(h *HTTPConnectionManager, name string, value []byte, afterRouter bool) error {
+	if afterRouter {
+		return errorf("RBAC filter %q follows the router, where it would never run: put it before the router", name)
+	}
+	r, err := decodeHTTPRBAC(name, value)
+	if err != nil {
+		return within(err, "typed_config")
+	}
+	if r != nil {
+		h.RBAC = append(h.RBAC, r)
+	}
+	return nil
+}
+
+// checkChainRBAC refuses network RBAC in front of an HTTP connection
+// manager: the proxy enforces network RBAC on TCP chains only (the
+// control plane puts HTTP RBAC inside the connection manager there).
+func checkChainRBAC(fc *FilterChain) error {
+	if fc.HTTP != nil && len(fc.RBAC) > 0 {
+		return within(errorf("network RBAC filter %q ahead of an http_connection_manager is not supported by trellis-proxy: use the RBAC HTTP filter", fc.RBAC[0].Name), "filters")
+	}
+	return nil
+}
