@@ -324,3 +324,53 @@ func TestBadPluginCA(t *testing.T) {
 		t.Fatalf("got %v, want an error naming %s", err, identity.CACertFile)
 	}
 }
+
+// Local mode serves the secure port on a Unix socket in the mesh's state
+// dir, so parallel meshes never collide: TLS and the CA work there too.
+func TestSecurePortOnUnixSocket(t *testing.T) {
+	leak.Check(t)
+	sock := filepath.Join(t.TempDir(), "xds-tls.sock")
+	secure, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := Start(context.Background(), Options{ConfigPaths: []string{t.TempDir()}, XDSListener: mustListen(t), SecureXDSListener: secure, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Stop()
+	if got := cp.SecureAddr().String(); got != sock {
+		t.Fatalf("SecureAddr %q, want %q", got, sock)
+	}
+	tok, err := cp.IssueCredential("default", "sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{RootCAs: rootPool(t, cp), ServerName: "localhost", MinVersion: tls.VersionTLS13}
+	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	resp, err := securityv1alpha1.NewIstioCertificateServiceClient(cc).CreateCertificate(ctx, &securityv1alpha1.IstioCertificateRequest{
+		Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetCertChain()); n != 2 {
+		t.Fatalf("chain of %d, want leaf and root", n)
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -103,6 +104,10 @@ type PeerCertificate struct {
 	// Now is the clock (default time.Now): a connection made while the
 	// certificate was valid may outlive it.
 	Now func() time.Time
+	// Roots, when set, are the roots the certificate must verify against
+	// at the request, not only at the handshake: a connection may outlive
+	// the trust in its root (RemoveOldRoots).
+	Roots func() *x509.CertPool
 }
 
 // Authenticate implements Authenticator.
@@ -127,6 +132,15 @@ func (pc PeerCertificate) Authenticate(ctx context.Context) (ID, error) {
 	}
 	if t := now(); t.After(leaf.NotAfter) || t.Before(leaf.NotBefore) {
 		return ID{}, fmt.Errorf("client certificate: valid only from %s to %s: use the pod's credential instead", leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if pc.Roots != nil {
+		inter := x509.NewCertPool()
+		for _, c := range ti.State.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pc.Roots(), Intermediates: inter, CurrentTime: now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return ID{}, fmt.Errorf("client certificate: no longer verifies against the mesh roots (%w): use the pod's credential instead", err)
+		}
 	}
 	id, err := FromCertificate(leaf)
 	if err != nil {

@@ -28,7 +28,7 @@ func NewService(ca *CA, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{CA: ca, Authenticators: []Authenticator{ca.Credentials, PeerCertificate{}}, Log: log}
+	return &Service{CA: ca, Authenticators: []Authenticator{ca.Credentials, PeerCertificate{Roots: ca.Roots}}, Log: log}
 }
 
 // unauthenticatedMsg says what a caller must send.

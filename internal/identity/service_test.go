@@ -228,4 +228,20 @@ func TestPeerCertificateExpiredOnLongConnection(t *testing.T) {
 	if _, err := (PeerCertificate{Now: later}).Authenticate(ctx); err == nil || !strings.Contains(err.Error(), "valid only from") {
 		t.Fatalf("expired: %v", err)
 	}
+	// Its root rotated out while the connection stayed open.
+	if id, err := (PeerCertificate{Roots: ca.Roots}).Authenticate(ctx); err != nil || id != checkout {
+		t.Fatalf("before rotation: %v %v", id, err)
+	}
+	if err := ca.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (PeerCertificate{Roots: ca.Roots}).Authenticate(ctx); err != nil {
+		t.Fatalf("old root still in the bundle: %v", err)
+	}
+	if err := ca.RemoveOldRoots(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (PeerCertificate{Roots: ca.Roots}).Authenticate(ctx); err == nil || !strings.Contains(err.Error(), "no longer verifies") {
+		t.Fatalf("root removed: %v", err)
+	}
 }
