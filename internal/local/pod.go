@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/trellismesh/trellis/internal/proxy/apphealth"
 )
 
 // pod is one running pod: an optional sidecar, init containers run to
@@ -49,6 +51,10 @@ type pod struct {
 	initDone    bool
 	terminating bool
 	failed      string // why the pod cannot run, e.g. an init container failed for good
+
+	// credential is the sidecar's token for its certificate, revoked
+	// when the pod is gone (identity.go).
+	credential string
 }
 
 func (p *pod) key() string { return p.w.Namespace + "/" + p.name }
@@ -94,16 +100,22 @@ func (s *supervisor) newPod(w *Workload, name string, ip netip.Addr) *pod {
 	for _, c := range w.Pod.InitContainers {
 		p.inits = append(p.inits, mk(c, true))
 	}
-	for _, c := range w.Pod.Containers {
+	apps, probers := w.Pod.Containers, ""
+	if w.Pod.Sidecar {
+		apps, probers = appProbes(w.Pod) // probes go through the sidecar's 15020
+	}
+	for _, c := range apps {
 		p.apps = append(p.apps, mk(c, false))
 	}
 	if w.Pod.Sidecar {
-		p.sidecar = p.newSidecar()
+		p.sidecar = p.newSidecar(probers)
 	}
 	return p
 }
 
-func (p *pod) newSidecar() *container {
+// newSidecar makes the pod's proxy; probers is its ISTIO_KUBE_APP_PROBERS
+// (appProbes), "" for none.
+func (p *pod) newSidecar(probers string) *container {
 	s := p.s
 	labels := ""
 	for _, k := range slices.Sorted(maps.Keys(p.w.Pod.Labels)) {
@@ -129,6 +141,10 @@ func (p *pod) newSidecar() *container {
 		"XDS_ADDRESS=unix://"+s.xdsSocket,
 		"ADMIN_SOCKET="+p.adminSocket(),
 	))
+	env = dedupEnv(append(env, p.sidecarIdentity()...)) // the secure XDS_ADDRESS wins
+	if probers != "" {
+		env = append(env, apphealth.EnvName+"="+probers)
+	}
 	ready := &Probe{HTTPGet: true, Port: 15021, Path: "/healthz/ready", Scheme: "HTTP", Period: time.Second, Timeout: time.Second, SuccessThreshold: 1, FailureThreshold: 3}
 	ps := proxySettingsFor(s.meshConfig())
 	p.sidecarGrace = ps.grace
@@ -139,6 +155,7 @@ func (p *pod) newSidecar() *container {
 // run drives the pod until stop. It is the pod's owner goroutine.
 func (p *pod) run() {
 	defer close(p.done)
+	defer p.releaseIdentity()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sideCtx, stopSidecar := context.WithCancel(context.Background())

@@ -3,12 +3,17 @@ package local
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/trellismesh/trellis/internal/proxy/apphealth"
 )
 
 // prober runs one probe of a container from outside the pod, as a
@@ -166,4 +171,94 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// appHealthPort is the sidecar's status port (sidecar.AppHealthPort),
+// where rewritten probes go.
+const appHealthPort = 15020
+
+// rewriteProbesAnnotation turns the rewrite off for a pod when "false"
+// (Istio's annotation; Istio rewrites by default).
+const rewriteProbesAnnotation = "sidecar.istio.io/rewriteAppHTTPProbers"
+
+// appProbes rewrites the probes of a meshed pod's app containers as
+// Istio's injector does: each httpGet, tcpSocket and grpc readiness,
+// liveness and startup probe becomes an HTTP GET of the sidecar's
+// /app-health/CONTAINER/readyz|livez|startupz on the status port, and the
+// original probes go to the sidecar in ISTIO_KUBE_APP_PROBERS (returned,
+// "" when nothing was rewritten), which runs them against the app from
+// inside the pod. So probes never need the app's port from outside, where
+// STRICT mTLS refuses plaintext. exec probes run as they are.
+func appProbes(pt PodTemplate) ([]Container, string) {
+	if v, err := strconv.ParseBool(pt.Annotations[rewriteProbesAnnotation]); err == nil && !v {
+		return pt.Containers, ""
+	}
+	probers := apphealth.Probers{}
+	out := make([]Container, len(pt.Containers))
+	for i, c := range pt.Containers {
+		grpcService := func(kind string) *string { return specGRPCService(pt, i, kind) }
+		for _, pr := range []struct {
+			probe **Probe
+			kind  string
+		}{{&c.Readiness, "readyz"}, {&c.Liveness, "livez"}, {&c.Startup, "startupz"}} {
+			orig := *pr.probe
+			if orig == nil || len(orig.Exec) > 0 {
+				continue
+			}
+			path := "/app-health/" + c.Name + "/" + pr.kind
+			probers[path] = appProber(orig, grpcService(pr.kind))
+			rewritten := *orig
+			rewritten.HTTPGet, rewritten.TCP, rewritten.Exec = true, false, nil
+			rewritten.Port, rewritten.Path, rewritten.Scheme, rewritten.Host = appHealthPort, path, "HTTP", ""
+			if !orig.HTTPGet {
+				rewritten.Headers = nil
+			}
+			*pr.probe = &rewritten
+		}
+		out[i] = c
+	}
+	if len(probers) == 0 {
+		return out, ""
+	}
+	b, _ := json.Marshal(probers) // plain structs: cannot fail
+	return out, string(b)
+}
+
+// appProber is the original probe as the sidecar runs it.
+func appProber(pr *Probe, grpcService *string) *apphealth.Prober {
+	out := &apphealth.Prober{TimeoutSeconds: int32(pr.Timeout / time.Second)}
+	switch {
+	case pr.HTTPGet:
+		g := &apphealth.HTTPGetAction{Path: pr.Path, Port: apphealth.Port(pr.Port), Host: pr.Host, Scheme: pr.Scheme}
+		for _, h := range pr.Headers {
+			g.HTTPHeaders = append(g.HTTPHeaders, apphealth.HTTPHeader{Name: h[0], Value: h[1]})
+		}
+		out.HTTPGet = g
+	case grpcService != nil:
+		// Planned as a TCP check (a kubelet here has no gRPC client); the
+		// sidecar makes the real gRPC health check.
+		out.GRPC = &apphealth.GRPCAction{Port: pr.Port, Service: grpcService}
+	default:
+		out.TCPSocket = &apphealth.TCPSocketAction{Port: apphealth.Port(pr.Port), Host: pr.Host}
+	}
+	return out
+}
+
+// specGRPCService is the service of container i's grpc probe of kind,
+// from the pod spec as written: a pointer ("" checks the whole server)
+// when the probe is grpc, nil otherwise.
+func specGRPCService(pt PodTemplate, i int, kind string) *string {
+	if pt.Spec == nil || i >= len(pt.Spec.Containers) || pt.Spec.Containers[i].Name != pt.Containers[i].Name {
+		return nil
+	}
+	c := pt.Spec.Containers[i]
+	pr := map[string]*corev1.Probe{"readyz": c.ReadinessProbe, "livez": c.LivenessProbe, "startupz": c.StartupProbe}[kind]
+	if pr == nil || pr.GRPC == nil {
+		return nil
+	}
+	svc := ""
+	if pr.GRPC.Service != nil {
+		svc = *pr.GRPC.Service
+	}
+	return &svc
 }
