@@ -17,7 +17,8 @@ import (
 )
 
 // prober runs one probe of a container from outside the pod, as a
-// kubelet does: straight to the pod IP, never through the sidecar.
+// kubelet does: straight to the pod IP, never through a proxy (a meshed
+// pod's probes were rewritten to its sidecar's status port, appProbes).
 type prober struct {
 	probe  *Probe
 	ip     string
