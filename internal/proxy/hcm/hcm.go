@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/authz"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
@@ -47,6 +48,10 @@ type Conn struct {
 	// Routes are the routes for this connection's requests; nil means the
 	// Server's Routes function decides per request (the forward proxy).
 	Routes func() *router.Table
+	// Authz is the authorization of this connection's chain, read per
+	// request so a policy change applies to open connections; nil (or a
+	// nil engine) allows every request.
+	Authz func() *authz.Engine
 	// Done, if set, is called once when the server is finished with the
 	// connection (tunnel streams end then).
 	Done func()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/authz"
 	"github.com/trellismesh/trellis/internal/proxy/balance"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
@@ -54,6 +55,7 @@ type chain struct {
 	name   string
 	routes *router.Table         // HTTP
 	tcp    *xdsresource.TCPProxy // TCP
+	authz  *authz.Engine         // its RBAC filters (authz.go); nil allows all
 }
 
 // clusterSet is the cluster side: upstream state by name, plus the last
@@ -265,6 +267,9 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 				return fmt.Errorf("filter_chains[%d].filter_chain_match.server_names: not supported on %s", i, virtualInbound)
 			}
 			c := &chain{name: fc.Name}
+			if err := c.compileAuthz(fc); err != nil {
+				return fmt.Errorf("filter_chains[%d]: %w", i, err)
+			}
 			switch {
 			case fc.HTTP != nil && fc.HTTP.RouteConfig != nil:
 				t, err := router.Compile(fc.HTTP.RouteConfig)

@@ -110,6 +110,9 @@ func (p *Proxy) serveCapturedInbound(c net.Conn, dst netip.AddrPort) {
 func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort, peer peerIdentity) {
 	port := uint32(dst.Port())
 	ch := p.routing.Load().inbound[port]
+	if (ch == nil || ch.routes == nil) && !p.authorizeInboundConn(c, dst, peer) {
+		return
+	}
 	switch {
 	case ch == nil:
 		// No service claims the port: pass it to the app as it is, as
@@ -174,7 +177,10 @@ func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, rout
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, PeerID: peer.id, PeerCertHash: peer.certHash})
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash})
+		return
+	}
+	if s == p.inbound && !p.authorizeInboundConn(sc, dst, peer) {
 		return
 	}
 	p.proxyTCP(sc, p.tcpClusterFor(routes(), dst), dst)
@@ -222,6 +228,9 @@ func (p *Proxy) dialApp(ctx context.Context, dst netip.AddrPort) (net.Conn, erro
 // the app.
 func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer tunnel.Peer) (net.Conn, error) {
 	ch := p.routing.Load().inbound[uint32(target.Port())]
+	if (ch == nil || ch.routes == nil) && !p.allowInboundTCP(peer.Addr, target, peerOf(peer.TLS).id) {
+		return nil, errors.New("connection to " + target.String() + " denied by authorization")
+	}
 	if ch != nil && ch.routes == nil {
 		name := ch.tcp.Pick(rand.Uint64())
 		cl := p.cluster(name)

@@ -1,0 +1,127 @@
+package hcm
+
+import (
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/trellismesh/trellis/internal/proxy/authz"
+)
+
+// rbacDenied is Envoy's local reply body for a request the RBAC filter
+// refuses, which clients and tests of Istio meshes look for.
+const rbacDenied = "RBAC: access denied"
+
+// authorize is the request path's authorization step (AuthorizationPolicy
+// compiled to RBAC): the connection's chain's engine decides on the
+// request as received, before any route is looked at, as Envoy's RBAC
+// filter runs before the router. A refusal is Envoy's 403 "RBAC: access
+// denied" (PERMISSION_DENIED for gRPC), and the request never reaches the
+// app.
+func (s *Server) authorize(x *exchange) bool {
+	c := x.c
+	if c == nil || c.Authz == nil {
+		return true
+	}
+	e := c.Authz()
+	if e.Empty() {
+		return true
+	}
+	r := x.r
+	path := requestPath(r)
+	if !normalPath(path) {
+		// Envoy normalizes the path (Istio's default BASE) before RBAC
+		// and routing; the proxy does not rewrite requests, so a path
+		// whose meaning depends on normalization is refused rather
+		// than judged in one spelling and served in another.
+		s.reply(x, http.StatusBadRequest, 0, "path is not normalized (dot segments, backslashes or encoded separators); authorization needs the path as the app will read it")
+		return false
+	}
+	req := authz.Request{
+		HTTP:      true,
+		Method:    r.Method,
+		Authority: r.Host,
+		Path:      path,
+		Header:    r.Header,
+		Source:    c.Source,
+		Remote:    remoteAddress(r.Header),
+		Dst:       c.Dst,
+		PeerID:    c.PeerID,
+	}
+	res := e.Check(&req)
+	if res.Audit != "" {
+		s.log.Info("authorization audit", "policy", res.Audit, "method", r.Method, "path", path, "peer", c.PeerID, "source", c.Source, "allowed", res.Allowed)
+	}
+	if res.Allowed {
+		return true
+	}
+	s.log.Debug("request denied by authorization", "filter", res.Filter, "policy", res.Policy, "method", r.Method, "path", path, "peer", c.PeerID, "source", c.Source)
+	if isGRPC(r) {
+		s.reply(x, http.StatusForbidden, 0, rbacDenied)
+		return false
+	}
+	closeIfBodyPending(x.w.Header(), x)
+	s.count(http.StatusForbidden)
+	h := x.w.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("Content-Length", "19")
+	x.w.WriteHeader(http.StatusForbidden)
+	io.WriteString(x.w, rbacDenied)
+	return false
+}
+
+// remoteAddress is Envoy's downstream remote address on a connection
+// manager that does not use its own peer's address (use_remote_address
+// false, no trusted hops): the last X-Forwarded-For entry. Invalid when
+// there is none, which makes the engine use the connection's peer.
+func remoteAddress(h http.Header) netip.Addr {
+	vals := h["X-Forwarded-For"]
+	if len(vals) == 0 {
+		return netip.Addr{}
+	}
+	last := vals[len(vals)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(last))
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// normalPath reports whether the path part of a request target reads the
+// same before and after Envoy's normalization: no "." or ".." segments,
+// no backslash, no percent-encoded dot, slash or backslash.
+func normalPath(target string) bool {
+	p := target
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			return false
+		case '%':
+			if i+2 < len(p) {
+				switch p[i+1 : i+3] {
+				case "2e", "2E", "2f", "2F", "5c", "5C":
+					return false
+				}
+			}
+		case '.':
+			// A segment of "." or "..".
+			if i > 0 && p[i-1] == '/' {
+				j := i + 1
+				if j < len(p) && p[j] == '.' {
+					j++
+				}
+				if j == len(p) || p[j] == '/' {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,303 @@
+package sidecar_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/proxy/certs"
+	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/testing/certtest"
+	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
+)
+
+// authzIdentity gives a sidecar the certificate of service account sa in
+// namespace default, from ca.
+func authzIdentity(t testing.TB, ca *certtest.CA, sa string) func(*sidecar.Options) {
+	src := certs.NewStatic(ca.Leaf(t, certtest.SPIFFE("default", sa), certtest.LeafOptions{}), ca.Pool())
+	return func(o *sidecar.Options) { o.Identity = src }
+}
+
+// paymentServiceConfig is payment-service (http 9080) with its one
+// endpoint, base.2, running a sidecar as service account payment-service,
+// and db (tcp 9000) at base.5 as service account db; then extra.
+func paymentServiceConfig(base, extra string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: payment-service}
+spec:
+  selector: {app: payment-service}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: payment-service}
+spec: {address: %[1]s.2, serviceAccount: payment-service, labels: {app: payment-service, security.istio.io/tlsMode: istio}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp-db, port: 9000}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: db}
+spec: {address: %[1]s.5, serviceAccount: db, labels: {app: db, security.istio.io/tlsMode: istio}}
+---
+%[2]s`, base, extra)
+}
+
+// awaitStatus waits until GET url through c answers want: the policy
+// written last has reached the sidecars.
+func awaitStatus(t *testing.T, c *http.Client, url string, want int) {
+	t.Helper()
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		if code, flags, body, _ := get(c, url, nil); code != want {
+			return fmt.Sprintf("GET %s: %d %s %q, want %d", url, code, flags, body, want)
+		}
+		return ""
+	})
+}
+
+// countingBackend is payment-service's app: it counts the requests it
+// sees, so a test can tell a denied request never reached it.
+func countingBackend(m *meshtest.Mesh, addr string) *atomic.Int64 {
+	var n atomic.Int64
+	m.Backend(addr, "payment", func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.WriteString(w, "payment")
+	})
+	return &n
+}
+
+// The user's example, examples/shop/payment-policy.yaml (the seed example
+// unchanged), through real sidecars with mTLS identities: checkout-service
+// and refund-service get payment-service's 200; sleep gets Envoy's 403
+// "RBAC: access denied" from payment's sidecar and the app never sees the
+// request. Editing the policy to admit sleep takes effect on the next
+// requests, and a DENY policy added beside it refuses /admin even to
+// checkout (DENY before ALLOW).
+func TestAuthzPaymentPolicy(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.150"
+	policy, err := os.ReadFile("../../../examples/shop/payment-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, paymentServiceConfig(base, ""), meshtest.WithFile("payment-policy.yaml", string(policy)))
+	seen := countingBackend(m, base+".2:9080")
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"}, authzIdentity(t, ca, "payment-service"))
+	checkout := m.Sidecar("checkout", base+".1", nil, authzIdentity(t, ca, "checkout-service"))
+	refund := m.Sidecar("refund", base+".3", nil, authzIdentity(t, ca, "refund-service"))
+	sleep := m.Sidecar("sleep", base+".4", nil, authzIdentity(t, ca, "sleep"))
+	m.WaitSynced()
+
+	for _, p := range []*meshtest.Pod{checkout, refund} {
+		c := p.Client()
+		if code, flags, body, _ := get(c, "http://payment-service:9080/pay", nil); code != 200 || body != "payment" {
+			t.Errorf("%s: %d %s %q, want payment's 200", p.Name, code, flags, body)
+		}
+		c.CloseIdleConnections()
+	}
+	before := seen.Load()
+	sc := sleep.Client()
+	defer sc.CloseIdleConnections()
+	code, _, body, h := get(sc, "http://payment-service:9080/pay", nil)
+	if code != http.StatusForbidden || body != "RBAC: access denied" {
+		t.Errorf("sleep: %d %q, want 403 %q", code, body, "RBAC: access denied")
+	}
+	if ct := h.Get("Content-Type"); ct != "text/plain" {
+		t.Errorf("sleep's 403 has Content-Type %q, want text/plain (Envoy's local reply)", ct)
+	}
+	if n := seen.Load(); n != before {
+		t.Errorf("payment's app saw %d requests from sleep, want none", n-before)
+	}
+
+	// Live: admit sleep too.
+	m.Write("payment-policy.yaml", strings.Replace(string(policy), `- "cluster.local/ns/default/sa/refund-service"`,
+		"- \"cluster.local/ns/default/sa/refund-service\"\n        - \"cluster.local/ns/default/sa/sleep\"", 1))
+	awaitStatus(t, sc, "http://payment-service:9080/pay", http.StatusOK)
+	m.WaitSynced()
+	if code, flags, body, _ := get(sc, "http://payment-service:9080/pay", nil); code != 200 || body != "payment" {
+		t.Errorf("sleep after the policy admits it: %d %s %q, want payment's 200", code, flags, body)
+	}
+
+	// DENY comes first.
+	m.Write("deny-admin.yaml", `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin}
+spec:
+  selector: {matchLabels: {app: payment-service}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+`)
+	cc := checkout.Client()
+	defer cc.CloseIdleConnections()
+	awaitStatus(t, cc, "http://payment-service:9080/admin/refunds", http.StatusForbidden)
+	m.WaitSynced()
+	if code, _, body, _ := get(cc, "http://payment-service:9080/admin/refunds", nil); code != http.StatusForbidden || body != "RBAC: access denied" {
+		t.Errorf("checkout to /admin/refunds: %d %q, want 403", code, body)
+	}
+	if code, _, body, _ := get(cc, "http://payment-service:9080/pay", nil); code != 200 || body != "payment" {
+		t.Errorf("checkout to /pay beside the DENY: %d %q, want 200", code, body)
+	}
+}
+
+// A plaintext caller (a sidecar without an identity reaching a workload
+// that has none either) compares as an empty identity: an ALLOW on
+// principals refuses it, and an ALLOW on notNamespaces [foo] lets it
+// through, as in Istio. ipBlocks match the calling pod's address.
+func TestAuthzPlaintextIdentity(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.151"
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: payment-service}
+spec:
+  selector: {app: payment-service}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: payment-service}
+spec: {address: %s.2, labels: {app: payment-service, security.istio.io/tlsMode: istio}}
+`, base)
+	policy := func(source string) string {
+		return `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  selector: {matchLabels: {app: payment-service}}
+  rules: [{from: [{source: ` + source + `}]}]
+`
+	}
+	m := meshtest.New(t, cfg, meshtest.WithFile("p.yaml", policy(`{principals: ["*"]}`)))
+	seen := countingBackend(m, base+".2:9080")
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"})
+	client := m.Sidecar("client", base+".1", nil)
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+	for _, tc := range []struct {
+		source string
+		want   int
+	}{
+		{`{principals: ["*"]}`, http.StatusForbidden},
+		{`{notNamespaces: [foo]}`, http.StatusOK},
+		{`{namespaces: [default]}`, http.StatusForbidden},
+		{`{ipBlocks: ["` + base + `.0/24"]}`, http.StatusOK},
+		{`{notIpBlocks: ["` + base + `.1"]}`, http.StatusForbidden},
+	} {
+		m.Write("p.yaml", policy(tc.source))
+		awaitStatus(t, c, "http://payment-service:9080/", tc.want)
+		m.WaitSynced()
+		before := seen.Load()
+		code, _, body, _ := get(c, "http://payment-service:9080/", nil)
+		if code != tc.want {
+			t.Errorf("source %s: %d %q, want %d", tc.source, code, body, tc.want)
+		}
+		if reached := seen.Load() != before; reached != (tc.want == http.StatusOK) {
+			t.Errorf("source %s: the app saw the request: %v", tc.source, reached)
+		}
+	}
+}
+
+// echoApp is a TCP app that answers each line it reads with the same
+// line, counting its connections.
+func echoApp(t *testing.T, addr string) *atomic.Int64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					io.WriteString(c, line)
+				}
+			}()
+		}
+	}()
+	return &n
+}
+
+// tcpEcho sends one line to target through the pod's forward proxy
+// (CONNECT) and returns what came back before the connection ended or 5s
+// passed.
+func tcpEcho(t *testing.T, p *meshtest.Pod, target string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", p.IP.String()+":15001", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %[1]s\r\n\r\nhello\n", target)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return "no CONNECT answer: " + err.Error()
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.Status
+	}
+	line, _ := br.ReadString('\n')
+	return line
+}
+
+// A TCP service under an ALLOW on principals: checkout's connection is
+// proxied (its line echoes back), sleep's is closed at accept by db's
+// sidecar and the app never sees a connection.
+func TestAuthzTCPConnectionClosed(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.152"
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, paymentServiceConfig(base, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/checkout-service]}}]}]
+`))
+	conns := echoApp(t, base+".5:9000")
+	m.Sidecar("db", base+".5", map[string]string{"app": "db"}, authzIdentity(t, ca, "db"))
+	checkout := m.Sidecar("checkout", base+".1", nil, authzIdentity(t, ca, "checkout-service"))
+	sleep := m.Sidecar("sleep", base+".4", nil, authzIdentity(t, ca, "sleep"))
+	m.WaitSynced()
+
+	if got := tcpEcho(t, checkout, "db:9000"); got != "hello\n" {
+		t.Fatalf("checkout: got %q, want the echo", got)
+	}
+	before := conns.Load()
+	if got := tcpEcho(t, sleep, "db:9000"); got == "hello\n" {
+		t.Errorf("sleep's connection was proxied (%q), want it closed", got)
+	}
+	if n := conns.Load(); n != before {
+		t.Errorf("db's app accepted %d connections from sleep, want none", n-before)
+	}
+}
