@@ -354,6 +354,7 @@ func (t *translation) inbound() {
 				}},
 				HttpFilters: append(t.httpAuthzFilters(), routerFilter()),
 			}
+			hcm.HttpFilters = append(t.jwtFilters(), hcm.HttpFilters...) // RequestAuthentication, first (jwt.go)
 			fc.Filters = []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}
 		} else {
 			fc.Filters = append(t.tcpAuthzFilters(name), tcpProxyFilter(name, name))
