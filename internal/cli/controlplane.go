@@ -2,6 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +16,12 @@ func newControlPlaneCmd() *cobra.Command {
 		configDir string
 		recursive bool
 		xdsAddr   string
+		secure    string
+		caDir     string
+		pluginCA  string
+		certTTL   time.Duration
+		maxTTL    time.Duration
+		domain    string
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane --config DIR",
@@ -29,7 +38,16 @@ are not enforced yet (AuthorizationPolicy, RequestAuthentication, STRICT
 PeerAuthentication) are logged at Error level ("SECURITY POLICY NOT
 ENFORCED") at start and after every config change.
 
-The xDS port is plaintext: keep it on loopback.`,
+The plaintext xDS port (--xds-address) is for loopback and tests. The
+secure port (--secure-xds-address, Istio's 15012) serves xDS and Istio's CA
+service (istio.v1.auth.IstioCertificateService) over TLS. Its certificate
+comes from the mesh CA: a self-signed root kept in --ca-dir (made on first
+start; ca-cert.pem there is the root sidecars trust), or your own
+intermediate in --plugin-ca-dir (Istio's ca-cert.pem, ca-key.pem,
+root-cert.pem, cert-chain.pem). Proxies get certificates with a per-pod
+credential or by renewing with their current certificate; xDS on the secure
+port needs a mesh certificate, and a proxy's namespace and service account
+are its certificate's.`,
 		Example: `  trellis controlplane --config examples/config
   trellis controlplane --config ./mesh -R --xds-address 127.0.0.1:15010`,
 		Args: cobra.NoArgs,
@@ -41,6 +59,13 @@ The xDS port is plaintext: keep it on loopback.`,
 				ConfigPaths: []string{configDir},
 				Recursive:   recursive,
 				XDSAddress:  xdsAddr,
+
+				SecureXDSAddress: secure,
+				CADir:            caDir,
+				PluginCADir:      pluginCA,
+				CertTTL:          certTTL,
+				MaxCertTTL:       maxTTL,
+				TrustDomain:      domain,
 			})
 			if err != nil {
 				return err
@@ -51,5 +76,25 @@ The xDS port is plaintext: keep it on loopback.`,
 	cmd.Flags().StringVar(&configDir, "config", "", "folder (or file) of mesh config to watch")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "also read subfolders of --config")
 	cmd.Flags().StringVar(&xdsAddr, "xds-address", "127.0.0.1:15010", "plaintext xDS listen address (loopback and tests only)")
+	cmd.Flags().StringVar(&secure, "secure-xds-address", controlplane.DefaultSecureXDSAddress, "TLS listen address for xDS and the CA (Istio's 15012); empty serves none")
+	cmd.Flags().StringVar(&caDir, "ca-dir", defaultCADir(), "folder that keeps the CA's self-signed root (created 0700, files 0600); empty keeps it in memory only")
+	cmd.Flags().StringVar(&pluginCA, "plugin-ca-dir", "", "your own CA in Istio's plug-in layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); replaces --ca-dir")
+	cmd.Flags().DurationVar(&certTTL, "cert-ttl", 24*time.Hour, "lifetime of a workload certificate when the proxy asks for none")
+	cmd.Flags().DurationVar(&maxTTL, "max-cert-ttl", 90*24*time.Hour, "longest workload certificate lifetime a proxy may ask for")
+	cmd.Flags().StringVar(&domain, "trust-domain", "", "SPIFFE trust domain (default: MeshConfig trustDomain, else cluster.local)")
 	return cmd
+}
+
+// defaultCADir is where `trellis controlplane` keeps its root unless told
+// otherwise: the user's state directory (XDG), so a restart keeps trusting
+// the certificates it issued.
+func defaultCADir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "trellis", "ca")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".local", "state", "trellis", "ca")
 }
