@@ -180,19 +180,36 @@ func start(opts Options) (*Mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot serve xDS on %s: %w", m.xdsSocket, err)
 	}
+	// The secure port (xDS and the CA over TLS) for the sidecars, see
+	// identity.go; a socket in the state dir, so meshes never collide.
+	secureSock := filepath.Join(stateDir, secureSocketName)
+	_ = os.Remove(secureSock)
+	secureLis, err := net.Listen("unix", secureSock)
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("cannot serve the CA on %s: %w", secureSock, err)
+	}
+	if err := clearPodIdentities(stateDir); err != nil {
+		lis.Close()
+		secureLis.Close()
+		return nil, err
+	}
 	cpLog, err := m.controlPlaneLog()
 	if err != nil {
 		lis.Close()
+		secureLis.Close()
 		return nil, err
 	}
 	m.cp, err = controlplane.Start(context.Background(), controlplane.Options{
 		ConfigPaths: []string{dir}, Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: m.node.transform(),
+		SecureXDSListener: secureLis, CADir: filepath.Join(stateDir, caDirName),
 		// Pods come and go in bursts at start; a short debounce still
 		// batches them and keeps `mesh ready` quick.
 		Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond,
 	})
 	if err != nil {
 		lis.Close()
+		secureLis.Close()
 		return nil, err
 	}
 	if err := m.node.start(m.cp.Store.Snapshot()); err != nil {
