@@ -378,6 +378,9 @@ func (s *strMatcher) matches(v string) bool {
 	case sSuffix:
 		return len(v) >= len(s.value) && hasPrefix(v[len(v)-len(s.value):], s.value, s.fold)
 	case sContains:
+		if !s.fold {
+			return strings.Contains(v, s.value)
+		}
 		for i := 0; i+len(s.value) <= len(v); i++ {
 			if hasPrefix(v[i:], s.value, s.fold) {
 				return true
