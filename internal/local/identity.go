@@ -114,7 +114,8 @@ func writePrivate(path string, data []byte) error {
 		return fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(stateFileMode); err == nil {
+	err = tmp.Chmod(stateFileMode)
+	if err == nil {
 		_, err = tmp.Write(data)
 	}
 	if cerr := tmp.Close(); err == nil {
