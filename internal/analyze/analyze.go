@@ -75,6 +75,7 @@ var analyzers = []func(*world) []Message{
 	sidecars,
 	policySelectors,
 	authorizationPolicies,
+	authorizationEdgeCases,
 	peerAuthenticationConflicts,
 	trafficSplits,
 	gatewayRoutes,

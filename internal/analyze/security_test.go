@@ -120,6 +120,7 @@ spec:
 		`Error [IST0101] (AuthorizationPolicy shop/payment p.yaml#4) spec.rules[0].from[0].source.notNamespaces[0]: Referenced namespace not found: "legacy"`,
 		`Warning [TRL0002] (AuthorizationPolicy shop/payment p.yaml#4) spec.rules[0].from[1].source.notPrincipals[0]: principal "cluster.local/ns/shop/sa/admin" names service account shop/admin, which no ServiceAccount defines and no workload runs as: no caller can have this identity`,
 		`Warning [TRL0002] (AuthorizationPolicy shop/payment p.yaml#4) spec.rules[0].from[1].source.principals[5]: principal "example.org/ns/frontend/sa/mobile" names service account frontend/mobile, which no ServiceAccount defines and no workload runs as: no caller can have this identity`,
+		`Warning [TRL0010] (AuthorizationPolicy shop/payment p.yaml#4) spec.rules[0].from[0].source.namespaces: this matches on the caller's mTLS identity, but workloads the policy applies to accept plaintext (shop/payment: PERMISSIVE), whose callers have no identity: an ALLOW on principals or namespaces refuses them, notPrincipals/notNamespaces admit them from any namespace, and a DENY on principals or namespaces does not stop them. Set a STRICT PeerAuthentication for these workloads`,
 	)
 }
 
