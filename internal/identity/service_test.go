@@ -245,3 +245,35 @@ func TestPeerCertificateExpiredOnLongConnection(t *testing.T) {
 		t.Fatalf("root removed: %v", err)
 	}
 }
+
+// The secure port verifies client certificates against the roots of the
+// moment: after a rotation, certificates from the new root and the old
+// one are both accepted without restarting the server.
+func TestRenewAcrossRootRotation(t *testing.T) {
+	leak.Check(t)
+	ca := newCA(t, CAOptions{})
+	addr := serve(t, ca)
+	old := issueTLS(t, ca, checkout)
+	if err := ca.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := issueTLS(t, ca, payment)
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		want ID
+	}{{"old root", old, checkout}, {"new root", fresh, payment}} {
+		_, csr := csrFor(t)
+		resp, err := client(t, addr, ca.Roots(), tc.cert).CreateCertificate(context.Background(), &securityv1alpha1.IstioCertificateRequest{Csr: csrPEM(csr)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		chain := parseChain(t, resp.GetCertChain())
+		if id, _ := FromCertificate(chain[0]); id != tc.want {
+			t.Fatalf("%s: renewed as %s", tc.name, id)
+		}
+		if !chain[len(chain)-1].Equal(ca.Root()) {
+			t.Fatalf("%s: renewal not chained to the new root", tc.name)
+		}
+	}
+}
