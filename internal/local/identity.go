@@ -42,6 +42,9 @@ func (p *pod) identityDir() string {
 // first certificate it does not connect to xDS, so the pod waits.
 func (p *pod) sidecarIdentity() []string {
 	cp := p.s.cp
+	if cp == nil {
+		return nil // a pod planned without a control plane (unit tests)
+	}
 	addr := cp.SecureAddr()
 	if addr == nil {
 		return nil
