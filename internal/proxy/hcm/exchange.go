@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
@@ -21,6 +22,10 @@ type exchange struct {
 	// guard's framing, header case); both nil if unknown.
 	c  *Conn
 	hc *headerConn
+
+	// authenticate's: the request's verified JWTs (nil: none), for
+	// authorization's request principals and claims.
+	jwt *jwtauthn.Result
 
 	// resolveRoute's
 	table *router.Table

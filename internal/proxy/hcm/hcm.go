@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/authz"
+	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
@@ -52,6 +53,10 @@ type Conn struct {
 	// request so a policy change applies to open connections; nil (or a
 	// nil engine) allows every request.
 	Authz func() *authz.Engine
+	// JWT is the request authentication (jwt_authn) of this connection's
+	// chain, read per request like Authz; nil (or a nil filter) verifies
+	// nothing.
+	JWT func() *jwtauthn.Filter
 	// Done, if set, is called once when the server is finished with the
 	// connection (tunnel streams end then).
 	Done func()

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/authz"
 	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
@@ -48,6 +50,11 @@ type routing struct {
 	// passthrough is the forward proxy's table for ports no service
 	// uses: every host to PassthroughCluster, or 502 under REGISTRY_ONLY.
 	passthrough *router.Table
+
+	// jwks and log are what inbound chains' jwt_authn filters are
+	// compiled with (jwt.go).
+	jwks *jwtauthn.Cache
+	log  *slog.Logger
 }
 
 // chain is one inbound filter chain, compiled.
@@ -56,6 +63,7 @@ type chain struct {
 	routes *router.Table         // HTTP
 	tcp    *xdsresource.TCPProxy // TCP
 	authz  *authz.Engine         // its RBAC filters (authz.go); nil allows all
+	jwt    *jwtauthn.Filter      // its jwt_authn filter (jwt.go); nil verifies nothing
 }
 
 // clusterSet is the cluster side: upstream state by name, plus the last
@@ -236,6 +244,8 @@ func (p *Proxy) rebuildRouting(listeners map[string]*xdsresource.Listener, route
 		tcpByHost:    map[string]*xdsresource.Listener{},
 		tcpByPort:    map[uint32]*xdsresource.Listener{},
 		inbound:      map[uint32]*chain{},
+		jwks:         p.jwks,
+		log:          p.log,
 	}
 	for name, l := range listeners {
 		if err := r.addListener(l); err != nil {
@@ -270,6 +280,7 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 			if err := c.compileAuthz(fc); err != nil {
 				return fmt.Errorf("filter_chains[%d]: %w", i, err)
 			}
+			c.jwt = r.compileJWT(fc)
 			switch {
 			case fc.HTTP != nil && fc.HTTP.RouteConfig != nil:
 				t, err := router.Compile(fc.HTTP.RouteConfig)

@@ -177,7 +177,7 @@ func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, rout
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash})
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash})
 		return
 	}
 	if s == p.inbound && !p.authorizeInboundConn(sc, dst, peer) {

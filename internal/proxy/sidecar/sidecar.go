@@ -20,6 +20,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/dnsproxy"
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
+	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/listener"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/tunnel"
@@ -136,6 +137,9 @@ type Proxy struct {
 	listening          atomic.Bool
 	tcp                tcpStats
 	dns                *dnsproxy.Server // nil without DNS capture
+	// jwks holds the remote JWKS of RequestAuthentications across config
+	// updates, fetched in the background (jwt.go).
+	jwks *jwtauthn.Cache
 
 	bg sync.WaitGroup // retiring clusters, TCP copies
 
@@ -161,6 +165,7 @@ func New(opts Options) *Proxy {
 		opts: opts,
 		log:  log,
 		quit: make(chan struct{}),
+		jwks: jwtauthn.NewCache(jwtauthn.CacheOptions{Log: log}),
 	}
 	p.routing.Store(&routing{routes: map[string]*router.Table{}, passthrough: passthroughTable(false)})
 	p.clusters.Store(&clusterSet{byName: map[string]*upstream.Cluster{}, endpoints: map[string]*xdsresource.ClusterLoadAssignment{}})
@@ -287,6 +292,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		c.Close()
 	}
 	p.inboundPassthrough.Close()
+	p.jwks.Close()
 	if p.tunnelDialer != nil {
 		p.tunnelDialer.Close()
 	}
