@@ -13,10 +13,11 @@ import (
 	"github.com/trellismesh/trellis/internal/testing/uptest"
 )
 
-// The shell `trellis up` runs in holds a token; no container of the mesh
-// gets it (read from each process's /proc/PID/environ), and neither
-// mesh.json, `trellis status -o json` nor `trellis exec ... env` shows it
-// or any other undeclared value. A state dir left world-readable is made
+// The shell `trellis up` runs in holds a token and a proxy setting; no
+// container of the mesh gets them (read from each process's
+// /proc/PID/environ: only the explicit-mode app's HTTP_PROXY, the
+// sidecar's), and neither mesh.json, `trellis status -o json` nor
+// `trellis exec ... env` shows the token or any other undeclared value. A state dir left world-readable is made
 // private: 0700 folders, 0600 files.
 func TestUpKeepsShellSecretsOut(t *testing.T) {
 	if testing.Short() {
@@ -25,6 +26,7 @@ func TestUpKeepsShellSecretsOut(t *testing.T) {
 	const secret = "ghp_e2eShellSecret0123456789"
 	t.Setenv("GITHUB_TOKEN", secret)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", secret+"-aws")
+	t.Setenv("HTTP_PROXY", "http://corp-proxy.example:3128")
 	inEachMode(t, func(t *testing.T, flags []string) {
 		// Short: Unix socket paths are limited, and t.TempDir's are long.
 		sd, err := os.MkdirTemp("", "tup-")
@@ -51,6 +53,21 @@ func TestUpKeepsShellSecretsOut(t *testing.T) {
 				}
 				if !strings.Contains(all, "\nHOME=") && !strings.HasPrefix(all, "HOME=") {
 					t.Errorf("%s/%s has no HOME:\n%s", p.Name, c.Name, all)
+				}
+				// The proxy settings are the mesh's: the sidecar's address for a
+				// meshed app in explicit mode, none otherwise (never the shell's).
+				proxy := ""
+				for _, kv := range env {
+					if v, ok := strings.CutPrefix(kv, "HTTP_PROXY="); ok {
+						proxy = v
+					}
+				}
+				want := ""
+				if len(flags) == 0 && p.Sidecar != nil && !c.Sidecar {
+					want = "http://" + p.IP + ":15001"
+				}
+				if proxy != want {
+					t.Errorf("%s/%s has HTTP_PROXY %q, want %q", p.Name, c.Name, proxy, want)
 				}
 			}
 		}
