@@ -43,7 +43,6 @@ const (
 	warmupNote    = "slow start is not in force yet: new endpoints get their full share at once"
 	keepaliveNote = "TCP keepalive settings are not in force yet: the kernel's defaults apply"
 	authzNote     = "authorization is NOT ENFORCED yet: every caller reaches the selected workloads, whatever this policy says"
-	reqAuthnNote  = "request authentication is NOT ENFORCED yet: JWTs are neither checked nor required"
 	strictNote    = "STRICT mTLS is NOT ENFORCED yet: traffic between sidecars is plaintext and plaintext callers are accepted"
 	gammaParent   = "only parentRefs of kind Service (GAMMA: mesh routing by the sidecars) are in force; Trellis runs no Gateway API gateways, so a Gateway parent routes nothing"
 	platformNote  = "applied by Kubernetes to the pod, not by the mesh; `trellis up` runs the container's command as a local process (docs/local.md)"
@@ -86,7 +85,7 @@ var table = func() rows {
 	r.whole(IstioGateway, "", NotInForce, "Trellis runs no Istio ingress or egress gateways yet: this Gateway serves nothing, and routes bound to it apply nowhere")
 	peerAuthentication(&r)
 	r.security(AuthorizationPolicy, "", "", true, authzNote)
-	r.security(RequestAuthentication, "", "", true, reqAuthnNote)
+	requestAuthentication(&r)
 	r.whole(Telemetry, "", NotInForce, "Telemetry is not in force yet: metrics, tracing and access logging keep their defaults")
 	trafficSplit(&r)
 	gatewayRoute(&r, HTTPRoute)
@@ -225,6 +224,28 @@ func sidecar(r *rows) {
 	r.whole(k, "spec.inboundConnectionPool", NotInForce, "inbound connection limits are not in force yet")
 	r.add(k, "spec.outboundTrafficPolicy.mode", InForce, "overrides MeshConfig's mode for the workloads the Sidecar selects")
 	r.whole(k, "spec.outboundTrafficPolicy.egressProxy", NotInForce, "an egress proxy is not in force yet: traffic to hosts outside the registry follows the mode")
+}
+
+// requestAuthentication lists what the sidecars enforce of a
+// RequestAuthentication: compiled as istiod compiles it into Envoy's
+// jwt_authn filter (translate's jwt.go) and verified by the proxy's
+// jwtauthn package on the inbound side, before authorization. A token
+// that fails is refused with 401; a request without one passes
+// unauthenticated, for AuthorizationPolicy to judge.
+func requestAuthentication(r *rows) {
+	k := RequestAuthentication
+	r.in(k, "spec", "selector.matchLabels{}")
+	for _, p := range []string{"spec.targetRef", "spec.targetRefs"} {
+		r.security(k, p, "", true, "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do")
+	}
+	j := "spec.jwtRules[]"
+	r.in(k, j, "issuer", "audiences[]", "jwks", "fromHeaders[].name", "fromHeaders[].prefix", "fromParams[]",
+		"outputPayloadToHeader", "forwardOriginalToken", "outputClaimToHeaders[].header", "outputClaimToHeaders[].claim", "timeout")
+	r.add(k, j+".jwksUri", InForce, "fetched by the sidecar itself (Istio's PILOT_JWT_ENABLE_REMOTE_JWKS=envoy), cached 5 minutes and refreshed in the background; until the first fetch succeeds the issuer's tokens are refused (401 \"Jwks remote fetch is failed\"), never held. A rule with neither jwks nor jwksUri refuses its issuer's tokens: OpenID discovery is not supported")
+	r.add(k, j+".fromCookies[]", InForce, "as in Envoy, a token read from a cookie stays in the request")
+	r.add(k, j+".presence", InForce, "REQUIRED: a request without the rule's token is refused with 401")
+	r.add(k, j+".spaceDelimitedClaims[]", InForce, "with Istio's scope and permission, split into words for AuthorizationPolicy's request.auth.claims")
+	kubeStatus(r, k)
 }
 
 func peerAuthentication(r *rows) {
