@@ -138,6 +138,7 @@ func (t *translation) cluster(name string, svc *registry.Service, port registry.
 	}
 	t.applyLoadBalancer(c, policy.GetLoadBalancer())
 	t.applyConnectionPool(c, svc, port, policy.GetConnectionPool())
+	t.applyTLS(c, svc, port, policy.GetTls())
 	return c
 }
 

@@ -151,7 +151,7 @@ func (p *Proxy) installClusters(u xdsclient.Update[*xdsresource.Cluster]) error 
 			next.byName[name] = cur
 			continue
 		}
-		c := upstream.New(xc, newBalancer(xc), p.upstreamOptions(strings.HasPrefix(name, "inbound|")))
+		c := upstream.New(xc, newBalancer(xc), p.upstreamOptions(strings.HasPrefix(name, "inbound|"), xc))
 		if xc.Type == xdsresource.ClusterEDS {
 			if cla := old.endpoints[name]; cla != nil {
 				c.Update(cla)

@@ -2,11 +2,16 @@ package sidecar_test
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,5 +237,179 @@ func TestXFCCForgedIsStripped(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(string(b)), "x-seen-xfcc") {
 		t.Errorf("through a plaintext tunnel the app saw XFCC: %q", b)
+	}
+}
+
+// DestinationRule tls DISABLE: plaintext even to an endpoint with a
+// sidecar, dialled directly (the app sees the client pod, not its own
+// sidecar, and no tunnel handshake happens). ISTIO_MUTUAL: mutual TLS
+// even to an endpoint the registry does not know to have a sidecar, so a
+// plain workload there cannot be reached (Istio's semantics: the client
+// insists on mTLS).
+func TestDestinationRuleDisableAndIstioMutual(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.148"
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, paymentConfig(base, `---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy}
+spec:
+  selector: {app: legacy}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: legacy}
+spec: {address: `+base+`.3, serviceAccount: legacy, labels: {app: legacy}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payment}
+spec:
+  host: payment
+  trafficPolicy:
+    tls: {mode: DISABLE}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy}
+spec:
+  host: legacy
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
+`))
+	m.Backend(base+".2:9080", "payment", nil)
+	m.Backend(base+".3:9080", "legacy", nil)
+	server := m.Sidecar("payment", base+".2", map[string]string{"app": "payment"}, withIdentity(t, ca, certtest.SPIFFE("default", "payment"), certtest.LeafOptions{}))
+	client := m.Sidecar("sleep", base+".1", nil, withIdentity(t, ca, certtest.SPIFFE("default", "sleep"), certtest.LeafOptions{}))
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+
+	code, flags, body, h := get(c, "http://payment:9080/", nil)
+	if code != 200 || body != "payment" {
+		t.Fatalf("DISABLE: %d %s %q", code, flags, body)
+	}
+	if host, _, _ := net.SplitHostPort(h.Get("X-Seen-Remote")); host != base+".1" {
+		t.Errorf("DISABLE: the app saw a connection from %s, want the client pod %s.1 dialling it directly", host, base)
+	}
+	if n := statInt(t, server, "listener.tunnel.ssl.handshake") + statInt(t, client, "tunnel.upstream.ssl.handshake"); n != 0 {
+		t.Errorf("DISABLE: %d TLS handshakes, want none", n)
+	}
+
+	code, flags, body, _ = get(c, "http://legacy:9080/", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(flags, "UF") {
+		t.Errorf("ISTIO_MUTUAL to a workload without a sidecar: %d %s %q, want 503 UF", code, flags, body)
+	}
+}
+
+// writePEM writes a certificate chain (and key) as PEM files.
+func writePEM(t *testing.T, dir, name string, c *tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	var b []byte
+	for _, der := range c.Certificate {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	certFile = filepath.Join(dir, name+".pem")
+	if err := os.WriteFile(certFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.PrivateKey != nil {
+		k, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile = filepath.Join(dir, name+"-key.pem")
+		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
+}
+
+// tlsBackend serves name over TLS with cert at addr, asking for a client
+// certificate from clientCAs when that is set.
+func tlsBackend(t *testing.T, addr, name string, cert *tls.Certificate, clientCAs *x509.CertPool) {
+	t.Helper()
+	srv := meshtest.Backend(t, "127.0.0.1:0", name, func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			w.Header().Set("X-Seen-Client-Cert", r.TLS.PeerCertificates[0].Subject.CommonName+strings.Join(r.TLS.PeerCertificates[0].DNSNames, ","))
+		}
+		io.WriteString(w, name)
+	})
+	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
+	if clientCAs != nil {
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, clientCAs
+	}
+	ln, err := tls.Listen("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close(); ln.Close() })
+}
+
+// TLS origination for services outside the mesh: SIMPLE verifies the
+// server against caCertificates and the SNI (or subjectAltNames), and a
+// server whose certificate does not match is refused; MUTUAL also
+// presents the client certificate the files name.
+func TestDestinationRuleSimpleAndMutual(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.149"
+	ca := certtest.NewCA(t)
+	dir := t.TempDir()
+	caFile, _ := writePEM(t, dir, "ca", &tls.Certificate{Certificate: [][]byte{ca.Cert.Raw}})
+	clientFile, clientKey := writePEM(t, dir, "client", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"sleep.client"}}))
+	tlsBackend(t, base+".5:8443", "secure", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"secure.example"}}), nil)
+	tlsBackend(t, base+".6:8443", "impostor", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"impostor.example"}}), nil)
+	tlsBackend(t, base+".7:8443", "mutual", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"mutual.example"}}), ca.Pool())
+	entry := func(host, ip, dr string) string {
+		return fmt.Sprintf(`---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s}
+spec:
+  hosts: [%[1]s]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 8443, name: http, protocol: HTTP}]
+  endpoints: [{address: %[2]s}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: %[1]s}
+spec:
+  host: %[1]s
+  trafficPolicy:
+    tls: %[3]s
+`, host, ip, dr)
+	}
+	cfg := entry("secure.example", base+".5", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: secure.example}`) +
+		entry("impostor.example", base+".6", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: impostor.example, subjectAltNames: [secure.example]}`) +
+		entry("mutual.example", base+".7", `{mode: MUTUAL, caCertificates: `+caFile+`, clientCertificate: `+clientFile+`, privateKey: `+clientKey+`, sni: mutual.example}`) +
+		entry("nocert.example", base+".7", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: mutual.example}`)
+	m := meshtest.New(t, cfg)
+	client := m.Sidecar("sleep", base+".1", nil)
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+
+	if code, flags, body, _ := get(c, "http://secure.example:8443/", nil); code != 200 || body != "secure" {
+		t.Errorf("SIMPLE: %d %s %q, want the TLS backend's 200", code, flags, body)
+	}
+	if code, flags, body, _ := get(c, "http://impostor.example:8443/", nil); code != http.StatusServiceUnavailable {
+		t.Errorf("SIMPLE to a server without the subject alt name: %d %s %q, want 503", code, flags, body)
+	}
+	code, flags, body, h := get(c, "http://mutual.example:8443/", nil)
+	if code != 200 || body != "mutual" || h.Get("X-Seen-Client-Cert") != "sleep.client" {
+		t.Errorf("MUTUAL: %d %s %q (client cert %q), want 200 from mutual with sleep.client's certificate", code, flags, body, h.Get("X-Seen-Client-Cert"))
+	}
+	if code, flags, body, _ := get(c, "http://nocert.example:8443/", nil); code == 200 {
+		t.Errorf("SIMPLE to a server that requires a client certificate: %d %s %q, want a failure", code, flags, body)
+	}
+	if n := statInt(t, client, "upstream.origination.ssl.handshake"); n < 2 {
+		t.Errorf("origination handshakes %d, want at least 2", n)
 	}
 }

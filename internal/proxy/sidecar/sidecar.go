@@ -133,10 +133,12 @@ type Proxy struct {
 	tunnelServer       *tunnel.Server
 	tunnelDialer       *tunnel.Dialer
 	own                atomic.Pointer[ownID] // see localID
-	lns                []*listener.Listener
-	listening          atomic.Bool
-	tcp                tcpStats
-	dns                *dnsproxy.Server // nil without DNS capture
+	// TLS origination (DestinationRule SIMPLE, MUTUAL) handshakes.
+	originationHandshakes, originationFailures atomic.Uint64
+	lns                                        []*listener.Listener
+	listening                                  atomic.Bool
+	tcp                                        tcpStats
+	dns                                        *dnsproxy.Server // nil without DNS capture
 	// jwks holds the remote JWKS of RequestAuthentications across config
 	// updates, fetched in the background (jwt.go).
 	jwks *jwtauthn.Cache
@@ -173,38 +175,21 @@ func New(opts Options) *Proxy {
 		p.tunnelDialer = &tunnel.Dialer{Source: opts.PodIP}
 	}
 	ipc := &xdsresource.Cluster{Name: "InboundPassthroughCluster", Type: xdsresource.ClusterOriginalDst, LBPolicy: xdsresource.LBClusterProvided}
-	p.inboundPassthrough = upstream.New(ipc, balance.New(ipc), p.upstreamOptions(true))
+	p.inboundPassthrough = upstream.New(ipc, balance.New(ipc), p.upstreamOptions(true, ipc))
 	return p
 }
 
 // upstreamOptions are the options of a cluster's upstream; inbound ones
-// reach the local app.
-func (p *Proxy) upstreamOptions(inbound bool) upstream.Options {
+// reach the local app. xc is the cluster (nil for the inbound
+// passthrough), whose TLS settings decide how each host is dialled (see
+// clusterDialer).
+func (p *Proxy) upstreamOptions(inbound bool, xc *xdsresource.Cluster) upstream.Options {
 	o := upstream.Options{}
 	if ip := p.appSource(inbound); ip.IsValid() {
 		o.LocalIP = net.IP(ip.AsSlice())
 	}
-	// Hosts with a sidecar are reached through their tunnel port: always
-	// in explicit mode (nothing else reaches a pod there), and in
-	// transparent mode once the proxy has an identity, so the traffic is
-	// mTLS and the peer learns who calls.
-	if !inbound && (p.opts.Mode == Explicit || p.opts.Identity != nil) {
-		local := o.LocalIP
-		o.Dial = func(ctx context.Context, h *balance.Host) (net.Conn, error) {
-			if h.TLSMode == "istio" {
-				if a, err := netip.ParseAddr(h.Address); err == nil {
-					// One HTTP/1.1 CONNECT tunnel per pooled upstream
-					// connection: raw bytes after the handshake (see
-					// tunnel/h1.go for why not HTTP/2 here).
-					return p.dialMesh(ctx, h, a, nil)
-				}
-			}
-			d := net.Dialer{}
-			if local != nil {
-				d.LocalAddr = &net.TCPAddr{IP: local}
-			}
-			return d.DialContext(ctx, "tcp", h.Addr())
-		}
+	if !inbound {
+		o.Dial = p.clusterDialer(xc, o.LocalIP)
 	}
 	return o
 }

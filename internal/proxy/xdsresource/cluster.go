@@ -134,9 +134,17 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 			}
 			m.fail(err, "metadata")
 		case 24:
-			m.fail(errNotSupported, "transport_socket")
+			if sb, ok := m.bytes(); ok {
+				var err error
+				c.TLS, err = decodeUpstreamSocket(sb)
+				m.fail(err, "transport_socket")
+			}
 		case 43:
-			m.fail(errNotSupported, "transport_socket_matches")
+			if sb, ok := m.bytes(); ok {
+				tm, err := decodeSocketMatch(sb)
+				m.failIndex(err, "transport_socket_matches", len(c.TLSMatches))
+				c.TLSMatches = append(c.TLSMatches, tm)
+			}
 		case 59:
 			m.fail(errNotSupported, "transport_socket_matcher")
 		case 48:

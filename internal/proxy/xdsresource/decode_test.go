@@ -595,7 +595,7 @@ func TestErrors(t *testing.T) {
 		{"server name *", xdsresource.ListenerType, listener(&listenerv3.FilterChain{FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{"a", "*"}},
 			Filters: []*listenerv3.Filter{tcpFilter(t, "c")}}), `filter_chains[0].filter_chain_match.server_names[1]: "*" is not a server name`},
 		{"tls chain", xdsresource.ListenerType, listener(&listenerv3.FilterChain{TransportSocket: &corev3.TransportSocket{Name: "tls"},
-			Filters: []*listenerv3.Filter{tcpFilter(t, "c")}}), `filter_chains[0].transport_socket: not supported`},
+			Filters: []*listenerv3.Filter{tcpFilter(t, "c")}}), `filter_chains[0].transport_socket.name: transport socket "tls": not supported`},
 		{"no filters", xdsresource.ListenerType, listener(&listenerv3.FilterChain{}), `filter_chains[0].filters: needs an http_connection_manager or tcp_proxy filter`},
 		{"filter without config", xdsresource.ListenerType, listener(&listenerv3.FilterChain{Filters: []*listenerv3.Filter{{Name: "x"}}}),
 			`filter_chains[0].filters[0].typed_config: filter "x" has no typed_config`},
@@ -633,7 +633,7 @@ func TestErrors(t *testing.T) {
 			`lb_policy: ORIGINAL_DST clusters need CLUSTER_PROVIDED`},
 		{"cluster provided for eds", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 			LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED}, `lb_policy: CLUSTER_PROVIDED is only for ORIGINAL_DST`},
-		{"upstream tls", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls"}}, `transport_socket: not supported`},
+		{"upstream tls", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", TransportSocket: &corev3.TransportSocket{Name: "tls"}}, `transport_socket.name: transport socket "tls": not supported`},
 		{"subsets", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", LbSubsetConfig: &clusterv3.Cluster_LbSubsetConfig{}}, `lb_subset_config: not supported`},
 		{"negative connect timeout", xdsresource.ClusterType, &clusterv3.Cluster{Name: "c", ConnectTimeout: &durationpb.Duration{Nanos: -1}}, `connect_timeout: must not be negative`},
 		{"http3", xdsresource.ClusterType, protoOpts(&upstreamhttp.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{

@@ -76,6 +76,9 @@ func DecodeListener(b []byte) (*Listener, error) {
 	if !hasAddress {
 		return nil, within(errRequired, "address")
 	}
+	if err := checkChainTLS(l); err != nil {
+		return nil, err
+	}
 	if err := distinctMatches(l.FilterChains); err != nil {
 		return nil, err
 	}
@@ -106,7 +109,7 @@ func distinctMatches(chains []FilterChain) error {
 		port := strconv.FormatUint(uint64(fc.DestinationPort), 10)
 		for _, p := range prefixes {
 			for _, n := range names {
-				key := port + "|" + p + "|" + n
+				key := port + "|" + p + "|" + n + "|" + fc.TransportProtocol
 				if j, ok := seen[key]; ok && j != i {
 					return withinIndex(errorf("matches the same connections as filter_chains[%d] (destination port %s, prefix %q, server name %q)", j, port, p, n), "filter_chains", i)
 				}
@@ -249,9 +252,11 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 		case 4:
 			m.fail(errNotSupported, "use_proxy_proto")
 		case 6:
-			// Serving plaintext where TLS was asked for would be worse
-			// than refusing the chain.
-			m.fail(errNotSupported, "transport_socket")
+			if sb, ok := m.bytes(); ok {
+				var err error
+				fc.TLS, err = decodeDownstreamSocket(sb)
+				m.fail(err, "transport_socket")
+			}
 		case 7:
 			fc.Name = m.str("name")
 		}
@@ -291,7 +296,10 @@ func decodeFilterChainMatch(b []byte, fc *FilterChain) error {
 		case 7:
 			m.fail(errNotSupported, "source_ports")
 		case 9:
-			m.fail(errNotSupported, "transport_protocol")
+			fc.TransportProtocol = m.str("transport_protocol")
+			if p := fc.TransportProtocol; p != "tls" && p != "raw_buffer" {
+				m.fail(errorf("%q: want tls or raw_buffer", p), "transport_protocol")
+			}
 		case 10:
 			m.fail(errNotSupported, "application_protocols")
 		case 11:

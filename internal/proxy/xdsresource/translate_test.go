@@ -412,6 +412,7 @@ func wantCluster(t *testing.T, c *clusterv3.Cluster) *xdsresource.Cluster {
 	if c.LoadAssignment != nil && c.GetType() != clusterv3.Cluster_EDS {
 		out.LoadAssignment = wantCLA(c.LoadAssignment)
 	}
+	out.TLS, out.TLSMatches = wantClusterTLS(t, c)
 	return out
 }
 

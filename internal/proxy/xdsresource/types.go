@@ -55,6 +55,14 @@ type FilterChain struct {
 	// server_names), lower case: exact names, or "*.example.com" for any
 	// name under example.com. Empty matches any connection, TLS or not.
 	ServerNames []string
+	// TransportProtocol selects the chain by what the connection speaks
+	// (filter_chain_match.transport_protocol): "tls", "raw_buffer" for
+	// plaintext, "" for either. Only on virtualInbound, where Istio's
+	// PeerAuthentication splits each port this way.
+	TransportProtocol string
+	// TLS terminates mesh mTLS on the chain (transport_socket, see
+	// tls.go); nil serves the bytes as they come.
+	TLS *DownstreamTLS
 	// Exactly one of HTTP and TCP is set.
 	HTTP *HTTPConnectionManager
 	TCP  *TCPProxy
@@ -321,6 +329,11 @@ type Cluster struct {
 	PeakEWMA bool
 	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
 	LoadAssignment *ClusterLoadAssignment
+	// TLS is the cluster's transport socket (nil: plaintext) and
+	// TLSMatches its transport_socket_matches, which come first: see
+	// TLSFor and tls.go.
+	TLS        *UpstreamTLS
+	TLSMatches []TLSMatch
 }
 
 // CircuitBreakers are a cluster's limits; 0 means Envoy's default.
