@@ -44,6 +44,7 @@ type provider struct {
 	localStatus Status // why local is nil
 	remote      *Remote
 
+	sigs           sigCache
 	spaceDelimited map[string]bool
 	// sanitize are the headers the provider writes, removed from every
 	// request it may verify so a client cannot forge them.
@@ -499,12 +500,15 @@ func (v *verification) authenticate(fd found, p *provider, auds []string) Status
 	case keys == nil:
 		return JwksFetchFail
 	}
-	st = verifySignature(t, keys)
-	if st == JwksKidAlgMismatch && p.remote != nil {
-		p.remote.Refresh()
-	}
-	if st != Ok {
-		return st
+	if !p.sigs.verified(keys, fd.tok) {
+		st = verifySignature(t, keys)
+		if st == JwksKidAlgMismatch && p.remote != nil {
+			p.remote.Refresh()
+		}
+		if st != Ok {
+			return st
+		}
+		p.sigs.add(keys, fd.tok)
 	}
 	v.accept(fd, t, p)
 	return Ok
