@@ -99,6 +99,8 @@ func Local(w *World, p *Proxy, log *slog.Logger) *Resources {
 			t.res.Listeners = append(t.res.Listeners, l)
 		}
 		t.inbound()
+	} else {
+		t.grpcInbound() // xDS-enabled grpc-go servers (grpctls.go)
 	}
 	t.res.sort()
 	return &t.res
@@ -139,7 +141,7 @@ func (t *translation) grpc() {
 			}
 			rc := &routev3.RouteConfiguration{Name: routeName, VirtualHosts: []*routev3.VirtualHost{t.virtualHost(svc, port.Port, append(domains, "*"))}}
 			t.res.Routes = append(t.res.Routes, rc)
-			t.addClusters(svc, port)
+			t.addGRPCClusters(svc, port) // with their transport security (grpctls.go)
 		}
 	}
 }
