@@ -7,9 +7,12 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 	"github.com/trellismesh/trellis/internal/translate"
@@ -112,4 +115,92 @@ func wantUpstreamTLS(t *testing.T, ts *corev3.TransportSocket) *xdsresource.Upst
 		out.SANs = append(out.SANs, m.GetMatcher().GetExact())
 	}
 	return out
+}
+
+func upstreamSocket(t *testing.T, u *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, u)}}
+}
+
+// Security settings the proxy would not apply are refused (NACK), with
+// the path of the field, never ignored.
+func TestTLSRefusals(t *testing.T) {
+	sds := func(name string) []*tlsv3.SdsSecretConfig { return []*tlsv3.SdsSecretConfig{{Name: name}} }
+	combined := func(root string, sans ...*tlsv3.SubjectAltNameMatcher) *tlsv3.CommonTlsContext_CombinedValidationContext {
+		return &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sans},
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: root}}}
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  *tlsv3.UpstreamTlsContext
+		want string
+	}{
+		{"inline key", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "PEM"}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "KEY"}}}}}},
+			"transport_socket.typed_config.common_tls_context.tls_certificates[0].certificate_chain.specifier: inline certificates"},
+		{"another SDS secret", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: sds("kubernetes://creds"), ValidationContextType: combined("ROOTCA")}},
+			`tls_certificate_sds_secret_configs[0].name: SDS secret "kubernetes://creds"`},
+		{"workload certificate without the mesh roots", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: sds("default")}},
+			"needs the mesh roots"},
+		{"regex SAN", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: sds("default"), ValidationContextType: combined("ROOTCA",
+			&tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://"}}})}},
+			"match_typed_subject_alt_names[0].matcher.match_pattern: only exact"},
+		{"CRL", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			Crl: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/crl"}}}}}},
+			"validation_context.crl: not supported"},
+		{"renegotiation", &tlsv3.UpstreamTlsContext{AllowRenegotiation: true}, "allow_renegotiation: not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := xdsresource.DecodeCluster(marshal(t, &clusterv3.Cluster{Name: "c", TransportSocket: upstreamSocket(t, tc.ctx)}))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+
+	// A listener's TLS: inbound only, on chains that match TLS, with the
+	// workload identity.
+	down := func(common *tlsv3.CommonTlsContext) *corev3.TransportSocket {
+		return &corev3.TransportSocket{Name: "tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+			CommonTlsContext: common, RequireClientCertificate: wrapperspb.Bool(true)})}}
+	}
+	mesh := &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: sds("default"), ValidationContextType: combined("ROOTCA")}
+	chain := func(proto string, ts *corev3.TransportSocket) *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(9080), TransportProtocol: proto},
+			TransportSocket: ts, Filters: []*listenerv3.Filter{tcpFilter(t, "c")}}
+	}
+	for _, tc := range []struct {
+		name string
+		l    *listenerv3.Listener
+		want string
+	}{
+		{"outbound", &listenerv3.Listener{Name: "l", Address: addr("0.0.0.0", 15001), TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			FilterChains: []*listenerv3.FilterChain{chain("tls", down(mesh))}}, "filter_chains[0]: transport_socket and transport_protocol are supported on inbound listeners only"},
+		{"TLS on a chain for any protocol", &listenerv3.Listener{Name: "virtualInbound", Address: addr("0.0.0.0", 15006), TrafficDirection: corev3.TrafficDirection_INBOUND,
+			FilterChains: []*listenerv3.FilterChain{chain("", down(mesh))}}, "must match transport_protocol tls"},
+		{"another protocol", &listenerv3.Listener{Name: "virtualInbound", Address: addr("0.0.0.0", 15006), TrafficDirection: corev3.TrafficDirection_INBOUND,
+			FilterChains: []*listenerv3.FilterChain{chain("quic", nil)}}, `transport_protocol: "quic"`},
+		{"files on a listener", &listenerv3.Listener{Name: "virtualInbound", Address: addr("0.0.0.0", 15006), TrafficDirection: corev3.TrafficDirection_INBOUND,
+			FilterChains: []*listenerv3.FilterChain{chain("tls", down(&tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: sds("file-cert:/a~/b")}))}}, "only the workload identity"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := xdsresource.DecodeListener(marshal(t, tc.l))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	// Istio's PERMISSIVE pair decodes.
+	l, err := xdsresource.DecodeListener(marshal(t, &listenerv3.Listener{Name: "virtualInbound", Address: addr("0.0.0.0", 15006), TrafficDirection: corev3.TrafficDirection_INBOUND,
+		FilterChains: []*listenerv3.FilterChain{chain("tls", down(mesh)), chain("raw_buffer", nil)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc := l.FilterChains[0]; fc.TransportProtocol != "tls" || fc.TLS == nil || !fc.TLS.RequireClientCert {
+		t.Errorf("tls chain decoded as %+v", fc)
+	}
+	if fc := l.FilterChains[1]; fc.TransportProtocol != "raw_buffer" || fc.TLS != nil {
+		t.Errorf("plaintext chain decoded as %+v", fc)
+	}
 }
