@@ -58,7 +58,7 @@ metadata: {name: payment-policy}
 spec:
   selector: {matchLabels: {app: payment}}
   rules:
-  - from: [{source: {principals: [cluster.local/ns/default/sa/checkout]}}]
+  - from: [{source: {requestPrincipals: ["*"]}}]
 `
 
 // A security policy that is not enforced is logged at Error level when the

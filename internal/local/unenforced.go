@@ -1,6 +1,7 @@
 package local
 
 import (
+	"slices"
 	"sort"
 
 	securityv1beta1 "istio.io/api/security/v1beta1"
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/inforce"
 	"github.com/trellismesh/trellis/internal/registry"
 	"github.com/trellismesh/trellis/internal/store"
 )
@@ -30,7 +32,12 @@ func newSecurityPolicies(snap *store.Snapshot) *securityPolicies {
 	for _, o := range snap.Objects {
 		switch o.GroupKind {
 		case config.AuthorizationPolicy, config.RequestAuthentication:
-			sp.scoped = append(sp.scoped, o)
+			// Enforced policies are left out: those listed use a field
+			// the in-force table marks NOT ENFORCED (e.g. an
+			// AuthorizationPolicy's CUSTOM action or requestPrincipals).
+			if slices.ContainsFunc(o.NotInForce, inforce.Finding.Security) {
+				sp.scoped = append(sp.scoped, o)
+			}
 		case config.PeerAuthentication:
 			sp.peer = append(sp.peer, o)
 		}

@@ -12,14 +12,15 @@ import (
 // Which unenforced security policies `trellis status` names next to a
 // pod follows Istio's scoping: root namespace for all, a namespace for its
 // own, selectors and Service targetRefs narrowing, and the most specific
-// PeerAuthentication deciding the mTLS mode.
+// PeerAuthentication deciding the mTLS mode. Policies whose every field is
+// enforced are not named.
 func TestUnenforcedPolicies(t *testing.T) {
 	st := store.New(nil)
 	f := config.ParseFile("p.yaml", []byte(`
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mesh-wide, namespace: istio-system}
-spec: {}
+spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -27,6 +28,14 @@ metadata: {name: payment-policy, namespace: shop}
 spec:
   selector: {matchLabels: {app: payment}}
   action: ALLOW
+  rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+---
+# Enforced: never named.
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: enforced, namespace: shop}
+spec:
+  rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]}]
 ---
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication

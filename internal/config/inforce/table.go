@@ -42,7 +42,6 @@ const (
 	localityNote  = "locality-aware load balancing is not in force yet: endpoints of every locality are used alike"
 	warmupNote    = "slow start is not in force yet: new endpoints get their full share at once"
 	keepaliveNote = "TCP keepalive settings are not in force yet: the kernel's defaults apply"
-	authzNote     = "authorization is NOT ENFORCED yet: every caller reaches the selected workloads, whatever this policy says"
 	strictNote    = "STRICT mTLS is NOT ENFORCED yet: traffic between sidecars is plaintext and plaintext callers are accepted"
 	gammaParent   = "only parentRefs of kind Service (GAMMA: mesh routing by the sidecars) are in force; Trellis runs no Gateway API gateways, so a Gateway parent routes nothing"
 	platformNote  = "applied by Kubernetes to the pod, not by the mesh; `trellis up` runs the container's command as a local process (docs/local.md)"
@@ -84,7 +83,7 @@ var table = func() rows {
 	sidecar(&r)
 	r.whole(IstioGateway, "", NotInForce, "Trellis runs no Istio ingress or egress gateways yet: this Gateway serves nothing, and routes bound to it apply nowhere")
 	peerAuthentication(&r)
-	r.security(AuthorizationPolicy, "", "", true, authzNote)
+	authorizationPolicy(&r)
 	requestAuthentication(&r)
 	r.whole(Telemetry, "", NotInForce, "Telemetry is not in force yet: metrics, tracing and access logging keep their defaults")
 	trafficSplit(&r)
@@ -255,6 +254,73 @@ func peerAuthentication(r *rows) {
 		r.security(k, p, "STRICT", false, strictNote)
 		r.add(k, p, InForce, "PERMISSIVE and DISABLE hold as written (plaintext is accepted); UNSET inherits")
 	}
+}
+
+// Notes of AuthorizationPolicy's rows.
+const (
+	identityNote         = "the caller's SPIFFE ID from its mTLS certificate; traffic that reaches the workload in plaintext (a caller without a sidecar, a port PeerAuthentication leaves PERMISSIVE, or in explicit local mode a process dialling the app port directly) has no identity and compares as empty, as in Istio (TRL0010)"
+	requestPrincipalNote = "request principals and request.auth conditions are NOT ENFORCED yet (no JWT reaches authorization): an ALLOW rule using them allows nothing, a DENY rule on them never matches (notRequestPrincipals matches every request)"
+	customNote           = "CUSTOM (external authorization) is NOT ENFORCED yet: no authorizer is asked, and the requests the policy's rules match are refused"
+	targetRefNote        = "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do"
+)
+
+// authorizationPolicy lists what the sidecars enforce of an
+// AuthorizationPolicy (compiled to Envoy RBAC as Istio does: translate's
+// authz.go, the proxy's authz package): the parts that need what is not
+// built yet (JWT request authentication, an external authorizer, the
+// inbound connection's server name) fail closed as Istio's unusable rules
+// do, and are marked so.
+func authorizationPolicy(r *rows) {
+	k := AuthorizationPolicy
+	r.in(k, "spec", "selector.matchLabels{}")
+	for _, p := range []string{"spec.targetRef", "spec.targetRefs"} {
+		r.security(k, p, "", true, targetRefNote)
+	}
+	r.value(k, "spec.action", "AUDIT", InForce, "requests a rule matches are logged by the sidecar (level INFO, \"authorization audit\") and let through")
+	r.security(k, "spec.action", "CUSTOM", false, customNote)
+	r.add(k, "spec.action", InForce, "ALLOW (the default) and DENY; DENY policies are checked first, as in Istio")
+	r.security(k, "spec.provider", "", true, customNote)
+	src := "spec.rules[].from[].source"
+	for _, f := range []string{"principals[]", "notPrincipals[]", "namespaces[]", "notNamespaces[]", "serviceAccounts[]", "notServiceAccounts[]"} {
+		r.add(k, src+"."+f, InForce, identityNote)
+	}
+	r.in(k, src, "ipBlocks[]", "notIpBlocks[]")
+	r.add(k, src+".remoteIpBlocks[]", InForce, "the original client as the last X-Forwarded-For address names it (Envoy's remote address), else the connection's peer")
+	r.add(k, src+".notRemoteIpBlocks[]", InForce, "the original client as the last X-Forwarded-For address names it (Envoy's remote address), else the connection's peer")
+	for _, f := range []string{"requestPrincipals[]", "notRequestPrincipals[]"} {
+		r.security(k, src+"."+f, "", false, requestPrincipalNote)
+	}
+	for _, f := range []string{"trustDomains[]", "notTrustDomains[]"} {
+		r.security(k, src+"."+f, "", false, "trust domains are not checked yet: an ALLOW rule using them allows nothing, a DENY rule matches as if they were not set")
+	}
+	op := "spec.rules[].to[].operation"
+	r.in(k, op, "hosts[]", "notHosts[]", "methods[]", "notMethods[]")
+	r.add(k, op+".ports[]", InForce, "the workload's (container, target) port; on a TCP port, rules with HTTP fields behave as in Istio (TRL0011)")
+	r.add(k, op+".notPorts[]", InForce, "")
+	pathNote := "exact, prefix*, *suffix and *, against the path without query; a request whose path has dot segments, backslashes or encoded separators is refused (400) where a policy applies, since the sidecar does not normalize paths as Envoy does. Templates ({*}, {**}) are not in force: an ALLOW rule with one allows nothing, a DENY rule matches as if it were not set"
+	r.add(k, op+".paths[]", InForce, pathNote)
+	r.add(k, op+".notPaths[]", InForce, pathNote)
+	w := "spec.rules[].when[]"
+	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "request.auth.*", Status: NotInForce, Security: true, Note: requestPrincipalNote, match: prefixed("request.auth.")})
+	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "connection.sni, source.trustDomain, experimental.envoy.filters.*", Status: NotInForce, Security: true,
+		Note: "not checked yet: an ALLOW rule with this condition allows nothing, a DENY rule matches as if it were not set", match: uncheckedConditionKey})
+	r.add(k, w+".key", InForce, "")
+	r.in(k, w, "values[]", "notValues[]")
+	kubeStatus(r, k)
+}
+
+// prefixed matches a string value starting with p.
+func prefixed(p string) func(any) bool {
+	return func(v any) bool {
+		s, ok := v.(string)
+		return ok && strings.HasPrefix(s, p)
+	}
+}
+
+// uncheckedConditionKey matches the when keys the proxy cannot check yet.
+func uncheckedConditionKey(v any) bool {
+	s, ok := v.(string)
+	return ok && (s == "connection.sni" || s == "source.trustDomain" || strings.HasPrefix(s, "experimental.envoy.filters."))
 }
 
 func trafficSplit(r *rows) {
