@@ -233,7 +233,7 @@ func sidecar(r *rows) {
 // unauthenticated, for AuthorizationPolicy to judge.
 func requestAuthentication(r *rows) {
 	k := RequestAuthentication
-	r.in(k, "spec", "selector.matchLabels{}")
+	r.add(k, "spec.selector.matchLabels{}", InForce, "tokens are verified on the HTTP ports the workload's Services declare; unlike Istio, HTTP to a port no Service declares reaches the app unverified")
 	for _, p := range []string{"spec.targetRef", "spec.targetRefs"} {
 		r.security(k, p, "", true, "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do")
 	}

@@ -26,7 +26,7 @@
 // (xdsresource), so a config using them is NACKed. Like Envoy, a token
 // from a cookie stays in the request.
 //
-// The verified tokens go to authorization as a Result (the requests's
+// The verified tokens go to authorization as a Result (the request's
 // principals "<iss>/<sub>" and claims), what Envoy's RBAC reads from the
 // envoy.filters.http.jwt_authn dynamic metadata.
 package jwtauthn
