@@ -385,6 +385,7 @@ func principalFor(key, v, ns string, forTCP bool) (*rbacv3.Principal, error) {
 		for _, p := range path {
 			segs = append(segs, &matcherv3.MetadataMatcher_PathSegment{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: p}})
 		}
+		//lint:ignore SA1019 Istio writes request authentication matchers as metadata, which the sidecar decodes
 		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: &matcherv3.MetadataMatcher{
 			Filter: "istio_authn", Path: segs,
 			Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: authzString(v, "")}},
@@ -494,7 +495,7 @@ func authzHeaderList(name, v string) *routev3.HeaderMatcher {
 		e = regexp.QuoteMeta(v)
 	}
 	re := fmt.Sprintf("^%s$|^%s,.*|.*,%s,.*|.*,%s$", e, e, e, e)
-	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: re}}}
+	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: authzRegex(re)}}
 }
 
 func bracketed(key, prefix string) (string, error) {

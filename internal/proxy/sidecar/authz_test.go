@@ -152,6 +152,51 @@ spec:
 	if code, _, body, _ := get(cc, "http://payment-service:9080/pay", nil); code != 200 || body != "payment" {
 		t.Errorf("checkout to /pay beside the DENY: %d %q, want 200", code, body)
 	}
+
+	// A gRPC caller gets PERMISSION_DENIED, as Envoy maps the 403.
+	req, _ := http.NewRequest(http.MethodPost, "http://payment-service:9080/admin.Refunds/List", strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := cc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if st := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status"); st != "7" {
+		t.Errorf("gRPC call denied by the DENY: grpc-status %q (HTTP %d), want 7 (PERMISSION_DENIED)", st, resp.StatusCode)
+	}
+
+	// A path whose meaning depends on normalization is refused, not
+	// judged as /pay and served as /admin.
+	before = seen.Load()
+	for _, path := range []string{"/pay/../admin/refunds", "/pay/%2e%2e/admin/refunds", "/./admin/refunds"} {
+		if got := rawGet(t, checkout, "payment-service:9080", path); !strings.HasPrefix(got, "HTTP/1.1 400 ") {
+			t.Errorf("GET %s: %q, want 400", path, firstLine(got))
+		}
+	}
+	if n := seen.Load(); n != before {
+		t.Errorf("the app saw %d requests with unnormalized paths, want none", n-before)
+	}
+}
+
+// rawGet sends GET path (exactly as written) for host through the pod's
+// forward proxy and returns the response as read until it closes.
+func rawGet(t *testing.T, p *meshtest.Pod, host, path string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", p.IP.String()+":15001", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET http://%s%s HTTP/1.1\r\nHost: %[1]s\r\nConnection: close\r\n\r\n", host, path)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\r\n")
+	return line
 }
 
 // A plaintext caller (a sidecar without an identity reaching a workload
