@@ -191,7 +191,7 @@ func TestRequestAuthenticationJWKSURI(t *testing.T) {
 issuer: https://auth.example
 jwksUri: http://%s/jwks.json
 forwardOriginalToken: true`, ln.Addr()))
-	_, sleep, seen := jwtMesh(t, base, policy)
+	m, sleep, seen := jwtMesh(t, base, policy)
 	c := sleep.Client()
 	defer c.CloseIdleConnections()
 	url := "http://payment:9080/pay"
@@ -221,5 +221,27 @@ forwardOriginalToken: true`, ln.Addr()))
 	}
 	if code, _, body, _ := get(c, url, nil); code != 200 || body != "payment" {
 		t.Errorf("no token: %d %q, want 200", code, body)
+	}
+
+	// A config update that keeps the jwksUri keeps its keys: every
+	// request while the update lands passes (no moment without keys),
+	// and nothing is fetched again.
+	fetched := fetches.Load()
+	m.Write("requestauthn.yaml", requestAuthn("payment", fmt.Sprintf(`
+issuer: https://auth.example
+jwksUri: http://%s/jwks.json
+outputPayloadToHeader: x-jwt-payload`, ln.Addr())))
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		code, _, body, h := get(c, url, map[string]string{"Authorization": "Bearer " + tok})
+		if code != 200 {
+			t.Fatalf("while the update lands: %d %q, want 200 throughout", code, body)
+		}
+		if h.Get("X-Seen-Payload") == "" {
+			return "the updated rule (outputPayloadToHeader) has not reached the sidecar"
+		}
+		return ""
+	})
+	if n := fetches.Load() - fetched; n != 0 {
+		t.Errorf("the update fetched the JWKS %d more times, want the cached keys kept", n)
 	}
 }
