@@ -28,7 +28,7 @@ metadata: {name: payment-policy, namespace: shop}
 spec:
   selector: {matchLabels: {app: payment}}
   action: ALLOW
-  rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+  rules: [{from: [{source: {trustDomains: [legacy.example]}}]}]
 ---
 # Enforced: never named.
 apiVersion: security.istio.io/v1

@@ -375,11 +375,11 @@ func principalFor(key, v, ns string, forTCP bool) (*rbacv3.Principal, error) {
 		}
 		path := []string{key}
 		if strings.HasPrefix(key, "request.auth.claims") {
-			claim, err := bracketed(key, "request.auth.claims")
+			claims, err := nestedBrackets(strings.TrimPrefix(key, "request.auth.claims"))
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%q: %w", key, err)
 			}
-			path = []string{"request.auth.claims", claim}
+			path = append([]string{"request.auth.claims"}, claims...)
 		}
 		var segs []*matcherv3.MetadataMatcher_PathSegment
 		for _, p := range path {
@@ -504,6 +504,27 @@ func bracketed(key, prefix string) (string, error) {
 		return "", fmt.Errorf("%q needs a name in brackets", key)
 	}
 	return rest[1 : len(rest)-1], nil
+}
+
+// nestedBrackets splits "[a][b]" into a and b: a claim nested in others,
+// as Istio reads request.auth.claims[a][b].
+func nestedBrackets(s string) ([]string, error) {
+	var out []string
+	for s != "" {
+		if s[0] != '[' {
+			return nil, fmt.Errorf("expected [ at %q", s)
+		}
+		end := strings.IndexByte(s, ']')
+		if end < 2 {
+			return nil, fmt.Errorf("empty or unclosed bracket in %q", s)
+		}
+		out = append(out, s[1:end])
+		s = s[end+1:]
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("needs a claim name in brackets")
+	}
+	return out, nil
 }
 
 func cidrRange(v string) (*corev3.CidrRange, error) {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trellismesh/trellis/internal/proxy/authz"
+	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 	"github.com/trellismesh/trellis/internal/translate"
 )
@@ -70,6 +71,16 @@ func tcpReq(peer string) *authz.Request {
 	return &authz.Request{Source: netip.MustParseAddrPort("127.10.0.1:40000"), Dst: netip.MustParseAddrPort("127.10.0.11:9080"), PeerID: peer}
 }
 
+// alice's verified token: issuer https://issuer.example, audience
+// payment, presenter mobile, groups [users, banned], realm.role admin.
+var alice = &jwtauthn.Result{Tokens: []jwtauthn.Verified{{Issuer: "https://issuer.example", Subject: "alice", Audiences: []string{"payment"},
+	Claims: map[string]any{"azp": "mobile", "groups": []any{"users", "banned"}, "realm": map[string]any{"role": "admin"}}}}}
+
+func withJWT(r *authz.Request, jwt *jwtauthn.Result) *authz.Request {
+	r.JWT = jwt
+	return r
+}
+
 // The cases of Istio's authorization builder testdata, end to end from
 // YAML through the translator and the proxy's decoder to a decision.
 func TestAuthorizationPolicySemantics(t *testing.T) {
@@ -127,6 +138,13 @@ func TestAuthorizationPolicySemantics(t *testing.T) {
 		{"policy for other workloads", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: other}\nspec:\n  selector: {matchLabels: {app: ratings}}\n", req("GET", "/", "", nil), false, true},
 		{"mesh-wide in the root namespace", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: none, namespace: istio-system}\nspec: {}\n", req("GET", "/", "", nil), false, false},
 		{"another namespace's policy", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: none, namespace: foo}\nspec: {}\n", req("GET", "/", "", nil), false, true},
+		{"requestPrincipals with a token", policy("ALLOW", "  rules: [{from: [{source: {requestPrincipals: [\"https://issuer.example/*\"]}}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, true},
+		{"requestPrincipals another issuer", policy("ALLOW", "  rules: [{from: [{source: {requestPrincipals: [\"https://other.example/*\"]}}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, false},
+		{"DENY notRequestPrincipals lets a token through", policy("DENY", "  rules: [{from: [{source: {notRequestPrincipals: [\"*\"]}}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, true},
+		{"when request.auth.audiences", policy("ALLOW", "  rules: [{when: [{key: request.auth.audiences, values: [payment]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, true},
+		{"when request.auth.presenter", policy("ALLOW", "  rules: [{when: [{key: request.auth.presenter, values: [web]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, false},
+		{"when nested claim", policy("ALLOW", "  rules: [{when: [{key: \"request.auth.claims[realm][role]\", values: [\"adm*\"]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, true},
+		{"when list claim notValues", policy("ALLOW", "  rules: [{when: [{key: \"request.auth.claims[groups]\", notValues: [banned]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, false},
 		// TCP: an ALLOW rule with HTTP fields is dropped; a DENY rule
 		// keeps its TCP fields only.
 		{"TCP ALLOW with paths allows nothing", policy("ALLOW", "  rules: [{to: [{operation: {paths: [/info]}}]}]\n"), tcpReq(checkout), true, false},

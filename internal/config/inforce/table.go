@@ -259,7 +259,7 @@ func peerAuthentication(r *rows) {
 // Notes of AuthorizationPolicy's rows.
 const (
 	identityNote         = "the caller's SPIFFE ID from its mTLS certificate; traffic that reaches the workload in plaintext (a caller without a sidecar, a port PeerAuthentication leaves PERMISSIVE, or in explicit local mode a process dialling the app port directly) has no identity and compares as empty, as in Istio (TRL0010)"
-	requestPrincipalNote = "request principals and request.auth conditions are NOT ENFORCED yet (no JWT reaches authorization): an ALLOW rule using them allows nothing, a DENY rule on them never matches (notRequestPrincipals matches every request)"
+	requestPrincipalNote = "what the RequestAuthentication of the workload verified (\"iss/sub\" of each valid token, its aud, azp and claims); a request without a token has no request principal, as in Istio, so an ALLOW on requestPrincipals refuses it and a DENY on notRequestPrincipals [\"*\"] refuses it"
 	customNote           = "CUSTOM (external authorization) is NOT ENFORCED yet: no authorizer is asked, and the requests the policy's rules match are refused"
 	targetRefNote        = "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do"
 )
@@ -288,7 +288,7 @@ func authorizationPolicy(r *rows) {
 	r.add(k, src+".remoteIpBlocks[]", InForce, "the original client as the last X-Forwarded-For address names it (Envoy's remote address), else the connection's peer")
 	r.add(k, src+".notRemoteIpBlocks[]", InForce, "the original client as the last X-Forwarded-For address names it (Envoy's remote address), else the connection's peer")
 	for _, f := range []string{"requestPrincipals[]", "notRequestPrincipals[]"} {
-		r.security(k, src+"."+f, "", false, requestPrincipalNote)
+		r.add(k, src+"."+f, InForce, requestPrincipalNote)
 	}
 	for _, f := range []string{"trustDomains[]", "notTrustDomains[]"} {
 		r.security(k, src+"."+f, "", false, "trust domains are not checked yet: an ALLOW rule using them allows nothing, a DENY rule matches as if they were not set")
@@ -301,7 +301,7 @@ func authorizationPolicy(r *rows) {
 	r.add(k, op+".paths[]", InForce, pathNote)
 	r.add(k, op+".notPaths[]", InForce, pathNote)
 	w := "spec.rules[].when[]"
-	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "request.auth.*", Status: NotInForce, Security: true, Note: requestPrincipalNote, match: prefixed("request.auth.")})
+	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "request.auth.*", Status: InForce, Note: requestPrincipalNote, match: prefixed("request.auth.")})
 	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "connection.sni, source.trustDomain, experimental.envoy.filters.*", Status: NotInForce, Security: true,
 		Note: "not checked yet: an ALLOW rule with this condition allows nothing, a DENY rule matches as if it were not set", match: uncheckedConditionKey})
 	r.add(k, w+".key", InForce, "")

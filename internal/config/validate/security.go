@@ -320,6 +320,10 @@ func checkAuthzPath(errs *field.List, p *field.Path, v string) {
 // mapKeyRE is an attribute with a bracketed key, as request.headers[x-id].
 var mapKeyRE = regexp.MustCompile(`^[^\[\]]+\[[^\[\]]+\]$`)
 
+// nestedClaimRE is a claim nested in others, request.auth.claims[a][b],
+// which Istio reads as the path a.b.
+var nestedClaimRE = regexp.MustCompile(`^[^\[\]]+(\[[^\[\]]+\])+$`)
+
 func checkCondition(errs *field.List, p *field.Path, c *security.Condition, custom bool) {
 	if c == nil {
 		errs.Add(p, "must not be null")
@@ -386,7 +390,7 @@ func checkCondition(errs *field.List, p *field.Path, c *security.Condition, cust
 		errs.Add(kp, "unknown attribute %q: use request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<claim>], destination.ip, destination.port, connection.sni or experimental.envoy.filters.*", key)
 		return
 	}
-	if mapKey && !mapKeyRE.MatchString(key) {
+	if mapKey && !mapKeyRE.MatchString(key) && !(strings.HasPrefix(key, "request.auth.claims") && nestedClaimRE.MatchString(key)) {
 		errs.Add(kp, "%q needs a key in brackets, e.g. request.headers[x-user] or request.auth.claims[iss]", key)
 	}
 	for _, l := range []struct {

@@ -54,6 +54,7 @@ spec:
     when:
     - {key: "request.headers[x-env]", values: [prod]}
     - {key: "request.auth.claims[iss]", values: ["https://issuer"]}
+    - {key: "request.auth.claims[realm][role]", values: [admin]}
     - {key: source.ip, notValues: ["10.1.0.0/16"]}
     - {key: destination.port, values: ["80"]}
 `,

@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
@@ -57,6 +58,9 @@ type Request struct {
 	// (spiffe://td/ns/NS/sa/SA), "" on plaintext: authenticated
 	// principals never match then.
 	PeerID string
+	// JWT is what request authentication verified (nil: no token), for
+	// requestPrincipals and request.auth conditions.
+	JWT *jwtauthn.Result
 }
 
 // Result is a decision.
@@ -186,6 +190,7 @@ const (
 	nDirectIP
 	nRemoteIP
 	nAuthenticated // a verified peer, any identity
+	nAuthn         // request authentication's metadata (md)
 )
 
 // attr is the value a string node reads.
@@ -215,6 +220,7 @@ type node struct {
 	missingEmpty bool
 	prefix       netip.Prefix
 	lo, hi       uint32
+	md           *metadataMatcher
 }
 
 func (n *node) match(r *Request) bool {
@@ -252,6 +258,8 @@ func (n *node) match(r *Request) bool {
 		return n.matchValue(v) != n.invert
 	case nAuthenticated:
 		return r.PeerID != ""
+	case nAuthn:
+		return n.md.matches(r.JWT) != n.invert
 	case nDstIP:
 		return r.Dst.IsValid() && n.prefix.Contains(r.Dst.Addr().Unmap())
 	case nDstPort:
@@ -520,7 +528,7 @@ func compilePermission(p *xdsresource.Permission) (node, error) {
 	case xdsresource.PermDestinationPortRange:
 		return node{kind: nDstPortRange, lo: p.Port, hi: p.PortEnd}, nil
 	case xdsresource.PermMetadata:
-		return metadataNode(p.Metadata), nil
+		return metadataNode(p.Metadata)
 	}
 	return node{}, fmt.Errorf("unknown permission kind %d", p.Kind)
 }
@@ -569,19 +577,141 @@ func compilePrincipal(p *xdsresource.Principal) (node, error) {
 		}
 		return node{kind: nString, attr: aURLPath, sm: sm}, nil
 	case xdsresource.PrinMetadata:
-		return metadataNode(p.Metadata), nil
+		return metadataNode(p.Metadata)
 	}
 	return node{}, fmt.Errorf("unknown principal kind %d", p.Kind)
 }
 
-// metadataNode: no filter of the proxy sets dynamic metadata (the
-// decoder accepts only istio_authn, request authentication's), so a
-// matcher never finds its value and matches only when inverted.
-func metadataNode(m xdsresource.MetadataMatcher) node {
-	if m.Invert {
-		return node{kind: nAny}
+// metadataNode compiles a matcher of request authentication's metadata
+// (the decoder accepts only istio_authn).
+func metadataNode(m xdsresource.MetadataMatcher) (node, error) {
+	if len(m.Path) == 0 {
+		return node{}, errors.New("metadata: empty path")
 	}
-	return node{kind: nNever}
+	v, err := compileValue(m.Value)
+	if err != nil {
+		return node{}, fmt.Errorf("metadata %s: %w", strings.Join(m.Path, "."), err)
+	}
+	return node{kind: nAuthn, invert: m.Invert, md: &metadataMatcher{path: m.Path, value: v}}, nil
+}
+
+// metadataMatcher matches a request authentication value, which Istio
+// keeps as a list of strings: the request principals ("iss/sub" of each
+// verified token), the audiences, the presenter (azp), or a claim (a
+// string, or the strings of a list).
+type metadataMatcher struct {
+	path  []string
+	value valueMatcher
+}
+
+type valueMatcher struct {
+	kind  xdsresource.ValueKind
+	sm    strMatcher
+	oneOf *valueMatcher
+	or    []valueMatcher
+}
+
+func compileValue(v xdsresource.ValueMatcher) (valueMatcher, error) {
+	out := valueMatcher{kind: v.Kind}
+	switch v.Kind {
+	case xdsresource.ValueString:
+		sm, err := compileString(v.String)
+		if err != nil {
+			return out, err
+		}
+		out.sm = sm
+	case xdsresource.ValueListOne:
+		if v.OneOf == nil {
+			return out, errors.New("list_match without one_of")
+		}
+		o, err := compileValue(*v.OneOf)
+		if err != nil {
+			return out, err
+		}
+		out.oneOf = &o
+	case xdsresource.ValueOr:
+		for _, e := range v.Or {
+			c, err := compileValue(e)
+			if err != nil {
+				return out, err
+			}
+			out.or = append(out.or, c)
+		}
+	}
+	return out, nil
+}
+
+func (m *metadataMatcher) matches(jwt *jwtauthn.Result) bool {
+	vals, ok := authnValues(jwt, m.path)
+	return ok && m.value.matches(vals)
+}
+
+func (v *valueMatcher) matches(vals []string) bool {
+	switch v.kind {
+	case xdsresource.ValuePresent:
+		return true
+	case xdsresource.ValueListOne:
+		return v.oneOf.matches(vals)
+	case xdsresource.ValueOr:
+		for i := range v.or {
+			if v.or[i].matches(vals) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range vals {
+		if v.sm.matches(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// authnValues reads a path of istio_authn from the verified tokens.
+func authnValues(jwt *jwtauthn.Result, path []string) ([]string, bool) {
+	if jwt == nil || len(jwt.Tokens) == 0 {
+		return nil, false
+	}
+	switch path[0] {
+	case "request.auth.principal":
+		return jwt.Principals(), true
+	case "request.auth.audiences":
+		var out []string
+		for i := range jwt.Tokens {
+			out = append(out, jwt.Tokens[i].Audiences...)
+		}
+		return out, len(out) > 0
+	case "request.auth.presenter":
+		return claimStrings(jwt.Claim("azp"))
+	case "request.auth.claims":
+		if len(path) < 2 {
+			return nil, false
+		}
+		return claimStrings(jwt.Claim(path[1:]...))
+	}
+	return nil, false
+}
+
+// claimStrings is a claim as a list of strings: a string, or the string
+// elements of a list (other JSON values are not compared, as in Istio).
+func claimStrings(v any, ok bool) ([]string, bool) {
+	if !ok {
+		return nil, false
+	}
+	switch c := v.(type) {
+	case string:
+		return []string{c}, true
+	case []any:
+		var out []string
+		for _, e := range c {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out, len(out) > 0
+	}
+	return nil, false
 }
 
 // optimize turns an OR of exact matches on one attribute into a set

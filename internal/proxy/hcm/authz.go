@@ -48,6 +48,7 @@ func (s *Server) authorize(x *exchange) bool {
 		Remote:    remoteAddress(r.Header),
 		Dst:       c.Dst,
 		PeerID:    c.PeerID,
+		JWT:       x.jwt,
 	}
 	res := e.Check(&req)
 	if res.Audit != "" {

@@ -105,14 +105,37 @@ type Principal struct {
 	Metadata MetadataMatcher
 }
 
-// MetadataMatcher matches dynamic metadata a filter set. The proxy runs
-// no filter that sets any: only Istio's request authentication namespace
-// (istio_authn, JWT claims) is accepted, and it is always absent, as it
-// is in Envoy for a request that carried no validated token.
+// MetadataMatcher matches dynamic metadata a filter set. Only Istio's
+// request authentication namespace (istio_authn) is accepted: what the
+// request's verified JWTs say (request.auth.principal, .audiences,
+// .presenter, .claims with the claim's path), read from the request
+// authentication step's result. A path without a value (no token) never
+// matches, as in Envoy; Invert turns that around.
 type MetadataMatcher struct {
 	Filter string
 	Path   []string
+	Value  ValueMatcher
 	Invert bool
+}
+
+// ValueKind says how a ValueMatcher compares.
+type ValueKind int
+
+// Value matcher kinds, of Envoy's ValueMatcher, as they apply to a list
+// of strings (Istio keeps every request authentication value as one).
+const (
+	ValueString  ValueKind = iota // some element matches String
+	ValuePresent                  // the path has a value
+	ValueListOne                  // list_match one_of: some element matches OneOf
+	ValueOr                       // one of Or matches
+)
+
+// ValueMatcher is the part of Envoy's ValueMatcher Istio writes.
+type ValueMatcher struct {
+	Kind   ValueKind
+	String StringMatcher
+	OneOf  *ValueMatcher
+	Or     []ValueMatcher
 }
 
 // decodeHTTPRBAC reads envoy.extensions.filters.http.rbac.v3.RBAC.
@@ -538,6 +561,7 @@ const istioAuthn = "istio_authn"
 func decodeMetadataMatcher(b []byte) (MetadataMatcher, error) {
 	var md MetadataMatcher
 	m := msg{b: b, varints: 1 << 4}
+	hasValue := false
 	for m.next() {
 		switch m.num {
 		case 1:
@@ -551,12 +575,21 @@ func decodeMetadataMatcher(b []byte) (MetadataMatcher, error) {
 				}
 			}
 			m.fail(sm.err, "path")
+		case 3:
+			vb, _ := m.bytes()
+			v, err := decodeValueMatcher(vb, 0)
+			m.fail(err, "value")
+			md.Value = v
+			hasValue = true
 		case 4:
 			md.Invert = m.bool()
 		}
 	}
 	if m.err != nil {
 		return md, m.err
+	}
+	if !hasValue {
+		return md, within(errRequired, "value")
 	}
 	if md.Filter != istioAuthn {
 		return md, within(errorf("%q: only %s (request authentication, which the proxy never sets: no request carries a validated token) is supported by trellis-proxy", md.Filter, istioAuthn), "filter")
@@ -589,4 +622,78 @@ func checkChainRBAC(fc *FilterChain) error {
 		return within(errorf("network RBAC filter %q ahead of an http_connection_manager is not supported by trellis-proxy: use the RBAC HTTP filter", fc.RBAC[0].Name), "filters")
 	}
 	return nil
+}
+
+// decodeValueMatcher reads the type.matcher.v3.ValueMatcher forms Istio
+// writes for request authentication (string, present, list one_of, or);
+// null, double and bool matchers compare values the proxy never has, and
+// are refused.
+func decodeValueMatcher(b []byte, depth int) (ValueMatcher, error) {
+	var v ValueMatcher
+	if depth > maxRBACDepth {
+		return v, errorf("nested more than %d deep", maxRBACDepth)
+	}
+	m := msg{b: b, varints: 1<<4 | 1<<5}
+	set := false
+	for m.next() {
+		switch m.num {
+		case 3:
+			sb, _ := m.bytes()
+			s, err := decodeStringMatcher(sb)
+			m.fail(err, "string_match")
+			v, set = ValueMatcher{Kind: ValueString, String: s}, true
+		case 5:
+			if !m.bool() {
+				m.fail(errorf("only present_match: true is supported"), "present_match")
+			}
+			v, set = ValueMatcher{Kind: ValuePresent}, true
+		case 6:
+			lb, _ := m.bytes()
+			lm := msg{b: lb}
+			var one *ValueMatcher
+			for lm.next() {
+				if lm.num == 1 {
+					ob, _ := lm.bytes()
+					o, err := decodeValueMatcher(ob, depth+1)
+					lm.fail(err, "one_of")
+					one = &o
+				}
+			}
+			m.fail(lm.err, "list_match")
+			if m.err == nil && one == nil {
+				m.fail(within(errRequired, "one_of"), "list_match")
+			}
+			v, set = ValueMatcher{Kind: ValueListOne, OneOf: one}, true
+		case 7:
+			ob, _ := m.bytes()
+			om := msg{b: ob}
+			var or []ValueMatcher
+			for om.next() {
+				if om.num == 1 {
+					eb, _ := om.bytes()
+					e, err := decodeValueMatcher(eb, depth+1)
+					om.failIndex(err, "value_matchers", len(or))
+					or = append(or, e)
+				}
+			}
+			m.fail(om.err, "or_match")
+			if m.err == nil && len(or) < 2 {
+				m.fail(errorf("needs at least two value_matchers"), "or_match")
+			}
+			v, set = ValueMatcher{Kind: ValueOr, Or: or}, true
+		case 1:
+			m.fail(errNotSupported, "null_match")
+		case 2:
+			m.fail(errNotSupported, "double_match")
+		case 4:
+			m.fail(errNotSupported, "bool_match")
+		}
+	}
+	if m.err != nil {
+		return v, m.err
+	}
+	if !set {
+		return v, errorf("needs a match (string_match, present_match, list_match or or_match)")
+	}
+	return v, nil
 }
