@@ -65,10 +65,21 @@ func (p *Proxy) httpAuthz(s *hcm.Server, dst netip.AddrPort) func() *authz.Engin
 func (p *Proxy) tcpAuthz(port uint32) (e *authz.Engine, ok bool) {
 	r := p.routing.Load()
 	ch := r.inbound[port]
+	all := r.inbound[0]
+	if all != nil && all.routes != nil {
+		all = nil
+	}
 	if ch != nil && ch.routes == nil {
+		// The workload's policies are the same on every port: a TCP
+		// chain without them while the catch-all has them (a chain
+		// added for a port only to set its mTLS mode, say) is judged by
+		// the catch-all's rather than let through.
+		if ch.authz.Empty() && all != nil {
+			return all.authz, true
+		}
 		return ch.authz, true
 	}
-	if all := r.inbound[0]; all != nil && all.routes == nil {
+	if all != nil {
 		return all.authz, true
 	}
 	if ch != nil && !ch.authz.Empty() {
