@@ -41,8 +41,8 @@ type ManagerOptions struct {
 	CA string
 	// RootCertFile holds the mesh's root certificate(s), PEM: the CA's
 	// server certificate and every issued chain are verified against
-	// them. It is read again at each renewal, so roots added there for a
-	// root rotation are picked up.
+	// them. It is looked at again at each handshake and renewal, so
+	// roots published there for a root rotation are trusted at once.
 	RootCertFile string
 	// CredentialFile holds the token the CA authenticates the first
 	// request with ("authorization: Bearer <token>"); read at each
@@ -73,6 +73,7 @@ type Manager struct {
 
 	cur       atomic.Pointer[issued]
 	fileRoots atomic.Pointer[rootSet]
+	trust     trustState // see bundle.go
 
 	mu        sync.Mutex
 	updated   chan struct{} // closed and replaced at each new certificate
@@ -84,13 +85,11 @@ type Manager struct {
 // issued is one certificate the CA issued, with the bundle that came
 // with it.
 type issued struct {
-	cert      *tls.Certificate
-	roots     *rootSet
-	id        string
-	chain     []*x509.Certificate // as the CA sent it, leaf first
-	rotateAt  time.Time
-	issuedAt  time.Time
-	requested string // the SPIFFE ID asked for, for the log
+	cert     *tls.Certificate
+	roots    *rootSet
+	id       string
+	chain    []*x509.Certificate // as the CA sent it, leaf first
+	rotateAt time.Time
 }
 
 type rootSet struct {
@@ -168,14 +167,9 @@ func (m *Manager) Certificate() (*tls.Certificate, error) {
 	return nil, ErrNoCertificate
 }
 
-// Roots implements Source: the root file's roots and the root the CA
-// sent with the current certificate.
-func (m *Manager) Roots() *x509.CertPool {
-	if cur := m.cur.Load(); cur != nil {
-		return cur.roots.pool
-	}
-	return m.fileRoots.Load().pool
-}
+// Roots implements Source: the root file's roots, as the file is now,
+// and the root the CA sent with the current certificate.
+func (m *Manager) Roots() *x509.CertPool { return m.trustBundle().pool }
 
 // Ready is closed once the first certificate is issued.
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
@@ -302,7 +296,6 @@ func (m *Manager) issue(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the CA at %s issued a certificate this proxy cannot use: %w", m.opts.CA, err)
 	}
-	next.requested = m.opts.SPIFFEID
 	m.cur.Store(next)
 	m.mu.Lock()
 	close(m.updated)
@@ -410,7 +403,6 @@ func accept(key *ecdsa.PrivateKey, chainPEM []string, roots *rootSet, now time.T
 		id:       id,
 		chain:    chain,
 		rotateAt: rotationTime(leaf.NotBefore, leaf.NotAfter, mrand.Float64()),
-		issuedAt: now,
 	}, nil
 }
 
@@ -431,24 +423,5 @@ func readRoots(path string) (*rootSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: reading the root certificate: %w", err)
 	}
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certs: root certificate file %s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("certs: root certificate file %s holds no PEM certificate", path)
-	}
-	return newRootSet(certs), nil
+	return decodeRoots(b, path)
 }
