@@ -66,7 +66,7 @@ func (m *Manager) Snapshot() (Snapshot, error) {
 	if cur == nil {
 		return Snapshot{LastError: last}, ErrNoCertificate
 	}
-	s := describe(cur.chain, cur.roots.certs, time.Now())
+	s := describe(cur.chain, m.bundleCerts(), time.Now())
 	s.NextRotation = cur.rotateAt
 	s.LastError = last
 	return s, nil
