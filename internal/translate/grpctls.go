@@ -33,6 +33,14 @@ import (
 // ca_certificate_provider_instance) and the deprecated ones older clients
 // read, as istiod sends them.
 //
+// Only a client that has an identity gets any of this: one whose node
+// labels carry tlsMode istio, as a proxyless workload set up with
+// certificates is labelled (its bootstrap then names the "default"
+// provider). grpc-go NACKs a cluster naming a provider its bootstrap lacks,
+// whatever credentials the channel uses, so a client without an identity
+// gets plaintext clusters, and none where a DestinationRule demands
+// ISTIO_MUTUAL (calls fail rather than go out in plaintext).
+//
 // grpc-go honours a cluster's single transport_socket and NACKs
 // transport_socket_matches, so auto mTLS is decided per cluster: mutual
 // TLS when every endpoint of the cluster runs with an identity (tlsMode
@@ -122,6 +130,11 @@ func (t *translation) applyGRPCTLS(c *clusterv3.Cluster, svc *registry.Service, 
 	case mode == networking.ClientTLSSettings_DISABLE:
 		return true
 	case mode == networking.ClientTLSSettings_ISTIO_MUTUAL:
+		if !grpcHasIdentity(t.proxy) {
+			t.log.Error("a DestinationRule asks for ISTIO_MUTUAL but this proxyless gRPC client has no mesh identity (its node labels lack security.istio.io/tlsMode: istio, and its bootstrap no \"default\" certificate provider); the cluster is not served, so calls to it fail instead of going out in plaintext",
+				"cluster", c.GetName())
+			return false
+		}
 		sans := tls.GetSubjectAltNames()
 		if len(sans) == 0 {
 			sans = t.grpcSANs(svc, endpoints)
@@ -133,7 +146,7 @@ func (t *translation) applyGRPCTLS(c *clusterv3.Cluster, svc *registry.Service, 
 			"cluster", c.GetName(), "mode", mode.String())
 		return false
 	}
-	if ae := t.w.Mesh.GetEnableAutoMtls(); ae != nil && !ae.GetValue() {
+	if ae := t.w.Mesh.GetEnableAutoMtls(); (ae != nil && !ae.GetValue()) || !grpcHasIdentity(t.proxy) {
 		return true
 	}
 	meshed := 0
@@ -152,6 +165,19 @@ func (t *translation) applyGRPCTLS(c *clusterv3.Cluster, svc *registry.Service, 
 	}
 	c.TransportSocket = grpcTLSSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: grpcCommonTLS(t.grpcSANs(svc, endpoints))})
 	return true
+}
+
+// grpcHasIdentity tells a proxyless client that has the mesh identity
+// (certificate providers) from one that has none.
+func grpcHasIdentity(p *Proxy) bool { return p.Labels[TLSModeLabel] == TLSModeIstio }
+
+// grpcScopeKey separates proxyless clients with and without an identity
+// in World.ScopeKey: their clusters differ.
+func grpcScopeKey(p *Proxy) string {
+	if p.Generator == GeneratorGRPC && grpcHasIdentity(p) {
+		return "|identity"
+	}
+	return ""
 }
 
 // grpcSANs are the SPIFFE IDs the endpoints may present: each one's

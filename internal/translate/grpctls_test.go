@@ -67,14 +67,19 @@ spec:
 `
 }
 
-var grpcClient = &translate.Proxy{ID: "sidecar~127.20.0.9~client.default~default.svc.cluster.local", IP: "127.20.0.9", Pod: "client", Namespace: "default", Generator: translate.GeneratorGRPC}
+// grpcClient has the mesh identity (tlsMode istio, certificate providers
+// in its bootstrap); grpcClientNoID has none.
+var (
+	grpcClient     = &translate.Proxy{ID: "sidecar~127.20.0.9~client.default~default.svc.cluster.local", IP: "127.20.0.9", Pod: "client", Namespace: "default", Generator: translate.GeneratorGRPC, Labels: map[string]string{"app": "client", "security.istio.io/tlsMode": "istio"}}
+	grpcClientNoID = &translate.Proxy{ID: "sidecar~127.20.0.8~plain.default~default.svc.cluster.local", IP: "127.20.0.8", Pod: "plain", Namespace: "default", Generator: translate.GeneratorGRPC, Labels: map[string]string{"app": "client"}}
+)
 
 // clusterTLS summarises a proxyless client's clusters of greeter: cluster
 // subset → "plaintext" or "mtls" with the SANs checked; a cluster not
 // served is absent, and so is its load assignment.
-func clusterTLS(t *testing.T, w *translate.World) map[string]string {
+func clusterTLS(t *testing.T, w *translate.World, client *translate.Proxy) map[string]string {
 	t.Helper()
-	r := translate.ForProxy(w, grpcClient, nil)
+	r := translate.ForProxy(w, client, nil)
 	out := map[string]string{}
 	for _, c := range r.Clusters {
 		name := strings.Split(c.Name, "|")[2]
@@ -166,11 +171,31 @@ func TestGRPCClusterTLS(t *testing.T) {
 			map[string]string{"default": "plaintext", "a": "plaintext", "b": "plaintext"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := clusterTLS(t, grpcTLSWorldWith(t, tc.extra...))
+			got := clusterTLS(t, grpcTLSWorldWith(t, tc.extra...), grpcClient)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("clusters (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A proxyless client without an identity has no certificate provider in
+// its bootstrap, and grpc-go NACKs a cluster naming one whatever its
+// channel's credentials: it gets plaintext clusters under auto mTLS, and
+// no cluster where a DestinationRule demands ISTIO_MUTUAL. Its scope is
+// not shared with clients that have an identity.
+func TestGRPCClusterTLSWithoutIdentity(t *testing.T) {
+	got := clusterTLS(t, grpcTLSWorldWith(t, greeterDR("", "")), grpcClientNoID)
+	if diff := cmp.Diff(map[string]string{"default": "plaintext", "a": "plaintext", "b": "plaintext"}, got); diff != "" {
+		t.Errorf("auto mTLS (-want +got):\n%s", diff)
+	}
+	got = clusterTLS(t, grpcTLSWorldWith(t, greeterDR("", "    trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}")), grpcClientNoID)
+	if diff := cmp.Diff(map[string]string{"default": "plaintext", "b": "plaintext"}, got); diff != "" {
+		t.Errorf("ISTIO_MUTUAL on subset a (-want +got):\n%s", diff)
+	}
+	w := grpcTLSWorldWith(t)
+	if w.ScopeKey(grpcClient) == w.ScopeKey(grpcClientNoID) {
+		t.Errorf("clients with and without an identity share scope %q", w.ScopeKey(grpcClient))
 	}
 }
 

@@ -113,7 +113,7 @@ func (w *World) RootNamespace() string {
 // matches, DestinationRule workloadSelector, Sidecar selectors); otherwise a
 // thousand pods in a namespace share one translation.
 func (w *World) ScopeKey(p *Proxy) string {
-	key := string(p.Generator) + "|" + p.InterceptionMode + "|" + p.Namespace
+	key := string(p.Generator) + "|" + p.InterceptionMode + "|" + p.Namespace + grpcScopeKey(p)
 	if sc := registry.SidecarFor(w.sidecars, p.Namespace, p.Labels, w.RootNamespace()); sc != nil {
 		key += "|sidecar=" + sc.Namespace + "/" + sc.Name
 	}
