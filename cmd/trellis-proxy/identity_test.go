@@ -158,3 +158,28 @@ func stop(t *testing.T, cmd *exec.Cmd, exited chan error) {
 		t.Fatal("trellis-proxy did not exit after SIGTERM")
 	}
 }
+
+// A proxy that fails to start after getting its certificate exits with
+// the error instead of hanging on its renewals.
+func TestProxyWithACertificateExitsOnAStartFailure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	_, addr, rootFile, credFile := secureMesh(t)
+	taken, err := net.Listen("tcp", "127.78.2.4:15001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	logs, exited, _ := runProxy(t, "--xds", addr, "--root-cert", rootFile, "--credential-file", credFile,
+		"--pod-ip", "127.78.2.4", "--pod-name", "reviews-v3", "--service-account", "reviews")
+	select {
+	case err := <-exited:
+		if err == nil || !strings.Contains(logs.String(), "15001") {
+			t.Errorf("exit %v, want a failure naming the port in use:\n%s", err, logs)
+		}
+		exited <- err
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the proxy did not exit although it cannot listen:\n%s", logs)
+	}
+}

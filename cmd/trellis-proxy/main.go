@@ -213,9 +213,11 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
+		// Renewals run until the proxy returns, whatever the reason.
+		certCtx, stopCerts := context.WithCancel(ctx)
 		certsDone := make(chan struct{})
-		go func() { defer close(certsDone); mgr.Run(ctx) }()
-		defer func() { <-certsDone }()
+		go func() { defer close(certsDone); mgr.Run(certCtx) }()
+		defer func() { stopCerts(); <-certsDone }()
 		if !waitFirstCertificate(ctx, mgr, log) {
 			return nil // stopped while waiting
 		}
