@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	_ "google.golang.org/grpc/xds" // registers the xds:/// resolver
 
 	"github.com/trellismesh/trellis/internal/testing/meshtest"
@@ -51,6 +54,18 @@ type clientConfig struct {
 	// Namespace is the client's (node metadata NAMESPACE); default if
 	// empty. Only the test reads it: the bootstrap carries it.
 	Namespace string `json:"-"`
+	// Bootstrap, when set, is the client's whole bootstrap (mtls_test.go:
+	// certificate providers); Namespace is then only the test's.
+	Bootstrap string `json:"-"`
+	// XDSCreds makes the channels use grpc-go's xDS credentials (mTLS as
+	// the control plane says, plaintext otherwise) instead of plaintext.
+	XDSCreds bool
+	// NoWarmup skips the first RPC that waits for the channel: every RPC
+	// is recorded, failures included (for clients expected to be refused).
+	NoWarmup bool
+	// NewChannelEvery, when > 0, replaces the channels every that many
+	// RPCs, so later RPCs make new connections (new TLS handshakes).
+	NewChannelEvery int
 }
 
 // record is one RPC as the client saw it, one JSON line on stdout.
@@ -61,6 +76,13 @@ type record struct {
 	Start   int64  `json:"start,omitempty"`  // wall clock, Unix ns: comparable across processes
 	Version string `json:"version,omitempty"`
 	Err     string `json:"err,omitempty"`
+	// With XDSCreds: the server's SPIFFE ID and certificate serial as the
+	// client saw them, and the client's as the server saw them (mtls_test.go's
+	// server answers with them).
+	ServerID     string `json:"serverID,omitempty"`
+	ServerSerial string `json:"serverSerial,omitempty"`
+	ClientID     string `json:"clientID,omitempty"`
+	ClientSerial string `json:"clientSerial,omitempty"`
 }
 
 func (r record) started() time.Time { return time.Unix(0, r.Start) }
@@ -80,20 +102,50 @@ func runClient(raw string) int {
 	}()
 	out := json.NewEncoder(os.Stdout) // one Write per line, so the test reads lines as they happen
 
-	clients := make([]testgrpc.TestServiceClient, len(cfg.Targets))
-	for i, target := range cfg.Targets {
-		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "cannot create client for %s: %v\n", target, err)
+	var creds credentials.TransportCredentials = insecure.NewCredentials()
+	if cfg.XDSCreds {
+		var err error
+		if creds, err = xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()}); err != nil {
+			fmt.Fprintf(os.Stderr, "cannot make xDS credentials: %v\n", err)
 			return 1
 		}
-		defer conn.Close()
+	}
+	clients := make([]testgrpc.TestServiceClient, len(cfg.Targets))
+	conns := make([]*grpc.ClientConn, len(cfg.Targets))
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	// dial (re)creates channel i; the old one closes after the new one
+	// exists, so the process's xDS client and its resources stay.
+	dial := func(i int) bool {
+		conn, err := grpc.NewClient(cfg.Targets[i], grpc.WithTransportCredentials(creds))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cannot create client for %s: %v\n", cfg.Targets[i], err)
+			return false
+		}
+		if conns[i] != nil {
+			conns[i].Close()
+		}
+		conns[i] = conn
 		clients[i] = testgrpc.NewTestServiceClient(conn)
+		return true
+	}
+	for i, target := range cfg.Targets {
+		if !dial(i) {
+			return 1
+		}
+		if cfg.NoWarmup {
+			continue
+		}
 		// Only the first RPC waits for the channel: it covers xDS
 		// resolution and connecting. Later RPCs must not wait, or a broken
 		// update would stall them instead of failing them.
 		ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
-		_, err = clients[i].UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		_, err := clients[i].UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
 		cancel()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "first RPC to %s failed: %v\n", target, err)
@@ -117,13 +169,24 @@ func runClient(raw string) int {
 				ctx = metadata.NewOutgoingContext(ctx, metadata.New(md))
 			}
 		}
+		if cfg.NewChannelEvery > 0 && i > 0 && i%cfg.NewChannelEvery == 0 {
+			for j := range conns {
+				if !dial(j) {
+					cancel()
+					return 1
+				}
+			}
+		}
 		r := record{Seq: i, Target: i % len(clients), Start: time.Now().UnixNano()}
-		resp, err := clients[r.Target].UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		var p peer.Peer
+		resp, err := clients[r.Target].UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.Peer(&p))
 		cancel()
 		if err != nil {
 			r.Err = err.Error()
 		} else {
 			r.Version = resp.GetServerId()
+			r.ClientID, r.ClientSerial = resp.GetUsername(), resp.GetHostname()
+			r.ServerID, r.ServerSerial = peerIdentity(p.AuthInfo)
 		}
 		if err := out.Encode(r); err != nil {
 			return 1 // the test went away
@@ -166,10 +229,14 @@ func (m *mesh) startClient(cfg clientConfig) *client {
 		ns = "default"
 	}
 	node := xds.NodeID("127.0.0.1", fmt.Sprintf("client-%d", m.clients), ns)
+	boot := cfg.Bootstrap
+	if boot == "" {
+		boot = bootstrap(m.XDSAddr(), node, ns)
+	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		clientEnv+"="+string(raw),
-		"GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap(m.XDSAddr(), node, ns),
+		"GRPC_XDS_BOOTSTRAP_CONFIG="+boot,
 	)
 	c := &client{t: m.t, cmd: cmd, stderr: &meshtest.LockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr

@@ -14,6 +14,9 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(clientEnv); cfg != "" {
 		os.Exit(runClient(cfg))
 	}
+	if cfg := os.Getenv(serverEnv); cfg != "" {
+		os.Exit(runServer(cfg)) // mtls_test.go
+	}
 	os.Exit(m.Run())
 }
 
