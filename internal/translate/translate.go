@@ -364,6 +364,7 @@ func (t *translation) inbound() {
 		l.FilterChains = append(l.FilterChains, fc)
 	}
 	l.FilterChains = append(l.FilterChains, t.authzPassthroughChains()...)
+	t.applyPeerAuthn(l)
 	if t.keepListener(l, false) {
 		t.res.Listeners = append(t.res.Listeners, l)
 	}

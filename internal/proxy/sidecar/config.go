@@ -43,6 +43,8 @@ type routing struct {
 	tcpByPort map[uint32]*xdsresource.Listener
 	// inbound are virtualInbound's filter chains by destination port.
 	inbound map[uint32]*chain
+	// inboundTLS is what each port's chains accept (peerauthn.go).
+	inboundTLS map[uint32]*portTLS
 	// registryOnly is set when the mesh refuses unknown destinations
 	// (outboundTrafficPolicy REGISTRY_ONLY): the fallback virtual host is
 	// block_all.
@@ -294,6 +296,7 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 				c.tcp = fc.TCP
 			}
 			r.inbound[fc.DestinationPort] = c
+			r.noteInboundTLS(fc)
 		}
 	case l.Name == virtualOutbound:
 		// Its default chain names the policy for unknown destinations:

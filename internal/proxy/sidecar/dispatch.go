@@ -102,7 +102,11 @@ func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 // serveCapturedInbound serves a connection the capture sent to 15006, by
 // virtualInbound's filter chain for its destination port.
 func (p *Proxy) serveCapturedInbound(c net.Conn, dst netip.AddrPort) {
-	p.serveInbound(c, dst, peerIdentity{})
+	c, peer, ok := p.admitCaptured(c, dst)
+	if !ok {
+		return
+	}
+	p.serveInbound(c, dst, peer)
 }
 
 // serveInbound serves an inbound connection for dst, this pod's ip:port;
@@ -132,7 +136,14 @@ func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort, peer peerIdentity) 
 		}
 		p.serveSniffed(p.inbound, c, dst, routes, peer)
 	default:
-		p.proxyTCP(c, ch.tcp.Pick(rand.Uint64()), dst)
+		name := ch.tcp.Pick(rand.Uint64())
+		if name == inboundPassthroughCluster {
+			// A port-level PeerAuthentication's chain for a port no
+			// service claims: to the app as it is.
+			p.passInbound(c, dst)
+			return
+		}
+		p.proxyTCP(c, name, dst)
 	}
 }
 
@@ -227,6 +238,9 @@ func (p *Proxy) dialApp(ctx context.Context, dst netip.AddrPort) (net.Conn, erro
 // in-memory pipe, TCP ports to their inbound cluster, others straight to
 // the app.
 func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer tunnel.Peer) (net.Conn, error) {
+	if !p.admitTunnel(target, peer) {
+		return nil, errors.New("a plaintext tunnel to " + target.String() + " is refused: the port takes mutual TLS only")
+	}
 	ch := p.routing.Load().inbound[uint32(target.Port())]
 	if (ch == nil || ch.routes == nil) && !p.allowInboundTCP(peer.Addr, target, peerOf(peer.TLS).id) {
 		return nil, errors.New("connection to " + target.String() + " denied by authorization")
@@ -257,6 +271,9 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer t
 // is the stream to target, handled as captured inbound traffic would be,
 // with the caller's identity when the tunnel was mTLS.
 func (p *Proxy) tunnelHandle(target netip.AddrPort, peer tunnel.Peer, c net.Conn) {
+	if !p.admitTunnel(target, peer) {
+		return
+	}
 	p.serveInbound(c, target, peerOf(peer.TLS))
 }
 

@@ -275,6 +275,7 @@ func (p *Proxy) tlsStats(add func(string, uint64)) {
 		add("tunnel.upstream.ssl.handshake", st.Handshakes)
 		add("tunnel.upstream.ssl.connection_error", st.HandshakeFailures)
 	}
+	p.peerAuthnStats(add)
 	add("upstream.origination.ssl.handshake", p.originationHandshakes.Load())
 	add("upstream.origination.ssl.connection_error", p.originationFailures.Load())
 }

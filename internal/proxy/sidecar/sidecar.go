@@ -139,6 +139,13 @@ type Proxy struct {
 	listening                                  atomic.Bool
 	tcp                                        tcpStats
 	dns                                        *dnsproxy.Server // nil without DNS capture
+
+	// PeerAuthentication on the inbound side (peerauthn.go).
+	inboundTLSOnce                           sync.Once
+	inboundTLSCfg                            *tls.Config
+	inboundNoChain, tunnelNoChain            atomic.Uint64
+	inboundTLSHandshakes, inboundTLSFailures atomic.Uint64
+
 	// jwks holds the remote JWKS of RequestAuthentications across config
 	// updates, fetched in the background (jwt.go).
 	jwks *jwtauthn.Cache

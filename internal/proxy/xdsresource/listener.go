@@ -109,7 +109,7 @@ func distinctMatches(chains []FilterChain) error {
 		port := strconv.FormatUint(uint64(fc.DestinationPort), 10)
 		for _, p := range prefixes {
 			for _, n := range names {
-				key := port + "|" + p + "|" + n + "|" + fc.TransportProtocol
+				key := port + "|" + p + "|" + n + "|" + fc.TransportProtocol + "|" + strings.Join(fc.ApplicationProtocols, ",")
 				if j, ok := seen[key]; ok && j != i {
 					return withinIndex(errorf("matches the same connections as filter_chains[%d] (destination port %s, prefix %q, server name %q)", j, port, p, n), "filter_chains", i)
 				}
@@ -301,7 +301,7 @@ func decodeFilterChainMatch(b []byte, fc *FilterChain) error {
 				m.fail(errorf("%q: want tls or raw_buffer", p), "transport_protocol")
 			}
 		case 10:
-			m.fail(errNotSupported, "application_protocols")
+			fc.ApplicationProtocols = append(fc.ApplicationProtocols, m.str("application_protocols"))
 		case 11:
 			seg := "server_names[" + strconv.Itoa(names) + "]"
 			n := m.str(seg)

@@ -556,6 +556,8 @@ func checkChainTLS(l *Listener) error {
 	for i := range l.FilterChains {
 		fc := &l.FilterChains[i]
 		switch {
+		case len(fc.ApplicationProtocols) > 0 && fc.TransportProtocol != "tls":
+			return withinIndex(errorf("application_protocols are supported on chains matching transport_protocol tls only: %w", errNotSupported), "filter_chains", i)
 		case fc.TLS == nil && fc.TransportProtocol == "":
 		case l.Direction != Inbound:
 			return withinIndex(errorf("transport_socket and transport_protocol are supported on inbound listeners only: %w", errNotSupported), "filter_chains", i)

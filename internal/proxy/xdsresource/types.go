@@ -60,6 +60,10 @@ type FilterChain struct {
 	// plaintext, "" for either. Only on virtualInbound, where Istio's
 	// PeerAuthentication splits each port this way.
 	TransportProtocol string
+	// ApplicationProtocols select a tls chain by the ClientHello's ALPN
+	// (any one of them): Istio marks its mutual TLS with
+	// istio-peer-exchange and istio. Empty matches any.
+	ApplicationProtocols []string
 	// TLS terminates mesh mTLS on the chain (transport_socket, see
 	// tls.go); nil serves the bytes as they come.
 	TLS *DownstreamTLS
