@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,7 +109,7 @@ func printStatus(w io.Writer, st *local.State, now time.Time) error {
 	for _, p := range st.Pods {
 		policies = policies || len(p.Unenforced) > 0
 	}
-	header := "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tIDENTITY (NOT ISSUED YET)\tPROXY"
+	header := "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tIDENTITY\tPROXY"
 	if policies {
 		header += "\tPOLICY"
 	}
@@ -126,7 +127,7 @@ func printStatus(w io.Writer, st *local.State, now time.Time) error {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s",
-			p.Namespace, p.Name, ready, total, p.Status, restarts, age(now.Sub(p.Created)), p.IP, p.Identity, proxySync(p.Sidecar))
+			p.Namespace, p.Name, ready, total, p.Status, restarts, age(now.Sub(p.Created)), p.IP, cmp.Or(p.Identity, "-"), proxySync(p.Sidecar))
 		if policies {
 			note := "-"
 			if len(p.Unenforced) > 0 {

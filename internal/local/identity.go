@@ -78,6 +78,7 @@ func (p *pod) writeIdentity(sa string) ([]string, error) {
 		return env, fmt.Errorf("spiffe://%s/ns/%s/sa/%s: %w", cp.TrustDomain(), p.w.Namespace, sa, err)
 	}
 	p.credential = tok
+	p.identity = "spiffe://" + cp.TrustDomain() + "/ns/" + p.w.Namespace + "/sa/" + sa
 	dir := p.identityDir()
 	if err := os.MkdirAll(dir, stateDirMode); err != nil {
 		return env, fmt.Errorf("cannot create the pod's state folder: %w", err)

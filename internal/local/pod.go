@@ -55,6 +55,8 @@ type pod struct {
 	// credential is the sidecar's token for its certificate, revoked
 	// when the pod is gone (identity.go).
 	credential string
+	// identity is the SPIFFE ID credential stands for, as status shows it.
+	identity string
 }
 
 func (p *pod) key() string { return p.w.Namespace + "/" + p.name }
@@ -286,7 +288,7 @@ func (p *pod) state() PodState {
 	ps := PodState{
 		Name: p.name, Namespace: p.w.Namespace, Deployment: p.w.Name, IP: p.ip.String(),
 		Labels: p.w.Pod.Labels, ServiceAccount: p.w.Pod.ServiceAccount,
-		Identity: "spiffe://cluster.local/ns/" + p.w.Namespace + "/sa/" + p.w.Pod.ServiceAccount,
+		Identity: p.identity,
 		Phase:    phase, Status: status, Ready: p.ready(), Created: p.start,
 		NetNS: p.netns, Resolv: p.resolv,
 	}

@@ -86,8 +86,8 @@ type PodState struct {
 	IP             string            `json:"ip"`
 	Labels         map[string]string `json:"labels,omitempty"`
 	ServiceAccount string            `json:"serviceAccount"`
-	// Identity is the SPIFFE ID the pod's workload would have; no
-	// certificate is issued for it yet.
+	// Identity is the SPIFFE ID the mesh CA issues the pod's sidecar
+	// certificates for; empty for a pod without a sidecar, which has none.
 	Identity string `json:"identity"`
 	// Unenforced names the security policies that select the pod and are
 	// not enforced yet ("AuthorizationPolicy default/payment-policy",
