@@ -5,19 +5,25 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/trellismesh/trellis/internal/config"
@@ -83,10 +89,13 @@ func (t *translation) authzPolicies() []authzPolicy {
 }
 
 // httpAuthzFilters are the RBAC HTTP filters for the proxy's inbound HTTP
-// chains, to go before the router.
+// chains, to go before the router: with CUSTOM policies and a usable
+// provider, first the shadow RBAC filter marking the requests their rules
+// select and the ext_authz filter asking the provider about those.
 func (t *translation) httpAuthzFilters() []*hcmv3.HttpFilter {
-	var out []*hcmv3.HttpFilter
-	for _, r := range t.rbacRules(false) {
+	custom := t.customFilters()
+	out := custom
+	for _, r := range t.rbacRules(false, custom != nil) {
 		out = append(out, &hcmv3.HttpFilter{Name: httpRBACFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{
 			TypedConfig: mustAny(&httprbacv3.RBAC{Rules: r})}})
 	}
@@ -97,7 +106,7 @@ func (t *translation) httpAuthzFilters() []*hcmv3.HttpFilter {
 // TCP chains, to go before tcp_proxy.
 func (t *translation) tcpAuthzFilters(statPrefix string) []*listenerv3.Filter {
 	var out []*listenerv3.Filter
-	for _, r := range t.rbacRules(true) {
+	for _, r := range t.rbacRules(true, false) {
 		out = append(out, &listenerv3.Filter{Name: networkRBACFilterName, ConfigType: &listenerv3.Filter_TypedConfig{
 			TypedConfig: mustAny(&netrbacv3.RBAC{Rules: r, StatPrefix: "tcp." + statPrefix})}})
 	}
@@ -108,7 +117,7 @@ func (t *translation) tcpAuthzFilters(statPrefix string) []*listenerv3.Filter {
 // never refuses), DENY (with CUSTOM, which fails closed), then ALLOW,
 // present only when some ALLOW policy applies (with no policy generated,
 // it refuses everything: `spec: {}`).
-func (t *translation) rbacRules(forTCP bool) []*rbacv3.RBAC {
+func (t *translation) rbacRules(forTCP, customByProvider bool) []*rbacv3.RBAC {
 	policies := t.authzPolicies()
 	if len(policies) == 0 {
 		return nil
@@ -128,14 +137,15 @@ func (t *translation) rbacRules(forTCP bool) []*rbacv3.RBAC {
 		case security.AuthorizationPolicy_AUDIT:
 			into, action = audit, rbacv3.RBAC_LOG
 		case security.AuthorizationPolicy_CUSTOM:
-			// No external authorizer is wired yet: the requests the
-			// CUSTOM rules select are refused, as Istio refuses them
-			// when the provider is unusable, rather than let through
-			// what the authorizer was meant to judge.
+			if customByProvider {
+				continue // the ext_authz filter asks the provider
+			}
+			// Without a provider the sidecar can ask (an unknown one, a
+			// gRPC one, or on a TCP port) the requests the CUSTOM rules
+			// match are refused, as Istio refuses them when the provider
+			// is unusable, rather than let through what the authorizer
+			// was meant to judge.
 			into = deny
-			t.w.reportOnce(t.log, "authz-custom/"+p.obj.Namespace+"/"+p.obj.Name,
-				"AuthorizationPolicy action CUSTOM is not supported yet: the requests its rules match are refused",
-				"policy", p.obj.Namespace+"/"+p.obj.Name)
 		default:
 			continue
 		}
@@ -164,6 +174,139 @@ func (t *translation) rbacRules(forTCP bool) []*rbacv3.RBAC {
 		out = append(out, allow)
 	}
 	return out
+}
+
+// extAuthzPolicyPrefix names the shadow policies of CUSTOM rules, and
+// extAuthzStatPrefix the dynamic metadata the ext_authz filter is enabled
+// by, as Istio names them.
+const (
+	extAuthzPolicyPrefix = "istio-ext-authz"
+	extAuthzStatPrefix   = "istio_ext_authz_"
+)
+
+// customFilters builds, for the CUSTOM policies that apply to the proxy,
+// Istio's pair of HTTP filters: a shadow RBAC filter whose policies are
+// the CUSTOM rules (it decides nothing; the policy it matches marks the
+// request) and an ext_authz filter enabled by that mark, asking the
+// MeshConfig extensionProvider (envoyExtAuthzHttp) the policies name.
+// nil when there are none or the provider cannot be used: then the
+// CUSTOM rules deny (rbacRules).
+func (t *translation) customFilters() []*hcmv3.HttpFilter {
+	var custom []authzPolicy
+	for _, p := range t.authzPolicies() {
+		if p.spec.GetAction() == security.AuthorizationPolicy_CUSTOM {
+			custom = append(custom, p)
+		}
+	}
+	if len(custom) == 0 {
+		return nil
+	}
+	report := func(msg string, args ...any) {
+		t.w.reportOnce(t.log, "authz-custom/"+t.proxy.ID+"/"+msg, msg, append(args, "proxy", t.proxy.ID)...)
+	}
+	name := custom[0].spec.GetProvider().GetName()
+	for _, p := range custom[1:] {
+		if p.spec.GetProvider().GetName() != name {
+			report("AuthorizationPolicy CUSTOM policies on one workload name different providers (Istio allows one): the requests their rules match are refused")
+			return nil
+		}
+	}
+	var provider *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider
+	for _, ep := range t.w.Mesh.GetExtensionProviders() {
+		if ep.GetName() != name {
+			continue
+		}
+		if provider = ep.GetEnvoyExtAuthzHttp(); provider == nil {
+			report("AuthorizationPolicy CUSTOM provider is not an envoyExtAuthzHttp provider, the only kind supported yet: the requests its rules match are refused", "provider", name)
+			return nil
+		}
+	}
+	if provider == nil {
+		report("AuthorizationPolicy CUSTOM provider not found in MeshConfig extensionProviders: the requests its rules match are refused", "provider", name)
+		return nil
+	}
+	if provider.GetIncludeRequestBodyInCheck() != nil {
+		report("envoyExtAuthzHttp includeRequestBodyInCheck is not supported yet: the requests the CUSTOM rules match are refused", "provider", name)
+		return nil
+	}
+	ns, host, ok := strings.Cut(provider.GetService(), "/")
+	if !ok {
+		ns, host = t.proxy.Namespace, provider.GetService()
+	}
+	svc := t.w.Reg.Lookup(host, ns)
+	if svc == nil {
+		report("envoyExtAuthzHttp service not found in the registry: the requests the CUSTOM rules match are refused", "provider", name, "service", provider.GetService())
+		return nil
+	}
+	shadow := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
+	for _, p := range custom {
+		for i, rule := range p.spec.GetRules() {
+			// Compiled as DENY: a value that cannot be checked is left
+			// out, so more requests go to the authorizer, not fewer.
+			pol, _ := rbacPolicy(rule, p.obj.Namespace, false, rbacv3.RBAC_DENY)
+			shadow.Policies[fmt.Sprintf("%s-ns[%s]-policy[%s]-rule[%d]", extAuthzPolicyPrefix, p.obj.Namespace, p.obj.Name, i)] = pol
+		}
+	}
+	status := uint32(403)
+	if v := provider.GetStatusOnError(); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+			status = uint32(n)
+		}
+	}
+	timeout := durationpb.New(600 * time.Second)
+	if d := provider.GetTimeout(); d != nil {
+		timeout = d
+	}
+	headerList := func(names []string) *matcherv3.ListStringMatcher {
+		if len(names) == 0 {
+			return nil
+		}
+		l := &matcherv3.ListStringMatcher{}
+		for _, n := range names {
+			m := authzString(strings.ToLower(n), "")
+			m.IgnoreCase = true
+			l.Patterns = append(l.Patterns, m)
+		}
+		return l
+	}
+	//lint:ignore SA1019 Istio's includeHeadersInCheck is the deprecated spelling of includeRequestHeadersInCheck; both hold
+	req := &extauthzv3.AuthorizationRequest{AllowedHeaders: headerList(slices.Concat(provider.GetIncludeRequestHeadersInCheck(), provider.GetIncludeHeadersInCheck()))}
+	add := provider.GetIncludeAdditionalHeadersInCheck()
+	keys := make([]string, 0, len(add))
+	for k := range add {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		req.HeadersToAdd = append(req.HeadersToAdd, &corev3.HeaderValue{Key: k, Value: add[k]})
+	}
+	ext := &extauthzv3.ExtAuthz{
+		TransportApiVersion: corev3.ApiVersion_V3,
+		Services: &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
+			ServerUri: &corev3.HttpUri{
+				Uri:              fmt.Sprintf("http://%s:%d", svc.Hostname, provider.GetPort()),
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: ClusterName("outbound", provider.GetPort(), "", svc.Hostname)},
+				Timeout:          timeout,
+			},
+			PathPrefix:           provider.GetPathPrefix(),
+			AuthorizationRequest: req,
+			AuthorizationResponse: &extauthzv3.AuthorizationResponse{
+				AllowedUpstreamHeaders: headerList(provider.GetHeadersToUpstreamOnAllow()),
+				AllowedClientHeaders:   headerList(provider.GetHeadersToDownstreamOnDeny()),
+			},
+		}},
+		FailureModeAllow: provider.GetFailOpen(),
+		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+		FilterEnabledMetadata: &matcherv3.MetadataMatcher{
+			Filter: httpRBACFilterName,
+			Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: extAuthzStatPrefix + "shadow_effective_policy_id"}}},
+			Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: extAuthzPolicyPrefix}}}},
+		},
+	}
+	return []*hcmv3.HttpFilter{
+		{Name: httpRBACFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&httprbacv3.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: extAuthzStatPrefix})}},
+		{Name: "envoy.filters.http.ext_authz", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(ext)}},
+	}
 }
 
 // reportOnce logs a translation note once per World (every proxy's

@@ -79,12 +79,18 @@ type Result struct {
 // allows everything. It is immutable and safe for concurrent use.
 type Engine struct {
 	filters []filter
+	ext     *External
 }
 
 type filter struct {
 	name     string
 	action   xdsresource.RBACAction
 	policies []policy
+	// shadowOnly filters decide nothing; shadow (with its stat prefix)
+	// names the request's shadow effective policy, for ext_authz.
+	shadowOnly   bool
+	shadow       []policy
+	shadowPrefix string
 }
 
 type policy struct {
@@ -95,33 +101,58 @@ type policy struct {
 
 // Compile builds the engine for filters in order; nil when there are none.
 func Compile(filters []*xdsresource.RBAC) (*Engine, error) {
-	if len(filters) == 0 {
+	return CompileHTTP(filters, nil)
+}
+
+// CompileHTTP is Compile for a connection manager, with its ext_authz
+// filter (nil if none), which is asked before the RBAC filters decide.
+func CompileHTTP(filters []*xdsresource.RBAC, ext *xdsresource.ExtAuthz) (*Engine, error) {
+	if len(filters) == 0 && ext == nil {
 		return nil, nil
 	}
 	e := &Engine{}
 	for i, f := range filters {
-		cf := filter{name: f.Name, action: f.Action}
-		for _, p := range f.Policies {
-			cp := policy{name: p.Name}
-			for j := range p.Permissions {
-				n, err := compilePermission(&p.Permissions[j])
-				if err != nil {
-					return nil, fmt.Errorf("RBAC filter %d (%s): policy %q: permissions[%d]: %w", i, f.Name, p.Name, j, err)
-				}
-				cp.perms = append(cp.perms, n)
-			}
-			for j := range p.Principals {
-				n, err := compilePrincipal(&p.Principals[j])
-				if err != nil {
-					return nil, fmt.Errorf("RBAC filter %d (%s): policy %q: principals[%d]: %w", i, f.Name, p.Name, j, err)
-				}
-				cp.prins = append(cp.prins, n)
-			}
-			cf.policies = append(cf.policies, cp)
+		cf := filter{name: f.Name, action: f.Action, shadowOnly: f.ShadowOnly, shadowPrefix: f.ShadowStatPrefix}
+		var err error
+		if cf.policies, err = compilePolicies(f.Policies); err != nil {
+			return nil, fmt.Errorf("RBAC filter %d (%s): %w", i, f.Name, err)
+		}
+		if cf.shadow, err = compilePolicies(f.Shadow); err != nil {
+			return nil, fmt.Errorf("RBAC filter %d (%s): shadow_rules: %w", i, f.Name, err)
 		}
 		e.filters = append(e.filters, cf)
 	}
+	if ext != nil {
+		x, err := compileExternal(ext)
+		if err != nil {
+			return nil, fmt.Errorf("ext_authz: %w", err)
+		}
+		e.ext = x
+	}
 	return e, nil
+}
+
+func compilePolicies(ps []xdsresource.RBACPolicy) ([]policy, error) {
+	var out []policy
+	for _, p := range ps {
+		cp := policy{name: p.Name}
+		for j := range p.Permissions {
+			n, err := compilePermission(&p.Permissions[j])
+			if err != nil {
+				return nil, fmt.Errorf("policy %q: permissions[%d]: %w", p.Name, j, err)
+			}
+			cp.perms = append(cp.perms, n)
+		}
+		for j := range p.Principals {
+			n, err := compilePrincipal(&p.Principals[j])
+			if err != nil {
+				return nil, fmt.Errorf("policy %q: principals[%d]: %w", p.Name, j, err)
+			}
+			cp.prins = append(cp.prins, n)
+		}
+		out = append(out, cp)
+	}
+	return out, nil
 }
 
 // Check decides r.
@@ -132,7 +163,10 @@ func (e *Engine) Check(r *Request) Result {
 	}
 	for i := range e.filters {
 		f := &e.filters[i]
-		name, matched := f.match(r)
+		if f.shadowOnly {
+			continue
+		}
+		name, matched := matchPolicies(f.policies, r)
 		switch f.action {
 		case xdsresource.RBACLog:
 			if matched && res.Audit == "" {
@@ -152,11 +186,34 @@ func (e *Engine) Check(r *Request) Result {
 }
 
 // Empty reports whether the engine enforces nothing.
-func (e *Engine) Empty() bool { return e == nil || len(e.filters) == 0 }
+func (e *Engine) Empty() bool { return e == nil || (len(e.filters) == 0 && e.ext == nil) }
 
-func (f *filter) match(r *Request) (string, bool) {
-	for i := range f.policies {
-		p := &f.policies[i]
+// External is the authorizer to ask about r before Check (CUSTOM comes
+// first), or nil when there is none or r is not one the CUSTOM rules
+// select (no shadow policy the ext_authz filter is enabled by matched).
+func (e *Engine) External(r *Request) *External {
+	if e == nil || e.ext == nil {
+		return nil
+	}
+	x := e.ext
+	if !x.gated {
+		return x
+	}
+	for i := range e.filters {
+		f := &e.filters[i]
+		if f.shadowPrefix != x.prefix {
+			continue
+		}
+		if name, ok := matchPolicies(f.shadow, r); ok && x.policy.matches(name) {
+			return x
+		}
+	}
+	return nil
+}
+
+func matchPolicies(policies []policy, r *Request) (string, bool) {
+	for i := range policies {
+		p := &policies[i]
 		if anyMatch(p.perms, r) && anyMatch(p.prins, r) {
 			return p.name, true
 		}

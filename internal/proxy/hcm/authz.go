@@ -50,6 +50,9 @@ func (s *Server) authorize(x *exchange) bool {
 		PeerID:    c.PeerID,
 		JWT:       x.jwt,
 	}
+	if ext := e.External(&req); ext != nil && !s.askExternal(x, ext) {
+		return false
+	}
 	res := e.Check(&req)
 	if res.Audit != "" {
 		s.log.Info("authorization audit", "policy", res.Audit, "method", r.Method, "path", path, "peer", c.PeerID, "source", c.Source, "allowed", res.Allowed)

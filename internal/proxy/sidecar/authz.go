@@ -24,10 +24,11 @@ import (
 // an HTTP chain, the network filters for a TCP chain.
 func (c *chain) compileAuthz(fc *xdsresource.FilterChain) error {
 	filters := fc.RBAC
+	var ext *xdsresource.ExtAuthz
 	if fc.HTTP != nil {
-		filters = fc.HTTP.RBAC
+		filters, ext = fc.HTTP.RBAC, fc.HTTP.ExtAuthz
 	}
-	e, err := authz.Compile(filters)
+	e, err := authz.CompileHTTP(filters, ext)
 	if err != nil {
 		return err
 	}

@@ -398,3 +398,105 @@ spec:
 		}
 	}
 }
+
+// A CUSTOM AuthorizationPolicy with an envoyExtAuthzHttp provider (a
+// small authorizer on loopback), through real sidecars: requests its
+// rules do not select never reach the authorizer; for /admin* the
+// authorizer decides: alice (by the x-user header it is sent) passes,
+// with the header it adds reaching the app; bob gets the authorizer's own
+// 403, body and allowed header, and the app never sees him. With the
+// authorizer gone the sidecar answers statusOnError.
+func TestAuthzCustomExternalAuthorizer(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.154"
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, paymentServiceConfig(base, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: ext-authz}
+spec:
+  selector: {app: ext-authz}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ext-authz}
+spec: {address: %s.9, labels: {app: ext-authz}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: my-authz
+      envoyExtAuthzHttp:
+        service: ext-authz.default.svc.cluster.local
+        port: 8000
+        pathPrefix: /check
+        statusOnError: "503"
+        includeRequestHeadersInCheck: [x-user]
+        headersToUpstreamOnAllow: [x-authz-user]
+        headersToDownstreamOnDeny: [x-authz-reason]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext}
+spec:
+  selector: {matchLabels: {app: payment-service}}
+  action: CUSTOM
+  provider: {name: my-authz}
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+`, base)))
+	var asked atomic.Int64
+	var lastCheck atomic.Value
+	authorizer := meshtest.Backend(t, base+".9:8000", "ext-authz", func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		lastCheck.Store(r.Method + " " + r.URL.RequestURI() + " host=" + r.Host + " cookie=" + r.Header.Get("Cookie"))
+		if r.Header.Get("X-User") == "alice" {
+			w.Header().Set("X-Authz-User", "alice")
+			return
+		}
+		w.Header().Set("X-Authz-Reason", "not alice")
+		w.Header().Set("X-Other", "internal")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "denied by authz")
+	})
+	var seen atomic.Int64
+	m.Backend(base+".2:9080", "payment", func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		w.Header().Set("X-Seen-Authz-User", r.Header.Get("X-Authz-User"))
+		io.WriteString(w, "payment")
+	})
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"}, authzIdentity(t, ca, "payment-service"))
+	client := m.Sidecar("checkout", base+".1", nil, authzIdentity(t, ca, "checkout-service"))
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+
+	if code, _, body, _ := get(c, "http://payment-service:9080/pay", nil); code != 200 || body != "payment" {
+		t.Errorf("/pay: %d %q, want 200", code, body)
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the authorizer was asked %d times about a request no CUSTOM rule selects", n)
+	}
+	code, _, body, h := get(c, "http://payment-service:9080/admin/x?y=1", map[string]string{"X-User": "alice", "Cookie": "secret"})
+	if code != 200 || body != "payment" || h.Get("X-Seen-Authz-User") != "alice" {
+		t.Errorf("alice to /admin: %d %q, app saw X-Authz-User %q; want 200 and alice", code, body, h.Get("X-Seen-Authz-User"))
+	}
+	if got, want := lastCheck.Load(), "GET /check/admin/x?y=1 host=payment-service:9080 cookie="; got != want {
+		t.Errorf("the authorizer saw %q, want %q (path prefixed, Host kept, headers not listed left out)", got, want)
+	}
+	before := seen.Load()
+	code, _, body, h = get(c, "http://payment-service:9080/admin/x", map[string]string{"X-User": "bob"})
+	if code != http.StatusForbidden || body != "denied by authz" || h.Get("X-Authz-Reason") != "not alice" || h.Get("X-Other") != "" {
+		t.Errorf("bob to /admin: %d %q reason %q other %q; want the authorizer's 403, body and reason only", code, body, h.Get("X-Authz-Reason"), h.Get("X-Other"))
+	}
+	if seen.Load() != before {
+		t.Error("the app saw bob's request")
+	}
+
+	authorizer.Close()
+	if code, _, _, _ := get(c, "http://payment-service:9080/admin/x", map[string]string{"X-User": "alice"}); code != http.StatusServiceUnavailable {
+		t.Errorf("authorizer down: %d, want statusOnError 503", code)
+	}
+}

@@ -523,6 +523,8 @@ func decodeHTTPFilter(b []byte, h *HTTPConnectionManager, router *bool) error {
 		return nil
 	case typeName == httpRBACType && !disabled:
 		return addHTTPRBAC(h, name, value, *router)
+	case typeName == extAuthzType && !disabled:
+		return addExtAuthz(h, name, value, *router)
 	case typeName == jwtType && !disabled:
 		return decodeJWTFilter(value, h, *router)
 	case optional || disabled:

@@ -36,6 +36,14 @@ type RBAC struct {
 	// Policies are sorted by name (Envoy keeps them in a map; which one
 	// matched only names the decision).
 	Policies []RBACPolicy
+	// ShadowOnly marks a filter without rules: it decides nothing, and
+	// only its shadow rules are evaluated.
+	ShadowOnly bool
+	// Shadow are the shadow rules' policies (a dry run that decides
+	// nothing); the name of the first that matches is what ext_authz's
+	// EnabledBy looks at, under ShadowStatPrefix (Istio: CUSTOM rules).
+	Shadow           []RBACPolicy
+	ShadowStatPrefix string
 }
 
 // RBACPolicy matches a request when one of its permissions (what is
@@ -141,7 +149,8 @@ type ValueMatcher struct {
 // decodeHTTPRBAC reads envoy.extensions.filters.http.rbac.v3.RBAC.
 func decodeHTTPRBAC(name string, b []byte) (*RBAC, error) {
 	m := msg{b: b, varints: 1 << 7}
-	var r *RBAC
+	var r, shadow *RBAC
+	var shadowPrefix string
 	for m.next() {
 		switch m.num {
 		case 1:
@@ -150,19 +159,33 @@ func decodeHTTPRBAC(name string, b []byte) (*RBAC, error) {
 				r, err = decodeRBACRules(rb)
 				m.fail(err, "rules")
 			}
+		case 2:
+			if rb, ok := m.bytes(); ok {
+				var err error
+				shadow, err = decodeRBACRules(rb)
+				m.fail(err, "shadow_rules")
+			}
+		case 3:
+			shadowPrefix = m.str("shadow_rules_stat_prefix")
 		case 4:
 			m.fail(errNotSupported, "matcher")
+		case 5:
+			m.fail(errNotSupported, "shadow_matcher")
 		}
-		// shadow_rules (2, 5) are a dry run: they never change a
-		// decision. Stat prefixes (3, 6) and per-rule stats (7) only name
-		// counters.
+		// Stat prefixes (6) and per-rule stats (7) only name counters.
 	}
 	if m.err != nil {
 		return nil, m.err
 	}
-	if r == nil {
+	if r == nil && shadow == nil {
 		// Envoy: without rules the filter enforces nothing.
 		return nil, nil
+	}
+	if r == nil {
+		r = &RBAC{ShadowOnly: true}
+	}
+	if shadow != nil {
+		r.Shadow, r.ShadowStatPrefix = shadow.Policies, shadowPrefix
 	}
 	r.Name = name
 	return r, nil
@@ -600,6 +623,30 @@ func decodeMetadataMatcher(b []byte) (MetadataMatcher, error) {
 // addHTTPRBAC decodes an RBAC HTTP filter into h. One after the router
 // would never run in Envoy; the proxy refuses it rather than enforce
 // what Envoy would not, or drop what the control plane meant to enforce.
+// addExtAuthz decodes an ext_authz HTTP filter into h. The proxy checks
+// with the authorizer before it applies the RBAC filters (CUSTOM before
+// DENY and ALLOW, as Istio orders them), so an ext_authz after an
+// enforcing RBAC filter, or a second one, is refused.
+func addExtAuthz(h *HTTPConnectionManager, name string, value []byte, afterRouter bool) error {
+	switch {
+	case afterRouter:
+		return errorf("ext_authz filter %q follows the router, where it would never run: put it before the router", name)
+	case h.ExtAuthz != nil:
+		return errorf("ext_authz filter %q: a second ext_authz filter is not supported by trellis-proxy", name)
+	}
+	for _, r := range h.RBAC {
+		if !r.ShadowOnly {
+			return errorf("ext_authz filter %q follows the enforcing RBAC filter %q: trellis-proxy checks with the authorizer first (CUSTOM before DENY and ALLOW)", name, r.Name)
+		}
+	}
+	e, err := decodeExtAuthz(value)
+	if err != nil {
+		return within(err, "typed_config")
+	}
+	h.ExtAuthz = e
+	return nil
+}
+
 func addHTTPRBAC(h *HTTPConnectionManager, name string, value []byte, afterRouter bool) error {
 	if afterRouter {
 		return errorf("RBAC filter %q follows the router, where it would never run: put it before the router", name)

@@ -83,6 +83,8 @@ type HTTPConnectionManager struct {
 	RouteConfig *RouteConfig // set when inline
 	// RBAC are the RBAC HTTP filters ahead of the router, in order.
 	RBAC []*RBAC
+	// ExtAuthz is the ext_authz HTTP filter (extauthz.go), nil if none.
+	ExtAuthz *ExtAuthz
 	// JWT is the jwt_authn filter's config, nil without one (jwt.go).
 	JWT *JWTAuthentication
 }
