@@ -245,3 +245,59 @@ outputPayloadToHeader: x-jwt-payload`, ln.Addr())))
 		t.Errorf("the update fetched the JWKS %d more times, want the cached keys kept", n)
 	}
 }
+
+// RequestAuthentication with an AuthorizationPolicy that requires a
+// request principal, Istio's "require JWT" recipe, through real sidecars:
+// a request without a token passes authentication but is refused by
+// authorization (403), one with alice's valid token is allowed, one with
+// mallory's valid token is refused by the principal rule, and a token
+// claiming to be alice's but signed by another key is refused by
+// authentication first (401). The app sees only alice's request.
+func TestRequestAuthenticationRequestPrincipals(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.162"
+	iss := newJWTIssuer(t, "k1")
+	policy := requestAuthn("payment", fmt.Sprintf(`
+issuer: https://auth.example
+jwks: '%s'`, iss.jwks())) + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-alice, namespace: default}
+spec:
+  selector: {matchLabels: {app: payment}}
+  rules:
+  - from:
+    - source:
+        requestPrincipals: ["https://auth.example/alice"]
+`
+	_, sleep, seen := jwtMesh(t, base, policy)
+	c := sleep.Client()
+	defer c.CloseIdleConnections()
+	url := "http://payment:9080/pay"
+	token := func(sub string) string {
+		tok, _ := iss.token(t, map[string]any{"iss": "https://auth.example", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+		return "Bearer " + tok
+	}
+	forged, _ := newJWTIssuer(t, "k1").token(t, map[string]any{"iss": "https://auth.example", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	for _, tc := range []struct {
+		name, auth string
+		code       int
+		body       string
+	}{
+		{"no token", "", 403, "RBAC: access denied"},
+		{"alice", token("alice"), 200, "payment"},
+		{"mallory", token("mallory"), 403, "RBAC: access denied"},
+		{"alice's claims signed by another key", "Bearer " + forged, 401, "Jwt verification fails"},
+	} {
+		var h map[string]string
+		if tc.auth != "" {
+			h = map[string]string{"Authorization": tc.auth}
+		}
+		if code, _, body, _ := get(c, url, h); code != tc.code || body != tc.body {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, code, body, tc.code, tc.body)
+		}
+	}
+	if n := seen.Load(); n != 1 {
+		t.Errorf("the app saw %d requests, want alice's alone", n)
+	}
+}
