@@ -80,24 +80,6 @@ func lookup(m map[string]any, path []string) (any, bool) {
 	return cur, true
 }
 
-// ClaimStrings is a claim's value as the strings Istio compares
-// request.auth.claims against: a string, or the strings of a list.
-func ClaimStrings(v any) []string {
-	switch v := v.(type) {
-	case string:
-		return []string{v}
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	return nil
-}
-
 // splitSpaces is normalize_payload_in_metadata's split of a
 // space-delimited claim.
 func splitSpaces(s string) []any {
@@ -107,45 +89,4 @@ func splitSpaces(s string) []any {
 		out[i] = w
 	}
 	return out
-}
-
-// Principal is the request principal authorization sees, "<iss>/<sub>"
-// of the first verified token, or "" when none verified (Istio's
-// request.auth.principal).
-func (r *Result) Principal() string {
-	if r == nil || len(r.Tokens) == 0 {
-		return ""
-	}
-	return r.Tokens[0].Principal()
-}
-
-// AuthnAttribute is the value of one of Istio's request authentication
-// attributes, as its istio_authn metadata holds them for the first
-// verified token, at path: ["request.auth.principal"],
-// ["request.auth.audiences"], ["request.auth.presenter"] (azp), or
-// ["request.auth.claims", name, nested...]. A claim's value is its
-// strings (a string, or a list's strings); ok is false when the request
-// has no verified token or the token lacks the attribute.
-func (r *Result) AuthnAttribute(path []string) (values []string, ok bool) {
-	if r == nil || len(r.Tokens) == 0 || len(path) == 0 {
-		return nil, false
-	}
-	t := &r.Tokens[0]
-	switch path[0] {
-	case "request.auth.principal":
-		return []string{t.Principal()}, len(path) == 1
-	case "request.auth.audiences":
-		return t.Audiences, len(path) == 1 && len(t.Audiences) > 0
-	case "request.auth.presenter":
-		azp, isStr := t.Claims["azp"].(string)
-		return []string{azp}, len(path) == 1 && isStr
-	case "request.auth.claims":
-		v, found := lookup(t.Claims, path[1:])
-		if !found || len(path) < 2 {
-			return nil, false
-		}
-		s := ClaimStrings(v)
-		return s, len(s) > 0
-	}
-	return nil, false
 }
