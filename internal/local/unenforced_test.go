@@ -20,7 +20,7 @@ func TestUnenforcedPolicies(t *testing.T) {
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mesh-wide, namespace: istio-system}
-spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}
+spec: {rules: [{from: [{source: {trustDomains: [legacy.example]}}]}]}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -162,5 +163,74 @@ func TestAuthorizationPolicySemantics(t *testing.T) {
 				t.Errorf("allowed = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A CUSTOM policy whose provider is an envoyExtAuthzHttp service becomes
+// a shadow RBAC filter and an ext_authz filter the proxy decodes: the
+// authorizer is asked about the requests the CUSTOM rules select only,
+// on the provider service's outbound cluster, with the provider's
+// settings. Without the provider the rules deny.
+func TestCustomAuthorizationProvider(t *testing.T) {
+	const mesh = `apiVersion: v1
+kind: Service
+metadata: {name: ext-authz, namespace: default}
+spec:
+  selector: {app: ext-authz}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: my-authz
+      envoyExtAuthzHttp: {service: ext-authz.default.svc.cluster.local, port: 8000, timeout: 2s, failOpen: true, includeRequestHeadersInCheck: [x-user]}
+---
+`
+	custom := "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext}\nspec:\n  action: CUSTOM\n  provider: {name: my-authz}\n  rules: [{to: [{operation: {paths: [\"/admin*\"]}}]}]\n"
+	r := translate.Local(world(t, "testdata/mesh", mesh+custom), sidecarProxy, nil)
+	var hcm *xdsresource.HTTPConnectionManager
+	for _, l := range r.Listeners {
+		if l.Name != translate.VirtualInbound {
+			continue
+		}
+		b, _ := proto.Marshal(l)
+		dl, err := xdsresource.DecodeListener(b)
+		if err != nil {
+			t.Fatalf("the proxy refuses virtualInbound: %v", err)
+		}
+		for _, fc := range dl.FilterChains {
+			if fc.DestinationPort == 9080 && fc.HTTP != nil {
+				hcm = fc.HTTP
+			}
+		}
+	}
+	if hcm == nil || hcm.ExtAuthz == nil {
+		t.Fatalf("no ext_authz filter on the HTTP chain: %+v", hcm)
+	}
+	x := hcm.ExtAuthz
+	if x.Cluster != "outbound|8000||ext-authz.default.svc.cluster.local" || x.Timeout != 2*time.Second || !x.FailureModeAllow {
+		t.Errorf("ext_authz %+v, want the provider's cluster, 2s timeout, fail open", x)
+	}
+	e, err := authz.CompileHTTP(hcm.RBAC, hcm.ExtAuthz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.External(req("GET", "/admin/x", "", nil)) == nil {
+		t.Error("/admin/x is not sent to the authorizer")
+	}
+	if e.External(req("GET", "/pay", "", nil)) != nil {
+		t.Error("/pay is sent to the authorizer; no CUSTOM rule selects it")
+	}
+	if !e.Check(req("GET", "/admin/x", "", nil)).Allowed {
+		t.Error("the RBAC filters refuse /admin/x themselves; the authorizer decides it")
+	}
+
+	// The provider missing: the CUSTOM rules deny.
+	h, _ := authzEngines(t, custom)
+	if h.Check(req("GET", "/admin/x", "", nil)).Allowed || !h.Check(req("GET", "/pay", "", nil)).Allowed {
+		t.Error("without its provider, a CUSTOM policy must refuse what its rules select, and only that")
 	}
 }

@@ -50,9 +50,9 @@ func TestCheck(t *testing.T) {
 		{"a whole kind not in force, even with no spec", IstioGateway,
 			`{"metadata":{"name":"ingress"}}`,
 			[]string{" (not in force)"}},
-		{"AuthorizationPolicy: enforced fields are not reported, CUSTOM is", AuthorizationPolicy,
-			`{"spec":{"action":"CUSTOM","provider":{"name":"opa"},"rules":[{"from":[{"source":{"principals":["a/ns/b/sa/c"],"requestPrincipals":["*"]}}],"to":[{"operation":{"paths":["/x"]}}],"when":[{"key":"request.auth.claims[iss]","values":["x"]},{"key":"source.ip","values":["10.0.0.1"]}]}]}}`,
-			[]string{"spec.action (not in force)", "spec.provider (not in force)"}},
+		{"AuthorizationPolicy: enforced fields are not reported, trust domains are", AuthorizationPolicy,
+			`{"spec":{"action":"CUSTOM","provider":{"name":"opa"},"rules":[{"from":[{"source":{"principals":["a/ns/b/sa/c"],"requestPrincipals":["*"],"trustDomains":["td"]}}],"to":[{"operation":{"paths":["/x"]}}],"when":[{"key":"request.auth.claims[iss]","values":["x"]},{"key":"source.ip","values":["10.0.0.1"]}]}]}}`,
+			[]string{"spec.rules[0].from[0].source.trustDomains[0] (not in force)"}},
 		{"TLS DISABLE is in force, origination is not", DestinationRule,
 			`{"spec":{"host":"r","trafficPolicy":{"tls":{"mode":"DISABLE"}},"subsets":[{"name":"v1","trafficPolicy":{"tls":{"mode":"SIMPLE","sni":"x"},"outlierDetection":{"consecutive5xxErrors":1}}}]}}`,
 			[]string{"spec.subsets[0].trafficPolicy.outlierDetection (not in force)", "spec.subsets[0].trafficPolicy.tls.mode (not in force)", "spec.subsets[0].trafficPolicy.tls.sni (not in force)"}},
@@ -87,9 +87,9 @@ func TestFindingText(t *testing.T) {
 	if fs[0].Security() {
 		t.Error("retries are not a security policy")
 	}
-	ap := Check(AuthorizationPolicy, doc(t, `{"spec":{"action":"CUSTOM","provider":{"name":"opa"}}}`), "")
-	if len(ap) != 2 || !ap[0].Security() || !ap[1].Security() {
-		t.Errorf("an AuthorizationPolicy's CUSTOM action and provider must be security findings, got %v", paths(ap))
+	ap := Check(AuthorizationPolicy, doc(t, `{"spec":{"targetRefs":[{"kind":"Gateway","name":"gw"}]}}`), "")
+	if len(ap) != 1 || !ap[0].Security() {
+		t.Errorf("an AuthorizationPolicy attached to a gateway must be a security finding, got %v", paths(ap))
 	}
 }
 

@@ -260,7 +260,7 @@ func peerAuthentication(r *rows) {
 const (
 	identityNote         = "the caller's SPIFFE ID from its mTLS certificate; traffic that reaches the workload in plaintext (a caller without a sidecar, a port PeerAuthentication leaves PERMISSIVE, or in explicit local mode a process dialling the app port directly) has no identity and compares as empty, as in Istio (TRL0010)"
 	requestPrincipalNote = "what the RequestAuthentication of the workload verified (\"iss/sub\" of each valid token, its aud, azp and claims); a request without a token has no request principal, as in Istio, so an ALLOW on requestPrincipals refuses it and a DENY on notRequestPrincipals [\"*\"] refuses it"
-	customNote           = "CUSTOM (external authorization) is NOT ENFORCED yet: no authorizer is asked, and the requests the policy's rules match are refused"
+	customNote           = "with a MeshConfig extensionProviders envoyExtAuthzHttp provider, the sidecar asks it about the requests the rules select, before DENY and ALLOW; a provider that is missing, envoyExtAuthzGrpc or reads the request body, and TCP ports, are refused instead: the requests the rules match get 403 (connections are closed)"
 	targetRefNote        = "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do"
 )
 
@@ -277,9 +277,9 @@ func authorizationPolicy(r *rows) {
 		r.security(k, p, "", true, targetRefNote)
 	}
 	r.value(k, "spec.action", "AUDIT", InForce, "requests a rule matches are logged by the sidecar (level INFO, \"authorization audit\") and let through")
-	r.security(k, "spec.action", "CUSTOM", false, customNote)
+	r.value(k, "spec.action", "CUSTOM", InForce, customNote)
 	r.add(k, "spec.action", InForce, "ALLOW (the default) and DENY; DENY policies are checked first, as in Istio")
-	r.security(k, "spec.provider", "", true, customNote)
+	r.in(k, "spec", "provider.name")
 	src := "spec.rules[].from[].source"
 	for _, f := range []string{"principals[]", "notPrincipals[]", "namespaces[]", "notNamespaces[]", "serviceAccounts[]", "notServiceAccounts[]"} {
 		r.add(k, src+"."+f, InForce, identityNote)
@@ -513,10 +513,21 @@ func meshConfig(r *rows) {
 	r.in(k, "defaultConfig", "terminationDrainDuration", "concurrency")
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
 		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
+	ep := "extensionProviders[]"
+	r.in(k, ep, "name")
+	authz := ep + ".envoyExtAuthzHttp"
+	r.in(k, authz, "service", "port", "timeout", "pathPrefix", "failOpen", "statusOnError", "includeRequestHeadersInCheck[]",
+		"includeHeadersInCheck[]", "includeAdditionalHeadersInCheck{}", "headersToUpstreamOnAllow[]", "headersToDownstreamOnDeny[]")
+	r.add(k, authz+".clearRouteCache", InForce, "the sidecar chooses the route after authorization, so headers the provider adds always count")
+	*r = append(*r, Entry{Kind: k, Path: authz + ".includeRequestBodyInCheck", Whole: true, Status: NotInForce, Security: true,
+		Note: "request bodies are not sent to the provider yet: CUSTOM policies naming it refuse the requests their rules match"})
+	*r = append(*r, Entry{Kind: k, Path: ep + ".envoyExtAuthzGrpc", Whole: true, Status: NotInForce, Security: true,
+		Note: "gRPC authorization providers are not supported yet: CUSTOM policies naming one refuse the requests their rules match"})
+	r.whole(k, ep, NotInForce, "only envoyExtAuthzHttp providers are in force; tracing, metrics and logging providers have no effect yet")
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders":
 		default:
 			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
 		}
