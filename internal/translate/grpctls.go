@@ -298,7 +298,7 @@ func (t *translation) grpcInboundChain(port uint32) *listenerv3.FilterChain {
 				Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
 			}}}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+		HttpFilters: append(t.grpcAuthzFilters(), routerFilter()), // AuthorizationPolicy (grpcauthz.go)
 	}
 	fc := &listenerv3.FilterChain{
 		Name:    name,

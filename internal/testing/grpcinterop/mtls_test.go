@@ -495,3 +495,65 @@ func TestProxylessRotation(t *testing.T) {
 		len(recs), late, len(clientSerials), len(serverSerials))
 	m.checkNoNACKs()
 }
+
+// AuthorizationPolicy on an xDS-enabled grpc-go server, enforced by
+// grpc-go from the RBAC filters Trellis sends: only sleep's identity is
+// allowed, and a DENY on a request header refuses even sleep when it sends
+// it. Refused calls get grpc-go's PERMISSION_DENIED from its RBAC filter.
+func TestProxylessAuthorization(t *testing.T) {
+	m, _ := startMTLSMesh(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-sleep, namespace: default}
+spec:
+  selector: {matchLabels: {app: greeter}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/sleep]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-blocked, namespace: default}
+spec:
+  selector: {matchLabels: {app: greeter}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/grpc.testing.TestService/*]}}]
+    when: [{key: 'request.headers[x-block]', values: ["yes"]}]
+`, meshedLabels, 0, 0)
+	sleep := m.newWorkload("sleep-0", "sleep", clientLabels, 0)
+	other := m.newWorkload("other-0", "other", map[string]string{"app": "other", translate.TLSModeLabel: translate.TLSModeIstio}, 0)
+
+	allowed := m.startClient(clientConfig{Targets: []string{"xds:///greeter:7070"}, Max: 20, MaxDuration: time.Minute, XDSCreds: true,
+		Metadata: []map[string]string{{}, {"x-block": "no"}}, Bootstrap: sleep.bootstrap(t, m.XDSAddr(), 0)})
+	allowed.waitReady()
+	got := count(allowed.finish())
+	checkNoFailures(t, "sleep", got)
+	if got.n != 20 {
+		t.Errorf("sleep: %d RPCs, want 20", got.n)
+	}
+
+	for _, tc := range []struct {
+		name string
+		w    *workload
+		md   map[string]string
+	}{
+		{"another identity", other, nil},
+		{"sleep with x-block: yes", sleep, map[string]string{"x-block": "yes"}},
+	} {
+		c := m.startClient(clientConfig{Targets: []string{"xds:///greeter:7070"}, Max: 5, MaxDuration: time.Minute, XDSCreds: true, NoWarmup: true,
+			Metadata: []map[string]string{tc.md}, Bootstrap: tc.w.bootstrap(t, m.XDSAddr(), 0)})
+		recs := c.finish()
+		got := count(recs)
+		if got.n != 5 || got.failed != 5 {
+			t.Errorf("%s: want all 5 RPCs refused, got %v", tc.name, got)
+			continue
+		}
+		for _, r := range recs {
+			if !strings.Contains(r.Err, "PermissionDenied") {
+				t.Errorf("%s: RPC %d failed with %q, want PermissionDenied from RBAC", tc.name, r.Seq, r.Err)
+				break
+			}
+		}
+		t.Logf("%s: %s", tc.name, got.firstErr)
+	}
+	m.checkNoNACKs()
+}
