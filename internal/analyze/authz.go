@@ -5,15 +5,19 @@ import (
 	"sort"
 	"strings"
 
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	security "istio.io/api/security/v1beta1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/field"
 	"github.com/trellismesh/trellis/internal/registry"
 )
 
 var (
 	authzIdentityWithoutStrict = kind{"TRL0010", "AuthorizationIdentityWithoutStrictMTLS", Warning}
 	authzHTTPFieldsOnTCP       = kind{"TRL0011", "AuthorizationHTTPFieldsOnTCPPort", Warning}
+	authzCustomProvider        = kind{"TRL0012", "AuthorizationCustomProviderUnusable", Warning}
 )
 
 // authorizationEdgeCases reports the AuthorizationPolicies whose effect
@@ -49,6 +53,12 @@ func authorizationEdgeCases(w *world) []Message {
 					strings.Join(open, ", ")))
 			}
 		}
+		if ap.GetAction() == security.AuthorizationPolicy_CUSTOM {
+			if why := w.customProviderProblem(ap.GetProvider().GetName()); why != "" {
+				msgs = append(msgs, authzCustomProvider.msg(o, "spec.provider.name",
+					"%s: the sidecars cannot ask it, so the requests this policy's rules match are refused", why))
+			}
+		}
 		if path := httpField(ap); path != "" {
 			if ports := w.tcpPortsOf(ns, sel); len(ports) > 0 {
 				effect := "is dropped on them: it allows nothing there, and connections no other rule allows are refused"
@@ -63,6 +73,46 @@ func authorizationEdgeCases(w *world) []Message {
 		}
 	}
 	return msgs
+}
+
+// customProviderProblem says why a CUSTOM policy's provider cannot be
+// used by the sidecars ("" when it can): it must be a MeshConfig
+// extensionProviders entry of kind envoyExtAuthzHttp that does not send
+// the request body.
+func (w *world) customProviderProblem(name string) string {
+	for _, ep := range w.meshConfig().GetExtensionProviders() {
+		if ep.GetName() != name {
+			continue
+		}
+		h := ep.GetEnvoyExtAuthzHttp()
+		switch {
+		case h == nil:
+			return fmt.Sprintf("provider %q is not an envoyExtAuthzHttp provider, the only kind Trellis supports yet", name)
+		case h.GetIncludeRequestBodyInCheck() != nil:
+			return fmt.Sprintf("provider %q sends the request body (includeRequestBodyInCheck), which Trellis does not support yet", name)
+		}
+		return ""
+	}
+	return fmt.Sprintf("provider %q is not in MeshConfig extensionProviders", name)
+}
+
+// meshConfig is the MeshConfig of the analysed objects (the istio
+// ConfigMap in the root namespace), nil when there is none or it does not
+// parse (validation reports that).
+func (w *world) meshConfig() *meshv1alpha1.MeshConfig {
+	o := w.keys[config.Key{GroupKind: config.ConfigMap, Namespace: config.DefaultRootNamespace, Name: config.MeshConfigMapName}]
+	if o == nil {
+		return nil
+	}
+	data, ok := o.Spec.(*corev1.ConfigMap).Data[config.MeshConfigKey]
+	if !ok {
+		return nil
+	}
+	mc, errs := config.ParseMeshConfig(field.NewPath("data"), data)
+	if len(errs) > 0 {
+		return nil
+	}
+	return mc
 }
 
 // identityField is the path of the first field of ap that compares the

@@ -62,3 +62,36 @@ spec:
 		`Warning [TRL0011] (AuthorizationPolicy shop/deny-post a.yaml#5) spec.rules[0].to[0].operation.methods: HTTP fields (hosts, methods, paths, request headers, request principals) cannot be checked on TCP ports payment.shop.svc.cluster.local:5432; as in Istio, the rule keeps only its TCP fields (source, ports, IPs) on them, so it matches every connection those fields match`,
 	)
 }
+
+// A CUSTOM policy whose provider the sidecars cannot use is reported: it
+// refuses what its rules match.
+func TestAuthorizationCustomProvider(t *testing.T) {
+	objs := parse(t, "c.yaml", `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - {name: http, envoyExtAuthzHttp: {service: authz.default.svc.cluster.local, port: 8000}}
+    - {name: grpc, envoyExtAuthzGrpc: {service: authz.default.svc.cluster.local, port: 9000}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ok}
+spec: {action: CUSTOM, provider: {name: http}, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: grpc}
+spec: {action: CUSTOM, provider: {name: grpc}, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: typo}
+spec: {action: CUSTOM, provider: {name: htp}, rules: [{}]}
+`)
+	check(t, run(objs),
+		`Warning [TRL0012] (AuthorizationPolicy default/grpc c.yaml#3) spec.provider.name: provider "grpc" is not an envoyExtAuthzHttp provider, the only kind Trellis supports yet: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
+		`Warning [TRL0012] (AuthorizationPolicy default/typo c.yaml#4) spec.provider.name: provider "htp" is not in MeshConfig extensionProviders: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
+	)
+}
