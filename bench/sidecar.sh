@@ -5,6 +5,10 @@
 #   (a) direct    fortio client -> fortio server
 #   (b) trellis   client -> trellis-proxy (client pod, :15001) -> HTTP/1.1
 #                 CONNECT tunnel -> trellis-proxy (server pod, :15008) -> server
+#  (b2) trellis-mtls  the same with identities: two more trellis-proxy
+#                 processes with certificates from the mesh CA (--root-cert,
+#                 --credential-file), the tunnel inside mTLS (TLS 1.3,
+#                 X25519MLKEM768), to a second fortio server of the same kind
 #   (c) haproxy   client -> haproxy -> haproxy -> server
 #   (d) nginx     client -> nginx -> nginx -> server
 #
@@ -17,11 +21,20 @@
 # proxy process as vCPU per 1,000 rps (utime+stime from /proc/PID/stat over
 # the 1,000 qps run, all of nginx's processes); VmRSS idle (before any load)
 # and right after the 1,000 qps run, max VmRSS sampled during it, VmHWM;
-# max throughput; trellis/haproxy ratios.
+# max throughput; trellis/haproxy ratios; trellis-mtls/trellis ratios and
+# the mTLS handshakes per second during the 1,000 qps run (the sidecars'
+# ssl.handshake counters on /stats).
+#
+# The control plane is bench/meshcp: `trellis controlplane` (the same
+# controlplane.Start, CA in memory) that also writes a per-pod credential
+# for each mTLS sidecar, as `trellis up` hands its pods one.
 #
 # Usage: bench/sidecar.sh [DURATION [MAXDURATION]]     defaults 30s 10s
-#   PROFILE_DIR=dir  also profiles the client sidecar under the (b) load:
-#                    CPU (10 s), heap and allocs, as `go tool pprof -top` text
+#   ROUNDS=n         measure trellis and trellis-mtls n times, alternating
+#                    (default 1), to tell their difference from drift
+#   PROFILE_DIR=dir  also profiles the client sidecar under the (b) and (b2)
+#                    loads: CPU (10 s), heap and allocs, as `go tool pprof -top`
+#                    text (trellis-mtls-* for b2), and the server sidecars' CPU
 #   CAPTURE_DIR=dir  also captures loopback traffic (tcpdump, as root) for 8 s
 #                    of an extra 1,000 qps load of (b) and of (c) after the
 #                    measured runs, and times each leg and hop with bench/legs:
@@ -42,7 +55,12 @@ NET=127.77.48
 APP=$NET.2:9080   # fortio server = the server pod's app
 CLIENT_POD=$NET.1 # client sidecar
 SERVER_POD=$NET.2 # server sidecar (same pod IP as the app)
+APP2=$NET.4:9080         # the mTLS pair's app: a second fortio server
+MTLS_CLIENT_POD=$NET.3   # mTLS client sidecar
+MTLS_SERVER_POD=$NET.4   # mTLS server sidecar (same pod IP as APP2)
 XDS=$NET.100:15010
+SECURE_XDS=$NET.100:15012 # xDS and the CA over TLS
+ROUNDS=${ROUNDS:-1}
 HA1=$NET.11:8080 HA2=$NET.12:8080
 NG1=$NET.21:8080 NG2=$NET.22:8080
 
@@ -66,7 +84,7 @@ OUT=${OUT_DIR:-$(mktemp -d /tmp/trellis-bench.XXXXXX)}
 mkdir -p "$OUT"
 echo "results and logs in $OUT"
 go build -o "$OUT/trellis-proxy" ./cmd/trellis-proxy
-go build -o "$OUT/trellis" ./cmd/trellis
+go build -o "$OUT/meshcp" ./bench/meshcp
 
 # --- processes ---------------------------------------------------------------
 PIDS=()
@@ -91,10 +109,19 @@ wait_http() {
 	exit 1
 }
 
+# stat_of POD NAME: a counter from the sidecar's /stats (0 when absent).
+stat_of() {
+	curl -s -m 5 "http://$1:15000/stats" | awk -F': ' -v n="$2" '$1 == n {v = $2} END {print v + 0}'
+}
+
 "$FORTIO" server -http-port "$APP" -grpc-port disabled -redirect-port disabled \
 	-tcp-port disabled -udp-port disabled >"$OUT/app.log" 2>&1 &
 PIDS+=($!)
+"$FORTIO" server -http-port "$APP2" -grpc-port disabled -redirect-port disabled \
+	-tcp-port disabled -udp-port disabled >"$OUT/app2.log" 2>&1 &
+PIDS+=($!)
 wait_http "http://$APP/echo"
+wait_http "http://$APP2/echo"
 
 # Trellis: a control plane and the two sidecars.
 mkdir -p "$OUT/mesh"
@@ -124,9 +151,39 @@ metadata: {name: reviews}
 spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-v1}
+spec: {address: $MTLS_SERVER_POD, serviceAccount: ratings, labels: {app: ratings, version: v1, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http: [{route: [{destination: {host: ratings, subset: v1}}]}]
 EOF
-"$OUT/trellis" controlplane --config "$OUT/mesh" --xds-address "$XDS" --log-level warn >"$OUT/controlplane.log" 2>&1 &
+rm -rf "$OUT/ca"
+"$OUT/meshcp" --config "$OUT/mesh" --xds-address "$XDS" --secure-xds-address "$SECURE_XDS" \
+	--out "$OUT/ca" --identity default/ratings --identity default/sleep-mtls >"$OUT/controlplane.log" 2>&1 &
 PIDS+=($!)
+for _ in $(seq 100); do [ -e "$OUT/ca/ready" ] && break; sleep 0.1; done
+[ -e "$OUT/ca/ready" ] || { echo "the control plane wrote no credentials: $(cat "$OUT/controlplane.log")" >&2; exit 1; }
 "$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$SERVER_POD" --pod-name reviews-v1 --namespace default \
 	--labels app=reviews,version=v1 --mode NONE --log-level warn >"$OUT/proxy-server.log" 2>&1 &
 TR2=$!
@@ -135,6 +192,20 @@ PIDS+=("$TR2")
 	--labels app=sleep --mode NONE --log-level warn >"$OUT/proxy-client.log" 2>&1 &
 TR1=$!
 PIDS+=("$TR1")
+# The mTLS pair: each proxy gets its certificate (24 h, the default) from
+# the CA with its pod's credential and speaks xDS over mTLS.
+"$OUT/trellis-proxy" --xds "$SECURE_XDS" --root-cert "$OUT/ca/root-cert.pem" \
+	--credential-file "$OUT/ca/default.ratings.credential" --service-account ratings \
+	--pod-ip "$MTLS_SERVER_POD" --pod-name ratings-v1 --namespace default \
+	--labels app=ratings,version=v1 --mode NONE --log-level warn >"$OUT/proxy-mtls-server.log" 2>&1 &
+TM2=$!
+PIDS+=("$TM2")
+"$OUT/trellis-proxy" --xds "$SECURE_XDS" --root-cert "$OUT/ca/root-cert.pem" \
+	--credential-file "$OUT/ca/default.sleep-mtls.credential" --service-account sleep-mtls \
+	--pod-ip "$MTLS_CLIENT_POD" --pod-name sleep-mtls --namespace default \
+	--labels app=sleep-mtls --mode NONE --log-level warn >"$OUT/proxy-mtls-client.log" 2>&1 &
+TM1=$!
+PIDS+=("$TM1")
 
 # haproxy pair: two processes, 2 threads each (as GOMAXPROCS=2 here).
 haproxy_cfg() { # listen upstream
@@ -215,6 +286,14 @@ PIDS+=("$NG2PID")
 wait_http "http://$CLIENT_POD:15021/healthz/ready"
 wait_http "http://$SERVER_POD:15021/healthz/ready"
 wait_http "http://$CLIENT_POD:15001/echo" -H "Host: reviews:9080"
+wait_http "http://$MTLS_CLIENT_POD:15021/healthz/ready"
+wait_http "http://$MTLS_SERVER_POD:15021/healthz/ready"
+wait_http "http://$MTLS_CLIENT_POD:15001/echo" -H "Host: ratings:9080"
+# The mTLS pair really is in mTLS: the client counted a tunnel handshake.
+if ! [ "$(stat_of "$MTLS_CLIENT_POD" tunnel.upstream.ssl.handshake)" -ge 1 ]; then
+	echo "the mTLS client sidecar made no TLS handshake: is the pair in mTLS? $(curl -s "http://$MTLS_CLIENT_POD:15000/certs" | head -c 300)" >&2
+	exit 1
+fi
 wait_http "http://$HA1/echo"
 wait_http "http://$NG1/echo"
 
@@ -256,14 +335,18 @@ kbv() {
 }
 kb() { kbv "$@" && echo "$REPLY"; }
 HZ=$(getconf CLK_TCK)
-declare -A PROXY1=([trellis]=$TR1 [haproxy]=$HA1PID [nginx]=$NG1PID)
-declare -A PROXY2=([trellis]=$TR2 [haproxy]=$HA2PID [nginx]=$NG2PID)
+declare -A PROXY1=([trellis]=$TR1 [trellis-mtls]=$TM1 [haproxy]=$HA1PID [nginx]=$NG1PID)
+declare -A PROXY2=([trellis]=$TR2 [trellis-mtls]=$TM2 [haproxy]=$HA2PID [nginx]=$NG2PID)
 declare -A URL=([direct]="http://$APP/echo" [trellis]="http://$CLIENT_POD:15001/echo"
+	[trellis-mtls]="http://$MTLS_CLIENT_POD:15001/echo"
 	[haproxy]="http://$HA1/echo" [nginx]="http://$NG1/echo")
+declare -A HOSTH=([trellis-mtls]="ratings:9080")
+declare -A ADMIN1=([trellis]=$CLIENT_POD [trellis-mtls]=$MTLS_CLIENT_POD)
+declare -A ADMIN2=([trellis]=$SERVER_POD [trellis-mtls]=$MTLS_SERVER_POD)
 declare -A IDLE1 IDLE2
 
 sleep 2 # let the sidecars settle after their first config
-for s in trellis haproxy nginx; do
+for s in trellis trellis-mtls haproxy nginx; do
 	IDLE1[$s]=$(kb "${PROXY1[$s]}" VmRSS)
 	IDLE2[$s]=$(kb "${PROXY2[$s]}" VmRSS)
 done
@@ -272,7 +355,7 @@ done
 load() {
 	local s=$1 qps=$2 dur=$3 json=$4
 	timeout 600 "$FORTIO" load -qps "$qps" -c $CONC -uniform -nocatchup -keepalive -r 0.00001 \
-		-t "$dur" -payload-size 1024 -p "50,90,99,99.9" -H "Host: reviews:9080" \
+		-t "$dur" -payload-size 1024 -p "50,90,99,99.9" -H "Host: ${HOSTH[$s]:-reviews:9080}" \
 		-json "$json" -quiet "${URL[$s]}" >"$json.log" 2>&1
 }
 pct() { jq -r --arg p "$2" '.DurationHistogram.Percentiles[] | select(.Percentile == ($p | tonumber)) | .Value * 1e6 | floor' "$1"; }
@@ -280,12 +363,21 @@ ok() { jq -r '(.RetCodes["200"] // 0)' "$1"; }
 total() { jq -r '.DurationHistogram.Count' "$1"; }
 qps() { jq -r '.ActualQPS | floor' "$1"; }
 
-declare -A P50 P90 P99 P999 QPSA MAXQPS CPU1 CPU2 LOAD1 LOAD2 PEAK1 PEAK2 HWM1 HWM2 ERRS
-SCENARIOS=(direct trellis haproxy nginx)
-for s in "${SCENARIOS[@]}"; do
-	echo "== $s: warm-up 3s, then ${QPS} qps for $DURATION"
-	load "$s" $QPS 3s "$OUT/$s-warmup.json"
-	p1=${PROXY1[$s]:-} p2=${PROXY2[$s]:-}
+declare -A P50 P90 P99 P999 QPSA MAXQPS CPU1 CPU2 LOAD1 LOAD2 PEAK1 PEAK2 HWM1 HWM2 ERRS HS1 HS2 HSALL
+# RUNS are the measured runs in order; a run is its scenario's name, with
+# .N for the Nth round of trellis and trellis-mtls (ROUNDS, alternating).
+SCENARIOS=(direct trellis trellis-mtls haproxy nginx)
+RUNS=(direct trellis trellis-mtls)
+for ((r = 2; r <= ROUNDS; r++)); do RUNS+=("trellis.$r" "trellis-mtls.$r"); done
+RUNS+=(haproxy nginx)
+for k in "${RUNS[@]}"; do
+	s=${k%%.*}
+	echo "== $k: warm-up 3s, then ${QPS} qps for $DURATION"
+	load "$s" $QPS 3s "$OUT/$k-warmup.json"
+	p1=${PROXY1[$s]:-} p2=${PROXY2[$s]:-} a1=${ADMIN1[$s]:-} a2=${ADMIN2[$s]:-}
+	if [ -n "$a1" ]; then
+		h1=$(stat_of "$a1" tunnel.upstream.ssl.handshake) h2=$(stat_of "$a2" listener.tunnel.ssl.handshake)
+	fi
 	if [ -n "$p1" ]; then t1=$(ticks "$p1") t2=$(ticks "$p2"); fi
 	start=$(date +%s.%N)
 	if [ -n "$p1" ]; then
@@ -300,50 +392,63 @@ for s in "${SCENARIOS[@]}"; do
 			kbv "$p2" VmRSS
 			echo "$r1 $REPLY"
 			read -r -t 1 -u "$tick" || true
-		done) >"$OUT/$s-rss.txt" &
+		done) >"$OUT/$k-rss.txt" &
 		sampler=$!
 	fi
-	load "$s" $QPS "$DURATION" "$OUT/$s.json"
+	load "$s" $QPS "$DURATION" "$OUT/$k.json"
 	end=$(date +%s.%N)
-	j=$OUT/$s.json
-	P50[$s]=$(pct "$j" 50) P90[$s]=$(pct "$j" 90) P99[$s]=$(pct "$j" 99) P999[$s]=$(pct "$j" 99.9)
-	QPSA[$s]=$(qps "$j")
-	ERRS[$s]=$(($(total "$j") - $(ok "$j")))
+	j=$OUT/$k.json
+	P50[$k]=$(pct "$j" 50) P90[$k]=$(pct "$j" 90) P99[$k]=$(pct "$j" 99) P999[$k]=$(pct "$j" 99.9)
+	QPSA[$k]=$(qps "$j")
+	ERRS[$k]=$(($(total "$j") - $(ok "$j")))
 	if [ -n "$p1" ]; then
 		wait "$sampler" || true
 		d1=$(($(ticks "$p1") - t1)) d2=$(($(ticks "$p2") - t2))
 		el=$(echo "$end - $start" | bc -l)
 		# vCPU per 1,000 rps = (cpu seconds / wall seconds) / (rps / 1000)
-		CPU1[$s]=$(echo "scale=4; ($d1 / $HZ) / $el / (${QPSA[$s]} / 1000)" | bc -l)
-		CPU2[$s]=$(echo "scale=4; ($d2 / $HZ) / $el / (${QPSA[$s]} / 1000)" | bc -l)
-		LOAD1[$s]=$(kb "$p1" VmRSS) LOAD2[$s]=$(kb "$p2" VmRSS)
-		PEAK1[$s]=$(awk 'BEGIN{m=0} $1>m{m=$1} END{print m}' "$OUT/$s-rss.txt")
-		PEAK2[$s]=$(awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$OUT/$s-rss.txt")
-		HWM1[$s]=$(kb "$p1" VmHWM) HWM2[$s]=$(kb "$p2" VmHWM)
+		CPU1[$k]=$(echo "scale=4; ($d1 / $HZ) / $el / (${QPSA[$k]} / 1000)" | bc -l)
+		CPU2[$k]=$(echo "scale=4; ($d2 / $HZ) / $el / (${QPSA[$k]} / 1000)" | bc -l)
+		LOAD1[$k]=$(kb "$p1" VmRSS) LOAD2[$k]=$(kb "$p2" VmRSS)
+		PEAK1[$k]=$(awk 'BEGIN{m=0} $1>m{m=$1} END{print m}' "$OUT/$k-rss.txt")
+		PEAK2[$k]=$(awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$OUT/$k-rss.txt")
+		HWM1[$k]=$(kb "$p1" VmHWM) HWM2[$k]=$(kb "$p2" VmHWM)
 	fi
-	echo "== $s: closed loop (max throughput) for $MAXDURATION"
-	load "$s" 0 "$MAXDURATION" "$OUT/$s-max.json"
-	MAXQPS[$s]=$(qps "$OUT/$s-max.json")
-	ERRS[$s]=$((ERRS[$s] + $(total "$OUT/$s-max.json") - $(ok "$OUT/$s-max.json")))
+	if [ -n "$a1" ]; then
+		# Tunnel handshakes during the 1,000 qps run, per second (client
+		# side made, server side accepted), and since the proxies started.
+		n1=$(stat_of "$a1" tunnel.upstream.ssl.handshake) n2=$(stat_of "$a2" listener.tunnel.ssl.handshake)
+		HS1[$k]=$(echo "scale=3; ($n1 - $h1) / $el" | bc -l) HS2[$k]=$(echo "scale=3; ($n2 - $h2) / $el" | bc -l)
+		HSALL[$k]="$n1/$n2"
+	fi
+	echo "== $k: closed loop (max throughput) for $MAXDURATION"
+	load "$s" 0 "$MAXDURATION" "$OUT/$k-max.json"
+	MAXQPS[$k]=$(qps "$OUT/$k-max.json")
+	ERRS[$k]=$((ERRS[$k] + $(total "$OUT/$k-max.json") - $(ok "$OUT/$k-max.json")))
 done
 
 if [ -n "${PROFILE_DIR:-}" ]; then
 	mkdir -p "$PROFILE_DIR"
-	echo "== profiling the client sidecar under ${QPS} qps (trellis)"
-	load trellis $QPS 25s "$OUT/trellis-profile.json" &
-	lp=$!
-	sleep 3
-	admin=http://$CLIENT_POD:15000/debug/pprof
-	curl -s -m 30 -o "$PROFILE_DIR/client-cpu.pb.gz" "$admin/profile?seconds=10"
-	curl -s -m 10 -o "$PROFILE_DIR/client-allocs.pb.gz" "$admin/allocs"
-	curl -s -m 10 -o "$PROFILE_DIR/client-heap.pb.gz" "$admin/heap"
-	curl -s -m 30 -o "$PROFILE_DIR/server-cpu.pb.gz" "http://$SERVER_POD:15000/debug/pprof/profile?seconds=8"
-	wait "$lp" || true
-	for f in client-cpu client-allocs client-heap server-cpu; do
-		extra=()
-		[ "$f" = client-allocs ] && extra=(-sample_index=alloc_space)
-		go tool pprof -top -nodecount=40 "${extra[@]}" "$OUT/trellis-proxy" "$PROFILE_DIR/$f.pb.gz" >"$PROFILE_DIR/$f.txt" 2>&1 || true
-		go tool pprof -top -cum -nodecount=40 "${extra[@]}" "$OUT/trellis-proxy" "$PROFILE_DIR/$f.pb.gz" >"$PROFILE_DIR/$f-cum.txt" 2>&1 || true
+	# Files: client-*, server-cpu for trellis; mtls-client-*, mtls-server-cpu
+	# for trellis-mtls.
+	for s in trellis trellis-mtls; do
+		pre=
+		[ "$s" = trellis-mtls ] && pre=mtls-
+		echo "== profiling the sidecars under ${QPS} qps ($s)"
+		load "$s" $QPS 25s "$OUT/$s-profile.json" &
+		lp=$!
+		sleep 3
+		admin=http://${ADMIN1[$s]}:15000/debug/pprof
+		curl -s -m 30 -o "$PROFILE_DIR/${pre}client-cpu.pb.gz" "$admin/profile?seconds=10"
+		curl -s -m 10 -o "$PROFILE_DIR/${pre}client-allocs.pb.gz" "$admin/allocs"
+		curl -s -m 10 -o "$PROFILE_DIR/${pre}client-heap.pb.gz" "$admin/heap"
+		curl -s -m 30 -o "$PROFILE_DIR/${pre}server-cpu.pb.gz" "http://${ADMIN2[$s]}:15000/debug/pprof/profile?seconds=8"
+		wait "$lp" || true
+		for f in client-cpu client-allocs client-heap server-cpu; do
+			extra=()
+			[ "$f" = client-allocs ] && extra=(-sample_index=alloc_space)
+			go tool pprof -top -nodecount=40 "${extra[@]}" "$OUT/trellis-proxy" "$PROFILE_DIR/$pre$f.pb.gz" >"$PROFILE_DIR/$pre$f.txt" 2>&1 || true
+			go tool pprof -top -cum -nodecount=40 "${extra[@]}" "$OUT/trellis-proxy" "$PROFILE_DIR/$pre$f.pb.gz" >"$PROFILE_DIR/$pre$f-cum.txt" 2>&1 || true
+		done
 	done
 	echo "profiles in $PROFILE_DIR"
 fi
@@ -392,19 +497,27 @@ mb() { echo "scale=1; $1 / 1024" | bc -l; }
 added() { echo $(($1 - $2)); }
 echo
 echo "Latency at $QPS qps, -c $CONC, 1 KB up and down, $DURATION (µs; added = minus direct)"
-printf '%-8s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' scenario p50 p90 p99 p99.9 '+p50' '+p90' '+p99' rps max-rps errors
-for s in "${SCENARIOS[@]}"; do
-	printf '%-8s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' "$s" "${P50[$s]}" "${P90[$s]}" "${P99[$s]}" "${P999[$s]}" \
-		"$(added "${P50[$s]}" "${P50[direct]}")" "$(added "${P90[$s]}" "${P90[direct]}")" "$(added "${P99[$s]}" "${P99[direct]}")" \
-		"${QPSA[$s]}" "${MAXQPS[$s]}" "${ERRS[$s]}"
+printf '%-14s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' scenario p50 p90 p99 p99.9 '+p50' '+p90' '+p99' rps max-rps errors
+for k in "${RUNS[@]}"; do
+	printf '%-14s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' "$k" "${P50[$k]}" "${P90[$k]}" "${P99[$k]}" "${P999[$k]}" \
+		"$(added "${P50[$k]}" "${P50[direct]}")" "$(added "${P90[$k]}" "${P90[direct]}")" "$(added "${P99[$k]}" "${P99[direct]}")" \
+		"${QPSA[$k]}" "${MAXQPS[$k]}" "${ERRS[$k]}"
 done
 echo
 echo "Per proxy (1 = client side, 2 = server side): vCPU per 1,000 rps; RSS MB idle / right after load / peak sampled during load / VmHWM"
-printf '%-8s %8s %8s | %-28s | %-28s\n' proxy cpu1 cpu2 'rss1 idle/after/peak/hwm' 'rss2 idle/after/peak/hwm'
-for s in trellis haproxy nginx; do
-	printf '%-8s %8s %8s | %-28s | %-28s\n' "$s" "${CPU1[$s]}" "${CPU2[$s]}" \
-		"$(mb "${IDLE1[$s]}")/$(mb "${LOAD1[$s]}")/$(mb "${PEAK1[$s]}")/$(mb "${HWM1[$s]}")" \
-		"$(mb "${IDLE2[$s]}")/$(mb "${LOAD2[$s]}")/$(mb "${PEAK2[$s]}")/$(mb "${HWM2[$s]}")"
+printf '%-14s %8s %8s | %-28s | %-28s\n' proxy cpu1 cpu2 'rss1 idle/after/peak/hwm' 'rss2 idle/after/peak/hwm'
+for k in "${RUNS[@]}"; do
+	s=${k%%.*}
+	[ "$s" = direct ] && continue
+	printf '%-14s %8s %8s | %-28s | %-28s\n' "$k" "${CPU1[$k]}" "${CPU2[$k]}" \
+		"$(mb "${IDLE1[$s]}")/$(mb "${LOAD1[$k]}")/$(mb "${PEAK1[$k]}")/$(mb "${HWM1[$k]}")" \
+		"$(mb "${IDLE2[$s]}")/$(mb "${LOAD2[$k]}")/$(mb "${PEAK2[$k]}")/$(mb "${HWM2[$k]}")"
+done
+echo
+echo "Tunnel TLS handshakes per second during the ${QPS} qps run (client made / server accepted; total since start)"
+for k in "${RUNS[@]}"; do
+	[ -n "${HS1[$k]:-}" ] || continue
+	printf '%-14s %8s %8s   (%s)\n' "$k" "${HS1[$k]}" "${HS2[$k]}" "${HSALL[$k]}"
 done
 echo
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
@@ -416,7 +529,22 @@ for q in 50 90 99; do
 	unset -n P
 done
 echo "  max throughput: trellis / haproxy = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[haproxy]}")   trellis / direct = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[direct]}")"
-echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
+echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), trellis-mtls $(echo "${CPU1[trellis-mtls]} + ${CPU2[trellis-mtls]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
+echo
+echo "mTLS mesh / plaintext mesh, each round (target: added p50 and p99 <= 1.2):"
+for ((r = 1; r <= ROUNDS; r++)); do
+	suf=
+	[ "$r" -gt 1 ] && suf=.$r
+	pt=trellis$suf mt=trellis-mtls$suf
+	line="  round $r: added"
+	for q in 50 90 99; do
+		declare -n P=P$q
+		line+=" p$q $(ratio "$(added "${P[$mt]}" "${P[direct]}")" "$(added "${P[$pt]}" "${P[direct]}")")"
+		unset -n P
+	done
+	line+="; vCPU/1k rps client $(ratio "${CPU1[$mt]}" "${CPU1[$pt]}") server $(ratio "${CPU2[$mt]}" "${CPU2[$pt]}"); max throughput $(ratio "${MAXQPS[$mt]}" "${MAXQPS[$pt]}")"
+	echo "$line"
+done
 for s in "${CAPTURED[@]}"; do
 	echo
 	echo "Per leg and hop, $s, from 8 s of captured traffic (bench/legs; legs 1, 2, 3 = client -> proxy 1 -> proxy 2 -> app):"
