@@ -151,7 +151,7 @@ func (t *translation) rbacRules(forTCP, customByProvider bool) []*rbacv3.RBAC {
 		}
 		for i, rule := range p.spec.GetRules() {
 			name := fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", p.obj.Namespace, p.obj.Name, i)
-			pol, err := rbacPolicy(rule, p.obj.Namespace, forTCP, action)
+			pol, err := rbacPolicy(rule, p.obj.Namespace, t.trustDomains(), forTCP, action)
 			if err != nil {
 				// Only ALLOW returns errors: the rule is dropped, so it
 				// allows nothing.
@@ -243,7 +243,7 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 		for i, rule := range p.spec.GetRules() {
 			// Compiled as DENY: a value that cannot be checked is left
 			// out, so more requests go to the authorizer, not fewer.
-			pol, _ := rbacPolicy(rule, p.obj.Namespace, false, rbacv3.RBAC_DENY)
+			pol, _ := rbacPolicy(rule, p.obj.Namespace, t.trustDomains(), false, rbacv3.RBAC_DENY)
 			shadow.Policies[fmt.Sprintf("%s-ns[%s]-policy[%s]-rule[%d]", extAuthzPolicyPrefix, p.obj.Namespace, p.obj.Name, i)] = pol
 		}
 	}
@@ -317,6 +317,57 @@ func (w *World) reportOnce(log *slog.Logger, key, msg string, args ...any) {
 	}
 }
 
+// trustDomains is the mesh's trust domain bundle: its own trust domain
+// (MeshConfig trustDomain) first, then its trustDomainAliases.
+func (t *translation) trustDomains() []string {
+	return append([]string{t.w.domain}, t.w.Mesh.GetTrustDomainAliases()...)
+}
+
+// withTrustDomains applies Istio's trust domain bundle to a rule's
+// principals and trust domains: a principal naming one of the bundle's
+// trust domains, or cluster.local (which stands for the local one), is
+// expanded to every trust domain of the bundle; a trust domain of the
+// bundle to all of them. Principals whose trust domain is "*" or another
+// one stay as written.
+func withTrustDomains(k authzKey, tds []string) authzKey {
+	switch k.key {
+	case "source.principal":
+		k.values, k.notValues = expandPrincipals(k.values, tds), expandPrincipals(k.notValues, tds)
+	case "source.trustDomain":
+		expand := func(vals []string) []string {
+			var out []string
+			for _, v := range vals {
+				if slices.Contains(tds, v) {
+					out = append(out, tds...)
+				} else {
+					out = append(out, v)
+				}
+			}
+			return out
+		}
+		k.values, k.notValues = expand(k.values), expand(k.notValues)
+	}
+	return k
+}
+
+func expandPrincipals(principals, tds []string) []string {
+	var out []string
+	for _, p := range principals {
+		parts := strings.Split(p, "/")
+		if len(parts) != 5 || parts[0] == "*" || (parts[0] != "cluster.local" && !slices.Contains(tds, parts[0])) {
+			out = append(out, p)
+			continue
+		}
+		for _, td := range tds {
+			np := td + "/" + strings.Join(parts[1:], "/")
+			if !slices.Contains(out, np) {
+				out = append(out, np)
+			}
+		}
+	}
+	return out
+}
+
 // authzKey is one attribute of a rule with its values and notValues.
 type authzKey struct {
 	key       string
@@ -329,10 +380,11 @@ type authzKey struct {
 // its source fields and the source-side `when` conditions; the
 // permissions likewise per `to`. For ALLOW, an error drops the rule; for
 // DENY and AUDIT the value that cannot be compiled is left out.
-func rbacPolicy(r *security.Rule, ns string, forTCP bool, action rbacv3.RBAC_Action) (*rbacv3.Policy, error) {
+func rbacPolicy(r *security.Rule, ns string, tds []string, forTCP bool, action rbacv3.RBAC_Action) (*rbacv3.Policy, error) {
 	var basePerm, basePrin []authzKey
 	for _, c := range r.GetWhen() {
 		k := authzKey{key: c.GetKey(), values: c.GetValues(), notValues: c.GetNotValues()}
+		k = withTrustDomains(k, tds)
 		if isPermissionKey(k.key) {
 			basePerm = append(basePerm, k)
 		} else {
@@ -348,10 +400,16 @@ func rbacPolicy(r *security.Rule, ns string, forTCP bool, action rbacv3.RBAC_Act
 		var keys []authzKey
 		if s := f.GetSource(); s != nil {
 			keys = appendKey(keys, "source.principal", s.GetPrincipals(), s.GetNotPrincipals())
+			if len(keys) > 0 {
+				keys[len(keys)-1] = withTrustDomains(keys[len(keys)-1], tds)
+			}
 			keys = appendKey(keys, "request.auth.principal", s.GetRequestPrincipals(), s.GetNotRequestPrincipals())
 			keys = appendKey(keys, "source.namespace", s.GetNamespaces(), s.GetNotNamespaces())
 			keys = appendKey(keys, "source.serviceAccount", s.GetServiceAccounts(), s.GetNotServiceAccounts())
 			keys = appendKey(keys, "source.trustDomain", s.GetTrustDomains(), s.GetNotTrustDomains())
+			if n := len(keys); n > 0 && keys[n-1].key == "source.trustDomain" {
+				keys[n-1] = withTrustDomains(keys[n-1], tds)
+			}
 			keys = appendKey(keys, "remote.ip", s.GetRemoteIpBlocks(), s.GetNotRemoteIpBlocks())
 			keys = appendKey(keys, "source.ip", s.GetIpBlocks(), s.GetNotIpBlocks())
 		}
@@ -534,7 +592,11 @@ func principalFor(key, v, ns string, forTCP bool) (*rbacv3.Principal, error) {
 			Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: authzString(v, "")}},
 		}}}, nil
 	case key == "source.trustDomain":
-		return nil, fmt.Errorf("%q is not supported by Trellis yet", key)
+		// The trust domain is the SPIFFE ID's authority.
+		if v == "*" {
+			return authenticated(authzRegex(".+")), nil
+		}
+		return authenticated(authzRegex(spiffePrefix + strings.ReplaceAll(regexp.QuoteMeta(v), `\*`, "[^/]*") + "/.*")), nil
 	}
 	return nil, fmt.Errorf("unknown attribute %q", key)
 }

@@ -77,6 +77,10 @@ func tcpReq(peer string) *authz.Request {
 var alice = &jwtauthn.Result{Tokens: []jwtauthn.Verified{{Issuer: "https://issuer.example", Subject: "alice", Audiences: []string{"payment"},
 	Claims: map[string]any{"azp": "mobile", "groups": []any{"users", "banned"}, "realm": map[string]any{"role": "admin"}}}}}
 
+// tdMesh sets the mesh's trust domain to example.org, with the alias
+// old.org.
+const tdMesh = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    trustDomain: example.org\n    trustDomainAliases: [old.org]\n---\n"
+
 func withJWT(r *authz.Request, jwt *jwtauthn.Result) *authz.Request {
 	r.JWT = jwt
 	return r
@@ -146,6 +150,12 @@ func TestAuthorizationPolicySemantics(t *testing.T) {
 		{"when request.auth.presenter", policy("ALLOW", "  rules: [{when: [{key: request.auth.presenter, values: [web]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, false},
 		{"when nested claim", policy("ALLOW", "  rules: [{when: [{key: \"request.auth.claims[realm][role]\", values: [\"adm*\"]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, true},
 		{"when list claim notValues", policy("ALLOW", "  rules: [{when: [{key: \"request.auth.claims[groups]\", notValues: [banned]}]}]\n"), withJWT(req("GET", "/", "", nil), alice), false, false},
+		{"cluster.local stands for the mesh's trust domain", tdMesh + policy("ALLOW", "  rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/checkout]}}]}]\n"), req("GET", "/", "spiffe://example.org/ns/default/sa/checkout", nil), false, true},
+		{"and its aliases", tdMesh + policy("ALLOW", "  rules: [{from: [{source: {principals: [example.org/ns/default/sa/checkout]}}]}]\n"), req("GET", "/", "spiffe://old.org/ns/default/sa/checkout", nil), false, true},
+		{"another trust domain stays as written", tdMesh + policy("ALLOW", "  rules: [{from: [{source: {principals: [other.org/ns/default/sa/checkout]}}]}]\n"), req("GET", "/", "spiffe://example.org/ns/default/sa/checkout", nil), false, false},
+		{"trustDomains with aliases", tdMesh + policy("ALLOW", "  rules: [{from: [{source: {trustDomains: [example.org]}}]}]\n"), req("GET", "/", "spiffe://old.org/ns/foo/sa/bar", nil), false, true},
+		{"trustDomains wildcard", policy("ALLOW", "  rules: [{from: [{source: {trustDomains: [\"*.local\"]}}]}]\n"), req("GET", "/", checkout, nil), false, true},
+		{"notTrustDomains", policy("ALLOW", "  rules: [{from: [{source: {notTrustDomains: [cluster.local]}}]}]\n"), req("GET", "/", checkout, nil), false, false},
 		// TCP: an ALLOW rule with HTTP fields is dropped; a DENY rule
 		// keeps its TCP fields only.
 		{"TCP ALLOW with paths allows nothing", policy("ALLOW", "  rules: [{to: [{operation: {paths: [/info]}}]}]\n"), tcpReq(checkout), true, false},
