@@ -344,8 +344,14 @@ func replaceLink(dir, name, target string) error {
 
 // BootstrapOptions describe grpc-go's bootstrap.
 type BootstrapOptions struct {
-	// XDSAddress is the control plane's plaintext xDS address (15010).
+	// XDSAddress is the control plane's xDS address: plaintext (15010),
+	// or with SecureXDS its secure port (15012).
 	XDSAddress string
+	// SecureXDS speaks xDS over mTLS with the workload's own files (the
+	// control plane verified against root-cert.pem, the workload by its
+	// certificate, which then decides its namespace and service account,
+	// as for sidecars).
+	SecureXDS bool
 	// NodeID is Istio's node id, sidecar~IP~POD.NS~NS.svc.cluster.local:
 	// the IP is the one the workload's xDS-enabled servers listen on.
 	NodeID string
@@ -375,22 +381,27 @@ func Bootstrap(dir string, o BootstrapOptions) ([]byte, error) {
 		md[k] = v
 	}
 	md["GENERATOR"] = "grpc"
+	files := map[string]any{
+		"certificate_file":    filepath.Join(dir, CertChainFile),
+		"private_key_file":    filepath.Join(dir, KeyFile),
+		"ca_certificate_file": filepath.Join(dir, RootCertFile),
+		"refresh_interval":    durationJSON(refresh),
+	}
+	creds := map[string]any{"type": "insecure"}
+	if o.SecureXDS {
+		creds = map[string]any{"type": "tls", "config": files}
+	}
 	b := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      o.XDSAddress,
-			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"channel_creds":   []any{creds},
 			"server_features": []string{"xds_v3"},
 		}},
 		"node": map[string]any{"id": o.NodeID, "metadata": md},
 		"certificate_providers": map[string]any{
 			"default": map[string]any{
 				"plugin_name": "file_watcher",
-				"config": map[string]any{
-					"certificate_file":    filepath.Join(dir, CertChainFile),
-					"private_key_file":    filepath.Join(dir, KeyFile),
-					"ca_certificate_file": filepath.Join(dir, RootCertFile),
-					"refresh_interval":    durationJSON(refresh),
-				},
+				"config":      files,
 			},
 		},
 		"server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s",

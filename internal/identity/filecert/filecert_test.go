@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,6 +298,31 @@ func TestBootstrap(t *testing.T) {
 	if got.Node.Metadata["GENERATOR"] != "grpc" || got.Node.Metadata["NAMESPACE"] != "default" || len(got.XDSServers) != 1 || got.XDSServers[0].ServerURI != "127.0.0.1:15010" {
 		t.Errorf("bootstrap: %s", b)
 	}
+	if !strings.Contains(string(b), `"type": "insecure"`) {
+		t.Errorf("plaintext xDS bootstrap without insecure channel creds: %s", b)
+	}
+
+	// Over the secure port, the channel is mTLS with the same files.
+	b, err = filecert.Bootstrap(dir, filecert.BootstrapOptions{XDSAddress: "127.0.0.1:15012", NodeID: "n", SecureXDS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sec struct {
+		XDSServers []struct {
+			Creds []struct {
+				Type   string            `json:"type"`
+				Config map[string]string `json:"config"`
+			} `json:"channel_creds"`
+		} `json:"xds_servers"`
+	}
+	if err := json.Unmarshal(b, &sec); err != nil {
+		t.Fatal(err)
+	}
+	want["refresh_interval"] = "900s"
+	if c := sec.XDSServers[0].Creds; len(c) != 1 || c[0].Type != "tls" || !cmp.Equal(c[0].Config, want) {
+		t.Errorf("secure xDS channel creds: %+v, want tls with %v", c, want)
+	}
+
 	if _, err := filecert.Bootstrap(dir, filecert.BootstrapOptions{}); err == nil {
 		t.Error("a bootstrap without an xDS address was made")
 	}

@@ -150,6 +150,11 @@ type workload struct {
 	labels   map[string]string
 	files    *filecert.Writer
 	dir      string
+	// secureXDS: the workload speaks xDS over mTLS with its files, on
+	// the control plane's secure port (the mesh needs meshtest.WithCA);
+	// node overrides its node metadata (to claim another identity).
+	secureXDS bool
+	node      map[string]any
 }
 
 // newWorkload writes identity files for default/sa from the mesh's CA.
@@ -175,14 +180,27 @@ func (w *workload) bootstrap(t *testing.T, xdsAddr string, refresh time.Duration
 	for k, v := range w.labels {
 		labels[k] = v
 	}
+	md := map[string]any{"NAMESPACE": "default", "SERVICE_ACCOUNT": w.sa, "LABELS": labels}
+	for k, v := range w.node {
+		md[k] = v
+	}
 	b, err := filecert.Bootstrap(w.dir, filecert.BootstrapOptions{
 		XDSAddress: xdsAddr, NodeID: xds.NodeID("127.0.0.1", w.name, "default"), RefreshInterval: refresh,
-		Metadata: map[string]any{"NAMESPACE": "default", "SERVICE_ACCOUNT": w.sa, "LABELS": labels},
+		Metadata: md, SecureXDS: w.secureXDS,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// xdsAddrFor is where w gets its config: the secure port for a workload
+// with secureXDS.
+func (m *mesh) xdsAddrFor(w *workload) string {
+	if w.secureXDS {
+		return m.ControlPlane().SecureAddr().String()
+	}
+	return m.XDSAddr()
 }
 
 func (w *workload) spiffeID() string { return "spiffe://cluster.local/ns/default/sa/" + w.sa }
@@ -194,7 +212,7 @@ func (m *mesh) startServer(w *workload, version string, refresh time.Duration) *
 	m.t.Helper()
 	raw, _ := json.Marshal(serverConfig{Version: version})
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serverEnv+"="+string(raw), "GRPC_XDS_BOOTSTRAP_CONFIG="+w.bootstrap(m.t, m.XDSAddr(), refresh))
+	cmd.Env = append(os.Environ(), serverEnv+"="+string(raw), "GRPC_XDS_BOOTSTRAP_CONFIG="+w.bootstrap(m.t, m.xdsAddrFor(w), refresh))
 	s := &server{t: m.t, cmd: cmd, stderr: &meshtest.LockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	var err error
@@ -305,10 +323,11 @@ spec:
 // (routing file), and a greeter server process with identity sa greeter
 // and labels, registered as a WorkloadEntry; it returns once the server
 // serves.
-func startMTLSMesh(t *testing.T, policy string, serverLabels map[string]string, ttl, refresh time.Duration) (*mesh, *workload) {
+func startMTLSMesh(t *testing.T, policy string, serverLabels map[string]string, ttl, refresh time.Duration, opts ...meshtest.Option) (*mesh, *workload) {
 	t.Helper()
-	m := startMeshWith(t, mtlsServices, policy)
+	m := startMeshWith(t, mtlsServices, policy, opts...)
 	srv := m.newWorkload("greeter-0", "greeter", serverLabels, ttl)
+	srv.secureXDS = m.ControlPlane().SecureAddr() != nil
 	s := m.startServer(srv, "v1", refresh)
 	m.Write("workloads.yaml", workloadEntry(srv, s.port))
 	s.waitServing()
@@ -317,14 +336,14 @@ func startMTLSMesh(t *testing.T, policy string, serverLabels map[string]string, 
 
 // startMeshWith is startMesh for tests that bring their own services
 // (and servers): the same control plane settings and leak check.
-func startMeshWith(t *testing.T, services, routing string) *mesh {
+func startMeshWith(t *testing.T, services, routing string, extra ...meshtest.Option) *mesh {
 	t.Helper()
 	leak.Check(t)
-	opts := []meshtest.Option{
+	opts := append([]meshtest.Option{
 		meshtest.WithControlPlane(func(o *controlplane.Options) {
 			o.Debounce, o.MaxDelay, o.Resync = 0, 0, 0
 		}),
-	}
+	}, extra...)
 	if routing != "" {
 		opts = append(opts, meshtest.WithFile(routingFile, routing))
 	}
@@ -555,5 +574,39 @@ spec:
 		}
 		t.Logf("%s: %s", tc.name, got.firstErr)
 	}
+	m.checkNoNACKs()
+}
+
+// Proxyless workloads can get their config over mTLS too, as sidecars do:
+// the bootstrap's channel credentials are the workload's own files
+// (grpc-go's "tls" channel creds), the control plane takes the namespace
+// and service account from the certificate, and a node claiming another
+// service account gets nothing (its calls fail; the server still serves
+// the honest client).
+func TestProxylessSecureXDS(t *testing.T) {
+	m, srv := startMTLSMesh(t, "", meshedLabels, 0, 0, meshtest.WithCA())
+	cl := m.newWorkload("sleep-0", "sleep", clientLabels, 0)
+	cl.secureXDS = true
+	c := m.startClient(clientConfig{Targets: []string{"xds:///greeter:7070"}, Max: 10, MaxDuration: time.Minute, XDSCreds: true,
+		Bootstrap: cl.bootstrap(t, m.xdsAddrFor(cl), 0)})
+	c.waitReady()
+	recs := c.finish()
+	checkNoFailures(t, "over secure xDS", count(recs))
+	for _, r := range recs {
+		if r.ClientID != cl.spiffeID() || r.ServerID != srv.spiffeID() {
+			t.Fatalf("RPC %d: identities %q/%q", r.Seq, r.ClientID, r.ServerID)
+		}
+	}
+
+	liar := m.newWorkload("liar-0", "sleep", clientLabels, 0)
+	liar.secureXDS = true
+	liar.node = map[string]any{"SERVICE_ACCOUNT": "greeter"}
+	lc := m.startClient(clientConfig{Targets: []string{"xds:///greeter:7070"}, Max: 1, MaxDuration: time.Minute, XDSCreds: true, NoWarmup: true,
+		Bootstrap: liar.bootstrap(t, m.xdsAddrFor(liar), 0)})
+	got := count(lc.finish())
+	if got.failed != got.n || !strings.Contains(got.firstErr, "PermissionDenied") {
+		t.Errorf("a node claiming another service account: want its xDS stream refused (PermissionDenied), got %v: %s", got, got.firstErr)
+	}
+	t.Logf("node claiming another service account: %s", got.firstErr)
 	m.checkNoNACKs()
 }
