@@ -500,3 +500,54 @@ spec:
 		t.Errorf("authorizer down: %d, want statusOnError 503", code)
 	}
 }
+
+// Non-HTTP bytes on a port whose protocol is not declared (served as
+// HTTP when it speaks HTTP) are judged by the workload's policies
+// compiled for TCP, as Istio's sniffed TCP chain is: an ALLOW on
+// principals admits checkout's raw TCP and closes sleep's; an ALLOW whose
+// only rule names paths allows no TCP at all.
+func TestAuthzSniffedTCPOnUndeclaredPort(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.155"
+	ca := certtest.NewCA(t)
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: raw}
+spec:
+  selector: {app: raw}
+  ports: [{name: stream, port: 7000}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: raw}
+spec: {address: %s.5, serviceAccount: raw, labels: {app: raw, security.istio.io/tlsMode: istio}}
+`, base)
+	policy := func(rule string) string {
+		return "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: raw}\nspec:\n  selector: {matchLabels: {app: raw}}\n  rules: [" + rule + "]\n"
+	}
+	m := meshtest.New(t, cfg, meshtest.WithFile("p.yaml", policy("{from: [{source: {principals: [cluster.local/ns/default/sa/checkout-service]}}]}")))
+	conns := echoApp(t, base+".5:7000")
+	m.Sidecar("raw", base+".5", map[string]string{"app": "raw"}, authzIdentity(t, ca, "raw"))
+	checkout := m.Sidecar("checkout", base+".1", nil, authzIdentity(t, ca, "checkout-service"))
+	sleep := m.Sidecar("sleep", base+".4", nil, authzIdentity(t, ca, "sleep"))
+	m.WaitSynced()
+
+	if got := tcpEcho(t, checkout, "raw:7000"); got != "hello\n" {
+		t.Fatalf("checkout: got %q, want the echo", got)
+	}
+	before := conns.Load()
+	if got := tcpEcho(t, sleep, "raw:7000"); got == "hello\n" {
+		t.Errorf("sleep's raw TCP was proxied, want it closed")
+	}
+	if conns.Load() != before {
+		t.Error("the app accepted sleep's connection")
+	}
+
+	m.Write("p.yaml", policy("{to: [{operation: {paths: [/x]}}]}"))
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		if got := tcpEcho(t, checkout, "raw:7000"); got == "hello\n" {
+			return "checkout's raw TCP still passes an ALLOW with only an HTTP rule"
+		}
+		return ""
+	})
+}
