@@ -204,6 +204,7 @@ func TestRotation(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
+	w.Close() // no renewal in flight while the directory is inspected
 	st := w.Status()
 	if st.Serial.Cmp(first.Serial) == 0 {
 		t.Errorf("serial unchanged after %d renewals", st.Renewals)
