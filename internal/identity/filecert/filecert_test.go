@@ -19,6 +19,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/identity"
 	"github.com/trellismesh/trellis/internal/identity/filecert"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
@@ -327,4 +328,60 @@ func TestBootstrap(t *testing.T) {
 	if _, err := filecert.Bootstrap(dir, filecert.BootstrapOptions{}); err == nil {
 		t.Error("a bootstrap without an xDS address was made")
 	}
+}
+
+// A workload outside the control plane's process gets its files through
+// the CA service on the secure port with its per-pod credential: the
+// identity is the credential's, a credential for another identity is
+// refused before anything is written, and a revoked one stops renewals.
+func TestRemoteCA(t *testing.T) {
+	m := meshtest.New(t, "", meshtest.WithCA())
+	cp := m.ControlPlane()
+	dir := t.TempDir()
+	rootFile, credFile := filepath.Join(dir, "root-cert.pem"), filepath.Join(dir, "credential")
+	if err := os.WriteFile(rootFile, cp.RootCertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.IssueCredential("default", "greeter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(credFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := filecert.DialCA(cp.SecureAddr().String(), rootFile, credFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+
+	w := start(t, filecert.Options{Dir: filepath.Join(dir, "certs"), ID: greeterID, CA: ca, TTL: 2 * time.Second})
+	check(t, w, greeterID)
+	eventually(t, 10*time.Second, func() string {
+		if w.Status().Renewals < 1 {
+			return "no renewal through the CA service"
+		}
+		return ""
+	})
+	check(t, w, greeterID)
+
+	other := identity.ID{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: "payments"}
+	if w2, err := filecert.Start(filecert.Options{Dir: filepath.Join(dir, "other"), ID: other, CA: ca}); err == nil {
+		w2.Close()
+		t.Error("a credential for greeter got files for payments")
+	} else if !strings.Contains(err.Error(), "not "+other.String()) {
+		t.Errorf("refusal does not say which identity: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other", "key.pem")); err == nil {
+		t.Error("files were written for a refused identity")
+	}
+
+	cp.RevokeCredential(tok)
+	eventually(t, 10*time.Second, func() string {
+		if w.Status().LastError == nil {
+			return "renewal with a revoked credential did not fail"
+		}
+		return ""
+	})
+	t.Logf("after revocation: %v", w.Status().LastError)
 }
