@@ -37,7 +37,7 @@ func TestCompanionCommandsTransparent(t *testing.T) {
 	m := uptest.Start(t, shopDir, "--transparent")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	row := regexp.MustCompile(`(?m)^default +frontend-0 +2/2 +Running +0 +\S+ +10\.244\.\d+\.\d+ +spiffe://cluster.local/ns/default/sa/frontend +SYNCED +NOT ENFORCED: PeerAuthentication istio-system/default \(STRICT\)$`)
+	row := regexp.MustCompile(`(?m)^default +frontend-0 +2/2 +Running +0 +\S+ +10\.244\.\d+\.\d+ +spiffe://cluster.local/ns/default/sa/frontend +SYNCED$`)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		out, errOut, code := m.Trellis(ctx, "status")
 		if code != 0 {
@@ -101,7 +101,6 @@ func TestCompanionCommands(t *testing.T) {
 		}
 		want := []string{
 			"[TRL0007] " + shopDir + "/payment-retries.yaml#1 VirtualService default/payment-service: spec.http[0].retries: retries are not in force yet; requests are tried once",
-			"[TRL0007] " + shopDir + "/strict.yaml#1 PeerAuthentication istio-system/default: spec.mtls.mode: STRICT mTLS is NOT ENFORCED yet: traffic between sidecars is plaintext and plaintext callers are accepted",
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("trellis up's TRL0007 lines (-want +got):\n%s\nstderr:\n%s", diff, m.Stderr())
@@ -261,19 +260,19 @@ func TestCompanionCommands(t *testing.T) {
 
 // statusProblems compares a status table with mesh.json: every pod
 // listed, 2/2 Running with no restarts, its IP and the identity the CA
-// issues its sidecar, SYNCED, and the shop's security policies named as NOT
-// ENFORCED next to every pod they select.
+// issues its sidecar, SYNCED, and no POLICY column: the shop's security
+// policies (STRICT mTLS, the AuthorizationPolicy) are all enforced.
 func statusProblems(out string, st *local.State, podNames []string) []string {
 	var problems []string
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if got := strings.Fields(lines[0]); !cmp.Equal(got, []string{"NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "IDENTITY", "PROXY", "POLICY"}) {
+	if got := strings.Fields(lines[0]); !cmp.Equal(got, []string{"NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "IDENTITY", "PROXY"}) {
 		problems = append(problems, fmt.Sprintf("header %q", lines[0]))
 	}
 	var names []string
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
-		if len(f) < 10 {
-			problems = append(problems, fmt.Sprintf("row %q: want 9 columns and the policies", l))
+		if len(f) != 9 {
+			problems = append(problems, fmt.Sprintf("row %q: want 9 columns", l))
 			continue
 		}
 		names = append(names, f[1])
@@ -285,12 +284,6 @@ func statusProblems(out string, st *local.State, podNames []string) []string {
 		want := []string{p.Namespace, p.Name, "2/2", "Running", "0", f[5], p.IP, "spiffe://cluster.local/ns/default/sa/" + p.ServiceAccount, "SYNCED"}
 		if diff := cmp.Diff(want, f[:9]); diff != "" {
 			problems = append(problems, fmt.Sprintf("row of %s (-want +got):\n%s", p.Name, diff))
-		}
-		// examples/shop: STRICT mTLS mesh-wide, not enforced yet; the
-		// AuthorizationPolicy on payment-service is, so it is not named.
-		policy := "NOT ENFORCED: PeerAuthentication istio-system/default (STRICT)"
-		if got := strings.Join(f[9:], " "); got != policy {
-			problems = append(problems, fmt.Sprintf("policies of %s: %q, want %q", p.Name, got, policy))
 		}
 	}
 	if diff := cmp.Diff(podNames, names); diff != "" {

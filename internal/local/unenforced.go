@@ -39,7 +39,11 @@ func newSecurityPolicies(snap *store.Snapshot) *securityPolicies {
 				sp.scoped = append(sp.scoped, o)
 			}
 		case config.PeerAuthentication:
-			sp.peer = append(sp.peer, o)
+			// Every mode is enforced now (the sidecars' mTLS); one is
+			// named only if the table marks a field of it NOT ENFORCED.
+			if slices.ContainsFunc(o.NotInForce, inforce.Finding.Security) {
+				sp.peer = append(sp.peer, o)
+			}
 		}
 	}
 	return sp

@@ -11,9 +11,9 @@ import (
 
 // Which unenforced security policies `trellis status` names next to a
 // pod follows Istio's scoping: root namespace for all, a namespace for its
-// own, selectors and Service targetRefs narrowing, and the most specific
-// PeerAuthentication deciding the mTLS mode. Policies whose every field is
-// enforced are not named.
+// own, selectors and Service targetRefs narrowing. Policies whose every
+// field is enforced are not named: PeerAuthentication (every mode is
+// enforced by the sidecars' mTLS) among them.
 func TestUnenforcedPolicies(t *testing.T) {
 	st := store.New(nil)
 	f := config.ParseFile("p.yaml", []byte(`
@@ -73,10 +73,10 @@ spec:
 		labels map[string]string
 		want   []string
 	}{
-		{"shop", map[string]string{"app": "payment"}, []string{"AuthorizationPolicy istio-system/mesh-wide", "AuthorizationPolicy shop/payment-policy", "PeerAuthentication istio-system/default (STRICT)"}},
-		{"shop", map[string]string{"app": "reviews"}, []string{"AuthorizationPolicy istio-system/mesh-wide", "PeerAuthentication istio-system/default (STRICT)", "RequestAuthentication shop/jwt"}},
+		{"shop", map[string]string{"app": "payment"}, []string{"AuthorizationPolicy istio-system/mesh-wide", "AuthorizationPolicy shop/payment-policy"}},
+		{"shop", map[string]string{"app": "reviews"}, []string{"AuthorizationPolicy istio-system/mesh-wide", "RequestAuthentication shop/jwt"}},
 		{"shop", map[string]string{"app": "legacy"}, []string{"AuthorizationPolicy istio-system/mesh-wide"}},
-		{"other", map[string]string{"app": "payment"}, []string{"AuthorizationPolicy istio-system/mesh-wide", "PeerAuthentication istio-system/default (STRICT)"}},
+		{"other", map[string]string{"app": "payment"}, []string{"AuthorizationPolicy istio-system/mesh-wide"}},
 	}
 	for _, tc := range cases {
 		if diff := cmp.Diff(tc.want, policies.unenforced(tc.ns, tc.labels)); diff != "" {

@@ -36,13 +36,12 @@ var (
 const (
 	retriesNote   = "retries are not in force yet; requests are tried once"
 	mtlsNote      = "mutual TLS is not in force yet: traffic between sidecars is plaintext"
-	tlsOrigNote   = "TLS origination is not in force yet: the sidecar connects to the upstream in plaintext"
+	tlsOrigNote   = "TLS origination for traffic to unknown destinations is not in force yet: the sidecar passes it through as it comes"
 	gatewaysNote  = "Trellis runs no Istio ingress or egress gateways: only `mesh` (the sidecars) applies routes"
 	outlierNote   = "outlier detection is not in force yet: failing endpoints stay in the rotation"
 	localityNote  = "locality-aware load balancing is not in force yet: endpoints of every locality are used alike"
 	warmupNote    = "slow start is not in force yet: new endpoints get their full share at once"
 	keepaliveNote = "TCP keepalive settings are not in force yet: the kernel's defaults apply"
-	strictNote    = "STRICT mTLS is NOT ENFORCED yet: traffic between sidecars is plaintext and plaintext callers are accepted"
 	gammaParent   = "only parentRefs of kind Service (GAMMA: mesh routing by the sidecars) are in force; Trellis runs no Gateway API gateways, so a Gateway parent routes nothing"
 	platformNote  = "applied by Kubernetes to the pod, not by the mesh; `trellis up` runs the container's command as a local process (docs/local.md)"
 )
@@ -158,12 +157,14 @@ func trafficPolicy(r *rows, k Kind, p string, port bool) {
 	connectionPool(r, k, p+".connectionPool")
 	r.whole(k, p+".outlierDetection", NotInForce, outlierNote)
 	tls := p + ".tls"
-	r.value(k, tls+".mode", "DISABLE", InForce, "")
-	r.add(k, tls+".mode", NotInForce, tlsOrigNote)
-	for _, f := range []string{"clientCertificate", "privateKey", "caCertificates", "credentialName", "caCertCredentialName",
-		"subjectAltNames[]", "sni", "insecureSkipVerify", "caCrl"} {
-		r.add(k, tls+"."+f, NotInForce, tlsOrigNote)
+	r.add(k, tls+".mode", InForce, "DISABLE: plaintext, straight to the endpoint even when it runs a sidecar; ISTIO_MUTUAL: mutual TLS with the workload identity through the endpoint's tunnel port; SIMPLE and MUTUAL: TLS originated by the sidecar straight to the endpoint, with the files named (read at each new connection); no tls at all: auto mTLS (endpoints with a sidecar over mTLS, others in plaintext)")
+	r.in(k, tls, "clientCertificate", "privateKey", "sni", "insecureSkipVerify")
+	r.add(k, tls+".caCertificates", InForce, "without it the sidecar verifies the server against the system's trust store, as Istio does by default")
+	r.add(k, tls+".subjectAltNames[]", InForce, "exact URI or DNS names, any one of which the server's certificate must carry; without them SIMPLE and MUTUAL check the SNI as a host name")
+	for _, f := range []string{"credentialName", "caCertCredentialName"} {
+		r.security(k, tls+"."+f, "", false, "Kubernetes secrets are not read by sidecars: name the files with clientCertificate, privateKey and caCertificates; without them the sidecar presents no client certificate and verifies against the system's trust store")
 	}
+	r.security(k, tls+".caCrl", "", false, "certificate revocation lists are not checked: a revoked server certificate is accepted")
 	if port {
 		r.in(k, p, "port.number")
 		return
@@ -199,15 +200,15 @@ func serviceEntry(r *rows) {
 		"location", "resolution", "endpoints[].address", "endpoints[].ports{}", "endpoints[].labels{}",
 		"endpoints[].locality", "endpoints[].weight", "workloadSelector.labels{}", "exportTo[]")
 	r.add(k, "spec.endpoints[].network", NotInForce, "multi-network routing is not in force: every endpoint is dialled directly")
-	r.add(k, "spec.endpoints[].serviceAccount", NotInForce, mtlsNote+"; the identity is not checked")
-	r.add(k, "spec.subjectAltNames[]", NotInForce, mtlsNote+"; the identity is not checked")
+	r.add(k, "spec.endpoints[].serviceAccount", InForce, "the identity a client sidecar expects of the endpoint over mutual TLS")
+	r.add(k, "spec.subjectAltNames[]", InForce, "identities a client sidecar accepts from the service's endpoints over mutual TLS, beside its service accounts'")
 }
 
 func workloadEntry(r *rows) {
 	k := WorkloadEntry
 	r.in(k, "spec", "address", "ports{}", "labels{}", "locality", "weight")
 	r.add(k, "spec.network", NotInForce, "multi-network routing is not in force: the workload is dialled directly")
-	r.add(k, "spec.serviceAccount", Partly, "names the workload's identity for analysis; no certificate is issued for it yet ("+mtlsNote+")")
+	r.add(k, "spec.serviceAccount", InForce, "the identity clients expect of the workload: its SPIFFE ID is checked in the mTLS handshake")
 }
 
 func sidecar(r *rows) {
@@ -251,8 +252,7 @@ func peerAuthentication(r *rows) {
 	k := PeerAuthentication
 	r.in(k, "spec", "selector.matchLabels{}")
 	for _, p := range []string{"spec.mtls.mode", "spec.portLevelMtls{}.mode"} {
-		r.security(k, p, "STRICT", false, strictNote)
-		r.add(k, p, InForce, "PERMISSIVE and DISABLE hold as written (plaintext is accepted); UNSET inherits")
+		r.add(k, p, InForce, "STRICT: the sidecar takes mutual TLS only, on its tunnel port (sidecar to sidecar) and, in transparent mode, on the app's captured ports, where a plaintext connection is closed and counted; PERMISSIVE takes both; DISABLE terminates nothing; UNSET inherits. In explicit mode nothing captures the app's ports, so a local process can still reach them directly, past the sidecar (docs/local.md)")
 	}
 }
 
@@ -507,7 +507,7 @@ func podSpec(r *rows, k Kind, p string) {
 // warned about, never silently taken as working).
 func meshConfig(r *rows) {
 	k := MeshConfig
-	r.in(k, "", "rootNamespace", "connectTimeout", "outboundTrafficPolicy.mode")
+	r.in(k, "", "rootNamespace", "connectTimeout", "outboundTrafficPolicy.mode", "enableAutoMtls")
 	r.add(k, "trustDomain", Partly, "names identities in analysis and `trellis status`; no certificates are issued yet ("+mtlsNote+")")
 	r.whole(k, "outboundTrafficPolicy.tls", NotInForce, tlsOrigNote)
 	r.in(k, "defaultConfig", "terminationDrainDuration", "concurrency")
@@ -527,7 +527,7 @@ func meshConfig(r *rows) {
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls":
 		default:
 			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
 		}

@@ -352,9 +352,10 @@ func tlsBackend(t *testing.T, addr, name string, cert *tls.Certificate, clientCA
 }
 
 // TLS origination for services outside the mesh: SIMPLE verifies the
-// server against caCertificates and the SNI (or subjectAltNames), and a
-// server whose certificate does not match is refused; MUTUAL also
-// presents the client certificate the files name.
+// server against caCertificates (the system's trust store without them)
+// and the SNI (or subjectAltNames), and a server whose certificate does
+// not match is refused, unless insecureSkipVerify; MUTUAL also presents
+// the client certificate the files name.
 func TestDestinationRuleSimpleAndMutual(t *testing.T) {
 	leak.Check(t)
 	const base = "127.77.149"
@@ -389,7 +390,9 @@ spec:
 	cfg := entry("secure.example", base+".5", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: secure.example}`) +
 		entry("impostor.example", base+".6", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: impostor.example, subjectAltNames: [secure.example]}`) +
 		entry("mutual.example", base+".7", `{mode: MUTUAL, caCertificates: `+caFile+`, clientCertificate: `+clientFile+`, privateKey: `+clientKey+`, sni: mutual.example}`) +
-		entry("nocert.example", base+".7", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: mutual.example}`)
+		entry("nocert.example", base+".7", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: mutual.example}`) +
+		entry("skipverify.example", base+".6", `{mode: SIMPLE, insecureSkipVerify: true, sni: impostor.example}`) +
+		entry("systemroots.example", base+".5", `{mode: SIMPLE, sni: secure.example}`)
 	m := meshtest.New(t, cfg)
 	client := m.Sidecar("sleep", base+".1", nil)
 	m.WaitSynced()
@@ -408,6 +411,12 @@ spec:
 	}
 	if code, flags, body, _ := get(c, "http://nocert.example:8443/", nil); code == 200 {
 		t.Errorf("SIMPLE to a server that requires a client certificate: %d %s %q, want a failure", code, flags, body)
+	}
+	if code, flags, body, _ := get(c, "http://skipverify.example:8443/", nil); code != 200 || body != "impostor" {
+		t.Errorf("SIMPLE with insecureSkipVerify: %d %s %q, want the server's 200 unverified", code, flags, body)
+	}
+	if code, flags, body, _ := get(c, "http://systemroots.example:8443/", nil); code != http.StatusServiceUnavailable {
+		t.Errorf("SIMPLE without caCertificates to a server from a private CA: %d %s %q, want 503 (verified against the system's trust store)", code, flags, body)
 	}
 	if n := statInt(t, client, "upstream.origination.ssl.handshake"); n < 2 {
 		t.Errorf("origination handshakes %d, want at least 2", n)

@@ -204,3 +204,38 @@ func TestTLSRefusals(t *testing.T) {
 		t.Errorf("plaintext chain decoded as %+v", fc)
 	}
 }
+
+// A ServiceEntry's subjectAltNames and its endpoints' service accounts
+// are the identities its sidecar endpoints may present; MeshConfig
+// enableAutoMtls: false leaves plaintext unless a DestinationRule asks.
+func TestTranslatedServiceEntrySANsAndAutoMTLSOff(t *testing.T) {
+	se := `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ledger}
+spec:
+  hosts: [ledger.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 7000, name: tcp, protocol: TCP}]
+  subjectAltNames: ["spiffe://cluster.local/ns/finance/sa/ledger-v1"]
+  endpoints: [{address: 127.10.9.7, serviceAccount: ledger, labels: {security.istio.io/tlsMode: istio}}]
+`
+	c := tlsClusters(t, "ledger.internal", se)["outbound|7000||ledger.internal"]
+	tls := c.TLSFor("istio")
+	want := []string{"spiffe://cluster.local/ns/default/sa/ledger", "spiffe://cluster.local/ns/finance/sa/ledger-v1"}
+	if tls == nil || !tls.Mesh || !cmp.Equal(tls.SANs, want) {
+		t.Errorf("TLS for a sidecar endpoint = %+v, want mesh mTLS expecting %v", tls, want)
+	}
+	off := tlsClusters(t, "ledger.internal", se, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    enableAutoMtls: false
+`)["outbound|7000||ledger.internal"]
+	if off.TLSFor("istio") != nil {
+		t.Errorf("enableAutoMtls false: TLS %+v, want plaintext", off.TLSFor("istio"))
+	}
+}
