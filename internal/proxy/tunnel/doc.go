@@ -13,6 +13,11 @@
 //   - HTTP/2 CONNECT streams (HBONE), many per connection, for peers that
 //     speak it; net/http's own HTTP/2 (Go 1.26) serves them full duplex.
 //
-// Both are h2c/plaintext until the security issue puts mTLS around each
-// tunnel connection (the TLS hooks are in place).
+// With a TLS config (the sidecar's, when it has a workload identity) the
+// port takes mutual TLS only and both framings run inside it: the server
+// hands the peer's verified certificate to Authorize, Handle and
+// DialPeer, and a client checks the server's SPIFFE ID against the
+// identities the destination is expected to have (DialHTTP1TLS takes that
+// check per dial). A tunnel connection is one handshake for as long as
+// the connection is pooled; the counters are in Stats.
 package tunnel
