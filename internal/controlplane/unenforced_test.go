@@ -58,7 +58,7 @@ metadata: {name: payment-policy}
 spec:
   selector: {matchLabels: {app: payment}}
   rules:
-  - from: [{source: {trustDomains: [legacy.example]}}]
+  - when: [{key: connection.sni, values: [payment.example]}]
 `
 
 // A security policy that is not enforced is logged at Error level when the

@@ -20,7 +20,7 @@ func TestUnenforcedPolicies(t *testing.T) {
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mesh-wide, namespace: istio-system}
-spec: {rules: [{from: [{source: {trustDomains: [legacy.example]}}]}]}
+spec: {rules: [{when: [{key: connection.sni, values: [payment.example]}]}]}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -28,7 +28,7 @@ metadata: {name: payment-policy, namespace: shop}
 spec:
   selector: {matchLabels: {app: payment}}
   action: ALLOW
-  rules: [{from: [{source: {trustDomains: [legacy.example]}}]}]
+  rules: [{when: [{key: connection.sni, values: [payment.example]}]}]
 ---
 # Enforced: never named.
 apiVersion: security.istio.io/v1

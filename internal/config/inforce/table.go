@@ -291,7 +291,7 @@ func authorizationPolicy(r *rows) {
 		r.add(k, src+"."+f, InForce, requestPrincipalNote)
 	}
 	for _, f := range []string{"trustDomains[]", "notTrustDomains[]"} {
-		r.security(k, src+"."+f, "", false, "trust domains are not checked yet: an ALLOW rule using them allows nothing, a DENY rule matches as if they were not set")
+		r.add(k, src+"."+f, InForce, "the trust domain of the caller's SPIFFE ID (MeshConfig trustDomainAliases count as the mesh's own); plaintext callers have none")
 	}
 	op := "spec.rules[].to[].operation"
 	r.in(k, op, "hosts[]", "notHosts[]", "methods[]", "notMethods[]")
@@ -302,7 +302,7 @@ func authorizationPolicy(r *rows) {
 	r.add(k, op+".notPaths[]", InForce, pathNote)
 	w := "spec.rules[].when[]"
 	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "request.auth.*", Status: InForce, Note: requestPrincipalNote, match: prefixed("request.auth.")})
-	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "connection.sni, source.trustDomain, experimental.envoy.filters.*", Status: NotInForce, Security: true,
+	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "connection.sni, experimental.envoy.filters.*", Status: NotInForce, Security: true,
 		Note: "not checked yet: an ALLOW rule with this condition allows nothing, a DENY rule matches as if it were not set", match: uncheckedConditionKey})
 	r.add(k, w+".key", InForce, "")
 	r.in(k, w, "values[]", "notValues[]")
@@ -320,7 +320,7 @@ func prefixed(p string) func(any) bool {
 // uncheckedConditionKey matches the when keys the proxy cannot check yet.
 func uncheckedConditionKey(v any) bool {
 	s, ok := v.(string)
-	return ok && (s == "connection.sni" || s == "source.trustDomain" || strings.HasPrefix(s, "experimental.envoy.filters."))
+	return ok && (s == "connection.sni" || strings.HasPrefix(s, "experimental.envoy.filters."))
 }
 
 func trafficSplit(r *rows) {
@@ -513,6 +513,7 @@ func meshConfig(r *rows) {
 	r.in(k, "defaultConfig", "terminationDrainDuration", "concurrency")
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
 		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
+	r.add(k, "trustDomainAliases[]", Partly, "AuthorizationPolicy principals and trustDomains naming the mesh's trust domain (or cluster.local) also match these, as in Istio; certificates are issued in trustDomain only, and mTLS peer checks do not use the aliases")
 	ep := "extensionProviders[]"
 	r.in(k, ep, "name")
 	authz := ep + ".envoyExtAuthzHttp"
@@ -527,7 +528,7 @@ func meshConfig(r *rows) {
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases":
 		default:
 			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
 		}
