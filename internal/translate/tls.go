@@ -144,7 +144,10 @@ func MeshUpstreamTLS(sans []string, sni string) *tlsv3.UpstreamTlsContext {
 // proxy reads, named by Istio's SDS names.
 func originationTLS(tls *networking.ClientTLSSettings) *tlsv3.UpstreamTlsContext {
 	common := &tlsv3.CommonTlsContext{}
-	if tls.GetMode() == networking.ClientTLSSettings_MUTUAL {
+	// MUTUAL without the files (a credentialName, which sidecars do not
+	// read) presents no certificate: the server refuses the handshake,
+	// rather than the cluster falling back to plaintext.
+	if tls.GetMode() == networking.ClientTLSSettings_MUTUAL && tls.GetClientCertificate() != "" && tls.GetPrivateKey() != "" {
 		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{
 			Name: "file-cert:" + tls.GetClientCertificate() + "~" + tls.GetPrivateKey(), SdsConfig: adsSource()}}
 	}

@@ -239,3 +239,33 @@ data:
 		t.Errorf("enableAutoMtls false: TLS %+v, want plaintext", off.TLSFor("istio"))
 	}
 }
+
+// MUTUAL naming a Kubernetes secret (credentialName, which sidecars do
+// not read) still originates TLS, without a client certificate, so a
+// server that requires one refuses it: never a fallback to plaintext.
+func TestTranslatedMutualWithoutFilesStaysTLS(t *testing.T) {
+	cs := tlsClusters(t, "vault.example", `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: vault}
+spec:
+  hosts: [vault.example]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 8200, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.10.9.8}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: vault}
+spec:
+  host: vault.example
+  trafficPolicy:
+    tls: {mode: MUTUAL, credentialName: vault-client, sni: vault.example}
+`)
+	c := cs["outbound|8200||vault.example"]
+	want := &xdsresource.UpstreamTLS{SystemRoots: true, SNI: "vault.example"}
+	if diff := cmp.Diff(want, c.TLS); diff != "" {
+		t.Errorf("cluster TLS (-want +got):\n%s", diff)
+	}
+}
