@@ -19,6 +19,7 @@ import (
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -618,7 +619,8 @@ func permissionFor(key, v string, forTCP bool) (*rbacv3.Permission, error) {
 			return nil, httpOnly("paths")
 		}
 		if strings.Contains(v, "{*}") || strings.Contains(v, "{**}") {
-			return nil, fmt.Errorf("path template %q is not supported by Trellis yet", v)
+			return &rbacv3.Permission{Rule: &rbacv3.Permission_UriTemplate{UriTemplate: &corev3.TypedExtensionConfig{
+				Name: "uri-template", TypedConfig: mustAny(&uritemplatev3.UriTemplateMatchConfig{PathTemplate: v})}}}, nil
 		}
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{
 			Rule: &matcherv3.PathMatcher_Path{Path: authzString(v, "")}}}}, nil

@@ -297,7 +297,7 @@ func authorizationPolicy(r *rows) {
 	r.in(k, op, "hosts[]", "notHosts[]", "methods[]", "notMethods[]")
 	r.add(k, op+".ports[]", InForce, "the workload's (container, target) port; on a TCP port, rules with HTTP fields behave as in Istio (TRL0011)")
 	r.add(k, op+".notPorts[]", InForce, "")
-	pathNote := "exact, prefix*, *suffix and *, against the path without query; a request whose path has dot segments, backslashes or encoded separators is refused (400) where a policy applies, since the sidecar does not normalize paths as Envoy does. Templates ({*}, {**}) are not in force: an ALLOW rule with one allows nothing, a DENY rule matches as if it were not set"
+	pathNote := "exact, prefix*, *suffix and *, against the path without query; a request whose path has dot segments, backslashes or encoded separators is refused (400) where a policy applies, since the sidecar does not normalize paths as Envoy does; templates: {*} one segment, {**} the rest of the path"
 	r.add(k, op+".paths[]", InForce, pathNote)
 	r.add(k, op+".notPaths[]", InForce, pathNote)
 	w := "spec.rules[].when[]"

@@ -578,6 +578,11 @@ func compilePermission(p *xdsresource.Permission) (node, error) {
 			return node{}, fmt.Errorf("url_path: %w", err)
 		}
 		return node{kind: nString, attr: aURLPath, sm: sm}, nil
+	case xdsresource.PermURITemplate:
+		if p.PathRegex == nil {
+			return node{}, errors.New("uri_template without a compiled template")
+		}
+		return node{kind: nString, attr: aURLPath, sm: strMatcher{kind: sRegex, re: p.PathRegex}}, nil
 	case xdsresource.PermDestinationIP:
 		return node{kind: nDstIP, prefix: p.IP}, nil
 	case xdsresource.PermDestinationPort:

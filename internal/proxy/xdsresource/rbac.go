@@ -2,8 +2,10 @@ package xdsresource
 
 import (
 	"net/netip"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Type names of Envoy's RBAC filters, as Istio configures them for
@@ -65,6 +67,9 @@ const (
 	PermNot // Rules[0] inverted
 	PermHeader
 	PermURLPath // the path without query, as Envoy's url_path
+	// PermURITemplate matches the path without query against
+	// PathTemplate (Envoy's uri_template: {*} one segment, {**} the rest).
+	PermURITemplate
 	PermDestinationIP
 	PermDestinationPort      // Port
 	PermDestinationPortRange // [Port, PortEnd)
@@ -81,6 +86,10 @@ type Permission struct {
 	Port     uint32
 	PortEnd  uint32
 	Metadata MetadataMatcher
+	// PathTemplate is a URI template (PermURITemplate), checked by the
+	// decoder; PathRegex is what it matches, anchored.
+	PathTemplate string
+	PathRegex    *regexp.Regexp
 }
 
 // PrincipalKind says which field of a Principal applies.
@@ -406,7 +415,11 @@ func decodePermission(b []byte, depth int) (Permission, error) {
 		case 12:
 			m.fail(errNotSupported, "matcher")
 		case 13:
-			m.fail(errNotSupported, "uri_template")
+			tb, _ := m.bytes()
+			one(PermURITemplate)
+			tmpl, re, err := decodeURITemplate(tb)
+			m.fail(err, "uri_template")
+			p.PathTemplate, p.PathRegex = tmpl, re
 		case 14:
 			m.fail(errNotSupported, "sourced_metadata")
 		}
@@ -743,4 +756,68 @@ func decodeValueMatcher(b []byte, depth int) (ValueMatcher, error) {
 		return v, errorf("needs a match (string_match, present_match, list_match or or_match)")
 	}
 	return v, nil
+}
+
+const uriTemplateType = "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
+
+// decodeURITemplate reads a core.v3.TypedExtensionConfig holding Envoy's
+// UriTemplateMatchConfig and compiles its path template: literal segments
+// match themselves, {*} one non-empty segment, {**} (last) everything
+// after it; other variable forms are refused.
+func decodeURITemplate(b []byte) (string, *regexp.Regexp, error) {
+	m := msg{b: b}
+	var typeName string
+	var value []byte
+	for m.next() {
+		if m.num == 2 {
+			ab, _ := m.bytes()
+			var err error
+			typeName, value, err = anyValue(ab)
+			m.fail(err, "typed_config")
+		}
+	}
+	if m.err != nil {
+		return "", nil, m.err
+	}
+	if typeName != uriTemplateType {
+		return "", nil, within(errorf("unsupported type %s", typeName), "typed_config")
+	}
+	vm := msg{b: value}
+	var tmpl string
+	for vm.next() {
+		if vm.num == 1 {
+			tmpl = vm.str("path_template")
+		}
+	}
+	if vm.err != nil {
+		return "", nil, within(vm.err, "typed_config")
+	}
+	if !strings.HasPrefix(tmpl, "/") {
+		return "", nil, within(errorf("path template %q must start with /", tmpl), "typed_config.path_template")
+	}
+	var sb strings.Builder
+	sb.WriteString("^")
+	segs := strings.Split(tmpl[1:], "/")
+	for i, seg := range segs {
+		sb.WriteString("/")
+		switch {
+		case seg == "{*}":
+			sb.WriteString("[^/]+")
+		case seg == "{**}":
+			if i != len(segs)-1 {
+				return "", nil, within(errorf("path template %q: {**} must be the last segment", tmpl), "typed_config.path_template")
+			}
+			sb.WriteString(".*")
+		case strings.ContainsAny(seg, "{}*"):
+			return "", nil, within(errorf("path template %q: segment %q is not supported by trellis-proxy (a literal, {*} or {**})", tmpl, seg), "typed_config.path_template")
+		default:
+			sb.WriteString(regexp.QuoteMeta(seg))
+		}
+	}
+	sb.WriteString("$")
+	re, err := regexp.Compile(sb.String())
+	if err != nil {
+		return "", nil, within(errorf("path template %q: %v", tmpl, err), "typed_config.path_template")
+	}
+	return tmpl, re, nil
 }
