@@ -162,6 +162,7 @@ func (p *Proxy) inboundTLSConfig() *tls.Config {
 		cfg := certs.ServerConfig(p.opts.Identity, nil)
 		cfg.NextProtos = []string{"istio", "h2", "http/1.1"}
 		cfg.SessionTicketsDisabled = true
+		cfg.DynamicRecordSizingDisabled = true
 		p.inboundTLSCfg = cfg
 	})
 	return p.inboundTLSCfg

@@ -59,6 +59,12 @@ func (d *Dialer) DialHTTP1TLS(ctx context.Context, tunnel netip.AddrPort, target
 		return nil, fmt.Errorf("tunnel %s: %w", tunnel, err)
 	}
 	if cfg != nil {
+		if !cfg.DynamicRecordSizingDisabled {
+			// Full-size records (see Server's config): a pooled tunnel
+			// carries requests, not a web page's first bytes.
+			cfg = cfg.Clone()
+			cfg.DynamicRecordSizingDisabled = true
+		}
 		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			d.handshakeFailures.Add(1)
