@@ -77,18 +77,18 @@ func authorizationEdgeCases(w *world) []Message {
 
 // customProviderProblem says why a CUSTOM policy's provider cannot be
 // used by the sidecars ("" when it can): it must be a MeshConfig
-// extensionProviders entry of kind envoyExtAuthzHttp that does not send
-// the request body.
+// extensionProviders entry of kind envoyExtAuthzHttp or envoyExtAuthzGrpc
+// that does not send the request body.
 func (w *world) customProviderProblem(name string) string {
 	for _, ep := range w.meshConfig().GetExtensionProviders() {
 		if ep.GetName() != name {
 			continue
 		}
-		h := ep.GetEnvoyExtAuthzHttp()
+		h, g := ep.GetEnvoyExtAuthzHttp(), ep.GetEnvoyExtAuthzGrpc()
 		switch {
-		case h == nil:
-			return fmt.Sprintf("provider %q is not an envoyExtAuthzHttp provider, the only kind Trellis supports yet", name)
-		case h.GetIncludeRequestBodyInCheck() != nil:
+		case h == nil && g == nil:
+			return fmt.Sprintf("provider %q is not an authorization provider (envoyExtAuthzHttp or envoyExtAuthzGrpc)", name)
+		case h.GetIncludeRequestBodyInCheck() != nil || g.GetIncludeRequestBodyInCheck() != nil:
 			return fmt.Sprintf("provider %q sends the request body (includeRequestBodyInCheck), which Trellis does not support yet", name)
 		}
 		return ""

@@ -73,7 +73,7 @@ data:
   mesh: |
     extensionProviders:
     - {name: http, envoyExtAuthzHttp: {service: authz.default.svc.cluster.local, port: 8000}}
-    - {name: grpc, envoyExtAuthzGrpc: {service: authz.default.svc.cluster.local, port: 9000}}
+    - {name: grpc, envoyExtAuthzGrpc: {service: authz.default.svc.cluster.local, port: 9000, includeRequestBodyInCheck: {maxRequestBytes: 100}}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -91,7 +91,7 @@ metadata: {name: typo}
 spec: {action: CUSTOM, provider: {name: htp}, rules: [{}]}
 `)
 	check(t, run(objs),
-		`Warning [TRL0012] (AuthorizationPolicy default/grpc c.yaml#3) spec.provider.name: provider "grpc" is not an envoyExtAuthzHttp provider, the only kind Trellis supports yet: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
+		`Warning [TRL0012] (AuthorizationPolicy default/grpc c.yaml#3) spec.provider.name: provider "grpc" sends the request body (includeRequestBodyInCheck), which Trellis does not support yet: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
 		`Warning [TRL0012] (AuthorizationPolicy default/typo c.yaml#4) spec.provider.name: provider "htp" is not in MeshConfig extensionProviders: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
 	)
 }

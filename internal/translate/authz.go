@@ -212,31 +212,39 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 			return nil
 		}
 	}
-	var provider *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider
+	var http *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider
+	var grpc *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider
+	found := false
 	for _, ep := range t.w.Mesh.GetExtensionProviders() {
 		if ep.GetName() != name {
 			continue
 		}
-		if provider = ep.GetEnvoyExtAuthzHttp(); provider == nil {
-			report("AuthorizationPolicy CUSTOM provider is not an envoyExtAuthzHttp provider, the only kind supported yet: the requests its rules match are refused", "provider", name)
+		found = true
+		http, grpc = ep.GetEnvoyExtAuthzHttp(), ep.GetEnvoyExtAuthzGrpc()
+		if http == nil && grpc == nil {
+			report("AuthorizationPolicy CUSTOM provider is not an envoyExtAuthzHttp or envoyExtAuthzGrpc provider: the requests its rules match are refused", "provider", name)
 			return nil
 		}
 	}
-	if provider == nil {
+	if !found {
 		report("AuthorizationPolicy CUSTOM provider not found in MeshConfig extensionProviders: the requests its rules match are refused", "provider", name)
 		return nil
 	}
-	if provider.GetIncludeRequestBodyInCheck() != nil {
-		report("envoyExtAuthzHttp includeRequestBodyInCheck is not supported yet: the requests the CUSTOM rules match are refused", "provider", name)
+	service, port, timeoutD, failOpen, statusOnError, body := http.GetService(), http.GetPort(), http.GetTimeout(), http.GetFailOpen(), http.GetStatusOnError(), http.GetIncludeRequestBodyInCheck() != nil
+	if grpc != nil {
+		service, port, timeoutD, failOpen, statusOnError, body = grpc.GetService(), grpc.GetPort(), grpc.GetTimeout(), grpc.GetFailOpen(), grpc.GetStatusOnError(), grpc.GetIncludeRequestBodyInCheck() != nil
+	}
+	if body {
+		report("extension provider includeRequestBodyInCheck is not supported yet: the requests the CUSTOM rules match are refused", "provider", name)
 		return nil
 	}
-	ns, host, ok := strings.Cut(provider.GetService(), "/")
+	ns, host, ok := strings.Cut(service, "/")
 	if !ok {
-		ns, host = t.proxy.Namespace, provider.GetService()
+		ns, host = t.proxy.Namespace, service
 	}
 	svc := t.w.Reg.Lookup(host, ns)
 	if svc == nil {
-		report("envoyExtAuthzHttp service not found in the registry: the requests the CUSTOM rules match are refused", "provider", name, "service", provider.GetService())
+		report("extension provider service not found in the registry: the requests the CUSTOM rules match are refused", "provider", name, "service", service)
 		return nil
 	}
 	shadow := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
@@ -249,15 +257,43 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 		}
 	}
 	status := uint32(403)
-	if v := provider.GetStatusOnError(); v != "" {
-		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+	if statusOnError != "" {
+		if n, err := strconv.ParseUint(statusOnError, 10, 32); err == nil {
 			status = uint32(n)
 		}
 	}
 	timeout := durationpb.New(600 * time.Second)
-	if d := provider.GetTimeout(); d != nil {
-		timeout = d
+	if timeoutD != nil {
+		timeout = timeoutD
 	}
+	cluster := ClusterName("outbound", port, "", svc.Hostname)
+	ext := &extauthzv3.ExtAuthz{
+		TransportApiVersion: corev3.ApiVersion_V3,
+		FailureModeAllow:    failOpen,
+		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+		FilterEnabledMetadata: &matcherv3.MetadataMatcher{
+			Filter: httpRBACFilterName,
+			Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: extAuthzStatPrefix + "shadow_effective_policy_id"}}},
+			Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: extAuthzPolicyPrefix}}}},
+		},
+	}
+	if grpc != nil {
+		ext.Services = &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster, Authority: svc.Hostname}},
+			Timeout:         timeout,
+		}}
+	} else {
+		ext.Services = &extauthzv3.ExtAuthz_HttpService{HttpService: httpAuthzService(http, svc.Hostname, cluster, timeout)}
+	}
+	return []*hcmv3.HttpFilter{
+		{Name: httpRBACFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&httprbacv3.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: extAuthzStatPrefix})}},
+		{Name: "envoy.filters.http.ext_authz", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(ext)}},
+	}
+}
+
+// httpAuthzService is the ext_authz http_service for an envoyExtAuthzHttp
+// provider, as Istio writes it.
+func httpAuthzService(http *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider, host, cluster string, timeout *durationpb.Duration) *extauthzv3.HttpService {
 	headerList := func(names []string) *matcherv3.ListStringMatcher {
 		if len(names) == 0 {
 			return nil
@@ -271,8 +307,8 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 		return l
 	}
 	//lint:ignore SA1019 Istio's includeHeadersInCheck is the deprecated spelling of includeRequestHeadersInCheck; both hold
-	req := &extauthzv3.AuthorizationRequest{AllowedHeaders: headerList(slices.Concat(provider.GetIncludeRequestHeadersInCheck(), provider.GetIncludeHeadersInCheck()))}
-	add := provider.GetIncludeAdditionalHeadersInCheck()
+	req := &extauthzv3.AuthorizationRequest{AllowedHeaders: headerList(slices.Concat(http.GetIncludeRequestHeadersInCheck(), http.GetIncludeHeadersInCheck()))}
+	add := http.GetIncludeAdditionalHeadersInCheck()
 	keys := make([]string, 0, len(add))
 	for k := range add {
 		keys = append(keys, k)
@@ -281,32 +317,18 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 	for _, k := range keys {
 		req.HeadersToAdd = append(req.HeadersToAdd, &corev3.HeaderValue{Key: k, Value: add[k]})
 	}
-	ext := &extauthzv3.ExtAuthz{
-		TransportApiVersion: corev3.ApiVersion_V3,
-		Services: &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
-			ServerUri: &corev3.HttpUri{
-				Uri:              fmt.Sprintf("http://%s:%d", svc.Hostname, provider.GetPort()),
-				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: ClusterName("outbound", provider.GetPort(), "", svc.Hostname)},
-				Timeout:          timeout,
-			},
-			PathPrefix:           provider.GetPathPrefix(),
-			AuthorizationRequest: req,
-			AuthorizationResponse: &extauthzv3.AuthorizationResponse{
-				AllowedUpstreamHeaders: headerList(provider.GetHeadersToUpstreamOnAllow()),
-				AllowedClientHeaders:   headerList(provider.GetHeadersToDownstreamOnDeny()),
-			},
-		}},
-		FailureModeAllow: provider.GetFailOpen(),
-		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-		FilterEnabledMetadata: &matcherv3.MetadataMatcher{
-			Filter: httpRBACFilterName,
-			Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: extAuthzStatPrefix + "shadow_effective_policy_id"}}},
-			Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: extAuthzPolicyPrefix}}}},
+	return &extauthzv3.HttpService{
+		ServerUri: &corev3.HttpUri{
+			Uri:              fmt.Sprintf("http://%s:%d", host, http.GetPort()),
+			HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: cluster},
+			Timeout:          timeout,
 		},
-	}
-	return []*hcmv3.HttpFilter{
-		{Name: httpRBACFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&httprbacv3.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: extAuthzStatPrefix})}},
-		{Name: "envoy.filters.http.ext_authz", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(ext)}},
+		PathPrefix:           http.GetPathPrefix(),
+		AuthorizationRequest: req,
+		AuthorizationResponse: &extauthzv3.AuthorizationResponse{
+			AllowedUpstreamHeaders: headerList(http.GetHeadersToUpstreamOnAllow()),
+			AllowedClientHeaders:   headerList(http.GetHeadersToDownstreamOnDeny()),
+		},
 	}
 }
 

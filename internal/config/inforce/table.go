@@ -260,7 +260,7 @@ func peerAuthentication(r *rows) {
 const (
 	identityNote         = "the caller's SPIFFE ID from its mTLS certificate; traffic that reaches the workload in plaintext (a caller without a sidecar, a port PeerAuthentication leaves PERMISSIVE, or in explicit local mode a process dialling the app port directly) has no identity and compares as empty, as in Istio (TRL0010)"
 	requestPrincipalNote = "what the RequestAuthentication of the workload verified (\"iss/sub\" of each valid token, its aud, azp and claims); a request without a token has no request principal, as in Istio, so an ALLOW on requestPrincipals refuses it and a DENY on notRequestPrincipals [\"*\"] refuses it"
-	customNote           = "with a MeshConfig extensionProviders envoyExtAuthzHttp provider, the sidecar asks it about the requests the rules select, before DENY and ALLOW; a provider that is missing, envoyExtAuthzGrpc or reads the request body, and TCP ports, are refused instead: the requests the rules match get 403 (connections are closed)"
+	customNote           = "with a MeshConfig extensionProviders envoyExtAuthzHttp or envoyExtAuthzGrpc provider, the sidecar asks it about the requests the rules select, before DENY and ALLOW; a provider that is missing or reads the request body, and TCP ports, are refused instead: the requests the rules match get 403 (connections are closed)"
 	targetRefNote        = "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do"
 )
 
@@ -520,11 +520,14 @@ func meshConfig(r *rows) {
 	r.in(k, authz, "service", "port", "timeout", "pathPrefix", "failOpen", "statusOnError", "includeRequestHeadersInCheck[]",
 		"includeHeadersInCheck[]", "includeAdditionalHeadersInCheck{}", "headersToUpstreamOnAllow[]", "headersToDownstreamOnDeny[]")
 	r.add(k, authz+".clearRouteCache", InForce, "the sidecar chooses the route after authorization, so headers the provider adds always count")
-	*r = append(*r, Entry{Kind: k, Path: authz + ".includeRequestBodyInCheck", Whole: true, Status: NotInForce, Security: true,
-		Note: "request bodies are not sent to the provider yet: CUSTOM policies naming it refuse the requests their rules match"})
-	*r = append(*r, Entry{Kind: k, Path: ep + ".envoyExtAuthzGrpc", Whole: true, Status: NotInForce, Security: true,
-		Note: "gRPC authorization providers are not supported yet: CUSTOM policies naming one refuse the requests their rules match"})
-	r.whole(k, ep, NotInForce, "only envoyExtAuthzHttp providers are in force; tracing, metrics and logging providers have no effect yet")
+	grpcAuthz := ep + ".envoyExtAuthzGrpc"
+	r.in(k, grpcAuthz, "service", "port", "timeout", "failOpen", "statusOnError")
+	r.add(k, grpcAuthz+".clearRouteCache", InForce, "the sidecar chooses the route after authorization, so headers the provider adds always count")
+	for _, p := range []string{authz, grpcAuthz} {
+		*r = append(*r, Entry{Kind: k, Path: p + ".includeRequestBodyInCheck", Whole: true, Status: NotInForce, Security: true,
+			Note: "request bodies are not sent to the provider yet: CUSTOM policies naming it refuse the requests their rules match"})
+	}
+	r.whole(k, ep, NotInForce, "only envoyExtAuthzHttp and envoyExtAuthzGrpc providers are in force; tracing, metrics and logging providers have no effect yet")
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {

@@ -17,6 +17,9 @@ import (
 // allowed client headers; no answer is StatusOnError unless
 // FailureModeAllow.
 type External struct {
+	// GRPC: ask with envoy.service.auth.v3.Authorization/Check
+	// (external_grpc.go) instead of an HTTP request.
+	GRPC             bool
 	Cluster          string
 	Authority        string
 	PathPrefix       string
@@ -37,7 +40,7 @@ type External struct {
 var defaultCheckHeaders = map[string]bool{"authorization": true, "content-length": true}
 
 func compileExternal(x *xdsresource.ExtAuthz) (*External, error) {
-	e := &External{Cluster: x.Cluster, Authority: x.Authority, PathPrefix: x.PathPrefix, Timeout: x.Timeout,
+	e := &External{GRPC: x.GRPC, Cluster: x.Cluster, Authority: x.Authority, PathPrefix: x.PathPrefix, Timeout: x.Timeout,
 		HeadersToAdd: x.HeadersToAdd, FailureModeAllow: x.FailureModeAllow, StatusOnError: x.StatusOnError}
 	var err error
 	if e.allowed, err = compileStrings(x.AllowedHeaders); err != nil {

@@ -1,7 +1,9 @@
 package hcm
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/authz"
+	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 )
 
@@ -42,6 +45,9 @@ func (s *Server) askExternal(x *exchange, ext *authz.External) bool {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if ext.GRPC {
+		return s.askExternalGRPC(ctx, x, ext, cl)
+	}
 	check, err := http.NewRequestWithContext(ctx, r.Method, "http://"+ext.Authority+ext.PathPrefix+requestPath(r), nil)
 	if err != nil {
 		return s.externalFailed(x, ext, err.Error())
@@ -95,5 +101,86 @@ func (s *Server) externalFailed(x *exchange, ext *authz.External, why string) bo
 	s.count(status)
 	x.w.Header().Set("Content-Length", "0")
 	x.w.WriteHeader(status)
+	return false
+}
+
+// askExternalGRPC is askExternal for a gRPC authorizer: one unary
+// envoy.service.auth.v3.Authorization/Check over the cluster (HTTP/2), the
+// request described by its method, path, host, headers and both peers;
+// status OK lets it on with the ok_response's headers set and removed,
+// any other status answers with the denied_response (403 when it sets
+// none), a failed call is the status on error.
+func (s *Server) askExternalGRPC(ctx context.Context, x *exchange, ext *authz.External, cl *upstream.Cluster) bool {
+	r, c := x.r, x.c
+	in := &authz.CheckInput{Method: r.Method, Host: r.Host, Path: requestPath(r), Scheme: "http", Protocol: r.Proto,
+		ID: r.Header.Get("X-Request-Id"), Header: r.Header}
+	if c != nil {
+		in.Source, in.Destination, in.SourcePrincipal = c.Source, c.Dst, c.PeerID
+	}
+	if s.cfg.LocalID != nil {
+		in.DestinationPrincipal = s.cfg.LocalID()
+	}
+	authority := ext.Authority
+	if authority == "" {
+		authority = ext.Cluster
+	}
+	check, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+authority+authz.CheckMethod, bytes.NewReader(grpcwire.Frame(authz.EncodeCheckRequest(in))))
+	if err != nil {
+		return s.externalFailed(x, ext, err.Error())
+	}
+	check.Header = http.Header{"Content-Type": {"application/grpc"}, "Te": {"trailers"}}
+	resp, _, err := cl.RoundTrip(ctx, check, &upstream.Call{})
+	if err != nil {
+		return s.externalFailed(x, ext, err.Error())
+	}
+	defer resp.Body.Close()
+	// A trailers-only answer (an error status) carries grpc-status in
+	// the head, a normal one in the trailers after the message.
+	if st := grpcwire.Status(resp.Header); st != nil && st.Code != 0 {
+		return s.externalFailed(x, ext, st.Error())
+	}
+	msg, err := grpcwire.ReadMessage(resp.Body, maxDeniedBody)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return s.externalFailed(x, ext, fmt.Sprintf("Check: HTTP %d: %v", resp.StatusCode, err))
+	}
+	io.Copy(io.Discard, resp.Body)
+	if st := grpcwire.Status(resp.Trailer); st == nil || st.Code != 0 {
+		why := "Check: no grpc-status"
+		if st != nil {
+			why = st.Error()
+		}
+		return s.externalFailed(x, ext, why)
+	}
+	res, err := authz.DecodeCheckResponse(msg)
+	if err != nil {
+		return s.externalFailed(x, ext, err.Error())
+	}
+	if res.OK {
+		for _, h := range res.RemoveHeaders {
+			r.Header.Del(h)
+		}
+		for _, h := range res.SetHeaders {
+			r.Header.Set(h[0], h[1])
+		}
+		return true
+	}
+	status := res.Status
+	if status == 0 {
+		status = http.StatusForbidden
+	}
+	s.log.Debug("request denied by the external authorizer", "cluster", ext.Cluster, "status", status, "method", r.Method, "path", r.URL.Path)
+	hdr := x.w.Header()
+	for _, h := range res.Headers {
+		switch strings.ToLower(h[0]) {
+		case "content-length", "transfer-encoding", "connection":
+		default:
+			hdr.Add(h[0], h[1])
+		}
+	}
+	closeIfBodyPending(hdr, x)
+	s.count(status)
+	hdr.Set("Content-Length", strconv.Itoa(len(res.Body)))
+	x.w.WriteHeader(status)
+	io.WriteString(x.w, res.Body)
 	return false
 }

@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
@@ -550,4 +558,113 @@ spec: {address: %s.5, serviceAccount: raw, labels: {app: raw, security.istio.io/
 		}
 		return ""
 	})
+}
+
+// grpcAuthorizer is a grpc-go envoy.service.auth.v3 Authorization server:
+// it allows requests whose x-user header is alice (adding x-authz-user)
+// and denies the others with 401, a body and a header.
+type grpcAuthorizer struct {
+	authv3.UnimplementedAuthorizationServer
+	asked atomic.Int64
+	last  atomic.Pointer[authv3.CheckRequest]
+}
+
+func (g *grpcAuthorizer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	g.asked.Add(1)
+	g.last.Store(req)
+	if req.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-user"] == "alice" {
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-authz-user", Value: "alice"}}}}}}, nil
+	}
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)}, HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_Unauthorized},
+		Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-authz-reason", Value: "not alice"}}},
+		Body:    "denied by grpc authz"}}}, nil
+}
+
+// The same CUSTOM policy with an envoyExtAuthzGrpc provider, a real
+// grpc-go authorization server: alice passes with the header it adds, bob
+// gets its 401, body and header; the authorizer was told the request's
+// method, path and the caller's SPIFFE ID.
+func TestAuthzCustomGRPCAuthorizer(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.156"
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, paymentServiceConfig(base, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: authz-grpc}
+spec:
+  selector: {app: authz-grpc}
+  ports: [{name: grpc, port: 9000}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: authz-grpc}
+spec: {address: %s.9, labels: {app: authz-grpc}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: grpc-authz
+      envoyExtAuthzGrpc: {service: authz-grpc.default.svc.cluster.local, port: 9000}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext}
+spec:
+  selector: {matchLabels: {app: payment-service}}
+  action: CUSTOM
+  provider: {name: grpc-authz}
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+`, base)))
+	ln, err := net.Listen("tcp", base+".9:9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &grpcAuthorizer{}
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, g)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	var seen atomic.Int64
+	m.Backend(base+".2:9080", "payment", func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		w.Header().Set("X-Seen-Authz-User", r.Header.Get("X-Authz-User"))
+		io.WriteString(w, "payment")
+	})
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"}, authzIdentity(t, ca, "payment-service"))
+	client := m.Sidecar("checkout", base+".1", nil, authzIdentity(t, ca, "checkout-service"))
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+
+	if code, _, _, _ := get(c, "http://payment-service:9080/pay", nil); code != 200 || g.asked.Load() != 0 {
+		t.Errorf("/pay: %d, authorizer asked %d times; want 200 without asking", code, g.asked.Load())
+	}
+	code, _, body, h := get(c, "http://payment-service:9080/admin/x?y=1", map[string]string{"X-User": "alice"})
+	if code != 200 || body != "payment" || h.Get("X-Seen-Authz-User") != "alice" {
+		t.Errorf("alice: %d %q, app saw X-Authz-User %q; want 200 and alice", code, body, h.Get("X-Seen-Authz-User"))
+	}
+	if req := g.last.Load(); req != nil {
+		a := req.GetAttributes()
+		if got := a.GetRequest().GetHttp(); got.GetMethod() != "GET" || got.GetPath() != "/admin/x" || got.GetQuery() != "y=1" || got.GetHost() != "payment-service:9080" {
+			t.Errorf("the authorizer saw %s %s ? %s host %s", got.GetMethod(), got.GetPath(), got.GetQuery(), got.GetHost())
+		}
+		if p := a.GetSource().GetPrincipal(); p != certtest.SPIFFE("default", "checkout-service") {
+			t.Errorf("the authorizer saw source principal %q, want checkout's SPIFFE ID", p)
+		}
+	} else {
+		t.Error("the authorizer was not asked about alice's request")
+	}
+	before := seen.Load()
+	code, _, body, h = get(c, "http://payment-service:9080/admin/x", map[string]string{"X-User": "bob"})
+	if code != http.StatusUnauthorized || body != "denied by grpc authz" || h.Get("X-Authz-Reason") != "not alice" {
+		t.Errorf("bob: %d %q reason %q; want the authorizer's 401, body and header", code, body, h.Get("X-Authz-Reason"))
+	}
+	if seen.Load() != before {
+		t.Error("the app saw bob's request")
+	}
 }

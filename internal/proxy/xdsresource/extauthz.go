@@ -13,6 +13,11 @@ const extAuthzType = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 // provider is envoyExtAuthzHttp: requests the CUSTOM rules select (see
 // EnabledBy) are checked with the authorizer before the other policies.
 type ExtAuthz struct {
+	// GRPC marks a gRPC authorization service (envoy.service.auth.v3
+	// Authorization/Check, Istio's envoyExtAuthzGrpc); the others are
+	// HTTP services. Only Cluster, Authority, Timeout and the failure
+	// settings apply to it.
+	GRPC       bool
 	Cluster    string // the authorizer's cluster
 	Authority  string // host[:port] of server_uri, sent as the check's Host
 	PathPrefix string
@@ -57,7 +62,9 @@ func decodeExtAuthz(b []byte) (*ExtAuthz, error) {
 	for m.next() {
 		switch m.num {
 		case 1:
-			m.fail(errorf("a gRPC authorization service is not supported by trellis-proxy: use an HTTP one (envoyExtAuthzHttp)"), "grpc_service")
+			gb, _ := m.bytes()
+			m.fail(decodeExtAuthzGRPCService(gb, e), "grpc_service")
+			hasService = true
 		case 3:
 			sb, _ := m.bytes()
 			m.fail(decodeExtAuthzHTTPService(sb, e), "http_service")
@@ -116,6 +123,9 @@ func decodeExtAuthz(b []byte) (*ExtAuthz, error) {
 	}
 	if !hasService {
 		return nil, within(errRequired, "http_service")
+	}
+	if e.GRPC && len(e.AllowedHeaders)+len(e.HeadersToAdd)+len(e.AllowedUpstreamHeaders)+len(e.AllowedClientHeaders) > 0 {
+		return nil, errorf("allowed_headers and header settings apply to HTTP services only: a gRPC authorizer is sent every header and answers with the headers to set")
 	}
 	return e, nil
 }
@@ -206,6 +216,46 @@ func decodeExtAuthzHTTPService(b []byte, e *ExtAuthz) error {
 	if e.Cluster == "" {
 		return within(errRequired, "server_uri.cluster")
 	}
+	return nil
+}
+
+// decodeExtAuthzGRPCService reads a core.v3.GrpcService naming a cluster
+// (envoy_grpc), which the proxy calls over HTTP/2 itself.
+func decodeExtAuthzGRPCService(b []byte, e *ExtAuthz) error {
+	m := msg{b: b}
+	for m.next() {
+		switch m.num {
+		case 1:
+			gb, _ := m.bytes()
+			gm := msg{b: gb, varints: 1 << 5}
+			for gm.next() {
+				switch gm.num {
+				case 1:
+					e.Cluster = gm.str("cluster_name")
+				case 2:
+					e.Authority = gm.str("authority")
+				case 3:
+					gm.fail(errNotSupported, "retry_policy")
+				}
+			}
+			m.fail(gm.err, "envoy_grpc")
+		case 2:
+			m.fail(errNotSupported, "google_grpc")
+		case 3:
+			e.Timeout = m.duration("timeout")
+		case 5:
+			m.fail(errNotSupported, "initial_metadata")
+		case 6:
+			m.fail(errNotSupported, "retry_policy")
+		}
+	}
+	if m.err != nil {
+		return m.err
+	}
+	if e.Cluster == "" {
+		return within(errRequired, "envoy_grpc.cluster_name")
+	}
+	e.GRPC = true
 	return nil
 }
 
