@@ -118,3 +118,21 @@ func (p *Proxy) authorizeInboundConn(c net.Conn, dst netip.AddrPort, peer peerId
 	c.Close()
 	return false
 }
+
+// remoteConn is an in-memory end of a tunnel stream that reports the
+// address of the peer that opened the stream, which authorization's
+// ipBlocks and X-Forwarded-For read from the connection.
+type remoteConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
+
+// withRemote gives c the remote address a (left as is when a is unknown).
+func withRemote(c net.Conn, a netip.AddrPort) net.Conn {
+	if !a.IsValid() {
+		return c
+	}
+	return remoteConn{Conn: c, remote: net.TCPAddrFromAddrPort(a)}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/proxy/tunnel"
 	"github.com/trellismesh/trellis/internal/testing/certtest"
 	"github.com/trellismesh/trellis/internal/testing/leak"
 	"github.com/trellismesh/trellis/internal/testing/meshtest"
@@ -667,4 +669,46 @@ spec:
 	if seen.Load() != before {
 		t.Error("the app saw bob's request")
 	}
+}
+
+// A caller reaching the workload through an HTTP/2 (HBONE) tunnel stream
+// is judged by its own address like one using HTTP/1.1 CONNECT: a DENY
+// on ipBlocks stops it, and an ALLOW on them admits it.
+func TestAuthzSourceThroughH2Tunnel(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.157"
+	ca := certtest.NewCA(t)
+	policy := func(action, block string) string {
+		return "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ip}\nspec:\n  selector: {matchLabels: {app: payment-service}}\n  action: " + action + "\n  rules: [{from: [{source: {ipBlocks: [\"" + block + "\"]}}]}]\n"
+	}
+	m := meshtest.New(t, paymentServiceConfig(base, ""), meshtest.WithFile("p.yaml", policy("DENY", base+".1/32")))
+	m.Backend(base+".2:9080", "payment", nil)
+	m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"}, authzIdentity(t, ca, "payment-service"))
+	m.WaitSynced()
+	src := certs.NewStatic(ca.Leaf(t, certtest.SPIFFE("default", "checkout-service"), certtest.LeafOptions{}), ca.Pool())
+	d := &tunnel.Dialer{Source: netip.MustParseAddr(base + ".1"), TLSConfig: certs.ClientConfig(src, func(string) bool { return true })}
+	defer d.Close()
+	get := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := d.Dial(ctx, netip.MustParseAddrPort(base+".2:15008"), base+".2:9080", nil)
+		if err != nil {
+			return "dial: " + err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /pay HTTP/1.1\r\nHost: payment-service:9080\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		return firstLine(string(b))
+	}
+	if got := get(); got != "HTTP/1.1 403 Forbidden" {
+		t.Errorf("DENY on the caller's address through an h2 tunnel: %q, want 403", got)
+	}
+	m.Write("p.yaml", policy("ALLOW", base+".1/32"))
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		if got := get(); got != "HTTP/1.1 200 OK" {
+			return "ALLOW on the caller's address through an h2 tunnel: " + got
+		}
+		return ""
+	})
 }

@@ -262,7 +262,7 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer t
 	go func() {
 		defer p.bg.Done()
 		defer ours.Close()
-		p.serveInbound(ours, target, peerOf(peer.TLS))
+		p.serveInbound(withRemote(ours, peer.Addr), target, peerOf(peer.TLS))
 	}()
 	return theirs, nil
 }
