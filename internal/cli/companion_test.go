@@ -107,6 +107,13 @@ func TestCompanionCommands(t *testing.T) {
 		}
 	})
 
+	// First, on the fresh mesh: the README's payments and the limit it
+	// names (shop_security_test.go).
+	t.Run("security", func(t *testing.T) {
+		testShopPayments(t, m)
+		testExplicitGap(t, m)
+	})
+
 	t.Run("status", func(t *testing.T) {
 		// Every pod ready and synced: mesh ready said so, but a probe
 		// that times out on a loaded machine may flip a pod for a moment,
