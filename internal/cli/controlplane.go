@@ -33,10 +33,12 @@ with its path-rooted error and the last good version of the object stays in
 force.
 
 Fields that are accepted but not in force yet are logged as TRL0007 warnings
-("config not in force") whenever their file is read. Security policies that
-are not enforced yet (AuthorizationPolicy, RequestAuthentication, STRICT
-PeerAuthentication) are logged at Error level ("SECURITY POLICY NOT
-ENFORCED") at start and after every config change.
+("config not in force") whenever their file is read. PeerAuthentication,
+AuthorizationPolicy, RequestAuthentication and DestinationRule tls are
+enforced by the sidecars; a security field that is not (docs/config.md
+lists them, e.g. a DestinationRule's credentialName or caCrl) is logged at
+Error level ("SECURITY POLICY NOT ENFORCED", with the policy, its file and
+the field) at start and after every config change.
 
 The plaintext xDS port (--xds-address) is for loopback and tests. The
 secure port (--secure-xds-address, Istio's 15012) serves xDS and Istio's CA

@@ -25,9 +25,10 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the pods of a running local mesh and their sidecars' sync state",
 		Long: `Status lists the pods that 'trellis up' runs, as 'kubectl get pods -o wide'
 and 'istioctl proxy-status' would together: namespace, name, ready
-containers, status, restarts, age, pod IP, the SPIFFE identity the pod
-would have (no certificates are issued yet, so it is not checked), and
-whether the pod's sidecar runs the control plane's latest config:
+containers, status, restarts, age, pod IP, the SPIFFE identity in the
+certificate the mesh CA issues the pod's sidecar (spiffe://<trust
+domain>/ns/<namespace>/sa/<service account>; - for a pod without a sidecar),
+and whether the pod's sidecar runs the control plane's latest config:
 
   SYNCED    the sidecar has ACKed its latest config
   NOT SENT  the sidecar is not connected to the control plane (yet)
@@ -35,9 +36,12 @@ whether the pod's sidecar runs the control plane's latest config:
   NACK      the sidecar rejected its config (the reason follows)
   -         the pod has no sidecar
 
-When security policies (AuthorizationPolicy, RequestAuthentication, STRICT
-PeerAuthentication) select a pod, a POLICY column says "NOT ENFORCED" and
-names them: Trellis does not enforce them yet.
+The sidecars enforce PeerAuthentication, AuthorizationPolicy and
+RequestAuthentication. When a policy that selects a pod uses a field that
+is not enforced (docs/config.md marks it NOT ENFORCED, e.g. an
+AuthorizationPolicy condition on connection.sni), a POLICY column says "NOT
+ENFORCED" and names the policy; when every policy is enforced there is no
+POLICY column.
 
 -o json prints the mesh's state as 'trellis up' records it (mesh.json in
 the state dir).`,

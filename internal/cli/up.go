@@ -25,10 +25,15 @@ func newUpCmd() *cobra.Command {
 		Short: "Run a folder of Kubernetes manifests as a mesh on this machine",
 		Long: `Up reads Deployments, Services and ServiceAccounts plus mesh config (Istio,
 SMI, Gateway API) from DIR, checks them as 'trellis validate' does (printing
-what is not in force yet, and security policies as NOT ENFORCED), and runs
-the mesh locally: a control plane in this process and, for every Deployment,
-its pods as local processes (each container's command and args; the image is
-ignored) plus a trellis-proxy sidecar per pod.
+what is not in force yet, and security fields not enforced as NOT
+ENFORCED), and runs the mesh locally: a control plane in this process and,
+for every Deployment, its pods as local processes (each container's command
+and args; the image is ignored) plus a trellis-proxy sidecar per pod. Each
+sidecar gets a certificate for its pod's service account from the control
+plane's CA and talks mTLS to the other sidecars; PeerAuthentication,
+AuthorizationPolicy and RequestAuthentication are enforced by the sidecars.
+In explicit mode nothing is captured, so a local process can still reach an
+app's port directly; --transparent closes that gap.
 
 Each pod gets its own IP from 127.10.0.0/16. Apps bind $POD_IP (set it with
 a fieldRef to status.podIP) and reach other services through their sidecar,

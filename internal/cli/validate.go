@@ -36,8 +36,10 @@ are reported as warnings and skipped.
 Every field that is accepted but not (fully) in force yet is reported as a
 TRL0007 warning that says what happens instead, e.g.
   spec.http[0].retries: retries are not in force yet; requests are tried once
-Security policies that are not enforced (AuthorizationPolicy, STRICT mTLS,
-RequestAuthentication) are printed as NOT ENFORCED. docs/config.md lists
+A security field that is not enforced (e.g. a DestinationRule's
+credentialName or caCrl, an AuthorizationPolicy condition on connection.sni)
+is printed as NOT ENFORCED instead; PeerAuthentication, AuthorizationPolicy
+and RequestAuthentication themselves are enforced. docs/config.md lists
 what is in force, field by field.
 
 Exit status is 1 if any file has an error or analysis finds an Error-level
