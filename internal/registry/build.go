@@ -109,14 +109,16 @@ type world struct {
 type nsName struct{ ns, name string }
 
 type pod struct {
-	ns, name string
-	labels   map[string]string
-	spec     *corev1.Pod
+	ns, name  string
+	labels    map[string]string
+	spec      *corev1.Pod
+	proxyless bool
 }
 
 type workloadEntry struct {
-	ns, name string
-	spec     *networking.WorkloadEntry
+	ns, name  string
+	spec      *networking.WorkloadEntry
+	proxyless bool
 }
 
 // labelIndex finds the objects a selector matches without comparing every
@@ -210,13 +212,13 @@ func index(objs []*config.Object) *world {
 				w.slices[k] = append(w.slices[k], spec)
 			}
 		case *corev1.Pod:
-			p := &pod{ns: o.Namespace, name: o.Name, labels: o.Labels, spec: spec}
+			p := &pod{ns: o.Namespace, name: o.Name, labels: o.Labels, spec: spec, proxyless: IsProxyless(o.Annotations)}
 			w.pods[nsName{o.Namespace, o.Name}] = p
 			w.podsByLabel.add(o.Namespace, o.Labels, p)
 		case *networking.WorkloadEntry:
 			// ServiceEntry.endpoints share this type but are not objects.
 			if o.GroupKind == config.WorkloadEntry {
-				we := &workloadEntry{ns: o.Namespace, name: o.Name, spec: spec}
+				we := &workloadEntry{ns: o.Namespace, name: o.Name, spec: spec, proxyless: IsProxyless(o.Annotations)}
 				w.entries.add(o.Namespace, spec.Labels, we)
 			}
 		}
@@ -286,7 +288,7 @@ func (w *world) fillKube(o *config.Object, svc *corev1.Service, s *Service, port
 	for _, we := range w.entries.match(o.Namespace, selector) {
 		for _, sp := range ports {
 			if port, ok := entryTargetPort(we.spec, sp); ok {
-				s.addEntryInstance(uint32(sp.Port), we.ns, we.name, we.spec, port)
+				s.addEntryInstance(uint32(sp.Port), we.ns, we.name, we.spec, port, we.proxyless)
 			}
 		}
 	}
@@ -438,10 +440,11 @@ func (s *Service) addPodInstance(svcPort uint32, p *pod, port uint32) {
 		Locality:       podLocality(p.labels),
 		Ready:          podReady(p.spec),
 		Workload:       p.name,
+		Proxyless:      p.proxyless,
 	})
 }
 
-func (s *Service) addEntryInstance(svcPort uint32, ns, name string, we *networking.WorkloadEntry, port uint32) {
+func (s *Service) addEntryInstance(svcPort uint32, ns, name string, we *networking.WorkloadEntry, port uint32, proxyless bool) {
 	// An entry without address is reached through a network gateway,
 	// which Trellis has no notion of.
 	if we.Address == "" {
@@ -457,6 +460,7 @@ func (s *Service) addEntryInstance(svcPort uint32, ns, name string, we *networki
 		Locality:       we.Locality,
 		Ready:          true,
 		Workload:       name,
+		Proxyless:      proxyless,
 	})
 }
 

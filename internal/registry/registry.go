@@ -76,6 +76,10 @@ type Instance struct {
 	Ready          bool
 	// Workload names the pod or WorkloadEntry the instance came from.
 	Workload string
+	// Proxyless is a workload that runs proxyless gRPC instead of a
+	// sidecar (IsProxyless): it terminates mesh mTLS itself, on its
+	// own port, and has no tunnel port.
+	Proxyless bool
 }
 
 // Port returns the service port with that number, or nil.

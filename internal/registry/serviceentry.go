@@ -66,7 +66,7 @@ func (w *world) seInstances(ns string, se *networking.ServiceEntry, host string,
 		sel := se.WorkloadSelector.Labels
 		for _, we := range w.entries.match(ns, sel) {
 			for _, p := range se.Ports {
-				s.addEntryInstance(p.Number, we.ns, we.name, we.spec, seEntryPort(we.spec, p))
+				s.addEntryInstance(p.Number, we.ns, we.name, we.spec, seEntryPort(we.spec, p), we.proxyless)
 			}
 		}
 		for _, pd := range w.podsByLabel.match(ns, sel) {
@@ -79,7 +79,7 @@ func (w *world) seInstances(ns string, se *networking.ServiceEntry, host string,
 	case len(se.Endpoints) > 0:
 		for _, ep := range se.Endpoints {
 			for _, p := range se.Ports {
-				s.addEntryInstance(p.Number, ns, "", ep, seEntryPort(ep, p))
+				s.addEntryInstance(p.Number, ns, "", ep, seEntryPort(ep, p), false)
 			}
 		}
 	case se.Resolution == networking.ServiceEntry_DNS || se.Resolution == networking.ServiceEntry_DNS_ROUND_ROBIN:

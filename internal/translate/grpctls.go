@@ -43,8 +43,10 @@ import (
 //
 // grpc-go honours a cluster's single transport_socket and NACKs
 // transport_socket_matches, so auto mTLS is decided per cluster: mutual
-// TLS when every endpoint of the cluster runs with an identity (tlsMode
-// istio: a sidecar, or a proxyless workload with certificates), plaintext
+// TLS when every endpoint of the cluster takes it (tlsMode istio, and
+// either a proxyless workload whose port is not DISABLE, or a sidecar
+// whose port is STRICT: grpc-go offers ALPN h2 only, which a sidecar's
+// PERMISSIVE chains do not terminate, as in Istio), plaintext
 // otherwise. A DestinationRule's tls wins: DISABLE is plaintext,
 // ISTIO_MUTUAL mutual TLS to every endpoint. SIMPLE and MUTUAL need
 // certificate files the control plane cannot hand to grpc-go; such a
@@ -151,7 +153,7 @@ func (t *translation) applyGRPCTLS(c *clusterv3.Cluster, svc *registry.Service, 
 	}
 	meshed := 0
 	for _, in := range endpoints {
-		if in.Labels[TLSModeLabel] == TLSModeIstio {
+		if t.grpcTakesMTLS(in) {
 			meshed++
 		}
 	}
@@ -159,12 +161,29 @@ func (t *translation) applyGRPCTLS(c *clusterv3.Cluster, svc *registry.Service, 
 	case meshed == 0:
 		return true
 	case meshed < len(endpoints):
-		t.log.Info("cluster mixes endpoints with and without a mesh identity; grpc-go has one transport per cluster, so it uses plaintext: give every endpoint the identity, or split them with DestinationRule subsets",
-			"cluster", c.GetName(), "meshed", meshed, "endpoints", len(endpoints))
+		t.log.Info("cluster mixes endpoints that take a proxyless client's mTLS with endpoints that do not (no mesh identity, or a sidecar whose port is not STRICT); grpc-go has one transport per cluster, so it uses plaintext: make them alike, or split them with DestinationRule subsets",
+			"cluster", c.GetName(), "mtls", meshed, "endpoints", len(endpoints))
 		return true
 	}
 	c.TransportSocket = grpcTLSSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: grpcCommonTLS(t.grpcSANs(svc, endpoints))})
 	return true
+}
+
+// grpcTakesMTLS says whether an endpoint accepts a proxyless client's
+// mTLS, which offers ALPN h2 only. A proxyless server with the identity
+// does unless PeerAuthentication is DISABLE (grpcInboundChain). A sidecar
+// terminates it only on a STRICT port: its PERMISSIVE chains take Istio's
+// ALPN alone, as istiod's do (istiod's grpcgen leaves auto mTLS off for
+// that reason), so plaintext is what such a port takes from grpc-go.
+func (t *translation) grpcTakesMTLS(in *registry.Instance) bool {
+	if in.Labels[TLSModeLabel] != TLSModeIstio {
+		return false
+	}
+	mode := t.w.PeerAuthenticationMode(in.Namespace, in.Labels, in.Port)
+	if in.Proxyless {
+		return mode != security.PeerAuthentication_MutualTLS_DISABLE
+	}
+	return mode == security.PeerAuthentication_MutualTLS_STRICT
 }
 
 // grpcHasIdentity tells a proxyless client that has the mesh identity

@@ -16,8 +16,8 @@ import (
 	"github.com/trellismesh/trellis/internal/translate"
 )
 
-// grpcTLSWorld is greeter with two workloads: a with an identity
-// (tlsMode istio), b without, and a subset for each.
+// grpcTLSWorld is greeter with two workloads: a proxyless server with an
+// identity (tlsMode istio), b without, and a subset for each.
 const grpcTLSWorld = `apiVersion: v1
 kind: Service
 metadata: {name: greeter, namespace: default}
@@ -27,7 +27,10 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
-metadata: {name: greeter-a, namespace: default}
+metadata:
+  name: greeter-a
+  namespace: default
+  annotations: {inject.istio.io/templates: grpc-agent}
 spec:
   address: 127.20.0.1
   labels: {app: greeter, version: a, security.istio.io/tlsMode: istio}

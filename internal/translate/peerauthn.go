@@ -17,11 +17,13 @@ import (
 // PeerAuthentication, translated as istiod does into virtualInbound: each
 // port's filter chain is split by what a connection speaks.
 //
-//   - STRICT: one chain, transport_protocol tls with Istio's ALPN
-//     (istio-peer-exchange, istio), terminating mTLS with the workload
-//     identity (DownstreamTlsContext, client certificate required).
-//     Nothing else matches, so plaintext is refused.
-//   - PERMISSIVE: that chain, plus a raw_buffer chain for plaintext and a
+//   - STRICT: one chain, transport_protocol tls with any ALPN,
+//     terminating mTLS with the workload identity (DownstreamTlsContext,
+//     client certificate required), as istiod's strict chains do: a
+//     proxyless gRPC client's mTLS offers only h2. Nothing else matches,
+//     so plaintext is refused.
+//   - PERMISSIVE: a chain terminating TLS with Istio's ALPN
+//     (istio-peer-exchange, istio), plus a raw_buffer chain for plaintext and a
 //     tls chain without ALPN for the app's own TLS, both passed on as
 //     they come.
 //   - DISABLE: the port's one chain as before, which takes anything and
@@ -126,7 +128,15 @@ func peerAuthnChains(fc *listenerv3.FilterChain, mode security.PeerAuthenticatio
 		c.TransportSocket = socket
 		return c
 	}
-	out := []*listenerv3.FilterChain{variant("tls", mtlsALPN, &corev3.TransportSocket{Name: tlsSocketName,
+	// STRICT terminates mTLS whatever the ALPN, as istiod's
+	// inboundStrict*FilterChainMatchOptions do (proxyless gRPC clients
+	// offer only h2); PERMISSIVE must tell the mesh's mTLS from the app's
+	// own TLS, so only Istio's ALPN is terminated there.
+	alpn := mtlsALPN
+	if mode == security.PeerAuthentication_MutualTLS_STRICT {
+		alpn = nil
+	}
+	out := []*listenerv3.FilterChain{variant("tls", alpn, &corev3.TransportSocket{Name: tlsSocketName,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(MeshDownstreamTLS())}})}
 	if mode != security.PeerAuthentication_MutualTLS_STRICT {
 		out = append(out, variant("raw_buffer", nil, nil), variant("tls", nil, nil))

@@ -422,6 +422,11 @@ func endpointMetadata(in *registry.Instance) *corev3.Metadata {
 	if tunnel {
 		kv["tlsMode"] = TLSModeIstio
 	}
+	if in.Proxyless {
+		// No tunnel port: sidecars reach it with direct mTLS (see
+		// registry.IsProxyless).
+		kv["proxyless"] = "true"
+	}
 	if len(kv) == 0 {
 		return nil
 	}

@@ -25,6 +25,9 @@ type Host struct {
 	// TLSMode is "istio" when the host runs a sidecar that takes mesh
 	// traffic on its tunnel port.
 	TLSMode string
+	// Proxyless is a proxyless gRPC workload: mesh mTLS to it is direct,
+	// it has no tunnel port.
+	Proxyless bool
 
 	addr     string // Address:Port, as dialled and hashed
 	weight   atomic.Uint32
@@ -263,8 +266,8 @@ func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 					Address: ep.ep.Address, Port: ep.ep.Port,
 					Region: ep.loc.Region, Zone: ep.loc.Zone, SubZone: ep.loc.SubZone,
 					Workload: ep.ep.Workload, Namespace: ep.ep.Namespace, ServiceAccount: ep.ep.ServiceAccount,
-					TLSMode: ep.ep.TLSMode,
-					addr:    addr, ewma: b.ewma,
+					TLSMode: ep.ep.TLSMode, Proxyless: ep.ep.Proxyless,
+					addr: addr, ewma: b.ewma,
 				}
 				if b.ewma != nil {
 					h.rttNanos.Store(float64bits(float64(b.ewma.defaultRTT)))
@@ -364,7 +367,7 @@ func appendAddr(b []byte, host string, port uint32) []byte {
 
 func sameIdentity(h *Host, ep weightedEndpoint) bool {
 	return h.Workload == ep.ep.Workload && h.Namespace == ep.ep.Namespace &&
-		h.ServiceAccount == ep.ep.ServiceAccount && h.TLSMode == ep.ep.TLSMode && h.Region == ep.loc.Region &&
+		h.ServiceAccount == ep.ep.ServiceAccount && h.TLSMode == ep.ep.TLSMode && h.Proxyless == ep.ep.Proxyless && h.Region == ep.loc.Region &&
 		h.Zone == ep.loc.Zone && h.SubZone == ep.loc.SubZone
 }
 

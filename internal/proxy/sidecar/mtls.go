@@ -128,6 +128,10 @@ func (p *Proxy) clusterDialer(xc *xdsresource.Cluster, local net.IP) func(ctx co
 		if xc != nil {
 			ut = xc.TLSFor(h.TLSMode)
 		}
+		if ut != nil && ut.Mesh && h.Proxyless && p.opts.Identity != nil {
+			// A proxyless gRPC server has no tunnel port (proxyless.go).
+			return p.dialProxyless(ctx, h, local, ut.SANs)
+		}
 		if ut != nil && ut.Mesh && tunnel {
 			a, err := netip.ParseAddr(h.Address)
 			if err != nil {
@@ -278,4 +282,6 @@ func (p *Proxy) tlsStats(add func(string, uint64)) {
 	p.peerAuthnStats(add)
 	add("upstream.origination.ssl.handshake", p.originationHandshakes.Load())
 	add("upstream.origination.ssl.connection_error", p.originationFailures.Load())
+	add("upstream.proxyless.ssl.handshake", p.proxylessHandshakes.Load())
+	add("upstream.proxyless.ssl.connection_error", p.proxylessFailures.Load())
 }

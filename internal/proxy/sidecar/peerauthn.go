@@ -17,8 +17,9 @@ import (
 // virtualInbound port's chain by transport protocol, as istiod does (see
 // translate/peerauthn.go); the proxy reads back what each port accepts:
 //
-//   - mesh mTLS (a chain terminating TLS, matching Istio's ALPN): the
-//     proxy terminates it with its own identity on 15006 and the peer's
+//   - mesh mTLS (a chain terminating TLS, matching Istio's ALPN under
+//     PERMISSIVE and any ALPN under STRICT, so a proxyless grpc-go
+//     client's h2 is taken there): the proxy terminates it with its own identity on 15006 and the peer's
 //     verified SPIFFE ID goes with the connection;
 //   - plaintext (a raw_buffer chain, or a chain for any protocol);
 //   - the app's own TLS, passed on as it comes.

@@ -135,10 +135,12 @@ type Proxy struct {
 	own                atomic.Pointer[ownID] // see localID
 	// TLS origination (DestinationRule SIMPLE, MUTUAL) handshakes.
 	originationHandshakes, originationFailures atomic.Uint64
-	lns                                        []*listener.Listener
-	listening                                  atomic.Bool
-	tcp                                        tcpStats
-	dns                                        *dnsproxy.Server // nil without DNS capture
+	// Direct mTLS handshakes with proxyless gRPC endpoints (proxyless.go).
+	proxylessHandshakes, proxylessFailures atomic.Uint64
+	lns                                    []*listener.Listener
+	listening                              atomic.Bool
+	tcp                                    tcpStats
+	dns                                    *dnsproxy.Server // nil without DNS capture
 
 	// PeerAuthentication on the inbound side (peerauthn.go).
 	inboundTLSOnce                           sync.Once

@@ -144,6 +144,8 @@ func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 					e.ServiceAccount = reuse(v, prev, func(p *Endpoint) string { return p.ServiceAccount })
 				case "tlsMode":
 					e.TLSMode = reuse(v, prev, func(p *Endpoint) string { return p.TLSMode })
+				case "proxyless":
+					e.Proxyless = string(v) == "true"
 				}
 			}), "metadata")
 		case 4:

@@ -382,4 +382,8 @@ type Endpoint struct {
 	// pod's security.istio.io/tlsMode label, as in Istio); the proxy then
 	// tunnels to it. Empty otherwise.
 	TLSMode string
+	// Proxyless is a proxyless gRPC workload (filter_metadata.trellis.
+	// proxyless): it has no tunnel port, so mesh mTLS goes straight to
+	// the endpoint.
+	Proxyless bool
 }

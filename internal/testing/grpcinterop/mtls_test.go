@@ -309,6 +309,7 @@ kind: WorkloadEntry
 metadata:
   name: %s
   namespace: default
+  annotations: {inject.istio.io/templates: grpc-agent}
 spec:
   address: 127.0.0.1
   serviceAccount: %s
