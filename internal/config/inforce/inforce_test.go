@@ -114,7 +114,7 @@ func TestMeshConfigPrefix(t *testing.T) {
 // the ones it reads) are not.
 func TestAnnotations(t *testing.T) {
 	got := paths(Check(Deployment, doc(t, `{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}","sidecar.istio.io/inject":"true"}},
-		"spec":{"template":{"metadata":{"annotations":{"proxy.istio.io/config":"{}","traffic.sidecar.istio.io/excludeOutboundPorts":"5432","sidecar.istio.io/inject":"false","example.com/x":"y"}}}}}`), ""))
+		"spec":{"template":{"metadata":{"annotations":{"proxy.istio.io/config":"{}","traffic.sidecar.istio.io/excludeOutboundPorts":"5432","sidecar.istio.io/inject":"false","sidecar.istio.io/rewriteAppHTTPProbers":"false","example.com/x":"y"}}}}}`), ""))
 	want := []string{"spec.template.metadata.annotations[proxy.istio.io/config] (not in force)", "spec.template.metadata.annotations[traffic.sidecar.istio.io/excludeOutboundPorts] (not in force)"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("findings (-want +got):\n%s", diff)

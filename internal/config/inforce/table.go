@@ -35,7 +35,6 @@ var (
 // Notes used by several rows.
 const (
 	retriesNote   = "retries are not in force yet; requests are tried once"
-	mtlsNote      = "mutual TLS is not in force yet: traffic between sidecars is plaintext"
 	tlsOrigNote   = "TLS origination for traffic to unknown destinations is not in force yet: the sidecar passes it through as it comes"
 	gatewaysNote  = "Trellis runs no Istio ingress or egress gateways: only `mesh` (the sidecars) applies routes"
 	outlierNote   = "outlier detection is not in force yet: failing endpoints stay in the rotation"
@@ -410,9 +409,10 @@ func kubeStatus(r *rows, k Kind) {
 // readAnnotations are the Istio-style annotations Trellis reads
 // (docs/config.md).
 var readAnnotations = map[string]bool{
-	"sidecar.istio.io/inject":      true,
-	"networking.istio.io/exportTo": true,
-	"trellis.io/load-balancer":     true,
+	"sidecar.istio.io/inject":                true,
+	"sidecar.istio.io/rewriteAppHTTPProbers": true, // trellis up's probes (internal/local/probe.go)
+	"networking.istio.io/exportTo":           true,
+	"trellis.io/load-balancer":               true,
 }
 
 // unreadAnnotation says whether an annotation key belongs to Istio (or
@@ -434,7 +434,7 @@ func unreadAnnotation(key string) bool {
 func annotations(r *rows, k Kind, p string) {
 	*r = append(*r, Entry{Kind: k, Path: p, Value: "an Istio or Trellis annotation not listed in docs/config.md", Status: NotInForce,
 		Note: "this annotation is not read by Trellis and has no effect", matchKey: unreadAnnotation})
-	r.add(k, p, InForce, "Trellis reads the annotations docs/config.md lists; other keys are kept, as Kubernetes keeps them")
+	r.add(k, p, InForce, "Trellis reads `sidecar.istio.io/inject` and `sidecar.istio.io/rewriteAppHTTPProbers` on pod templates (`trellis up`, docs/local.md), `networking.istio.io/exportTo` and `trellis.io/load-balancer`; other keys are kept, as Kubernetes keeps them")
 }
 
 // noStatus are the kinds whose objects have no status.
@@ -508,7 +508,7 @@ func podSpec(r *rows, k Kind, p string) {
 func meshConfig(r *rows) {
 	k := MeshConfig
 	r.in(k, "", "rootNamespace", "connectTimeout", "outboundTrafficPolicy.mode", "enableAutoMtls")
-	r.add(k, "trustDomain", Partly, "names identities in analysis and `trellis status`; no certificates are issued yet ("+mtlsNote+")")
+	r.add(k, "trustDomain", InForce, "the mesh CA issues certificates in it (`spiffe://<trustDomain>/ns/NS/sa/SA`), sidecars check peers against it and AuthorizationPolicy principals name it; read at the control plane's start and for each new pod's credential, so running pods keep their certificates' trust domain until they restart")
 	r.whole(k, "outboundTrafficPolicy.tls", NotInForce, tlsOrigNote)
 	r.in(k, "defaultConfig", "terminationDrainDuration", "concurrency")
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
