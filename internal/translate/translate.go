@@ -195,7 +195,7 @@ func (t *translation) sidecar() {
 		rc := routesByPort[p]
 		rc.VirtualHosts = append(rc.VirtualHosts, t.fallbackHost())
 		t.res.Routes = append(t.res.Routes, rc)
-		if l := httpOutboundListener(p); t.keepListener(l, true) {
+		if l := t.httpOutboundListener(p); t.keepListener(l, true) {
 			t.res.Listeners = append(t.res.Listeners, l)
 		}
 	}
@@ -263,12 +263,13 @@ func (t *translation) virtualOutbound() *listenerv3.Listener {
 	}
 }
 
-func httpOutboundListener(port uint32) *listenerv3.Listener {
+func (t *translation) httpOutboundListener(port uint32) *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     "outbound_0.0.0.0_" + strconv.FormatUint(uint64(port), 10),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: strconv.FormatUint(uint64(port), 10)}},
 		HttpFilters:    []*hcmv3.HttpFilter{routerFilter()},
 	}
+	t.normalizePaths(hcm) // pathnorm.go
 	return &listenerv3.Listener{
 		Name:             fmt.Sprintf("0.0.0.0_%d", port),
 		Address:          socketAddress("0.0.0.0", port),
@@ -357,6 +358,7 @@ func (t *translation) inbound() {
 				HttpFilters: append(t.httpAuthzFilters(), routerFilter()),
 			}
 			hcm.HttpFilters = append(t.jwtFilters(), hcm.HttpFilters...) // RequestAuthentication, first (jwt.go)
+			t.normalizePaths(hcm)                                        // pathnorm.go
 			fc.Filters = []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}}}
 		} else {
 			fc.Filters = append(t.tcpAuthzFilters(name), tcpProxyFilter(name, name))

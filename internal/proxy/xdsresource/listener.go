@@ -427,7 +427,7 @@ func decodeFilter(b []byte, fc *FilterChain) error {
 
 func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 	h := &HTTPConnectionManager{}
-	m := msg{b: b}
+	m := msg{b: b, varints: 1<<33 | 1<<45}
 	hasRoutes := false
 	filters := 0
 	router := false
@@ -459,6 +459,20 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 			}
 			m.failIndex(decodeHTTPFilter(fb, h, &router), "http_filters", filters)
 			filters++
+		case 30:
+			h.Paths.Normalize = m.wrappedBool("normalize_path")
+		case 33:
+			h.Paths.MergeSlashes = m.bool()
+		case 45:
+			a, err := decodeEscapedSlashesAction(m.enum())
+			m.fail(err, "path_with_escaped_slashes_action")
+			h.Paths.EscapedSlashes = a
+		case 43:
+			// Separate transformations for filters and upstream would
+			// judge one spelling and serve another.
+			if len(m.val) > 0 {
+				m.fail(errNotSupported, "path_normalization_options")
+			}
 		case 31:
 			m.fail(errNotSupported, "scoped_routes")
 		}

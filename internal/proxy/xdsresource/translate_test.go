@@ -223,7 +223,9 @@ func wantListener(t *testing.T, l *listenerv3.Listener) *xdsresource.Listener {
 			}
 			switch x := msg.(type) {
 			case *hcmv3.HttpConnectionManager:
-				h := &xdsresource.HTTPConnectionManager{StatPrefix: x.StatPrefix, RDSName: x.GetRds().GetRouteConfigName()}
+				h := &xdsresource.HTTPConnectionManager{StatPrefix: x.StatPrefix, RDSName: x.GetRds().GetRouteConfigName(),
+					Paths: xdsresource.PathNormalization{Normalize: x.GetNormalizePath().GetValue(), MergeSlashes: x.MergeSlashes,
+						EscapedSlashes: xdsresource.EscapedSlashesAction(x.PathWithEscapedSlashesAction)}}
 				if x.GetRouteConfig() != nil {
 					h.RouteConfig = wantRoute(t, x.GetRouteConfig())
 				}

@@ -87,6 +87,8 @@ type HTTPConnectionManager struct {
 	ExtAuthz *ExtAuthz
 	// JWT is the jwt_authn filter's config, nil without one (jwt.go).
 	JWT *JWTAuthentication
+	// Paths is what is done to a request's path first (pathnorm.go).
+	Paths PathNormalization
 }
 
 // TCPProxy forwards a connection to a cluster: Cluster, or when that is
