@@ -514,6 +514,7 @@ func meshConfig(r *rows) {
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
 		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
 	r.add(k, "trustDomainAliases[]", Partly, "AuthorizationPolicy principals and trustDomains naming the mesh's trust domain (or cluster.local) also match these, as in Istio; certificates are issued in trustDomain only, and mTLS peer checks do not use the aliases")
+	r.add(k, "pathNormalization.normalization", InForce, "NONE, BASE (the default), MERGE_SLASHES and DECODE_AND_MERGE_SLASHES, as Istio sets Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action on inbound and outbound sidecars: the path is normalized before authorization and routing, and the normalized path is what the app is sent")
 	ep := "extensionProviders[]"
 	r.in(k, ep, "name")
 	authz := ep + ".envoyExtAuthzHttp"
@@ -531,7 +532,7 @@ func meshConfig(r *rows) {
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization":
 		default:
 			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
 		}

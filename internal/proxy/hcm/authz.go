@@ -15,8 +15,8 @@ const rbacDenied = "RBAC: access denied"
 
 // authorize is the request path's authorization step (AuthorizationPolicy
 // compiled to RBAC): the connection's chain's engine decides on the
-// request as received, before any route is looked at, as Envoy's RBAC
-// filter runs before the router. A refusal is Envoy's 403 "RBAC: access
+// request with its path normalized (normalizePath), before any route is
+// looked at, as Envoy's RBAC filter runs before the router. A refusal is Envoy's 403 "RBAC: access
 // denied" (PERMISSION_DENIED for gRPC), and the request never reaches the
 // app.
 func (s *Server) authorize(x *exchange) bool {
@@ -29,15 +29,8 @@ func (s *Server) authorize(x *exchange) bool {
 		return true
 	}
 	r := x.r
+	// The path as normalizePath left it: the one the app is sent.
 	path := requestPath(r)
-	if !normalPath(path) {
-		// Envoy normalizes the path (Istio's default BASE) before RBAC
-		// and routing; the proxy does not rewrite requests, so a path
-		// whose meaning depends on normalization is refused rather
-		// than judged in one spelling and served in another.
-		s.reply(x, http.StatusBadRequest, 0, "path is not normalized (dot segments, backslashes or encoded separators); authorization needs the path as the app will read it")
-		return false
-	}
 	req := authz.Request{
 		HTTP:      true,
 		Method:    r.Method,
@@ -93,39 +86,4 @@ func remoteAddress(h http.Header) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
-}
-
-// normalPath reports whether the path part of a request target reads the
-// same before and after Envoy's normalization: no "." or ".." segments,
-// no backslash, no percent-encoded dot, slash or backslash.
-func normalPath(target string) bool {
-	p := target
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		p = p[:i]
-	}
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case '\\':
-			return false
-		case '%':
-			if i+2 < len(p) {
-				switch p[i+1 : i+3] {
-				case "2e", "2E", "2f", "2F", "5c", "5C":
-					return false
-				}
-			}
-		case '.':
-			// A segment of "." or "..".
-			if i > 0 && p[i-1] == '/' {
-				j := i + 1
-				if j < len(p) && p[j] == '.' {
-					j++
-				}
-				if j == len(p) || p[j] == '/' {
-					return false
-				}
-			}
-		}
-	}
-	return true
 }

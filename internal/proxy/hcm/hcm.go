@@ -14,6 +14,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
 // Envoy-like defaults for untrusted downstream input.
@@ -57,6 +58,11 @@ type Conn struct {
 	// chain, read per request like Authz; nil (or a nil filter) verifies
 	// nothing.
 	JWT func() *jwtauthn.Filter
+	// Paths is the path normalization of this connection's chain (its
+	// connection manager's normalize_path, merge_slashes and escaped
+	// slashes action), read per request like Authz; nil leaves paths as
+	// they came.
+	Paths func() xdsresource.PathNormalization
 	// Done, if set, is called once when the server is finished with the
 	// connection (tunnel streams end then).
 	Done func()
@@ -127,6 +133,10 @@ type Stats struct {
 	UpstreamConnectFailures atomic.Uint64 // UF
 	NoHealthyUpstream       atomic.Uint64 // UH
 	Overflow                atomic.Uint64 // UO
+
+	// Path normalization's (pathnorm.go) 400s and 307s.
+	RqFailedPathNormalization      atomic.Uint64
+	RqRedirectedWithNormalizedPath atomic.Uint64
 
 	// Trailers over the limit count as headers over it, in
 	// RqHeaderTooLarge when their request is refused: Envoy applies

@@ -52,6 +52,9 @@ type routing struct {
 	// passthrough is the forward proxy's table for ports no service
 	// uses: every host to PassthroughCluster, or 502 under REGISTRY_ONLY.
 	passthrough *router.Table
+	// outboundPaths is the outbound connection managers' path
+	// normalization (pathnorm.go).
+	outboundPaths xdsresource.PathNormalization
 
 	// jwks and log are what inbound chains' jwt_authn filters are
 	// compiled with (jwt.go).
@@ -62,10 +65,11 @@ type routing struct {
 // chain is one inbound filter chain, compiled.
 type chain struct {
 	name   string
-	routes *router.Table         // HTTP
-	tcp    *xdsresource.TCPProxy // TCP
-	authz  *authz.Engine         // its RBAC filters (authz.go); nil allows all
-	jwt    *jwtauthn.Filter      // its jwt_authn filter (jwt.go); nil verifies nothing
+	routes *router.Table                 // HTTP
+	tcp    *xdsresource.TCPProxy         // TCP
+	authz  *authz.Engine                 // its RBAC filters (authz.go); nil allows all
+	jwt    *jwtauthn.Filter              // its jwt_authn filter (jwt.go); nil verifies nothing
+	paths  xdsresource.PathNormalization // its connection manager's (pathnorm.go)
 }
 
 // clusterSet is the cluster side: upstream state by name, plus the last
@@ -295,6 +299,9 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 			case fc.TCP != nil:
 				c.tcp = fc.TCP
 			}
+			if fc.HTTP != nil {
+				c.paths = fc.HTTP.Paths
+			}
 			r.inbound[fc.DestinationPort] = c
 			r.noteInboundTLS(fc)
 		}
@@ -312,6 +319,7 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 		switch {
 		case fc.HTTP != nil && fc.HTTP.RDSName != "":
 			r.outboundHTTP[l.Port] = fc.HTTP.RDSName
+			r.outboundPaths = fc.HTTP.Paths
 		case fc.TCP != nil:
 			// Connections are handed whole to the chosen chain's TCP
 			// proxy; there is no connection manager to hand them to.

@@ -48,7 +48,7 @@ func remoteAddr(c net.Conn) netip.AddrPort {
 // serveForwardProxy serves the explicit-mode outbound port: the app's
 // HTTP_PROXY, speaking absolute-form requests and CONNECT.
 func (p *Proxy) serveForwardProxy(c net.Conn, _ netip.AddrPort) {
-	p.serveHTTP(p.outbound, &hcm.Conn{Conn: c, Source: remoteAddr(c)})
+	p.serveHTTP(p.outbound, &hcm.Conn{Conn: c, Source: remoteAddr(c), Paths: p.outboundPaths})
 }
 
 // forwardRoutes picks the route table of a forward-proxy request by its
@@ -188,7 +188,7 @@ func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, rout
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash})
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), Paths: p.httpPaths(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash})
 		return
 	}
 	if s == p.inbound && !p.authorizeInboundConn(sc, dst, peer) {
@@ -392,7 +392,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(p.outbound, &hcm.Conn{Conn: sc, Dst: dst, Source: c.Source, Routes: routes})
+		p.serveHTTP(p.outbound, &hcm.Conn{Conn: sc, Dst: dst, Source: c.Source, Routes: routes, Paths: p.outboundPaths})
 		return
 	}
 	// TLS or opaque bytes: to the route's cluster, as TCP.
