@@ -32,6 +32,8 @@
 # Usage: bench/sidecar.sh [DURATION [MAXDURATION]]     defaults 30s 10s
 #   ROUNDS=n         measure trellis and trellis-mtls n times, alternating
 #                    (default 1), to tell their difference from drift
+#   CERT_TTL=d       the mTLS sidecars' certificate lifetime (default 24h);
+#                    e.g. 5s measures them while they rotate every 1-2 s
 #   PROFILE_DIR=dir  also profiles the client sidecar under the (b) and (b2)
 #                    loads: CPU (10 s), heap and allocs, as `go tool pprof -top`
 #                    text (trellis-mtls-* for b2), and the server sidecars' CPU
@@ -61,6 +63,7 @@ MTLS_SERVER_POD=$NET.4   # mTLS server sidecar (same pod IP as APP2)
 XDS=$NET.100:15010
 SECURE_XDS=$NET.100:15012 # xDS and the CA over TLS
 ROUNDS=${ROUNDS:-1}
+CERT_TTL=${CERT_TTL:-24h}
 HA1=$NET.11:8080 HA2=$NET.12:8080
 NG1=$NET.21:8080 NG2=$NET.22:8080
 
@@ -192,16 +195,16 @@ PIDS+=("$TR2")
 	--labels app=sleep --mode NONE --log-level warn >"$OUT/proxy-client.log" 2>&1 &
 TR1=$!
 PIDS+=("$TR1")
-# The mTLS pair: each proxy gets its certificate (24 h, the default) from
-# the CA with its pod's credential and speaks xDS over mTLS.
+# The mTLS pair: each proxy gets its certificate (CERT_TTL, 24 h by default)
+# from the CA with its pod's credential and speaks xDS over mTLS.
 "$OUT/trellis-proxy" --xds "$SECURE_XDS" --root-cert "$OUT/ca/root-cert.pem" \
-	--credential-file "$OUT/ca/default.ratings.credential" --service-account ratings \
+	--credential-file "$OUT/ca/default.ratings.credential" --service-account ratings --cert-ttl "$CERT_TTL" \
 	--pod-ip "$MTLS_SERVER_POD" --pod-name ratings-v1 --namespace default \
 	--labels app=ratings,version=v1 --mode NONE --log-level warn >"$OUT/proxy-mtls-server.log" 2>&1 &
 TM2=$!
 PIDS+=("$TM2")
 "$OUT/trellis-proxy" --xds "$SECURE_XDS" --root-cert "$OUT/ca/root-cert.pem" \
-	--credential-file "$OUT/ca/default.sleep-mtls.credential" --service-account sleep-mtls \
+	--credential-file "$OUT/ca/default.sleep-mtls.credential" --service-account sleep-mtls --cert-ttl "$CERT_TTL" \
 	--pod-ip "$MTLS_CLIENT_POD" --pod-name sleep-mtls --namespace default \
 	--labels app=sleep-mtls --mode NONE --log-level warn >"$OUT/proxy-mtls-client.log" 2>&1 &
 TM1=$!
