@@ -118,7 +118,7 @@ spec:
 	m := meshtest.New(t, cfg)
 	app := &pathsSeen{}
 	m.Backend(base+".2:9080", "payment", app.handle)
-	m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"})
+	payment := m.Sidecar("payment", base+".2", map[string]string{"app": "payment-service"})
 	sleep := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
 	m.WaitSynced()
 
@@ -154,6 +154,14 @@ spec:
 	wantSeen := []string{"/admin%2Fx", "/admin%2Fx", "//admin//x", "//admin//x", "/a/c?q=/../admin", "/a/c?q=/../admin"}
 	if diff := cmp.Diff(wantSeen, app.admin(), sortStrings); diff != "" {
 		t.Errorf("under BASE the paths naming admin the app saw (-want +got):\n%s", diff)
+	}
+
+	// A path that cannot be normalized (a NUL) is Envoy's 400, counted.
+	if st, seen := tunnelGet(t, base+".2", "/admin%00/x"); st != "HTTP/1.1 400 Bad Request" || seen != "" {
+		t.Errorf("BASE: /admin%%00/x: %q, app saw %q; want 400 and nothing", st, seen)
+	}
+	if n := statInt(t, payment, "http.inbound.downstream_rq_failed_path_normalization"); n != 1 {
+		t.Errorf("downstream_rq_failed_path_normalization %d, want 1", n)
 	}
 
 	m.Write("meshconfig.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    pathNormalization:\n      normalization: DECODE_AND_MERGE_SLASHES\n")

@@ -135,6 +135,8 @@ func (p *Proxy) stats() []stat {
 		add(s.prefix+"downstream_rq_timeout", st.RqHeaderTimeout.Load())
 		add(s.prefix+"downstream_rq_header_too_large", st.RqHeaderTooLarge.Load())
 		add(s.prefix+"downstream_rq_ambiguous_framing", st.RqAmbiguousFraming.Load())
+		add(s.prefix+"downstream_rq_failed_path_normalization", st.RqFailedPathNormalization.Load())
+		add(s.prefix+"downstream_rq_redirected_with_normalized_path", st.RqRedirectedWithNormalizedPath.Load())
 		add(s.prefix+"downstream_cx_protocol_error", st.CxProtocolError.Load())
 		add(s.prefix+"no_route", st.NoRoute.Load())
 		add(s.prefix+"no_cluster", st.NoCluster.Load())
