@@ -29,19 +29,44 @@ var ErrNoCredential = errors.New("no credential presented")
 
 // Credentials are per-pod bearer tokens, each bound to exactly one
 // identity when issued. Only the tokens' SHA-256 digests are kept.
+//
+// A token is reusable (Issue) until revoked, or single-use (IssueOnce):
+// spent by the first certificate issued with it, so a copy taken later
+// (from a process's memory, a log, a replayed request) gets nothing.
 type Credentials struct {
-	mu       sync.RWMutex
-	byDigest map[[sha256.Size]byte]ID
+	mu       sync.Mutex
+	byDigest map[[sha256.Size]byte]*credential
+}
+
+type credential struct {
+	id   ID
+	once bool
+	// busy marks a single-use token a request is redeeming: a second
+	// request with it is refused until the first one's outcome is known.
+	busy bool
 }
 
 // NewCredentials returns an empty set.
 func NewCredentials() *Credentials {
-	return &Credentials{byDigest: map[[sha256.Size]byte]ID{}}
+	return &Credentials{byDigest: map[[sha256.Size]byte]*credential{}}
 }
 
 // Issue makes a new random 256-bit token that authenticates as id (and
 // nothing else) until revoked. Hand it to that workload's proxy alone.
 func (c *Credentials) Issue(id ID) (string, error) {
+	return c.issue(id, false)
+}
+
+// IssueOnce makes a token like Issue's that is spent by the first
+// certificate the CA issues with it: after that it authenticates nothing
+// and the holder renews with that certificate. A request that fails
+// before a certificate is issued leaves it usable. Until spent, Revoke
+// ends it as it ends any token.
+func (c *Credentials) IssueOnce(id ID) (string, error) {
+	return c.issue(id, true)
+}
+
+func (c *Credentials) issue(id ID, once bool) (string, error) {
 	if err := id.Validate(); err != nil {
 		return "", fmt.Errorf("credential: %w", err)
 	}
@@ -51,7 +76,7 @@ func (c *Credentials) Issue(id ID) (string, error) {
 	}
 	tok := base64.RawURLEncoding.EncodeToString(b[:])
 	c.mu.Lock()
-	c.byDigest[sha256.Sum256([]byte(tok))] = id
+	c.byDigest[sha256.Sum256([]byte(tok))] = &credential{id: id, once: once}
 	c.mu.Unlock()
 	return tok, nil
 }
@@ -63,16 +88,58 @@ func (c *Credentials) Revoke(token string) {
 	c.mu.Unlock()
 }
 
-// Lookup returns the identity token was issued for. Tokens are found by
-// their SHA-256 digest, so the time a lookup takes depends on the digest,
-// which tells an attacker nothing about a valid token, rather than on how
-// many leading bytes of a guess are right.
+// Lookup returns the identity token was issued for, without spending a
+// single-use token. Tokens are found by their SHA-256 digest, so the time
+// a lookup takes depends on the digest, which tells an attacker nothing
+// about a valid token, rather than on how many leading bytes of a guess
+// are right.
 func (c *Credentials) Lookup(token string) (ID, bool) {
 	d := sha256.Sum256([]byte(token))
-	c.mu.RLock()
-	id, ok := c.byDigest[d]
-	c.mu.RUnlock()
-	return id, ok
+	c.mu.Lock()
+	e, ok := c.byDigest[d]
+	c.mu.Unlock()
+	if !ok {
+		return ID{}, false
+	}
+	return e.id, true
+}
+
+// redeem authenticates token for a request. A single-use token is held
+// for the request and settled by its outcome (see redemption); without a
+// redemption in ctx it is spent at once.
+func (c *Credentials) redeem(ctx context.Context, token string) (ID, error) {
+	d := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byDigest[d]
+	if !ok {
+		return ID{}, errors.New("metadata authorization: the token is not valid (revoked, already spent on a certificate, or not issued by this control plane): a sidecar of trellis up gets a new one each time it starts, so restart it")
+	}
+	if !e.once {
+		return e.id, nil
+	}
+	if e.busy {
+		return ID{}, errors.New("metadata authorization: this single-use token is being redeemed by another request: it gets one certificate only")
+	}
+	r, _ := ctx.Value(redemptionKey{}).(*redemption)
+	if r == nil {
+		delete(c.byDigest, d)
+		return e.id, nil
+	}
+	e.busy = true
+	r.add(func(issued bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.byDigest[d] != e {
+			return // revoked meanwhile
+		}
+		if issued {
+			delete(c.byDigest, d)
+		} else {
+			e.busy = false
+		}
+	})
+	return e.id, nil
 }
 
 // Authenticate reads `authorization: Bearer <token>` from the request's
@@ -90,11 +157,41 @@ func (c *Credentials) Authenticate(ctx context.Context) (ID, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return ID{}, errors.New("metadata authorization: must be `Bearer <token>`")
 	}
-	id, ok := c.Lookup(strings.TrimSpace(tok))
-	if !ok {
-		return ID{}, errors.New("metadata authorization: the token is not valid (revoked, or not issued by this control plane): use the credential file trellis wrote for this pod")
+	return c.redeem(ctx, strings.TrimSpace(tok))
+}
+
+// A redemption settles the single-use credentials a request presented
+// once it is known whether a certificate was issued: spent if one was,
+// usable again if not (a malformed CSR must not cost the workload its
+// only credential).
+type redemption struct {
+	mu     sync.Mutex
+	settle []func(issued bool)
+}
+
+type redemptionKey struct{}
+
+// withRedemption returns ctx carrying a new redemption; call its done
+// with the request's outcome.
+func withRedemption(ctx context.Context) (context.Context, *redemption) {
+	r := &redemption{}
+	return context.WithValue(ctx, redemptionKey{}, r), r
+}
+
+func (r *redemption) add(f func(issued bool)) {
+	r.mu.Lock()
+	r.settle = append(r.settle, f)
+	r.mu.Unlock()
+}
+
+func (r *redemption) done(issued bool) {
+	r.mu.Lock()
+	fs := r.settle
+	r.settle = nil
+	r.mu.Unlock()
+	for _, f := range fs {
+		f(issued)
 	}
-	return id, nil
 }
 
 // PeerCertificate authenticates a caller by the mesh certificate it

@@ -32,7 +32,7 @@ func NewService(ca *CA, log *slog.Logger) *Service {
 }
 
 // unauthenticatedMsg says what a caller must send.
-const unauthenticatedMsg = "CreateCertificate needs a credential: send gRPC metadata `authorization: Bearer <token>` with the token trellis issued for this pod (the file TRELLIS_CREDENTIAL_FILE names), or renew over mTLS with this pod's current mesh certificate"
+const unauthenticatedMsg = "CreateCertificate needs a credential: send gRPC metadata `authorization: Bearer <token>` with the token trellis issued for this pod (what TRELLIS_CREDENTIAL_FD or TRELLIS_CREDENTIAL_FILE gives the proxy), or renew over mTLS with this pod's current mesh certificate"
 
 // Authenticate returns the caller's identity or a gRPC status error.
 func (s *Service) Authenticate(ctx context.Context) (ID, error) {
@@ -61,6 +61,10 @@ func (s *Service) Authenticate(ctx context.Context) (ID, error) {
 // authenticated identity. What the CSR and the metadata claim about
 // identity is ignored: only the CSR's public key is used.
 func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) (*securityv1alpha1.IstioCertificateResponse, error) {
+	// A single-use credential is spent only if a certificate is issued.
+	ctx, red := withRedemption(ctx)
+	issued := false
+	defer func() { red.done(issued) }()
 	id, err := s.Authenticate(ctx)
 	if err != nil {
 		s.Log.Warn("refused a certificate request", "err", err)
@@ -84,6 +88,7 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 		s.Log.Error("CA cannot sign", "identity", id.String(), "err", err)
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
+	issued = true
 	s.Log.Debug("issued a workload certificate", "identity", id.String(), "ttl", ttl)
 	return &securityv1alpha1.IstioCertificateResponse{CertChain: chain}, nil
 }
