@@ -17,6 +17,13 @@
 // rescans the folder every 200ms, so edits (Mesh.Write) reach sidecars
 // quickly; tests still wait on outcomes (Eventually), never sleep.
 //
+// Sidecars get identities from the mesh CA as trellis-proxy does: with
+// WithCA the control plane serves its secure port, Mesh.Identity gets a
+// certificate for a namespace and service account (renewed at half life
+// by a certs.Manager), and Mesh.WithIdentity gives it to a sidecar, which
+// then tunnels to other sidecars in mTLS and speaks xDS over mTLS.
+// Mesh.PublishRoots distributes the trust bundle after a root rotation.
+//
 // Any NACK fails the test when it ends: a configuration that a sidecar (or
 // another xDS client of the mesh) rejected is a translation bug even when
 // the traffic the test sends happens to work. A test that means to provoke
