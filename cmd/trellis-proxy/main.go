@@ -113,7 +113,15 @@ func run(args []string) error {
 	dnsCapture := fs.Bool("dns-capture", defaultDNSCapture, fmt.Sprintf("in REDIRECT mode, answer the pod's captured DNS on 127.0.0.1:%d and [::1]:%[1]d: mesh names from the config, the rest forwarded to /etc/resolv.conf's first nameserver (env ISTIO_META_DNS_CAPTURE or DNS_CAPTURE)", sidecar.DNSPort))
 	caAddr := fs.String("ca-address", env("CA_ADDR", ""), "the CA's address, host:port or unix:///path (env CA_ADDR; default: the xDS address)")
 	rootCert := fs.String("root-cert", env("XDS_ROOT_CA", ""), "the mesh root certificate(s), PEM: when set, the proxy gets its certificate from the CA and speaks xDS over mTLS (env XDS_ROOT_CA)")
-	credFile := fs.String("credential-file", env("TRELLIS_CREDENTIAL_FILE", ""), "the pod's credential for its first certificate (env TRELLIS_CREDENTIAL_FILE)")
+	credFD := fs.Int("credential-fd", -1, "an inherited file descriptor (a pipe) to read the pod's single-use credential from at start, then closed; preferred to a file, as the credential then never touches the disk (env TRELLIS_CREDENTIAL_FD)")
+	if v := os.Getenv("TRELLIS_CREDENTIAL_FD"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 3 {
+			return fmt.Errorf("TRELLIS_CREDENTIAL_FD=%q: must be an inherited file descriptor number, 3 or more", v)
+		}
+		*credFD = n
+	}
+	credFile := fs.String("credential-file", env("TRELLIS_CREDENTIAL_FILE", ""), "a file holding the pod's credential for its first certificate, read again at each request (env TRELLIS_CREDENTIAL_FILE); --credential-fd is preferred")
 	certTTL, err := envDuration("SECRET_TTL", certs.DefaultTTL)
 	if err != nil {
 		return err
@@ -123,6 +131,22 @@ func run(args []string) error {
 	concurrency := fs.Int("concurrency", defaultConcurrency, "threads running proxy code at once, as Istio's proxy concurrency; 0 means one per CPU (env PROXY_CONCURRENCY; GOMAXPROCS, when set, wins)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// Read and closed first thing, whatever else fails: the token is in
+	// this process's memory only from here on.
+	var credential string
+	if *credFD >= 0 {
+		if *credFD < 3 {
+			return fmt.Errorf("--credential-fd %d: must be an inherited descriptor, 3 or more (0-2 are stdin, stdout and stderr)", *credFD)
+		}
+		if *credFile != "" {
+			return errors.New("--credential-fd and --credential-file (TRELLIS_CREDENTIAL_FD, TRELLIS_CREDENTIAL_FILE) are both set: give the credential one way")
+		}
+		tok, err := certs.ReadCredentialFD(uintptr(*credFD))
+		if err != nil {
+			return err
+		}
+		credential = tok
 	}
 
 	if *concurrency < 0 {
@@ -204,28 +228,51 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	start := time.Now()
+	// certsFailed is why renewals stopped for good (a spent single-use
+	// credential), nil otherwise; valid once the sidecar has stopped.
+	certsFailed := func() error { return nil }
 	if *rootCert != "" {
 		id := fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", *trustDomain, *namespace, *sa)
 		mgr, err := certs.NewManager(certs.ManagerOptions{
 			CA: cmp.Or(*caAddr, *xds), RootCertFile: *rootCert, CredentialFile: *credFile,
-			TTL: certTTL, SPIFFEID: id, Log: log,
+			Credential: credential, TTL: certTTL, SPIFFEID: id, Log: log,
 		})
+		credential = ""
 		if err != nil {
 			return err
 		}
-		// Renewals run until the proxy returns, whatever the reason.
+		// Renewals run until the proxy returns, whatever the reason. When
+		// they can no longer succeed (a spent single-use credential) the
+		// proxy stops and exits with the reason, so its supervisor starts
+		// it again with a new credential.
 		certCtx, stopCerts := context.WithCancel(ctx)
 		certsDone := make(chan struct{})
-		go func() { defer close(certsDone); mgr.Run(certCtx) }()
+		var certsErr error
+		go func() {
+			defer close(certsDone)
+			if certsErr = mgr.Run(certCtx); certsErr != nil {
+				stop()
+			}
+		}()
 		defer func() { stopCerts(); <-certsDone }()
+		certsFailed = func() error {
+			stopCerts()
+			<-certsDone
+			return certsErr
+		}
 		if !waitFirstCertificate(ctx, mgr, log) {
-			return nil // stopped while waiting
+			return certsFailed() // nil: stopped while waiting
 		}
 		opts.Identity = mgr
 		opts.XDSTLS = certs.ControlPlaneConfig(mgr)
+	} else if credential != "" {
+		log.Warn("a credential was given but no root certificate (--root-cert / XDS_ROOT_CA): not asking the CA for a certificate")
 	}
 	log.Info("starting", "mode", opts.Mode.String(), "pod_ip", opts.PodIP, "xds", opts.XDS, "xds_mtls", opts.XDSTLS != nil, "dns_capture", len(opts.DNS) > 0)
 	if err := sidecar.New(opts).Run(ctx); err != nil {
+		return err
+	}
+	if err := certsFailed(); err != nil {
 		return err
 	}
 	log.Info("exited", "uptime", time.Since(start).Round(time.Millisecond))

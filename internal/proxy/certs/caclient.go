@@ -28,6 +28,15 @@ const (
 	maxCAResponse = 1 << 20
 )
 
+// errRefused marks the CA's refusal of the caller's credential
+// (Unauthenticated, PermissionDenied), as opposed to a failure to reach it.
+var errRefused = errors.New("refused")
+
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error        { return r.error }
+func (r refusal) Is(target error) bool { return target == errRefused }
+
 // marshalCertificateRequest encodes an IstioCertificateRequest. metadata
 // (field 4, a Struct) is left empty: the CA takes the identity from the
 // caller's credential, not from anything the request claims.
@@ -86,7 +95,7 @@ func createCertificate(ctx context.Context, conn *grpcwire.Conn, token, csrPEM s
 		if errors.As(err, &st) {
 			switch st.Code {
 			case grpcwire.CodeUnauthenticated, grpcwire.CodePermissionDenied:
-				return nil, fmt.Errorf("the CA at %s refused this proxy's credential (%w): check that the credential file is this pod's current one, or that the certificate it renews with is still valid", conn.Target().Address, err)
+				return nil, refusal{fmt.Errorf("the CA at %s refused this proxy's credential (%w): check that the credential is this pod's current one, or that the certificate it renews with is still valid", conn.Target().Address, err)}
 			case grpcwire.CodeUnimplemented:
 				return nil, fmt.Errorf("the server at %s has no certificate service (%w): check the CA address (CA_ADDR) points at the control plane's secure port", conn.Target().Address, err)
 			}

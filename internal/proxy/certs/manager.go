@@ -48,6 +48,16 @@ type ManagerOptions struct {
 	// request with ("authorization: Bearer <token>"); read at each
 	// request. Renewals also present the current certificate.
 	CredentialFile string
+	// Credential is the token itself, handed over in memory (as trellis
+	// up does through an inherited pipe, see ReadCredentialFD) instead of
+	// CredentialFile. It is taken as single-use: presented until the
+	// first certificate is issued and then forgotten, renewals
+	// authenticating with the certificate alone. When the CA refuses it
+	// before a certificate is in hand, or the certificate has expired and
+	// renewing fails, Run returns ErrCredentialSpent: nothing the proxy
+	// holds can get a certificate any more, and its supervisor should
+	// start it again with a new credential.
+	Credential string
 	// TTL is the lifetime asked for (default DefaultTTL); the CA may
 	// issue a shorter one, and rotation follows what it issued.
 	TTL time.Duration
@@ -75,7 +85,11 @@ type Manager struct {
 	fileRoots atomic.Pointer[rootSet]
 	trust     trustState // see bundle.go
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// cred is the in-memory credential until the first certificate;
+	// oneShot says the proxy was given one (ManagerOptions.Credential).
+	cred      string
+	oneShot   bool
 	updated   chan struct{} // closed and replaced at each new certificate
 	lastErr   error
 	ready     chan struct{}
@@ -124,6 +138,9 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA address %w", err)
 	}
+	if opts.Credential != "" && opts.CredentialFile != "" {
+		return nil, errors.New("certs: give the credential one way: a credential file or an in-memory credential, not both")
+	}
 	if opts.RootCertFile == "" {
 		return nil, errors.New("certs: a root certificate file is needed to verify the CA (--root-cert / XDS_ROOT_CA)")
 	}
@@ -151,6 +168,8 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		opts.Log = slog.Default()
 	}
 	m := &Manager{opts: opts, target: t, log: opts.Log, updated: make(chan struct{}), ready: make(chan struct{})}
+	m.cred, m.oneShot = strings.TrimSpace(opts.Credential), opts.Credential != ""
+	m.opts.Credential = "" // kept in m.cred only, and only until used
 	roots, err := readRoots(opts.RootCertFile)
 	if err != nil {
 		return nil, err
@@ -190,10 +209,16 @@ func (m *Manager) Err() error {
 	return m.lastErr
 }
 
+// ErrCredentialSpent is what Run returns when a proxy given a single-use
+// credential (ManagerOptions.Credential) can no longer get a certificate.
+var ErrCredentialSpent = errors.New("no usable credential left")
+
 // Run gets the first certificate and renews it at half its life until ctx
 // ends, retrying failures with capped exponential backoff. The current
 // certificate is kept until a new one is in hand, even past its expiry
-// (with an error logged): nothing would be gained by dropping it.
+// (with an error logged): nothing would be gained by dropping it. It
+// returns nil when ctx ends, or an error wrapping ErrCredentialSpent (see
+// ManagerOptions.Credential).
 func (m *Manager) Run(ctx context.Context) error {
 	delay := m.opts.RetryInitial
 	for {
@@ -210,6 +235,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			delay = m.opts.RetryInitial
 			continue
 		}
+		if err := m.spent(err); err != nil {
+			return err
+		}
 		wait := delay/2 + mrand.N(delay/2+1)
 		delay = min(2*delay, m.opts.RetryMax)
 		switch cur := m.cur.Load(); {
@@ -224,6 +252,24 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// spent says whether err, a failed attempt, leaves a proxy with a
+// single-use credential nothing to get a certificate with: the CA refused
+// the credential (already spent, e.g. on an answer lost on its way, or
+// revoked), or the certificate renewals authenticate with has expired.
+// Retrying could not help; a restart with a new credential does.
+func (m *Manager) spent(err error) error {
+	if !m.oneShot {
+		return nil
+	}
+	switch cur := m.cur.Load(); {
+	case cur == nil && errors.Is(err, errRefused):
+		return fmt.Errorf("certs: %w: the CA refused the single-use credential this proxy was started with (%w); exiting, so that it is started again with a new one", ErrCredentialSpent, err)
+	case cur != nil && time.Now().After(cur.cert.Leaf.NotAfter):
+		return fmt.Errorf("certs: %w: the workload certificate %s expired at %s and renewing it failed (%w); exiting, so that it is started again with a new credential", ErrCredentialSpent, cur.id, cur.cert.Leaf.NotAfter.UTC().Format(time.RFC3339), err)
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -298,6 +344,7 @@ func (m *Manager) issue(ctx context.Context) error {
 	}
 	m.cur.Store(next)
 	m.mu.Lock()
+	m.cred = "" // spent: renewals present the certificate
 	close(m.updated)
 	m.updated = make(chan struct{})
 	m.mu.Unlock()
@@ -317,8 +364,16 @@ func (m *Manager) issue(ctx context.Context) error {
 }
 
 func (m *Manager) token() (string, error) {
+	if m.oneShot {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.cred == "" {
+			return "", errors.New("certs: the single-use credential is spent; renewing with the current certificate")
+		}
+		return m.cred, nil
+	}
 	if m.opts.CredentialFile == "" {
-		return "", errors.New("certs: no credential to ask the CA with: set --credential-file / TRELLIS_CREDENTIAL_FILE")
+		return "", errors.New("certs: no credential to ask the CA with: set --credential-fd / TRELLIS_CREDENTIAL_FD or --credential-file / TRELLIS_CREDENTIAL_FILE")
 	}
 	b, err := os.ReadFile(m.opts.CredentialFile)
 	if err != nil {
