@@ -45,6 +45,9 @@ type PodTemplate struct {
 	Annotations    map[string]string
 	ServiceAccount string
 	Sidecar        bool
+	// Proxyless: no sidecar, the pod's grpc-go apps get the mesh
+	// identity and an xDS bootstrap instead (proxyless.go).
+	Proxyless      bool
 	InitContainers []Container
 	Containers     []Container
 	GracePeriod    time.Duration
@@ -185,6 +188,13 @@ func planDeployment(o *config.Object, d *appsv1.Deployment, configMaps map[[2]st
 		pt.Sidecar = false
 	default:
 		errs.Add(tp.Child("metadata", "annotations").Key(injectAnnotation), "%q: use \"true\" or \"false\"", inject)
+	}
+	if pt.Sidecar && isProxyless(pt.Annotations) {
+		// Istio's grpc-agent template instead of a sidecar.
+		pt.Sidecar, pt.Proxyless = false, true
+		if _, set := pt.Labels[TLSModeLabel]; !set {
+			pt.Labels[TLSModeLabel] = "istio"
+		}
 	}
 	if pt.Sidecar {
 		pt.Labels[TLSModeLabel] = "istio"

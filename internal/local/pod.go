@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/trellismesh/trellis/internal/identity/filecert"
 	"github.com/trellismesh/trellis/internal/proxy/apphealth"
 )
 
@@ -57,6 +58,8 @@ type pod struct {
 	credential string
 	// identity is the SPIFFE ID credential stands for, as status shows it.
 	identity string
+	// files keeps a proxyless gRPC pod's certificate files (proxyless.go).
+	files *filecert.Writer
 }
 
 func (p *pod) key() string { return p.w.Namespace + "/" + p.name }
@@ -88,6 +91,7 @@ func (s *supervisor) newPod(w *Workload, name string, ip netip.Addr) *pod {
 	if w.Pod.Sidecar && s.mode == "explicit" {
 		adds = sidecarProxyEnv(ip.String())
 	}
+	adds = append(adds, p.proxylessEnv()...)
 	mk := func(c Container, init bool) *container {
 		env, declared := containerEnv(s.baseEnv, adds, info, c), declaredEnv(info, c)
 		dir := s.dir
@@ -158,6 +162,8 @@ func (p *pod) newSidecar(probers string) *container {
 func (p *pod) run() {
 	defer close(p.done)
 	defer p.releaseIdentity()
+	p.startProxyless()
+	defer p.stopProxyless() // before releaseIdentity removes the files
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sideCtx, stopSidecar := context.WithCancel(context.Background())

@@ -411,6 +411,7 @@ func kubeStatus(r *rows, k Kind) {
 var readAnnotations = map[string]bool{
 	"sidecar.istio.io/inject":                true,
 	"sidecar.istio.io/rewriteAppHTTPProbers": true, // trellis up's probes (internal/local/probe.go)
+	"inject.istio.io/templates":              true, // grpc-agent: proxyless gRPC (registry/proxyless.go, internal/local/proxyless.go)
 	"networking.istio.io/exportTo":           true,
 	"trellis.io/load-balancer":               true,
 }
@@ -434,7 +435,7 @@ func unreadAnnotation(key string) bool {
 func annotations(r *rows, k Kind, p string) {
 	*r = append(*r, Entry{Kind: k, Path: p, Value: "an Istio or Trellis annotation not listed in docs/config.md", Status: NotInForce,
 		Note: "this annotation is not read by Trellis and has no effect", matchKey: unreadAnnotation})
-	r.add(k, p, InForce, "Trellis reads `sidecar.istio.io/inject` and `sidecar.istio.io/rewriteAppHTTPProbers` on pod templates (`trellis up`, docs/local.md), `networking.istio.io/exportTo` and `trellis.io/load-balancer`; other keys are kept, as Kubernetes keeps them")
+	r.add(k, p, InForce, "Trellis reads `sidecar.istio.io/inject`, `sidecar.istio.io/rewriteAppHTTPProbers` and `inject.istio.io/templates` (`grpc-agent`: proxyless gRPC, also on pods and WorkloadEntries) on pod templates (`trellis up`, docs/local.md), `networking.istio.io/exportTo` and `trellis.io/load-balancer`; other keys are kept, as Kubernetes keeps them")
 }
 
 // noStatus are the kinds whose objects have no status.
