@@ -4,20 +4,26 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // Workload identity in local mode. The control plane's CA serves on a
-// Unix socket in the state dir (secureSocket, with xDS: the secure port);
-// each pod's sidecar gets its own credential, bound by the CA to exactly
-// spiffe://<trust domain>/ns/<pod namespace>/sa/<service account>, in a
-// 0600 file under the pod's own folder, and only that sidecar is told its
-// path. The sidecar makes its key, gets and renews its certificate with it
-// and speaks xDS over mTLS; the credential is revoked when the pod is
-// gone. The state dir holds the credentials and the root; the proxies'
-// keys never touch the disk.
+// Unix socket in the state dir (secureSocket, with xDS: the secure port).
+// Each start of a pod's sidecar process gets a new single-use credential,
+// bound by the CA to exactly spiffe://<trust domain>/ns/<pod
+// namespace>/sa/<service account>, through a pipe only that process
+// inherits (credentialFD): it never touches the disk or an environment,
+// so no other process finds it in the state dir, and once the sidecar
+// has its first certificate it is spent, so a copy taken later gets
+// nothing. The sidecar makes its key, gets its certificate with the
+// credential, renews with the certificate and speaks xDS over mTLS; a
+// start's credential is revoked at the next start and when the pod is
+// gone. The state dir holds the root; the proxies' keys never touch the
+// disk.
 
 // secureSocketName is the secure port's socket in the state dir.
 const secureSocketName = "xds-tls.sock"
@@ -28,16 +34,22 @@ const rootCertName = "root-cert.pem"
 // caDirName keeps the CA's root across runs of trellis up.
 const caDirName = "ca"
 
-// podsDirName holds a folder per pod with what only its sidecar reads.
+// podsDirName holds a folder per pod with what only its workloads read:
+// a proxyless pod's certificate files (proxyless.go). Versions before
+// single-use credentials kept sidecars' credential files there too.
 const podsDirName = "pods"
 
-// identityDir is the pod's own folder for its credential.
+// credentialFD is the descriptor the sidecar reads its credential from:
+// the first of exec.Cmd.ExtraFiles.
+const credentialFD = 3
+
+// identityDir is the pod's own folder in the state dir.
 func (p *pod) identityDir() string {
 	return filepath.Join(p.s.stateDir, podsDirName, p.w.Namespace, p.name)
 }
 
-// sidecarIdentity issues the pod's credential, writes it and the mesh
-// root to the state dir and returns the sidecar's env naming them; nil
+// sidecarIdentity writes the mesh root to the state dir and returns the
+// sidecar's env naming it, the CA and the credential's descriptor; nil
 // when the control plane serves no secure port. Until the sidecar has its
 // first certificate it does not connect to xDS, so the pod waits.
 func (p *pod) sidecarIdentity() []string {
@@ -45,22 +57,10 @@ func (p *pod) sidecarIdentity() []string {
 	if cp == nil {
 		return nil // a pod planned without a control plane (unit tests)
 	}
-	addr := cp.SecureAddr()
-	if addr == nil {
+	if cp.SecureAddr() == nil {
 		return nil
 	}
 	sa := cmp.Or(p.w.Pod.ServiceAccount, "default")
-	env, err := p.writeIdentity(sa)
-	if err != nil {
-		// The sidecar then has no credential and says so in its log,
-		// and the pod stays not ready: safer than plaintext.
-		p.s.console.printf("pod %s: cannot give its sidecar an identity: %v", p.key(), err)
-	}
-	return env
-}
-
-func (p *pod) writeIdentity(sa string) ([]string, error) {
-	cp := p.s.cp
 	target := "unix://" + cp.SecureAddr().String()
 	root := filepath.Join(p.s.stateDir, rootCertName)
 	env := []string{
@@ -68,40 +68,74 @@ func (p *pod) writeIdentity(sa string) ([]string, error) {
 		"CA_ADDR=" + target,
 		"XDS_ROOT_CA=" + root,
 		"TRUST_DOMAIN=" + cp.TrustDomain(),
+		"TRELLIS_CREDENTIAL_FD=" + strconv.Itoa(credentialFD),
 	}
+	p.identity = cp.Identity(p.w.Namespace, sa).String()
 	// Written at each pod start, so a rotated root reaches new sidecars.
 	if err := writePrivate(root, cp.RootCertPEM()); err != nil {
-		return env, err
+		// The sidecar then cannot verify the CA and says so in its log,
+		// and the pod stays not ready: safer than plaintext.
+		p.s.console.printf("pod %s: cannot give its sidecar an identity: %v", p.key(), err)
 	}
-	tok, err := cp.IssueCredential(p.w.Namespace, sa)
+	return env
+}
+
+// sidecarCredential issues a new single-use credential for a start of
+// the sidecar process, revoking the previous start's, and returns it as
+// the process's ExtraFiles: the read end of a pipe holding the token,
+// whose write end is already closed. The caller closes the files once
+// the process has started (or failed to).
+func (p *pod) sidecarCredential() ([]*os.File, error) {
+	cp := p.s.cp
+	if cp == nil || cp.SecureAddr() == nil || cp.CA() == nil {
+		return nil, nil
+	}
+	id := cp.Identity(p.w.Namespace, cmp.Or(p.w.Pod.ServiceAccount, "default"))
+	tok, err := cp.CA().Credentials.IssueOnce(id)
 	if err != nil {
-		return env, fmt.Errorf("spiffe://%s/ns/%s/sa/%s: %w", cp.TrustDomain(), p.w.Namespace, sa, err)
+		return nil, fmt.Errorf("credential for %s: %w", id, err)
 	}
+	p.mu.Lock()
+	prev := p.credential
 	p.credential = tok
-	p.identity = "spiffe://" + cp.TrustDomain() + "/ns/" + p.w.Namespace + "/sa/" + sa
-	dir := p.identityDir()
-	if err := os.MkdirAll(dir, stateDirMode); err != nil {
-		return env, fmt.Errorf("cannot create the pod's state folder: %w", err)
+	p.mu.Unlock()
+	if prev != "" {
+		cp.RevokeCredential(prev)
 	}
-	cred := filepath.Join(dir, "credential")
-	if err := writePrivate(cred, []byte(tok+"\n")); err != nil {
-		return env, err
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("cannot make the pipe for the sidecar's credential: %w", err)
 	}
-	return append(env, "TRELLIS_CREDENTIAL_FILE="+cred), nil
+	// Tens of bytes: the pipe's buffer takes them without a reader.
+	_, err = io.WriteString(w, tok+"\n")
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("cannot write the sidecar's credential to its pipe: %w", err)
+	}
+	return []*os.File{r}, nil
 }
 
 // releaseIdentity revokes the pod's credential and removes its folder:
 // the pod is gone, and nothing may get its identity any more.
 func (p *pod) releaseIdentity() {
-	if p.credential != "" {
-		p.s.cp.RevokeCredential(p.credential)
+	p.mu.Lock()
+	tok := p.credential
+	p.credential = ""
+	p.mu.Unlock()
+	if tok != "" {
+		p.s.cp.RevokeCredential(tok)
 	}
 	_ = os.RemoveAll(p.identityDir())
 }
 
-// clearPodIdentities removes credentials left by an earlier trellis up:
-// the control plane that issued them is gone and they authenticate
-// nothing, but they are still tokens on disk.
+// clearPodIdentities removes what an earlier trellis up left in the
+// pods folder: proxyless pods' certificate files, and the credential
+// files of versions before single-use credentials. The control plane
+// that issued them is gone and they authenticate nothing, but they are
+// still secrets on disk.
 func clearPodIdentities(stateDir string) error {
 	err := os.RemoveAll(filepath.Join(stateDir, podsDirName))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -47,10 +47,11 @@ spec:
 `
 
 // Every sidecar of `trellis up` gets a certificate from the mesh CA for
-// its own pod's identity (shown on its /certs) using the credential only
-// it was given; that credential cannot get another identity, and it is
-// revoked and removed when its pod is gone. Traffic between the sidecars
-// keeps flowing.
+// its own pod's identity (shown on its /certs) with a credential handed
+// to it alone through an inherited pipe: no credential is in the state
+// dir or in any container's environment (TRELLIS_CREDENTIAL_FD names a
+// descriptor only the sidecar has). Traffic between the sidecars keeps
+// flowing, and a pod that goes takes nothing of its identity with it.
 func TestUpIssuesEachPodItsIdentity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a mesh")
@@ -65,7 +66,7 @@ func TestUpIssuesEachPodItsIdentity(t *testing.T) {
 		"sleep":   "spiffe://cluster.local/ns/default/sa/sleep",
 		"tools":   "spiffe://cluster.local/ns/tools/sa/default",
 	}
-	creds := map[string]string{}
+	seen := map[string]bool{}
 	for _, p := range st.Pods {
 		if p.Sidecar == nil {
 			t.Fatalf("pod %s/%s has no sidecar", p.Namespace, p.Name)
@@ -74,6 +75,7 @@ func TestUpIssuesEachPodItsIdentity(t *testing.T) {
 		if id == "" {
 			t.Fatalf("unexpected pod %s/%s", p.Namespace, p.Name)
 		}
+		seen[p.Deployment] = true
 		page := adminGet(t, p.Sidecar.AdminSocket, "/certs")
 		var certs struct {
 			Certificates []struct {
@@ -86,63 +88,58 @@ func TestUpIssuesEachPodItsIdentity(t *testing.T) {
 		if strings.Contains(page, "PRIVATE KEY") {
 			t.Errorf("pod %s: /certs shows a private key", p.Name)
 		}
-		// Only the sidecar is told where its credential is.
-		var credFile string
+		// Only the sidecar is told of a credential, and only of a
+		// descriptor: no container gets a token or a file.
+		fd := false
 		for _, c := range p.Containers {
 			env, err := local.ContainerEnv(&c)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, kv := range env {
-				if v, ok := strings.CutPrefix(kv, "TRELLIS_CREDENTIAL_FILE="); ok {
-					if !c.Sidecar {
-						t.Errorf("app container %s/%s is given the credential", p.Name, c.Name)
-					}
-					credFile = v
+				name, v, _ := strings.Cut(kv, "=")
+				switch {
+				case name == "TRELLIS_CREDENTIAL_FD" && c.Sidecar:
+					fd = v == "3"
+				case strings.Contains(name, "CREDENTIAL"):
+					t.Errorf("container %s/%s is given %s", p.Name, c.Name, kv)
 				}
 			}
 		}
-		if credFile == "" {
-			t.Fatalf("pod %s: the sidecar has no TRELLIS_CREDENTIAL_FILE", p.Name)
+		if !fd {
+			t.Errorf("pod %s: the sidecar has no TRELLIS_CREDENTIAL_FD=3", p.Name)
 		}
-		fi, err := os.Stat(credFile)
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("pod %s: credential %s: %v, mode %v; want 0600", p.Name, credFile, err, fi.Mode())
-		}
-		b, err := os.ReadFile(credFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		creds[p.Deployment] = strings.TrimSpace(string(b))
 	}
-	if len(creds) != len(want) {
-		t.Fatalf("pods %v, want %v", creds, want)
+	if len(seen) != len(want) {
+		t.Fatalf("pods %v, want %v", seen, want)
 	}
+	// No credential file, and no pods folder at all: these pods keep
+	// nothing of their identity on disk.
+	if _, err := os.Stat(filepath.Join(m.StateDir, "pods")); !os.IsNotExist(err) {
+		t.Errorf("the state dir has a pods folder (%v): credentials on disk?", err)
+	}
+	filepath.WalkDir(m.StateDir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), "credential") {
+			t.Errorf("state dir holds %s", path)
+		}
+		return nil
+	})
 
 	// Traffic between sidecars (now mutual TLS) still flows.
 	if lines := curl(t, m, nil, "http://ratings:9080/ratings/0"); len(lines) != 1 || !strings.HasPrefix(lines[0], "200") {
 		t.Errorf("sleep -> ratings: %v", lines)
 	}
 
-	// sleep's credential asking for ratings' identity gets sleep's.
 	root, err := os.ReadFile(filepath.Join(m.StateDir, "root-cert.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ca := dialCA(t, filepath.Join(m.StateDir, "xds-tls.sock"), root)
-	leaf, err := createCert(ca, creds["sleep"], want["ratings"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want["sleep"] {
-		t.Errorf("sleep's credential asking for %s got %v, want only %s", want["ratings"], leaf.URIs, want["sleep"])
-	}
 	if _, err := createCert(ca, "not-a-credential", want["sleep"]); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("a made-up credential: %v, want Unauthenticated", err)
 	}
 
-	// The tools pod goes: its credential is revoked and removed.
-	toolsCred := findCredential(t, m.StateDir, "tools")
+	// The tools pod goes, and with it its folder if it had one.
 	if err := os.Remove(filepath.Join(dir, "tools.yaml")); err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +153,11 @@ func TestUpIssuesEachPodItsIdentity(t *testing.T) {
 				return "pod " + p.Name + " " + p.Phase
 			}
 		}
-		if _, err := os.Stat(toolsCred); err == nil {
-			return "its credential file is still there"
+		if _, err := os.Stat(filepath.Join(m.StateDir, "pods", "tools")); err == nil {
+			return "its folder is still there"
 		}
 		return ""
 	})
-	if _, err := createCert(ca, creds["tools"], want["tools"]); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("the gone pod's credential: %v, want Unauthenticated", err)
-	}
 }
 
 func adminGet(t *testing.T, socket, path string) string {
@@ -185,15 +179,6 @@ func adminGet(t *testing.T, socket, path string) string {
 		t.Fatalf("sidecar %s: %d %v: %s", path, resp.StatusCode, err, b)
 	}
 	return string(b)
-}
-
-func findCredential(t *testing.T, stateDir, ns string) string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(stateDir, "pods", ns, "*", "credential"))
-	if len(files) != 1 {
-		t.Fatalf("credential files of namespace %s: %v", ns, files)
-	}
-	return files[0]
 }
 
 // dialCA connects to the control plane's CA with grpc-go, verifying it

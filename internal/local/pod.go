@@ -53,8 +53,8 @@ type pod struct {
 	terminating bool
 	failed      string // why the pod cannot run, e.g. an init container failed for good
 
-	// credential is the sidecar's token for its certificate, revoked
-	// when the pod is gone (identity.go).
+	// credential is the single-use token of the sidecar's latest start,
+	// revoked at its next start and when the pod is gone (identity.go).
 	credential string
 	// identity is the SPIFFE ID credential stands for, as status shows it.
 	identity string
@@ -375,7 +375,11 @@ func (c *container) set(f func()) {
 }
 
 func (c *container) procSpec() procSpec {
-	return procSpec{name: c.pod.name + "/" + c.spec.Name, argv: c.argv, env: c.env, dir: c.dir, logPath: c.logPath, console: c.pod.s.console, enter: c.pod.s.node.enter(c.pod, c.sidecar)}
+	s := procSpec{name: c.pod.name + "/" + c.spec.Name, argv: c.argv, env: c.env, dir: c.dir, logPath: c.logPath, console: c.pod.s.console, enter: c.pod.s.node.enter(c.pod, c.sidecar)}
+	if c.sidecar {
+		s.extraFiles = c.pod.sidecarCredential // a new one at each start
+	}
+	return s
 }
 
 // backoff is the wait before restart n (n from 1): 1 s doubling to 30 s.

@@ -24,6 +24,10 @@ type procSpec struct {
 	// enter, when set, runs the process inside a pod's namespaces
 	// (transparent mode) by rewriting the command; nil runs it as is.
 	enter func(*exec.Cmd)
+	// extraFiles, when set, makes the files the process inherits as
+	// descriptors 3, 4, ...; called at each start and closed here once
+	// the process has them (the sidecar's credential pipe, identity.go).
+	extraFiles func() ([]*os.File, error)
 }
 
 // proc is a started process. Its process group is its own, so stopping
@@ -67,7 +71,19 @@ func startProc(s procSpec) (*proc, error) {
 	if s.enter != nil {
 		s.enter(cmd)
 	}
-	if err := cmd.Start(); err != nil {
+	if s.extraFiles != nil {
+		files, err := s.extraFiles()
+		if err != nil {
+			lf.Close()
+			return nil, err
+		}
+		cmd.ExtraFiles = files
+	}
+	err = cmd.Start()
+	for _, f := range cmd.ExtraFiles {
+		f.Close() // the child has its own copy; ours must not leak
+	}
+	if err != nil {
 		lf.Close()
 		return nil, err
 	}
