@@ -132,7 +132,7 @@ func (p *Proxy) clusterDialer(xc *xdsresource.Cluster, local net.IP) func(ctx co
 			// A proxyless gRPC server has no tunnel port (proxyless.go).
 			return p.dialProxyless(ctx, h, local, ut.SANs)
 		}
-		if ut != nil && ut.Mesh && tunnel {
+		if ut != nil && ut.Mesh && tunnel && !h.Proxyless {
 			a, err := netip.ParseAddr(h.Address)
 			if err != nil {
 				return nil, fmt.Errorf("mesh mTLS to %s: the endpoint is not a pod IP, so it has no tunnel port to reach", h.Addr())

@@ -142,3 +142,38 @@ spec:
 	}
 	m.checkNoNACKs()
 }
+
+// A sidecar without an identity reaches a proxyless server directly in
+// plaintext, not through a tunnel the server does not have: with
+// PeerAuthentication DISABLE on the server (a plaintext listener) the
+// call goes through, and the server sees no identity.
+func TestSidecarWithoutIdentityToProxylessServer(t *testing.T) {
+	m, _ := startMTLSMesh(t, `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: greeter, namespace: default}
+spec:
+  selector: {matchLabels: {app: greeter}}
+  mtls: {mode: DISABLE}
+`, meshedLabels, 0, 0)
+	sleep := m.Sidecar("sleep", "127.79.9.2", map[string]string{"app": "sleep"})
+	m.WaitSynced()
+	cc, err := grpc.NewClient("passthrough:///greeter:7070",
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(sidecarDialer(sleep)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	meshtest.Eventually(t, 20*time.Second, func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := testgrpc.NewTestServiceClient(cc).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		if err != nil {
+			return "call through a sidecar without an identity: " + err.Error()
+		}
+		if resp.GetUsername() != "" || resp.GetServerId() != "v1" {
+			return fmt.Sprintf("server %q saw caller %q, want v1 and no identity", resp.GetServerId(), resp.GetUsername())
+		}
+		return ""
+	})
+	m.checkNoNACKs()
+}
