@@ -1,6 +1,7 @@
 package netio
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -43,6 +44,18 @@ type RawIO struct {
 	// read (WriteAwait); awaited says the write is behind it.
 	awaitFn func(fd uintptr) bool
 	awaited bool
+
+	// Through TLS (tlsio_linux.go): tlsc runs on tlsT, ForTLS's raw
+	// connection, and every operation goes through tlsc; rc and tcp are
+	// unset. plain[poff:] is decrypted bytes a Read had no room for (perr
+	// the error behind them), in pbuf.
+	tlsc      *tls.Conn
+	tlsT      *tlsTransport
+	tlsStepFn func() bool
+	pbuf      *[]byte
+	plain     []byte
+	poff      int
+	perr      error
 }
 
 // ErrWouldBlock is what a Read inside Serve returns when nothing is there
@@ -56,10 +69,11 @@ type rawOp struct {
 	fn    func(fd uintptr) bool
 }
 
-// NewRawIO returns raw I/O for nc when it is a *net.TCPConn, or one that
-// Replay or ReplayPooled wrapped (whose bytes read ahead come first); nil
-// otherwise, and under the race detector (race.go), and callers use nc's
-// own Read and Write.
+// NewRawIO returns raw I/O for nc when it is a *net.TCPConn, or a
+// *tls.Conn running on ForTLS's connection (tlsio_linux.go), or one of
+// those that Replay or ReplayPooled wrapped (whose bytes read ahead come
+// first); nil otherwise, and under the race detector (race.go), and
+// callers use nc's own Read and Write.
 func NewRawIO(nc net.Conn) *RawIO {
 	if raceEnabled {
 		return nil
@@ -70,6 +84,12 @@ func NewRawIO(nc net.Conn) *RawIO {
 		replay, nc = c, c.Conn
 	case *halfCloseConn:
 		replay, nc = &c.Conn, c.Conn.Conn
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		if t, ok := tc.NetConn().(*tlsTransport); ok {
+			return newTLSRawIO(tc, t, replay)
+		}
+		return nil
 	}
 	tcp, ok := nc.(*net.TCPConn)
 	if !ok {
@@ -133,6 +153,9 @@ func (r *RawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if r.tlsc != nil {
+		return r.tlsRead(p)
+	}
 	if r.serving {
 		return r.readNow(p)
 	}
@@ -188,6 +211,9 @@ func (r *RawIO) readDone(err error) (int, error) {
 // ends. The error is the wait's: the read deadline passed, or the
 // connection was closed.
 func (r *RawIO) Serve(step func() (wait bool)) error {
+	if r.tlsc != nil {
+		return r.tlsServe(step)
+	}
 	r.rdMu.Lock()
 	defer r.rdMu.Unlock()
 	r.step = step
@@ -213,6 +239,9 @@ func (r *RawIO) WriteAwait(p []byte) (int, error) {
 	}
 	if r.replay != nil && r.replay.Buffered() > 0 {
 		return r.Write(p) // there is something to read already
+	}
+	if r.tlsc != nil {
+		return r.tlsWriteAwait(p)
 	}
 	r.wrMu.Lock()
 	op := &r.wr
@@ -250,6 +279,9 @@ func (r *RawIO) awaitFD(fd uintptr) bool {
 func (r *RawIO) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if r.tlsc != nil {
+		return r.tlsc.Write(p)
 	}
 	r.wrMu.Lock()
 	defer r.wrMu.Unlock()

@@ -65,7 +65,10 @@ func (d *Dialer) DialHTTP1TLS(ctx context.Context, tunnel netip.AddrPort, target
 			cfg = cfg.Clone()
 			cfg.DynamicRecordSizingDisabled = true
 		}
-		tc := tls.Client(c, cfg)
+		// crypto/tls runs on raw system calls, as plaintext tunnels do
+		// (netio.ForTLS): a tunnel's records then cost what its bytes
+		// would, and the hot path's Serve and WriteAwait work through it.
+		tc := tls.Client(netio.ForTLS(c), cfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			d.handshakeFailures.Add(1)
 			c.Close()
@@ -143,7 +146,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	if s.connTLS != nil {
 		// TLS only: plaintext fails the handshake and is closed.
 		c.SetWriteDeadline(deadline)
-		tc := tls.Server(c, s.connTLS)
+		tc := tls.Server(netio.ForTLS(c), s.connTLS) // raw I/O, as DialHTTP1TLS
 		if err := tc.Handshake(); err != nil {
 			s.handshakeFailures.Add(1)
 			s.logger().Debug("tunnel connection refused: TLS handshake failed", "peer", c.RemoteAddr(), "err", err)
