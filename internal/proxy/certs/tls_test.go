@@ -13,9 +13,9 @@ import (
 )
 
 // handshake runs a real TLS 1.3 handshake over loopback between a server
-// holding srv and a client holding cli, and returns the client's and the
-// server's errors and the server's view of the connection.
-func handshake(t *testing.T, srv, cli certs.Source, allowServer, allowClient func(string) bool) (cliErr, srvErr error, state tls.ConnectionState) {
+// holding srv and a client holding cli, and returns the server's view of
+// the connection and the client's and the server's errors.
+func handshake(t *testing.T, srv, cli certs.Source, allowServer, allowClient func(string) bool) (state tls.ConnectionState, cliErr, srvErr error) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +52,7 @@ func handshake(t *testing.T, srv, cli certs.Source, allowServer, allowClient fun
 		_, cliErr = io.ReadAll(io.LimitReader(tc, 2))
 	}
 	<-done
-	return cliErr, srvErr, state
+	return state, cliErr, srvErr
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -65,7 +65,7 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("accepted", func(t *testing.T) {
 		srv := certs.NewStatic(ca.Leaf(t, payment, certtest.LeafOptions{}), ca.Pool())
 		cli := certs.NewStatic(ca.Leaf(t, checkout, certtest.LeafOptions{}), ca.Pool())
-		cliErr, srvErr, st := handshake(t, srv, cli, only(payment), only(checkout))
+		st, cliErr, srvErr := handshake(t, srv, cli, only(payment), only(checkout))
 		if cliErr != nil || srvErr != nil {
 			t.Fatalf("client %v, server %v", cliErr, srvErr)
 		}
@@ -83,7 +83,7 @@ func TestMutualTLS(t *testing.T) {
 		inter := ca.Intermediate(t)
 		srv := certs.NewStatic(inter.Leaf(t, payment, certtest.LeafOptions{}), ca.Pool())
 		cli := certs.NewStatic(inter.Leaf(t, checkout, certtest.LeafOptions{}), ca.Pool())
-		if cliErr, srvErr, _ := handshake(t, srv, cli, only(payment), nil); cliErr != nil || srvErr != nil {
+		if _, cliErr, srvErr := handshake(t, srv, cli, only(payment), nil); cliErr != nil || srvErr != nil {
 			t.Fatalf("client %v, server %v", cliErr, srvErr)
 		}
 	})
@@ -104,7 +104,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			cliErr, srvErr, _ := handshake(t, tc.srv, tc.cli, tc.allowSrv, nil)
+			_, cliErr, srvErr := handshake(t, tc.srv, tc.cli, tc.allowSrv, nil)
 			if cliErr == nil || srvErr == nil {
 				t.Fatalf("handshake accepted: client %v, server %v", cliErr, srvErr)
 			}
