@@ -149,3 +149,36 @@ func TestManagerSpentCredentialEndsRun(t *testing.T) {
 		t.Errorf("%d requests, want the credential file's manager retrying", n)
 	}
 }
+
+// A proxy started with a single-use credential whose certificate expired
+// while renewals failed has nothing left to authenticate with: spent says
+// so (Run then returns it), where a credential file could still serve.
+func TestManagerExpiredCertificateWithSpentCredential(t *testing.T) {
+	ca := fakeca.Start(t, nil)
+	ca.Allow("tok-sleep", sleepID)
+	m, err := NewManager(ManagerOptions{CA: ca.Addr, RootCertFile: ca.RootFile, Credential: "tok-sleep", TTL: time.Second, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Issue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	failed := errors.New("renewal failed")
+	if err := m.spent(failed); err != nil {
+		t.Fatalf("a valid certificate: %v, want nil (retry)", err)
+	}
+	c, _ := m.Certificate()
+	time.Sleep(time.Until(c.Leaf.NotAfter) + 10*time.Millisecond) // waiting for the clock itself
+	if err := m.spent(failed); !errors.Is(err, ErrCredentialSpent) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("an expired certificate: %v, want ErrCredentialSpent saying it expired", err)
+	}
+	fm, _ := newManager(t, ca, "tok-sleep", ManagerOptions{TTL: time.Second})
+	if err := fm.Issue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = fm.Certificate()
+	time.Sleep(time.Until(c.Leaf.NotAfter) + 10*time.Millisecond)
+	if err := fm.spent(failed); err != nil {
+		t.Errorf("credential file, expired certificate: %v, want nil (the file may be rewritten)", err)
+	}
+}
