@@ -342,14 +342,8 @@ func (m *Manager) issue(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the CA at %s issued a certificate this proxy cannot use: %w", m.opts.CA, err)
 	}
-	m.cur.Store(next)
-	m.mu.Lock()
-	m.cred = "" // spent: renewals present the certificate
-	close(m.updated)
-	m.updated = make(chan struct{})
-	m.mu.Unlock()
-	m.readyOnce.Do(func() { close(m.ready) })
-
+	// Logged before it is published, so whoever waits on Updated or
+	// Ready finds the line.
 	leaf := next.cert.Leaf
 	attrs := []any{"spiffe_id", next.id, "serial", serialHex(leaf), "not_after", leaf.NotAfter, "rotate_at", next.rotateAt}
 	if m.opts.SPIFFEID != "" && m.opts.SPIFFEID != next.id {
@@ -360,6 +354,14 @@ func (m *Manager) issue(ctx context.Context) error {
 	} else {
 		m.log.Info("workload certificate renewed", attrs...)
 	}
+
+	m.cur.Store(next)
+	m.mu.Lock()
+	m.cred = "" // spent: renewals present the certificate
+	close(m.updated)
+	m.updated = make(chan struct{})
+	m.mu.Unlock()
+	m.readyOnce.Do(func() { close(m.ready) })
 	return nil
 }
 
