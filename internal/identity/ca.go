@@ -72,7 +72,16 @@ type CAOptions struct {
 	// (default 24h); MaxTTL caps what a caller may ask for (default 90
 	// days).
 	DefaultTTL, MaxTTL time.Duration
-	Log                *slog.Logger
+	// RootTTL is a self-signed root's lifetime (default ten years, as
+	// Istio's CITADEL_SELF_SIGNED_CA_CERT_TTL).
+	RootTTL time.Duration
+	// Publish, when set, is given the trust bundle (PEM) at start and
+	// each time it changes, before the CA signs anything under the new
+	// bundle: everyone then trusts a new root before they can meet a
+	// certificate from it. An error stops the change (the CA keeps
+	// signing as before).
+	Publish func(bundlePEM []byte) error
+	Log     *slog.Logger
 }
 
 // CA signs workload certificates. Signing reads the current authority
@@ -122,6 +131,9 @@ func NewCA(opts CAOptions) (*CA, error) {
 	if opts.MaxTTL <= 0 {
 		opts.MaxTTL = max(DefaultMaxTTL, opts.DefaultTTL)
 	}
+	if opts.RootTTL <= 0 {
+		opts.RootTTL = RootTTL
+	}
 	if opts.DefaultTTL > opts.MaxTTL {
 		return nil, fmt.Errorf("CA: default certificate TTL %s is longer than the maximum %s: lower the TTL or raise the maximum", opts.DefaultTTL, opts.MaxTTL)
 	}
@@ -139,7 +151,7 @@ func NewCA(opts CAOptions) (*CA, error) {
 	default:
 		var root *x509.Certificate
 		var key crypto.Signer
-		root, key, err = newRoot(opts.TrustDomain)
+		root, key, err = newRoot(opts.TrustDomain, opts.RootTTL)
 		if err == nil {
 			a, err = selfSigned(root, key, nil)
 		}
@@ -147,8 +159,39 @@ func NewCA(opts CAOptions) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ca.publish(a); err != nil {
+		return nil, err
+	}
 	ca.cur.Store(a)
 	return ca, nil
+}
+
+// publish hands a bundle about to take effect to whoever must trust it
+// first: the CA directory's root-cert.pem (what clients of a
+// self-signed root read) and Options.Publish.
+func (ca *CA) publish(a *authority) error {
+	if ca.opts.Dir != "" && ca.opts.PluginDir == "" {
+		if err := writeFile(filepath.Join(ca.opts.Dir, RootCertFile), a.bundlePEM); err != nil {
+			return err
+		}
+	}
+	if ca.opts.Publish != nil {
+		if err := ca.opts.Publish(bytes.Clone(a.bundlePEM)); err != nil {
+			return fmt.Errorf("CA: cannot publish the trust bundle: %w", err)
+		}
+	}
+	return nil
+}
+
+// switchTo makes a the signing authority, once everyone has been told
+// its bundle. The caller holds ca.rotating.
+func (ca *CA) switchTo(cur, a *authority) error {
+	if err := ca.publish(a); err != nil {
+		return err
+	}
+	a.gen = cur.gen + 1
+	ca.cur.Store(a)
+	return nil
 }
 
 // loadOrCreateRoot reads the self-signed root from opts.Dir, making one on
@@ -167,7 +210,7 @@ func (ca *CA) loadOrCreateRoot() (*authority, error) {
 	_, certErr := os.Stat(certPath)
 	_, keyErr := os.Stat(keyPath)
 	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
-		root, key, err := newRoot(ca.opts.TrustDomain)
+		root, key, err := newRoot(ca.opts.TrustDomain, ca.opts.RootTTL)
 		if err != nil {
 			return nil, err
 		}
@@ -227,18 +270,21 @@ func tighten(path string) error {
 	return nil
 }
 
-// newRoot makes a self-signed ECDSA P-256 root.
-func newRoot(trustDomain string) (*x509.Certificate, crypto.Signer, error) {
+// newRoot makes a self-signed ECDSA P-256 root valid for ttl.
+func newRoot(trustDomain string, ttl time.Duration) (*x509.Certificate, crypto.Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("CA: cannot make a root key: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{Organization: []string{trustDomain}, CommonName: "Trellis root CA"},
-		NotBefore:             now.Add(-maxBackdate),
-		NotAfter:              now.Add(RootTTL),
+		SerialNumber: serial(),
+		Subject:      pkix.Name{Organization: []string{trustDomain}, CommonName: "Trellis root CA"},
+		// Backdated as leaves are, at most a tenth of its life, so the
+		// rotator's share of that life left (RootDue) means what it says
+		// for short-lived roots too.
+		NotBefore:             now.Add(-min(maxBackdate, ttl/10)),
+		NotAfter:              now.Add(ttl),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -602,11 +648,28 @@ func (ca *CA) Rotate() error {
 	ca.rotating.Lock()
 	defer ca.rotating.Unlock()
 	cur := ca.cur.Load()
-	root, key, err := newRoot(ca.opts.TrustDomain)
+	root, key, err := newRoot(ca.opts.TrustDomain, ca.opts.RootTTL)
 	if err != nil {
 		return err
 	}
-	old := append([]*x509.Certificate{cur.chain[0]}, cur.roots[1:]...)
+	// An expired root vouches for nothing: it leaves the bundle here.
+	now := time.Now()
+	var old []*x509.Certificate
+	for _, r := range append([]*x509.Certificate{cur.chain[0]}, cur.roots[1:]...) {
+		if now.Before(r.NotAfter) {
+			old = append(old, r)
+		}
+	}
+	a, err := selfSigned(root, key, old)
+	if err != nil {
+		return err
+	}
+	// Published before it is on disk or signs: a failure here leaves
+	// everything as it was, and a new root is trusted everywhere before
+	// anyone holds a certificate from it.
+	if err := ca.publish(a); err != nil {
+		return err
+	}
 	if ca.opts.Dir != "" {
 		// Old roots first: a crash before the new root is written leaves
 		// the old one in place and merely listed twice.
@@ -616,10 +679,6 @@ func (ca *CA) Rotate() error {
 		if err := writeRoot(ca.opts.Dir, root, key); err != nil {
 			return err
 		}
-	}
-	a, err := selfSigned(root, key, old)
-	if err != nil {
-		return err
 	}
 	a.gen = cur.gen + 1
 	ca.cur.Store(a)
@@ -636,17 +695,18 @@ func (ca *CA) RemoveOldRoots() error {
 	ca.rotating.Lock()
 	defer ca.rotating.Unlock()
 	cur := ca.cur.Load()
-	if ca.opts.Dir != "" {
-		if err := os.Remove(filepath.Join(ca.opts.Dir, OldRootsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("CA: %w", err)
-		}
-	}
 	a, err := selfSigned(cur.chain[0], cur.key, nil)
 	if err != nil {
 		return err
 	}
-	a.gen = cur.gen + 1
-	ca.cur.Store(a)
+	if err := ca.switchTo(cur, a); err != nil {
+		return err
+	}
+	if ca.opts.Dir != "" {
+		if err := os.Remove(filepath.Join(ca.opts.Dir, OldRootsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("CA: %w (the old roots are no longer trusted now, but would be again after a restart)", err)
+		}
+	}
 	return nil
 }
 
