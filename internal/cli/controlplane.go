@@ -22,6 +22,9 @@ func newControlPlaneCmd() *cobra.Command {
 		certTTL   time.Duration
 		maxTTL    time.Duration
 		domain    string
+		rootTTL   time.Duration
+		rootCheck time.Duration
+		rootGrace int
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane --config DIR",
@@ -44,9 +47,18 @@ The plaintext xDS port (--xds-address) is for loopback and tests. The
 secure port (--secure-xds-address, Istio's 15012) serves xDS and Istio's CA
 service (istio.v1.auth.IstioCertificateService) over TLS. Its certificate
 comes from the mesh CA: a self-signed root kept in --ca-dir (made on first
-start; ca-cert.pem there is the root sidecars trust), or your own
+start; root-cert.pem there is the trust bundle sidecars trust), or your own
 intermediate in --plugin-ca-dir (Istio's ca-cert.pem, ca-key.pem,
-root-cert.pem, cert-chain.pem). Proxies get certificates with a per-pod
+root-cert.pem, cert-chain.pem; sidecars trust its root-cert.pem).
+
+Roots rotate as in Istio. A self-signed root is checked every
+--self-signed-root-check-interval and replaced once less than
+--self-signed-root-grace-percent of its life is left; the old root stays
+in root-cert.pem until it expires, so certificates it issued keep
+verifying. A plug-in CA's files are watched: replace them (root-cert.pem
+holding the old and the new root while workloads move over) and the CA
+signs with the new ones within seconds; a set that does not hang together
+is logged at Error level and the CA keeps the one it had. Proxies get certificates with a per-pod
 credential or by renewing with their current certificate; xDS on the secure
 port needs a mesh certificate, and a proxy's namespace and service account
 are its certificate's.`,
@@ -68,6 +80,10 @@ are its certificate's.`,
 				CertTTL:          certTTL,
 				MaxCertTTL:       maxTTL,
 				TrustDomain:      domain,
+
+				RootTTL:                rootTTL,
+				RootCheckInterval:      rootCheck,
+				RootGracePeriodPercent: rootGrace,
 			})
 			if err != nil {
 				return err
@@ -83,6 +99,9 @@ are its certificate's.`,
 	cmd.Flags().StringVar(&pluginCA, "plugin-ca-dir", "", "your own CA in Istio's plug-in layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); replaces --ca-dir")
 	cmd.Flags().DurationVar(&certTTL, "cert-ttl", 24*time.Hour, "lifetime of a workload certificate when the proxy asks for none")
 	cmd.Flags().DurationVar(&maxTTL, "max-cert-ttl", 90*24*time.Hour, "longest workload certificate lifetime a proxy may ask for")
+	cmd.Flags().DurationVar(&rootTTL, "self-signed-root-ttl", 0, "lifetime of a new self-signed root (default: $CITADEL_SELF_SIGNED_CA_CERT_TTL, else 87600h)")
+	cmd.Flags().DurationVar(&rootCheck, "self-signed-root-check-interval", 0, "how often the self-signed root is checked for rotation; negative turns rotation off (default: $CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL, else 1h)")
+	cmd.Flags().IntVar(&rootGrace, "self-signed-root-grace-percent", 0, "rotate the self-signed root once less than this percentage of its life is left (default: $CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE, else 20)")
 	cmd.Flags().StringVar(&domain, "trust-domain", "", "SPIFFE trust domain (default: MeshConfig trustDomain, else cluster.local)")
 	return cmd
 }

@@ -58,6 +58,23 @@ type Options struct {
 	// TrustDomain overrides MeshConfig's trustDomain (default
 	// cluster.local).
 	TrustDomain string
+	// RootCertFile, when set, is kept holding the trust bundle (0600,
+	// replaced whole) from start on, rewritten before the CA signs under a
+	// changed bundle: the file sidecars are told to trust.
+	RootCertFile string
+	// Root rotation (rotation.go): RootTTL is a self-signed root's
+	// lifetime, RootCheckInterval how often it is checked and
+	// RootGracePeriodPercent how much of its life may be left before it
+	// is rotated; zero takes Istio's CITADEL_SELF_SIGNED_CA_CERT_TTL,
+	// CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL and
+	// CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE from the
+	// environment, else Istio's defaults (ten years, 1h, 20). A negative
+	// interval turns the rotator off, as in Istio.
+	RootTTL, RootCheckInterval time.Duration
+	RootGracePeriodPercent     int
+	// PluginCACheckInterval is how often the plug-in CA's files are looked
+	// at for a replacement (default identity.DefaultPluginCheckInterval).
+	PluginCACheckInterval time.Duration
 	// servingCertTTL is the secure port's certificate lifetime (default
 	// CertTTL); tests shorten it to see it renewed.
 	servingCertTTL time.Duration
@@ -104,7 +121,12 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		return nil, fmt.Errorf("cannot load config: %w", err)
 	}
 	td := trustDomain(opts.TrustDomain, st)
-	ca, err := newCA(opts, td, log)
+	rot, err := rotationFromEnv(opts)
+	if err != nil {
+		folder.Close()
+		return nil, err
+	}
+	ca, err := newCA(opts, rot, td, log)
 	if err != nil {
 		folder.Close()
 		return nil, err
@@ -163,6 +185,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	cp.goRun(func() error { return folder.Run(ctx) })
 	cp.goRun(func() error { reportAnalysis(ctx, st, log); return nil })
 	cp.goRun(func() error { reportUnenforced(ctx, st, log); return nil })
+	cp.goRun(func() error { return runRotation(ctx, ca, opts, rot, log) })
 	cp.goRun(func() error {
 		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("xDS server: %w", err)

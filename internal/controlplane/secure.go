@@ -46,10 +46,15 @@ func trustDomain(override string, st *store.Store) string {
 }
 
 // newCA builds the mesh CA from the options.
-func newCA(opts Options, td string, log *slog.Logger) (*identity.CA, error) {
+func newCA(opts Options, rot rotation, td string, log *slog.Logger) (*identity.CA, error) {
+	var publish func([]byte) error
+	if opts.RootCertFile != "" {
+		publish = func(b []byte) error { return writeBundle(opts.RootCertFile, b) }
+	}
 	ca, err := identity.NewCA(identity.CAOptions{
 		Dir: opts.CADir, PluginDir: opts.PluginCADir, TrustDomain: td,
-		DefaultTTL: opts.CertTTL, MaxTTL: opts.MaxCertTTL, Log: log,
+		DefaultTTL: opts.CertTTL, MaxTTL: opts.MaxCertTTL, RootTTL: rot.rootTTL,
+		Publish: publish, Log: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot start the CA: %w", err)
