@@ -71,12 +71,11 @@ func (p *pod) sidecarIdentity() []string {
 		"TRELLIS_CREDENTIAL_FD=" + strconv.Itoa(credentialFD),
 	}
 	p.identity = cp.Identity(p.w.Namespace, sa).String()
-	// Written at each pod start, so a rotated root reaches new sidecars.
-	if err := writePrivate(root, cp.RootCertPEM()); err != nil {
-		// The sidecar then cannot verify the CA and says so in its log,
-		// and the pod stays not ready: safer than plaintext.
-		p.s.console.printf("pod %s: cannot give its sidecar an identity: %v", p.key(), err)
-	}
+	// root is the control plane's to write (Options.RootCertFile): at
+	// start and whenever the bundle changes, before anything is signed
+	// under it (a rotation), so every sidecar's next handshake trusts the
+	// new root. A write here could put back a bundle older than the one
+	// being published.
 	return env
 }
 

@@ -203,6 +203,7 @@ func start(opts Options) (*Mesh, error) {
 	m.cp, err = controlplane.Start(context.Background(), controlplane.Options{
 		ConfigPaths: []string{dir}, Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: m.node.transform(),
 		SecureXDSListener: secureLis, CADir: filepath.Join(stateDir, caDirName),
+		RootCertFile: filepath.Join(stateDir, rootCertName),
 		// Pods come and go in bursts at start; a short debounce still
 		// batches them and keeps `mesh ready` quick.
 		Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond,
