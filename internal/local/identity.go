@@ -22,8 +22,9 @@ import (
 // nothing. The sidecar makes its key, gets its certificate with the
 // credential, renews with the certificate and speaks xDS over mTLS; a
 // start's credential is revoked at the next start and when the pod is
-// gone. The state dir holds the root; the proxies' keys never touch the
-// disk.
+// gone. The state dir holds the trust bundle (root-cert.pem, kept
+// current by the control plane through root rotations); the proxies'
+// keys never touch the disk.
 
 // secureSocketName is the secure port's socket in the state dir.
 const secureSocketName = "xds-tls.sock"
