@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/trellismesh/trellis/internal/identity/filecert"
 	"github.com/trellismesh/trellis/internal/registry"
@@ -89,7 +90,10 @@ func (p *pod) writeProxyless() error {
 		return fmt.Errorf("cannot create the pod's state folder: %w", err)
 	}
 	certs := filepath.Join(dir, proxylessCertsDir)
-	w, err := filecert.Start(filecert.Options{Dir: certs, ID: id, CA: cp.CA(),
+	// The bundle is compared in memory with the in-process CA's, so a
+	// check every second costs nothing and keeps a root rotation's lag
+	// (the control plane serves from the new root at once) to a second.
+	w, err := filecert.Start(filecert.Options{Dir: certs, ID: id, CA: cp.CA(), RootCheck: time.Second,
 		Log: slog.Default().With("pod", p.key())})
 	if err != nil {
 		return fmt.Errorf("certificate files for %s: %w", id, err)
