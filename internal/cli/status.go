@@ -39,7 +39,7 @@ and whether the pod's sidecar runs the control plane's latest config:
 The sidecars enforce PeerAuthentication, AuthorizationPolicy and
 RequestAuthentication. When a policy that selects a pod uses a field that
 is not enforced (docs/config.md marks it NOT ENFORCED, e.g. an
-AuthorizationPolicy condition on connection.sni), a POLICY column says "NOT
+AuthorizationPolicy condition on experimental.envoy.filters.*), a POLICY column says "NOT
 ENFORCED" and names the policy; when every policy is enforced there is no
 POLICY column.
 

@@ -37,7 +37,7 @@ Every field that is accepted but not (fully) in force yet is reported as a
 TRL0007 warning that says what happens instead, e.g.
   spec.http[0].retries: retries are not in force yet; requests are tried once
 A security field that is not enforced (e.g. a DestinationRule's
-credentialName or caCrl, an AuthorizationPolicy condition on connection.sni)
+credentialName, an AuthorizationPolicy condition on experimental.envoy.filters.*)
 is printed as NOT ENFORCED instead; PeerAuthentication, AuthorizationPolicy
 and RequestAuthentication themselves are enforced. docs/config.md lists
 what is in force, field by field.

@@ -58,7 +58,7 @@ metadata: {name: payment-policy}
 spec:
   selector: {matchLabels: {app: payment}}
   rules:
-  - when: [{key: connection.sni, values: [payment.example]}]
+  - when: [{key: "experimental.envoy.filters.network.mysql_proxy[db.table]", values: [payment]}]
 `
 
 // A security policy that is not enforced is logged at Error level when the

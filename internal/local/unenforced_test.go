@@ -20,7 +20,7 @@ func TestUnenforcedPolicies(t *testing.T) {
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: mesh-wide, namespace: istio-system}
-spec: {rules: [{when: [{key: connection.sni, values: [payment.example]}]}]}
+spec: {rules: [{when: [{key: "experimental.envoy.filters.network.mysql_proxy[db.table]", values: [payment]}]}]}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -28,7 +28,7 @@ metadata: {name: payment-policy, namespace: shop}
 spec:
   selector: {matchLabels: {app: payment}}
   action: ALLOW
-  rules: [{when: [{key: connection.sni, values: [payment.example]}]}]
+  rules: [{when: [{key: "experimental.envoy.filters.network.mysql_proxy[db.table]", values: [payment]}]}]
 ---
 # Enforced: never named.
 apiVersion: security.istio.io/v1

@@ -659,7 +659,9 @@ func permissionFor(key, v string, forTCP bool) (*rbacv3.Permission, error) {
 		}
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_DestinationIp{DestinationIp: c}}, nil
 	case "connection.sni":
-		return nil, fmt.Errorf("%q is not supported by Trellis yet: the sidecar does not see the server name of inbound connections", key)
+		// The server name the downstream's TLS handshake asked for, as
+		// Istio compiles it; "" on plaintext.
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: authzString(v, "")}}, nil
 	}
 	return nil, fmt.Errorf("%q is not supported by Trellis", key)
 }

@@ -265,10 +265,9 @@ const (
 
 // authorizationPolicy lists what the sidecars enforce of an
 // AuthorizationPolicy (compiled to Envoy RBAC as Istio does: translate's
-// authz.go, the proxy's authz package): the parts that need what is not
-// built yet (JWT request authentication, an external authorizer, the
-// inbound connection's server name) fail closed as Istio's unusable rules
-// do, and are marked so.
+// authz.go, the proxy's authz package): the parts the proxy cannot check
+// (Envoy's experimental filter metadata) fail closed as Istio's unusable
+// rules do, and are marked so.
 func authorizationPolicy(r *rows) {
 	k := AuthorizationPolicy
 	r.in(k, "spec", "selector.matchLabels{}")
@@ -301,8 +300,10 @@ func authorizationPolicy(r *rows) {
 	r.add(k, op+".notPaths[]", InForce, pathNote)
 	w := "spec.rules[].when[]"
 	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "request.auth.*", Status: InForce, Note: requestPrincipalNote, match: prefixed("request.auth.")})
-	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "connection.sni, experimental.envoy.filters.*", Status: NotInForce, Security: true,
-		Note: "not checked yet: an ALLOW rule with this condition allows nothing, a DENY rule matches as if it were not set", match: uncheckedConditionKey})
+	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "connection.sni", Status: InForce,
+		Note: "the server name the caller's TLS handshake asked for (its mTLS tunnel or, in transparent mode, the captured connection's); sidecars ask for Istio's outbound_.PORT_.SUBSET_.HOST; plaintext has none (\"\")", match: func(v any) bool { return v == "connection.sni" }})
+	*r = append(*r, Entry{Kind: k, Path: w + ".key", Value: "experimental.envoy.filters.*", Status: NotInForce, Security: true,
+		Note: "not checked: an ALLOW rule with this condition allows nothing, a DENY rule matches as if it were not set", match: uncheckedConditionKey})
 	r.add(k, w+".key", InForce, "")
 	r.in(k, w, "values[]", "notValues[]")
 	kubeStatus(r, k)
@@ -319,7 +320,7 @@ func prefixed(p string) func(any) bool {
 // uncheckedConditionKey matches the when keys the proxy cannot check yet.
 func uncheckedConditionKey(v any) bool {
 	s, ok := v.(string)
-	return ok && (s == "connection.sni" || strings.HasPrefix(s, "experimental.envoy.filters."))
+	return ok && strings.HasPrefix(s, "experimental.envoy.filters.")
 }
 
 func trafficSplit(r *rows) {

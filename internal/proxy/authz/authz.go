@@ -58,6 +58,9 @@ type Request struct {
 	// (spiffe://td/ns/NS/sa/SA), "" on plaintext: authenticated
 	// principals never match then.
 	PeerID string
+	// SNI is the server name the downstream's TLS handshake asked for
+	// (the tunnel's or the captured connection's), "" on plaintext.
+	SNI string
 	// JWT is what request authentication verified (nil: no token), for
 	// requestPrincipals and request.auth conditions.
 	JWT *jwtauthn.Result
@@ -262,6 +265,7 @@ const (
 	aScheme
 	aPseudoUnknown // a pseudo-header the proxy does not have: absent
 	aHeader
+	aSNI // the downstream TLS server name; "" (present) on plaintext
 )
 
 type node struct {
@@ -379,6 +383,10 @@ func (n *node) value(r *Request) (string, bool) {
 	switch n.attr {
 	case aPeer:
 		return r.PeerID, r.PeerID != ""
+	case aSNI:
+		// Envoy matches the connection's requested server name, empty
+		// when there is none, so an exact "" or a not-rule can match it.
+		return r.SNI, true
 	}
 	if !r.HTTP {
 		return "", false
@@ -591,6 +599,12 @@ func compilePermission(p *xdsresource.Permission) (node, error) {
 		return node{kind: nDstPortRange, lo: p.Port, hi: p.PortEnd}, nil
 	case xdsresource.PermMetadata:
 		return metadataNode(p.Metadata)
+	case xdsresource.PermRequestedServerName:
+		sm, err := compileString(p.Path)
+		if err != nil {
+			return node{}, fmt.Errorf("requested_server_name: %w", err)
+		}
+		return node{kind: nString, attr: aSNI, sm: sm}, nil
 	}
 	return node{}, fmt.Errorf("unknown permission kind %d", p.Kind)
 }

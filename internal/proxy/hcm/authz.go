@@ -41,6 +41,7 @@ func (s *Server) authorize(x *exchange) bool {
 		Remote:    remoteAddress(r.Header),
 		Dst:       c.Dst,
 		PeerID:    c.PeerID,
+		SNI:       c.SNI,
 		JWT:       x.jwt,
 	}
 	if ext := e.External(&req); ext != nil && !s.askExternal(x, ext) {

@@ -360,7 +360,7 @@ func (s *Server) handOff(fc *fastConn) {
 	// over (HTTP/2, which gRPC is) is judged by the same policies and
 	// carries the same peer identity as one the fast path serves.
 	nc := &Conn{Conn: netio.Replay(fc.c.Conn, rest), Dst: fc.c.Dst, Source: fc.c.Source, Routes: fc.c.Routes, Done: fc.c.Done,
-		PeerID: fc.c.PeerID, PeerCertHash: fc.c.PeerCertHash, Authz: fc.c.Authz, JWT: fc.c.JWT, Paths: fc.c.Paths}
+		PeerID: fc.c.PeerID, PeerCertHash: fc.c.PeerCertHash, SNI: fc.c.SNI, Authz: fc.c.Authz, JWT: fc.c.JWT, Paths: fc.c.Paths}
 	fc.c.Done = nil // the new Conn reports done now
 	fc.hc.SetReadDeadline(time.Time{})
 	if !s.ln.push(nc) {

@@ -47,6 +47,10 @@ type Conn struct {
 	// PeerCertHash is the hex SHA-256 of the peer's leaf certificate (DER),
 	// for X-Forwarded-Client-Cert's Hash; "" for plaintext.
 	PeerCertHash string
+	// SNI is the server name the downstream's TLS handshake asked for
+	// (the mTLS tunnel's or the captured connection's), "" for plaintext:
+	// authorization's connection.sni.
+	SNI string
 	// Routes are the routes for this connection's requests; nil means the
 	// Server's Routes function decides per request (the forward proxy).
 	Routes func() *router.Table

@@ -90,8 +90,10 @@ func (p *Proxy) tcpAuthz(port uint32) (e *authz.Engine, ok bool) {
 }
 
 // allowInboundTCP decides a TCP connection from src (with the peer's
-// verified identity, "" for plaintext) to dst, this pod's ip:port.
-func (p *Proxy) allowInboundTCP(src, dst netip.AddrPort, peerID string) bool {
+// verified identity and TLS server name, zero for plaintext) to dst, this
+// pod's ip:port.
+func (p *Proxy) allowInboundTCP(src, dst netip.AddrPort, peer peerIdentity) bool {
+	peerID := peer.id
 	e, ok := p.tcpAuthz(uint32(dst.Port()))
 	if !ok {
 		return false
@@ -99,7 +101,7 @@ func (p *Proxy) allowInboundTCP(src, dst netip.AddrPort, peerID string) bool {
 	if e.Empty() {
 		return true
 	}
-	res := e.Check(&authz.Request{Source: src, Dst: dst, PeerID: peerID})
+	res := e.Check(&authz.Request{Source: src, Dst: dst, PeerID: peerID, SNI: peer.sni})
 	if res.Audit != "" {
 		slog.Info("authorization audit", "policy", res.Audit, "source", src, "destination", dst, "peer", peerID, "allowed", res.Allowed)
 	}
@@ -112,7 +114,7 @@ func (p *Proxy) allowInboundTCP(src, dst netip.AddrPort, peerID string) bool {
 // authorizeInboundConn is allowInboundTCP for a connection about to be
 // proxied as TCP: a refused one is closed.
 func (p *Proxy) authorizeInboundConn(c net.Conn, dst netip.AddrPort, peer peerIdentity) bool {
-	if p.allowInboundTCP(remoteAddr(c), dst, peer.id) {
+	if p.allowInboundTCP(remoteAddr(c), dst, peer) {
 		return true
 	}
 	c.Close()

@@ -33,7 +33,7 @@ func TestTCPAuthzEngineChoice(t *testing.T) {
 	} {
 		p := &Proxy{}
 		p.routing.Store(&routing{inbound: tc.inbound})
-		if got := p.allowInboundTCP(src, at(tc.port), ""); got != tc.want {
+		if got := p.allowInboundTCP(src, at(tc.port), peerIdentity{}); got != tc.want {
 			t.Errorf("%s: allowed %v, want %v", tc.name, got, tc.want)
 		}
 	}

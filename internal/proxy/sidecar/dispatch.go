@@ -188,7 +188,7 @@ func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, rout
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), Paths: p.httpPaths(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash})
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), Paths: p.httpPaths(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash, SNI: peer.sni})
 		return
 	}
 	if s == p.inbound && !p.authorizeInboundConn(sc, dst, peer) {
@@ -242,7 +242,7 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer t
 		return nil, errors.New("a plaintext tunnel to " + target.String() + " is refused: the port takes mutual TLS only")
 	}
 	ch := p.routing.Load().inbound[uint32(target.Port())]
-	if (ch == nil || ch.routes == nil) && !p.allowInboundTCP(peer.Addr, target, peerOf(peer.TLS).id) {
+	if (ch == nil || ch.routes == nil) && !p.allowInboundTCP(peer.Addr, target, peerOf(peer.TLS)) {
 		return nil, errors.New("connection to " + target.String() + " denied by authorization")
 	}
 	if ch != nil && ch.routes == nil {

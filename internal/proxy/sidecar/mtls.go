@@ -30,14 +30,18 @@ import (
 type peerIdentity struct {
 	id       string // SPIFFE ID
 	certHash string // hex SHA-256 of the leaf's DER
+	sni      string // the server name the handshake asked for (connection.sni)
 }
 
 func peerOf(st *tls.ConnectionState) peerIdentity {
-	if st == nil || len(st.PeerCertificates) == 0 {
+	if st == nil {
 		return peerIdentity{}
 	}
+	if len(st.PeerCertificates) == 0 {
+		return peerIdentity{sni: st.ServerName}
+	}
 	sum := sha256.Sum256(st.PeerCertificates[0].Raw)
-	return peerIdentity{id: certs.PeerID(st), certHash: hex.EncodeToString(sum[:])}
+	return peerIdentity{id: certs.PeerID(st), certHash: hex.EncodeToString(sum[:]), sni: st.ServerName}
 }
 
 // ownID is the proxy's SPIFFE ID as read from one certificate: parsed
@@ -140,7 +144,7 @@ func (p *Proxy) clusterDialer(xc *xdsresource.Cluster, local net.IP) func(ctx co
 			// One HTTP/1.1 CONNECT tunnel per pooled upstream
 			// connection: raw bytes after the handshake (see
 			// tunnel/h1.go for why not HTTP/2 here).
-			return p.dialMesh(ctx, h, a, ut.SANs)
+			return p.dialMesh(ctx, h, a, ut)
 		}
 		d := net.Dialer{}
 		if local != nil {
@@ -257,11 +261,15 @@ func originationConfig(ut *xdsresource.UpstreamTLS, h *balance.Host) (*tls.Confi
 // dialMesh opens an upstream connection to h, a host with a sidecar,
 // through its pod's tunnel port: one HTTP/1.1 CONNECT tunnel, inside mTLS
 // when the proxy has an identity, per pooled upstream connection, so a
-// handshake is paid once per connection, not per request.
-func (p *Proxy) dialMesh(ctx context.Context, h *balance.Host, a netip.Addr, sans []string) (net.Conn, error) {
+// handshake is paid once per connection, not per request. The handshake
+// asks for the cluster's SNI as Istio's sidecars do
+// (outbound_.PORT_.SUBSET_.HOST), which the server side's connection.sni
+// conditions see.
+func (p *Proxy) dialMesh(ctx context.Context, h *balance.Host, a netip.Addr, ut *xdsresource.UpstreamTLS) (net.Conn, error) {
 	var cfg *tls.Config
 	if p.opts.Identity != nil {
-		cfg = certs.ClientConfig(p.opts.Identity, p.expectedPeer(sans, h))
+		cfg = certs.ClientConfig(p.opts.Identity, p.expectedPeer(ut.SANs, h))
+		cfg.ServerName = ut.SNI
 	}
 	return p.tunnelDialer.DialHTTP1TLS(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), nil, cfg)
 }

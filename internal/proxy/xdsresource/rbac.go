@@ -74,6 +74,9 @@ const (
 	PermDestinationPort      // Port
 	PermDestinationPortRange // [Port, PortEnd)
 	PermMetadata
+	// PermRequestedServerName matches Path against the server name (SNI)
+	// of the downstream TLS connection, "" on plaintext.
+	PermRequestedServerName
 )
 
 // Permission is one of Envoy's RBAC permission rules.
@@ -411,7 +414,11 @@ func decodePermission(b []byte, depth int) (Permission, error) {
 			m.fail(err, "not_rule")
 			p.Rules = []Permission{r}
 		case 9:
-			m.fail(errorf("not supported by trellis-proxy: the proxy does not see the TLS server name of inbound connections"), "requested_server_name")
+			sb, _ := m.bytes()
+			one(PermRequestedServerName)
+			s, err := decodeStringMatcher(sb)
+			m.fail(err, "requested_server_name")
+			p.Path = s
 		case 12:
 			m.fail(errNotSupported, "matcher")
 		case 13:

@@ -84,8 +84,8 @@ func TestRBACRefusals(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		{"requested_server_name", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(&rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "a"}}}}, nil))}, nil, false),
-			`filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules.policies["p"].permissions[0].requested_server_name: not supported`},
+		{"requested_server_name with a bad regex", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(&rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "("}}}}}, nil))}, nil, false),
+			`filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules.policies["p"].permissions[0].requested_server_name`},
 		{"metadata of another filter", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(nil, &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: &matcherv3.MetadataMatcher{Filter: "envoy.filters.http.lua",
 			Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}}}}))}, nil, false),
 			`rules.policies["p"].principals[0].metadata.filter: "envoy.filters.http.lua": only istio_authn`},
