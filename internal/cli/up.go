@@ -19,6 +19,7 @@ func newUpCmd() *cobra.Command {
 		stateDir    string
 		timeout     time.Duration
 		transparent bool
+		pluginCA    string
 	)
 	cmd := &cobra.Command{
 		Use:   "up DIR",
@@ -43,6 +44,15 @@ namespace on a private bridge instead (10.244.0.0/16), Services get VIPs
 Kubernetes; nothing outside the mesh's namespaces is touched. Once every pod is ready and every sidecar has
 its config, a line "mesh ready" is printed. Edits to DIR apply live; a
 changed Deployment rolls its pods.
+
+Certificates come from a self-signed root kept in the state dir, or, with
+--plugin-ca-dir, from your own intermediate in Istio's plug-in layout
+(ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), checked before
+any pod starts. Replace those files (root-cert.pem holding the old and the
+new root while sidecars move over) and the running mesh signs with the new
+ones within seconds. Either way <state>/root-cert.pem is the bundle the
+sidecars trust. Istio's MAX_WORKLOAD_CERT_TTL caps the sidecars'
+certificate lifetime (renewed at half of it).
 
 Ctrl-C stops every process and exits 0. The mesh's state (logs, sockets)
 lives in the state dir, where 'trellis status', 'exec', 'logs' and 'down'
@@ -70,6 +80,7 @@ find it.`,
 			err := local.Up(ctx, local.Options{
 				Dir: args[0], Recursive: recursive, StateDir: stateDir, Timeout: timeout,
 				Out: out, Console: errOut, Log: slog.Default(), Transparent: transparent,
+				PluginCADir: pluginCA,
 			})
 			var pe local.PlanErrors
 			if errors.As(err, &pe) {
@@ -85,6 +96,7 @@ find it.`,
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "also read the subfolders of DIR")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the mesh keeps its state (default $"+local.StateDirEnv+" or ./.trellis)")
 	cmd.Flags().BoolVar(&transparent, "transparent", false, "run pods in network namespaces with traffic captured by nftables, Service VIPs and mesh DNS, as in Kubernetes (root, Linux)")
+	cmd.Flags().StringVar(&pluginCA, "plugin-ca-dir", "", "your own intermediate CA in Istio's plug-in layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of the state dir's self-signed root; replaced files are reloaded")
 	cmd.Flags().DurationVar(&timeout, "timeout", 120*time.Second, "fail if the mesh is not ready within this time")
 	return cmd
 }

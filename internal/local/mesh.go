@@ -39,6 +39,11 @@ type Options struct {
 	// Transparent runs pods in network namespaces with capture (root,
 	// Linux) instead of explicit mode's loopback IPs and HTTP_PROXY.
 	Transparent bool
+	// PluginCADir is the user's own intermediate CA in Istio's plug-in
+	// layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem),
+	// used instead of the state dir's self-signed root and reloaded when
+	// its files are replaced.
+	PluginCADir string
 	Log         *slog.Logger
 }
 
@@ -200,9 +205,22 @@ func start(opts Options) (*Mesh, error) {
 		secureLis.Close()
 		return nil, err
 	}
+	certTTL, maxCertTTL, err := workloadCertTTLs()
+	if err != nil {
+		lis.Close()
+		secureLis.Close()
+		return nil, err
+	}
+	caDir := filepath.Join(stateDir, caDirName)
+	if opts.PluginCADir != "" {
+		caDir = ""
+	}
 	m.cp, err = controlplane.Start(context.Background(), controlplane.Options{
 		ConfigPaths: []string{dir}, Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: m.node.transform(),
-		SecureXDSListener: secureLis, CADir: filepath.Join(stateDir, caDirName),
+		SecureXDSListener: secureLis, CADir: caDir, PluginCADir: opts.PluginCADir,
+		CertTTL: certTTL, MaxCertTTL: maxCertTTL,
+		// Sidecars trust this file whichever CA signs: the control plane
+		// keeps it the current bundle, a plug-in CA's root-cert.pem too.
 		RootCertFile: filepath.Join(stateDir, rootCertName),
 		// Pods come and go in bursts at start; a short debounce still
 		// batches them and keeps `mesh ready` quick.
