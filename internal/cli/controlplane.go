@@ -39,7 +39,7 @@ Fields that are accepted but not in force yet are logged as TRL0007 warnings
 ("config not in force") whenever their file is read. PeerAuthentication,
 AuthorizationPolicy, RequestAuthentication and DestinationRule tls are
 enforced by the sidecars; a security field that is not (docs/config.md
-lists them, e.g. a DestinationRule's credentialName or caCrl) is logged at
+lists them, e.g. a DestinationRule's credentialName) is logged at
 Error level ("SECURITY POLICY NOT ENFORCED", with the policy, its file and
 the field) at start and after every config change.
 

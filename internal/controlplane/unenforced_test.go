@@ -75,7 +75,7 @@ func TestUnenforcedPolicyLoggedAtStartAndOnEveryChange(t *testing.T) {
 	}
 	write("authz.yaml", authzPolicy)
 	write("strict.yaml", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
-	write("tls.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n  host: db\n  trafficPolicy: {tls: {mode: SIMPLE, caCrl: /crl.pem}}\n")
+	write("tls.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n  host: db\n  trafficPolicy: {tls: {mode: SIMPLE, credentialName: db-creds}}\n")
 	write("permissive.yaml", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mtls: {mode: PERMISSIVE}}\n")
 	rec := &recorder{}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -91,8 +91,8 @@ func TestUnenforcedPolicyLoggedAtStartAndOnEveryChange(t *testing.T) {
 	}
 	defer cp.Stop()
 
-	// STRICT and PERMISSIVE are enforced and never named; a CRL is not
-	// checked.
+	// STRICT and PERMISSIVE are enforced and never named; a Kubernetes
+	// secret is not read.
 	want := []string{"DestinationRule default/db", "AuthorizationPolicy default/payment-policy"}
 	waitFor(t, "the policies logged at start", func() bool { return len(rec.unenforced()) >= len(want) })
 	if got := rec.unenforced(); strings.Join(got, ",") != strings.Join(want, ",") {

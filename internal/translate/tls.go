@@ -156,8 +156,13 @@ func originationTLS(tls *networking.ClientTLSSettings) *tlsv3.UpstreamTlsContext
 		if ca := tls.GetCaCertificates(); ca != "" {
 			root = "file-root:" + ca
 		}
+		def := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(tls.GetSubjectAltNames())}
+		if crl := tls.GetCaCrl(); crl != "" {
+			// As istiod sets it: a file the proxy reads.
+			def.Crl = &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: crl}}
+		}
 		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-			DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(tls.GetSubjectAltNames())},
+			DefaultValidationContext:         def,
 			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: root, SdsConfig: adsSource()},
 		}}
 	}

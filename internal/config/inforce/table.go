@@ -163,7 +163,7 @@ func trafficPolicy(r *rows, k Kind, p string, port bool) {
 	for _, f := range []string{"credentialName", "caCertCredentialName"} {
 		r.security(k, tls+"."+f, "", false, "Kubernetes secrets are not read by sidecars: name the files with clientCertificate, privateKey and caCertificates; without them the sidecar presents no client certificate and verifies against the system's trust store")
 	}
-	r.security(k, tls+".caCrl", "", false, "certificate revocation lists are not checked: a revoked server certificate is accepted")
+	r.add(k, tls+".caCrl", InForce, "SIMPLE and MUTUAL: a PEM file of CRLs, read at each new connection; a server certificate they revoke is refused (503 UF), and as in Envoy every CA of the server's chain needs a current CRL it signed in the file; a file that cannot be read, or holds no valid CRL, refuses every connection of the cluster. Not applied with insecureSkipVerify or ISTIO_MUTUAL")
 	if port {
 		r.in(k, p, "port.number")
 		return

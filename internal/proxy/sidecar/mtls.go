@@ -208,6 +208,13 @@ func originationConfig(ut *xdsresource.UpstreamTLS, h *balance.Host) (*tls.Confi
 			return nil, fmt.Errorf("the system's trust store: %w", err)
 		}
 	}
+	var rev *revocation
+	if ut.CRLFile != "" {
+		var err error
+		if rev, err = loadRevocation(ut.CRLFile); err != nil {
+			return nil, err
+		}
+	}
 	// Verified here rather than by crypto/tls: subject alt names are any
 	// of a list, URI or DNS, and without a CA Envoy checks nothing.
 	cfg.InsecureSkipVerify = true
@@ -233,8 +240,12 @@ func originationConfig(ut *xdsresource.UpstreamTLS, h *balance.Host) (*tls.Confi
 			for _, c := range chain[1:] {
 				inter.AddCert(c)
 			}
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+			chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+			if err != nil {
 				return fmt.Errorf("the server's certificate: %w", err)
+			}
+			if err := rev.checkChains(chains); err != nil {
+				return err
 			}
 		}
 		switch {

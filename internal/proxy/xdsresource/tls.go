@@ -59,6 +59,11 @@ type UpstreamTLS struct {
 	SANs []string
 	SNI  string
 	ALPN []string
+	// CRLFile is a PEM file of certificate revocation lists (the
+	// validation context's crl, a DestinationRule's caCrl): a server
+	// certificate any of them revokes is refused, and each CA of the
+	// verified chain must have one, as Envoy checks the whole chain.
+	CRLFile string
 }
 
 // TLSMatch is one of a cluster's transport_socket_matches: hosts whose
@@ -170,6 +175,11 @@ func decodeUpstreamTLS(b []byte) (*UpstreamTLS, error) {
 	switch {
 	case u.Mesh && (u.CAFile != "" || u.CertFile != "" || u.SystemRoots):
 		return nil, errorf("common_tls_context: mixes the workload identity (SDS %s/%s) with files: %w", SecretDefault, SecretRootCA, errNotSupported)
+	case u.CRLFile != "" && u.Mesh:
+		return nil, errorf("common_tls_context: a crl with the mesh roots: %w", errNotSupported)
+	case u.CRLFile != "" && u.CAFile == "" && !u.SystemRoots:
+		// Envoy refuses a CRL it has no trusted CA to check it with.
+		return nil, errorf("common_tls_context: crl %s without a trusted CA to verify it", u.CRLFile)
 	}
 	return u, nil
 }
@@ -215,7 +225,7 @@ func decodeDownstreamSocket(b []byte) (*DownstreamTLS, error) {
 		return nil, within(m.err, "typed_config")
 	}
 	// The proxy terminates mesh TLS only, with its own identity.
-	if !u.Mesh || len(u.SANs) > 0 {
+	if !u.Mesh || len(u.SANs) > 0 || u.CRLFile != "" {
 		return nil, within(errorf("only the workload identity (SDS %q, validation %q) is supported on a listener: %w", SecretDefault, SecretRootCA, errNotSupported), "typed_config.common_tls_context")
 	}
 	return d, nil
@@ -438,7 +448,11 @@ func decodeValidation(b []byte, u *UpstreamTLS) error {
 				m.fail(errNotSupported, "require_signed_certificate_timestamp")
 			}
 		case 7:
-			m.fail(errNotSupported, "crl")
+			if db, ok := m.bytes(); ok {
+				f, err := dataSourceFile(db)
+				m.fail(err, "crl")
+				u.CRLFile = f
+			}
 		case 8:
 			if m.bool() {
 				m.fail(errNotSupported, "allow_expired_certificate")

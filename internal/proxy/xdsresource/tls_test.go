@@ -148,7 +148,15 @@ func TestTLSRefusals(t *testing.T) {
 			"match_typed_subject_alt_names[0].matcher.match_pattern: only exact"},
 		{"CRL", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			Crl: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/crl"}}}}}},
-			"validation_context.crl: not supported"},
+			"crl /crl without a trusted CA"},
+		{"inline CRL", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			Crl: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "PEM"}}}}}},
+			"validation_context.crl.specifier: inline"},
+		{"CRL with the mesh roots", &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: sds("default"),
+			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext:         &tlsv3.CertificateValidationContext{Crl: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/crl"}}},
+				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "ROOTCA"}}}}},
+			"a crl with the mesh roots: not supported"},
 		{"renegotiation", &tlsv3.UpstreamTlsContext{AllowRenegotiation: true}, "allow_renegotiation: not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
