@@ -77,8 +77,9 @@ func authorizationEdgeCases(w *world) []Message {
 
 // customProviderProblem says why a CUSTOM policy's provider cannot be
 // used by the sidecars ("" when it can): it must be a MeshConfig
-// extensionProviders entry of kind envoyExtAuthzHttp or envoyExtAuthzGrpc
-// that does not send the request body.
+// extensionProviders entry of kind envoyExtAuthzHttp or envoyExtAuthzGrpc,
+// and one that sends the request body needs a maxRequestBytes (Envoy
+// refuses 0).
 func (w *world) customProviderProblem(name string) string {
 	for _, ep := range w.meshConfig().GetExtensionProviders() {
 		if ep.GetName() != name {
@@ -88,8 +89,9 @@ func (w *world) customProviderProblem(name string) string {
 		switch {
 		case h == nil && g == nil:
 			return fmt.Sprintf("provider %q is not an authorization provider (envoyExtAuthzHttp or envoyExtAuthzGrpc)", name)
-		case h.GetIncludeRequestBodyInCheck() != nil || g.GetIncludeRequestBodyInCheck() != nil:
-			return fmt.Sprintf("provider %q sends the request body (includeRequestBodyInCheck), which Trellis does not support yet", name)
+		case h.GetIncludeRequestBodyInCheck() != nil && h.GetIncludeRequestBodyInCheck().GetMaxRequestBytes() == 0,
+			g.GetIncludeRequestBodyInCheck() != nil && g.GetIncludeRequestBodyInCheck().GetMaxRequestBytes() == 0:
+			return fmt.Sprintf("provider %q sends the request body (includeRequestBodyInCheck) without maxRequestBytes, which Envoy refuses", name)
 		}
 		return ""
 	}

@@ -64,7 +64,8 @@ spec:
 }
 
 // A CUSTOM policy whose provider the sidecars cannot use is reported: it
-// refuses what its rules match.
+// refuses what its rules match. A provider sending the body with a bound
+// can be used.
 func TestAuthorizationCustomProvider(t *testing.T) {
 	objs := parse(t, "c.yaml", `apiVersion: v1
 kind: ConfigMap
@@ -73,7 +74,8 @@ data:
   mesh: |
     extensionProviders:
     - {name: http, envoyExtAuthzHttp: {service: authz.default.svc.cluster.local, port: 8000}}
-    - {name: grpc, envoyExtAuthzGrpc: {service: authz.default.svc.cluster.local, port: 9000, includeRequestBodyInCheck: {maxRequestBytes: 100}}}
+    - {name: grpc, envoyExtAuthzGrpc: {service: authz.default.svc.cluster.local, port: 9000, includeRequestBodyInCheck: {allowPartialMessage: true}}}
+    - {name: body, envoyExtAuthzHttp: {service: authz.default.svc.cluster.local, port: 8000, includeRequestBodyInCheck: {maxRequestBytes: 100}}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -89,9 +91,14 @@ apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: typo}
 spec: {action: CUSTOM, provider: {name: htp}, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: body}
+spec: {action: CUSTOM, provider: {name: body}, rules: [{}]}
 `)
 	check(t, run(objs),
-		`Warning [TRL0012] (AuthorizationPolicy default/grpc c.yaml#3) spec.provider.name: provider "grpc" sends the request body (includeRequestBodyInCheck), which Trellis does not support yet: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
+		`Warning [TRL0012] (AuthorizationPolicy default/grpc c.yaml#3) spec.provider.name: provider "grpc" sends the request body (includeRequestBodyInCheck) without maxRequestBytes, which Envoy refuses: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
 		`Warning [TRL0012] (AuthorizationPolicy default/typo c.yaml#4) spec.provider.name: provider "htp" is not in MeshConfig extensionProviders: the sidecars cannot ask it, so the requests this policy's rules match are refused`,
 	)
 }

@@ -230,12 +230,13 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 		report("AuthorizationPolicy CUSTOM provider not found in MeshConfig extensionProviders: the requests its rules match are refused", "provider", name)
 		return nil
 	}
-	service, port, timeoutD, failOpen, statusOnError, body := http.GetService(), http.GetPort(), http.GetTimeout(), http.GetFailOpen(), http.GetStatusOnError(), http.GetIncludeRequestBodyInCheck() != nil
+	service, port, timeoutD, failOpen, statusOnError, body := http.GetService(), http.GetPort(), http.GetTimeout(), http.GetFailOpen(), http.GetStatusOnError(), http.GetIncludeRequestBodyInCheck()
 	if grpc != nil {
-		service, port, timeoutD, failOpen, statusOnError, body = grpc.GetService(), grpc.GetPort(), grpc.GetTimeout(), grpc.GetFailOpen(), grpc.GetStatusOnError(), grpc.GetIncludeRequestBodyInCheck() != nil
+		service, port, timeoutD, failOpen, statusOnError, body = grpc.GetService(), grpc.GetPort(), grpc.GetTimeout(), grpc.GetFailOpen(), grpc.GetStatusOnError(), grpc.GetIncludeRequestBodyInCheck()
 	}
-	if body {
-		report("extension provider includeRequestBodyInCheck is not supported yet: the requests the CUSTOM rules match are refused", "provider", name)
+	if body != nil && body.GetMaxRequestBytes() == 0 {
+		// Envoy refuses a with_request_body of 0 bytes.
+		report("extension provider includeRequestBodyInCheck.maxRequestBytes must be greater than 0: the requests the CUSTOM rules match are refused", "provider", name)
 		return nil
 	}
 	ns, host, ok := strings.Cut(service, "/")
@@ -276,6 +277,9 @@ func (t *translation) customFilters() []*hcmv3.HttpFilter {
 			Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: extAuthzStatPrefix + "shadow_effective_policy_id"}}},
 			Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: extAuthzPolicyPrefix}}}},
 		},
+	}
+	if body != nil {
+		ext.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: body.GetMaxRequestBytes(), AllowPartialMessage: body.GetAllowPartialMessage(), PackAsBytes: body.GetPackAsBytes()}
 	}
 	if grpc != nil {
 		ext.Services = &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{

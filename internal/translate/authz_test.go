@@ -247,3 +247,71 @@ data:
 		t.Error("without its provider, a CUSTOM policy must refuse what its rules select, and only that")
 	}
 }
+
+// includeRequestBodyInCheck becomes ext_authz's with_request_body, which
+// the proxy decodes; maxRequestBytes 0, which Envoy refuses, leaves the
+// CUSTOM rules denying instead.
+func TestCustomAuthorizationProviderBody(t *testing.T) {
+	mesh := func(body string) string {
+		return `apiVersion: v1
+kind: Service
+metadata: {name: ext-authz, namespace: default}
+spec:
+  selector: {app: ext-authz}
+  ports: [{name: grpc, port: 9000}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: my-authz
+      envoyExtAuthzGrpc: {service: ext-authz.default.svc.cluster.local, port: 9000, includeRequestBodyInCheck: ` + body + `}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext}
+spec:
+  action: CUSTOM
+  provider: {name: my-authz}
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+`
+	}
+	inbound := func(cfg string) *xdsresource.HTTPConnectionManager {
+		t.Helper()
+		r := translate.Local(world(t, "testdata/mesh", cfg), sidecarProxy, nil)
+		for _, l := range r.Listeners {
+			if l.Name != translate.VirtualInbound {
+				continue
+			}
+			b, _ := proto.Marshal(l)
+			dl, err := xdsresource.DecodeListener(b)
+			if err != nil {
+				t.Fatalf("the proxy refuses virtualInbound: %v", err)
+			}
+			for _, fc := range dl.FilterChains {
+				if fc.DestinationPort == 9080 && fc.HTTP != nil {
+					return fc.HTTP
+				}
+			}
+		}
+		t.Fatal("no HTTP chain for 9080")
+		return nil
+	}
+	hcm := inbound(mesh("{maxRequestBytes: 16, allowPartialMessage: true, packAsBytes: true}"))
+	if hcm.ExtAuthz == nil || hcm.ExtAuthz.Body == nil || *hcm.ExtAuthz.Body != (xdsresource.BodySettings{MaxBytes: 16, AllowPartial: true, PackAsBytes: true}) {
+		t.Fatalf("ext_authz %+v, want the body settings 16 bytes, partial, as bytes", hcm.ExtAuthz)
+	}
+	hcm = inbound(mesh("{allowPartialMessage: true}"))
+	if hcm.ExtAuthz != nil {
+		t.Fatalf("ext_authz %+v with maxRequestBytes 0, want none (the rules deny)", hcm.ExtAuthz)
+	}
+	e, err := authz.CompileHTTP(hcm.RBAC, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Check(req("GET", "/admin/x", "", nil)).Allowed || !e.Check(req("GET", "/pay", "", nil)).Allowed {
+		t.Error("with maxRequestBytes 0, the CUSTOM rules must refuse what they select, and only that")
+	}
+}

@@ -65,6 +65,9 @@ func TestCheck(t *testing.T) {
 		{"MeshConfig fields not read are named", MeshConfig,
 			`{"rootNamespace":"istio-system","enableTracing":true,"defaultConfig":{"concurrency":2,"proxyStatsMatcher":{"inclusionPrefixes":["a"]}}}`,
 			[]string{"defaultConfig.proxyStatsMatcher (not in force)", "enableTracing (not in force)"}},
+		{"authorization providers (with bodies) are in force, a tracing provider is not", MeshConfig,
+			`{"extensionProviders":[{"name":"a","envoyExtAuthzGrpc":{"service":"x","port":9000,"includeRequestBodyInCheck":{"maxRequestBytes":8,"allowPartialMessage":true,"packAsBytes":true}}},{"name":"b","envoyExtAuthzHttp":{"service":"x","port":80,"includeRequestBodyInCheck":{"maxRequestBytes":8}}},{"name":"z","zipkin":{"service":"x","port":9411}}]}`,
+			[]string{"extensionProviders[2].zipkin (not in force)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -259,7 +259,7 @@ func peerAuthentication(r *rows) {
 const (
 	identityNote         = "the caller's SPIFFE ID from its mTLS certificate; traffic that reaches the workload in plaintext (a caller without a sidecar, a port PeerAuthentication leaves PERMISSIVE, or in explicit local mode a process dialling the app port directly) has no identity and compares as empty, as in Istio (TRL0010)"
 	requestPrincipalNote = "what the RequestAuthentication of the workload verified (\"iss/sub\" of each valid token, its aud, azp and claims); a request without a token has no request principal, as in Istio, so an ALLOW on requestPrincipals refuses it and a DENY on notRequestPrincipals [\"*\"] refuses it"
-	customNote           = "with a MeshConfig extensionProviders envoyExtAuthzHttp or envoyExtAuthzGrpc provider, the sidecar asks it about the requests the rules select, before DENY and ALLOW; a provider that is missing or reads the request body, and TCP ports, are refused instead: the requests the rules match get 403 (connections are closed)"
+	customNote           = "with a MeshConfig extensionProviders envoyExtAuthzHttp or envoyExtAuthzGrpc provider, the sidecar asks it about the requests the rules select, before DENY and ALLOW (with the request body when the provider sets includeRequestBodyInCheck); a provider that is missing or unusable (TRL0012), and TCP ports, are refused instead: the requests the rules match get 403 (connections are closed)"
 	targetRefNote        = "a policy attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do"
 )
 
@@ -527,10 +527,17 @@ func meshConfig(r *rows) {
 	r.in(k, grpcAuthz, "service", "port", "timeout", "failOpen", "statusOnError")
 	r.add(k, grpcAuthz+".clearRouteCache", InForce, "the sidecar chooses the route after authorization, so headers the provider adds always count")
 	for _, p := range []string{authz, grpcAuthz} {
-		*r = append(*r, Entry{Kind: k, Path: p + ".includeRequestBodyInCheck", Whole: true, Status: NotInForce, Security: true,
-			Note: "request bodies are not sent to the provider yet: CUSTOM policies naming it refuse the requests their rules match"})
+		r.add(k, p+".includeRequestBodyInCheck.maxRequestBytes", InForce, "the sidecar buffers the body of a request a CUSTOM rule selects up to this many bytes and sends it with the check (with x-envoy-auth-partial-body: true or false, as Envoy); a longer body gets Envoy's 413 unless allowPartialMessage; the app receives the whole body after an allow. 0 (Envoy refuses it): the requests the CUSTOM rules match are refused (TRL0012)")
+		r.add(k, p+".includeRequestBodyInCheck.allowPartialMessage", InForce, "a body past maxRequestBytes is sent cut to maxRequestBytes, marked x-envoy-auth-partial-body: true, instead of a 413")
 	}
-	r.whole(k, ep, NotInForce, "only envoyExtAuthzHttp and envoyExtAuthzGrpc providers are in force; tracing, metrics and logging providers have no effect yet")
+	r.add(k, authz+".includeRequestBodyInCheck.packAsBytes", InForce, "an HTTP authorizer gets the body as the check request's body either way")
+	r.add(k, grpcAuthz+".includeRequestBodyInCheck.packAsBytes", InForce, "the CheckRequest carries the body in raw_body instead of body")
+	// Default: reported at the provider kinds below an entry, not at the
+	// entry itself, which an authorization provider is in force.
+	r.add(k, authz, InForce, "")
+	r.add(k, grpcAuthz, InForce, "")
+	*r = append(*r, Entry{Kind: k, Path: ep, Whole: true, Default: true, Status: NotInForce,
+		Note: "only envoyExtAuthzHttp and envoyExtAuthzGrpc providers are in force; tracing, metrics and logging providers have no effect yet"})
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {

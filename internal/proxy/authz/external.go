@@ -27,6 +27,8 @@ type External struct {
 	HeadersToAdd     []xdsresource.HeaderValueOption
 	FailureModeAllow bool
 	StatusOnError    int
+	// Body, when set, sends the request body with the check.
+	Body *xdsresource.BodySettings
 
 	allowed, upstream, client []strMatcher
 	allClient                 bool
@@ -41,7 +43,7 @@ var defaultCheckHeaders = map[string]bool{"authorization": true, "content-length
 
 func compileExternal(x *xdsresource.ExtAuthz) (*External, error) {
 	e := &External{GRPC: x.GRPC, Cluster: x.Cluster, Authority: x.Authority, PathPrefix: x.PathPrefix, Timeout: x.Timeout,
-		HeadersToAdd: x.HeadersToAdd, FailureModeAllow: x.FailureModeAllow, StatusOnError: x.StatusOnError}
+		HeadersToAdd: x.HeadersToAdd, FailureModeAllow: x.FailureModeAllow, StatusOnError: x.StatusOnError, Body: x.Body}
 	var err error
 	if e.allowed, err = compileStrings(x.AllowedHeaders); err != nil {
 		return nil, err

@@ -21,6 +21,12 @@ type CheckInput struct {
 	Header                                   http.Header
 	Source, Destination                      netip.AddrPort
 	SourcePrincipal, DestinationPrincipal    string // SPIFFE IDs, "" for none
+	// Body is the request body sent with the check (body, or raw_body
+	// when RawBody); ExtraHeaders are added to the headers the
+	// authorizer sees (Envoy's x-envoy-auth-partial-body).
+	Body         []byte
+	RawBody      bool
+	ExtraHeaders [][2]string
 }
 
 // EncodeCheckRequest encodes an envoy.service.auth.v3.CheckRequest for in:
@@ -52,6 +58,9 @@ func EncodeCheckRequest(in *CheckInput) []byte {
 	for k, v := range in.Header {
 		headers[strings.ToLower(k)] = strings.Join(v, ",")
 	}
+	for _, kv := range in.ExtraHeaders {
+		headers[kv[0]] = kv[1]
+	}
 	keys := make([]string, 0, len(headers))
 	for k := range headers {
 		keys = append(keys, k)
@@ -81,6 +90,14 @@ func EncodeCheckRequest(in *CheckInput) []byte {
 	str(6, in.Scheme)
 	str(7, query)
 	str(10, in.Protocol)
+	if len(in.Body) > 0 {
+		if in.RawBody {
+			h = protowire.AppendTag(h, 12, protowire.BytesType)
+		} else {
+			h = protowire.AppendTag(h, 11, protowire.BytesType)
+		}
+		h = protowire.AppendBytes(h, in.Body)
+	}
 	var req []byte
 	req = protowire.AppendTag(req, 2, protowire.BytesType) // http
 	req = protowire.AppendBytes(req, h)

@@ -13,6 +13,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/authz"
 	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
 // defaultExtAuthzTimeout is Envoy's ext_authz timeout when the filter
@@ -39,6 +40,13 @@ func (s *Server) askExternal(x *exchange, ext *authz.External) bool {
 	if cl == nil {
 		return s.externalFailed(x, ext, "authorization cluster "+ext.Cluster+" not found")
 	}
+	var sent checkBody
+	if ext.Body != nil {
+		var ok bool
+		if sent, ok = s.bufferBody(x, ext.Body); !ok {
+			return false
+		}
+	}
 	timeout := ext.Timeout
 	if timeout <= 0 {
 		timeout = defaultExtAuthzTimeout
@@ -46,15 +54,22 @@ func (s *Server) askExternal(x *exchange, ext *authz.External) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	if ext.GRPC {
-		return s.askExternalGRPC(ctx, x, ext, cl)
+		return s.askExternalGRPC(ctx, x, ext, cl, sent)
 	}
-	check, err := http.NewRequestWithContext(ctx, r.Method, "http://"+ext.Authority+ext.PathPrefix+requestPath(r), nil)
+	var checkBody io.Reader
+	if len(sent.b) > 0 {
+		checkBody = bytes.NewReader(sent.b)
+	}
+	check, err := http.NewRequestWithContext(ctx, r.Method, "http://"+ext.Authority+ext.PathPrefix+requestPath(r), checkBody)
 	if err != nil {
 		return s.externalFailed(x, ext, err.Error())
 	}
 	check.Host = r.Host
 	check.Header = ext.Headers(r.Header)
-	check.Header.Set("Content-Length", "0")
+	check.Header.Set("Content-Length", strconv.Itoa(len(sent.b)))
+	if sent.sent {
+		check.Header.Set(partialBodyHeader, strconv.FormatBool(sent.partial))
+	}
 	resp, _, err := cl.RoundTrip(ctx, check, &upstream.Call{})
 	if err != nil {
 		return s.externalFailed(x, ext, err.Error())
@@ -110,10 +125,14 @@ func (s *Server) externalFailed(x *exchange, ext *authz.External, why string) bo
 // status OK lets it on with the ok_response's headers set and removed,
 // any other status answers with the denied_response (403 when it sets
 // none), a failed call is the status on error.
-func (s *Server) askExternalGRPC(ctx context.Context, x *exchange, ext *authz.External, cl *upstream.Cluster) bool {
+func (s *Server) askExternalGRPC(ctx context.Context, x *exchange, ext *authz.External, cl *upstream.Cluster, body checkBody) bool {
 	r, c := x.r, x.c
 	in := &authz.CheckInput{Method: r.Method, Host: r.Host, Path: requestPath(r), Scheme: "http", Protocol: r.Proto,
 		ID: r.Header.Get("X-Request-Id"), Header: r.Header}
+	if body.sent {
+		in.Body, in.RawBody = body.b, ext.Body.PackAsBytes
+		in.ExtraHeaders = [][2]string{{partialBodyHeader, strconv.FormatBool(body.partial)}}
+	}
 	if c != nil {
 		in.Source, in.Destination, in.SourcePrincipal = c.Source, c.Dst, c.PeerID
 	}
@@ -184,3 +203,64 @@ func (s *Server) askExternalGRPC(ctx context.Context, x *exchange, ext *authz.Ex
 	io.WriteString(x.w, res.Body)
 	return false
 }
+
+// partialBodyHeader tells the authorizer whether the body it got is the
+// whole request body, as Envoy's ext_authz sets it with a body.
+const partialBodyHeader = "x-envoy-auth-partial-body"
+
+// checkBody is the request body sent with a check: sent when the filter
+// sends bodies, partial when b is only the body's first bytes.
+type checkBody struct {
+	b             []byte
+	sent, partial bool
+}
+
+// bufferBody reads the request body up to the filter's bound for the
+// check, as Envoy's ext_authz buffers it, and puts what it read back in
+// front of the rest, so the app still receives the whole body after an
+// allow. A longer body is refused with Envoy's 413 unless partial
+// messages are allowed; a body that fails to arrive ends the request.
+func (s *Server) bufferBody(x *exchange, bs *xdsresource.BodySettings) (checkBody, bool) {
+	r := x.r
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return checkBody{sent: true}, true
+	}
+	limit := int64(bs.MaxBytes)
+	if r.ContentLength > 0 && r.ContentLength < limit {
+		limit = r.ContentLength
+	}
+	buf := make([]byte, limit+1)
+	n, err := io.ReadFull(r.Body, buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		s.log.Debug("request body not read for external authorization", "method", r.Method, "path", r.URL.Path, "err", err)
+		closeIfBodyPending(x.w.Header(), x)
+		s.count(http.StatusBadRequest)
+		x.w.Header().Set("Content-Length", "0")
+		x.w.WriteHeader(http.StatusBadRequest)
+		return checkBody{}, false
+	}
+	buf = buf[:n]
+	r.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), body: r.Body}
+	if int64(n) <= int64(bs.MaxBytes) {
+		return checkBody{b: buf, sent: true}, true
+	}
+	if !bs.AllowPartial {
+		const msg = "Payload Too Large"
+		closeIfBodyPending(x.w.Header(), x)
+		s.count(http.StatusRequestEntityTooLarge)
+		x.w.Header().Set("Content-Type", "text/plain")
+		x.w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+		x.w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(x.w, msg)
+		return checkBody{}, false
+	}
+	return checkBody{b: buf[:bs.MaxBytes], sent: true, partial: true}, true
+}
+
+// replayBody is a request body with its first bytes read ahead.
+type replayBody struct {
+	io.Reader
+	body io.ReadCloser
+}
+
+func (b *replayBody) Close() error { return b.body.Close() }

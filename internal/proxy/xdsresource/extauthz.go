@@ -39,6 +39,19 @@ type ExtAuthz struct {
 	// a shadow policy whose name matches EnabledBy.Policy (Istio's
 	// filter_enabled_metadata on the CUSTOM rules).
 	EnabledBy *ShadowMatch
+	// Body, when set, sends the request body with the check (Envoy's
+	// with_request_body, Istio's includeRequestBodyInCheck).
+	Body *BodySettings
+}
+
+// BodySettings is ext_authz's BufferSettings: the request body is
+// buffered up to MaxBytes and sent with the check; a longer body is
+// refused (413) unless AllowPartial, which sends its first MaxBytes.
+// PackAsBytes puts it in a gRPC check's raw_body instead of body.
+type BodySettings struct {
+	MaxBytes     uint32
+	AllowPartial bool
+	PackAsBytes  bool
 }
 
 // ShadowMatch selects requests by the shadow policy an RBAC filter
@@ -97,7 +110,10 @@ func decodeExtAuthz(b []byte) (*ExtAuthz, error) {
 			m.fail(err, "allowed_headers")
 			e.AllowedHeaders = append(e.AllowedHeaders, ms...)
 		case 5:
-			m.fail(errNotSupported, "with_request_body")
+			bb, _ := m.bytes()
+			bs, err := decodeBufferSettings(bb)
+			m.fail(err, "with_request_body")
+			e.Body = bs
 		case 8, 16, 21, 22:
 			m.fail(errNotSupported, "metadata_context_namespaces")
 		case 9:
@@ -316,4 +332,28 @@ func decodeShadowMatch(b []byte) (*ShadowMatch, error) {
 		return nil, within(errorf("only string_match is supported by trellis-proxy"), "value")
 	}
 	return &ShadowMatch{StatPrefix: strings.TrimSuffix(path[0], shadowPolicyKey), Policy: v.String}, nil
+}
+
+// decodeBufferSettings reads ext_authz's BufferSettings; Envoy requires a
+// max_request_bytes above 0.
+func decodeBufferSettings(b []byte) (*BodySettings, error) {
+	bs := &BodySettings{}
+	m := msg{b: b, varints: 1<<1 | 1<<2 | 1<<3}
+	for m.next() {
+		switch m.num {
+		case 1:
+			bs.MaxBytes = m.uint32()
+		case 2:
+			bs.AllowPartial = m.bool()
+		case 3:
+			bs.PackAsBytes = m.bool()
+		}
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	if bs.MaxBytes == 0 {
+		return nil, within(errorf("must be greater than 0"), "max_request_bytes")
+	}
+	return bs, nil
 }
