@@ -1,7 +1,6 @@
 package netio
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -47,15 +46,10 @@ type RawIO struct {
 
 	// Through TLS (tlsio_linux.go): tlsc runs on tlsT, ForTLS's raw
 	// connection, and every operation goes through tlsc; rc and tcp are
-	// unset. plain[poff:] is decrypted bytes a Read had no room for (perr
-	// the error behind them), in pbuf.
-	tlsc      *tls.Conn
+	// unset.
+	tlsc      *TLSConn
 	tlsT      *tlsTransport
 	tlsStepFn func() bool
-	pbuf      *[]byte
-	plain     []byte
-	poff      int
-	perr      error
 }
 
 // ErrWouldBlock is what a Read inside Serve returns when nothing is there
@@ -69,11 +63,11 @@ type rawOp struct {
 	fn    func(fd uintptr) bool
 }
 
-// NewRawIO returns raw I/O for nc when it is a *net.TCPConn, or a
-// *tls.Conn running on ForTLS's connection (tlsio_linux.go), or one of
-// those that Replay or ReplayPooled wrapped (whose bytes read ahead come
-// first); nil otherwise, and under the race detector (race.go), and
-// callers use nc's own Read and Write.
+// NewRawIO returns raw I/O for nc when it is a *net.TCPConn, or a TLS
+// connection WrapTLS made (tlsio_linux.go), or one of those that Replay
+// or ReplayPooled wrapped (whose bytes read ahead come first); nil
+// otherwise, and under the race detector (race.go), and callers use nc's
+// own Read and Write.
 func NewRawIO(nc net.Conn) *RawIO {
 	if raceEnabled {
 		return nil
@@ -85,11 +79,8 @@ func NewRawIO(nc net.Conn) *RawIO {
 	case *halfCloseConn:
 		replay, nc = &c.Conn, c.Conn.Conn
 	}
-	if tc, ok := nc.(*tls.Conn); ok {
-		if t, ok := tc.NetConn().(*tlsTransport); ok {
-			return newTLSRawIO(tc, t, replay)
-		}
-		return nil
+	if tc, ok := nc.(*TLSConn); ok {
+		return newTLSRawIO(tc, replay)
 	}
 	tcp, ok := nc.(*net.TCPConn)
 	if !ok {

@@ -3,6 +3,7 @@
 package netio
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 )
@@ -32,3 +33,6 @@ func (*RawIO) WriteAwait([]byte) (int, error) { panic("netio: RawIO outside Linu
 
 // ForTLS returns nc: raw I/O is Linux's.
 func ForTLS(nc net.Conn) net.Conn { return nc }
+
+// WrapTLS returns tc: raw I/O is Linux's.
+func WrapTLS(tc *tls.Conn) net.Conn { return tc }

@@ -15,16 +15,17 @@ import (
 // after an idle moment, and a read that finds nothing before every wait):
 // profiles of the mTLS mesh put that, not the cryptography, at most of
 // its extra CPU (docs/performance.md, "mTLS mesh"). ForTLS gives crypto/tls
-// a connection whose Read and Write are RawIO's, and NewRawIO of the
-// *tls.Conn built on it gives the fast path and the upstream direct path
-// Serve and WriteAwait through TLS.
+// a connection whose Read and Write are RawIO's, WrapTLS wraps the
+// *tls.Conn built on it, and NewRawIO of that gives the fast path and the
+// upstream direct path Serve and WriteAwait through TLS.
 //
 // Serve decides to wait for the socket when its step finds nothing more
 // to read, so the TLS layer must never hold bytes a wait would not
 // announce: the connection below hands crypto/tls one record at a time
 // (keeping the rest of what read(2) returned itself, where Serve can see
-// it), and RawIO decrypts into a buffer that takes a whole record
-// (keeping what its caller's buffer could not take).
+// it), and TLSConn decrypts into a buffer that takes a whole record
+// (keeping what its caller's buffer could not take, for whoever reads
+// the connection next: RawIO, or a reader the connection is handed to).
 
 // maxPlaintext is the most plaintext one TLS record carries.
 const maxPlaintext = 16 << 10
@@ -238,56 +239,91 @@ func (t *tlsTransport) awaitFD(fd uintptr) bool {
 	return false
 }
 
-// newTLSRawIO is NewRawIO of a *tls.Conn on ForTLS's connection (replay:
-// bytes read ahead of the TLS stream, served first).
-func newTLSRawIO(tc *tls.Conn, t *tlsTransport, replay *Conn) *RawIO {
-	r := &RawIO{replay: replay, tlsc: tc, tlsT: t}
+// TLSConn is a TLS connection running on ForTLS's connection (WrapTLS),
+// whose Read keeps the decrypted bytes a caller's buffer had no room for
+// itself rather than leaving them inside crypto/tls, where RawIO.Serve
+// could not see them. Everything else is the *tls.Conn's.
+type TLSConn struct {
+	*tls.Conn
+	t  *tlsTransport
+	mu sync.Mutex // held for a Read: pbuf and plain are its
+	// plain[poff:] is decrypted bytes not yet read, in pbuf; perr the
+	// error that came with them.
+	pbuf  *[]byte
+	plain []byte
+	poff  int
+	perr  error
+}
+
+// WrapTLS returns tc as a *TLSConn when it runs on ForTLS's connection,
+// so that NewRawIO gives it raw I/O; tc itself otherwise. Wrap a
+// connection before its first Read, and read it only through the
+// wrapper.
+func WrapTLS(tc *tls.Conn) net.Conn {
+	t, ok := tc.NetConn().(*tlsTransport)
+	if !ok {
+		return tc
+	}
+	return &TLSConn{Conn: tc, t: t}
+}
+
+// Read reads decrypted bytes, whole records at a time from crypto/tls.
+func (c *TLSConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.poff < len(c.plain) {
+		n := copy(p, c.plain[c.poff:])
+		c.poff += n
+		if c.poff < len(c.plain) {
+			return n, nil
+		}
+		c.dropPlain()
+		err := c.perr
+		c.perr = nil
+		return n, err
+	}
+	if len(p) >= maxPlaintext {
+		return c.Conn.Read(p)
+	}
+	if c.pbuf == nil {
+		c.pbuf = tlsBufPool.Get().(*[]byte)
+	}
+	n, err := c.Conn.Read((*c.pbuf)[:maxPlaintext])
+	m := copy(p, (*c.pbuf)[:n])
+	if m < n {
+		c.plain, c.poff, c.perr = (*c.pbuf)[:n], m, err
+		return m, nil
+	}
+	c.dropPlain()
+	return m, err
+}
+
+func (c *TLSConn) dropPlain() {
+	if c.pbuf != nil {
+		tlsBufPool.Put(c.pbuf)
+		c.pbuf = nil
+	}
+	c.plain, c.poff = nil, 0
+}
+
+// buffered is how many decrypted bytes Read keeps.
+func (c *TLSConn) buffered() int { return len(c.plain) - c.poff }
+
+// newTLSRawIO is NewRawIO of a TLSConn (replay: bytes read ahead of its
+// plaintext, served first).
+func newTLSRawIO(c *TLSConn, replay *Conn) *RawIO {
+	r := &RawIO{replay: replay, tlsc: c, tlsT: c.t}
 	r.tlsStepFn = r.tlsStep
 	return r
 }
 
-// tlsRead is Read through TLS. A caller's buffer too small for a whole
-// record gets its plaintext through r.plain, so that crypto/tls never
-// keeps decrypted bytes back.
+// tlsRead is Read through TLS.
 func (r *RawIO) tlsRead(p []byte) (int, error) {
-	if !r.tlsT.raw.serving {
-		r.rdMu.Lock()
-		defer r.rdMu.Unlock()
-	}
-	if r.poff < len(r.plain) {
-		n := copy(p, r.plain[r.poff:])
-		r.poff += n
-		if r.poff == len(r.plain) {
-			r.dropPlain()
-			err := r.perr
-			r.perr = nil
-			return n, err
-		}
-		return n, nil
-	}
-	if len(p) >= maxPlaintext {
-		n, err := r.tlsc.Read(p)
-		return n, tlsErr(err)
-	}
-	if r.pbuf == nil {
-		r.pbuf = tlsBufPool.Get().(*[]byte)
-	}
-	n, err := r.tlsc.Read((*r.pbuf)[:maxPlaintext])
-	m := copy(p, (*r.pbuf)[:n])
-	if m < n {
-		r.plain, r.poff, r.perr = (*r.pbuf)[:n], m, tlsErr(err)
-		return m, nil
-	}
-	r.dropPlain()
-	return m, tlsErr(err)
-}
-
-func (r *RawIO) dropPlain() {
-	if r.pbuf != nil {
-		tlsBufPool.Put(r.pbuf)
-		r.pbuf = nil
-	}
-	r.plain, r.poff = nil, 0
+	n, err := r.tlsc.Read(p)
+	return n, tlsErr(err)
 }
 
 func tlsErr(err error) error {
@@ -300,7 +336,7 @@ func tlsErr(err error) error {
 // tlsPending says whether bytes already read from the socket wait in any
 // layer above it: a wait for the socket would not announce them.
 func (r *RawIO) tlsPending() bool {
-	return r.poff < len(r.plain) || r.tlsT.buffered() > 0 || (r.replay != nil && r.replay.Buffered() > 0)
+	return r.tlsc.buffered() > 0 || r.tlsT.buffered() > 0 || (r.replay != nil && r.replay.Buffered() > 0)
 }
 
 // tlsServe is Serve through TLS: the socket's poller operation is the one

@@ -18,10 +18,10 @@ import (
 	"time"
 )
 
-// tlsPair is rawPair inside TLS 1.3, each side on ForTLS's connection
-// (plainClient: the client on its *net.TCPConn, as a peer without raw
-// I/O would be).
-func tlsPair(t *testing.T, plainClient bool) (client, server *tls.Conn) {
+// tlsPair is rawPair inside TLS 1.3, each side on ForTLS's connection and
+// wrapped by WrapTLS (plainClient: the client on its *net.TCPConn, as a
+// peer without raw I/O would be).
+func tlsPair(t *testing.T, plainClient bool) (client, server net.Conn) {
 	t.Helper()
 	c, s := rawPair(t)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -47,17 +47,17 @@ func tlsPair(t *testing.T, plainClient bool) (client, server *tls.Conn) {
 	if !plainClient {
 		cc = ForTLS(c)
 	}
-	client = tls.Client(cc, &tls.Config{MinVersion: tls.VersionTLS13, ServerName: "netio", RootCAs: roots, DynamicRecordSizingDisabled: true})
-	server = tls.Server(ForTLS(s), &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, SessionTicketsDisabled: true})
+	tc := tls.Client(cc, &tls.Config{MinVersion: tls.VersionTLS13, ServerName: "netio", RootCAs: roots, DynamicRecordSizingDisabled: true})
+	ts := tls.Server(ForTLS(s), &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, SessionTicketsDisabled: true})
 	errc := make(chan error, 1)
-	go func() { errc <- server.Handshake() }()
-	if err := client.Handshake(); err != nil {
+	go func() { errc <- ts.Handshake() }()
+	if err := tc.Handshake(); err != nil {
 		t.Fatalf("client handshake: %v", err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatalf("server handshake: %v", err)
 	}
-	return client, server
+	return WrapTLS(tc), WrapTLS(ts)
 }
 
 // A TLS connection on ForTLS's raw connection gets RawIO, which reads what
@@ -71,6 +71,9 @@ func TestTLSRawIOReadWrite(t *testing.T) {
 	}
 	if rc.tlsc == nil || rs.tlsc == nil {
 		t.Fatal("RawIO of a TLS connection is not through TLS")
+	}
+	if _, ok := c.(*TLSConn); !ok {
+		t.Fatalf("WrapTLS gave %T, want *TLSConn", c)
 	}
 	go func() {
 		time.Sleep(20 * time.Millisecond) // the reader waits in the poller
@@ -273,5 +276,26 @@ func TestTLSRawIOWriteAwait(t *testing.T) {
 	got, _ := io.ReadAll(s)
 	if string(got) != "never answered" {
 		t.Errorf("the peer read %q before the close", got)
+	}
+}
+
+// Decrypted bytes a RawIO Read had no room for are the connection's, not
+// RawIO's: a reader the connection is handed to (the fast path hands
+// HTTP/2, upgrades and chunked requests to net/http, which reads the
+// connection itself) reads them next, in order.
+func TestTLSConnKeepsWhatAReadLeft(t *testing.T) {
+	c, s := tlsPair(t, false)
+	rs := NewRawIO(s)
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\n\r\nhanded-over bytes")); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, len("GET / HTTP/1.1\r\n\r\n"))
+	if _, err := io.ReadFull(rs, head); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	rest, err := io.ReadAll(Replay(s, nil))
+	if err != nil || string(rest) != "handed-over bytes" {
+		t.Fatalf("the connection read on %q, %v; want the rest of the record", rest, err)
 	}
 }

@@ -75,7 +75,7 @@ func (d *Dialer) DialHTTP1TLS(ctx context.Context, tunnel netip.AddrPort, target
 			return nil, fmt.Errorf("tunnel %s: TLS handshake: %w", tunnel, err)
 		}
 		d.handshakes.Add(1)
-		c = tc
+		c = netio.WrapTLS(tc)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
@@ -157,7 +157,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		c.SetWriteDeadline(time.Time{})
 		st := tc.ConnectionState()
 		state = &st
-		c = tc
+		c = netio.WrapTLS(tc)
 		if st.NegotiatedProtocol == "h2" {
 			c.SetReadDeadline(time.Time{})
 			s.serveH2(c, nil, state)
