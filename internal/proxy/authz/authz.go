@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
+	"github.com/trellismesh/trellis/internal/proxy/strmatch"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
@@ -207,7 +208,7 @@ func (e *Engine) External(r *Request) *External {
 		if f.shadowPrefix != x.prefix {
 			continue
 		}
-		if name, ok := matchPolicies(f.shadow, r); ok && x.policy.matches(name) {
+		if name, ok := matchPolicies(f.shadow, r); ok && x.policy.Match(name) {
 			return x
 		}
 	}
@@ -273,7 +274,7 @@ type node struct {
 	attr   attr
 	header string // canonical MIME name (aHeader)
 	kids   []node
-	sm     strMatcher
+	sm     strmatch.Matcher
 	set    map[string]struct{}
 	fold   bool // set holds lower-cased values; fold the value to look up
 	// invert and missingEmpty are a header matcher's.
@@ -349,7 +350,7 @@ func (n *node) matchValue(v string) bool {
 	if n.kind == nSet {
 		return inSet(n.set, v, n.fold)
 	}
-	return n.sm.matches(v)
+	return n.sm.Match(v)
 }
 
 // foldBuf bounds the value lower-cased on the stack for a set lookup.
@@ -361,20 +362,7 @@ func inSet(set map[string]struct{}, v string, fold bool) bool {
 		return ok
 	}
 	var buf [foldBuf]byte
-	var b []byte
-	if len(v) <= len(buf) {
-		b = buf[:len(v)]
-	} else {
-		b = make([]byte, len(v))
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b[i] = c
-	}
-	_, ok := set[string(b)] // the compiler looks up the bytes without a copy
+	_, ok := set[string(strmatch.AppendLower(buf[:0], v))] // the compiler looks up the bytes without a copy
 	return ok
 }
 
@@ -424,104 +412,24 @@ func (n *node) value(r *Request) (string, bool) {
 	return strings.Join(vals, ","), true
 }
 
-type strKind uint8
-
-const (
-	sExact strKind = iota
-	sPrefix
-	sSuffix
-	sContains
-	sRegex
-	sNonEmpty // ".+"
-)
-
-type strMatcher struct {
-	kind  strKind
-	value string // lower-cased when fold
-	fold  bool
-	re    *regexp.Regexp
-}
-
-func (s *strMatcher) matches(v string) bool {
-	switch s.kind {
-	case sExact:
-		return len(v) == len(s.value) && hasPrefix(v, s.value, s.fold)
-	case sPrefix:
-		return hasPrefix(v, s.value, s.fold)
-	case sSuffix:
-		return len(v) >= len(s.value) && hasPrefix(v[len(v)-len(s.value):], s.value, s.fold)
-	case sContains:
-		if !s.fold {
-			return strings.Contains(v, s.value)
-		}
-		for i := 0; i+len(s.value) <= len(v); i++ {
-			if hasPrefix(v[i:], s.value, s.fold) {
-				return true
-			}
-		}
-		return false
-	case sNonEmpty:
-		return v != ""
-	case sRegex:
-		return s.re.MatchString(v)
-	}
-	return false
-}
-
-func hasPrefix(s, prefix string, fold bool) bool {
-	if len(s) < len(prefix) {
-		return false
-	}
-	if !fold {
-		return s[:len(prefix)] == prefix
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // namespaceRE is the regex Istio writes for namespaces (and
 // source.namespace): any SPIFFE ID with the path segments /ns/NS/.
 var namespaceRE = regexp.MustCompile(`^\.\*/ns/([a-z0-9]([-a-z0-9]*[a-z0-9])?)/\.\*$`)
 
-func compileString(s xdsresource.StringMatcher) (strMatcher, error) {
-	sm := strMatcher{value: s.Value, fold: s.IgnoreCase}
-	switch s.Kind {
-	case xdsresource.StringExact:
-		sm.kind = sExact
-	case xdsresource.StringPrefix:
-		sm.kind = sPrefix
-	case xdsresource.StringSuffix:
-		sm.kind = sSuffix
-	case xdsresource.StringContains:
-		sm.kind = sContains
-	case xdsresource.StringRegex:
+// compileString compiles Istio's two most common regexes without one:
+// ".+" (any value) and a namespace's SPIFFE pattern.
+func compileString(s xdsresource.StringMatcher) (strmatch.Matcher, error) {
+	if s.Kind == xdsresource.StringRegex {
 		switch m := namespaceRE.FindStringSubmatch(s.Value); {
 		case s.Value == ".+":
-			return strMatcher{kind: sNonEmpty}, nil
+			return strmatch.MatchNonEmpty(), nil
 		case m != nil && !s.IgnoreCase:
 			// Equivalent for values without a newline, which no URI
 			// in a verified certificate has.
-			return strMatcher{kind: sContains, value: "/ns/" + m[1] + "/"}, nil
+			return strmatch.MatchContains("/ns/" + m[1] + "/"), nil
 		}
-		if s.Regex == nil {
-			return sm, errors.New("safe_regex without a compiled regex")
-		}
-		sm.kind, sm.re, sm.fold = sRegex, s.Regex, false
-	default:
-		return sm, fmt.Errorf("unknown string match kind %d", s.Kind)
 	}
-	if sm.fold {
-		sm.value = strings.ToLower(sm.value)
-	}
-	return sm, nil
+	return strmatch.Compile(s)
 }
 
 func headerNode(h *xdsresource.HeaderMatcher) (node, error) {
@@ -590,7 +498,7 @@ func compilePermission(p *xdsresource.Permission) (node, error) {
 		if p.PathRegex == nil {
 			return node{}, errors.New("uri_template without a compiled template")
 		}
-		return node{kind: nString, attr: aURLPath, sm: strMatcher{kind: sRegex, re: p.PathRegex}}, nil
+		return node{kind: nString, attr: aURLPath, sm: strmatch.MatchRegex(p.PathRegex)}, nil
 	case xdsresource.PermDestinationIP:
 		return node{kind: nDstIP, prefix: p.IP}, nil
 	case xdsresource.PermDestinationPort:
@@ -682,7 +590,7 @@ type metadataMatcher struct {
 
 type valueMatcher struct {
 	kind  xdsresource.ValueKind
-	sm    strMatcher
+	sm    strmatch.Matcher
 	oneOf *valueMatcher
 	or    []valueMatcher
 }
@@ -737,7 +645,7 @@ func (v *valueMatcher) matches(vals []string) bool {
 		return false
 	}
 	for _, s := range vals {
-		if v.sm.matches(s) {
+		if v.sm.Match(s) {
 			return true
 		}
 	}
@@ -802,14 +710,14 @@ func optimize(n node) node {
 	first := &n.kids[0]
 	for i := range n.kids {
 		k := &n.kids[i]
-		if k.kind != nString || k.sm.kind != sExact || k.invert || k.missingEmpty || k.sm.value == "" ||
-			k.attr != first.attr || k.header != first.header || k.sm.fold != first.sm.fold {
+		if k.kind != nString || k.sm.Kind() != strmatch.Exact || k.invert || k.missingEmpty || k.sm.Value() == "" ||
+			k.attr != first.attr || k.header != first.header || k.sm.IgnoreCase() != first.sm.IgnoreCase() {
 			return n
 		}
 	}
 	set := make(map[string]struct{}, len(n.kids))
 	for i := range n.kids {
-		set[n.kids[i].sm.value] = struct{}{}
+		set[n.kids[i].sm.Value()] = struct{}{}
 	}
-	return node{kind: nSet, attr: first.attr, header: first.header, set: set, fold: first.sm.fold}
+	return node{kind: nSet, attr: first.attr, header: first.header, set: set, fold: first.sm.IgnoreCase()}
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/trellismesh/trellis/internal/proxy/strmatch"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
@@ -110,7 +111,7 @@ func TestEngineCompilesSets(t *testing.T) {
 	if perm.kids[0].kind != nSet || perm.kids[0].attr != aMethod {
 		t.Errorf("OR of methods compiled to %+v, want a set", perm.kids[0])
 	}
-	if n := e.filters[0].policies[0].prins[0]; n.sm.kind != sContains || n.sm.value != "/ns/foo/" {
+	if n := e.filters[0].policies[0].prins[0]; n.sm.Kind() != strmatch.Contains || n.sm.Value() != "/ns/foo/" {
 		t.Errorf("namespace regex compiled to %+v, want a substring test", n.sm)
 	}
 }
@@ -189,6 +190,44 @@ func BenchmarkCheck(b *testing.B) {
 	for b.Loop() {
 		if !e.Check(r).Allowed {
 			b.Fatal("refused")
+		}
+	}
+}
+
+// Envoy's ignore_case folds ASCII letters only: a value's other letters
+// compare byte for byte, in a lone matcher and in a set of them alike.
+func TestIgnoreCaseFoldsASCIIOnly(t *testing.T) {
+	header := func(v string) xdsresource.Permission {
+		return xdsresource.Permission{Kind: xdsresource.PermHeader, Header: xdsresource.HeaderMatcher{
+			Name: "x-team", Match: xdsresource.StringMatcher{Kind: xdsresource.StringExact, Value: v, IgnoreCase: true}}}
+	}
+	for name, perm := range map[string]xdsresource.Permission{
+		"one":   header("Équipe-\u212a"),
+		"a set": orRules(header("Équipe-\u212a"), header("other")),
+	} {
+		e, err := Compile([]*xdsresource.RBAC{{Name: "allow", Action: xdsresource.RBACAllow, Policies: []xdsresource.RBACPolicy{{
+			Name: "p", Permissions: []xdsresource.Permission{perm}, Principals: []xdsresource.Principal{anyID},
+		}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v, want := range map[string]bool{
+			"Équipe-\u212a": true,
+			"éQUIPE-\u212a": false,
+			"ÉQUIPE-\u212a": true,
+			"équipe-k":      false, // strings.ToLower would have made both sides this
+			"Équipe-K":      false,
+		} {
+			r := request("GET", "/", "")
+			r.Header = http.Header{"X-Team": {v}}
+			if got := e.Check(r).Allowed; got != want {
+				t.Errorf("%s: x-team %q allowed %v, want %v", name, v, got, want)
+			}
+		}
+		r := request("GET", "/", "")
+		r.Header = http.Header{"X-Team": {"ÉQUIPE-\u212a"}}
+		if n := testing.AllocsPerRun(100, func() { e.Check(r) }); n != 0 {
+			t.Errorf("%s: a folded check allocated %v times, want 0", name, n)
 		}
 	}
 }

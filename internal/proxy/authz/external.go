@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/proxy/strmatch"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
@@ -30,11 +31,11 @@ type External struct {
 	// Body, when set, sends the request body with the check.
 	Body *xdsresource.BodySettings
 
-	allowed, upstream, client []strMatcher
+	allowed, upstream, client []strmatch.Matcher
 	allClient                 bool
 	gated                     bool
 	prefix                    string
-	policy                    strMatcher
+	policy                    strmatch.Matcher
 }
 
 // defaultCheckHeaders are the request headers Envoy always sends to an
@@ -64,8 +65,8 @@ func compileExternal(x *xdsresource.ExtAuthz) (*External, error) {
 	return e, nil
 }
 
-func compileStrings(ms []xdsresource.StringMatcher) ([]strMatcher, error) {
-	var out []strMatcher
+func compileStrings(ms []xdsresource.StringMatcher) ([]strmatch.Matcher, error) {
+	var out []strmatch.Matcher
 	for _, m := range ms {
 		c, err := compileString(m)
 		if err != nil {
@@ -76,9 +77,9 @@ func compileStrings(ms []xdsresource.StringMatcher) ([]strMatcher, error) {
 	return out, nil
 }
 
-func anyString(ms []strMatcher, v string) bool {
+func anyString(ms []strmatch.Matcher, v string) bool {
 	for i := range ms {
-		if ms[i].matches(v) {
+		if ms[i].Match(v) {
 			return true
 		}
 	}

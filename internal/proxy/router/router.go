@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/trellismesh/trellis/internal/proxy/strmatch"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
@@ -92,20 +93,13 @@ type headerMatcher struct {
 	invert  bool
 	// missingEmpty matches a missing header as the empty value.
 	missingEmpty bool
-	m            stringMatcher
+	m            strmatch.Matcher
 }
 
 type queryMatcher struct {
 	name    string
 	present bool
-	m       stringMatcher
-}
-
-type stringMatcher struct {
-	kind  xdsresource.StringKind
-	value string // lower-cased when fold
-	fold  bool
-	re    *regexp.Regexp
+	m       strmatch.Matcher
 }
 
 // Compile precompiles rc for matching. It fails on what Envoy would refuse
@@ -241,23 +235,13 @@ func setHeaderName(hm *headerMatcher, name string) {
 	}
 }
 
-func compileString(s xdsresource.StringMatcher) (stringMatcher, error) {
-	sm := stringMatcher{kind: s.Kind, value: s.Value, fold: s.IgnoreCase}
-	switch s.Kind {
-	case xdsresource.StringExact, xdsresource.StringPrefix, xdsresource.StringSuffix, xdsresource.StringContains:
-		if sm.fold {
-			sm.value = asciiLower(sm.value)
-		}
-	case xdsresource.StringRegex:
-		if s.Regex == nil {
-			return stringMatcher{}, fmt.Errorf("safe_regex without a compiled regex")
-		}
-		sm.re = anchored(s.Regex)
-		sm.fold = false
-	default:
-		return stringMatcher{}, fmt.Errorf("unknown string match kind %d", s.Kind)
+// compileString anchors a regex to the whole value, as Envoy's
+// safe_regex matches, before compiling.
+func compileString(s xdsresource.StringMatcher) (strmatch.Matcher, error) {
+	if s.Kind == xdsresource.StringRegex && s.Regex != nil {
+		s.Regex = anchored(s.Regex)
 	}
-	return sm, nil
+	return strmatch.Compile(s)
 }
 
 // anchored makes sure a regex matches whole values, as RE2's FullMatch in
@@ -306,19 +290,7 @@ func (t *Table) virtualHost(authority string) *vhost {
 		return t.any
 	}
 	var buf [hostBuf]byte
-	var h []byte
-	if len(authority) <= len(buf) {
-		h = buf[:len(authority)]
-	} else {
-		h = make([]byte, len(authority))
-	}
-	for i := 0; i < len(authority); i++ {
-		c := authority[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h[i] = c
-	}
+	h := strmatch.AppendLower(buf[:0], authority)
 	// m[string(b)] does not allocate: the compiler looks up the bytes.
 	if v, ok := t.exact[string(h)]; ok {
 		return v
@@ -345,15 +317,15 @@ func (t *Table) virtualHost(authority string) *vhost {
 func (rt *route) matches(r *Request, path string) bool {
 	switch rt.kind {
 	case xdsresource.PathPrefix:
-		if !hasPrefix(path, rt.path, rt.fold) {
+		if !strmatch.HasPrefix(path, rt.path, rt.fold) {
 			return false
 		}
 	case xdsresource.PathExact:
-		if len(path) != len(rt.path) || !hasPrefix(path, rt.path, rt.fold) {
+		if len(path) != len(rt.path) || !strmatch.HasPrefix(path, rt.path, rt.fold) {
 			return false
 		}
 	case xdsresource.PathSeparatedPrefix:
-		if !hasPrefix(path, rt.path, rt.fold) || (len(path) > len(rt.path) && path[len(rt.path)] != '/') {
+		if !strmatch.HasPrefix(path, rt.path, rt.fold) || (len(path) > len(rt.path) && path[len(rt.path)] != '/') {
 			return false
 		}
 	case xdsresource.PathRegex:
@@ -381,7 +353,7 @@ func (h *headerMatcher) matches(r *Request) bool {
 	v, ok := h.value(r)
 	if !ok {
 		if h.missingEmpty {
-			return h.m.matches("") != h.invert
+			return h.m.Match("") != h.invert
 		}
 		// Envoy: a missing header matches only "present" inverted.
 		return h.present && h.invert
@@ -389,7 +361,7 @@ func (h *headerMatcher) matches(r *Request) bool {
 	if h.present {
 		return !h.invert
 	}
-	return h.m.matches(v) != h.invert
+	return h.m.Match(v) != h.invert
 }
 
 func (h *headerMatcher) value(r *Request) (string, bool) {
@@ -429,68 +401,7 @@ func (q *queryMatcher) matches(query string) bool {
 	if !ok {
 		return false
 	}
-	return q.present || q.m.matches(v)
-}
-
-func (s *stringMatcher) matches(v string) bool {
-	switch s.kind {
-	case xdsresource.StringExact:
-		return len(v) == len(s.value) && hasPrefix(v, s.value, s.fold)
-	case xdsresource.StringPrefix:
-		return hasPrefix(v, s.value, s.fold)
-	case xdsresource.StringSuffix:
-		return len(v) >= len(s.value) && hasPrefix(v[len(v)-len(s.value):], s.value, s.fold)
-	case xdsresource.StringContains:
-		if !s.fold {
-			return strings.Contains(v, s.value)
-		}
-		for i := 0; i+len(s.value) <= len(v); i++ {
-			if hasPrefix(v[i:], s.value, true) {
-				return true
-			}
-		}
-		return false
-	case xdsresource.StringRegex:
-		return s.re.MatchString(v)
-	}
-	return false
-}
-
-// hasPrefix reports whether s starts with prefix; with fold, prefix is
-// already lower case and ASCII letters of s are folded (Envoy folds ASCII
-// only, unlike strings.EqualFold).
-func hasPrefix(s, prefix string, fold bool) bool {
-	if len(s) < len(prefix) {
-		return false
-	}
-	if !fold {
-		return s[:len(prefix)] == prefix
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
+	return q.present || q.m.Match(v)
 }
 
 // SchemeOf is the :scheme Envoy gives a request that arrives on an HTTP/1
@@ -525,3 +436,7 @@ func knownScheme(s string) string {
 	}
 	return ""
 }
+
+// asciiLower folds names, domains and schemes as Envoy does: ASCII only,
+// the same folding as ignore_case matchers.
+func asciiLower(s string) string { return strmatch.ASCIILower(s) }
