@@ -133,6 +133,7 @@ func (t *translation) vsRoutes(o *config.Object, vs *networking.VirtualService, 
 				r.Action = &routev3.Route_Route{Route: action}
 			}
 			applyHeaders(r, hr.GetHeaders())
+			t.applyFault(r, hr.GetFault()) // fault.go
 			out = append(out, r)
 		}
 	}

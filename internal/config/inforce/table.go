@@ -121,7 +121,7 @@ func virtualService(r *rows) {
 	*r = append(*r, Entry{Kind: k, Path: h + ".retries", Value: "attempts: 0", Whole: true, Status: InForce,
 		Note: "retries turned off, as written", match: noAttempts})
 	r.whole(k, h+".retries", NotInForce, retriesNote)
-	r.whole(k, h+".fault", NotInForce, "fault injection is not in force yet: no delays or aborts are injected")
+	r.whole(k, h+".fault", InForce, "injected by the client's sidecar, as Envoy's fault filter: a delay holds the request (flag DI), an abort answers httpStatus with the body `fault filter abort` (flag FI), grpcStatus as a gRPC status; as Istio documents, the route's timeout is off beside a fault. Not for proxyless gRPC clients yet")
 	for _, p := range []string{"mirror", "mirrors", "mirrorPercent", "mirrorPercentage"} {
 		r.whole(k, h+"."+p, NotInForce, "mirroring is not in force yet: no copies of the requests are sent")
 	}

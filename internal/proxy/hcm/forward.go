@@ -37,7 +37,7 @@ func (s *Server) serveHTTP(x *exchange) {
 		s.connect(x)
 		return
 	}
-	if !s.normalizePath(x) || !s.authenticate(x) || !s.authorize(x) || !s.resolveRoute(x) || !s.answerFromRoute(x) || !s.chooseCluster(x) || !s.applyRequestPolicy(x) {
+	if !s.normalizePath(x) || !s.authenticate(x) || !s.authorize(x) || !s.resolveRoute(x) || !s.injectFault(x) || !s.answerFromRoute(x) || !s.chooseCluster(x) || !s.applyRequestPolicy(x) {
 		return
 	}
 	defer x.w.stopTimeout()

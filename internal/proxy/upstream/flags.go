@@ -19,6 +19,8 @@ const (
 	UpstreamConnectionTermination                     // UC
 	UpstreamRequestTimeout                            // UT
 	DownstreamConnectionTermination                   // DC
+	DelayInjected                                     // DI
+	FaultInjected                                     // FI
 )
 
 // flagCodes is in Envoy's order of its response-flag table, which is the
@@ -31,6 +33,8 @@ var flagCodes = [...]struct {
 	{UpstreamConnectionFailure, "UF"},
 	{UpstreamOverflow, "UO"},
 	{NoRouteFound, "NR"},
+	{DelayInjected, "DI"},
+	{FaultInjected, "FI"},
 	{UpstreamRetryLimitExceeded, "URX"},
 	{UpstreamConnectionTermination, "UC"},
 	{UpstreamRequestTimeout, "UT"},

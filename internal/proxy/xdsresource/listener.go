@@ -541,6 +541,8 @@ func decodeHTTPFilter(b []byte, h *HTTPConnectionManager, router *bool) error {
 		return addExtAuthz(h, name, value, *router)
 	case typeName == jwtType && !disabled:
 		return decodeJWTFilter(value, h, *router)
+	case typeName == faultType && !disabled:
+		return decodeFaultFilter(value)
 	case optional || disabled:
 		return nil
 	}

@@ -158,6 +158,10 @@ func decodeRoute(b []byte) (Route, error) {
 			d, err := decodeDirectResponse(ab)
 			m.fail(err, "direct_response")
 			r.Action, r.Redirect, r.Direct = nil, nil, d
+		case 13:
+			if eb, ok := m.bytes(); ok {
+				m.fail(decodePerFilterConfig(eb, &r), "typed_per_filter_config")
+			}
 		case 17:
 			m.fail(errNotSupported, "filter_action")
 		case 18:

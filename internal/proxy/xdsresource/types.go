@@ -151,6 +151,9 @@ type Route struct {
 	RequestHeadersToRemove  []string
 	ResponseHeadersToAdd    []HeaderValueOption
 	ResponseHeadersToRemove []string
+
+	// Fault is the route's fault injection (fault.go), nil if none.
+	Fault *Fault
 }
 
 // PathKind says how RouteMatch.Path is compared.
