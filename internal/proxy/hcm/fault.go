@@ -17,8 +17,12 @@ const faultAbortBody = "fault filter abort"
 // injectFault is the route's fault injection (a VirtualService's fault),
 // between finding the route and calling upstream as Envoy's fault filter
 // sits ahead of the router: the delay first, then, drawn apart, the
-// abort. A delay ends early, ending the request, when the client goes
-// away, so a held request never outlives its caller.
+// abort. A delay lasts at most its fixed time, and ends early, ending
+// the request, when the request's context does (an HTTP/2 stream reset).
+// An HTTP/1 client that leaves is not noticed while the request is held:
+// neither the fast path nor net/http, before the body is read, watches
+// the connection then, so the request goes on after the delay and its
+// answer is discarded, as for any request whose client left.
 func (s *Server) injectFault(x *exchange) bool {
 	f := x.route.Fault
 	if f == nil {
