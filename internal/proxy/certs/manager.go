@@ -96,11 +96,10 @@ type Manager struct {
 	readyOnce sync.Once
 }
 
-// issued is one certificate the CA issued, with the bundle that came
-// with it.
+// issued is one certificate the CA issued. The root it sent (the last of
+// chain) joins the trust bundle through trustBundle.
 type issued struct {
 	cert     *tls.Certificate
-	roots    *rootSet
 	id       string
 	chain    []*x509.Certificate // as the CA sent it, leaf first
 	rotateAt time.Time
@@ -443,12 +442,10 @@ func accept(key *ecdsa.PrivateKey, chainPEM []string, roots *rootSet, now time.T
 		return nil, fmt.Errorf("the chain does not verify against the root certificate file: %w", err)
 	}
 	// The chain presented in handshakes stops below the root, which
-	// peers have; the root the CA sent joins the trust bundle.
-	bundle := roots.certs
+	// peers have (trustBundle adds it to the bundle).
 	present := chain
 	if last := chain[len(chain)-1]; len(chain) > 1 && isSelfSigned(last) {
 		present = chain[:len(chain)-1]
-		bundle = append(bundle[:len(bundle):len(bundle)], last)
 	}
 	cert := &tls.Certificate{PrivateKey: key, Leaf: leaf}
 	for _, c := range present {
@@ -456,7 +453,6 @@ func accept(key *ecdsa.PrivateKey, chainPEM []string, roots *rootSet, now time.T
 	}
 	return &issued{
 		cert:     cert,
-		roots:    newRootSet(bundle),
 		id:       id,
 		chain:    chain,
 		rotateAt: rotationTime(leaf.NotBefore, leaf.NotAfter, mrand.Float64()),
