@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,23 +125,7 @@ func TestUpPluginCARotatesUnderLoad(t *testing.T) {
 		}
 	}
 
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		load []string
-		stop atomic.Bool
-	)
-	started := outboundRequests(t, m)
-	wg.Go(func() {
-		for !stop.Load() {
-			got := curl(t, m, []string{"--rate", "50/s"}, repeat("http://ratings:9080/ratings/0", 50)...)
-			mu.Lock()
-			load = append(load, got...)
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() { stop.Store(true); wg.Wait() })
-	waitLoad(t, m, started)
+	stopLoad := ratingsLoad(t, m)
 
 	root2 := certtest.NewCA(t)
 	inter2 := root2.Intermediate(t)
@@ -170,11 +152,7 @@ func TestUpPluginCARotatesUnderLoad(t *testing.T) {
 	})
 
 	after := curl(t, m, nil, repeat("http://ratings:9080/ratings/0", 20)...)
-	stop.Store(true)
-	wg.Wait()
-	mu.Lock()
-	all := append(load, after...)
-	mu.Unlock()
+	all := append(stopLoad(), after...)
 	failed := 0
 	for _, l := range all {
 		if !strings.HasPrefix(l, "200") {

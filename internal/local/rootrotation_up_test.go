@@ -82,23 +82,7 @@ func TestUpRotatesTheRootUnderLoad(t *testing.T) {
 
 	// Load from sleep to ratings, a second at a time, until the sidecars
 	// hold certificates from the new root.
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		load []string
-		stop atomic.Bool
-	)
-	started := outboundRequests(t, m)
-	wg.Go(func() {
-		for !stop.Load() {
-			got := curl(t, m, []string{"--rate", "50/s"}, repeat("http://ratings:9080/ratings/0", 50)...)
-			mu.Lock()
-			load = append(load, got...)
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() { stop.Store(true); wg.Wait() })
-	waitLoad(t, m, started)
+	stopLoad := ratingsLoad(t, m)
 
 	var next *x509.Certificate
 	eventually(t, 60*time.Second, "the root to be rotated", func() string {
@@ -134,11 +118,7 @@ func TestUpRotatesTheRootUnderLoad(t *testing.T) {
 	}
 	// Traffic after the renewals, then the verdict on all of it.
 	after := curl(t, m, nil, repeat("http://ratings:9080/ratings/0", 20)...)
-	stop.Store(true)
-	wg.Wait()
-	mu.Lock()
-	all := append(load, after...)
-	mu.Unlock()
+	all := append(stopLoad(), after...)
 	failed := 0
 	for _, l := range all {
 		if !strings.HasPrefix(l, "200") {
@@ -149,4 +129,35 @@ func TestUpRotatesTheRootUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d requests failed across the rotation (want 0 of at least 100): %v", failed, len(all), count(all))
 	}
 	t.Logf("%d requests across the root rotation, none failed", len(all))
+}
+
+// ratingsLoad sends requests from sleep to ratings, 50 a second, in the
+// background from the moment it returns (it waits until they flow) until
+// the returned stop, which gives every answer's status.
+func ratingsLoad(t *testing.T, m *uptest.Mesh) (stop func() []string) {
+	t.Helper()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		load    []string
+		stopped atomic.Bool
+	)
+	started := outboundRequests(t, m)
+	wg.Go(func() {
+		for !stopped.Load() {
+			got := curl(t, m, []string{"--rate", "50/s"}, repeat("http://ratings:9080/ratings/0", 50)...)
+			mu.Lock()
+			load = append(load, got...)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() { stopped.Store(true); wg.Wait() })
+	waitLoad(t, m, started)
+	return func() []string {
+		stopped.Store(true)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return load
+	}
 }
