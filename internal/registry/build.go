@@ -420,8 +420,18 @@ func podServiceAccount(p *corev1.Pod) string {
 	return "default"
 }
 
+// podLocality is istio-locality, else the topology labels (which Istio
+// reads from the pod's node; Trellis has no nodes, so the pod carries
+// them).
 func podLocality(labels map[string]string) string {
-	return strings.ReplaceAll(labels[localityLabel], ".", "/")
+	if l := labels[localityLabel]; l != "" {
+		return strings.ReplaceAll(l, ".", "/")
+	}
+	r, z, s := labels["topology.kubernetes.io/region"], labels["topology.kubernetes.io/zone"], labels["topology.istio.io/subzone"]
+	if r == "" && z == "" && s == "" {
+		return ""
+	}
+	return r + "/" + z + "/" + s
 }
 
 // addPodInstance adds p as an endpoint of service port svcPort; pods that

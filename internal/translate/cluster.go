@@ -49,7 +49,8 @@ func (t *translation) outboundClusters(svc *registry.Service, port registry.Port
 	var out clusterSet
 	build := func(subset string, labels map[string]string, policy *networking.TrafficPolicy) {
 		name := ClusterName("outbound", port.Port, subset, svc.Hostname)
-		c := t.cluster(name, svc, port, mergePolicy(dr.GetTrafficPolicy(), policy, port.Port))
+		eff := mergePolicy(dr.GetTrafficPolicy(), policy, port.Port)
+		c := t.cluster(name, svc, port, eff)
 		if c == nil {
 			return
 		}
@@ -57,8 +58,11 @@ func (t *translation) outboundClusters(svc *registry.Service, port registry.Port
 			t.applyPeakEWMA(c)
 		}
 		out.clusters = append(out.clusters, c)
+		t.applyLocalityLB(c, c.LoadAssignment, eff, svc.Instances[port.Port], nil) // locality.go
 		if c.GetType() == clusterv3.Cluster_EDS {
-			out.endpoints = append(out.endpoints, loadAssignment(name, svc.Instances[port.Port], labels))
+			cla := loadAssignment(name, svc.Instances[port.Port], labels)
+			t.applyLocalityLB(nil, cla, eff, svc.Instances[port.Port], labels)
+			out.endpoints = append(out.endpoints, cla)
 		}
 	}
 	build("", nil, nil)
@@ -137,6 +141,7 @@ func (t *translation) cluster(name string, svc *registry.Service, port registry.
 		return c
 	}
 	t.applyLoadBalancer(c, policy.GetLoadBalancer())
+	t.applyWarmup(c, policy.GetLoadBalancer()) // locality.go
 	t.applyConnectionPool(c, svc, port, policy.GetConnectionPool())
 	t.applyTLS(c, svc, port, policy.GetTls())
 	return c

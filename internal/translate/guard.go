@@ -361,7 +361,8 @@ func (t *translation) checkedClusters(svc *registry.Service, port registry.Port,
 		if dropped[cla.ClusterName] {
 			continue
 		}
-		err := t.w.cachedRefusal(guardKey{guardCLA, cla.ClusterName, o}, func() error { return cachedCLARefusal(cla) })
+		// Locality load balancing makes the assignment depend on the proxy's locality.
+		err := t.w.cachedRefusal(guardKey{guardCLA, cla.ClusterName + t.w.localityScopeKey(t.proxy), o}, func() error { return cachedCLARefusal(cla) })
 		if err != nil {
 			// Endpoints come from the registry, which the validator
 			// keeps to what the sidecar takes: without them the cluster

@@ -28,6 +28,9 @@ type World struct {
 	// client's labels, so proxies with different labels need their own
 	// translation.
 	labelSensitive bool
+	// locality says whether load assignments depend on the proxy's
+	// locality (locality.go).
+	locality localityIndex
 	// sidecars are the Sidecar objects and inbound the service ports that
 	// select each address: every proxy's ScopeKey and Local translation
 	// looks them up, so a push to a thousand proxies must not rescan the
@@ -120,6 +123,7 @@ func (w *World) ScopeKey(p *Proxy) string {
 	if w.labelSensitive {
 		key += "|" + p.labelKey()
 	}
+	key += w.localityScopeKey(p)
 	return key
 }
 
