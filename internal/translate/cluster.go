@@ -140,6 +140,7 @@ func (t *translation) cluster(name string, svc *registry.Service, port registry.
 		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
 		return c
 	}
+	t.applyOutlierDetection(c, policy.GetOutlierDetection()) // outlier.go
 	t.applyLoadBalancer(c, policy.GetLoadBalancer())
 	t.applyWarmup(c, policy.GetLoadBalancer()) // locality.go
 	t.applyConnectionPool(c, svc, port, policy.GetConnectionPool())

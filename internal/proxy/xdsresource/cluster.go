@@ -145,6 +145,16 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 				m.failIndex(err, "transport_socket_matches", len(c.TLSMatches))
 				c.TLSMatches = append(c.TLSMatches, tm)
 			}
+		case 19:
+			if ob, ok := m.bytes(); ok {
+				var err error
+				c.Outlier, err = decodeOutlierDetection(ob)
+				m.fail(err, "outlier_detection")
+			}
+		case 27:
+			if lb, ok := m.bytes(); ok {
+				m.fail(decodeCommonLB(lb, c), "common_lb_config")
+			}
 		case 59:
 			m.fail(errNotSupported, "transport_socket_matcher")
 		case 48:

@@ -345,6 +345,12 @@ type Cluster struct {
 	// TLSFor and tls.go.
 	TLS        *UpstreamTLS
 	TLSMatches []TLSMatch
+	// Outlier is the cluster's outlier detection (outlier.go), nil
+	// without it.
+	Outlier *OutlierDetection
+	// PanicThreshold is common_lb_config.healthy_panic_threshold, in
+	// percent; nil leaves Envoy's default, 50.
+	PanicThreshold *float64
 }
 
 // CircuitBreakers are a cluster's limits; 0 means Envoy's default.
