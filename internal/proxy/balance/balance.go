@@ -35,6 +35,8 @@ type Host struct {
 	degraded atomic.Bool
 
 	active atomic.Int64
+	// outlier holds its consecutive-error counts (outlier.go).
+	outlier hostOutlier
 	// removed is set once an Update has dropped the host, so that a Pick
 	// racing with that Update can notice and retry on the new set.
 	removed atomic.Bool
@@ -134,6 +136,7 @@ type Balancer struct {
 	ringMin, ringMax uint64
 	maglevSize       uint64
 	panicThreshold   float64
+	od               *detector // outlier detection, nil without it (outlier.go)
 
 	mu    sync.Mutex       // serialises Update
 	hosts map[string]*Host // current hosts by addr, owned by Update
@@ -197,6 +200,7 @@ func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
 		b.maglevSize = DefaultMaglevTableSize
 	}
 	b.maglevSize = nextPrime(b.maglevSize)
+	b.applyOutlier(c)
 	for _, o := range opts {
 		o(b)
 	}
@@ -227,7 +231,11 @@ func (b *Balancer) Hosts() []*Host { return b.snap.Load().hosts }
 func (b *Balancer) Update(cla *xdsresource.ClusterLoadAssignment) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.update(b.outlierView(cla))
+}
 
+// update is Update with b.mu held, cla as outlier detection leaves it.
+func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 	groups := groupPriorities(cla)
 	n := 0
 	for _, g := range groups {
