@@ -35,6 +35,8 @@ type Host struct {
 	degraded atomic.Bool
 
 	active atomic.Int64
+	// joined is when the host's slow start began (slowstart.go).
+	joined atomic.Int64
 	// outlier holds its consecutive-error counts (outlier.go).
 	outlier hostOutlier
 	// removed is set once an Update has dropped the host, so that a Pick
@@ -136,6 +138,12 @@ type Balancer struct {
 	ringMin, ringMax uint64
 	maglevSize       uint64
 	panicThreshold   float64
+	// Locality-weighted picks and slow start (locality.go,
+	// slowstart.go); populated is set once an update brought hosts.
+	localityWeighted bool
+	slow             *slowStart
+	clock            func() int64
+	populated        bool
 	od               *detector // outlier detection, nil without it (outlier.go)
 
 	mu    sync.Mutex       // serialises Update
@@ -183,6 +191,10 @@ func New(c *xdsresource.Cluster, opts ...Option) *Balancer {
 		rr:         map[uint64]*counter{},
 
 		panicThreshold: DefaultPanicThreshold,
+
+		localityWeighted: c.LocalityWeighted,
+		slow:             newSlowStart(c),
+		clock:            monotonic,
 	}
 	switch b.policy {
 	case xdsresource.LBRoundRobin, xdsresource.LBLeastRequest, xdsresource.LBRandom,
@@ -263,6 +275,7 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 				continue // first occurrence wins; Envoy rejects duplicates in one level
 			}
 			h := b.hosts[string(buf)]
+			isNew := h == nil
 			addr := ""
 			if h != nil {
 				addr = h.addr
@@ -285,6 +298,7 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 			h.healthy.Store(ep.ep.Healthy)
 			h.degraded.Store(ep.ep.Degraded && !ep.ep.Healthy)
 			h.weight.Store(max(ep.ep.Weight, 1))
+			b.noteHost(h, isNew)
 			next[addr] = h
 			all = append(all, h)
 			g.eps = append(g.eps, ep)
@@ -334,15 +348,11 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 			if len(hosts) == 0 {
 				continue
 			}
-			weights := flattenTier(eps, deg)
-			for i, h := range hosts {
-				h.weight.Store(weights[i])
-			}
 			l := load[gi]
 			if deg {
 				l = degLoad[gi]
 			}
-			s.addLevel(b, hosts, weights, l, tierCounter(g.priority, deg))
+			s.addTier(b, hosts, eps, deg, l, tierCounter(g.priority, deg)) // locality.go
 		}
 	}
 	if len(s.levels) > 1 {
@@ -361,6 +371,7 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 		}
 	}
 	b.hosts = next
+	b.populated = b.populated || len(all) > 0
 }
 
 // appendAddr appends host:port as net.JoinHostPort would write it.
@@ -409,15 +420,16 @@ func (b *Balancer) Pick(hash uint64, hasHash bool) *Host {
 			}
 			l = &s.levels[s.choose[bounded(r, uint64(len(s.choose)))]]
 		}
-		var h *Host
-		switch b.policy {
-		case xdsresource.LBRoundRobin:
+		l, h := b.refine(l) // by locality, and slow start (locality.go, slowstart.go)
+		switch {
+		case h != nil:
+		case b.policy == xdsresource.LBRoundRobin:
 			h = l.hosts[l.roundRobin(l.rr.n.Add(1))]
-		case xdsresource.LBRandom:
+		case b.policy == xdsresource.LBRandom:
 			h = l.hosts[l.sample(b.rand.Uint64())]
-		case xdsresource.LBRingHash:
+		case b.policy == xdsresource.LBRingHash:
 			h = l.hosts[l.ringLookup(hash)]
-		case xdsresource.LBMaglev:
+		case b.policy == xdsresource.LBMaglev:
 			h = l.hosts[l.maglev[hash%uint64(len(l.maglev))]]
 		default:
 			h = b.pickLeastRequest(l)
@@ -479,6 +491,15 @@ type level struct {
 	ringHost []int32  // host of each point
 
 	maglev []int32
+
+	// locs split the level by locality for locality-weighted picks,
+	// chosen by locCut/locAlias (locality.go); slow holds its hosts in
+	// slow start (slowstart.go).
+	locs       []level
+	locCut     []uint64
+	locAlias   []int32
+	locWeights []uint32
+	slow       *slowLevel
 }
 
 func (b *Balancer) build(hosts []*Host, weights []uint32, rr *counter) level {

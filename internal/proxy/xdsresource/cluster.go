@@ -154,7 +154,10 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 		case 27:
 			if lb, ok := m.bytes(); ok {
 				m.fail(decodeCommonLB(lb, c), "common_lb_config")
+				m.fail(decodeLocalityLBConfig(lb, c), "common_lb_config") // lbconfig.go
 			}
+		case 56, 37: // round_robin_lb_config, least_request_lb_config
+			m.fail(decodePolicyLBConfig(m.num, m.val, c), policyLBConfigName(m.num)) // lbconfig.go
 		case 59:
 			m.fail(errNotSupported, "transport_socket_matcher")
 		case 48:

@@ -338,6 +338,11 @@ type Cluster struct {
 	// (filter_metadata.trellis.lb: PEAK_EWMA, from a DestinationRule's
 	// trellis.io/load-balancer annotation).
 	PeakEWMA bool
+	// LocalityWeighted is common_lb_config.locality_weighted_lb_config:
+	// pick a locality by its weight, then a host in it; SlowStart is the
+	// policy's slow_start_config, nil without one (lbconfig.go).
+	LocalityWeighted bool
+	SlowStart        *SlowStart
 	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
 	LoadAssignment *ClusterLoadAssignment
 	// TLS is the cluster's transport socket (nil: plaintext) and
