@@ -252,28 +252,23 @@ func (t *translation) applyConnectionPool(c *clusterv3.Cluster, svc *registry.Se
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 		}
 	}
-	var common *corev3.HttpProtocolOptions
-	if v := cp.GetHttp().GetMaxRequestsPerConnection(); v > 0 {
-		common = &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(uint32(v))}
-	}
-	if d := cp.GetHttp().GetIdleTimeout(); d != nil {
-		if common == nil {
-			common = &corev3.HttpProtocolOptions{}
-		}
-		common.IdleTimeout = d
-	}
+	common := httpCommonOptions(cp) // connpool.go
 	h2 := port.Protocol == registry.HTTP2 || port.Protocol == registry.GRPC
 	if port.Protocol == registry.HTTP && cp.GetHttp().GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE {
 		h2 = true
 	}
 	var h2opts *corev3.Http2ProtocolOptions
 	if h2 {
-		h2opts = &corev3.Http2ProtocolOptions{}
-		if v := cp.GetHttp().GetHttp2MaxRequests(); v > 0 {
-			h2opts.MaxConcurrentStreams = wrapperspb.UInt32(uint32(v))
-		}
+		h2opts = http2Options(cp)
 	}
-	t.setUpstreamProtocol(c, port.Protocol, h2opts, common)
+	proto := port.Protocol
+	if cp.GetHttp().GetUseClientProtocol() {
+		// Istio: the downstream's protocol, in place of any upgrade or
+		// the port's HTTP/2 (and with it their HTTP/2 options).
+		h2opts, proto = nil, registry.Unsupported
+	}
+	t.setUpstreamProtocol(c, proto, h2opts, common)
+	t.applyTCPKeepalive(c, cp.GetTcp())
 }
 
 // setUpstreamProtocol sets the HTTP version a cluster speaks upstream, as

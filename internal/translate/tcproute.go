@@ -44,7 +44,7 @@ import (
 // check one VirtualService's chains and fall back without them (guard.go).
 func (t *translation) l4Chains(o *config.Object, vs *networking.VirtualService, svc *registry.Service, port registry.Port) []*listenerv3.FilterChain {
 	defaultCluster := ClusterName("outbound", port.Port, "", svc.Hostname)
-	def := &listenerv3.FilterChain{Name: defaultCluster, Filters: []*listenerv3.Filter{tcpProxyFilter(defaultCluster, defaultCluster)}}
+	def := &listenerv3.FilterChain{Name: defaultCluster, Filters: []*listenerv3.Filter{t.tcpProxyLimits(tcpProxyFilter(defaultCluster, defaultCluster), svc.Hostname, svc.Namespace)}}
 	if vs == nil {
 		return []*listenerv3.FilterChain{def}
 	}
@@ -233,15 +233,25 @@ func (t *translation) l4Filter(o *config.Object, route []*networking.RouteDestin
 		dests = append(dests, weighted{cluster: t.destinationCluster(d.GetDestination(), o.Namespace, port), weight: uint32(max(d.GetWeight(), 0))})
 	}
 	dests = normalizeWeights(dests)
+	// Istio's limits are those of the first destination's rule, even for
+	// weighted clusters (connpool.go).
+	limits := func(f *listenerv3.Filter) *listenerv3.Filter { return f }
+	if len(route) > 0 {
+		if target := t.w.Reg.Lookup(route[0].GetDestination().GetHost(), o.Namespace); target != nil {
+			limits = func(f *listenerv3.Filter) *listenerv3.Filter {
+				return t.tcpProxyLimits(f, target.Hostname, target.Namespace)
+			}
+		}
+	}
 	if len(dests) == 1 {
-		return tcpProxyFilter(dests[0].cluster, dests[0].cluster)
+		return limits(tcpProxyFilter(dests[0].cluster, dests[0].cluster))
 	}
 	wc := &tcpproxyv3.TcpProxy_WeightedCluster{}
 	for _, d := range dests {
 		wc.Clusters = append(wc.Clusters, &tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{Name: d.cluster, Weight: d.weight})
 	}
 	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, ClusterSpecifier: &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}}
-	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+	return limits(&listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}})
 }
 
 // l4SourceLabels reports whether some tcp or tls match looks at the

@@ -90,6 +90,10 @@ func DecodeCluster(b []byte) (*Cluster, error) {
 			if ok {
 				m.fail(decodeCommonHTTPOptions(pb, c), "common_http_protocol_options")
 			}
+		case 30:
+			if ob, ok := m.bytes(); ok {
+				m.fail(decodeUpstreamConnectionOptions(ob, c), "upstream_connection_options")
+			}
 		case 36:
 			eb, ok := m.bytes()
 			if !ok {
@@ -239,6 +243,10 @@ func decodeCommonHTTPOptions(b []byte, c *Cluster) error {
 		switch m.num {
 		case 1:
 			c.IdleTimeout = m.duration("idle_timeout")
+		case 3:
+			c.MaxConnectionDuration = m.duration("max_connection_duration")
+		case 4:
+			m.fail(errNotSupported, "max_stream_duration")
 		case 6:
 			c.MaxRequestsPerConnection = m.wrappedUint32("max_requests_per_connection")
 		}
@@ -276,6 +284,9 @@ func decodeHTTPProtocolOptions(b []byte, c *Cluster) error {
 					c.HTTP2 = false
 				case 2:
 					c.HTTP2 = true
+					if hb, ok := e.bytes(); ok {
+						e.fail(decodeHTTP2Options(hb, c), "http2_protocol_options")
+					}
 				case 3:
 					e.fail(errNotSupported, "http3_protocol_options")
 				}
@@ -283,6 +294,9 @@ func decodeHTTPProtocolOptions(b []byte, c *Cluster) error {
 			m.fail(e.err, "explicit_http_config")
 		case 4:
 			c.HTTP2, c.DownstreamProtocol = false, true
+			if db, ok := m.bytes(); ok {
+				m.fail(decodeDownstreamHTTPConfig(db, c), "use_downstream_protocol_config")
+			}
 		case 5:
 			// ALPN-negotiated protocols need upstream TLS, which the
 			// proxy does not have yet.

@@ -571,6 +571,11 @@ func decodeTCPProxy(b []byte) (*TCPProxy, error) {
 				m.fail(err, "weighted_clusters")
 				t.Cluster, weighted = "", true
 			}
+		case 8:
+			t.IdleTimeout = m.duration("idle_timeout")
+			t.NoIdleTimeout = t.IdleTimeout == 0
+		case 13:
+			t.MaxConnectionDuration = m.duration("max_downstream_connection_duration")
 		case 12:
 			m.fail(errNotSupported, "tunneling_config")
 		case 9:

@@ -99,6 +99,13 @@ type TCPProxy struct {
 	Cluster          string
 	WeightedClusters []ClusterWeight
 	TotalWeight      uint64
+	// IdleTimeout closes a connection with no bytes either way for that
+	// long (0: unset, Envoy's hour, TCPIdleTimeout), unless NoIdleTimeout
+	// (idle_timeout 0s); MaxConnectionDuration closes it at that age (0:
+	// never). See connpool.go.
+	IdleTimeout           time.Duration
+	NoIdleTimeout         bool
+	MaxConnectionDuration time.Duration
 }
 
 // ClusterWeight is one destination of a TCP proxy's weighted_clusters.
@@ -334,6 +341,14 @@ type Cluster struct {
 	DownstreamProtocol       bool
 	MaxRequestsPerConnection uint32
 	IdleTimeout              time.Duration
+	// Connection pool settings beyond limits (connpool.go): the upstream
+	// connection's age limit (0: none set), the streams one HTTP/2
+	// connection carries (0: the server's limit), HTTP/2 PINGs and TCP
+	// keepalive (nil: none).
+	MaxConnectionDuration time.Duration
+	MaxConcurrentStreams  uint32
+	HTTP2Keepalive        *HTTP2Keepalive
+	TCPKeepalive          *TCPKeepalive
 	// PeakEWMA weighs LEAST_REQUEST by each host's latency estimate
 	// (filter_metadata.trellis.lb: PEAK_EWMA, from a DestinationRule's
 	// trellis.io/load-balancer annotation).
