@@ -100,6 +100,7 @@ func (p *Proxy) Clusters() []admin.Cluster {
 		ac.Counters["upstream_cx_overflow"] = st.CxOverflow
 		ac.Counters["upstream_rq_pending_overflow"] = st.RqPendingOverflow
 		ac.Counters["upstream_rq_overflow"] = st.RqOverflow
+		c.Balancer().OutlierCounters(ac.Counters)
 		out = append(out, ac)
 	}
 	return out

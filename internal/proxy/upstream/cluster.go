@@ -306,6 +306,7 @@ func (c *Cluster) stopLocked() map[*balance.Host]*pool {
 	if !c.isClosed() {
 		close(c.closed)
 	}
+	c.bal.Stop() // outlier detection's sweeps
 	pools := *c.pools.Load()
 	c.pools.Store(&map[*balance.Host]*pool{})
 	return pools
@@ -457,8 +458,15 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 	if err != nil {
 		h.Done(latency)
 		c.finish(p)
-		return nil, c.errorFlags(ctx, err), err
+		flags := c.errorFlags(ctx, err)
+		if flags&(UpstreamConnectionFailure|UpstreamConnectionTermination|UpstreamRequestTimeout) != 0 {
+			// Outlier detection's local-origin failures, as Envoy's
+			// router reports them: refused, reset, timed out.
+			c.bal.ReportLocalFailure(h, flags != UpstreamConnectionFailure)
+		}
+		return nil, flags, err
 	}
+	c.bal.ReportStatus(h, resp.StatusCode)
 	if got != nil && resp.ProtoMajor == 1 {
 		call.ResponseNames = ResponseHeaderNames(*got)
 	}

@@ -37,12 +37,14 @@ func (c *Cluster) DialTCP(ctx context.Context, call *Call) (net.Conn, *balance.H
 		case errors.Is(err, ErrOverflow):
 			return nil, h, UpstreamOverflow, err
 		case errors.As(err, &de):
+			c.bal.ReportLocalFailure(h, false) // as Envoy's tcp_proxy
 			return nil, h, UpstreamConnectionFailure, err
 		case errors.Is(err, ErrClosed):
 			return nil, h, NoHealthyUpstream, err
 		}
 		return nil, h, c.errorFlags(ctx, err), err
 	}
+	c.bal.ReportConnected(h)
 	return &tcpConn{conn: cn, host: h, latency: latency}, h, 0, nil
 }
 
