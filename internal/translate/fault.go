@@ -21,9 +21,9 @@ func faultFilter() *hcmv3.HttpFilter {
 }
 
 // applyFault gives a route its VirtualService fault. Istio documents that
-// a fault cannot be combined with a timeout on the same rule, so the
-// route keeps no timeout: the injected delay is not cut short by it.
-// (Retries, which Istio turns off likewise, are not sent at all yet.)
+// timeouts and retries are not enabled beside a fault on the same rule,
+// so the route keeps no timeout (the injected delay is not cut short by
+// it) and no retry policy (an injected abort is the answer).
 // Proxyless gRPC listeners carry no fault filter, so their routes get
 // none either.
 func (t *translation) applyFault(r *routev3.Route, f *networking.HTTPFaultInjection) {
@@ -40,6 +40,7 @@ func (t *translation) applyFault(r *routev3.Route, f *networking.HTTPFaultInject
 	r.TypedPerFilterConfig[faultFilterName] = mustAny(hf)
 	if a := r.GetRoute(); a != nil {
 		a.Timeout = zeroDuration()
+		a.RetryPolicy = nil
 	}
 }
 

@@ -180,6 +180,7 @@ func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, s
 				routes[j].route.Action = &routev3.Route_Route{Route: a}
 			}
 		}
+		t.applyRuleTimeouts(routes, rule.Timeouts, rule.Retry) // retry.go
 		out = append(out, routes...)
 	}
 	return out

@@ -37,7 +37,7 @@ const (
 	retriesNote   = "retries are not in force yet; requests are tried once"
 	tlsOrigNote   = "TLS origination for traffic to unknown destinations is not in force yet: the sidecar passes it through as it comes"
 	gatewaysNote  = "Trellis runs no Istio ingress or egress gateways: only `mesh` (the sidecars) applies routes"
-	outlierNote   = "outlier detection is not in force yet: failing endpoints stay in the rotation"
+	outlierNote   = "passive health checking by the client's sidecar, as Envoy does it with istiod's translation: an endpoint that answers consecutive5xxErrors 5xx in a row (default 5; 0 turns it off) or consecutiveGatewayErrors 502/503/504 in a row (off unless set) is ejected, left out of load balancing, for baseEjectionTime (default 30s) times the number of its ejections in a row (at most 300s), and brought back by the check every interval (default 10s). Connections refused, reset or timed out count as 503s, or with splitExternalLocalOriginErrors against consecutiveLocalOriginFailures (default 5) alone; TCP services count their connect failures. At most maxEjectionPercent (default 10) of the endpoints are out at once, counted as Envoy does, (ejected+1)/endpoints, so the default ejects nothing in a service of fewer than 10 endpoints. While fewer than minHealthPercent of the endpoints are healthy (default 0: never) the sidecar balances over all of them, ejected or not. Counters: outlier_detection.* per cluster on the admin /stats page. Unlike Envoy: only the HTTP status counts, not a gRPC status (grpc-status UNAVAILABLE is not a 503), and a response cut short after its headers counts as its status; endpoints of PASSTHROUGH services are not ejected. Not for proxyless gRPC clients (grpc-go has no consecutive-error ejection)"
 	localityNote  = "locality-aware load balancing is not in force yet: endpoints of every locality are used alike"
 	warmupNote    = "slow start is not in force yet: new endpoints get their full share at once"
 	keepaliveNote = "TCP keepalive settings are not in force yet: the kernel's defaults apply"
@@ -154,7 +154,10 @@ func trafficPolicy(r *rows, k Kind, p string, port bool) {
 	r.whole(k, lb+".warmupDurationSecs", NotInForce, warmupNote)
 	r.whole(k, lb+".warmup", NotInForce, warmupNote)
 	connectionPool(r, k, p+".connectionPool")
-	r.whole(k, p+".outlierDetection", NotInForce, outlierNote)
+	r.whole(k, p+".outlierDetection", InForce, outlierNote)
+	r.add(k, p+".outlierDetection.consecutiveErrors", NotInForce, "deprecated and ignored, as istiod ignores it (its validation warns): use consecutive5xxErrors or consecutiveGatewayErrors")
+	r.add(k, p+".outlierDetection.outlierDetectionHttpErrorCodes[]", NotInForce, "custom error codes are not in force yet: every 5xx, and only a 5xx, counts as an error")
+	r.add(k, p+".outlierDetection.failurePercentageThreshold", NotInForce, "failure-percentage ejection is not in force (istiod does not translate it either): endpoints are ejected for consecutive errors only")
 	tls := p + ".tls"
 	r.add(k, tls+".mode", InForce, "DISABLE: plaintext, straight to the endpoint even when it runs a sidecar; ISTIO_MUTUAL: mutual TLS with the workload identity through the endpoint's tunnel port; SIMPLE and MUTUAL: TLS originated by the sidecar straight to the endpoint, with the files named (read at each new connection); no tls at all: auto mTLS (endpoints with a sidecar over mTLS, others in plaintext)")
 	r.in(k, tls, "clientCertificate", "privateKey", "sni", "insecureSkipVerify")

@@ -101,6 +101,9 @@ func (p *Proxy) Clusters() []admin.Cluster {
 		ac.Counters["upstream_rq_pending_overflow"] = st.RqPendingOverflow
 		ac.Counters["upstream_rq_overflow"] = st.RqOverflow
 		c.Balancer().OutlierCounters(ac.Counters)
+		ac.Counters["upstream_rq_retry"] = st.RqRetry
+		ac.Counters["upstream_rq_retry_overflow"] = st.RqRetryOverflow
+		ac.Counters["upstream_rq_retry_success"] = st.RqRetrySuccess
 		out = append(out, ac)
 	}
 	return out

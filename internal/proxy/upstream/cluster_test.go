@@ -616,28 +616,34 @@ func TestMaxPendingRequests(t *testing.T) {
 	}
 }
 
-// The retry budget admits MaxRetries retries at once. Retries are not in
-// force yet, so an overflow leaves the stats as they were: nothing may
-// show the budget as if it worked (the sidecar's TestAdminShowsNoRetryStats
-// checks the admin pages).
+// MaxRetries bounds the retries in flight; a retry budget replaces it
+// with a share of the active requests, never below its minimum. Retries
+// taken, refused and successful are counted by Envoy's names.
 func TestRetryBudgetAndStats(t *testing.T) {
 	leak.Check(t)
 	s := startServer(t, "127.0.0.1", false, nil)
 	c := newCluster(t, &xdsresource.Cluster{CircuitBreakers: xdsresource.CircuitBreakers{MaxRetries: 2}}, Options{}, assignment(s))
 	got := []bool{c.StartRetry(), c.StartRetry(), c.StartRetry()}
-	c.EndRetry()
+	c.EndRetry(true)
 	got = append(got, c.StartRetry())
 	if diff := cmp.Diff([]bool{true, true, false, true}, got); diff != "" {
-		t.Errorf("retry budget of 2 (-want +got):\n%s", diff)
+		t.Errorf("max_retries 2 (-want +got):\n%s", diff)
 	}
-	c.EndRetry()
-	c.EndRetry()
+	c.EndRetry(false)
+	c.EndRetry(false)
 	get(t, c, 0, false)
-	get(t, c, 0, false)
-	want := Stats{CxActive: 1, CxTotal: 1}
+	want := Stats{CxActive: 1, CxTotal: 1, RqRetry: 3, RqRetryOverflow: 1, RqRetrySuccess: 1}
 	if diff := cmp.Diff(want, c.Stats()); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
 	}
+
+	// 50 % of no active request is 0: the minimum of 1 holds.
+	b := newCluster(t, &xdsresource.Cluster{CircuitBreakers: xdsresource.CircuitBreakers{MaxRetries: 100,
+		RetryBudget: &xdsresource.RetryBudget{Percent: 50, MinConcurrency: 1}}}, Options{}, assignment(s))
+	if !b.StartRetry() || b.StartRetry() {
+		t.Error("budget 50%, min 1, nothing active: want exactly one retry admitted")
+	}
+	b.EndRetry(false)
 }
 
 // TestDownstreamProtocolKept sends an HTTP/2 request (as gRPC arrives)

@@ -226,6 +226,11 @@ func decodeCircuitBreakers(b []byte) (CircuitBreakers, error) {
 				cb.MaxRequests = t.wrappedUint32("max_requests")
 			case 5:
 				cb.MaxRetries = t.wrappedUint32("max_retries")
+			case 8:
+				bb, _ := t.bytes()
+				rb, err := decodeRetryBudget(bb)
+				t.fail(err, "retry_budget")
+				cb.RetryBudget = rb
 			}
 		}
 		m.failIndex(t.err, "thresholds", i)

@@ -534,7 +534,10 @@ func TestErrors(t *testing.T) {
 		{"weighted by header", xdsresource.RouteType, action(&routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{
 			Clusters: []*routev3.WeightedCluster_ClusterWeight{{Name: "a", Weight: wrapperspb.UInt32(1)}}, RandomValueSpecifier: &routev3.WeightedCluster_HeaderName{HeaderName: "x"}}}}),
 			`weighted_clusters.header_name: not supported`},
-		{"retry policy", xdsresource.RouteType, action(cluster(&routev3.RouteAction{RetryPolicy: &routev3.RetryPolicy{}})), `route.retry_policy: not supported`},
+		{"retry on request headers", xdsresource.RouteType, action(cluster(&routev3.RouteAction{RetryPolicy: &routev3.RetryPolicy{RetriableRequestHeaders: []*routev3.HeaderMatcher{{Name: "x"}}}})), `route.retry_policy.retriable_request_headers: not supported`},
+		{"unknown retry condition", xdsresource.RouteType, action(cluster(&routev3.RouteAction{RetryPolicy: &routev3.RetryPolicy{RetryOn: "5xx,sometimes"}})), `route.retry_policy.retry_on: unknown retry condition "sometimes"`},
+		{"other host predicate", xdsresource.RouteType, action(cluster(&routev3.RouteAction{RetryPolicy: &routev3.RetryPolicy{RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.canary_hosts"}}}})), `route.retry_policy.retry_host_predicate[0]: host predicate`},
+		{"zero back-off", xdsresource.RouteType, action(cluster(&routev3.RouteAction{RetryPolicy: &routev3.RetryPolicy{RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: &durationpb.Duration{}}}})), `route.retry_policy.retry_back_off.base_interval: must be > 0`},
 		{"subset metadata", xdsresource.RouteType, action(cluster(&routev3.RouteAction{MetadataMatch: &corev3.Metadata{}})), `route.metadata_match: not supported`},
 		{"negative timeout", xdsresource.RouteType, action(cluster(&routev3.RouteAction{Timeout: &durationpb.Duration{Seconds: -1}})), `route.timeout: must not be negative`},
 		{"huge timeout", xdsresource.RouteType, action(cluster(&routev3.RouteAction{Timeout: &durationpb.Duration{Seconds: 1 << 40}})), `route.timeout:`},

@@ -94,6 +94,16 @@ spec:
       response: {remove: [server]}
     route:
     - destination: {host: reviews-v2}
+  - name: retried
+    match: [{uri: {prefix: /retried}}]
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure,409,retriable-4xx", retryRemoteLocalities: true, backoff: 10ms}
+    route:
+    - destination: {host: reviews-v1}
+  - name: not-retried
+    match: [{uri: {prefix: /once}}]
+    retries: {attempts: 0}
+    route:
+    - destination: {host: reviews-v1}
   - name: prefix
     match: [{uri: {prefix: /p}}]
     rewrite: {uri: /q}
@@ -124,6 +134,7 @@ spec:
   trafficPolicy:
     loadBalancer:
       consistentHash: {maglev: {tableSize: 65537}, useSourceIp: true}
+    retryBudget: {percent: 25, minRetryConcurrency: 2}
 `}
 
 // TestTranslatorOutput decodes every resource Trellis's translator makes
@@ -361,6 +372,7 @@ func wantRouteEntry(t *testing.T, r *routev3.Route) xdsresource.Route {
 				act.HashPolicies = append(act.HashPolicies, xdsresource.HashPolicy{Kind: xdsresource.HashQueryParam, Name: p.QueryParameter.Name})
 			}
 		}
+		act.Retry = wantRetry(ra.GetRetryPolicy())
 		out.Action = act
 	case *routev3.Route_Redirect:
 		rd := a.Redirect
@@ -379,6 +391,33 @@ func wantRouteEntry(t *testing.T, r *routev3.Route) xdsresource.Route {
 		t.Fatalf("unexpected action %T", a)
 	}
 	return out
+}
+
+// wantRetry is a RetryPolicy as the proxy should read it, with Envoy's
+// defaults for what the message leaves unset.
+func wantRetry(rp *routev3.RetryPolicy) *xdsresource.RetryPolicy {
+	if rp == nil {
+		return nil
+	}
+	on, _ := xdsresource.ParseRetryOn(rp.GetRetryOn())
+	w := &xdsresource.RetryPolicy{
+		On: on, NumRetries: 1, PerTryTimeout: rp.GetPerTryTimeout().AsDuration(),
+		HostSelectionAttempts: max(int(rp.GetHostSelectionRetryMaxAttempts()), 1),
+		PreviousHosts:         len(rp.GetRetryHostPredicate()) > 0,
+		PreviousPriorities:    rp.GetRetryPriority() != nil,
+		BackoffBase:           xdsresource.DefaultRetryBaseInterval,
+	}
+	if n := rp.GetNumRetries(); n != nil {
+		w.NumRetries = n.GetValue()
+	}
+	for _, c := range rp.GetRetriableStatusCodes() {
+		w.StatusCodes = append(w.StatusCodes, int(c))
+	}
+	if b := rp.GetRetryBackOff(); b != nil {
+		w.BackoffBase = b.GetBaseInterval().AsDuration()
+	}
+	w.BackoffMax = 10 * w.BackoffBase
+	return w
 }
 
 func wantCluster(t *testing.T, c *clusterv3.Cluster) *xdsresource.Cluster {
@@ -400,6 +439,16 @@ func wantCluster(t *testing.T, c *clusterv3.Cluster) *xdsresource.Cluster {
 		out.CircuitBreakers = xdsresource.CircuitBreakers{
 			MaxConnections: th[0].GetMaxConnections().GetValue(), MaxPendingRequests: th[0].GetMaxPendingRequests().GetValue(),
 			MaxRequests: th[0].GetMaxRequests().GetValue(), MaxRetries: th[0].GetMaxRetries().GetValue(),
+		}
+		if rb := th[0].GetRetryBudget(); rb != nil {
+			b := &xdsresource.RetryBudget{Percent: 20, MinConcurrency: 3}
+			if p := rb.GetBudgetPercent(); p != nil {
+				b.Percent = p.GetValue()
+			}
+			if n := rb.GetMinRetryConcurrency(); n != nil {
+				b.MinConcurrency = n.GetValue()
+			}
+			out.CircuitBreakers.RetryBudget = b
 		}
 	}
 	if a := c.TypedExtensionProtocolOptions["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; a != nil {
@@ -540,6 +589,11 @@ func TestTranslatorRouteLiteral(t *testing.T) {
 			RegexRewrite: regexp.MustCompile(`^/api/v[0-9]+/(.*)`), RegexSubstitution: "/${1}",
 			HostRewrite:  "internal",
 			HashPolicies: []xdsresource.HashPolicy{{Kind: xdsresource.HashCookie, Name: "session", CookieTTL: time.Minute, CookiePath: "/"}},
+			// Istio's default policy, without previous_hosts: the route hashes.
+			Retry: &xdsresource.RetryPolicy{
+				On:         xdsresource.RetryConnectFailure | xdsresource.RetryRefusedStream | xdsresource.RetryGRPCUnavailable | xdsresource.RetryGRPCCancelled | xdsresource.RetryRetriableStatusCodes,
+				NumRetries: 2, HostSelectionAttempts: 5, BackoffBase: 25 * time.Millisecond, BackoffMax: 250 * time.Millisecond,
+			},
 		},
 		RequestHeadersToAdd:     []xdsresource.HeaderValueOption{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2", Append: true}},
 		RequestHeadersToRemove:  []string{"x-c"},

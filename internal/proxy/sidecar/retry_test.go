@@ -1,0 +1,460 @@
+package sidecar_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/testing/leak"
+	"github.com/trellismesh/trellis/internal/testing/meshtest"
+)
+
+// retryConfig routes the app's paths with the user's retry policy
+// (shared/seed-examples/payment-retries.yaml: attempts 3, perTryTimeout
+// 2s, retryOn 5xx,reset,connect-failure) except /plain, which keeps
+// Istio's default policy; /hang has a short per-try timeout; /post
+// retries 503 for the body test. legacy is a service without a sidecar
+// (so the client's sidecar sees its resets itself), and pair a service
+// of two endpoints, one of them a closed port.
+func retryConfig(base string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app}
+spec:
+  hosts: [app]
+  http:
+  - match: [{uri: {prefix: /plain}}]
+    route: [{destination: {host: app, port: {number: 8080}}}]
+  - match: [{uri: {prefix: /hang}}]
+    retries: {attempts: 3, perTryTimeout: 300ms, retryOn: "5xx,reset,connect-failure"}
+    route: [{destination: {host: app, port: {number: 8080}}}]
+  - match: [{uri: {prefix: /}}, {port: 8080}]
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure"}
+    route: [{destination: {host: app, port: {number: 8080}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy}
+spec:
+  selector: {app: legacy}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: legacy-1}
+spec: {address: %[1]s.3, labels: {app: legacy}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: legacy}
+spec:
+  hosts: [legacy]
+  http:
+  - retries: {attempts: 3, retryOn: "reset"}
+    route: [{destination: {host: legacy}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pair}
+spec:
+  selector: {app: pair}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: pair-up}
+spec: {address: %[1]s.4, labels: {app: pair}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: pair-down}
+spec: {address: %[1]s.5, labels: {app: pair}}
+`, base)
+}
+
+// tries counts the tries the app saw of each request, by the request id
+// the client's sidecar gave it (a retry carries the same).
+type tries struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (t *tries) add(r *http.Request) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = map[string]int{}
+	}
+	id := r.URL.Path + " " + r.Header.Get("X-Request-Id")
+	t.n[id]++
+	return t.n[id]
+}
+
+func (t *tries) total(prefix string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sum := 0
+	for k, v := range t.n {
+		if strings.HasPrefix(k, prefix) {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// The user's retry policy takes retry logic out of application code: the
+// client's sidecar tries a failed request again, up to three retries,
+// and the client sees the failure only when every try failed.
+func TestRetriesThroughSidecars(t *testing.T) {
+	leak.Check(t)
+	const base = "127.121.1"
+	var seen tries
+	am := newAppMesh(t, base, retryConfig(base), func(w http.ResponseWriter, r *http.Request) {
+		try := seen.add(r)
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/fail50"), strings.HasPrefix(r.URL.Path, "/plain50"):
+			if rand.IntN(2) == 0 {
+				http.Error(w, "flaky", http.StatusServiceUnavailable)
+				return
+			}
+		case strings.HasPrefix(r.URL.Path, "/fail20"):
+			if rand.IntN(5) == 0 {
+				http.Error(w, "flaky", http.StatusServiceUnavailable)
+				return
+			}
+		case strings.HasPrefix(r.URL.Path, "/hang"):
+			if try == 1 {
+				// Past the 300ms per-try timeout; the sidecar gives up on
+				// this try and makes another.
+				select {
+				case <-r.Context().Done():
+				case <-time.After(3 * time.Second):
+				}
+				return
+			}
+		case strings.HasPrefix(r.URL.Path, "/post"):
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			if try == 1 {
+				http.Error(w, "first try fails", http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("X-Try", strconv.Itoa(try))
+			w.Write(body)
+			return
+		case strings.HasPrefix(r.URL.Path, "/down"):
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "app")
+	})
+	// legacy resets the first try of each request, without an answer.
+	var legacyTries tries
+	meshtest.Backend(t, base+".3:8080", "legacy", func(w http.ResponseWriter, r *http.Request) {
+		if legacyTries.add(r) == 1 {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				if tc, ok := c.(*net.TCPConn); ok {
+					tc.SetLinger(0) // RST, not FIN
+				}
+				c.Close()
+			}
+			return
+		}
+		io.WriteString(w, "legacy")
+	})
+	var pairSeen atomic.Int64
+	meshtest.Backend(t, base+".4:8080", "pair-up", func(w http.ResponseWriter, r *http.Request) {
+		pairSeen.Add(1)
+		io.WriteString(w, "pair-up")
+	})
+	c := am.client.Client()
+	defer c.CloseIdleConnections()
+
+	// share sends n GETs of path, several at a time, and returns the
+	// share answered 200.
+	share := func(t *testing.T, path string, n int) float64 {
+		t.Helper()
+		var ok atomic.Int64
+		var wg sync.WaitGroup
+		jobs := make(chan int)
+		for range 8 {
+			wg.Go(func() {
+				for range jobs {
+					resp, err := c.Get("http://app:8080" + path)
+					if err != nil {
+						t.Error(err)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						ok.Add(1)
+					} else if testing.Verbose() {
+						t.Logf("DEBUG %d %s", resp.StatusCode, resp.Header.Get("X-Trellis-Flags"))
+					}
+				}
+			})
+		}
+		for i := range n {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		return float64(ok.Load()) / float64(n)
+	}
+
+	t.Run("HalfFailing", func(t *testing.T) {
+		// Ideal: 1 − 0.5⁴ = 93.75 %.
+		if got := share(t, "/fail50", 2000); got < 0.90 {
+			t.Errorf("%.1f%% of 2,000 requests succeeded behind a 50%%-failing backend, want ≥ 90%%", got*100)
+		}
+	})
+	t.Run("FifthFailing", func(t *testing.T) {
+		if got := share(t, "/fail20", 2000); got < 0.99 {
+			t.Errorf("%.1f%% of 2,000 requests succeeded behind a 20%%-failing backend, want ≥ 99%%", got*100)
+		}
+	})
+	t.Run("DefaultPolicyKeepsAppErrors", func(t *testing.T) {
+		// Istio's default policy retries connect failures and gRPC
+		// errors, not an app's 503: about half fail, each tried once.
+		const n = 1000
+		got := share(t, "/plain50", n)
+		if got < 0.40 || got > 0.60 {
+			t.Errorf("%.1f%% succeeded, want ≈ 50%%: the app's 503 is not retried by default", got*100)
+		}
+		if tried := seen.total("/plain50"); tried != n {
+			t.Errorf("the app saw %d tries of %d requests, want one each", tried, n)
+		}
+	})
+	t.Run("PerTryTimeout", func(t *testing.T) {
+		start := time.Now()
+		resp, body := meshtest.Get(t, c, "http://app:8080/hang", nil)
+		if resp.StatusCode != http.StatusOK || body != "app" {
+			t.Fatalf("got %d %q (%s), want the second try's 200", resp.StatusCode, body, resp.Header.Get("X-Trellis-Flags"))
+		}
+		if took := time.Since(start); took < 300*time.Millisecond || took > 2*time.Second {
+			t.Errorf("took %v, want the 300ms per-try timeout and one quick retry", took)
+		}
+	})
+	t.Run("PostBodyIntact", func(t *testing.T) {
+		payload := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB
+		for i := range 20 {
+			body := append([]byte(strconv.Itoa(i)+":"), payload...)
+			resp, err := c.Post("http://app:8080/post", "application/octet-stream", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Try") != "2" {
+				t.Fatalf("got %d, try %q, want the second try's 200", resp.StatusCode, resp.Header.Get("X-Try"))
+			}
+			if !bytes.Equal(got, body) {
+				t.Fatalf("the retried try got %d bytes, not the %d sent", len(got), len(body))
+			}
+		}
+	})
+	t.Run("BodyPastBoundNotRetried", func(t *testing.T) {
+		body := bytes.Repeat([]byte("x"), 100<<10)
+		resp, err := c.Post("http://app:8080/post", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("got %d, want the first try's 503: a 100 KiB body is not kept for retries", resp.StatusCode)
+		}
+	})
+	t.Run("Exhausted", func(t *testing.T) {
+		resp, body := meshtest.Get(t, c, "http://app:8080/down", nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || strings.TrimSpace(body) != "down" {
+			t.Fatalf("got %d %q, want the app's last 503", resp.StatusCode, body)
+		}
+		if f := resp.Header.Get("X-Trellis-Flags"); f != "URX" {
+			t.Errorf("flags %q, want URX (retries exhausted)", f)
+		}
+		if n := seen.total("/down"); n != 4 {
+			t.Errorf("the app saw %d tries, want 4 (attempts: 3 retries after the first)", n)
+		}
+		// The client's sidecar counts them by Envoy's names.
+		hc := &http.Client{}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("http://" + base + ".1:15000/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		const stat = "cluster.outbound|8080||app.default.svc.cluster.local.upstream_rq_retry: "
+		i := strings.Index(string(b), stat)
+		if i < 0 {
+			t.Fatalf("/stats has no %s:\n%s", stat, b)
+		}
+		n, _ := strconv.Atoi(strings.Fields(string(b)[i+len(stat):])[0])
+		if n < 3 {
+			t.Errorf("upstream_rq_retry %d, want ≥ 3", n)
+		}
+	})
+	t.Run("Reset", func(t *testing.T) {
+		for range 10 {
+			resp, body := meshtest.Get(t, c, "http://legacy:8080/", nil)
+			if resp.StatusCode != http.StatusOK || body != "legacy" {
+				t.Fatalf("got %d %q (%s), want the retry's 200 after a reset", resp.StatusCode, body, resp.Header.Get("X-Trellis-Flags"))
+			}
+		}
+	})
+	t.Run("DefaultPolicyConnectFailure", func(t *testing.T) {
+		// One endpoint of pair refuses connections; the default policy
+		// retries on another host, so every request gets through.
+		for range 40 {
+			resp, body := meshtest.Get(t, c, "http://pair:8080/", nil)
+			if resp.StatusCode != http.StatusOK || body != "pair-up" {
+				t.Fatalf("got %d %q (%s), want pair-up", resp.StatusCode, body, resp.Header.Get("X-Trellis-Flags"))
+			}
+		}
+	})
+}
+
+// A retry budget keeps retries from multiplying the load on a cluster in
+// a full outage: with 20 requests in flight and a budget of 10 % (at
+// least 1), at most 2 retries run at once, so 200 requests make far
+// fewer than the 1,200 tries five retries each would; the refused
+// retries answer with the app's 503 flagged UO, as Envoy flags a retry
+// overflow.
+func TestRetryBudgetCapsOutage(t *testing.T) {
+	leak.Check(t)
+	const base = "127.121.2"
+	var tried atomic.Int64
+	am := newAppMesh(t, base, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app}
+spec:
+  hosts: [app]
+  http:
+  - match: [{uri: {prefix: /down}}]
+    retries: {attempts: 5, retryOn: 5xx}
+    route: [{destination: {host: app, port: {number: 8080}}}]
+  - route: [{destination: {host: app}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: app}
+spec:
+  host: app
+  trafficPolicy:
+    retryBudget: {percent: 10, minRetryConcurrency: 1}
+`, func(w http.ResponseWriter, r *http.Request) {
+		tried.Add(1)
+		time.Sleep(5 * time.Millisecond)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	})
+	c := am.client.Client()
+	defer c.CloseIdleConnections()
+	const n, conc = 200, 20
+	var overflowed atomic.Int64
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for range conc {
+		wg.Go(func() {
+			for range jobs {
+				resp, err := c.Get("http://app:8080/down")
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					t.Errorf("got %d, want the app's 503", resp.StatusCode)
+				}
+				if resp.Header.Get("X-Trellis-Flags") == "UO" {
+					overflowed.Add(1)
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if got := tried.Load(); got < n || got > 2*n {
+		t.Errorf("the app saw %d tries of %d requests, want at most %d (without the budget: %d)", got, n, 2*n, 6*n)
+	}
+	if overflowed.Load() == 0 {
+		t.Error("no answer was flagged UO: the budget refused no retry")
+	}
+}
+
+// The x-envoy-* controls of Envoy's router are honoured from the pod's own
+// app and never passed on: x-envoy-max-retries and x-envoy-retry-on give
+// a route without retries some, and x-envoy-upstream-rq-timeout-ms sets
+// the request's timeout.
+func TestCallerRetryControls(t *testing.T) {
+	leak.Check(t)
+	const base = "127.121.3"
+	var seen tries
+	var leaked atomic.Int64
+	am := newAppMesh(t, base, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app}
+spec:
+  hosts: [app]
+  http:
+  - retries: {attempts: 0}
+    route: [{destination: {host: app, port: {number: 8080}}}]
+`, func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			if strings.HasPrefix(k, "X-Envoy-") {
+				leaked.Add(1)
+			}
+		}
+		switch r.URL.Path {
+		case "/flaky":
+			if seen.add(r) < 3 {
+				http.Error(w, "not yet", http.StatusServiceUnavailable)
+				return
+			}
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+			return
+		}
+		io.WriteString(w, "app")
+	})
+	c := am.client.Client()
+	defer c.CloseIdleConnections()
+
+	resp, _ := meshtest.Get(t, c, "http://app:8080/flaky", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("without controls got %d, want the app's 503 (retries are off on the route)", resp.StatusCode)
+	}
+	resp, body := meshtest.Get(t, c, "http://app:8080/flaky", map[string]string{"X-Envoy-Retry-On": "5xx", "X-Envoy-Max-Retries": "3"})
+	if resp.StatusCode != http.StatusOK || body != "app" {
+		t.Fatalf("with x-envoy-retry-on got %d %q, want the third try's 200", resp.StatusCode, body)
+	}
+	start := time.Now()
+	resp, _ = meshtest.Get(t, c, "http://app:8080/slow", map[string]string{"X-Envoy-Upstream-Rq-Timeout-Ms": "100"})
+	if resp.StatusCode != http.StatusGatewayTimeout || time.Since(start) > 2*time.Second {
+		t.Fatalf("with a 100ms timeout got %d after %v, want 504 soon", resp.StatusCode, time.Since(start))
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("the app saw %d x-envoy-* headers, want none", n)
+	}
+}
