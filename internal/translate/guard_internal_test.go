@@ -154,11 +154,11 @@ spec:
 	for _, c := range r.Clusters {
 		switch c.GetName() {
 		case "outbound|9080||ratings.default.svc.cluster.local":
-			if c.GetCircuitBreakers() == nil {
+			if maxConnections(c) != 7 {
 				t.Error("the default cluster lost the rule's accepted policy")
 			}
 		case "outbound|9080|v1|ratings.default.svc.cluster.local":
-			if c.GetCircuitBreakers() != nil || c.GetLbPolicy().String() != "LEAST_REQUEST" {
+			if maxConnections(c) != 0 || c.GetLbPolicy().String() != "LEAST_REQUEST" {
 				t.Errorf("v1 cluster %v, want it built without the rule's policy", c)
 			}
 		}
@@ -232,4 +232,12 @@ spec:
 	if sa == sb {
 		t.Error("different addresses, same fingerprint")
 	}
+}
+
+// maxConnections is the cluster's connection limit, 0 when unset.
+func maxConnections(c *clusterv3.Cluster) uint32 {
+	for _, th := range c.GetCircuitBreakers().GetThresholds() {
+		return th.GetMaxConnections().GetValue()
+	}
+	return 0
 }
