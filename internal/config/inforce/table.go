@@ -38,8 +38,8 @@ const (
 	tlsOrigNote   = "TLS origination for traffic to unknown destinations is not in force yet: the sidecar passes it through as it comes"
 	gatewaysNote  = "Trellis runs no Istio ingress or egress gateways: only `mesh` (the sidecars) applies routes"
 	outlierNote   = "passive health checking by the client's sidecar, as Envoy does it with istiod's translation: an endpoint that answers consecutive5xxErrors 5xx in a row (default 5; 0 turns it off) or consecutiveGatewayErrors 502/503/504 in a row (off unless set) is ejected, left out of load balancing, for baseEjectionTime (default 30s) times the number of its ejections in a row (at most 300s), and brought back by the check every interval (default 10s). Connections refused, reset or timed out count as 503s, or with splitExternalLocalOriginErrors against consecutiveLocalOriginFailures (default 5) alone; TCP services count their connect failures. At most maxEjectionPercent (default 10) of the endpoints are out at once, counted as Envoy does, (ejected+1)/endpoints, so the default ejects nothing in a service of fewer than 10 endpoints. While fewer than minHealthPercent of the endpoints are healthy (default 0: never) the sidecar balances over all of them, ejected or not. Counters: outlier_detection.* per cluster on the admin /stats page. Unlike Envoy: only the HTTP status counts, not a gRPC status (grpc-status UNAVAILABLE is not a 503), and a response cut short after its headers counts as its status; endpoints of PASSTHROUGH services are not ejected. Not for proxyless gRPC clients (grpc-go has no consecutive-error ejection)"
-	localityNote  = "locality-aware load balancing is not in force yet: endpoints of every locality are used alike"
-	warmupNote    = "slow start is not in force yet: new endpoints get their full share at once"
+	localityNote  = "localityLbSetting is applied by the control plane for each client sidecar, as istiod does: the client's locality is its pod's (labels topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone, or istio-locality; Istio reads the first two from the pod's node, Trellis has no nodes), and so is a pod endpoint's. With outlierDetection on the cluster (Istio's requirement: without it there is no failover), endpoints are put in priorities by how much of the client's region/zone/subzone they share, failover names the region that comes next, and failoverPriority orders by the labels listed (label=value compares with value; the topology labels follow the locality); the client's sidecar sends a priority its traffic while enough of its endpoints are healthy and not ejected (Envoy's 1.4 overprovisioning) and spills to the next as they fail. distribute gives each locality its weight for clients in its from locality (no outlier detection needed; localities it does not name get nothing), and the sidecar picks a locality by weight, then an endpoint in it. enabled: false turns it off; with no setting, Istio's default (enabled) applies. Not for proxyless gRPC clients"
+	warmupNote    = "the client's sidecar ramps up an endpoint that joins the service, as Envoy's slow start for istiod: its weight is scaled by max(minimumPercent, (age/duration)^(1/aggression)) (defaults 10% and 1, linear) from when the sidecar first has it healthy until the duration ends; endpoints a sidecar starts with are not ramped, as all would ramp alike. Only with ROUND_ROBIN and LEAST_REQUEST (Istio's default), as in Envoy; not for proxyless gRPC clients"
 	keepaliveNote = "TCP keepalive settings are not in force yet: the kernel's defaults apply"
 	gammaParent   = "only parentRefs of kind Service (GAMMA: mesh routing by the sidecars) are in force; Trellis runs no Gateway API gateways, so a Gateway parent routes nothing"
 	platformNote  = "applied by Kubernetes to the pod, not by the mesh; `trellis up` runs the container's command as a local process (docs/local.md)"
@@ -149,10 +149,10 @@ func trafficPolicy(r *rows, k Kind, p string, port bool) {
 		"httpQueryParameterName", "ringHash.minimumRingSize", "maglev.tableSize", "minimumRingSize")
 	r.whole(k, ch+".httpCookie.attributes", NotInForce, "cookie attributes are not in force yet: the generated cookie carries only its name, path and TTL")
 	r.whole(k, lb+".backendUtilization", NotInForce, "utilization-based load balancing is not in force yet: the load balancer in `simple` (default LEAST_REQUEST) is used")
-	r.whole(k, lb+".localityLbSetting", NotInForce, localityNote)
-	r.whole(k, lb+".zoneAwareLbSetting", NotInForce, localityNote)
-	r.whole(k, lb+".warmupDurationSecs", NotInForce, warmupNote)
-	r.whole(k, lb+".warmup", NotInForce, warmupNote)
+	r.whole(k, lb+".localityLbSetting", InForce, localityNote)
+	r.whole(k, lb+".zoneAwareLbSetting", NotInForce, "zone-aware load balancing (Envoy's zone-aware routing) is not in force yet: the rule is read as if it had no locality setting, so Istio's default locality failover applies with outlier detection; use localityLbSetting")
+	r.whole(k, lb+".warmupDurationSecs", InForce, warmupNote)
+	r.whole(k, lb+".warmup", InForce, warmupNote)
 	connectionPool(r, k, p+".connectionPool")
 	r.whole(k, p+".outlierDetection", InForce, outlierNote)
 	r.add(k, p+".outlierDetection.consecutiveErrors", NotInForce, "deprecated and ignored, as istiod ignores it (its validation warns): use consecutive5xxErrors or consecutiveGatewayErrors")
@@ -473,7 +473,7 @@ func kubernetes(r *rows) {
 	r.in(EndpointSlice, "", "addressType", "endpoints[].addresses[]", "endpoints[].conditions.ready", "ports[].name", "ports[].port")
 	r.add(EndpointSlice, "endpoints[].conditions.serving", NotInForce, "only `ready` decides whether an endpoint is used")
 	r.add(EndpointSlice, "endpoints[].conditions.terminating", NotInForce, "only `ready` decides whether an endpoint is used")
-	r.add(EndpointSlice, "endpoints[].zone", NotInForce, "an endpoint's locality comes from its pod's topology labels; locality-aware load balancing is not in force yet")
+	r.add(EndpointSlice, "endpoints[].zone", Inert, "as in Istio, an endpoint's locality comes from its pod (targetRef): its istio-locality or topology labels")
 	r.add(EndpointSlice, "endpoints[].hostname", NotInForce, "per-endpoint DNS names are not served")
 	r.add(EndpointSlice, "endpoints[].nodeName", Inert, "not used by the mesh")
 	r.add(EndpointSlice, "ports[].protocol", Inert, "the Service's port decides the protocol")
@@ -516,6 +516,7 @@ func meshConfig(r *rows) {
 	r.add(k, "trustDomain", InForce, "the mesh CA issues certificates in it (`spiffe://<trustDomain>/ns/NS/sa/SA`), sidecars check peers against it and AuthorizationPolicy principals name it; read at the control plane's start and for each new pod's credential, so running pods keep their certificates' trust domain until they restart")
 	r.whole(k, "outboundTrafficPolicy.tls", NotInForce, tlsOrigNote)
 	r.in(k, "defaultConfig", "terminationDrainDuration", "concurrency")
+	r.whole(k, "localityLbSetting", InForce, "the mesh-wide default for DestinationRules without one: "+localityNote)
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
 		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
 	r.add(k, "trustDomainAliases[]", Partly, "AuthorizationPolicy principals and trustDomains naming the mesh's trust domain (or cluster.local) also match these, as in Istio; certificates are issued in trustDomain only, and mTLS peer checks do not use the aliases")
@@ -544,7 +545,7 @@ func meshConfig(r *rows) {
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization", "localityLbSetting":
 		default:
 			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
 		}
