@@ -99,6 +99,15 @@ func run(args []string) error {
 	adminSocket := fs.String("admin-socket", env("ADMIN_SOCKET", ""), "also serve admin on this Unix socket (env ADMIN_SOCKET)")
 	maxConns := fs.Int("max-connections", 0, "downstream connections per listener; past it the forward proxy answers 503 (0: 100,000)")
 	drain := fs.Duration("drain-duration", sidecar.DefaultDrainDuration, "how long requests in flight get to finish on SIGTERM")
+	maxAge := sidecar.DefaultMaxConnectionAge
+	if v := env("TRELLIS_MAX_CONNECTION_AGE", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("TRELLIS_MAX_CONNECTION_AGE=%q: want a duration such as 5m, or 0 for none", v)
+		}
+		maxAge = d
+	}
+	fs.DurationVar(&maxAge, "max-connection-age", maxAge, "age (±10%) after which an outbound HTTP/2 or gRPC connection takes no new streams and closes once its streams finish, so long-lived connections reach new backends; a DestinationRule's connectionPool.tcp.maxConnectionDuration overrides it; 0 turns it off (env TRELLIS_MAX_CONNECTION_AGE)")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	defaultDNSCapture := false
 	for _, name := range []string{"ISTIO_META_DNS_CAPTURE", "DNS_CAPTURE"} {
@@ -176,6 +185,8 @@ func run(args []string) error {
 			Pod: *podName, Namespace: *namespace, ServiceAccount: *sa, WorkloadName: *workload,
 		},
 	}
+	// Options' zero is the default; the flag's is none.
+	opts.MaxConnectionAge = cmp.Or(max(maxAge, 0), -1)
 	switch strings.ToUpper(*mode) {
 	case "NONE", "EXPLICIT":
 		opts.Mode = sidecar.Explicit

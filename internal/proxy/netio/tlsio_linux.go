@@ -239,6 +239,10 @@ func (t *tlsTransport) awaitFD(fd uintptr) bool {
 	return false
 }
 
+// NetConn is the connection the TLS records cross, for what is set on
+// its socket (keepalive).
+func (t *tlsTransport) NetConn() net.Conn { return t.Conn }
+
 // TLSConn is a TLS connection running on ForTLS's connection (WrapTLS),
 // whose Read keeps the decrypted bytes a caller's buffer had no room for
 // itself rather than leaving them inside crypto/tls, where RawIO.Serve

@@ -176,7 +176,7 @@ func (p *Proxy) serveTCPListener(c net.Conn, l *xdsresource.Listener, match, dst
 		p.tcp.cxNoRoute.Add(1)
 		return
 	}
-	p.proxyTCP(c, fc.TCP.Pick(rand.Uint64()), dst)
+	p.proxyTCPWith(c, fc.TCP.Pick(rand.Uint64()), dst, tcpLimitsOf(fc.TCP))
 }
 
 // serveSniffed serves an HTTP port's connection as HTTP when it speaks
@@ -279,6 +279,11 @@ func (p *Proxy) tunnelHandle(target netip.AddrPort, peer tunnel.Peer, c net.Conn
 
 // proxyTCP connects c to a host of the named cluster and copies both ways.
 func (p *Proxy) proxyTCP(c net.Conn, cluster string, dst netip.AddrPort) {
+	p.proxyTCPWith(c, cluster, dst, defaultTCPLimits)
+}
+
+// proxyTCPWith is proxyTCP under a TCP proxy filter's limits (tcplimits.go).
+func (p *Proxy) proxyTCPWith(c net.Conn, cluster string, dst netip.AddrPort, lim tcpLimits) {
 	p.tcp.cxTotal.Add(1)
 	cl := p.cluster(cluster)
 	if cl == nil {
@@ -290,6 +295,8 @@ func (p *Proxy) proxyTCP(c net.Conn, cluster string, dst netip.AddrPort) {
 		p.tcp.cxConnectFail.Add(1)
 		return
 	}
+	c, stop := limitTCP(c, up, lim)
+	defer stop()
 	p.pipe(c, up)
 }
 

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -104,7 +105,18 @@ type Options struct {
 	// server's verified against the mesh root (certs.ControlPlaneConfig).
 	// Nil keeps plaintext h2c, for loopback control planes.
 	XDSTLS *tls.Config
+	// MaxConnectionAge is the age of an outbound HTTP/2 connection after
+	// which new streams go to a new one, for clusters whose
+	// DestinationRule sets no maxConnectionDuration (upstream.Options):
+	// 0 means DefaultMaxConnectionAge, a negative value turns it off.
+	MaxConnectionAge time.Duration
 }
+
+// DefaultMaxConnectionAge is Options.MaxConnectionAge when unset: long
+// enough that reconnecting costs nothing, short enough that a long-lived
+// gRPC connection reaches a new backend behind one address within
+// minutes.
+const DefaultMaxConnectionAge = 5 * time.Minute
 
 // Proxy is a running sidecar.
 type Proxy struct {
@@ -199,6 +211,9 @@ func (p *Proxy) upstreamOptions(inbound bool, xc *xdsresource.Cluster) upstream.
 	}
 	if !inbound {
 		o.Dial = p.clusterDialer(xc, o.LocalIP)
+		// The app behind an inbound cluster is one process: there is
+		// nothing to rebalance to.
+		o.MaxConnectionAge = max(0, cmp.Or(p.opts.MaxConnectionAge, DefaultMaxConnectionAge))
 	}
 	return o
 }

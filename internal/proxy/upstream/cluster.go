@@ -53,6 +53,13 @@ type Options struct {
 	// sidecar through their tunnel port. The cluster's connect timeout
 	// bounds ctx.
 	Dial func(ctx context.Context, h *balance.Host) (net.Conn, error)
+	// MaxConnectionAge is the age at which an HTTP/2 connection takes no
+	// new streams and closes once its streams are done, ±10% so that
+	// connections opened together do not all go together, when the
+	// cluster sets no max_connection_duration: long-lived HTTP/2 and gRPC
+	// connections then reach new backends behind one address (an L4
+	// balancer, a DNS name). 0 turns it off. See h2pool.go.
+	MaxConnectionAge time.Duration
 }
 
 // maxOriginalDstHosts bounds the destinations an ORIGINAL_DST cluster
@@ -89,6 +96,13 @@ type Cluster struct {
 	requests  atomic.Int64
 	retries   atomic.Int64
 
+	// connection lifetimes and HTTP/2 streams (h2pool.go, socket.go)
+	maxConnDur  time.Duration // max_connection_duration: every protocol
+	defaultAge  time.Duration // Options.MaxConnectionAge: HTTP/2 without maxConnDur
+	maxStreams  uint32
+	h2Keepalive *xdsresource.HTTP2Keepalive
+	keepalive   *net.KeepAliveConfig // for dial hooks' sockets
+
 	// Counters for the admin page and stats, by Envoy's names.
 	cxTotal, cxConnectFail, cxOverflow, rqPendingOverflow, rqOverflow atomic.Uint64
 
@@ -111,7 +125,7 @@ type Cluster struct {
 type pool struct {
 	host *balance.Host
 	h1   *http.Transport
-	h2   *http.Transport
+	h2   *h2Pool // HTTP/2 Transports, one per lane of streams (h2pool.go)
 	// usedH2 spares pools that never spoke HTTP/2 the second drain pass.
 	usedH2 atomic.Bool
 	// active counts requests sent through the pool and not yet finished,
@@ -151,6 +165,7 @@ func New(c *xdsresource.Cluster, b *balance.Balancer, opts Options) *Cluster {
 	if opts.LocalIP != nil {
 		cl.dialer.LocalAddr = &net.TCPAddr{IP: opts.LocalIP}
 	}
+	cl.setConnectionOptions(c, opts) // h2pool.go
 	cl.pools.Store(&map[*balance.Host]*pool{})
 	return cl
 }
@@ -340,7 +355,7 @@ func (c *Cluster) pool(h *balance.Host) *pool {
 	// without it the downstream's protocol is used, so gRPC arriving over
 	// HTTP/2 leaves over HTTP/2. A Transport costs nothing until used.
 	p.h1 = c.transport(p, false)
-	p.h2 = c.transport(p, true)
+	p.h2 = &h2Pool{c: c, p: p}
 	next := make(map[*balance.Host]*pool, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -426,7 +441,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 		c.finish(p)
 	}
 	h := p.host
-	t := p.h1
+	var t http.RoundTripper = p.h1
 	if (c.http2 || (c.downstreamProto && req.ProtoMajor == 2)) && !isUpgrade(req) {
 		t = p.h2
 		if !p.usedH2.Load() {
@@ -617,10 +632,15 @@ func (c *Cluster) traceConn(req *http.Request, names bool) (out *http.Request, g
 		if got != nil {
 			*got = info.Conn
 		}
+		cn, _ := info.Conn.(*conn)
+		if cn != nil && cn.expired() {
+			// Past max_connection_duration: this request is its last.
+			out.Close = true
+		}
 		if c.maxReqPerConn == 0 {
 			return
 		}
-		if cn, ok := info.Conn.(*conn); ok && cn.requests.Add(1) >= c.maxReqPerConn {
+		if cn != nil && cn.requests.Add(1) >= c.maxReqPerConn {
 			out.Close = true
 		}
 	}}

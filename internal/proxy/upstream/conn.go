@@ -86,7 +86,16 @@ func (c *Cluster) dialAcquired(ctx context.Context, h *balance.Host, holdHeads b
 		return nil, &dialError{err}
 	}
 	c.cxTotal.Add(1)
+	if c.keepalive != nil && c.dialHook != nil {
+		// The cluster's own dialer set it already (socket.go).
+		setKeepalive(nc, *c.keepalive)
+	}
 	cn := &conn{Conn: nc, c: c, holdHeads: holdHeads, raw: netio.NewRawIO(nc)}
+	if holdHeads && c.maxConnDur > 0 {
+		// HTTP/1.1: past this, the connection carries no further request
+		// (traceConn, directIdle). HTTP/2 ages by lane (h2pool.go).
+		cn.expires = time.Now().Add(c.maxConnDur)
+	}
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()
@@ -116,6 +125,7 @@ type conn struct {
 	c        *Cluster
 	requests atomic.Uint32 // requests (HTTP/2: streams) sent on it, for MaxRequestsPerConnection
 	closed   atomic.Bool
+	expires  time.Time // max_connection_duration of an HTTP/1.1 connection; zero: none
 
 	// holdHeads is set on HTTP/1.1 connections, where held keeps a request
 	// head back until the first bytes of its body (see Write). Only the
@@ -129,6 +139,12 @@ type conn struct {
 
 	// raw, when set, reads and writes with raw system calls (netio.RawIO).
 	raw *netio.RawIO
+}
+
+// expired reports whether the connection is past its
+// max_connection_duration: it may finish its request, but takes no more.
+func (cn *conn) expired() bool {
+	return !cn.expires.IsZero() && !time.Now().Before(cn.expires)
 }
 
 func (cn *conn) write(p []byte) (int, error) {

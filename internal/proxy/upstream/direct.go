@@ -63,7 +63,7 @@ func (d *directIdle) take(idleTimeout time.Duration) *directConn {
 		dc := d.conns[len(d.conns)-1]
 		d.conns = d.conns[:len(d.conns)-1]
 		idle := time.Since(dc.idleSince)
-		if idleTimeout > 0 && idle > idleTimeout {
+		if idleTimeout > 0 && idle > idleTimeout || dc.cn.expired() {
 			dc.cn.Close()
 			continue
 		}
@@ -81,6 +81,11 @@ func (d *directIdle) take(idleTimeout time.Duration) *directConn {
 
 func (d *directIdle) put(dc *directConn, max int, retired bool) {
 	dc.idleSince = time.Now()
+	if dc.cn.expired() {
+		// max_connection_duration: its request done, it goes.
+		dc.cn.Close()
+		return
+	}
 	d.mu.Lock()
 	if !retired && len(d.waiters) > 0 {
 		w := d.waiters[0]

@@ -170,12 +170,14 @@ func TestTCPProxyIdleTimeoutDefault(t *testing.T) {
 
 // What the proxy cannot honour of these messages is refused, by path.
 func TestConnectionPoolRefusals(t *testing.T) {
-	h2 := func(o *corev3.Http2ProtocolOptions) *clusterv3.Cluster {
-		opts := &upstreamhttp.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
-			ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: o}}}}
+	withOpts := func(opts *upstreamhttp.HttpProtocolOptions) *clusterv3.Cluster {
 		return &clusterv3.Cluster{Name: "c", TypedExtensionProtocolOptions: map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, opts)}}
+	}
+	h2 := func(o *corev3.Http2ProtocolOptions) *clusterv3.Cluster {
+		return withOpts(&upstreamhttp.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: o}}}})
 	}
 	const opts = `typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].value.`
 	for _, tc := range []struct {
@@ -184,8 +186,8 @@ func TestConnectionPoolRefusals(t *testing.T) {
 	}{
 		{&clusterv3.Cluster{Name: "c", UpstreamConnectionOptions: &clusterv3.UpstreamConnectionOptions{HappyEyeballsConfig: &clusterv3.UpstreamConnectionOptions_HappyEyeballsConfig{}}},
 			"upstream_connection_options.happy_eyeballs_config"},
-		{&clusterv3.Cluster{Name: "c", CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxStreamDuration: durationpb.New(time.Second)}},
-			"common_http_protocol_options.max_stream_duration"},
+		{withOpts(&upstreamhttp.HttpProtocolOptions{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxStreamDuration: durationpb.New(time.Second)}}),
+			opts + "common_http_protocol_options.max_stream_duration"},
 		{h2(&corev3.Http2ProtocolOptions{ConnectionKeepalive: &corev3.KeepaliveSettings{Interval: durationpb.New(time.Second)}}),
 			opts + "explicit_http_config.http2_protocol_options.connection_keepalive.timeout"},
 		{h2(&corev3.Http2ProtocolOptions{ConnectionKeepalive: &corev3.KeepaliveSettings{Timeout: durationpb.New(time.Second), ConnectionIdleInterval: durationpb.New(time.Second)}}),
