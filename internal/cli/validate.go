@@ -35,7 +35,7 @@ are reported as warnings and skipped.
 
 Every field that is accepted but not (fully) in force yet is reported as a
 TRL0007 warning that says what happens instead, e.g.
-  spec.http[0].retries: retries are not in force yet; requests are tried once
+  spec.trafficPolicy.proxyProtocol: PROXY protocol is not in force yet: no PROXY header is sent upstream
 A security field that is not enforced (e.g. a DestinationRule's
 credentialName, an AuthorizationPolicy condition on experimental.envoy.filters.*)
 is printed as NOT ENFORCED instead; PeerAuthentication, AuthorizationPolicy

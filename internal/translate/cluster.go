@@ -96,6 +96,9 @@ func mergePolicy(top, subset *networking.TrafficPolicy, port uint32) *networking
 		if p.GetTls() != nil {
 			eff.Tls = p.GetTls()
 		}
+		if p.GetRetryBudget() != nil {
+			eff.RetryBudget = p.GetRetryBudget()
+		}
 		for _, pl := range p.GetPortLevelSettings() {
 			if pl.GetPort().GetNumber() != port {
 				continue
@@ -144,6 +147,7 @@ func (t *translation) cluster(name string, svc *registry.Service, port registry.
 	t.applyLoadBalancer(c, policy.GetLoadBalancer())
 	t.applyWarmup(c, policy.GetLoadBalancer()) // locality.go
 	t.applyConnectionPool(c, svc, port, policy.GetConnectionPool())
+	t.applyRetryBudget(c, policy.GetRetryBudget()) // retry.go
 	t.applyTLS(c, svc, port, policy.GetTls())
 	return c
 }

@@ -129,11 +129,14 @@ func (t *translation) vsRoutes(o *config.Object, vs *networking.VirtualService, 
 				}
 				action := t.routeAction(svc, port, normalizeWeights(dests))
 				t.applyTimeout(action, hr.GetTimeout())
+				action.RetryPolicy = t.retryPolicy(hr.GetRetries(), hashes(action))
 				applyRewrite(action, hr.GetRewrite(), m)
+				t.applyMirrors(action, hr, o.Namespace, port) // mirror.go
 				r.Action = &routev3.Route_Route{Route: action}
 			}
 			applyHeaders(r, hr.GetHeaders())
 			t.applyFault(r, hr.GetFault()) // fault.go
+			t.applyCORS(r, hr.GetCorsPolicy())
 			out = append(out, r)
 		}
 	}
@@ -233,6 +236,9 @@ func (t *translation) routeAction(svc *registry.Service, port uint32, dests []we
 	// Istio disables the route timeout unless a VirtualService sets one.
 	a.Timeout = zeroDuration()
 	a.HashPolicy = t.hashPolicy(svc, port, dests)
+	// Every outbound route retries by the mesh's default policy unless
+	// its VirtualService says otherwise (retry.go).
+	a.RetryPolicy = t.retryPolicy(nil, hashes(a))
 	return a
 }
 

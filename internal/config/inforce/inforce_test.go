@@ -34,14 +34,16 @@ func TestCheck(t *testing.T) {
 		{"in force fields say nothing", VirtualService,
 			`{"metadata":{"name":"r","labels":{"a":"b"}},"spec":{"hosts":["r"],"http":[{"match":[{"headers":{"end-user":{"exact":"x"}}}],"route":[{"destination":{"host":"r"}}],"timeout":"1s"}]}}`,
 			nil},
-		{"a subtree not in force is reported once, at its top", VirtualService,
-			`{"spec":{"http":[{"route":[{"destination":{"host":"r"}}]},{"retries":{"attempts":3,"perTryTimeout":"2s"},"fault":{"abort":{"httpStatus":500}}}]}}`,
-			[]string{"spec.http[1].retries (not in force)"}},
+		{"a subtree not in force is reported once, at its top", DestinationRule,
+			`{"spec":{"host":"r","trafficPolicy":{"loadBalancer":{"simple":"ROUND_ROBIN"},"proxyProtocol":{"version":"V1"}},"subsets":[{"name":"a","trafficPolicy":{"proxyProtocol":{"version":"V2"}}}]}}`,
+			[]string{"spec.subsets[0].trafficPolicy.proxyProtocol (not in force)", "spec.trafficPolicy.proxyProtocol (not in force)"}},
+		{"retries are in force", VirtualService,
+			`{"spec":{"http":[{"route":[{"destination":{"host":"r"}}]},{"retries":{"attempts":3,"perTryTimeout":"2s","retryOn":"5xx"}}]}}`, nil},
 		{"retries turned off are in force", VirtualService,
 			`{"spec":{"http":[{"retries":{"attempts":0}}]}}`, nil},
 		{"snake_case field names as Istio's decoder takes them", VirtualService,
-			`{"spec":{"http":[{"cors_policy":{"allow_origins":[{"exact":"x"}]}}]}}`,
-			[]string{"spec.http[0].cors_policy (not in force)"}},
+			`{"spec":{"http":[{"match":[{"stat_prefix":"x"}],"cors_policy":{"allow_origins":[{"exact":"x"}]}}]}}`,
+			[]string{"spec.http[0].match[0].stat_prefix (not in force)"}},
 		{"a value decides: gateways other than mesh are not in force", VirtualService,
 			`{"spec":{"gateways":["mesh","ingress"]}}`,
 			[]string{"spec.gateways[1] (not in force)"}},
@@ -80,15 +82,15 @@ func TestCheck(t *testing.T) {
 }
 
 func TestFindingText(t *testing.T) {
-	fs := Check(VirtualService, doc(t, `{"spec":{"http":[{"retries":{"attempts":3}}]}}`), "")
+	fs := Check(DestinationRule, doc(t, `{"spec":{"trafficPolicy":{"proxyProtocol":{"version":"V1"}}}}`), "")
 	if len(fs) != 1 {
 		t.Fatalf("got %d findings, want 1", len(fs))
 	}
-	if got, want := fs[0].String(), "spec.http[0].retries: retries are not in force yet; requests are tried once"; got != want {
+	if got, want := fs[0].String(), "spec.trafficPolicy.proxyProtocol: PROXY protocol is not in force yet: no PROXY header is sent upstream"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	if fs[0].Security() {
-		t.Error("retries are not a security policy")
+		t.Error("PROXY protocol is not a security policy")
 	}
 	ap := Check(AuthorizationPolicy, doc(t, `{"spec":{"targetRefs":[{"kind":"Gateway","name":"gw"}]}}`), "")
 	if len(ap) != 1 || !ap[0].Security() {

@@ -34,7 +34,7 @@ var (
 
 // Notes used by several rows.
 const (
-	retriesNote   = "retries are not in force yet; requests are tried once"
+	retriesNote   = "retried by the client's sidecar as Envoy retries for Istio: attempts are retries after the first try, each bounded by perTryTimeout inside the route's timeout; retryOn takes Envoy's conditions (5xx, gateway-error, reset, reset-before-request, connect-failure, refused-stream, retriable-4xx, retriable-status-codes, retriable-headers with the caller's x-envoy-retriable-header-names, envoy-ratelimited; gRPC's cancelled, deadline-exceeded, internal, resource-exhausted, unavailable from a trailers-only answer) and HTTP status codes; a retry waits a jittered back-off (backoff, default 25ms, at most ten times it) and prefers a host not tried yet (retryIgnorePreviousHosts), except on a route that hashes; retryRemoteLocalities prefers another locality priority. A request whose body passes 64 KiB is not retried once sent (Envoy keeps 1 MiB). When the last try is still retriable the answer carries X-Trellis-Flags URX (attempts spent) or UO (no retry slot); a local reply says why in its body"
 	tlsOrigNote   = "TLS origination for traffic to unknown destinations is not in force yet: the sidecar passes it through as it comes"
 	gatewaysNote  = "Trellis runs no Istio ingress or egress gateways: only `mesh` (the sidecars) applies routes"
 	outlierNote   = "passive health checking by the client's sidecar, as Envoy does it with istiod's translation: an endpoint that answers consecutive5xxErrors 5xx in a row (default 5; 0 turns it off) or consecutiveGatewayErrors 502/503/504 in a row (off unless set) is ejected, left out of load balancing, for baseEjectionTime (default 30s) times the number of its ejections in a row (at most 300s), and brought back by the check every interval (default 10s). Connections refused, reset or timed out count as 503s, or with splitExternalLocalOriginErrors against consecutiveLocalOriginFailures (default 5) alone; TCP services count their connect failures. At most maxEjectionPercent (default 10) of the endpoints are out at once, counted as Envoy does, (ejected+1)/endpoints, so the default ejects nothing in a service of fewer than 10 endpoints. While fewer than minHealthPercent of the endpoints are healthy (default 0: never) the sidecar balances over all of them, ejected or not. Counters: outlier_detection.* per cluster on the admin /stats page. Unlike Envoy: only the HTTP status counts, not a gRPC status (grpc-status UNAVAILABLE is not a 503), and a response cut short after its headers counts as its status; endpoints of PASSTHROUGH services are not ejected. Not for proxyless gRPC clients (grpc-go has no consecutive-error ejection)"
@@ -93,6 +93,13 @@ var table = func() rows {
 	return r
 }()
 
+// mirrorNote and corsNote say how mirroring and CORS are in force, for
+// VirtualServices and HTTPRoutes alike.
+const (
+	mirrorNote = "sent by the client's sidecar as Envoy shadows a request: a copy goes to the mirror's cluster with `-shadow` appended to the authority's host (`app:8080` becomes `app-shadow:8080`), fire and forget: its answer is dropped and it never delays or fails the request. mirrorPercentage (or the deprecated mirrorPercent, or a mirrors[] entry's percentage) is the share of requests copied, 100% when unset, none at 0. Unlike Envoy, which streams any body to the mirror: a request body is mirrored only when its length is known and at most 64 KiB (the sidecar reads it whole first); requests with a streamed or larger body, upgrades and gRPC streams are not mirrored; at most 64 copies are in flight per sidecar, and past that a copy is dropped; a copy ends after the route's timeout, or 15 s without one. Not for proxyless gRPC clients"
+	corsNote   = "enforced by the client's sidecar as Envoy's CORS filter: a preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed origin is answered 200 with the policy's Access-Control-Allow-Origin, -Allow-Methods, -Allow-Headers, -Max-Age and -Allow-Credentials (`*` methods or headers echo the preflight's) and never reaches the app; a preflight from another origin goes on to the app (unmatchedPreflights FORWARD, the default) or is answered without Access-Control-Allow-Origin (IGNORE); the responses to an allowed origin get Access-Control-Allow-Origin (that origin), -Allow-Credentials and -Expose-Headers, those of other origins nothing; no Vary header is added, as in Envoy. Not for proxyless gRPC clients"
+)
+
 func virtualService(r *rows) {
 	k := VirtualService
 	r.in(k, "spec", "hosts[]", "exportTo[]")
@@ -120,12 +127,12 @@ func virtualService(r *rows) {
 	r.whole(k, h+".rewrite", InForce, "")
 	*r = append(*r, Entry{Kind: k, Path: h + ".retries", Value: "attempts: 0", Whole: true, Status: InForce,
 		Note: "retries turned off, as written", match: noAttempts})
-	r.whole(k, h+".retries", NotInForce, retriesNote)
+	r.whole(k, h+".retries", InForce, retriesNote)
 	r.whole(k, h+".fault", InForce, "injected by the client's sidecar, as Envoy's fault filter: a delay holds the request (flag DI), an abort answers httpStatus with the body `fault filter abort` (flag FI), grpcStatus as a gRPC status; as Istio documents, the route's timeout is off beside a fault. Not for proxyless gRPC clients yet")
 	for _, p := range []string{"mirror", "mirrors", "mirrorPercent", "mirrorPercentage"} {
-		r.whole(k, h+"."+p, NotInForce, "mirroring is not in force yet: no copies of the requests are sent")
+		r.whole(k, h+"."+p, InForce, mirrorNote)
 	}
-	r.whole(k, h+".corsPolicy", NotInForce, "CORS is not in force yet: preflight requests reach the app and no CORS headers are added")
+	r.whole(k, h+".corsPolicy", InForce, corsNote)
 	for _, l4 := range []string{"tls", "tcp"} {
 		p := "spec." + l4 + "[]"
 		r.in(k, p+".match[]", "port", "sourceLabels{}", "sourceNamespace")
@@ -174,7 +181,7 @@ func trafficPolicy(r *rows, k Kind, p string, port bool) {
 	trafficPolicy(r, k, p+".portLevelSettings[]", true)
 	r.whole(k, p+".tunnel", NotInForce, "tunnelling through an HTTP CONNECT proxy is not in force yet: the sidecar connects to the destination directly")
 	r.whole(k, p+".proxyProtocol", NotInForce, "PROXY protocol is not in force yet: no PROXY header is sent upstream")
-	r.whole(k, p+".retryBudget", NotInForce, retriesNote)
+	r.whole(k, p+".retryBudget", InForce, "the retries in flight to the cluster are bounded by percent (default 20) of its active and pending requests, never below minRetryConcurrency (default 3), as Envoy's retry_budget, in place of maxRetries; a retry refused is counted (upstream_rq_retry_overflow) and the answer carries X-Trellis-Flags UO. budgetInterval is not in force: only the requests active now count")
 }
 
 func connectionPool(r *rows, k Kind, cp string) {
@@ -183,7 +190,7 @@ func connectionPool(r *rows, k Kind, cp string) {
 	r.whole(k, cp+".tcp.tcpKeepalive", NotInForce, keepaliveNote)
 	r.add(k, cp+".tcp.maxConnectionDuration", NotInForce, "maxConnectionDuration is not in force yet: upstream connections live until idle or closed")
 	r.add(k, cp+".tcp.idleTimeout", NotInForce, "the TCP idle timeout is not in force yet: idle TCP proxy connections stay open")
-	r.add(k, cp+".http.maxRetries", NotInForce, retriesNote)
+	r.add(k, cp+".http.maxRetries", InForce, "the retries in flight to the cluster at once (Envoy's max_retries); unset is istiod's unbounded default, not Envoy's 3. A retry refused is counted (upstream_rq_retry_overflow) and the answer carries X-Trellis-Flags UO")
 	r.add(k, cp+".http.useClientProtocol", NotInForce, "useClientProtocol is not in force yet: the upstream protocol follows the port's protocol (and h2UpgradePolicy)")
 	r.add(k, cp+".http.maxConcurrentStreams", NotInForce, "maxConcurrentStreams is not in force yet: HTTP/2 upstream connections take http2MaxRequests streams")
 	r.whole(k, cp+".http.http2KeepAlive", NotInForce, "HTTP/2 keepalive pings are not in force yet: none are sent")
@@ -393,8 +400,8 @@ func gatewayRoute(r *rows, k Kind) {
 		r.whole(k, rule+".filters[].urlRewrite", InForce, "")
 		r.whole(k, rule+".filters[].cors", NotInForce, "CORS is not in force yet: preflight requests reach the app and no CORS headers are added")
 		r.whole(k, rule+".filters[].externalAuth", NotInForce, "external authorization is NOT ENFORCED yet: requests are not checked")
-		r.whole(k, rule+".timeouts", NotInForce, "HTTPRoute timeouts are not in force yet: requests have no route timeout")
-		r.whole(k, rule+".retry", NotInForce, retriesNote)
+		r.whole(k, rule+".timeouts", InForce, "as istiod converts them: request is the route's timeout (504, X-Trellis-Flags UT), backendRequest the per-try timeout under a retry, else the route's timeout")
+		r.whole(k, rule+".retry", InForce, "as istiod converts it: attempts (default 2) retries on connect-failure, refused-stream, unavailable, cancelled and the codes listed, after backoff; without retry the mesh's default retry policy applies. "+retriesNote)
 	}
 	kubeStatus(r, k)
 }
@@ -520,6 +527,7 @@ func meshConfig(r *rows) {
 	*r = append(*r, Entry{Kind: k, Path: "defaultConfig", Whole: true, Default: true, Status: NotInForce,
 		Note: "this ProxyConfig field is not in force yet: the sidecar's default applies"})
 	r.add(k, "trustDomainAliases[]", Partly, "AuthorizationPolicy principals and trustDomains naming the mesh's trust domain (or cluster.local) also match these, as in Istio; certificates are issued in trustDomain only, and mTLS peer checks do not use the aliases")
+	r.whole(k, "defaultHttpRetryPolicy", InForce, "the retry policy of every route whose VirtualService sets no retries (attempts 0: none); without it Istio's default: 2 retries on connect-failure, refused-stream, unavailable, cancelled and retriable-status-codes with no code listed, so an app's own 503 is not retried (istiod's EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY)")
 	r.add(k, "pathNormalization.normalization", InForce, "NONE, BASE (the default), MERGE_SLASHES and DECODE_AND_MERGE_SLASHES, as Istio sets Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action on inbound and outbound sidecars: the path is normalized before authorization and routing, and the normalized path is what the app is sent")
 	ep := "extensionProviders[]"
 	r.in(k, ep, "name")
@@ -545,7 +553,7 @@ func meshConfig(r *rows) {
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization", "localityLbSetting":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization", "localityLbSetting", "defaultHttpRetryPolicy":
 		default:
 			r.whole(k, name, NotInForce, "this MeshConfig field is not in force yet: Trellis's default applies")
 		}

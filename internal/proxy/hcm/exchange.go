@@ -31,6 +31,9 @@ type exchange struct {
 	table *router.Table
 	rr    router.Request
 	route *xdsresource.Route
+	// handleCORS's: the request's Origin when the route's CORS policy
+	// allows it, for the response's headers (cors.go).
+	corsOrigin string
 
 	// chooseCluster's
 	wc        *xdsresource.WeightedCluster
@@ -47,6 +50,10 @@ type exchange struct {
 	out  *http.Request
 	ctx  context.Context
 	grpc bool
+
+	// retries' (retry.go): the route's policy with the caller's controls,
+	// and the request's tries.
+	retry retryState
 
 	// callUpstream's and writeResponse's
 	resp *http.Response

@@ -37,10 +37,11 @@ func (s *Server) serveHTTP(x *exchange) {
 		s.connect(x)
 		return
 	}
-	if !s.normalizePath(x) || !s.authenticate(x) || !s.authorize(x) || !s.resolveRoute(x) || !s.injectFault(x) || !s.answerFromRoute(x) || !s.chooseCluster(x) || !s.applyRequestPolicy(x) {
+	if !s.normalizePath(x) || !s.authenticate(x) || !s.authorize(x) || !s.resolveRoute(x) || !s.handleCORS(x) || !s.injectFault(x) || !s.answerFromRoute(x) || !s.chooseCluster(x) || !s.applyRequestPolicy(x) || !s.mirrorRequest(x) {
 		return
 	}
 	defer x.w.stopTimeout()
+	defer x.retry.end()
 	if !s.callUpstream(x) {
 		return
 	}
@@ -111,6 +112,7 @@ func (s *Server) answerFromRoute(x *exchange) bool {
 	case route.Direct != nil:
 		s.count(route.Direct.Status)
 		applyResponseHeaders(w.Header(), route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
+		corsResponseHeaders(x, w.Header()) // cors.go
 		if len(route.Direct.Body) > 0 {
 			w.Header().Set("Content-Length", strconv.Itoa(len(route.Direct.Body)))
 			w.Header().Set("Content-Type", "text/plain")
@@ -173,7 +175,10 @@ func (s *Server) applyRequestPolicy(x *exchange) bool {
 	}
 	x.out = out
 	ctx := r.Context()
-	timeout := x.route.Action.Timeout
+	if rp := x.route.Action.Retry; rp != nil {
+		x.retry.on, x.retry.policy = true, *rp
+	}
+	timeout := s.callerControls(x, out.Header, x.route.Action.Timeout) // retry.go
 	x.grpc = isGRPC(r)
 	if x.grpc {
 		// Istio has Envoy honour grpc-timeout, capped by the route's
@@ -211,33 +216,63 @@ func (s *Server) applyRequestPolicy(x *exchange) bool {
 	return true
 }
 
-// callUpstream sends the request to the cluster and answers its failure
-// (503 with the flags that say why, 504 on the route timeout).
+// callUpstream sends the request to the cluster, trying again as the
+// route's retry policy says (retry.go), and answers the last try's
+// failure (503 with the flags that say why, 504 on a timeout).
 func (s *Server) callUpstream(x *exchange) bool {
-	// Requests without a body (most) have no read to end and skip this.
-	if x.out.Body != nil {
-		x.w.bindBody(x.ctx)
-	}
-	resp, flags, err := x.cl.RoundTrip(x.ctx, x.out, &x.call)
-	if x.out.Body != nil {
-		x.w.unbindBody(x.ctx)
-	}
-	if err != nil {
-		if x.hc != nil && x.http1() && x.hc.trailersRefused() {
-			// The body failed on a trailer section net/http refused
-			// (counted then, see http1.Framing): the client's doing,
-			// answered as Envoy answers trailers over the limit. The body
-			// never ended, so reply closes the connection
-			// (closeIfBodyPending).
-			s.reply(x, http.StatusRequestHeaderFieldsTooLarge, 0, "request trailer section over 4 KiB")
+	s.startRetries(x)
+	rs := &x.retry
+	for {
+		ctx := rs.tryContext(x.ctx)
+		// Requests without a body (most) have no read to end and skip this.
+		if x.out.Body != nil {
+			x.w.bindBody(ctx)
+		}
+		resp, flags, err := x.cl.RoundTrip(ctx, x.out, &x.call)
+		if x.out.Body != nil {
+			x.w.unbindBody(ctx)
+		}
+		v := s.retryAfter(x, ctx, resp, flags, err)
+		if v == retryAgain {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if !rs.backoff(x.ctx, rs.retries) {
+				// The route's deadline or the client ended the wait.
+				flags = upstream.DownstreamConnectionTermination
+				if errors.Is(x.ctx.Err(), context.DeadlineExceeded) {
+					flags = upstream.UpstreamRequestTimeout
+				}
+				s.upstreamError(x, flags, x.ctx.Err())
+				return false
+			}
+			rs.nextTry(x)
+			continue
+		}
+		rs.gaveUpFlags, rs.detail = rs.gaveUp(v)
+		if err != nil {
+			if x.hc != nil && x.http1() && x.hc.trailersRefused() {
+				// The body failed on a trailer section net/http refused
+				// (counted then, see http1.Framing): the client's doing,
+				// answered as Envoy answers trailers over the limit. The body
+				// never ended, so reply closes the connection
+				// (closeIfBodyPending).
+				s.reply(x, http.StatusRequestHeaderFieldsTooLarge, 0, "request trailer section over 4 KiB")
+				return false
+			}
+			s.upstreamError(x, flags, err)
 			return false
 		}
-		s.upstreamError(x, flags, err)
-		return false
+		if rs.gaveUpFlags != 0 {
+			// The answer goes on as the app gave it, saying why it was
+			// not tried again.
+			resp.Header.Set(FlagsHeader, rs.gaveUpFlags.String())
+		}
+		x.ctx = ctx
+		x.resp = resp
+		x.w.sent(resp)
+		return true
 	}
-	x.resp = resp
-	x.w.sent(resp)
-	return true
 }
 
 // writeResponse writes the upstream's response head to the client, with
@@ -265,6 +300,7 @@ func (s *Server) writeResponse(x *exchange) bool {
 	x.h = h
 	applyResponseHeaders(h, x.route.ResponseHeadersToAdd, x.route.ResponseHeadersToRemove)
 	applyResponseHeaders(h, x.wc.ResponseHeadersToAdd, x.wc.ResponseHeadersToRemove)
+	corsResponseHeaders(x, h) // cors.go
 	if x.setCookie != nil {
 		h.Add("Set-Cookie", x.setCookie.String())
 	}
@@ -392,6 +428,7 @@ func (s *Server) redirect(x *exchange) {
 		code = http.StatusMovedPermanently
 	}
 	applyResponseHeaders(w.Header(), route.ResponseHeadersToAdd, route.ResponseHeadersToRemove)
+	corsResponseHeaders(x, w.Header()) // cors.go
 	w.Header().Set("Location", loc)
 	closeIfBodyPending(w.Header(), x)
 	s.count(code)
@@ -423,24 +460,30 @@ func cookieToGenerate(a *xdsresource.RouteAction) *xdsresource.HashPolicy {
 
 func (s *Server) upstreamError(x *exchange, flags upstream.Flags, err error) {
 	cluster := x.cl.Name()
+	// Why the last failure was not tried again (retry.go), if it was
+	// retriable: its flag joins the reply's, its detail ends the message.
+	extra, detail := x.retry.gaveUpFlags, x.retry.detail
+	if detail != "" {
+		detail = "; " + detail
+	}
 	switch {
 	case flags&upstream.DownstreamConnectionTermination != 0:
 		// The client is gone; nobody reads an answer.
 		panic(http.ErrAbortHandler)
 	case flags&upstream.UpstreamRequestTimeout != 0:
 		s.stats.RqTimeout.Add(1)
-		s.reply(x, http.StatusGatewayTimeout, flags, "upstream request timeout (cluster "+cluster+")")
+		s.reply(x, http.StatusGatewayTimeout, flags|extra, "upstream request timeout (cluster "+cluster+")"+detail)
 	case flags&upstream.NoHealthyUpstream != 0:
 		s.stats.NoHealthyUpstream.Add(1)
-		s.reply(x, http.StatusServiceUnavailable, flags, "no healthy upstream (cluster "+cluster+")")
+		s.reply(x, http.StatusServiceUnavailable, flags|extra, "no healthy upstream (cluster "+cluster+")"+detail)
 	case flags&upstream.UpstreamOverflow != 0:
 		s.stats.Overflow.Add(1)
-		s.reply(x, http.StatusServiceUnavailable, flags, "upstream overflow: a circuit breaker of cluster "+cluster+" is open")
+		s.reply(x, http.StatusServiceUnavailable, flags|extra, "upstream overflow: a circuit breaker of cluster "+cluster+" is open"+detail)
 	case flags&upstream.UpstreamConnectionFailure != 0:
 		s.stats.UpstreamConnectFailures.Add(1)
-		s.reply(x, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")")
+		s.reply(x, http.StatusServiceUnavailable, flags|extra, "upstream connect error or disconnect/reset before headers. reset reason: connection failure (cluster "+cluster+": "+err.Error()+")"+detail)
 	default:
-		s.reply(x, http.StatusServiceUnavailable, flags, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")")
+		s.reply(x, http.StatusServiceUnavailable, flags|extra, "upstream connect error or disconnect/reset before headers. reset reason: connection termination (cluster "+cluster+": "+err.Error()+")"+detail)
 	}
 }
 
@@ -586,6 +629,7 @@ func copyBody(w http.ResponseWriter, resp *http.Response) error {
 func (s *Server) reply(x *exchange, status int, flags upstream.Flags, msg string) {
 	w, r := x.w, x.r
 	closeIfBodyPending(w.Header(), x)
+	corsResponseHeaders(x, w.Header()) // cors.go
 	if !isGRPC(r) {
 		s.local(w, status, flags, msg)
 		return

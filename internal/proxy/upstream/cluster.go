@@ -105,6 +105,9 @@ type Cluster struct {
 
 	// Counters for the admin page and stats, by Envoy's names.
 	cxTotal, cxConnectFail, cxOverflow, rqPendingOverflow, rqOverflow atomic.Uint64
+	rqRetry, rqRetryOverflow, rqRetrySuccess                          atomic.Uint64
+	// retryBudget, when set, bounds retries in place of maxRetries.
+	retryBudget *xdsresource.RetryBudget
 
 	// pools is copy-on-write: RoundTrip reads it on every request without
 	// a lock; mu serialises the rare writers (a new host, a sweep, Close).
@@ -153,6 +156,7 @@ func New(c *xdsresource.Cluster, b *balance.Balancer, opts Options) *Cluster {
 		maxPending:      int64(orDefault(cb.MaxPendingRequests, DefaultMaxPendingRequests)),
 		maxRequests:     int64(orDefault(cb.MaxRequests, DefaultMaxRequests)),
 		maxRetries:      int64(orDefault(cb.MaxRetries, DefaultMaxRetries)),
+		retryBudget:     cb.RetryBudget,
 		connSlots:       make(chan struct{}, orDefault(cb.MaxConnections, DefaultMaxConnections)),
 		live:            map[*conn]struct{}{},
 		closed:          make(chan struct{}),
@@ -441,6 +445,9 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 		c.finish(p)
 	}
 	h := p.host
+	if call.Reselect > 0 {
+		call.Tried = append(call.Tried, h)
+	}
 	var t http.RoundTripper = p.h1
 	if (c.http2 || (c.downstreamProto && req.ProtoMajor == 2)) && !isUpgrade(req) {
 		t = p.h2
@@ -502,7 +509,13 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 // ORIGINAL_DST cluster the call's destination (nil without one).
 func (c *Cluster) pick(call *Call) *balance.Host {
 	if !c.originalDst {
-		return c.bal.Pick(call.Hash, call.HasHash)
+		h := c.bal.Pick(call.Hash, call.HasHash)
+		// A retry prefers a host its request has not tried, as Envoy's
+		// previous_hosts predicate: a few more picks, then whatever comes.
+		for i := 0; i < call.Reselect && h != nil && call.tried(h); i++ {
+			h = c.bal.Pick(call.Hash, call.HasHash)
+		}
+		return h
 	}
 	dst := call.Dst
 	if !dst.IsValid() {
@@ -546,26 +559,38 @@ func (c *Cluster) forgetIdleDestinationsLocked() {
 	c.pools.Store(&next)
 }
 
-// StartRetry takes a slot of the cluster's retry budget (MaxRetries
-// retries outstanding at once, cluster-wide, as Envoy's max_retries).
-//
-// Nothing calls it yet: retries are not in force (the router tries each
-// request once), so the budget has no stats on the admin pages, where
-// upstream_rq_retry_overflow would read as a working circuit breaker.
-// When retries land, the router calls it before each retry and EndRetry
-// when that attempt ends; when it reports false the router answers with
-// what it has and flags URX, so that retries cannot multiply load on an
-// overwhelmed cluster, and the overflow becomes a stat.
+// StartRetry takes a slot for one retry of a request, and reports false
+// when none is free: retries in flight are bounded cluster-wide, so that
+// retrying cannot multiply the load on a failing cluster. The bound is
+// the retry budget when the cluster has one (a share of its active and
+// pending requests, never below its minimum concurrency), else
+// MaxRetries (Envoy's max_retries, default 3). A refusal is counted
+// (upstream_rq_retry_overflow); a slot taken is counted as a retry
+// (upstream_rq_retry) and released with EndRetry when that try ends.
 func (c *Cluster) StartRetry() bool {
-	if c.retries.Add(1) > c.maxRetries {
+	limit := c.maxRetries
+	if b := c.retryBudget; b != nil {
+		active := float64(c.requests.Load() + c.pending.Load())
+		limit = max(int64(b.MinConcurrency), int64(active*b.Percent/100))
+	}
+	if c.retries.Add(1) > limit {
 		c.retries.Add(-1)
+		c.rqRetryOverflow.Add(1)
 		return false
 	}
+	c.rqRetry.Add(1)
 	return true
 }
 
-// EndRetry releases a slot taken by StartRetry.
-func (c *Cluster) EndRetry() { c.retries.Add(-1) }
+// EndRetry releases a slot taken by StartRetry; success says whether
+// that retry got an answer the request went on with
+// (upstream_rq_retry_success).
+func (c *Cluster) EndRetry(success bool) {
+	c.retries.Add(-1)
+	if success {
+		c.rqRetrySuccess.Add(1)
+	}
+}
 
 // Stats are a cluster's gauges and counters, named as Envoy's cluster
 // stats, for the admin /clusters and /stats pages.
@@ -577,6 +602,9 @@ type Stats struct {
 	CxOverflow        uint64 // upstream_cx_overflow: a dial waited for a connection slot
 	RqPendingOverflow uint64 // upstream_rq_pending_overflow
 	RqOverflow        uint64 // upstream_rq_overflow: MaxRequests
+	RqRetry           uint64 // upstream_rq_retry
+	RqRetryOverflow   uint64 // upstream_rq_retry_overflow: no retry slot (budget or MaxRetries)
+	RqRetrySuccess    uint64 // upstream_rq_retry_success
 }
 
 // Stats returns the cluster's current stats.
@@ -590,6 +618,9 @@ func (c *Cluster) Stats() Stats {
 		CxOverflow:        c.cxOverflow.Load(),
 		RqPendingOverflow: c.rqPendingOverflow.Load(),
 		RqOverflow:        c.rqOverflow.Load(),
+		RqRetry:           c.rqRetry.Load(),
+		RqRetryOverflow:   c.rqRetryOverflow.Load(),
+		RqRetrySuccess:    c.rqRetrySuccess.Load(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/trellismesh/trellis/internal/proxy/balance"
 	"github.com/trellismesh/trellis/internal/proxy/http1"
 )
 
@@ -28,6 +29,23 @@ type Call struct {
 	// HTTP/1.1 response that were not spelled canonically (nil when all
 	// were), for the response to go on spelled as it came.
 	ResponseNames http1.HeaderNames
+
+	// Tried lists the hosts the request's earlier tries went to, when
+	// Reselect > 0 (a retry policy's previous_hosts): a pick that lands
+	// on one of them is made again, up to Reselect times, and RoundTrip
+	// appends the host it sent to.
+	Tried    []*balance.Host
+	Reselect int
+}
+
+// tried reports whether h is among the call's earlier hosts.
+func (c *Call) tried(h *balance.Host) bool {
+	for _, t := range c.Tried {
+		if t == h {
+			return true
+		}
+	}
+	return false
 }
 
 // HeaderDonor gives the direct path an empty header map to read a

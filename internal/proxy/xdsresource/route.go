@@ -108,6 +108,8 @@ func decodeVirtualHost(b []byte) (VirtualHost, error) {
 			m.fail(errNotSupported, "matcher")
 		case 22:
 			m.fail(errNotSupported, "request_mirror_policies")
+		case 8:
+			m.fail(errNotSupported, "cors")
 		}
 	}
 	if m.err != nil {
@@ -160,7 +162,7 @@ func decodeRoute(b []byte) (Route, error) {
 			r.Action, r.Redirect, r.Direct = nil, nil, d
 		case 13:
 			if eb, ok := m.bytes(); ok {
-				m.fail(decodePerFilterConfig(eb, &r), "typed_per_filter_config")
+				m.fail(decodeRouteFilterConfig(eb, &r), "typed_per_filter_config") // cors.go
 			}
 		case 17:
 			m.fail(errNotSupported, "filter_action")
@@ -479,11 +481,19 @@ func decodeRouteAction(b []byte) (*RouteAction, error) {
 		case 8:
 			a.Timeout = m.duration("timeout")
 		case 9:
-			m.fail(errNotSupported, "retry_policy")
+			rb, _ := m.bytes()
+			rp, err := decodeRetryPolicy(rb)
+			m.fail(err, "retry_policy")
+			a.Retry = rp
 		case 33:
 			m.fail(errNotSupported, "retry_policy_typed_config")
 		case 30:
-			m.fail(errNotSupported, "request_mirror_policies")
+			pb, _ := m.bytes()
+			p, err := decodeMirrorPolicy(pb) // mirror.go
+			m.failIndex(err, "request_mirror_policies", len(a.Mirrors))
+			a.Mirrors = append(a.Mirrors, p)
+		case 17:
+			m.fail(errNotSupported, "cors (set the CORS filter's policy in typed_per_filter_config)")
 		case 15:
 			hb, ok := m.bytes()
 			if !ok {

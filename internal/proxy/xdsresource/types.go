@@ -161,6 +161,8 @@ type Route struct {
 
 	// Fault is the route's fault injection (fault.go), nil if none.
 	Fault *Fault
+	// CORS is the route's CORS policy (cors.go), nil if none.
+	CORS *CORSPolicy
 }
 
 // PathKind says how RouteMatch.Path is compared.
@@ -238,6 +240,10 @@ type RouteAction struct {
 	RegexSubstitution string
 	HostRewrite       string
 	HashPolicies      []HashPolicy
+	// Mirrors are the request_mirror_policies (mirror.go).
+	Mirrors []MirrorPolicy
+	// Retry is the route's retry policy (retry.go), nil: one try.
+	Retry *RetryPolicy
 }
 
 // WeightedCluster is one destination of a route.
@@ -379,6 +385,8 @@ type CircuitBreakers struct {
 	MaxPendingRequests uint32
 	MaxRequests        uint32
 	MaxRetries         uint32
+	// RetryBudget, when set, bounds retries in place of MaxRetries.
+	RetryBudget *RetryBudget
 }
 
 // ClusterLoadAssignment is an EDS resource: a cluster's endpoints.
