@@ -2,9 +2,11 @@ package sidecar_test
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,5 +240,41 @@ spec:
 	})
 	if early > 16 || first["e4"] == 0 {
 		t.Errorf("in its first second the new endpoint got %.1f%% of %d requests (%v), want 5-11%%", early, total, first)
+	}
+}
+
+// Failover on outlier detection: the z1 app starts answering 503, its
+// first 503 ejects it (consecutive5xxErrors: 1; maxEjectionPercent 100,
+// since Envoy's default 10% ejects neither of two endpoints), and the
+// client's traffic moves to z2, the next priority, for the ejection.
+func TestLocalityFailoverOnEjection(t *testing.T) {
+	leak.Check(t)
+	const base = "127.77.183"
+	m := meshtest.New(t, echoLocalityConfig(base, echoZ1Pod(base), `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+`))
+	var failing atomic.Bool
+	meshtest.Backend(t, base+".2:8080", "z1", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		io.WriteString(w, "z1")
+	})
+	meshtest.Backend(t, base+".3:8080", "z2", nil)
+	c := clientInZ1(m, base).Client()
+	defer c.CloseIdleConnections()
+	m.WaitSynced()
+	if got := zoneCounts(t, c, 100); got["z1"] != 100 {
+		t.Fatalf("z1 healthy: answers %v, want all 100 from z1", got)
+	}
+	failing.Store(true)
+	got := zoneCounts(t, c, 200)
+	if got["z2"] < 199 || got["z2"]+got["503 "] != 200 {
+		t.Errorf("z1 failing: answers %v, want one 503 that ejects z1, then z2", got)
 	}
 }
