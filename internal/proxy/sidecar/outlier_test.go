@@ -237,6 +237,9 @@ spec:
 `, good, closed)
 	untilEjected(t, client, c, "outlier_detection.ejections_enforced_consecutive_local_origin_failure", 1)
 	fails := outlierStat(client, "upstream_cx_connect_fail")
+	if fails < 2 {
+		t.Fatalf("upstream_cx_connect_fail = %d at the ejection, want the 2 refused connections that caused it", fails)
+	}
 	for range 20 {
 		if who, status := answer(t, c); who != "good" || status != http.StatusOK {
 			t.Fatalf("answer from %q %d while closed is ejected, want good 200", who, status)
