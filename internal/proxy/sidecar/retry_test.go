@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/trellismesh/trellis/internal/testing/leak"
 	"github.com/trellismesh/trellis/internal/testing/meshtest"
@@ -456,5 +464,83 @@ spec:
 	}
 	if n := leaked.Load(); n != 0 {
 		t.Errorf("the app saw %d x-envoy-* headers, want none", n)
+	}
+}
+
+// flakyGreeter fails the first try of each call UNAVAILABLE (or with the
+// code the call asks for, every time), counting tries by the request id
+// the client's sidecar gave the call.
+type flakyGreeter struct {
+	testpb.UnimplementedTestServiceServer
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+func (g *flakyGreeter) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	g.mu.Lock()
+	id := strings.Join(md.Get("x-request-id"), "")
+	g.tries[id]++
+	n := g.tries[id]
+	g.mu.Unlock()
+	if st := in.GetResponseStatus(); st != nil {
+		return nil, status.Error(codes.Code(st.GetCode()), "asked for")
+	}
+	if n == 1 {
+		return nil, status.Error(codes.Unavailable, "first try fails")
+	}
+	return &testpb.SimpleResponse{}, nil
+}
+
+func (g *flakyGreeter) total() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, v := range g.tries {
+		n += v
+	}
+	return n
+}
+
+// Istio's default policy retries gRPC's UNAVAILABLE (a trailers-only
+// answer through the server's sidecar), and not INTERNAL.
+func TestDefaultRetryPolicyGRPC(t *testing.T) {
+	leak.Check(t)
+	const base = "127.121.4"
+	am := newAppMesh(t, base, "", nil)
+	ln, err := net.Listen("tcp", base+".2:7070")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &flakyGreeter{tries: map[string]int{}}
+	srv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, g)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	cc, err := grpc.NewClient("passthrough:///app:7070",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(connectDialer(am.client)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := testpb.NewTestServiceClient(cc)
+	for i := range 10 {
+		if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+			t.Fatalf("call %d: %v, want the retry's OK", i, err)
+		}
+	}
+	if n := g.total(); n != 20 {
+		t.Errorf("the app saw %d tries of 10 calls, want 20 (each retried once)", n)
+	}
+	before := g.total()
+	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.Internal)}})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("got %v, want the app's INTERNAL", err)
+	}
+	if n := g.total() - before; n != 1 {
+		t.Errorf("an INTERNAL call was tried %d times, want once: the default policy does not retry it", n)
 	}
 }
