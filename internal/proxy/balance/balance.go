@@ -495,11 +495,10 @@ type level struct {
 	// locs split the level by locality for locality-weighted picks,
 	// chosen by locCut/locAlias (locality.go); slow holds its hosts in
 	// slow start (slowstart.go).
-	locs       []level
-	locCut     []uint64
-	locAlias   []int32
-	locWeights []uint32
-	slow       *slowLevel
+	locs     []level
+	locCut   []uint64
+	locAlias []int32
+	slow     *slowLevel
 }
 
 func (b *Balancer) build(hosts []*Host, weights []uint32, rr *counter) level {

@@ -91,7 +91,6 @@ func (b *Balancer) splitLocalities(l *level, eps []weightedEndpoint, degraded bo
 		b.attachSlowStart(&l.locs[i])
 	}
 	l.locCut, l.locAlias = buildAlias(locWeights)
-	l.locWeights = locWeights
 }
 
 // locality returns the sub-level a request goes to, or l itself when it
