@@ -9,4 +9,14 @@
 // /healthz for readiness probes, calls its upstreams by their mesh names
 // through the environment's HTTP proxy (which explicit-mode sidecars set)
 // and forwards the headers that mesh routing and tracing look at.
+//
+// To make the mesh's retries visible without changing the user's config,
+// payment-service fails the first try of an order whose id starts with
+// "flaky-" with a 503 (logged as "simulated failure") and pays the next
+// try: a checkout of "flaky-1" through the shop's sidecars comes back paid,
+// because checkout-service's sidecar retried (payment-retries.yaml), while
+// the same checkout without a retrying proxy answers 502. It remembers the
+// failed orders awaiting their retry up to a bound (the oldest forgotten
+// first), and forgets an order once paid, so each new checkout of the same
+// order fails once again.
 package demo
