@@ -165,7 +165,9 @@ func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, s
 				rewrite = f.URLRewrite
 			}
 		}
-		routes := ruleRoutes(o, i, t.backendAction(o.Namespace, svc, port, refs), rule.Matches, httpRouteMatch, hf)
+		action := t.backendAction(o.Namespace, svc, port, refs)
+		t.gwMirrors(action, rule.Filters, o.Namespace, port) // mirror.go
+		routes := ruleRoutes(o, i, action, rule.Matches, httpRouteMatch, hf)
 		// ruleRoutes made one route per match, in order; a redirect or a
 		// path rewrite depends on the prefix each one matched.
 		for j := range routes {
@@ -180,6 +182,7 @@ func (t *translation) httpRouteRules(o *config.Object, r *gatewayv1.HTTPRoute, s
 				routes[j].route.Action = &routev3.Route_Route{Route: a}
 			}
 		}
+		t.gwCORS(routes, rule.Filters)
 		t.applyRuleTimeouts(routes, rule.Timeouts, rule.Retry) // retry.go
 		out = append(out, routes...)
 	}

@@ -267,7 +267,7 @@ func (t *translation) httpOutboundListener(port uint32) *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     "outbound_0.0.0.0_" + strconv.FormatUint(uint64(port), 10),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: strconv.FormatUint(uint64(port), 10)}},
-		HttpFilters:    []*hcmv3.HttpFilter{faultFilter(), routerFilter()}, // fault.go
+		HttpFilters:    []*hcmv3.HttpFilter{corsFilter(), faultFilter(), routerFilter()}, // cors.go, fault.go
 	}
 	t.normalizePaths(hcm) // pathnorm.go
 	return &listenerv3.Listener{

@@ -153,6 +153,12 @@ type Stats struct {
 	// trailers a little over the limit, which net/http's server cuts to
 	// the fields that fit instead of refusing the request (h2limits.go).
 	HeaderOverflow atomic.Uint64
+
+	// Mirroring's (mirror.go): copies not sent because maxMirrorsInFlight
+	// were on their way, and requests not mirrored because their body is
+	// streamed or larger than maxMirrorBody.
+	RqMirrorDropped atomic.Uint64
+	RqMirrorSkipped atomic.Uint64
 }
 
 // Server serves downstream HTTP connections.
@@ -165,6 +171,7 @@ type Server struct {
 
 	draining atomic.Bool
 	serveErr chan error
+	mirrors  mirrors // copies in flight (mirror.go)
 
 	// Connections on the fast path (fast.go), for drain and close.
 	fastMu     sync.Mutex
@@ -313,6 +320,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.hs.Close()
 	}
 	<-s.serveErr
+	s.mirrors.stop()
 	if err == nil {
 		err = ferr
 	}
@@ -328,6 +336,7 @@ func (s *Server) Close() error {
 	s.fastWG.Wait()
 	err := s.hs.Close()
 	<-s.serveErr
+	s.mirrors.stop()
 	return err
 }
 

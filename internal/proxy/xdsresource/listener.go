@@ -543,6 +543,8 @@ func decodeHTTPFilter(b []byte, h *HTTPConnectionManager, router *bool) error {
 		return decodeJWTFilter(value, h, *router)
 	case typeName == faultType && !disabled:
 		return decodeFaultFilter(value)
+	case typeName == corsFilterType && !disabled:
+		return decodeCORSFilter(value) // cors.go
 	case optional || disabled:
 		return nil
 	}
