@@ -630,6 +630,9 @@ func (s *Server) reply(x *exchange, status int, flags upstream.Flags, msg string
 	w, r := x.w, x.r
 	closeIfBodyPending(w.Header(), x)
 	corsResponseHeaders(x, w.Header()) // cors.go
+	if d := responseDetails(status, flags, x.retry.detail); d != "" {
+		w.Header().Set(DetailsHeader, d)
+	}
 	if !isGRPC(r) {
 		s.local(w, status, flags, msg)
 		return
@@ -643,6 +646,40 @@ func (s *Server) reply(x *exchange, status int, flags upstream.Flags, msg string
 	h.Set("Grpc-Status", strconv.Itoa(grpcStatus(status, flags)))
 	h.Set("Grpc-Message", grpcMessage(msg))
 	w.WriteHeader(http.StatusOK)
+}
+
+// DetailsHeader carries a local reply's reason in Envoy's response code
+// details (%RESPONSE_CODE_DETAILS%), with why a retriable failure was not
+// tried again after it, so that a program can tell one 503 from another.
+const DetailsHeader = "X-Trellis-Details"
+
+// responseDetails is Envoy's response code details for a local reply
+// with flags, and the retry step's detail if any.
+func responseDetails(status int, flags upstream.Flags, retry string) string {
+	var d string
+	switch {
+	case flags&upstream.UpstreamConnectionFailure != 0:
+		d = "upstream_reset_before_response_started{connection_failure}"
+	case flags&upstream.UpstreamRequestTimeout != 0:
+		d = "upstream_response_timeout"
+	case flags&upstream.NoHealthyUpstream != 0:
+		d = "no_healthy_upstream"
+	case flags&upstream.UpstreamOverflow != 0:
+		d = "upstream_reset_before_response_started{overflow}"
+	case flags&upstream.NoRouteFound != 0:
+		d = "route_not_found"
+	case flags&upstream.FaultInjected != 0:
+		d = "fault_filter_abort"
+	case flags&upstream.UpstreamConnectionTermination != 0, status == http.StatusServiceUnavailable && flags&upstream.UpstreamRetryLimitExceeded != 0:
+		d = "upstream_reset_before_response_started{connection_termination}"
+	}
+	if retry != "" {
+		if d == "" {
+			return retry
+		}
+		return d + "; " + retry
+	}
+	return d
 }
 
 func isGRPC(r *http.Request) bool {

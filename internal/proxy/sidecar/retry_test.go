@@ -86,6 +86,27 @@ apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: pair-down}
 spec: {address: %[1]s.5, labels: {app: pair}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gone}
+spec:
+  selector: {app: gone}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: gone-1}
+spec: {address: %[1]s.7, labels: {app: gone}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: gone}
+spec:
+  hosts: [gone]
+  http:
+  - retries: {attempts: 2, retryOn: connect-failure}
+    route: [{destination: {host: gone}}]
 `, base)
 }
 
@@ -315,6 +336,20 @@ func TestRetriesThroughSidecars(t *testing.T) {
 		n, _ := strconv.Atoi(strings.Fields(string(b)[i+len(stat):])[0])
 		if n < 3 {
 			t.Errorf("upstream_rq_retry %d, want ≥ 3", n)
+		}
+	})
+	t.Run("ExhaustedLocalReply", func(t *testing.T) {
+		// Nothing listens at gone's endpoint: three tries, then a local
+		// reply that says so, flags and details alike.
+		resp, body := meshtest.Get(t, c, "http://gone:8080/", nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasSuffix(strings.TrimSpace(body), "; retries exhausted after 3 tries") {
+			t.Fatalf("got %d %q, want 503 ending \"; retries exhausted after 3 tries\"", resp.StatusCode, body)
+		}
+		if f := resp.Header.Get("X-Trellis-Flags"); f != "UF,URX" {
+			t.Errorf("flags %q, want UF,URX", f)
+		}
+		if d, want := resp.Header.Get("X-Trellis-Details"), "upstream_reset_before_response_started{connection_failure}; retries exhausted after 3 tries"; d != want {
+			t.Errorf("details %q, want %q", d, want)
 		}
 	})
 	t.Run("Reset", func(t *testing.T) {
