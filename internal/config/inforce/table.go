@@ -392,13 +392,17 @@ func gatewayRoute(r *rows, k Kind) {
 	r.in(k, rule+".filters[]", "type")
 	r.whole(k, rule+".filters[].requestHeaderModifier", InForce, "")
 	r.whole(k, rule+".filters[].responseHeaderModifier", InForce, "")
-	r.whole(k, rule+".filters[].requestMirror", NotInForce, "mirroring is not in force yet: no copies of the requests are sent")
+	if k == HTTPRoute {
+		r.whole(k, rule+".filters[].requestMirror", InForce, mirrorNote+". percent, or fraction (numerator over denominator, 100 by default), is the share copied")
+	} else {
+		r.whole(k, rule+".filters[].requestMirror", NotInForce, "a GRPCRoute's mirroring is not in force: gRPC calls stream their bodies, which the sidecar does not mirror, so no copies are sent")
+	}
 	r.whole(k, rule+".filters[].extensionRef", NotInForce, "extension filters are not in force: the filter is skipped")
 	r.whole(k, rule+".sessionPersistence", NotInForce, "session persistence is not in force yet: requests are balanced independently")
 	if k == HTTPRoute {
 		r.whole(k, rule+".filters[].requestRedirect", InForce, "")
 		r.whole(k, rule+".filters[].urlRewrite", InForce, "")
-		r.whole(k, rule+".filters[].cors", NotInForce, "CORS is not in force yet: preflight requests reach the app and no CORS headers are added")
+		r.whole(k, rule+".filters[].cors", InForce, corsNote+". Preflights from other origins go on to the app. An origin's `*` matches any labels to its left, as the Gateway API says (Istio matches it literally); maxAge is 5 seconds when unset, the API's default")
 		r.whole(k, rule+".filters[].externalAuth", NotInForce, "external authorization is NOT ENFORCED yet: requests are not checked")
 		r.whole(k, rule+".timeouts", InForce, "as istiod converts them: request is the route's timeout (504, X-Trellis-Flags UT), backendRequest the per-try timeout under a retry, else the route's timeout")
 		r.whole(k, rule+".retry", InForce, "as istiod converts it: attempts (default 2) retries on connect-failure, refused-stream, unavailable, cancelled and the codes listed, after backoff; without retry the mesh's default retry policy applies. "+retriesNote)
