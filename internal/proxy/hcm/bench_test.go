@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
 )
 
 // benchBody is the 1 KB body of bench/sidecar.sh's requests and answers.
@@ -96,7 +97,22 @@ func readRawMessage(br *bufio.Reader) (int, error) {
 // backend, one 1 KB POST answered with 1 KB at a time, as a sidecar in
 // bench/sidecar.sh serves them. allocs/op are the proxy's own.
 func BenchmarkFastPath(b *testing.B) {
-	f := startFrontEndTo(b, rawBackend(b), hcm.Config{Outbound: true}, 15*time.Second)
+	b.Run("plain", func(b *testing.B) {
+		benchFastPath(b, &xdsresource.RouteAction{Timeout: 15 * time.Second})
+	})
+	// Istio's default retry policy, which every outbound route has unless
+	// its VirtualService turns retries off: the POST's body is kept for a
+	// retry that never comes.
+	b.Run("default-retries", func(b *testing.B) {
+		benchFastPath(b, &xdsresource.RouteAction{Timeout: 15 * time.Second, Retry: &xdsresource.RetryPolicy{
+			On:         xdsresource.RetryConnectFailure | xdsresource.RetryRefusedStream | xdsresource.RetryGRPCUnavailable | xdsresource.RetryGRPCCancelled | xdsresource.RetryRetriableStatusCodes,
+			NumRetries: 2, PreviousHosts: true, HostSelectionAttempts: 5, BackoffBase: 25 * time.Millisecond, BackoffMax: 250 * time.Millisecond,
+		}})
+	})
+}
+
+func benchFastPath(b *testing.B, action *xdsresource.RouteAction) {
+	f := startFrontEndRoute(b, rawBackend(b), hcm.Config{Outbound: true}, action)
 	c, err := net.Dial("tcp", f.Addr)
 	if err != nil {
 		b.Fatal(err)

@@ -123,6 +123,13 @@ func startFrontEnd(tb testing.TB, cfg hcm.Config, routeTimeout time.Duration) *f
 // startFrontEndTo starts a front end routing to the backend at addr.
 func startFrontEndTo(tb testing.TB, addr string, cfg hcm.Config, routeTimeout time.Duration) *frontEnd {
 	tb.Helper()
+	return startFrontEndRoute(tb, addr, cfg, &xdsresource.RouteAction{Timeout: routeTimeout})
+}
+
+// startFrontEndRoute starts a front end routing to the backend at addr
+// with action (its clusters are set here).
+func startFrontEndRoute(tb testing.TB, addr string, cfg hcm.Config, action *xdsresource.RouteAction) *frontEnd {
+	tb.Helper()
 	f := &frontEnd{}
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
@@ -133,12 +140,10 @@ func startFrontEndTo(tb testing.TB, addr string, cfg hcm.Config, routeTimeout ti
 	}}})
 	tb.Cleanup(func() { f.cluster.Close() })
 
+	action.Clusters, action.TotalWeight = []xdsresource.WeightedCluster{{Name: "backend", Weight: 1}}, 1
 	table, err := router.Compile(&xdsresource.RouteConfig{Name: "rc", VirtualHosts: []xdsresource.VirtualHost{{
 		Name: "all", Domains: []string{"*"},
-		Routes: []xdsresource.Route{{Name: "to-backend", Action: &xdsresource.RouteAction{
-			Clusters: []xdsresource.WeightedCluster{{Name: "backend", Weight: 1}}, TotalWeight: 1,
-			Timeout: routeTimeout,
-		}}},
+		Routes: []xdsresource.Route{{Name: "to-backend", Action: action}},
 	}}})
 	if err != nil {
 		tb.Fatal(err)

@@ -343,6 +343,9 @@ type retryBody struct {
 	over bool  // the body passed maxRetryBody: it cannot be sent again
 	err  error // what src returned last: io.EOF at the end
 	gen  int
+	// first is the first try's view, allocated with the body: most
+	// requests are never retried.
+	first retryView
 }
 
 var errStaleTry = errors.New("hcm: request body read by a try that was retried")
@@ -356,10 +359,13 @@ func newRetryBody(src io.ReadCloser) *retryBody {
 // view returns a reader of the body from its start for a new try.
 func (b *retryBody) view() io.ReadCloser {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.gen++
-	v := &retryView{b: b, gen: b.gen}
-	b.mu.Unlock()
-	return v
+	if b.gen == 1 {
+		b.first = retryView{b: b, gen: 1}
+		return &b.first
+	}
+	return &retryView{b: b, gen: b.gen}
 }
 
 func (b *retryBody) replayable() bool {
