@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +72,30 @@ spec:
   - route: [{destination: {host: app}}]
 `)
 	return b.String()
+}
+
+// adminStat is a counter of the admin /stats page of the sidecar at ip.
+func adminStat(t *testing.T, ip, name string) int {
+	t.Helper()
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + ip + ":15000/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+": "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("/stats %s: %v", name, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("/stats has no %s:\n%s", name, b)
+	return 0
 }
 
 // seenRequest is what the shadow backend saw of one copy.
@@ -171,6 +196,19 @@ func TestMirrorThroughSidecars(t *testing.T) {
 		if presp.StatusCode != http.StatusOK || presp.Header.Get("X-Seen-Body") != "the body" {
 			t.Fatalf("POST: got %d, app saw body %q", presp.StatusCode, presp.Header.Get("X-Seen-Body"))
 		}
+		// A body over 64 KiB goes to the app whole but is not mirrored.
+		big := strings.Repeat("b", 100<<10)
+		bresp, err := c.Post("http://app:8080/copy/big", "text/plain", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bresp.Body.Close()
+		if bresp.StatusCode != http.StatusOK || len(bresp.Header.Get("X-Seen-Body")) != len(big) {
+			t.Fatalf("POST 100 KiB: got %d, app saw %d bytes", bresp.StatusCode, len(bresp.Header.Get("X-Seen-Body")))
+		}
+		if n := adminStat(t, base+".1", "http.outbound.mirror_skipped_body"); n != 1 {
+			t.Errorf("mirror_skipped_body %d, want 1", n)
+		}
 		meshtest.Eventually(t, 5*time.Second, func() string {
 			if n := count("/copy/"); n < 2 {
 				return fmt.Sprintf("the shadow saw %d copies, want 2", n)
@@ -227,6 +265,10 @@ func TestMirrorThroughSidecars(t *testing.T) {
 		hungMu.Unlock()
 		if n := count("/hang/"); n != 0 {
 			t.Errorf("the shadow saw %d copies of a mirror at 0%%", n)
+		}
+		// The 36 copies past the 64 in flight were dropped, and counted.
+		if n := adminStat(t, base+".1", "http.outbound.mirror_dropped"); n != 36 {
+			t.Errorf("mirror_dropped %d, want 36", n)
 		}
 		// Once the mirror answers, its places are free for the copies of
 		// the tests below.
@@ -370,4 +412,74 @@ spec:
 	if share := float64(last) / n * 100; math.Abs(share-25) > 5 {
 		t.Errorf("%.1f%% of %d requests mirrored, want 25 ± 5", share, n)
 	}
+}
+
+// Copies in flight end with the sidecar: stopped while its mirror holds
+// five copies unanswered, the client's sidecar exits without waiting for
+// them (well inside the drain duration, as nothing else is in flight),
+// and the mirror sees each copy's connection end.
+func TestMirrorCopiesEndWithSidecar(t *testing.T) {
+	leak.Check(t)
+	const base = "127.131.3"
+	m := meshtest.New(t, mirrorConfig(base))
+	meshtest.Backend(t, base+".2:8080", "app", nil)
+	m.Sidecar("app", base+".2", map[string]string{"app": "app"})
+	var mu sync.Mutex
+	hung := 0
+	meshtest.Backend(t, base+".4:8080", "hang", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hung++
+		mu.Unlock()
+		<-r.Context().Done()
+		mu.Lock()
+		hung--
+		mu.Unlock()
+	})
+	held := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return hung
+	}
+	client := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"})
+	c := client.Client()
+	defer c.CloseIdleConnections()
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		resp, err := c.Get("http://app:8080/")
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "app answered " + resp.Status
+		}
+		return ""
+	})
+	for i := range 5 {
+		if resp, body := meshtest.Get(t, c, fmt.Sprintf("http://app:8080/hang/%d", i), nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	}
+	meshtest.Eventually(t, 5*time.Second, func() string {
+		if n := held(); n != 5 {
+			return fmt.Sprintf("the mirror holds %d copies, want 5", n)
+		}
+		return ""
+	})
+	c.CloseIdleConnections()
+	start := time.Now()
+	client.Stop()
+	select {
+	case <-client.Exited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sidecar did not exit within 10s")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the sidecar took %v to exit with copies in flight", took)
+	}
+	meshtest.Eventually(t, 5*time.Second, func() string {
+		if n := held(); n != 0 {
+			return fmt.Sprintf("the mirror still holds %d copies after the sidecar exited", n)
+		}
+		return ""
+	})
 }

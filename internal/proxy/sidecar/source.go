@@ -148,6 +148,10 @@ func (p *Proxy) stats() []stat {
 		add(s.prefix+"upstream_cx_connect_fail", st.UpstreamConnectFailures.Load())
 		add(s.prefix+"no_healthy_upstream", st.NoHealthyUpstream.Load())
 		add(s.prefix+"upstream_rq_overflow", st.Overflow.Load())
+		// Mirroring's own (hcm/mirror.go): Envoy counts a mirror's requests
+		// only in its cluster's stats, which the copies sent here are too.
+		add(s.prefix+"mirror_dropped", st.RqMirrorDropped.Load())
+		add(s.prefix+"mirror_skipped_body", st.RqMirrorSkipped.Load())
 		h2HeaderOverflow += st.HeaderOverflow.Load()
 	}
 	add("http2.header_overflow", h2HeaderOverflow)
