@@ -30,8 +30,10 @@ func (b *outlierBackend) set(status int) { b.status.Store(int32(status)) }
 
 // outlierMesh runs Service app on port 8080 with one endpoint per backend
 // (base.2, base.3, ...), the DestinationRule dr, and a client sidecar at
-// base.1 whose HTTP client it returns once every answering backend has
-// answered through it.
+// base.1 whose HTTP client it returns once every backend that does not
+// refuse has answered 200 through it, none ejected: a test sets the
+// failures it wants after that, so that none comes from a sidecar still
+// starting.
 func outlierMesh(t *testing.T, base, dr string, backends ...*outlierBackend) (*meshtest.Pod, *http.Client) {
 	t.Helper()
 	var b strings.Builder
@@ -70,12 +72,28 @@ spec:
 	c := client.Client()
 	t.Cleanup(c.CloseIdleConnections)
 	m.WaitSynced()
+	answered := map[string]bool{}
 	meshtest.Eventually(t, 10*time.Second, func() string {
 		if n := outlierStat(client, "outlier_detection.ejections_active"); n < 0 {
 			return "the client has no outlier detection on " + outlierCluster
 		}
+		if who, status := answer(t, c); status == http.StatusOK {
+			answered[who] = true
+		}
+		for _, be := range backends {
+			if !be.refuse && !answered[be.name] {
+				return fmt.Sprintf("%s has not answered through the client yet (answered: %v)", be.name, answered)
+			}
+		}
 		return ""
 	})
+	refusing := false
+	for _, be := range backends {
+		refusing = refusing || be.refuse
+	}
+	if n := outlierStat(client, "outlier_detection.ejections_active"); n != 0 && !refusing {
+		t.Fatalf("%d endpoints ejected while the mesh started", n)
+	}
 	return client, c
 }
 
@@ -126,7 +144,6 @@ func TestOutlierDetectionEjectsFailingEndpoint(t *testing.T) {
 	a := &outlierBackend{name: "a", sidecar: true}
 	b := &outlierBackend{name: "b", sidecar: true}
 	bad := &outlierBackend{name: "bad", sidecar: true}
-	bad.set(http.StatusServiceUnavailable)
 	client, c := outlierMesh(t, "127.141.1", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: app}
@@ -139,7 +156,7 @@ spec:
       baseEjectionTime: 2s
       maxEjectionPercent: 100
 `, a, b, bad)
-
+	bad.set(http.StatusServiceUnavailable)
 	seen := untilEjected(t, client, c, "outlier_detection.ejections_active", 1)
 	ejected := time.Now()
 	if seen["bad 503"] < 3 {
@@ -179,7 +196,6 @@ func TestOutlierDetectionGatewayErrors(t *testing.T) {
 	leak.Check(t)
 	good := &outlierBackend{name: "good"}
 	bad := &outlierBackend{name: "bad"}
-	bad.set(http.StatusInternalServerError)
 	client, c := outlierMesh(t, "127.141.2", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: app}
@@ -194,6 +210,7 @@ spec:
       baseEjectionTime: 30s
       maxEjectionPercent: 100
 `, good, bad)
+	bad.set(http.StatusInternalServerError)
 	seen := map[string]int{}
 	for range 40 {
 		who, status := answer(t, c)
@@ -256,8 +273,6 @@ spec:
 func TestOutlierDetectionMaxEjectionPercent(t *testing.T) {
 	leak.Check(t)
 	backends := []*outlierBackend{{name: "a"}, {name: "b"}, {name: "bad1"}, {name: "bad2"}}
-	backends[2].set(http.StatusServiceUnavailable)
-	backends[3].set(http.StatusServiceUnavailable)
 	client, c := outlierMesh(t, "127.141.4", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: app}
@@ -271,6 +286,8 @@ spec:
       baseEjectionTime: 30s
       maxEjectionPercent: 25
 `, backends...)
+	backends[2].set(http.StatusServiceUnavailable)
+	backends[3].set(http.StatusServiceUnavailable)
 	untilEjected(t, client, c, "outlier_detection.ejections_overflow", 1)
 	seen := map[string]int{}
 	for range 30 {
