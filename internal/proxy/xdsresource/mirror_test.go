@@ -214,3 +214,79 @@ func TestMirrorAndCORSRefused(t *testing.T) {
 		t.Errorf("CORS (-want +got):\n%s", d)
 	}
 }
+
+const gatewayMirrorCORS = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: v1}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews-v1, port: 9080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /third}}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: reviews-v2, port: 9080}, fraction: {numerator: 1, denominator: 3}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: ratings, port: 9080}, percent: 0}
+    backendRefs: [{name: reviews-v1, port: 9080}]
+  - matches: [{path: {type: PathPrefix, value: /cors}}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: ratings, port: 9080}, percent: 20}
+    - type: CORS
+      cors:
+        allowOrigins: ["https://*.example", "https://exact.example"]
+        allowMethods: [GET]
+        exposeHeaders: [x-a, x-b]
+    backendRefs: [{name: reviews-v1, port: 9080}]
+`
+
+// TestTranslatorGatewayMirrorAndCORS: an HTTPRoute's RequestMirror and
+// CORS filters as the proxy decodes them: a fraction in millionths, an
+// explicit 0 sending nothing, a wildcard origin as a regex where * spans
+// labels, and the Gateway API's default max age.
+func TestTranslatorGatewayMirrorAndCORS(t *testing.T) {
+	res := translate.ForProxy(world(t, gatewayMirrorCORS), sidecarProxy, nil)
+	got := map[string]xdsresource.Route{}
+	for _, r := range res.Routes {
+		if r.Name != "9080" {
+			continue
+		}
+		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
+			if vh.Name == "reviews-v1.default.svc.cluster.local:9080" {
+				for _, rt := range vh.Routes {
+					got[rt.Name] = rt
+				}
+			}
+		}
+	}
+	third, cors := got["v1.default.rules[0]"], got["v1.default.rules[1]"]
+	if third.Action == nil || cors.Action == nil {
+		t.Fatalf("routes of reviews-v1: %v", got)
+	}
+	want := []xdsresource.MirrorPolicy{{Cluster: "outbound|9080||reviews-v2.default.svc.cluster.local", Percent: 333_333}}
+	if d := cmp.Diff(want, third.Action.Mirrors); d != "" {
+		t.Errorf("rules[0] mirrors (-want +got):\n%s", d)
+	}
+	want = []xdsresource.MirrorPolicy{{Cluster: "outbound|9080||ratings.default.svc.cluster.local", Percent: 200_000}}
+	if d := cmp.Diff(want, cors.Action.Mirrors); d != "" {
+		t.Errorf("rules[1] mirrors (-want +got):\n%s", d)
+	}
+	wantCORS := &xdsresource.CORSPolicy{
+		AllowOrigins: []xdsresource.StringMatcher{
+			{Kind: xdsresource.StringRegex, Value: `https://.*\.example`, Regex: regexp.MustCompile(`^(?:https://.*\.example)$`)},
+			{Kind: xdsresource.StringExact, Value: "https://exact.example"},
+		},
+		AllowMethods: "GET", ExposeHeaders: "x-a,x-b", MaxAge: "5", Enabled: xdsresource.Million, ForwardUnmatched: true,
+	}
+	if d := cmp.Diff(wantCORS, cors.CORS, cmpRegexp); d != "" {
+		t.Errorf("rules[1] CORS (-want +got):\n%s", d)
+	}
+	if third.CORS != nil {
+		t.Errorf("rules[0] has CORS %+v, want none", third.CORS)
+	}
+}
