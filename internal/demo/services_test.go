@@ -195,6 +195,28 @@ func TestFrontendDegradesWhenReviewsDown(t *testing.T) {
 	}
 }
 
+// TestFrontendShowsRatingsError checks what the shop's README says the
+// product page shows while ratings fails (its fault-injection example):
+// each review, with the ratings error in red where its stars would be.
+func TestFrontendShowsRatingsError(t *testing.T) {
+	leak.Check(t)
+	c := client(t)
+	// ratings as the fault leaves it: the caller's sidecar answers 503.
+	faulted := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "fault filter abort", http.StatusServiceUnavailable)
+	}))
+	reviews := start(t, "reviews", map[string]string{"VERSION": "v3", "RATINGS_URL": faulted})
+	srv := start(t, "frontend", map[string]string{"REVIEWS_URL": reviews.URL})
+	code, _, page := do(t, c, "GET", srv.URL+"/", "")
+	want := `<p class="error">ratings unavailable: GET ` + faulted + `/ratings/0: upstream answered 503 Service Unavailable: fault filter abort</p>`
+	if code != 200 || strings.Count(page, want) != 2 || strings.Contains(page, "★") {
+		t.Errorf("GET / with ratings failing = %d, want each of the 2 reviews with %s and no stars:\n%s", code, want, page)
+	}
+	if !strings.Contains(page, ".error { color: #a00; }") {
+		t.Errorf("GET /: the error class is not red:\n%s", page)
+	}
+}
+
 func TestPayment(t *testing.T) {
 	leak.Check(t)
 	c := client(t)
