@@ -46,19 +46,13 @@ func unanswered(t *testing.T, ip string, port int) {
 // MeshConfig connectTimeout bounds every connect a sidecar makes: a service
 // whose endpoint never answers SYNs gets 503 UF after it, not after the
 // former fixed 10 s; a DestinationRule's connectionPool.tcp.connectTimeout
-// still wins for its host.
+// still wins for its host. Retries are turned off, so that one connect
+// is what is timed (Istio's default policy would try three).
 func TestMeshConnectTimeoutOnTheWire(t *testing.T) {
 	leak.Check(t)
 	const base = "127.91.4"
 	unanswered(t, base+".2", 9080)
 	m := meshtest.New(t, `apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |
-    connectTimeout: 300ms
----
-apiVersion: v1
 kind: Service
 metadata: {name: mute}
 spec:
@@ -85,6 +79,14 @@ spec:
   trafficPolicy:
     connectionPool:
       tcp: {connectTimeout: 1200ms}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    connectTimeout: 300ms
+    defaultHttpRetryPolicy: {attempts: 0}
 `)
 	c := m.Sidecar("sleep", base+".1", map[string]string{"app": "sleep"}).Client()
 	defer c.CloseIdleConnections()
