@@ -92,9 +92,9 @@ func (s *Server) sendMirrors(x *exchange) {
 
 // mirrorBody reads the request's body whole when it is small enough to be
 // mirrored, and gives the request a reader of those bytes instead; false
-// when the body cannot be mirrored (streamed, too large, an upgrade, or
-// not read in full, in which case the request reads the error as it
-// would have).
+// when the body cannot be mirrored (streamed, too large, awaiting
+// 100-continue, an upgrade, or not read in full, in which case the
+// request reads the error as it would have).
 func (s *Server) mirrorBody(x *exchange) ([]byte, bool) {
 	out := x.out
 	if isUpgradeRequest(out) || out.Trailer != nil {
@@ -104,6 +104,11 @@ func (s *Server) mirrorBody(x *exchange) ([]byte, bool) {
 		return nil, true
 	}
 	if out.ContentLength <= 0 || out.ContentLength > maxMirrorBody {
+		return nil, false
+	}
+	if _, expect := out.Header["Expect"]; expect {
+		// Reading the body would tell the client to go on before the
+		// upstream has.
 		return nil, false
 	}
 	buf := make([]byte, out.ContentLength)
