@@ -365,8 +365,14 @@ func tcpConnect(t *testing.T, p *meshtest.Pod, target string) (net.Conn, *bufio.
 // l4Balancer stands for what sits behind one address in front of several
 // backends (a Service VIP under kube-proxy, a cloud load balancer): each
 // connection it accepts goes to the backend current at that moment.
+// Blackhole makes the connections open so far swallow every byte both
+// ways, as a path that died without a reset does.
 type l4Balancer struct {
 	target atomic.Pointer[string]
+
+	mu    sync.Mutex
+	conns []net.Conn
+	dead  []*atomic.Bool
 }
 
 func newL4Balancer(t *testing.T, addr, first string) *l4Balancer {
@@ -378,16 +384,30 @@ func newL4Balancer(t *testing.T, addr, first string) *l4Balancer {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	var mu sync.Mutex
-	var open []net.Conn
 	t.Cleanup(func() {
-		mu.Lock()
-		for _, c := range open {
+		ln.Close()
+		b.mu.Lock()
+		for _, c := range b.conns {
 			c.Close()
 		}
-		mu.Unlock()
+		b.mu.Unlock()
+		wg.Wait()
 	})
+	pump := func(dst, src net.Conn, dead *atomic.Bool) {
+		defer dst.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && !dead.Load() {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
 	wg.Go(func() {
 		for {
 			down, err := ln.Accept()
@@ -399,14 +419,24 @@ func newL4Balancer(t *testing.T, addr, first string) *l4Balancer {
 				down.Close()
 				continue
 			}
-			mu.Lock()
-			open = append(open, down, up)
-			mu.Unlock()
-			wg.Go(func() { io.Copy(up, down); up.Close() })
-			wg.Go(func() { io.Copy(down, up); down.Close() })
+			dead := new(atomic.Bool)
+			b.mu.Lock()
+			b.conns = append(b.conns, down, up)
+			b.dead = append(b.dead, dead)
+			b.mu.Unlock()
+			wg.Go(func() { pump(up, down, dead) })
+			wg.Go(func() { pump(down, up, dead) })
 		}
 	})
 	return b
+}
+
+func (b *l4Balancer) blackhole() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, d := range b.dead {
+		d.Store(true)
+	}
 }
 
 // A client's one long-lived HTTP/2 connection to its sidecar, and the
@@ -462,4 +492,80 @@ func TestConnPoolHTTP2ConnectionAgeRebalances(t *testing.T) {
 			t.Fatalf("age off: %d %s %q, want the pinned connection's backend a", code, flags, body)
 		}
 	}
+}
+
+// http.http2KeepAlive: an HTTP/2 connection whose path died silently is
+// found by its unanswered PING and closed, so the requests after it go on
+// a new connection (here, to the second backend now behind the address).
+// Without pings they would keep going down the dead connection.
+func TestConnPoolHTTP2KeepAlive(t *testing.T) {
+	leak.Check(t)
+	const base = "127.83.7"
+	newConnApp(t, base+".3:9081", "a")
+	newConnApp(t, base+".4:9081", "b")
+	lb := newL4Balancer(t, base+".2:9081", base+".3:9081")
+	_, client := poolMesh(t, base, `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc
+  trafficPolicy:
+    connectionPool:
+      http:
+        http2KeepAlive: {interval: 200ms, timeout: 300ms}
+`, func(o *sidecar.Options) { o.MaxConnectionAge = -1 })
+	c := h2cClient(client)
+	defer c.CloseIdleConnections()
+	if code, flags, body, _ := get(c, "http://svc:9081/", nil); code != 200 || body != "a" {
+		t.Fatalf("before: %d %s %q, want a", code, flags, body)
+	}
+	lb.blackhole()
+	b := base + ".4:9081"
+	lb.target.Store(&b)
+	start := time.Now()
+	meshtest.Eventually(t, 8*time.Second, func() string {
+		if code, flags, body, _ := get(c, "http://svc:9081/", nil); code != 200 || body != "b" {
+			return fmt.Sprintf("after the path died: %d %s %q, want b's 200 on a new connection", code, flags, body)
+		}
+		return ""
+	})
+	t.Logf("a new connection answered %v after the old one went silent", time.Since(start).Round(time.Millisecond))
+}
+
+// tcp.maxConnectionDuration on a TCP service: a proxied connection is
+// closed at that age even while bytes flow (Envoy's
+// max_downstream_connection_duration, which Istio sets from it).
+func TestConnPoolTCPMaxConnectionDuration(t *testing.T) {
+	leak.Check(t)
+	const base = "127.83.8"
+	echoApp(t, base+".2:9000")
+	_, client := poolMesh(t, base, `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnectionDuration: 600ms}
+`)
+	conn, br := tcpConnect(t, client, "svc:9000")
+	defer conn.Close()
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; time.Since(start) < 5*time.Second; i++ {
+		<-tick.C
+		fmt.Fprintf(conn, "line %d\n", i)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := br.ReadString('\n')
+		if err == nil && got == fmt.Sprintf("line %d\n", i) {
+			continue
+		}
+		age := time.Since(start)
+		if err != io.EOF || age < 600*time.Millisecond || age > 3*time.Second {
+			t.Fatalf("busy connection after %v: %q, %v; want it closed (EOF) at its 600ms age", age.Round(time.Millisecond), got, err)
+		}
+		return
+	}
+	t.Fatal("the connection was still open after 5s of traffic, want it closed at its 600ms age")
 }
