@@ -1,8 +1,6 @@
 package xdsresource
 
 import (
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -289,7 +287,7 @@ func decodeRetryBudget(b []byte) (*RetryBudget, error) {
 		switch m.num {
 		case 1:
 			pb, _ := m.bytes()
-			v, err := decodePercent(pb)
+			v, err := percentValue(pb)
 			m.fail(err, "budget_percent")
 			rb.Percent = v
 		case 2:
@@ -301,34 +299,4 @@ func decodeRetryBudget(b []byte) (*RetryBudget, error) {
 		}
 	}
 	return rb, m.err
-}
-
-// decodePercent reads an envoy.type.v3.Percent (a double in [0, 100]),
-// whose fixed64 field msg does not walk.
-func decodePercent(b []byte) (float64, error) {
-	var v float64
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return 0, errorf("malformed protobuf: %v", protowire.ParseError(n))
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.Fixed64Type {
-			u, n := protowire.ConsumeFixed64(b)
-			if n < 0 {
-				return 0, errorf("malformed protobuf: %v", protowire.ParseError(n))
-			}
-			v, b = math.Float64frombits(u), b[n:]
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return 0, errorf("malformed protobuf: %v", protowire.ParseError(n))
-		}
-		b = b[n:]
-	}
-	if v < 0 || v > 100 {
-		return 0, within(errorf("must be in [0, 100], got %s", strconv.FormatFloat(v, 'g', -1, 64)), "value")
-	}
-	return v, nil
 }
