@@ -238,7 +238,10 @@ func (s *Server) callUpstream(x *exchange) bool {
 				resp.Body.Close()
 			}
 			if !rs.backoff(x.ctx, rs.retries) {
-				// The route's deadline or the client ended the wait.
+				// The route's deadline or the client ended the wait; the
+				// retry's slot goes back unused.
+				rs.slot = false
+				x.cl.EndRetry(false)
 				flags = upstream.DownstreamConnectionTermination
 				if errors.Is(x.ctx.Err(), context.DeadlineExceeded) {
 					flags = upstream.UpstreamRequestTimeout

@@ -579,3 +579,49 @@ func TestDefaultRetryPolicyGRPC(t *testing.T) {
 		t.Errorf("an INTERNAL call was tried %d times, want once: the default policy does not retry it", n)
 	}
 }
+
+// A retry whose back-off the route's timeout cuts short gives its retry
+// slot back: with maxRetries 1, request after request still gets its
+// retry (none overflows), each ending 504 at the route's timeout.
+func TestRetrySlotReturnedOnTimeout(t *testing.T) {
+	leak.Check(t)
+	const base = "127.121.5"
+	am := newAppMesh(t, base, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app}
+spec:
+  hosts: [app]
+  http:
+  - match: [{uri: {prefix: /down}}]
+    timeout: 200ms
+    retries: {attempts: 1, retryOn: 5xx, backoff: 10s}
+    route: [{destination: {host: app, port: {number: 8080}}}]
+  - route: [{destination: {host: app}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: app}
+spec:
+  host: app
+  trafficPolicy:
+    connectionPool: {http: {maxRetries: 1}}
+`, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	})
+	c := am.client.Client()
+	defer c.CloseIdleConnections()
+	timedOut := 0
+	for range 8 {
+		resp, _ := meshtest.Get(t, c, "http://app:8080/down", nil)
+		switch f := resp.Header.Get("X-Trellis-Flags"); {
+		case resp.StatusCode == http.StatusGatewayTimeout && f == "UT":
+			timedOut++
+		case f == "UO":
+			t.Fatalf("a retry overflowed: the slot of an earlier request's cut-short retry was never given back")
+		}
+	}
+	// The back-off is random in [0, 10s]: most of them outlast 200ms.
+	if timedOut == 0 {
+		t.Error("no request ended at the route's timeout during its back-off")
+	}
+}
