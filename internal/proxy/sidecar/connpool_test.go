@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
+	"github.com/trellismesh/trellis/internal/testing/certtest"
 	"github.com/trellismesh/trellis/internal/testing/leak"
 	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
@@ -101,7 +102,8 @@ func (a *connApp) conns() map[string]int {
 }
 
 // socketOptions finds, among this process's sockets (the sidecars run in
-// it), the TCP socket from local to peer, and reads its keepalive options.
+// it), the TCP socket from local (any port when 0) to peer, and reads its
+// keepalive options.
 func socketOptions(t *testing.T, local, peer netip.AddrPort) (keepalive, idle, intvl, cnt int) {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -137,7 +139,7 @@ func socketOptions(t *testing.T, local, peer netip.AddrPort) (keepalive, idle, i
 
 func sameAddr(sa unix.Sockaddr, ap netip.AddrPort) bool {
 	s4, ok := sa.(*unix.SockaddrInet4)
-	return ok && netip.AddrFrom4(s4.Addr) == ap.Addr() && s4.Port == int(ap.Port())
+	return ok && netip.AddrFrom4(s4.Addr) == ap.Addr() && (ap.Port() == 0 || s4.Port == int(ap.Port()))
 }
 
 // tcpKeepalive: the client sidecar's socket to the backend has
@@ -568,4 +570,50 @@ spec:
 		return
 	}
 	t.Fatal("the connection was still open after 5s of traffic, want it closed at its 600ms age")
+}
+
+// tcpKeepalive holds for a sidecar's socket to a peer's tunnel port too:
+// the TCP connection under the mTLS tunnel gets the rule's options.
+func TestConnPoolTCPKeepaliveThroughTunnel(t *testing.T) {
+	leak.Check(t)
+	const base = "127.83.9"
+	ca := certtest.NewCA(t)
+	m := meshtest.New(t, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  selector: {app: svc}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: svc}
+spec: {address: %s.2, serviceAccount: svc, labels: {app: svc, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        tcpKeepalive: {time: 9s, interval: 2s, probes: 5}
+`, base))
+	meshtest.Backend(t, base+".2:9080", "svc", nil)
+	m.Sidecar("svc", base+".2", map[string]string{"app": "svc"}, authzIdentity(t, ca, "svc"))
+	client := m.Sidecar("sleep", base+".1", nil, authzIdentity(t, ca, "sleep"))
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+	if code, flags, body, _ := get(c, "http://svc:9080/", nil); code != 200 || body != "svc" {
+		t.Fatalf("GET: %d %s %q", code, flags, body)
+	}
+	if n := statInt(t, client, "tunnel.upstream.ssl.handshake"); n != 1 {
+		t.Fatalf("%d mTLS tunnel handshakes, want the one under this request", n)
+	}
+	ka, idle, intvl, cnt := socketOptions(t, netip.AddrPortFrom(client.IP, 0), netip.MustParseAddrPort(base+".2:15008"))
+	if ka != 1 || idle != 9 || intvl != 2 || cnt != 5 {
+		t.Errorf("tunnel socket: SO_KEEPALIVE %d, TCP_KEEPIDLE %d, TCP_KEEPINTVL %d, TCP_KEEPCNT %d; want 1, 9, 2, 5", ka, idle, intvl, cnt)
+	}
 }
