@@ -4,11 +4,22 @@
 #
 #   (a) direct    fortio client -> fortio server
 #   (b) trellis   client -> trellis-proxy (client pod, :15001) -> HTTP/1.1
-#                 CONNECT tunnel -> trellis-proxy (server pod, :15008) -> server
+#                 CONNECT tunnel -> trellis-proxy (server pod, :15008) -> server;
+#                 the plain route: its VirtualService turns retries off
+#                 (attempts 0), and its DestinationRule has no traffic policy
 #  (b2) trellis-mtls  the same with identities: two more trellis-proxy
 #                 processes with certificates from the mesh CA (--root-cert,
 #                 --credential-file), the tunnel inside mTLS (TLS 1.3,
 #                 X25519MLKEM768), to a second fortio server of the same kind
+#                 (retries off too, so that it differs from (b) by mTLS only)
+#  (b3) trellis-resilient  (b)'s path through two more trellis-proxy
+#                 processes to a third fortio server, whose service keeps
+#                 Istio's default retry policy (no retries in its
+#                 VirtualService: 2 retries on connect-failure, refused-stream,
+#                 unavailable, cancelled, retriable-status-codes) and has a
+#                 DestinationRule with outlierDetection (consecutive5xxErrors 5,
+#                 interval 10s, baseEjectionTime 30s); nothing fails, so this is
+#                 what retries and outlier detection cost when not needed
 #   (c) haproxy   client -> haproxy -> haproxy -> server
 #   (d) nginx     client -> nginx -> nginx -> server
 #
@@ -23,20 +34,28 @@
 # and right after the 1,000 qps run, max VmRSS sampled during it, VmHWM;
 # max throughput; trellis/haproxy ratios; trellis-mtls/trellis ratios and
 # the mTLS handshakes per second during the 1,000 qps run (the sidecars'
-# ssl.handshake counters on /stats).
+# ssl.handshake counters on /stats); trellis-resilient/trellis ratios of CPU
+# per request for each sidecar, of added p50 and p99 and of max throughput,
+# each round, and the median CPU ratios over the rounds. Before measuring,
+# the script checks each client sidecar's decoded config (/config_dump):
+# (b3)'s route has 2 retries and its cluster outlier detection, (b)'s neither.
 #
 # The control plane is bench/meshcp: `trellis controlplane` (the same
 # controlplane.Start, CA in memory) that also writes a per-pod credential
 # for each mTLS sidecar, as `trellis up` hands its pods one.
 #
 # Usage: bench/sidecar.sh [DURATION [MAXDURATION]]     defaults 30s 10s
-#   ROUNDS=n         measure trellis and trellis-mtls n times, alternating
-#                    (default 1), to tell their difference from drift
+#   ROUNDS=n         measure trellis, trellis-mtls and trellis-resilient n
+#                    times, alternating (default 1), to tell their
+#                    differences from drift
+#   AA=1             give (b3) (b)'s plain config (an A/A check: how far two
+#                    pairs of one config differ here)
 #   CERT_TTL=d       the mTLS sidecars' certificate lifetime (default 24h);
 #                    e.g. 5s measures them while they rotate every 1-2 s
-#   PROFILE_DIR=dir  also profiles the client sidecar under the (b) and (b2)
-#                    loads: CPU (10 s), heap and allocs, as `go tool pprof -top`
-#                    text (trellis-mtls-* for b2), and the server sidecars' CPU
+#   PROFILE_DIR=dir  also profiles the client sidecar under the (b), (b2) and
+#                    (b3) loads: CPU (10 s), heap and allocs, as `go tool pprof
+#                    -top` text (mtls-* for b2, resilient-* for b3), and the
+#                    server sidecars' CPU
 #   CAPTURE_DIR=dir  also captures loopback traffic (tcpdump, as root) for 8 s
 #                    of an extra 1,000 qps load of (b) and of (c) after the
 #                    measured runs, and times each leg and hop with bench/legs:
@@ -60,6 +79,9 @@ SERVER_POD=$NET.2 # server sidecar (same pod IP as the app)
 APP2=$NET.4:9080         # the mTLS pair's app: a second fortio server
 MTLS_CLIENT_POD=$NET.3   # mTLS client sidecar
 MTLS_SERVER_POD=$NET.4   # mTLS server sidecar (same pod IP as APP2)
+APP3=$NET.6:9080         # the resilient pair's app: a third fortio server
+RES_CLIENT_POD=$NET.5    # resilient client sidecar (retries, outlier detection)
+RES_SERVER_POD=$NET.6    # resilient server sidecar (same pod IP as APP3)
 XDS=$NET.100:15010
 SECURE_XDS=$NET.100:15012 # xDS and the CA over TLS
 ROUNDS=${ROUNDS:-1}
@@ -123,10 +145,25 @@ PIDS+=($!)
 "$FORTIO" server -http-port "$APP2" -grpc-port disabled -redirect-port disabled \
 	-tcp-port disabled -udp-port disabled >"$OUT/app2.log" 2>&1 &
 PIDS+=($!)
+"$FORTIO" server -http-port "$APP3" -grpc-port disabled -redirect-port disabled \
+	-tcp-port disabled -udp-port disabled >"$OUT/app3.log" 2>&1 &
+PIDS+=($!)
 wait_http "http://$APP/echo"
 wait_http "http://$APP2/echo"
+wait_http "http://$APP3/echo"
 
-# Trellis: a control plane and the two sidecars.
+# Trellis: a control plane and the sidecars. reviews (b) and ratings (b2)
+# turn retries off (attempts 0: no retry policy on the route, as before
+# retries existed), so that they measure the plain route; details (b3)
+# keeps Istio's default retry policy (its VirtualService sets no retries)
+# and adds outlier detection, whose cost per request (b3) measures against (b).
+# AA=1 gives details (b)'s plain config instead, an A/A check of how far
+# two pairs of the same config differ on this machine.
+DETAILS_POLICY='trafficPolicy: {outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}}'
+DETAILS_RETRIES= WANT_RETRIES='[2]' WANT_OUTLIER='[5]'
+if [ "${AA:-0}" = 1 ]; then
+	DETAILS_POLICY='# A/A: no traffic policy' DETAILS_RETRIES=', retries: {attempts: 0}' WANT_RETRIES='[null]' WANT_OUTLIER='[null]'
+fi
 mkdir -p "$OUT/mesh"
 cat >"$OUT/mesh/mesh.yaml" <<EOF
 apiVersion: v1
@@ -153,7 +190,7 @@ kind: VirtualService
 metadata: {name: reviews}
 spec:
   hosts: [reviews]
-  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+  http: [{route: [{destination: {host: reviews, subset: v1}}], retries: {attempts: 0}}]
 ---
 apiVersion: v1
 kind: Service
@@ -179,7 +216,34 @@ kind: VirtualService
 metadata: {name: ratings}
 spec:
   hosts: [ratings]
-  http: [{route: [{destination: {host: ratings, subset: v1}}]}]
+  http: [{route: [{destination: {host: ratings, subset: v1}}], retries: {attempts: 0}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: details}
+spec:
+  selector: {app: details}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: details-v1}
+spec: {address: $RES_SERVER_POD, labels: {app: details, version: v1, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details}
+spec:
+  host: details
+  $DETAILS_POLICY
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details}
+spec:
+  hosts: [details]
+  http: [{route: [{destination: {host: details, subset: v1}}]$DETAILS_RETRIES}]
 EOF
 rm -rf "$OUT/ca"
 "$OUT/meshcp" --config "$OUT/mesh" --xds-address "$XDS" --secure-xds-address "$SECURE_XDS" \
@@ -209,6 +273,15 @@ PIDS+=("$TM2")
 	--labels app=sleep-mtls --mode NONE --log-level warn >"$OUT/proxy-mtls-client.log" 2>&1 &
 TM1=$!
 PIDS+=("$TM1")
+# The resilient pair: plaintext, as (b).
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$RES_SERVER_POD" --pod-name details-v1 --namespace default \
+	--labels app=details,version=v1 --mode NONE --log-level warn >"$OUT/proxy-res-server.log" 2>&1 &
+TD2=$!
+PIDS+=("$TD2")
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$RES_CLIENT_POD" --pod-name sleep-res --namespace default \
+	--labels app=sleep-res --mode NONE --log-level warn >"$OUT/proxy-res-client.log" 2>&1 &
+TD1=$!
+PIDS+=("$TD1")
 
 # haproxy pair: two processes, 2 threads each (as GOMAXPROCS=2 here).
 haproxy_cfg() { # listen upstream
@@ -297,6 +370,31 @@ if ! [ "$(stat_of "$MTLS_CLIENT_POD" tunnel.upstream.ssl.handshake)" -ge 1 ]; th
 	echo "the mTLS client sidecar made no TLS handshake: is the pair in mTLS? $(curl -s "http://$MTLS_CLIENT_POD:15000/certs" | head -c 300)" >&2
 	exit 1
 fi
+wait_http "http://$RES_CLIENT_POD:15021/healthz/ready"
+wait_http "http://$RES_SERVER_POD:15021/healthz/ready"
+wait_http "http://$RES_CLIENT_POD:15001/echo" -H "Host: details:9080"
+# (b3) carries what it is meant to measure and (b) does not: the client
+# sidecars' own config, as decoded (a retry policy on details' route,
+# outlier detection on its subset cluster; none for reviews).
+# route_field ADMIN SERVICE FIELD / cluster_field ADMIN SERVICE FIELD:
+# the field of each of the service's routes / subset v1 cluster, as JSON.
+route_field() {
+	curl -s -m 5 "http://$1:15000/config_dump" |
+		jq -c --arg s "$2." --arg f "$3" '[.routes.resources[].VirtualHosts[] | select(.Name | startswith($s)) | .Routes[].Action.Retry[$f]?]'
+}
+cluster_field() {
+	curl -s -m 5 "http://$1:15000/config_dump" |
+		jq -c --arg s "outbound|9080|v1|$2." --arg f "$3" '[.clusters.resources[] | select(.Name | startswith($s)) | .Outlier[$f]?]'
+}
+if [ "$(route_field "$RES_CLIENT_POD" details NumRetries)" != "$WANT_RETRIES" ] ||
+	[ "$(cluster_field "$RES_CLIENT_POD" details Consecutive5xx)" != "$WANT_OUTLIER" ] ||
+	[ "$(route_field "$CLIENT_POD" reviews NumRetries)" != '[null]' ] ||
+	[ "$(cluster_field "$CLIENT_POD" reviews Consecutive5xx)" != '[null]' ]; then
+	echo "the sidecars' config is not what (b) and (b3) measure: details retries $(route_field "$RES_CLIENT_POD" details NumRetries)" \
+		"outlier $(cluster_field "$RES_CLIENT_POD" details Consecutive5xx) (want $WANT_RETRIES $WANT_OUTLIER); reviews retries" \
+		"$(route_field "$CLIENT_POD" reviews NumRetries) outlier $(cluster_field "$CLIENT_POD" reviews Consecutive5xx) (want [null] [null])" >&2
+	exit 1
+fi
 wait_http "http://$HA1/echo"
 wait_http "http://$NG1/echo"
 
@@ -338,18 +436,18 @@ kbv() {
 }
 kb() { kbv "$@" && echo "$REPLY"; }
 HZ=$(getconf CLK_TCK)
-declare -A PROXY1=([trellis]=$TR1 [trellis-mtls]=$TM1 [haproxy]=$HA1PID [nginx]=$NG1PID)
-declare -A PROXY2=([trellis]=$TR2 [trellis-mtls]=$TM2 [haproxy]=$HA2PID [nginx]=$NG2PID)
+declare -A PROXY1=([trellis]=$TR1 [trellis-mtls]=$TM1 [trellis-resilient]=$TD1 [haproxy]=$HA1PID [nginx]=$NG1PID)
+declare -A PROXY2=([trellis]=$TR2 [trellis-mtls]=$TM2 [trellis-resilient]=$TD2 [haproxy]=$HA2PID [nginx]=$NG2PID)
 declare -A URL=([direct]="http://$APP/echo" [trellis]="http://$CLIENT_POD:15001/echo"
-	[trellis-mtls]="http://$MTLS_CLIENT_POD:15001/echo"
+	[trellis-mtls]="http://$MTLS_CLIENT_POD:15001/echo" [trellis-resilient]="http://$RES_CLIENT_POD:15001/echo"
 	[haproxy]="http://$HA1/echo" [nginx]="http://$NG1/echo")
-declare -A HOSTH=([trellis-mtls]="ratings:9080")
-declare -A ADMIN1=([trellis]=$CLIENT_POD [trellis-mtls]=$MTLS_CLIENT_POD)
-declare -A ADMIN2=([trellis]=$SERVER_POD [trellis-mtls]=$MTLS_SERVER_POD)
+declare -A HOSTH=([trellis-mtls]="ratings:9080" [trellis-resilient]="details:9080")
+declare -A ADMIN1=([trellis]=$CLIENT_POD [trellis-mtls]=$MTLS_CLIENT_POD [trellis-resilient]=$RES_CLIENT_POD)
+declare -A ADMIN2=([trellis]=$SERVER_POD [trellis-mtls]=$MTLS_SERVER_POD [trellis-resilient]=$RES_SERVER_POD)
 declare -A IDLE1 IDLE2
 
 sleep 2 # let the sidecars settle after their first config
-for s in trellis trellis-mtls haproxy nginx; do
+for s in trellis trellis-mtls trellis-resilient haproxy nginx; do
 	IDLE1[$s]=$(kb "${PROXY1[$s]}" VmRSS)
 	IDLE2[$s]=$(kb "${PROXY2[$s]}" VmRSS)
 done
@@ -368,10 +466,10 @@ qps() { jq -r '.ActualQPS | floor' "$1"; }
 
 declare -A P50 P90 P99 P999 QPSA MAXQPS CPU1 CPU2 LOAD1 LOAD2 PEAK1 PEAK2 HWM1 HWM2 ERRS HS1 HS2 HSALL
 # RUNS are the measured runs in order; a run is its scenario's name, with
-# .N for the Nth round of trellis and trellis-mtls (ROUNDS, alternating).
-SCENARIOS=(direct trellis trellis-mtls haproxy nginx)
-RUNS=(direct trellis trellis-mtls)
-for ((r = 2; r <= ROUNDS; r++)); do RUNS+=("trellis.$r" "trellis-mtls.$r"); done
+# .N for the Nth round of trellis, trellis-mtls and trellis-resilient
+# (ROUNDS, alternating).
+RUNS=(direct trellis trellis-mtls trellis-resilient)
+for ((r = 2; r <= ROUNDS; r++)); do RUNS+=("trellis.$r" "trellis-mtls.$r" "trellis-resilient.$r"); done
 RUNS+=(haproxy nginx)
 for k in "${RUNS[@]}"; do
 	s=${k%%.*}
@@ -432,10 +530,11 @@ done
 if [ -n "${PROFILE_DIR:-}" ]; then
 	mkdir -p "$PROFILE_DIR"
 	# Files: client-*, server-cpu for trellis; mtls-client-*, mtls-server-cpu
-	# for trellis-mtls.
-	for s in trellis trellis-mtls; do
-		pre=
-		[ "$s" = trellis-mtls ] && pre=mtls-
+	# for trellis-mtls; resilient-client-*, resilient-server-cpu for
+	# trellis-resilient.
+	declare -A PRE=([trellis]= [trellis-mtls]=mtls- [trellis-resilient]=resilient-)
+	for s in trellis trellis-mtls trellis-resilient; do
+		pre=${PRE[$s]}
 		echo "== profiling the sidecars under ${QPS} qps ($s)"
 		load "$s" $QPS 25s "$OUT/$s-profile.json" &
 		lp=$!
@@ -500,19 +599,19 @@ mb() { echo "scale=1; $1 / 1024" | bc -l; }
 added() { echo $(($1 - $2)); }
 echo
 echo "Latency at $QPS qps, -c $CONC, 1 KB up and down, $DURATION (µs; added = minus direct)"
-printf '%-14s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' scenario p50 p90 p99 p99.9 '+p50' '+p90' '+p99' rps max-rps errors
+printf '%-19s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' scenario p50 p90 p99 p99.9 '+p50' '+p90' '+p99' rps max-rps errors
 for k in "${RUNS[@]}"; do
-	printf '%-14s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' "$k" "${P50[$k]}" "${P90[$k]}" "${P99[$k]}" "${P999[$k]}" \
+	printf '%-19s %7s %7s %7s %7s | %9s %9s %9s | %6s %8s %6s\n' "$k" "${P50[$k]}" "${P90[$k]}" "${P99[$k]}" "${P999[$k]}" \
 		"$(added "${P50[$k]}" "${P50[direct]}")" "$(added "${P90[$k]}" "${P90[direct]}")" "$(added "${P99[$k]}" "${P99[direct]}")" \
 		"${QPSA[$k]}" "${MAXQPS[$k]}" "${ERRS[$k]}"
 done
 echo
 echo "Per proxy (1 = client side, 2 = server side): vCPU per 1,000 rps; RSS MB idle / right after load / peak sampled during load / VmHWM"
-printf '%-14s %8s %8s | %-28s | %-28s\n' proxy cpu1 cpu2 'rss1 idle/after/peak/hwm' 'rss2 idle/after/peak/hwm'
+printf '%-19s %8s %8s | %-28s | %-28s\n' proxy cpu1 cpu2 'rss1 idle/after/peak/hwm' 'rss2 idle/after/peak/hwm'
 for k in "${RUNS[@]}"; do
 	s=${k%%.*}
 	[ "$s" = direct ] && continue
-	printf '%-14s %8s %8s | %-28s | %-28s\n' "$k" "${CPU1[$k]}" "${CPU2[$k]}" \
+	printf '%-19s %8s %8s | %-28s | %-28s\n' "$k" "${CPU1[$k]}" "${CPU2[$k]}" \
 		"$(mb "${IDLE1[$s]}")/$(mb "${LOAD1[$k]}")/$(mb "${PEAK1[$k]}")/$(mb "${HWM1[$k]}")" \
 		"$(mb "${IDLE2[$s]}")/$(mb "${LOAD2[$k]}")/$(mb "${PEAK2[$k]}")/$(mb "${HWM2[$k]}")"
 done
@@ -520,7 +619,7 @@ echo
 echo "Tunnel TLS handshakes per second during the ${QPS} qps run (client made / server accepted; total since start)"
 for k in "${RUNS[@]}"; do
 	[ -n "${HS1[$k]:-}" ] || continue
-	printf '%-14s %8s %8s   (%s)\n' "$k" "${HS1[$k]}" "${HS2[$k]}" "${HSALL[$k]}"
+	printf '%-19s %8s %8s   (%s)\n' "$k" "${HS1[$k]}" "${HS2[$k]}" "${HSALL[$k]}"
 done
 echo
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
@@ -532,7 +631,7 @@ for q in 50 90 99; do
 	unset -n P
 done
 echo "  max throughput: trellis / haproxy = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[haproxy]}")   trellis / direct = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[direct]}")"
-echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), trellis-mtls $(echo "${CPU1[trellis-mtls]} + ${CPU2[trellis-mtls]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
+echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), trellis-mtls $(echo "${CPU1[trellis-mtls]} + ${CPU2[trellis-mtls]}" | bc -l), trellis-resilient $(echo "${CPU1[trellis-resilient]} + ${CPU2[trellis-resilient]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
 echo
 echo "mTLS mesh / plaintext mesh, each round (target: added p50 and p99 <= 1.2):"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -548,6 +647,34 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	line+="; vCPU/1k rps client $(ratio "${CPU1[$mt]}" "${CPU1[$pt]}") server $(ratio "${CPU2[$mt]}" "${CPU2[$pt]}"); max throughput $(ratio "${MAXQPS[$mt]}" "${MAXQPS[$pt]}")"
 	echo "$line"
 done
+ratio3() { echo "scale=3; $1 / $2" | bc -l; }
+# median X...: the middle value (the mean of the two middle ones).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+echo
+if [ "${AA:-0}" = 1 ]; then
+	echo "A/A: (b3) with (b)'s plain config / (b), each round (both plain: this is the pairs' own difference):"
+else
+	echo "Resilient route (default retries + outlier detection) / plain route, each round (target: vCPU/1k rps <= 1.05):"
+fi
+R1=() R2=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	suf=
+	[ "$r" -gt 1 ] && suf=.$r
+	pt=trellis$suf rt=trellis-resilient$suf
+	# Three decimals: the target is a few percent.
+	R1+=("$(ratio3 "${CPU1[$rt]}" "${CPU1[$pt]}")") R2+=("$(ratio3 "${CPU2[$rt]}" "${CPU2[$pt]}")")
+	line="  round $r: vCPU/1k rps client ${R1[-1]} server ${R2[-1]}; added"
+	for q in 50 99; do
+		declare -n P=P$q
+		line+=" p$q $(ratio "$(added "${P[$rt]}" "${P[direct]}")" "$(added "${P[$pt]}" "${P[direct]}")")"
+		unset -n P
+	done
+	line+="; max throughput $(ratio "${MAXQPS[$rt]}" "${MAXQPS[$pt]}")"
+	echo "$line"
+done
+echo "  median of $ROUNDS: vCPU/1k rps client $(median "${R1[@]}") server $(median "${R2[@]}")"
 for s in "${CAPTURED[@]}"; do
 	echo
 	echo "Per leg and hop, $s, from 8 s of captured traffic (bench/legs; legs 1, 2, 3 = client -> proxy 1 -> proxy 2 -> app):"
