@@ -37,6 +37,8 @@ type Host struct {
 	active atomic.Int64
 	// joined is when the host's slow start began (slowstart.go).
 	joined atomic.Int64
+	// priority is the host's priority level in its cluster (retry.go).
+	priority atomic.Uint32
 	// outlier holds its consecutive-error counts (outlier.go).
 	outlier hostOutlier
 	// removed is set once an Update has dropped the host, so that a Pick
@@ -298,6 +300,7 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 			h.healthy.Store(ep.ep.Healthy)
 			h.degraded.Store(ep.ep.Degraded && !ep.ep.Healthy)
 			h.weight.Store(max(ep.ep.Weight, 1))
+			h.priority.Store(g.priority)
 			b.noteHost(h, isNew)
 			next[addr] = h
 			all = append(all, h)
@@ -314,6 +317,9 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 
 	load, degLoad, inPanic := tierLoad(healthy, degraded, total, b.panicThreshold)
 	s := &snapshot{hosts: all}
+	for gi := range gs {
+		s.addPriority(gs[gi].priority, gs[gi].hosts) // retry.go
+	}
 	rr := make(map[uint64]*counter, len(gs))
 	tierCounter := func(priority uint32, degraded bool) *counter {
 		k := tierKey(priority, degraded)
@@ -460,6 +466,9 @@ type snapshot struct {
 	// choose maps a uniform percentile to an index in levels; nil when
 	// one level takes all traffic.
 	choose []int32
+	// prios are the healthy hosts of each priority, lowest first, for
+	// retries that leave priorities out (retry.go).
+	prios []priorityHosts
 }
 
 // addLevel adds hosts as a level taking load percent of traffic, unless

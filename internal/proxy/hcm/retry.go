@@ -163,6 +163,7 @@ func (s *Server) startRetries(x *exchange) {
 		x.call.Tried = rs.tried[:0]
 		x.call.Reselect = rs.policy.HostSelectionAttempts
 	}
+	x.call.AvoidPriorities = rs.policy.PreviousPriorities
 }
 
 // tryContext is the context of one try: the request's, bounded by the

@@ -625,3 +625,48 @@ spec:
 		t.Error("no request ended at the route's timeout during its back-off")
 	}
 }
+
+// retryRemoteLocalities (Envoy's previous_priorities): the client in
+// r1/z1 sends first to its own zone (priority 0 under locality failover);
+// z1 answers 503, and the retry goes to the priority not tried yet, z2.
+// Without it the retry stays in z1, where previous_hosts has no other
+// host to prefer, and fails again.
+func TestRetryRemoteLocalities(t *testing.T) {
+	leak.Check(t)
+	const base = "127.121.6"
+	policy := func(remote bool) string {
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1000, interval: 10s, baseEjectionTime: 30s}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  http:
+  - retries: {attempts: 1, retryOn: 5xx, retryRemoteLocalities: %t}
+    route: [{destination: {host: echo}}]
+`, remote)
+	}
+	m := meshtest.New(t, echoLocalityConfig(base, echoZ1Pod(base), policy(false)))
+	meshtest.Backend(t, base+".2:8080", "z1", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "z1 down", http.StatusServiceUnavailable)
+	})
+	meshtest.Backend(t, base+".3:8080", "z2", nil)
+	c := clientInZ1(m, base).Client()
+	defer c.CloseIdleConnections()
+	m.WaitSynced()
+	if got := zoneCounts(t, c, 50); got["z2"] != 0 {
+		t.Errorf("without retryRemoteLocalities: answers %v, want none from z2 (the retry stays in the client's zone)", got)
+	}
+	m.Write("mesh.yaml", echoLocalityConfig(base, echoZ1Pod(base), policy(true)))
+	waitFor(t, c, "z2")
+	if got := zoneCounts(t, c, 50); got["z2"] != 50 {
+		t.Errorf("with retryRemoteLocalities: answers %v, want all 50 from z2 on the retry", got)
+	}
+}

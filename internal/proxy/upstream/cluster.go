@@ -448,6 +448,9 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 	if call.Reselect > 0 {
 		call.Tried = append(call.Tried, h)
 	}
+	if call.AvoidPriorities {
+		call.TriedPriorities |= balance.PriorityBit(h.Priority())
+	}
 	var t http.RoundTripper = p.h1
 	if (c.http2 || (c.downstreamProto && req.ProtoMajor == 2)) && !isUpgrade(req) {
 		t = p.h2
@@ -509,11 +512,17 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 // ORIGINAL_DST cluster the call's destination (nil without one).
 func (c *Cluster) pick(call *Call) *balance.Host {
 	if !c.originalDst {
-		h := c.bal.Pick(call.Hash, call.HasHash)
+		pick := c.bal.Pick
+		if call.AvoidPriorities && call.TriedPriorities != 0 {
+			pick = func(hash uint64, hasHash bool) *balance.Host {
+				return c.bal.PickAvoiding(hash, hasHash, call.TriedPriorities)
+			}
+		}
+		h := pick(call.Hash, call.HasHash)
 		// A retry prefers a host its request has not tried, as Envoy's
 		// previous_hosts predicate: a few more picks, then whatever comes.
 		for i := 0; i < call.Reselect && h != nil && call.tried(h); i++ {
-			h = c.bal.Pick(call.Hash, call.HasHash)
+			h = pick(call.Hash, call.HasHash)
 		}
 		return h
 	}

@@ -36,6 +36,11 @@ type Call struct {
 	// appends the host it sent to.
 	Tried    []*balance.Host
 	Reselect int
+	// AvoidPriorities (a retry policy's previous_priorities) has a retry
+	// prefer a priority level not in TriedPriorities (balance.PriorityBit
+	// of each), which RoundTrip adds the picked host's priority to.
+	AvoidPriorities bool
+	TriedPriorities uint64
 }
 
 // tried reports whether h is among the call's earlier hosts.

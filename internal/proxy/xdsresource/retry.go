@@ -87,9 +87,8 @@ type RetryPolicy struct {
 	PreviousHosts         bool
 	HostSelectionAttempts int
 	// PreviousPriorities is the previous_priorities retry priority
-	// (Istio's retryRemoteLocalities), by which a retry would prefer a
-	// priority (a locality) not tried yet. The connection manager does
-	// not act on it yet; the in-force table says so.
+	// (Istio's retryRemoteLocalities): a retry prefers a priority (a
+	// locality, under locality failover) not tried yet.
 	PreviousPriorities bool
 	// Backoff: each wait is random in [0, min(Base·(2ⁿ−1), Max)], n the
 	// retry's number, as Envoy's jittered back-off.
