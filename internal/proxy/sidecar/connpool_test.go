@@ -339,8 +339,10 @@ spec:
 	if err != io.EOF {
 		t.Fatalf("idle connection: %v after %v, want it closed (EOF)", err, idle)
 	}
-	if idle < 500*time.Millisecond {
-		t.Errorf("closed after %v idle, want at least the 500ms idleTimeout", idle)
+	// The sidecar counts from its last byte on the wire, a little before
+	// the echo reached us, in the kernel's jiffies.
+	if idle < 450*time.Millisecond {
+		t.Errorf("closed after %v idle, want about the 500ms idleTimeout", idle)
 	}
 }
 
