@@ -205,6 +205,9 @@ func (t *translation) sidecar() {
 		{Name: BlackHoleCluster, ConnectTimeout: t.connectTimeout(),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
 	} {
+		if c.Name == PassthroughCluster {
+			t.applyTCPKeepalive(c, nil) // MeshConfig's, as istiod's passthrough
+		}
 		if t.keepCluster(c, true) {
 			t.res.Clusters = append(t.res.Clusters, c)
 		}

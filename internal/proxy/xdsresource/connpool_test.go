@@ -114,6 +114,8 @@ func TestTranslatorConnectionPoolLiteral(t *testing.T) {
 		// and its HTTP/2 options with empty ones.
 		"outbound|9080||client-proto.default.svc.cluster.local": {Downstream: true, Keepalive: &xdsresource.TCPKeepalive{Probes: 5, Time: 60}},
 		"outbound|7070||client-proto.default.svc.cluster.local": {Downstream: true, Keepalive: &xdsresource.TCPKeepalive{Probes: 5, Time: 60}},
+		// MeshConfig's keepalive holds for traffic to unknown hosts too.
+		"PassthroughCluster": {Keepalive: &xdsresource.TCPKeepalive{Probes: 5, Time: 60}},
 	}
 	for name, w := range wants {
 		c := clusters[name]
