@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +20,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 	"github.com/trellismesh/trellis/internal/testing/certtest"
@@ -31,7 +37,8 @@ import (
 // connections. The backends have no sidecar, so the client's sidecar dials
 // them directly and its sockets are the backends' peers.
 
-// poolMesh is one Service "svc" (ports http 9080, http2 9081, tcp 9000)
+// poolMesh is one Service "svc" (ports http 9080, http2 9081, grpc 7070,
+// tcp 9000)
 // backed by a workload at base.2 without a sidecar, the rule dr (YAML, may
 // be empty), and a client sidecar at base.1 with opts.
 func poolMesh(t *testing.T, base, dr string, opts ...func(*sidecar.Options)) (*meshtest.Mesh, *meshtest.Pod) {
@@ -41,7 +48,7 @@ kind: Service
 metadata: {name: svc}
 spec:
   selector: {app: svc}
-  ports: [{name: http, port: 9080}, {name: http2, port: 9081}, {name: tcp-echo, port: 9000}]
+  ports: [{name: http, port: 9080}, {name: http2, port: 9081}, {name: grpc, port: 7070}, {name: tcp-echo, port: 9000}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -621,5 +628,102 @@ spec:
 	ka, idle, intvl, cnt := socketOptions(t, netip.AddrPortFrom(client.IP, 0), netip.MustParseAddrPort(base+".2:15008"))
 	if ka != 1 || idle != 9 || intvl != 2 || cnt != 5 {
 		t.Errorf("tunnel socket: SO_KEEPALIVE %d, TCP_KEEPIDLE %d, TCP_KEEPINTVL %d, TCP_KEEPCNT %d; want 1, 9, 2, 5", ka, idle, intvl, cnt)
+	}
+}
+
+// namedGreeter is the gRPC test service answering with its name in the
+// x-backend header.
+type namedGreeter struct {
+	greeter
+	name string
+}
+
+func (g *namedGreeter) UnaryCall(ctx context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	grpc.SetHeader(ctx, metadata.Pairs("x-backend", g.name))
+	return &testpb.SimpleResponse{}, nil
+}
+
+func (g *namedGreeter) StreamingOutputCall(in *testpb.StreamingOutputCallRequest, s grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	s.SetHeader(metadata.Pairs("x-backend", g.name))
+	return g.greeter.StreamingOutputCall(in, s)
+}
+
+func grpcServer(t *testing.T, addr, name string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, &namedGreeter{name: name})
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+}
+
+// The same for a grpc-go client holding one connection to its sidecar:
+// once the sidecar's upstream connection ages out, its calls reach the
+// second backend behind the service's address, and a server stream open
+// across the age gets all its messages.
+func TestConnPoolGRPCConnectionAgeRebalances(t *testing.T) {
+	leak.Check(t)
+	const base = "127.83.10"
+	grpcServer(t, base+".3:7070", "a")
+	grpcServer(t, base+".4:7070", "b")
+	lb := newL4Balancer(t, base+".2:7070", base+".3:7070")
+	_, client := poolMesh(t, base, "", func(o *sidecar.Options) { o.MaxConnectionAge = 400 * time.Millisecond })
+	cc, err := grpc.NewClient("passthrough:///svc:7070", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(connectDialer(client)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	stub := testpb.NewTestServiceClient(cc)
+	call := func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var h metadata.MD
+		_, err := stub.UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.Header(&h))
+		return strings.Join(h.Get("x-backend"), ","), err
+	}
+	if got, err := call(); err != nil || got != "a" {
+		t.Fatalf("before the second backend: %q, %v; want a", got, err)
+	}
+	b := base + ".4:7070"
+	lb.target.Store(&b)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const msgs = 4
+	params := make([]*testpb.ResponseParameters, msgs)
+	for i := range params {
+		params[i] = &testpb.ResponseParameters{Size: 8, IntervalUs: 250_000}
+	}
+	stream, err := stub.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed := make(chan string, 1)
+	go func() {
+		n := 0
+		for {
+			if _, err := stream.Recv(); err != nil {
+				h, _ := stream.Header()
+				streamed <- fmt.Sprintf("%d messages from %v, then %v", n, h.Get("x-backend"), err)
+				return
+			}
+			n++
+		}
+	}()
+	meshtest.Eventually(t, 10*time.Second, func() string {
+		got, err := call()
+		if err != nil {
+			t.Fatalf("while the connection ages: %v", err)
+		}
+		if got != "b" {
+			return "calls still reach " + got + ", want the new backend b"
+		}
+		return ""
+	})
+	if got, want := <-streamed, fmt.Sprintf("%d messages from [a], then EOF", msgs); got != want {
+		t.Errorf("the stream open across its connection's age: %s, want %s", got, want)
 	}
 }
