@@ -36,7 +36,9 @@
 # the mTLS handshakes per second during the 1,000 qps run (the sidecars'
 # ssl.handshake counters on /stats); trellis-resilient/trellis ratios of CPU
 # per request for each sidecar, of added p50 and p99 and of max throughput,
-# each round, and the median CPU ratios over the rounds. Before measuring,
+# each round, and the median CPU ratios over the rounds (also the client's
+# ratio over the server's: the server sidecars do the same work in both, so
+# this is the client's extra cost net of drift). Before measuring,
 # the script checks each client sidecar's decoded config (/config_dump):
 # (b3)'s route has 2 retries and its cluster outlier detection, (b)'s neither.
 #
@@ -658,14 +660,19 @@ if [ "${AA:-0}" = 1 ]; then
 else
 	echo "Resilient route (default retries + outlier detection) / plain route, each round (target: vCPU/1k rps <= 1.05):"
 fi
-R1=() R2=()
+# The server sidecars do the same work in (b) and (b3) (inbound routes
+# carry no retries or outlier detection), so their ratio is the drift
+# between the two runs, and client ratio / server ratio the client's
+# extra cost net of it.
+R1=() R2=() RN=()
 for ((r = 1; r <= ROUNDS; r++)); do
 	suf=
 	[ "$r" -gt 1 ] && suf=.$r
 	pt=trellis$suf rt=trellis-resilient$suf
 	# Three decimals: the target is a few percent.
 	R1+=("$(ratio3 "${CPU1[$rt]}" "${CPU1[$pt]}")") R2+=("$(ratio3 "${CPU2[$rt]}" "${CPU2[$pt]}")")
-	line="  round $r: vCPU/1k rps client ${R1[-1]} server ${R2[-1]}; added"
+	RN+=("$(ratio3 "${R1[-1]}" "${R2[-1]}")")
+	line="  round $r: vCPU/1k rps client ${R1[-1]} server ${R2[-1]} client/server ${RN[-1]}; added"
 	for q in 50 99; do
 		declare -n P=P$q
 		line+=" p$q $(ratio "$(added "${P[$rt]}" "${P[direct]}")" "$(added "${P[$pt]}" "${P[direct]}")")"
@@ -674,7 +681,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	line+="; max throughput $(ratio "${MAXQPS[$rt]}" "${MAXQPS[$pt]}")"
 	echo "$line"
 done
-echo "  median of $ROUNDS: vCPU/1k rps client $(median "${R1[@]}") server $(median "${R2[@]}")"
+echo "  median of $ROUNDS: vCPU/1k rps client $(median "${R1[@]}") server $(median "${R2[@]}") client/server $(median "${RN[@]}")"
 for s in "${CAPTURED[@]}"; do
 	echo
 	echo "Per leg and hop, $s, from 8 s of captured traffic (bench/legs; legs 1, 2, 3 = client -> proxy 1 -> proxy 2 -> app):"
