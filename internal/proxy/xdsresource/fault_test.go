@@ -50,23 +50,7 @@ spec:
 // whatever the denominator, and no route timeout beside a fault.
 func TestTranslatorFault(t *testing.T) {
 	res := translate.ForProxy(world(t, faultVS), sidecarProxy, nil)
-	got := map[string]xdsresource.Route{}
-	for _, r := range res.Routes {
-		if r.Name != "9080" {
-			continue
-		}
-		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
-			if vh.Name == "reviews-v2.default.svc.cluster.local:9080" {
-				for _, rt := range vh.Routes {
-					got[rt.Name] = rt
-				}
-			}
-		}
-	}
+	got := decodedRoutes(t, res, "9080", "reviews-v2.default.svc.cluster.local:9080")
 	want := map[string]*xdsresource.Fault{
 		"delayed": {Delay: &xdsresource.FaultDelay{Fixed: 200 * time.Millisecond, Percent: 125_000}},
 		"legacy":  {Delay: &xdsresource.FaultDelay{Fixed: time.Second, Percent: 300_000}},

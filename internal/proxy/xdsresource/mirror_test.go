@@ -77,23 +77,7 @@ spec:
 // destination's, and the CORS policy as Envoy's filter reads it.
 func TestTranslatorMirrorAndCORS(t *testing.T) {
 	res := translate.ForProxy(world(t, mirrorCORSVS), sidecarProxy, nil)
-	got := map[string]xdsresource.Route{}
-	for _, r := range res.Routes {
-		if r.Name != "9080" {
-			continue
-		}
-		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
-			if vh.Name == "reviews-v2.default.svc.cluster.local:9080" {
-				for _, rt := range vh.Routes {
-					got[rt.Name] = rt
-				}
-			}
-		}
-	}
+	got := decodedRoutes(t, res, "9080", "reviews-v2.default.svc.cluster.local:9080")
 	const v1, v2 = "outbound|9080||reviews-v1.default.svc.cluster.local", "outbound|9080||reviews-v2.default.svc.cluster.local"
 	wantMirrors := map[string][]xdsresource.MirrorPolicy{
 		"whole":  {{Cluster: v1, Percent: xdsresource.Million}},
@@ -247,23 +231,7 @@ spec:
 // labels, and the Gateway API's default max age.
 func TestTranslatorGatewayMirrorAndCORS(t *testing.T) {
 	res := translate.ForProxy(world(t, gatewayMirrorCORS), sidecarProxy, nil)
-	got := map[string]xdsresource.Route{}
-	for _, r := range res.Routes {
-		if r.Name != "9080" {
-			continue
-		}
-		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
-			if vh.Name == "reviews-v1.default.svc.cluster.local:9080" {
-				for _, rt := range vh.Routes {
-					got[rt.Name] = rt
-				}
-			}
-		}
-	}
+	got := decodedRoutes(t, res, "9080", "reviews-v1.default.svc.cluster.local:9080")
 	third, cors := got["v1.default.rules[0]"], got["v1.default.rules[1]"]
 	if third.Action == nil || cors.Action == nil {
 		t.Fatalf("routes of reviews-v1: %v", got)

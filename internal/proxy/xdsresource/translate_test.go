@@ -393,6 +393,30 @@ func wantRouteEntry(t *testing.T, r *routev3.Route) xdsresource.Route {
 	return out
 }
 
+// decodedRoutes decodes the translator's route configuration rc, as the
+// proxy does, and returns the routes of its virtual host vhost by name.
+func decodedRoutes(t *testing.T, res *translate.Resources, rc, vhost string) map[string]xdsresource.Route {
+	t.Helper()
+	got := map[string]xdsresource.Route{}
+	for _, r := range res.Routes {
+		if r.Name != rc {
+			continue
+		}
+		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
+			if vh.Name == vhost {
+				for _, rt := range vh.Routes {
+					got[rt.Name] = rt
+				}
+			}
+		}
+	}
+	return got
+}
+
 // wantRetry is a RetryPolicy as the proxy should read it, with Envoy's
 // defaults for what the message leaves unset.
 func wantRetry(rp *routev3.RetryPolicy) *xdsresource.RetryPolicy {
@@ -550,26 +574,11 @@ func TestTranslatorPeakEWMALiteral(t *testing.T) {
 // VirtualService says, independently of the oracle above.
 func TestTranslatorRouteLiteral(t *testing.T) {
 	res := translate.ForProxy(world(t, extraConfig...), sidecarProxy, nil)
-	var got *xdsresource.Route
-	for _, r := range res.Routes {
-		if r.Name != "9080" {
-			continue
-		}
-		_, v, err := decode(xdsresource.RouteType, marshal(t, r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, vh := range v.(*xdsresource.RouteConfig).VirtualHosts {
-			for i, rt := range vh.Routes {
-				if vh.Name == "reviews-v2.default.svc.cluster.local:9080" && rt.Name == "regex" {
-					got = &vh.Routes[i]
-				}
-			}
-		}
-	}
-	if got == nil {
+	r, ok := decodedRoutes(t, res, "9080", "reviews-v2.default.svc.cluster.local:9080")["regex"]
+	if !ok {
 		t.Fatal("no route \"regex\" for reviews-v2 in route configuration 9080")
 	}
+	got := &r
 	want := &xdsresource.Route{
 		Name: "regex",
 		Match: xdsresource.RouteMatch{
