@@ -195,18 +195,18 @@ const (
 // flags) is to be made again. tryCtx is the try's context.
 func (s *Server) retryAfter(x *exchange, tryCtx context.Context, resp *http.Response, flags upstream.Flags, err error) retryVerdict {
 	rs := &x.retry
-	if rs.slot {
-		rs.slot = false
-		x.cl.EndRetry(err == nil && !rs.retriesResponse(resp))
-	}
-	if !rs.on {
-		return deliver
-	}
+	var retriable bool
 	if err != nil {
-		if x.ctx.Err() != nil || !rs.retriesFailure(tryCtx, flags, err) {
-			return deliver
-		}
-	} else if !rs.retriesResponse(resp) {
+		retriable = rs.on && x.ctx.Err() == nil && rs.retriesFailure(tryCtx, flags, err)
+	} else {
+		retriable = rs.retriesResponse(resp)
+	}
+	if rs.slot {
+		// The retry this try was ends: a success when its answer goes on.
+		rs.slot = false
+		x.cl.EndRetry(err == nil && !retriable)
+	}
+	if !retriable {
 		return deliver
 	}
 	switch {
