@@ -356,19 +356,9 @@ func decodePermission(b []byte, depth int) (Permission, error) {
 				k, seg = PermOr, "or_rules"
 			}
 			one(k)
-			sm := msg{b: sb}
-			for sm.next() {
-				if sm.num == 1 {
-					rb, _ := sm.bytes()
-					r, err := decodePermission(rb, depth+1)
-					sm.failIndex(err, "rules", len(p.Rules))
-					p.Rules = append(p.Rules, r)
-				}
-			}
-			m.fail(sm.err, seg)
-			if m.err == nil && len(p.Rules) == 0 {
-				m.fail(within(errRequired, "rules"), seg)
-			}
+			rules, err := decodeRBACSet(sb, "rules", depth, decodePermission)
+			m.fail(err, seg)
+			p.Rules = rules
 		case 3:
 			if !m.bool() {
 				m.fail(errorf("must be true"), "any")
@@ -466,19 +456,9 @@ func decodePrincipal(b []byte, depth int) (Principal, error) {
 				k, seg = PrinOr, "or_ids"
 			}
 			one(k)
-			sm := msg{b: sb}
-			for sm.next() {
-				if sm.num == 1 {
-					ib, _ := sm.bytes()
-					id, err := decodePrincipal(ib, depth+1)
-					sm.failIndex(err, "ids", len(p.IDs))
-					p.IDs = append(p.IDs, id)
-				}
-			}
-			m.fail(sm.err, seg)
-			if m.err == nil && len(p.IDs) == 0 {
-				m.fail(within(errRequired, "ids"), seg)
-			}
+			ids, err := decodeRBACSet(sb, "ids", depth, decodePrincipal)
+			m.fail(err, seg)
+			p.IDs = ids
 		case 3:
 			if !m.bool() {
 				m.fail(errorf("must be true"), "any")
@@ -595,6 +575,29 @@ func decodeInt32Range(b []byte) (uint32, uint32, error) {
 		return 0, 0, errorf("[%d, %d) is not a range of ports", lo, hi)
 	}
 	return uint32(lo), uint32(hi), nil
+}
+
+// decodeRBACSet reads a Permission.Set or Principal.Set: its repeated
+// field 1 (named seg), each element decoded one level deeper, at least
+// one required.
+func decodeRBACSet[T any](b []byte, seg string, depth int, decode func([]byte, int) (T, error)) ([]T, error) {
+	var out []T
+	m := msg{b: b}
+	for m.next() {
+		if m.num == 1 {
+			eb, _ := m.bytes()
+			e, err := decode(eb, depth+1)
+			m.failIndex(err, seg, len(out))
+			out = append(out, e)
+		}
+	}
+	if m.err != nil {
+		return out, m.err
+	}
+	if len(out) == 0 {
+		return nil, within(errRequired, seg)
+	}
+	return out, nil
 }
 
 // istioAuthn is the dynamic metadata namespace Istio's JWT authentication
