@@ -89,6 +89,13 @@ func TestRBACRefusals(t *testing.T) {
 		{"metadata of another filter", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(nil, &rbacv3.Principal{Identifier: &rbacv3.Principal_Metadata{Metadata: &matcherv3.MetadataMatcher{Filter: "envoy.filters.http.lua",
 			Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}}}}))}, nil, false),
 			`rules.policies["p"].principals[0].metadata.filter: "envoy.filters.http.lua": only istio_authn`},
+		{"an empty and_rules", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(&rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{}}}, nil))}, nil, false),
+			`permissions[0].and_rules.rules: required`},
+		{"an empty or_ids", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(nil, &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{}}}))}, nil, false),
+			`principals[0].or_ids.ids: required`},
+		{"a bad rule inside or_rules", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(&rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: []*rbacv3.Permission{
+			{Rule: &rbacv3.Permission_Any{Any: true}}, template("/a/{**}/b")}}}}, nil))}, nil, false),
+			`permissions[0].or_rules.rules[1].uri_template`},
 		{"a template with {**} in the middle", inboundWith(t, []*hcmv3.HttpFilter{httpRBAC(t, rbacWith(template("/a/{**}/b"), nil))}, nil, false),
 			`permissions[0].uri_template.typed_config.path_template: path template "/a/{**}/b": {**} must be the last segment`},
 		{"RBAC after the router", func() []byte {
