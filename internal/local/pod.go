@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellismesh/trellis/internal/identity/filecert"
 	"github.com/trellismesh/trellis/internal/proxy/apphealth"
@@ -321,6 +322,9 @@ func (p *pod) object() *corev1.Pod {
 	}
 	pod := &corev1.Pod{Spec: *spec}
 	pod.Name, pod.Namespace, pod.Labels, pod.Annotations = p.name, p.w.Namespace, p.w.Pod.Labels, p.w.Pod.Annotations
+	// The workload the pod belongs to, as a controller would record it:
+	// telemetry's source_workload and destination_workload name it.
+	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: p.w.Name}}
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.PodIP = p.ip.String()
 	pod.Status.PodIPs = []corev1.PodIP{{IP: p.ip.String()}}

@@ -323,6 +323,7 @@ func (w *world) sliceInstances(s *Service, sl []*discoveryv1.EndpointSlice, port
 				for _, addr := range e.Addresses {
 					in := &Instance{Address: addr, Port: uint32(*port), Namespace: s.Namespace, Ready: ready, Workload: workload}
 					if p != nil {
+						in.WorkloadName = workloadName(p.spec)
 						in.Labels = p.labels
 						in.ServiceAccount = podServiceAccount(p.spec)
 						in.Locality = podLocality(p.labels)
@@ -450,6 +451,7 @@ func (s *Service) addPodInstance(svcPort uint32, p *pod, port uint32) {
 		Locality:       podLocality(p.labels),
 		Ready:          podReady(p.spec),
 		Workload:       p.name,
+		WorkloadName:   workloadName(p.spec),
 		Proxyless:      p.proxyless,
 	})
 }
@@ -470,6 +472,7 @@ func (s *Service) addEntryInstance(svcPort uint32, ns, name string, we *networki
 		Locality:       we.Locality,
 		Ready:          true,
 		Workload:       name,
+		WorkloadName:   name,
 		Proxyless:      proxyless,
 	})
 }
@@ -526,3 +529,38 @@ func parseExportTo(v string) []string {
 }
 
 func intOrZero(n uint32) intstr.IntOrString { return intstr.FromInt32(int32(n)) }
+
+// workloadName is the pod's workload as istiod derives it for telemetry:
+// a ReplicaSet owner names its Deployment (its name without the
+// pod-template-hash suffix), a Job of a CronJob its CronJob, any other
+// controller itself; a pod nothing owns is its own workload.
+func workloadName(p *corev1.Pod) string {
+	for _, ref := range p.OwnerReferences {
+		if ref.Controller != nil && !*ref.Controller {
+			continue
+		}
+		name := ref.Name
+		switch ref.Kind {
+		case "ReplicaSet":
+			if h := p.Labels["pod-template-hash"]; h != "" {
+				name = strings.TrimSuffix(name, "-"+h)
+			}
+		case "Job":
+			// A CronJob's Jobs are NAME-<scheduled minutes>.
+			if i := strings.LastIndexByte(name, '-'); i > 0 && allDigits(name[i+1:]) {
+				name = name[:i]
+			}
+		}
+		return name
+	}
+	return p.Name
+}
+
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

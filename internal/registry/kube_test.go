@@ -130,7 +130,7 @@ func TestServicePods(t *testing.T) {
 	v2 := map[string]string{"app": "reviews", "version": "v2"}
 	v3 := map[string]string{"app": "reviews", "version": "v3"}
 	pod := func(ip string, port uint32, labels map[string]string, sa, loc string, ready bool, name string) *Instance {
-		return &Instance{Address: ip, Port: port, Labels: labels, Namespace: "bookinfo", ServiceAccount: sa, Locality: loc, Ready: ready, Workload: name}
+		return &Instance{Address: ip, Port: port, Labels: labels, Namespace: "bookinfo", ServiceAccount: sa, Locality: loc, Ready: ready, Workload: name, WorkloadName: name}
 	}
 	want := &Service{
 		Hostname:  "reviews.bookinfo.svc.cluster.local",
@@ -246,12 +246,12 @@ status:
 		Instances: map[uint32][]*Instance{
 			9080: {
 				{Address: "10.244.1.4", Port: 8080, Namespace: "bookinfo", Ready: false, Workload: "ratings-gone"},
-				{Address: "10.244.1.5", Port: 8080, Labels: pod, Namespace: "bookinfo", ServiceAccount: "ratings", Ready: true, Workload: "ratings-1"},
+				{Address: "10.244.1.5", Port: 8080, Labels: pod, Namespace: "bookinfo", ServiceAccount: "ratings", Ready: true, Workload: "ratings-1", WorkloadName: "ratings-1"},
 				{Address: "10.244.2.1", Port: 8080, Namespace: "bookinfo", Ready: true},
 			},
 			9999: {
 				{Address: "10.244.1.4", Port: 7000, Namespace: "bookinfo", Ready: false, Workload: "ratings-gone"},
-				{Address: "10.244.1.5", Port: 7000, Labels: pod, Namespace: "bookinfo", ServiceAccount: "ratings", Ready: true, Workload: "ratings-1"},
+				{Address: "10.244.1.5", Port: 7000, Labels: pod, Namespace: "bookinfo", ServiceAccount: "ratings", Ready: true, Workload: "ratings-1", WorkloadName: "ratings-1"},
 			},
 		},
 	}
@@ -294,7 +294,7 @@ spec:
   - {name: https, port: 443}
 `)
 	inst := func(port uint32) *Instance {
-		return &Instance{Address: "10.244.3.1", Port: port, Labels: map[string]string{"app": "db"}, Namespace: "data", ServiceAccount: "default", Ready: true, Workload: "db-0"}
+		return &Instance{Address: "10.244.3.1", Port: port, Labels: map[string]string{"app": "db"}, Namespace: "data", ServiceAccount: "default", Ready: true, Workload: "db-0", WorkloadName: "db-0"}
 	}
 	want := []*Service{
 		{
@@ -366,14 +366,14 @@ spec:
 		Instances: map[uint32][]*Instance{
 			9080: {
 				// No ports map entry: the integer target port.
-				{Address: "192.168.0.9", Port: 8080, Labels: v2, Namespace: "vm", Ready: true, Workload: "details-vm-2"},
+				{Address: "192.168.0.9", Port: 8080, Labels: v2, Namespace: "vm", Ready: true, Workload: "details-vm-2", WorkloadName: "details-vm-2"},
 				// ports[http] overrides the target port.
-				{Address: "192.168.0.10", Port: 18080, Labels: v1, Namespace: "vm", ServiceAccount: "details", Weight: 3, Locality: "us-east1/us-east1-b", Ready: true, Workload: "details-vm-1"},
+				{Address: "192.168.0.10", Port: 18080, Labels: v1, Namespace: "vm", ServiceAccount: "details", Weight: 3, Locality: "us-east1/us-east1-b", Ready: true, Workload: "details-vm-1", WorkloadName: "details-vm-1"},
 			},
 			// The named target port resolves through the ports map; vm-2
 			// does not declare it and is no endpoint of this port.
 			9090: {
-				{Address: "192.168.0.10", Port: 19090, Labels: v1, Namespace: "vm", ServiceAccount: "details", Weight: 3, Locality: "us-east1/us-east1-b", Ready: true, Workload: "details-vm-1"},
+				{Address: "192.168.0.10", Port: 19090, Labels: v1, Namespace: "vm", ServiceAccount: "details", Weight: 3, Locality: "us-east1/us-east1-b", Ready: true, Workload: "details-vm-1", WorkloadName: "details-vm-1"},
 			},
 		},
 	}

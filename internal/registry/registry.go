@@ -76,6 +76,10 @@ type Instance struct {
 	Ready          bool
 	// Workload names the pod or WorkloadEntry the instance came from.
 	Workload string
+	// WorkloadName is the workload as Istio's telemetry names it: the
+	// Deployment (or other controller) a pod belongs to, else the pod or
+	// WorkloadEntry itself (workloadName).
+	WorkloadName string
 	// Proxyless is a workload that runs proxyless gRPC instead of a
 	// sidecar (IsProxyless): it terminates mesh mTLS itself, on its
 	// own port, and has no tunnel port.

@@ -189,9 +189,9 @@ status:
 		Ports:      []Port{{Name: "http", Port: 80, Protocol: HTTP}},
 		Resolution: ResolutionStatic,
 		Instances: map[uint32][]*Instance{80: {
-			{Address: "10.244.5.5", Port: 8080, Labels: map[string]string{"app": "mixed", "kind": "pod"}, Namespace: "apps", ServiceAccount: "mixed", Ready: true, Workload: "mixed-pod"},
-			{Address: "10.244.5.6", Port: 7070, Labels: map[string]string{"app": "mixed", "kind": "pod"}, Namespace: "apps", ServiceAccount: "default", Ready: true, Workload: "mixed-named"},
-			{Address: "172.16.0.5", Port: 18080, Labels: map[string]string{"app": "mixed", "kind": "vm"}, Namespace: "apps", ServiceAccount: "mixed", Ready: true, Workload: "mixed-vm"},
+			{Address: "10.244.5.5", Port: 8080, Labels: map[string]string{"app": "mixed", "kind": "pod"}, Namespace: "apps", ServiceAccount: "mixed", Ready: true, Workload: "mixed-pod", WorkloadName: "mixed-pod"},
+			{Address: "10.244.5.6", Port: 7070, Labels: map[string]string{"app": "mixed", "kind": "pod"}, Namespace: "apps", ServiceAccount: "default", Ready: true, Workload: "mixed-named", WorkloadName: "mixed-named"},
+			{Address: "172.16.0.5", Port: 18080, Labels: map[string]string{"app": "mixed", "kind": "vm"}, Namespace: "apps", ServiceAccount: "mixed", Ready: true, Workload: "mixed-vm", WorkloadName: "mixed-vm"},
 		}},
 	}
 	diff(t, []*Service{want}, r.Services())

@@ -142,6 +142,8 @@ func decodeLbEndpoint(b []byte, e, prev *Endpoint) error {
 					e.Namespace = reuse(v, prev, func(p *Endpoint) string { return p.Namespace })
 				case "serviceAccount":
 					e.ServiceAccount = reuse(v, prev, func(p *Endpoint) string { return p.ServiceAccount })
+				case "peer":
+					e.Peer = reuse(v, prev, func(p *Endpoint) string { return p.Peer })
 				case "tlsMode":
 					e.TLSMode = reuse(v, prev, func(p *Endpoint) string { return p.TLSMode })
 				case "proxyless":

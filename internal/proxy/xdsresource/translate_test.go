@@ -502,7 +502,7 @@ func wantCLA(c *endpointv3.ClusterLoadAssignment) *xdsresource.ClusterLoadAssign
 			ep := xdsresource.Endpoint{Address: sa.GetAddress(), Port: sa.GetPortValue(), Weight: 1,
 				Healthy:  e.HealthStatus == corev3.HealthStatus_HEALTHY || e.HealthStatus == corev3.HealthStatus_UNKNOWN,
 				Degraded: e.HealthStatus == corev3.HealthStatus_DEGRADED,
-				Workload: md["workload"].GetStringValue(), Namespace: md["namespace"].GetStringValue(), ServiceAccount: md["serviceAccount"].GetStringValue(),
+				Workload: md["workload"].GetStringValue(), Namespace: md["namespace"].GetStringValue(), ServiceAccount: md["serviceAccount"].GetStringValue(), Peer: md["peer"].GetStringValue(),
 				TLSMode: md["tlsMode"].GetStringValue()}
 			if e.LoadBalancingWeight != nil {
 				ep.Weight = e.LoadBalancingWeight.Value

@@ -416,6 +416,12 @@ type Endpoint struct {
 	// Identity of the workload behind it (filter_metadata.trellis), used to
 	// verify the peer once mTLS lands and for telemetry labels.
 	Workload, Namespace, ServiceAccount string
+	// Peer describes the workload for telemetry labels
+	// (filter_metadata.trellis.peer): "name;namespace;app;version;
+	// canonical service;canonical revision;cluster", one string shared by
+	// a workload's endpoints so the proxy parses it once (translate's
+	// endpointMetadata writes it).
+	Peer string
 	// TLSMode is "istio" when the workload runs a sidecar that accepts mesh
 	// traffic on its tunnel port (filter_metadata.trellis.tlsMode, from the
 	// pod's security.istio.io/tlsMode label, as in Istio); the proxy then
