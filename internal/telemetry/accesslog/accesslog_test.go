@@ -528,3 +528,20 @@ func BenchmarkLog(b *testing.B) {
 		})
 	}
 }
+
+// TestAddAfterStop: a Log that passed its Logger's closed check while the
+// last Close stopped the file counts its line as dropped instead of
+// leaving it in a buffer no writer takes.
+func TestAddAfterStop(t *testing.T) {
+	leak.Check(t)
+	w := &chunkWriter{}
+	s := newSink("test", w, nil, 0, time.Hour, bufferLimit)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.add(appendJSON(nil, httpEntry()))
+	s.flush()
+	if got := s.stats(); got != (Stats{Dropped: 1}) || len(w.sizes) != 0 {
+		t.Errorf("stats %+v, writes %v; want the line dropped", got, w.sizes)
+	}
+}

@@ -217,6 +217,7 @@ type sink struct {
 	lines   uint64 // lines in buf
 	spare   []byte
 	nudged  bool
+	stopped bool
 	writeMu sync.Mutex // one batch at a time, in order
 
 	written, dropped, writeErrors atomic.Uint64
@@ -239,7 +240,9 @@ func newSink(path string, w io.Writer, closer io.Closer, chunk int, interval tim
 
 func (s *sink) add(line []byte) {
 	s.mu.Lock()
-	if len(s.buf)+len(line) > s.limit {
+	// stopped: a Log racing the last Close would otherwise queue a line
+	// that no writer will ever take.
+	if s.stopped || len(s.buf)+len(line) > s.limit {
 		s.mu.Unlock()
 		s.dropped.Add(1)
 		return
@@ -325,6 +328,9 @@ func (s *sink) write(b []byte) error {
 func (s *sink) stop() error {
 	close(s.quit)
 	<-s.done
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	s.flush()
 	if s.closer != nil {
 		if err := s.closer.Close(); err != nil {
