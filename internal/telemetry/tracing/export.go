@@ -243,7 +243,9 @@ func (t *Tracer) export(ctx context.Context, batch []*tracepb.Span) {
 func (t *Tracer) Stop(ctx context.Context) error {
 	var err error
 	t.stopOnce.Do(func() {
-		t.stopped.Store(true)
+		t.mu.Lock()
+		t.stopped = true
+		t.mu.Unlock()
 		req := stopReq{ctx: ctx, reply: make(chan error, 1)}
 		t.stop <- req
 		err = <-req.reply

@@ -433,3 +433,22 @@ func TestPartialSuccessIsError(t *testing.T) {
 		t.Errorf("empty response: %v", err)
 	}
 }
+
+// The access log reads TraceID after End; a second End reports nothing.
+func TestEndKeepsTraceIDAndReportsOnce(t *testing.T) {
+	leak.Check(t)
+	rec, exp := grpcCollector(t)
+	tr := New(testCfg, exp)
+	s := tr.StartSpan(Server, hdr("traceparent", "00-"+tid+"-"+sid+"-01"), 0, t0)
+	info := &EndInfo{StatusCode: 200, GRPCStatus: -1}
+	s.End(info, t0)
+	s.End(info, t0)
+	if got := s.TraceID(); got != tid {
+		t.Errorf("TraceID after End = %q, want %q", got, tid)
+	}
+	tr.Stop(context.Background())
+	rec.waitSpans(t, 1)
+	if st := tr.Stats(); st != (Stats{SpansStarted: 1, SpansExported: 1}) {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -86,7 +86,8 @@ type Tracer struct {
 	stop     chan stopReq
 	done     chan struct{}
 	stopOnce sync.Once
-	stopped  atomic.Bool
+	mu       sync.RWMutex // guards stopped against End's queue send
+	stopped  bool
 
 	queued, exported, dropped, failures atomic.Uint64
 }
@@ -175,6 +176,7 @@ type Span struct {
 	parentID   [8]byte
 	hasParent  bool
 	sampled    bool
+	ended      bool
 	debug      bool
 	trace64    bool
 	kind       Kind
@@ -352,18 +354,26 @@ func (s *Span) End(info *EndInfo, now time.Time) {
 		return
 	}
 	t := s.t
-	if t.stopped.Load() {
+	if s.ended {
+		return // a second End does not report twice
+	}
+	s.ended = true
+	sp := t.build(s, info, now)
+	// The read lock orders this send before Stop's drain: a span is either
+	// queued before the batcher's last look at the queue, or counted as
+	// dropped, never left in the queue unseen. Only sampled spans take it.
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.stopped {
 		t.dropped.Add(1)
 		return
 	}
-	sp := t.build(s, info, now)
 	select {
 	case t.queue <- sp:
 		t.queued.Add(1)
 	default:
 		t.dropped.Add(1)
 	}
-	s.sampled = false // a second End does not report twice
 }
 
 func (t *Tracer) build(s *Span, in *EndInfo, now time.Time) *tracepb.Span {
