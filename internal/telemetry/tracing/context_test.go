@@ -251,3 +251,9 @@ func TestUnsampledAllocatesNothing(t *testing.T) {
 		t.Errorf("unsampled StartSpan+End: %v allocations, want 0", allocs)
 	}
 }
+
+func TestIstioOperation(t *testing.T) {
+	if got := IstioOperation("reviews.default.svc.cluster.local", 9080); got != "reviews.default.svc.cluster.local:9080/*" {
+		t.Errorf("IstioOperation = %q", got)
+	}
+}

@@ -25,6 +25,8 @@ import (
 type receiver struct {
 	mu   sync.Mutex
 	reqs []*tracepb.TracesData
+	// answer is the raw ExportTraceServiceResponse to send, nil for empty.
+	answer []byte
 }
 
 func (r *receiver) add(req *tracepb.TracesData) {
@@ -76,8 +78,11 @@ var traceServiceDesc = grpc.ServiceDesc{
 			if err := dec(&req); err != nil {
 				return nil, err
 			}
-			srv.(*receiver).add(&req)
-			return &emptypb.Empty{}, nil
+			rec := srv.(*receiver)
+			rec.add(&req)
+			resp := &emptypb.Empty{}
+			resp.ProtoReflect().SetUnknown(rec.answer)
+			return resp, nil
 		},
 	}},
 }
@@ -415,6 +420,32 @@ func TestStopBoundedByContext(t *testing.T) {
 type exporterFunc func(context.Context, *tracepb.TracesData) error
 
 func (f exporterFunc) Export(ctx context.Context, req *tracepb.TracesData) error { return f(ctx, req) }
+
+// A collector's partial success that rejected spans counts as a failure.
+func TestGRPCPartialSuccessCounted(t *testing.T) {
+	leak.Check(t)
+	rec, exp := grpcCollector(t)
+	rec.answer = partialSuccessBytes(1, "bad span")
+	tr := New(testCfg, exp)
+	s := tr.StartSpan(Server, http.Header{}, 100, t0)
+	s.End(&EndInfo{StatusCode: 200, GRPCStatus: -1}, t0)
+	tr.Stop(context.Background())
+	rec.waitSpans(t, 1)
+	if st := tr.Stats(); st != (Stats{SpansStarted: 1, SpansDropped: 1, ExportFailures: 1}) {
+		t.Errorf("stats %+v, want the rejected export counted as a failure", st)
+	}
+}
+
+func partialSuccessBytes(rejected uint64, msg string) []byte {
+	var ps []byte
+	ps = protowire.AppendTag(ps, 1, protowire.VarintType)
+	ps = protowire.AppendVarint(ps, rejected)
+	ps = protowire.AppendTag(ps, 2, protowire.BytesType)
+	ps = protowire.AppendString(ps, msg)
+	var resp []byte
+	resp = protowire.AppendTag(resp, 1, protowire.BytesType)
+	return protowire.AppendBytes(resp, ps)
+}
 
 func TestPartialSuccessIsError(t *testing.T) {
 	var ps []byte

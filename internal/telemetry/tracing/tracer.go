@@ -323,6 +323,12 @@ func (s *Span) Inject(h http.Header) {
 	}
 }
 
+// IstioOperation is the span name Istio gives a route through its
+// decorator: "<host>:<port>/*", e.g. "reviews.default.svc.cluster.local:9080/*".
+func IstioOperation(host string, port int) string {
+	return host + ":" + strconv.Itoa(port) + "/*"
+}
+
 // EndInfo is what the proxy knows when the request ends. Strings empty and
 // sizes zero are reported as such (Envoy reports "-" for none only in access
 // logs, not on spans).
