@@ -18,7 +18,7 @@ const Unknown = "unknown"
 // Workload is what Istio's labels say about one side of a request:
 // source_workload, source_app, ... or their destination_ twins.
 type Workload struct {
-	Name, Namespace, App, Version string
+	Name, Namespace, App, Version                string
 	CanonicalService, CanonicalRevision, Cluster string
 }
 

@@ -178,12 +178,12 @@ type httpKey struct {
 }
 
 type httpSeries struct {
-	labels                 string
-	rep                    Reporter
-	requests               atomic.Uint64
-	duration, reqB, respB  histogram
-	reqMsgs, respMsgs      atomic.Uint64
-	grpc                   bool
+	labels                string
+	rep                   Reporter
+	requests              atomic.Uint64
+	duration, reqB, respB histogram
+	reqMsgs, respMsgs     atomic.Uint64
+	grpc                  bool
 }
 
 // RecordHTTP counts one request in istio_requests_total and its
