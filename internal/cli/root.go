@@ -83,6 +83,7 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newLogsCmd(),
 		newDownCmd(),
 		newPortForwardCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

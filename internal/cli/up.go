@@ -20,6 +20,7 @@ func newUpCmd() *cobra.Command {
 		timeout     time.Duration
 		transparent bool
 		pluginCA    string
+		dashAddr    string
 	)
 	cmd := &cobra.Command{
 		Use:   "up DIR",
@@ -80,7 +81,7 @@ find it.`,
 			err := local.Up(ctx, local.Options{
 				Dir: args[0], Recursive: recursive, StateDir: stateDir, Timeout: timeout,
 				Out: out, Console: errOut, Log: slog.Default(), Transparent: transparent,
-				PluginCADir: pluginCA,
+				PluginCADir: pluginCA, DashboardAddr: dashAddr,
 			})
 			var pe local.PlanErrors
 			if errors.As(err, &pe) {
@@ -97,6 +98,7 @@ find it.`,
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the mesh keeps its state (default $"+local.StateDirEnv+" or ./.trellis)")
 	cmd.Flags().BoolVar(&transparent, "transparent", false, "run pods in network namespaces with traffic captured by nftables, Service VIPs and mesh DNS, as in Kubernetes (root, Linux)")
 	cmd.Flags().StringVar(&pluginCA, "plugin-ca-dir", "", "your own intermediate CA in Istio's plug-in layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of the state dir's self-signed root; replaced files are reloaded")
+	cmd.Flags().StringVar(&dashAddr, "dashboard-addr", "", "where the web dashboard listens (default 127.0.0.1 on a free port, printed at start; \"off\" for none); trellis dashboard opens it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 120*time.Second, "fail if the mesh is not ready within this time")
 	return cmd
 }

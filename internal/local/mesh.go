@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/controlplane"
+	"github.com/trellismesh/trellis/internal/dashboard"
 	"github.com/trellismesh/trellis/internal/watch"
 )
 
@@ -44,7 +45,10 @@ type Options struct {
 	// used instead of the state dir's self-signed root and reloaded when
 	// its files are replaced.
 	PluginCADir string
-	Log         *slog.Logger
+	// DashboardAddr is where the web dashboard listens (127.0.0.1 on an
+	// ephemeral port when empty; DashboardOff for none).
+	DashboardAddr string
+	Log           *slog.Logger
 }
 
 // PlanErrors are the manifests' problems that keep a mesh from starting.
@@ -83,6 +87,7 @@ type Mesh struct {
 	node       *nodeNetwork
 	supervisor *supervisor
 	reporter   *reporter
+	dashboard  *dashboard.Server
 }
 
 // Up runs the mesh in opts.Dir until ctx ends, then stops every process
@@ -249,6 +254,9 @@ func start(opts Options) (*Mesh, error) {
 	for _, w := range workloads {
 		m.supervisor.workloads[w.Namespace+"/"+w.Name] = w
 	}
+	if err := m.startDashboard(); err != nil {
+		return nil, err
+	}
 	ok = true
 	return m, nil
 }
@@ -371,6 +379,7 @@ func (m *Mesh) shutdown() {
 
 // close releases what start took; safe on a partly started mesh.
 func (m *Mesh) close() {
+	m.stopDashboard()
 	if m.cp != nil {
 		if err := m.cp.Stop(); err != nil {
 			m.log.Warn("control plane stopped with an error", "err", err)

@@ -33,6 +33,7 @@ type reporter struct {
 	stateDir string
 	// mesh.json's header, fixed at start.
 	mode, dir, xds string
+	dashboard      string // its URL, "" when off
 
 	sup *supervisor
 
@@ -78,7 +79,7 @@ func (r *reporter) summary() string {
 func (r *reporter) currentState() *State {
 	st := r.sup.sidecars()
 	pods, stopping := r.sup.list()
-	s := &State{PID: os.Getpid(), StartTime: processStartTime(os.Getpid()), Mode: r.mode, Dir: r.dir, XDS: "unix://" + r.xds, Ready: r.ready(), Stopping: stopping}
+	s := &State{PID: os.Getpid(), StartTime: processStartTime(os.Getpid()), Mode: r.mode, Dir: r.dir, XDS: "unix://" + r.xds, Dashboard: r.dashboard, Ready: r.ready(), Stopping: stopping}
 	snap := r.sup.cp.Store.Snapshot()
 	s.Services = services(snap)
 	policies := newSecurityPolicies(snap)

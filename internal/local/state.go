@@ -52,7 +52,8 @@ type State struct {
 	Mode      string `json:"mode"` // "explicit" or "transparent"
 	// Dir is the manifests folder; commands run there.
 	Dir       string     `json:"dir"`
-	XDS       string     `json:"xds"` // unix:///… address of the control plane
+	XDS       string     `json:"xds"`                 // unix:///… address of the control plane
+	Dashboard string     `json:"dashboard,omitempty"` // the web dashboard's URL; "" when off
 	Ready     bool       `json:"ready"`
 	Stopping  bool       `json:"stopping,omitempty"`
 	UpdatedAt time.Time  `json:"updatedAt"`

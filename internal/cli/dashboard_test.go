@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/dashboard"
+	"github.com/trellismesh/trellis/internal/local"
+	"github.com/trellismesh/trellis/internal/testing/needs"
+	"github.com/trellismesh/trellis/internal/testing/uptest"
+)
+
+// dashboardDir is a two-workload mesh (sleep calling ratings) under a
+// mesh-wide STRICT PeerAuthentication.
+var dashboardDir = filepath.Join("testdata", "dashboard")
+
+// TestDashboardInChromium runs `trellis up`, sends requests from sleep to
+// ratings, then loads the dashboard in headless Chromium and reads the
+// graph, proxies and policies from the rendered DOM.
+func TestDashboardInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a mesh and a browser")
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		needs.Skip(t, "needs Debian's chromium for the dashboard's browser test: apt-get install chromium")
+	}
+	m := uptest.Start(t, dashboardDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	st, err := local.ReadState(m.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := st.Dashboard
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("mesh.json's dashboard = %q, want an http://127.0.0.1 URL", url)
+	}
+	if !strings.Contains(m.Stdout(), "dashboard "+url) {
+		t.Errorf("trellis up did not print the dashboard's address %s:\n%s", url, m.Stdout())
+	}
+	out, errOut, code := m.Trellis(ctx, "dashboard", "--no-open")
+	if code != 0 || strings.TrimSpace(out) != url {
+		t.Errorf("trellis dashboard --no-open: exit %d, stdout %q (want %q), stderr %s", code, out, url, errOut)
+	}
+
+	const n = 20
+	out, errOut, code = m.Trellis(ctx, "exec", "sleep", "--", "sh", "-c",
+		"for i in $(seq "+strconv.Itoa(n)+"); do curl -s -o /dev/null -w '%{http_code}\\n' http://ratings:9080/ratings/7; done")
+	if code != 0 || strings.Count(out, "200\n") != n {
+		t.Fatalf("%d requests from sleep to ratings: exit %d, codes:\n%s\nstderr: %s", n, code, out, errOut)
+	}
+
+	// Until the dashboard has scraped the requests, the graph has no edge.
+	metrics := sidecarServesIstioMetrics(t, st, "ratings")
+	var edge *dashboard.Edge
+	if metrics {
+		for deadline := time.Now().Add(30 * time.Second); edge == nil; time.Sleep(250 * time.Millisecond) {
+			var g dashboard.Graph
+			getJSON(t, url+"api/graph", &g)
+			for i, e := range g.Edges {
+				if e.Source == "default/sleep" && e.Target == "default/ratings" && e.Requests >= n {
+					edge = &g.Edges[i]
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no edge default/sleep -> default/ratings with %d requests after 30s: %+v", n, g)
+			}
+		}
+	}
+
+	dom := dumpDOM(ctx, t, chromium, url)
+	if !strings.Contains(dom, `data-loaded="true"`) {
+		t.Fatalf("the page did not load its data:\n%s", dom)
+	}
+	nodes := svgElements(dom, "node")
+	for _, wl := range []string{"default/sleep", "default/ratings"} {
+		if _, ok := nodes[wl]; !ok {
+			t.Errorf("graph has no node data-workload=%q; nodes: %v", wl, nodes)
+		}
+	}
+	for _, want := range []string{
+		"default/ratings-", "default/sleep-", // the proxies table, one row per pod
+		"PeerAuthentication istio-system/default (STRICT)",
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("page lacks %q:\n%s", want, dom)
+		}
+	}
+	if !metrics {
+		if needs.CI() {
+			t.Fatalf("the ratings sidecar serves no istio_requests_total on /stats/prometheus after %d requests, so the graph cannot show them", n)
+		}
+		t.Skip("the sidecars do not serve Istio's metrics (istio_requests_total on /stats/prometheus) yet: the graph's edges and numbers are unchecked")
+	}
+	r := nodes["default/ratings"]
+	if rps, err := strconv.ParseFloat(r["data-rps"], 64); err != nil || rps <= 0 {
+		t.Errorf("ratings node data-rps = %q, want > 0", r["data-rps"])
+	}
+	if r["data-success"] != "1.0000" {
+		t.Errorf("ratings node data-success = %q, want 1.0000 (every request answered 200)", r["data-success"])
+	}
+	edges := svgElements(dom, "edge")
+	e, ok := edges["default/sleep>default/ratings"]
+	if !ok {
+		t.Fatalf("graph has no edge sleep -> ratings; edges: %v", edges)
+	}
+	if e["data-mtls"] != "true" || e["data-success"] != "1.0000" {
+		t.Errorf("edge sleep -> ratings = %v, want mTLS and success 1.0000", e)
+	}
+	if rps, err := strconv.ParseFloat(e["data-rps"], 64); err != nil || rps <= 0 {
+		t.Errorf("edge data-rps = %q, want > 0", e["data-rps"])
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// sidecarServesIstioMetrics reports whether a pod of the deployment
+// serves istio_requests_total on its admin socket.
+func sidecarServesIstioMetrics(t *testing.T, st *local.State, deployment string) bool {
+	t.Helper()
+	p, err := st.FindPod("default", deployment)
+	if err != nil || p.Sidecar == nil {
+		t.Fatalf("no %s pod with a sidecar: %v", deployment, err)
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", p.Sidecar.AdminSocket)
+		},
+	}}
+	resp, err := c.Get("http://admin/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(b), "istio_requests_total{")
+}
+
+// dumpDOM loads url in headless Chromium and returns the DOM once the
+// page's scripts have run.
+func dumpDOM(ctx context.Context, t *testing.T, chromium, url string) string {
+	t.Helper()
+	profile, err := os.MkdirTemp("", "chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(profile) })
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--disable-background-networking", "--user-data-dir="+profile,
+		// Virtual time runs the page's timers without waiting for them,
+		// and stops while its fetches are pending.
+		"--virtual-time-budget=5000", "--dump-dom", url)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom %s: %v\n%s", url, err, stderr.String())
+	}
+	return string(out)
+}
+
+var (
+	svgGroup = regexp.MustCompile(`<g class="(node|edge)[^"]*"[^>]*>`)
+	svgAttr  = regexp.MustCompile(`(data-[a-z0-9]+)="([^"]*)"`)
+)
+
+// svgElements are the graph's <g> elements of a class, by data-workload
+// (nodes) or "source>target" (edges), with their data- attributes.
+func svgElements(dom, class string) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, g := range svgGroup.FindAllStringSubmatch(dom, -1) {
+		if g[1] != class {
+			continue
+		}
+		attrs := map[string]string{}
+		for _, a := range svgAttr.FindAllStringSubmatch(g[0], -1) {
+			attrs[a[1]] = a[2]
+		}
+		key := attrs["data-workload"]
+		if class == "edge" {
+			key = attrs["data-source"] + ">" + attrs["data-target"]
+		}
+		out[key] = attrs
+	}
+	return out
+}
