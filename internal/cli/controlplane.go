@@ -25,6 +25,7 @@ func newControlPlaneCmd() *cobra.Command {
 		rootTTL   time.Duration
 		rootCheck time.Duration
 		rootGrace int
+		monitor   string
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane --config DIR",
@@ -61,7 +62,14 @@ signs with the new ones within seconds; a set that does not hang together
 is logged at Error level and the CA keeps the one it had. Proxies get certificates with a per-pod
 credential or by renewing with their current certificate; xDS on the secure
 port needs a mesh certificate, and a proxy's namespace and service account
-are its certificate's.`,
+are its certificate's.
+
+Prometheus metrics are served over plain HTTP at /metrics on
+--monitoring-addr (istiod's monitoring port, 15014), under istiod's names
+(pilot_xds_pushes, pilot_proxy_convergence_time, pilot_xds,
+pilot_total_xds_rejects, citadel_server_csr_count, ...), so Istio's
+control-plane dashboards read them unchanged; docs/observability.md lists
+them. --monitoring-addr "" serves none.`,
 		Example: `  trellis controlplane --config examples/config
   trellis controlplane --config ./mesh -R --xds-address 127.0.0.1:15010`,
 		Args: cobra.NoArgs,
@@ -84,6 +92,8 @@ are its certificate's.`,
 				RootTTL:                rootTTL,
 				RootCheckInterval:      rootCheck,
 				RootGracePeriodPercent: rootGrace,
+
+				MonitoringAddress: monitor,
 			})
 			if err != nil {
 				return err
@@ -102,6 +112,7 @@ are its certificate's.`,
 	cmd.Flags().DurationVar(&rootTTL, "self-signed-root-ttl", 0, "lifetime of a new self-signed root (default: $CITADEL_SELF_SIGNED_CA_CERT_TTL, else 87600h)")
 	cmd.Flags().DurationVar(&rootCheck, "self-signed-root-check-interval", 0, "how often the self-signed root is checked for rotation; negative turns rotation off (default: $CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL, else 1h)")
 	cmd.Flags().IntVar(&rootGrace, "self-signed-root-grace-percent", 0, "rotate the self-signed root once less than this percentage of its life is left (default: $CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE, else 20)")
+	cmd.Flags().StringVar(&monitor, "monitoring-addr", controlplane.DefaultMonitoringAddress, "address serving Prometheus metrics at /metrics (istiod's monitoring port); empty serves none")
 	cmd.Flags().StringVar(&domain, "trust-domain", "", "SPIFFE trust domain (default: MeshConfig trustDomain, else cluster.local)")
 	return cmd
 }

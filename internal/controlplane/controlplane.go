@@ -83,6 +83,12 @@ type Options struct {
 	// the environment variable TRELLIS_DEBUG_ADDRESS is used, so that a
 	// benchmark can profile the `trellis controlplane` binary.
 	DebugAddress string
+	// MonitoringAddress, when set, serves Prometheus metrics at /metrics
+	// (istiod's monitoring port; `trellis controlplane` uses
+	// DefaultMonitoringAddress); MonitoringListener, when set, is used
+	// instead (a Unix socket in local mode). With neither there is none.
+	MonitoringAddress  string
+	MonitoringListener net.Listener
 }
 
 // DebugAddressEnv names the environment variable read when
@@ -97,6 +103,7 @@ type ControlPlane struct {
 
 	ca                  *identity.CA
 	secureAddr          net.Addr
+	monitoringAddr      net.Addr
 	trustDomainOverride string
 
 	grpc   *grpc.Server
@@ -115,7 +122,8 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		log = slog.Default()
 	}
 	st := store.New(log)
-	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Sink: st, Log: log, Resync: opts.Resync, Transform: opts.Transform}
+	cpm := newCPMetrics()
+	folder := &watch.Folder{Paths: opts.ConfigPaths, Recursive: opts.Recursive, Sink: countingSink{Sink: st, m: cpm}, Log: log, Resync: opts.Resync, Transform: opts.Transform}
 	if err := folder.Load(); err != nil {
 		folder.Close()
 		return nil, fmt.Errorf("cannot load config: %w", err)
@@ -164,6 +172,14 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if debugAddr == "" {
 		debugAddr = os.Getenv(DebugAddressEnv)
 	}
+	monLis := opts.MonitoringListener
+	if monLis == nil && opts.MonitoringAddress != "" {
+		monLis, err = net.Listen("tcp", opts.MonitoringAddress)
+		if err != nil {
+			return fail(fmt.Errorf("cannot listen for metrics on %s: %w (is another control plane running? pick another address with --monitoring-addr, or \"\" for none)", opts.MonitoringAddress, err))
+		}
+		opened = append(opened, monLis)
+	}
 	var debugLis net.Listener
 	if debugAddr != "" {
 		debugLis, err = net.Listen("tcp", debugAddr)
@@ -181,6 +197,11 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	cp := &ControlPlane{Store: st, XDS: srv, Addr: lis.Addr(), ca: ca, trustDomainOverride: opts.TrustDomain, grpc: g, cancel: cancel}
+	reg, err := newRegistry(cp, cpm)
+	if err != nil {
+		cancel()
+		return fail(err)
+	}
 	cp.goRun(func() error { return srv.Run(ctx) })
 	cp.goRun(func() error { return folder.Run(ctx) })
 	cp.goRun(func() error { reportAnalysis(ctx, st, log); return nil })
@@ -202,7 +223,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		if ttl == 0 {
 			ttl = ca.DefaultTTL()
 		}
-		sg := newSecureServer(ca, td, srv, log, ttl)
+		sg := newSecureServer(ca, td, srv, log, ttl, cpm)
 		cp.secureAddr = secureLis.Addr()
 		cp.goRun(func() error {
 			if err := sg.Serve(secureLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -219,6 +240,9 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		if opts.CADir == "" && opts.PluginCADir == "" {
 			log.Warn("the CA's root is in memory only: certificates it issued stop verifying when the control plane restarts (set a CA directory to keep it)")
 		}
+	}
+	if monLis != nil {
+		cp.serveMonitoring(ctx, monLis, reg, log)
 	}
 	if debugLis != nil {
 		hs := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}

@@ -65,7 +65,7 @@ func newCA(opts Options, rot rotation, td string, log *slog.Logger) (*identity.C
 // newSecureServer is the TLS gRPC server of the secure port: the CA
 // service for anyone (callers authenticate per request) and ADS for
 // proxies with a mesh certificate, their identity taken from it.
-func newSecureServer(ca *identity.CA, td string, srv *xds.Server, log *slog.Logger, servingTTL time.Duration) *grpc.Server {
+func newSecureServer(ca *identity.CA, td string, srv *xds.Server, log *slog.Logger, servingTTL time.Duration, m *cpMetrics) *grpc.Server {
 	sc := &identity.ServingCert{
 		CA: ca, DNS: ServerDNSNames, IPs: ServerIPs, TTL: servingTTL,
 		URIs: []*url.URL{identity.ID{TrustDomain: td, Namespace: "istio-system", ServiceAccount: ServerServiceAccount}.URL()},
@@ -77,7 +77,7 @@ func newSecureServer(ca *identity.CA, td string, srv *xds.Server, log *slog.Logg
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)...)
 	srv.Register(g)
-	securityv1alpha1.RegisterIstioCertificateServiceServer(g, identity.NewService(ca, log))
+	securityv1alpha1.RegisterIstioCertificateServiceServer(g, countingCAService{IstioCertificateServiceServer: identity.NewService(ca, log), m: m})
 	return g
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unique"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -366,7 +367,7 @@ func (ds *deltaConn) handle(req *discoverygrpc.DeltaDiscoveryRequest) error {
 	ps := ds.ps
 	if req.GetResponseNonce() != "" {
 		if req.GetErrorDetail() != nil {
-			ds.st.nack(ps, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
+			ds.st.nack(ps, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail().GetCode())
 		} else {
 			ps.ack(req.GetTypeUrl(), req.GetResponseNonce())
 		}
@@ -525,6 +526,7 @@ func (ds *deltaConn) send(i int, shared, local *layer, sel selection, removed []
 		return nil
 	}
 	version := shared.version + "." + local.version
+	start := time.Now()
 	for {
 		var res []*discoverygrpc.Resource
 		var runs [][]byte
@@ -562,12 +564,15 @@ func (ds *deltaConn) send(i int, shared, local *layer, sel selection, removed []
 		}
 		msg, err := encode(resp, runs)
 		if err != nil {
+			ds.st.m.internalErrors.Inc()
 			return fmt.Errorf("encoding %s for %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
 		}
 		ds.ps.sentNonce(typeURLs[i], resp.Nonce)
+		sendStart := time.Now()
 		if err := ds.stream.SendMsg(msg); err != nil {
 			return fmt.Errorf("sending %s to %s: %w", typeURLs[i], ds.ps.proxy.ID, err)
 		}
+		ds.st.m.sent(i, time.Since(start), time.Since(sendStart))
 		if len(sel) == 0 {
 			return nil
 		}

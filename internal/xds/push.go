@@ -30,6 +30,9 @@ func (s *Server) Run(ctx context.Context) error {
 		quiet    *time.Timer
 		deadline *time.Timer
 		pending  bool
+		// changed is when the first change of the pending push arrived,
+		// where pilot_proxy_convergence_time starts.
+		changed time.Time
 	)
 	timerC := func(t *time.Timer) <-chan time.Time {
 		if t == nil {
@@ -45,7 +48,8 @@ func (s *Server) Run(ctx context.Context) error {
 			deadline.Stop()
 		}
 		quiet, deadline, pending = nil, nil, false
-		s.Push()
+		s.push()
+		s.streams.m.convergence.Observe(time.Since(changed).Seconds())
 	}
 	for {
 		select {
@@ -60,6 +64,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-changes:
 			if !pending {
 				pending = true
+				changed = time.Now()
 				deadline = time.NewTimer(s.opts.MaxDelay)
 			}
 			if quiet != nil {
@@ -76,7 +81,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Push translates the store's current snapshot and updates every
 // connected proxy. Run calls it after changes; tests may call it directly.
-func (s *Server) Push() {
+func (s *Server) Push() { s.push() }
+
+func (s *Server) push() {
 	start := time.Now()
 	w := translate.NewWorld(s.opts.Store.Snapshot())
 	// The new generation is visible to connecting proxies before the list

@@ -55,13 +55,14 @@ func (st *streams) setSotW(ps *proxyState) {
 			continue
 		}
 		if err := c.SetSnapshot(context.Background(), ps.proxy.ID, snap); err != nil {
+			st.m.internalErrors.Inc()
 			st.log.Error("cannot set snapshot", "proxy", ps.proxy.ID, "type", typeURLs[i], "err", err)
 		}
 	}
 }
 
 // onRequest runs for every request on a state-of-the-world stream.
-func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseNonce string, errDetail string) error {
+func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseNonce string, errDetail string, errCode int32) error {
 	st := s.streams
 	st.mu.Lock()
 	id, known := st.sotw[streamID]
@@ -95,7 +96,7 @@ func (s *Server) onRequest(streamID int64, node *corev3.Node, typeURL, responseN
 		return nil
 	}
 	if errDetail != "" {
-		st.nack(ps, typeURL, responseNonce, errDetail)
+		st.nack(ps, typeURL, responseNonce, errDetail, errCode)
 	}
 	return nil
 }
@@ -130,7 +131,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
 			errDetail := req.GetErrorDetail().GetMessage()
-			if err := s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), errDetail); err != nil {
+			if err := s.onRequest(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), errDetail, req.GetErrorDetail().GetCode()); err != nil {
 				return err
 			}
 			if req.GetErrorDetail() != nil {
@@ -151,6 +152,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamResponseFunc: func(_ context.Context, id int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
 			if ps := st.proxyOf(id); ps != nil {
 				ps.sentNonce(resp.GetTypeUrl(), resp.GetNonce())
+				// go-control-plane builds and sends without telling how long
+				// either took: SotW responses are counted, not timed.
+				if i := typeIndex(resp.GetTypeUrl()); i >= 0 {
+					st.m.pushes.WithLabelValues(metricTypes[i]).Inc()
+				}
 			}
 		},
 		StreamClosedFunc: func(id int64, _ *corev3.Node) { st.onClosed(id) },

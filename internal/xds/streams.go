@@ -22,6 +22,7 @@ import (
 // stream.
 type streams struct {
 	log *slog.Logger
+	m   *metrics
 
 	// caches holds one snapshot cache per resource type (typeURLs order),
 	// for state-of-the-world streams only. go-control-plane re-evaluates
@@ -46,6 +47,7 @@ type streams struct {
 func newStreams(log *slog.Logger) *streams {
 	st := &streams{
 		log:          log,
+		m:            newMetrics(),
 		proxies:      map[string]*proxyState{},
 		sotw:         map[int64]string{},
 		initialSends: make(chan struct{}, 8),
@@ -111,6 +113,7 @@ func (st *streams) releaseLocked(ps *proxyState) {
 		for _, c := range st.caches {
 			c.ClearSnapshot(ps.proxy.ID)
 		}
+		st.m.forget(ps.proxy.ID)
 		st.log.Info("proxy disconnected", "proxy", ps.proxy.ID)
 	}
 }
@@ -172,8 +175,9 @@ func (ps *proxyState) current(i int) (shared, local *layer) {
 // nack counts a rejected response. The client keeps its last good config;
 // sending the same again would only be rejected again, so nothing is
 // resent: the next change goes out as usual.
-func (st *streams) nack(ps *proxyState, typeURL, nonce, reason string) {
+func (st *streams) nack(ps *proxyState, typeURL, nonce, reason string, code int32) {
 	st.nacks.Add(1)
+	st.m.rejected(typeURL, ps.proxy.ID, code)
 	ps.mu.Lock()
 	ps.nacks++
 	ps.lastErr = reason
