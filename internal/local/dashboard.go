@@ -89,12 +89,9 @@ func (s meshSource) Pods() []dashboard.Pod {
 func PoliciesInForce(snap *store.Snapshot, ns string, labels map[string]string) []string {
 	root := cmp.Or(snap.Mesh.GetRootNamespace(), config.DefaultRootNamespace)
 	var out []string
-	if pa := peerAuthenticationFor(snap.OfKind(config.PeerAuthentication), root, ns, labels); pa != nil {
-		mode := pa.Spec.(*securityv1beta1.PeerAuthentication).GetMtls().GetMode()
-		if mode == securityv1beta1.PeerAuthentication_MutualTLS_UNSET {
-			mode = securityv1beta1.PeerAuthentication_MutualTLS_PERMISSIVE
-		}
-		out = append(out, fmt.Sprintf("%s (%s)", pa.ID(), mode))
+	peers := snap.OfKind(config.PeerAuthentication)
+	if pa := peerAuthenticationFor(peers, root, ns, labels); pa != nil {
+		out = append(out, fmt.Sprintf("%s (%s)", pa.ID(), effectiveMode(peers, root, ns, labels)))
 	}
 	for _, gk := range []config.GroupKind{config.AuthorizationPolicy, config.RequestAuthentication} {
 		for _, o := range snap.OfKind(gk) {
@@ -136,6 +133,27 @@ func PoliciesInForce(snap *store.Snapshot, ns string, labels map[string]string) 
 	}
 	sort.Strings(out)
 	return out
+}
+
+// effectiveMode is the mTLS mode in force: an UNSET mode inherits from
+// the namespace's policy, then the mesh's, and is PERMISSIVE at the top,
+// as in Istio.
+func effectiveMode(peers []*config.Object, root, ns string, labels map[string]string) securityv1beta1.PeerAuthentication_MutualTLS_Mode {
+	// Without labels only the namespace's or the mesh's policy is found;
+	// with a namespace no object has, only the mesh's.
+	for _, scope := range []struct {
+		ns     string
+		labels map[string]string
+	}{{ns, labels}, {ns, nil}, {"", nil}} {
+		pa := peerAuthenticationFor(peers, root, scope.ns, scope.labels)
+		if pa == nil {
+			continue
+		}
+		if m := pa.Spec.(*securityv1beta1.PeerAuthentication).GetMtls().GetMode(); m != securityv1beta1.PeerAuthentication_MutualTLS_UNSET {
+			return m
+		}
+	}
+	return securityv1beta1.PeerAuthentication_MutualTLS_PERMISSIVE
 }
 
 // serviceHosts are the FQDNs of the Services in ns that select labels.
