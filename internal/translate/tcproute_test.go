@@ -58,11 +58,15 @@ func chains(t *testing.T, r *translate.Resources, listener string) []string {
 			m = append(m, fmt.Sprintf("%s/%d", p.AddressPrefix, p.GetPrefixLen().GetValue()))
 		}
 		m = append(m, fc.GetFilterChainMatch().GetServerNames()...)
-		if len(fc.Filters) != 1 {
+		fs := fc.Filters
+		if len(fs) == 2 && fs[0].Name == translate.StatsFilterName { // Istio's metrics, on by default
+			fs = fs[1:]
+		}
+		if len(fs) != 1 {
 			t.Fatalf("chain %s has %d filters", fc.Name, len(fc.Filters))
 		}
 		var tp tcpproxyv3.TcpProxy
-		if err := fc.Filters[0].GetTypedConfig().UnmarshalTo(&tp); err != nil {
+		if err := fs[0].GetTypedConfig().UnmarshalTo(&tp); err != nil {
 			t.Fatal(err)
 		}
 		dest := short(tp.GetCluster())

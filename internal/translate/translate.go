@@ -88,6 +88,7 @@ func Shared(w *World, p *Proxy, log *slog.Logger) *Resources {
 	} else {
 		t.sidecar()
 	}
+	t.applyTelemetry(true) // telemetry.go
 	t.res.sort()
 	return &t.res
 }
@@ -104,6 +105,7 @@ func Local(w *World, p *Proxy, log *slog.Logger) *Resources {
 	} else {
 		t.grpcInbound() // xDS-enabled grpc-go servers (grpctls.go)
 	}
+	t.applyTelemetry(false) // telemetry.go
 	t.res.sort()
 	return &t.res
 }

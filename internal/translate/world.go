@@ -124,6 +124,7 @@ func (w *World) ScopeKey(p *Proxy) string {
 		key += "|" + p.labelKey()
 	}
 	key += w.localityScopeKey(p)
+	key += w.telemetryScopeKey(p) // telemetry.go
 	return key
 }
 

@@ -234,6 +234,7 @@ func nameGroup(names []string, sni string, bestName int) bool {
 
 func decodeFilterChain(b []byte) (FilterChain, error) {
 	var fc FilterChain
+	var stats *Stats // an istio.stats network filter's, for the tcp_proxy after it
 	m := msg{b: b}
 	filters := 0
 	for m.next() {
@@ -247,7 +248,7 @@ func decodeFilterChain(b []byte) (FilterChain, error) {
 			if !ok {
 				break
 			}
-			m.failIndex(decodeFilter(fb, &fc), "filters", filters)
+			m.failIndex(decodeFilter(fb, &fc, &stats), "filters", filters)
 			filters++
 		case 4:
 			m.fail(errNotSupported, "use_proxy_proto")
@@ -366,7 +367,7 @@ func decodeCIDR(b []byte) (netip.Prefix, error) {
 
 // decodeFilter decodes one network filter into fc. A chain ends in exactly
 // one terminal filter, and the proxy has no non-terminal network filters.
-func decodeFilter(b []byte, fc *FilterChain) error {
+func decodeFilter(b []byte, fc *FilterChain, stats **Stats) error {
 	m := msg{b: b}
 	var name string
 	var typeName string
@@ -398,6 +399,13 @@ func decodeFilter(b []byte, fc *FilterChain) error {
 	if fc.HTTP != nil || fc.TCP != nil {
 		return errorf("filter %q follows the chain's terminal filter", name)
 	}
+	if s, ok, err := decodeStatsFilter(typeName, value); ok {
+		if err != nil {
+			return within(err, "typed_config")
+		}
+		*stats = s
+		return nil
+	}
 	switch typeName {
 	case networkRBACType:
 		r, err := decodeNetworkRBAC(name, value)
@@ -408,6 +416,9 @@ func decodeFilter(b []byte, fc *FilterChain) error {
 			fc.RBAC = append(fc.RBAC, r)
 		}
 	case hcmType:
+		if *stats != nil {
+			return errorf("filter %q: an istio.stats network filter ahead of an HTTP connection manager: put it in its http_filters", name)
+		}
 		h, err := decodeHCM(value)
 		if err != nil {
 			return within(err, "typed_config")
@@ -418,6 +429,7 @@ func decodeFilter(b []byte, fc *FilterChain) error {
 		if err != nil {
 			return within(err, "typed_config")
 		}
+		t.Stats = *stats
 		fc.TCP = t
 	default:
 		return within(errorf("filter %q: unsupported type %s", name, typeName), "typed_config")
@@ -459,6 +471,18 @@ func decodeHCM(b []byte) (*HTTPConnectionManager, error) {
 			}
 			m.failIndex(decodeHTTPFilter(fb, h, &router), "http_filters", filters)
 			filters++
+		case 7:
+			if tb, ok := m.bytes(); ok {
+				var err error
+				h.Tracing, err = decodeTracing(tb)
+				m.fail(err, "tracing")
+			}
+		case 13:
+			if ab, ok := m.bytes(); ok {
+				al, err := decodeAccessLog(ab)
+				m.failIndex(err, "access_log", len(h.AccessLogs))
+				h.AccessLogs = append(h.AccessLogs, al)
+			}
 		case 30:
 			h.Paths.Normalize = m.wrappedBool("normalize_path")
 		case 33:
@@ -545,6 +569,21 @@ func decodeHTTPFilter(b []byte, h *HTTPConnectionManager, router *bool) error {
 		return decodeFaultFilter(value)
 	case typeName == corsFilterType && !disabled:
 		return decodeCORSFilter(value) // cors.go
+	case !disabled && (typeName == typedStructType || typeName == udpaTypedStruct):
+		s, ok, err := decodeStatsFilter(typeName, value) // telemetry.go
+		if ok {
+			if err != nil {
+				return within(err, "typed_config")
+			}
+			if *router {
+				return errorf("HTTP filter %q follows the router", name)
+			}
+			h.Stats = s
+			return nil
+		}
+		if optional {
+			return nil
+		}
 	case optional || disabled:
 		return nil
 	}
@@ -578,6 +617,12 @@ func decodeTCPProxy(b []byte) (*TCPProxy, error) {
 			t.NoIdleTimeout = t.IdleTimeout == 0
 		case 13:
 			t.MaxConnectionDuration = m.duration("max_downstream_connection_duration")
+		case 5:
+			if ab, ok := m.bytes(); ok {
+				al, err := decodeAccessLog(ab)
+				m.failIndex(err, "access_log", len(t.AccessLogs))
+				t.AccessLogs = append(t.AccessLogs, al)
+			}
 		case 12:
 			m.fail(errNotSupported, "tunneling_config")
 		case 9:

@@ -75,15 +75,15 @@ func TestTranslatorTCPRouteOutput(t *testing.T) {
 	for name, want := range map[string][]xdsresource.FilterChain{
 		"10.96.0.20_5432": {
 			{Name: "db.default.tcp[0]", PrefixRanges: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("10.97.0.1/32")},
-				TCP: &xdsresource.TCPProxy{StatPrefix: "outbound|5432|primary|db.default.svc.cluster.local", Cluster: "outbound|5432|primary|db.default.svc.cluster.local"}},
-			{Name: "db.default.tcp[1]", TCP: &xdsresource.TCPProxy{StatPrefix: "outbound|5432||db.default.svc.cluster.local", TotalWeight: 100,
+				TCP: &xdsresource.TCPProxy{Stats: istioStats, StatPrefix: "outbound|5432|primary|db.default.svc.cluster.local", Cluster: "outbound|5432|primary|db.default.svc.cluster.local"}},
+			{Name: "db.default.tcp[1]", TCP: &xdsresource.TCPProxy{Stats: istioStats, StatPrefix: "outbound|5432||db.default.svc.cluster.local", TotalWeight: 100,
 				WeightedClusters: []xdsresource.ClusterWeight{{Name: "outbound|5432|primary|db.default.svc.cluster.local", Weight: 80}, {Name: "outbound|5432|replica|db.default.svc.cluster.local", Weight: 20}}}},
 		},
 		"10.96.0.30_443": {
 			{Name: "secure.default.tls[0].match[0]", ServerNames: []string{"v1.secure.example"},
-				TCP: &xdsresource.TCPProxy{StatPrefix: "outbound|443||secure.default.svc.cluster.local", Cluster: "outbound|443||secure.default.svc.cluster.local"}},
+				TCP: &xdsresource.TCPProxy{Stats: istioStats, StatPrefix: "outbound|443||secure.default.svc.cluster.local", Cluster: "outbound|443||secure.default.svc.cluster.local"}},
 			{Name: "secure.default.tls[1].match[0]", PrefixRanges: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/24")}, ServerNames: []string{"v1.secure.example", "*.secure.example"},
-				TCP: &xdsresource.TCPProxy{StatPrefix: "outbound|443||secure.default.svc.cluster.local", TotalWeight: 4,
+				TCP: &xdsresource.TCPProxy{Stats: istioStats, StatPrefix: "outbound|443||secure.default.svc.cluster.local", TotalWeight: 4,
 					WeightedClusters: []xdsresource.ClusterWeight{{Name: "outbound|443||secure.default.svc.cluster.local", Weight: 1}, {Name: "outbound|5432||db.default.svc.cluster.local", Weight: 3}}}},
 		},
 	} {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -227,6 +228,7 @@ func wantListener(t *testing.T, l *listenerv3.Listener) *xdsresource.Listener {
 		for _, pr := range fc.GetFilterChainMatch().GetPrefixRanges() {
 			c.PrefixRanges = append(c.PrefixRanges, netip.PrefixFrom(netip.MustParseAddr(pr.GetAddressPrefix()), int(pr.GetPrefixLen().GetValue())).Masked())
 		}
+		var stats *xdsresource.Stats // an istio.stats network filter's, for the TCP proxy
 		for _, f := range fc.Filters {
 			msg, err := f.GetTypedConfig().UnmarshalNew()
 			if err != nil {
@@ -240,6 +242,7 @@ func wantListener(t *testing.T, l *listenerv3.Listener) *xdsresource.Listener {
 				if x.GetRouteConfig() != nil {
 					h.RouteConfig = wantRoute(t, x.GetRouteConfig())
 				}
+				wantHCMTelemetry(t, x, h) // telemetry_test.go
 				c.HTTP = h
 			case *tcpproxyv3.TcpProxy:
 				c.TCP = &xdsresource.TCPProxy{StatPrefix: x.StatPrefix, Cluster: x.GetCluster()}
@@ -247,6 +250,9 @@ func wantListener(t *testing.T, l *listenerv3.Listener) *xdsresource.Listener {
 					c.TCP.WeightedClusters = append(c.TCP.WeightedClusters, xdsresource.ClusterWeight{Name: cw.Name, Weight: cw.Weight})
 					c.TCP.TotalWeight += uint64(cw.Weight)
 				}
+				c.TCP.AccessLogs, c.TCP.Stats = wantAccessLogs(t, x.AccessLog), stats
+			case *xdstypev3.TypedStruct:
+				stats = wantStats(t, x)
 			default:
 				t.Fatalf("unexpected filter %T", x)
 			}

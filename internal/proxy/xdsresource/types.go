@@ -89,6 +89,12 @@ type HTTPConnectionManager struct {
 	JWT *JWTAuthentication
 	// Paths is what is done to a request's path first (pathnorm.go).
 	Paths PathNormalization
+	// Tracing, AccessLogs and Stats are the chain's telemetry
+	// (telemetry.go): nil Tracing traces nothing, nil Stats records no
+	// Istio metrics.
+	Tracing    *Tracing
+	AccessLogs []AccessLog
+	Stats      *Stats
 }
 
 // TCPProxy forwards a connection to a cluster: Cluster, or when that is
@@ -106,6 +112,10 @@ type TCPProxy struct {
 	IdleTimeout           time.Duration
 	NoIdleTimeout         bool
 	MaxConnectionDuration time.Duration
+	// AccessLogs and Stats are the connection's telemetry (telemetry.go);
+	// Stats comes from an istio.stats network filter ahead of the proxy.
+	AccessLogs []AccessLog
+	Stats      *Stats
 }
 
 // ClusterWeight is one destination of a TCP proxy's weighted_clusters.
