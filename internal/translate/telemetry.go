@@ -155,14 +155,13 @@ func workloadName(p *Proxy) string {
 // telemetry resolves what one side of proxy p gets.
 func (w *World) telemetry(p *Proxy, objs []*config.Object, dir direction, log *slog.Logger) telemetryConfig {
 	var tc telemetryConfig
-	mesh := w.Mesh
 	var specs []*telemetry.Telemetry
 	for _, o := range objs {
 		specs = append(specs, o.Spec.(*telemetry.Telemetry))
 	}
 	tc.tracing, tc.collector = w.tracing(p, specs, dir, log)
 	tc.accessLogs = w.accessLogs(specs, dir, log)
-	tc.stats = statsConfig(mesh, specs, dir)
+	tc.stats = w.statsConfig(specs, dir, log)
 	return tc
 }
 
@@ -430,7 +429,8 @@ var istioMetricNames = map[telemetry.MetricSelector_IstioMetric]string{
 // effect (Istio's metrics off). Overrides apply in order, mesh first; a
 // later disabled flag for a metric replaces an earlier one, removed tags
 // add up. UPSERT (a CEL expression) is not in force and not written.
-func statsConfig(mesh *meshv1alpha1.MeshConfig, specs []*telemetry.Telemetry, dir direction) *structpb.Struct {
+func (w *World) statsConfig(specs []*telemetry.Telemetry, dir direction, log *slog.Logger) *structpb.Struct {
+	mesh := w.Mesh
 	providers := mesh.GetDefaultProviders().GetMetrics()
 	if len(providers) == 0 {
 		providers = []string{ProviderPrometheus}
@@ -487,7 +487,10 @@ func statsConfig(mesh *meshv1alpha1.MeshConfig, specs []*telemetry.Telemetry, di
 	}
 	prom := false
 	for _, name := range providers {
-		if extensionProvider(mesh, name).GetPrometheus() != nil {
+		switch ep := extensionProvider(mesh, name); {
+		case ep == nil:
+			w.warnOnce(log, "telemetry-metrics|"+name, "metrics provider is not defined in MeshConfig extensionProviders; ignored", "provider", name)
+		case ep.GetPrometheus() != nil:
 			prom = true
 		}
 	}

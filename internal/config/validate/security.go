@@ -726,6 +726,7 @@ func MeshConfig(p *field.Path, mc *meshv1alpha1.MeshConfig) field.List {
 	if dc := mc.DefaultConfig; dc != nil {
 		checkProxyConfig(&errs, p.Child("defaultConfig"), dc)
 	}
+	checkMeshTelemetry(&errs, p, mc) // telemetry.go
 	return errs
 }
 

@@ -1,6 +1,8 @@
 package xdsresource_test
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -504,3 +506,31 @@ func TestTelemetryDecodeTCP(t *testing.T) {
 // istioStats is what every chain carries by default: Istio's metrics on,
 // nothing overridden.
 var istioStats = &xdsresource.Stats{}
+
+// A Telemetry naming a provider MeshConfig does not define: istiod logs
+// and ignores it; the translator warns once and reports no spans.
+func TestTelemetryUnknownProvider(t *testing.T) {
+	w := world(t, otelCollector, `
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh, namespace: istio-system}
+spec:
+  tracing: [{providers: [{name: nope}], randomSamplingPercentage: 5}]
+  metrics: [{providers: [{name: missing}]}]
+`)
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	chains := decodedChains(t, translate.ForProxy(w, sidecarProxy, log))
+	h := httpChain(t, chains, "0.0.0.0_9080")
+	if h.Tracing == nil || h.Tracing.Provider.Cluster != "" || h.Tracing.SamplingPercent != 5 {
+		t.Errorf("tracing = %+v, want 5%% sampling without a provider", h.Tracing)
+	}
+	if h.Stats != nil {
+		t.Errorf("stats = %+v, want metrics off (no Prometheus provider)", h.Stats)
+	}
+	for _, want := range []string{"provider=nope", "provider=missing"} {
+		if n := strings.Count(buf.String(), want); n != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", want, n, buf.String())
+		}
+	}
+}
