@@ -210,3 +210,56 @@ func svgElements(dom, class string) map[string]map[string]string {
 	}
 	return out
 }
+
+// TestDashboardCommand checks trellis dashboard against a mesh.json:
+// the address printed, xdg-open run with it, the errors for no mesh and
+// for a mesh serving no dashboard.
+func TestDashboardCommand(t *testing.T) {
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		needs.Skip(t, "needs /proc: %v", err)
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	write := func(dashboardURL string) string {
+		sd := t.TempDir()
+		st := local.State{PID: os.Getpid(), Dir: "/src/x", Dashboard: dashboardURL}
+		st.StartTime, _ = strconv.ParseUint(fields[19], 10, 64)
+		b, _ := json.Marshal(st)
+		if err := os.WriteFile(filepath.Join(sd, "mesh.json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return sd
+	}
+	// A fake xdg-open records what it was asked to open.
+	bin := t.TempDir()
+	opened := filepath.Join(bin, "opened")
+	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte("#!/bin/sh\necho \"$1\" > "+opened+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+
+	const url = "http://127.0.0.1:4321/"
+	var out, errOut strings.Builder
+	if code := Execute(context.Background(), []string{"dashboard", "--state-dir", write(url)}, &out, &errOut); code != 0 || out.String() != url+"\n" {
+		t.Fatalf("trellis dashboard: exit %d, stdout %q, stderr %q; want %q", code, out.String(), errOut.String(), url)
+	}
+	if b, err := os.ReadFile(opened); err != nil || string(b) != url+"\n" {
+		t.Errorf("xdg-open got %q (%v), want %s", b, err, url)
+	}
+	os.Remove(opened)
+	out.Reset()
+	if code := Execute(context.Background(), []string{"dashboard", "--no-open", "--state-dir", write(url)}, &out, &errOut); code != 0 || out.String() != url+"\n" {
+		t.Errorf("trellis dashboard --no-open: exit %d, stdout %q", code, out.String())
+	}
+	if _, err := os.Stat(opened); err == nil {
+		t.Errorf("--no-open ran xdg-open")
+	}
+	errOut.Reset()
+	if code := Execute(context.Background(), []string{"dashboard", "--state-dir", write("")}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "serves no dashboard") {
+		t.Errorf("mesh without a dashboard: exit %d, stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := Execute(context.Background(), []string{"dashboard", "--state-dir", t.TempDir()}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "no mesh in") {
+		t.Errorf("no mesh: exit %d, stderr %q", code, errOut.String())
+	}
+}
