@@ -34,7 +34,7 @@ func TestControlPlaneSecureFlags(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Execute(ctx, []string{"controlplane", "--config", t.TempDir(), "--xds-address", freeLoopbackAddr(t),
-			"--secure-xds-address", secure, "--ca-dir", caDir, "--cert-ttl", "1h", "--log-level", "error"}, &bytes.Buffer{}, &stderr)
+			"--secure-xds-address", secure, "--ca-dir", caDir, "--cert-ttl", "1h", "--log-level", "error", "--monitoring-addr", ""}, &bytes.Buffer{}, &stderr)
 	}()
 	var conn *tls.Conn
 	deadline := time.Now().Add(10 * time.Second)
