@@ -46,8 +46,10 @@ function drawGraph(g) {
       "data-mtls": e.mtls ? "true" : "false",
     });
     grp.append(el("svg:line", { x1, y1, x2, y2 }));
-    const label = fmt(e.rps, 2) + " rps " + pct(e.success) + (e.mtls ? " 🔒" : "");
-    grp.append(el("svg:text", { x: (x1 + x2) / 2 + 4, y: (y1 + y2) / 2 - 4 }, label));
+    const lx = (x1 + x2) / 2 + 4, ly = (y1 + y2) / 2 - 4;
+    grp.append(el("svg:text", { x: lx, y: ly }, fmt(e.rps, 2) + " rps " + pct(e.success)));
+    // Drawn, not an emoji: it must show without emoji fonts, offline.
+    if (e.mtls) grp.append(lock(lx - 16, ly - 10));
     grp.append(el("svg:title", {}, e.source + " → " + e.target + " (" + e.protocol + ")" + (e.mtls ? ", mutual TLS" : "")));
     edges.append(grp);
   }
@@ -64,6 +66,14 @@ function drawGraph(g) {
     if (s.rps) grp.append(el("svg:text", { y: 46, class: "figures" }, fmt(s.rps, 2) + " rps · " + pct(s.success)));
     nodes.append(grp);
   }
+}
+
+function lock(x, y) {
+  const g = el("svg:g", { class: "lock", transform: "translate(" + x + "," + y + ")" });
+  g.append(el("svg:path", { d: "M3,5 V3 a3,3 0 0 1 6,0 V5", fill: "none" }));
+  g.append(el("svg:rect", { x: 1, y: 5, width: 10, height: 7, rx: 1 }));
+  g.append(el("svg:title", {}, "mutual TLS"));
+  return g;
 }
 
 function fill(id, rows) {
