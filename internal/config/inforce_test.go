@@ -61,7 +61,7 @@ var wellKnownLeaf = map[protoreflect.FullName]bool{
 }
 
 func protoPaths(prefix string, md protoreflect.MessageDescriptor, depth int, out *[]string) {
-	if wellKnownLeaf[md.FullName()] || depth > 16 {
+	if wellKnownLeaf[md.FullName()] || depth > 16 || md.Fields().Len() == 0 { // an empty message ({}) is one value
 		*out = append(*out, prefix)
 		return
 	}

@@ -83,7 +83,7 @@ var table = func() rows {
 	peerAuthentication(&r)
 	authorizationPolicy(&r)
 	requestAuthentication(&r)
-	r.whole(Telemetry, "", NotInForce, "Telemetry is not in force yet: metrics, tracing and access logging keep their defaults")
+	telemetry(&r)
 	trafficSplit(&r)
 	gatewayRoute(&r, HTTPRoute)
 	gatewayRoute(&r, GRPCRoute)
@@ -92,6 +92,42 @@ var table = func() rows {
 	meshConfig(&r)
 	return r
 }()
+
+// telemetry lists Istio's Telemetry: resolved per sidecar as istiod does
+// (root namespace, then namespace, then the workload's selector, later
+// levels overriding field by field) and sent as Envoy's HCM tracing,
+// file access logs and the istio.stats filter (internal/translate/telemetry.go).
+func telemetry(r *rows) {
+	k := Telemetry
+	r.add(k, "spec.selector.matchLabels{}", InForce, "a Telemetry without a selector applies to its namespace (in the root namespace, to the mesh); one with a selector to the matching workloads in its namespace, over the namespace's and the mesh's field by field; of several at one level the first by name applies (Istio takes the oldest)")
+	for _, p := range []string{"spec.targetRef", "spec.targetRefs"} {
+		r.whole(k, p, NotInForce, "a Telemetry attached by targetRef applies to gateways and waypoints, which Trellis does not run: the sidecars ignore it, as Istio's do")
+	}
+	tr := "spec.tracing[]"
+	r.add(k, tr+".providers[].name", InForce, "an opentelemetry extensionProvider (or defaultProviders.tracing when none is named): spans go by OTLP/gRPC, or OTLP/HTTP with its http block, to the provider's service, which must be a service in the mesh (its outbound cluster is sent to every sidecar that traces); only the first provider is used, as istiod does; a name MeshConfig does not define is ignored with a warning in the control plane's log")
+	r.add(k, tr+".randomSamplingPercentage", InForce, "the share of requests without a sampling decision that are traced (0..100); a request already sampled by its caller is traced; without it defaultConfig.tracing.sampling, else Istio's 1%")
+	r.add(k, tr+".disableSpanReporting", InForce, "trace context is still propagated, but no span is exported")
+	r.add(k, tr+".match.mode", InForce, "CLIENT applies to the sidecar's outbound side, SERVER to its inbound side")
+	r.in(k, tr+".customTags{}", "literal.value", "header.name", "header.defaultValue", "environment.name", "environment.defaultValue")
+	r.whole(k, tr+".customTags{}.formatter", NotInForce, "formatter tags (Envoy command operators) are left out of spans")
+	for _, f := range []string{"useRequestIdForTraceSampling", "enableIstioTags", "disableContextPropagation"} {
+		r.whole(k, tr+"."+f, NotInForce, "not in force yet: the sidecar's default applies")
+	}
+	al := "spec.accessLogging[]"
+	r.add(k, al+".providers[].name", InForce, "envoyFileAccessLog extensionProviders and the built-in envoy (/dev/stdout); without a name, defaultProviders.accessLogging, else envoy; a name MeshConfig does not define is ignored with a warning")
+	r.add(k, al+".disabled", InForce, "")
+	r.add(k, al+".match.mode", InForce, "CLIENT applies to the sidecar's outbound side, SERVER to its inbound side")
+	r.whole(k, al+".filter", NotInForce, "filter.expression is CEL, which the sidecar does not evaluate: every request is logged")
+	mt := "spec.metrics[]"
+	r.add(k, mt+".providers[].name", InForce, "prometheus (built in, the default): Istio's standard metrics on :15090/stats/prometheus; a provider list without a Prometheus provider turns Istio's metrics off for the workload")
+	o := mt + ".overrides[]"
+	r.in(k, o, "match.metric", "match.customMetric", "match.mode", "disabled")
+	r.value(k, o+".tagOverrides{}.operation", "REMOVE", InForce, "the label is left out of the metric's series")
+	r.add(k, o+".tagOverrides{}.operation", NotInForce, "UPSERT sets a label from a CEL expression, which the sidecar does not evaluate: the label keeps its standard value")
+	r.whole(k, o+".tagOverrides{}.value", NotInForce, "a CEL expression, which the sidecar does not evaluate: the label keeps its standard value")
+	r.whole(k, mt+".reportingInterval", NotInForce, "TCP metrics are reported when the sidecar is scraped and at connection close")
+	kubeStatus(r, k)
+}
 
 // mirrorNote and corsNote say how mirroring and CORS are in force, for
 // VirtualServices and HTTPRoutes alike.
@@ -552,12 +588,29 @@ func meshConfig(r *rows) {
 	// entry itself, which an authorization provider is in force.
 	r.add(k, authz, InForce, "")
 	r.add(k, grpcAuthz, InForce, "")
+	otel := ep + ".opentelemetry"
+	r.add(k, otel+".service", InForce, "the collector: a service in the mesh, as <host> or <namespace>/<host>; spans go to its outbound cluster")
+	r.in(k, otel, "port", "maxTagLength", "http.path", "http.timeout", "http.headers[].name", "http.headers[].value", "grpc.timeout", "grpc.initialMetadata[].name", "grpc.initialMetadata[].value")
+	r.add(k, otel, InForce, "")
+	fal := ep + ".envoyFileAccessLog"
+	r.in(k, fal, "path", "logFormat.text")
+	r.add(k, fal+".logFormat.labels", Partly, "JSON lines on; the keys are Istio's default JSON access-log keys, not the labels given")
+	r.add(k, fal, InForce, "")
+	r.add(k, ep+".prometheus", InForce, "Istio's standard metrics on each sidecar's :15090/stats/prometheus")
 	*r = append(*r, Entry{Kind: k, Path: ep, Whole: true, Default: true, Status: NotInForce,
-		Note: "only envoyExtAuthzHttp and envoyExtAuthzGrpc providers are in force; tracing, metrics and logging providers have no effect yet"})
+		Note: "only envoyExtAuthzHttp, envoyExtAuthzGrpc, opentelemetry, envoyFileAccessLog and prometheus providers are in force; other providers have no effect yet"})
+	r.in(k, "defaultProviders", "tracing[]", "metrics[]", "accessLogging[]")
+	r.add(k, "accessLogFile", InForce, "without Telemetry access logging, every sidecar logs each request and connection to this file (/dev/stdout: the proxy's log)")
+	r.add(k, "accessLogEncoding", InForce, "")
+	r.add(k, "accessLogFormat", Partly, "a TEXT format (Envoy command operators) is in force; with JSON encoding the keys are Istio's default JSON access-log keys")
+	r.whole(k, "enableTracing", NotInForce, "tracing follows Telemetry and defaultProviders.tracing")
+	r.in(k, "defaultConfig.tracing", "sampling", "maxPathTagLength", "customTags{}.literal.value", "customTags{}.header.name",
+		"customTags{}.header.defaultValue", "customTags{}.environment.name", "customTags{}.environment.defaultValue")
 	fields := (&meshv1alpha1.MeshConfig{}).ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		switch name := fields.Get(i).JSONName(); name {
-		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization", "localityLbSetting", "defaultHttpRetryPolicy":
+		case "rootNamespace", "connectTimeout", "outboundTrafficPolicy", "trustDomain", "defaultConfig", "extensionProviders", "enableAutoMtls", "trustDomainAliases", "pathNormalization", "localityLbSetting", "defaultHttpRetryPolicy",
+			"defaultProviders", "accessLogFile", "accessLogEncoding", "accessLogFormat", "enableTracing":
 		case "tcpKeepalive":
 			r.whole(k, name, InForce, "every outbound cluster's upstream sockets, as a DestinationRule's connectionPool.tcp.tcpKeepalive (which overrides it attribute by attribute): "+keepaliveNote)
 		default:

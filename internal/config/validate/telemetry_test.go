@@ -1,6 +1,12 @@
 package validate_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/trellismesh/trellis/internal/config"
+)
 
 func TestMeshConfigTelemetry(t *testing.T) {
 	cm := func(mesh string) string {
@@ -64,4 +70,61 @@ spec:
 			`x.yaml#1 Telemetry default/t: spec.tracing[0].customTags[a]: set one of literal, environment, header or formatter`,
 		}},
 	})
+}
+
+// The in-force table names what a Telemetry uses that the sidecars do not
+// enforce (CEL filters and UPSERT, targetRef) and nothing else.
+func TestTelemetryInForce(t *testing.T) {
+	f := config.ParseFile("t.yaml", []byte(`
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: t, namespace: default}
+spec:
+  selector: {matchLabels: {app: a}}
+  tracing:
+  - providers: [{name: otel}]
+    randomSamplingPercentage: 10
+    customTags: {a: {literal: {value: b}}, c: {header: {name: x-c}}}
+  accessLogging:
+  - providers: [{name: envoy}]
+    filter: {expression: "response.code >= 400"}
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: REQUEST_COUNT, mode: CLIENT}
+      disabled: true
+      tagOverrides:
+        response_flags: {operation: REMOVE}
+        source_app: {operation: UPSERT, value: "'x'"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    accessLogFile: /dev/stdout
+    defaultProviders: {metrics: [prometheus], tracing: [otel]}
+    extensionProviders:
+    - name: prometheus
+      prometheus: {}
+    - name: otel
+      opentelemetry: {service: otel.istio-system.svc.cluster.local, port: 4317}
+`))
+	if len(f.Errors) > 0 {
+		t.Fatal(f.Errors)
+	}
+	var got []string
+	for _, o := range f.Objects {
+		for _, n := range o.NotInForce {
+			got = append(got, o.Kind+" "+n.Path)
+		}
+	}
+	want := []string{
+		"Telemetry spec.accessLogging[0].filter",
+		"Telemetry spec.metrics[0].overrides[0].tagOverrides[source_app].operation",
+		"Telemetry spec.metrics[0].overrides[0].tagOverrides[source_app].value",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("not in force (-want +got):\n%s", d)
+	}
 }
