@@ -52,6 +52,10 @@ type Pod struct {
 	// Policies are the config in force for the pod ("PeerAuthentication
 	// istio-system/default (STRICT)").
 	Policies []string
+	// Created is when the pod started; zero when unknown. Its sidecar's
+	// counters were zero then, so requests before the first scrape
+	// still count.
+	Created time.Time
 }
 
 // Source tells the dashboard what the mesh holds. It is called from the
@@ -295,7 +299,15 @@ func (s *Server) scrapePod(ctx context.Context, p Pod) {
 	defer s.mu.Unlock()
 	s.proxies[key] = info
 	if scrape != nil {
-		ring := append(s.scrapes[key], *scrape)
+		ring := s.scrapes[key]
+		if len(ring) == 0 && !p.Created.IsZero() && p.Created.Before(now) {
+			// The dashboard runs for the mesh's whole life, so every
+			// sidecar it meets started after it, counting from zero:
+			// requests sent before its first scrape (a burst right
+			// after "mesh ready") belong in the window too.
+			ring = append(ring, Scrape{At: p.Created, Edges: map[EdgeKey]*counters{}})
+		}
+		ring = append(ring, *scrape)
 		cut := 0
 		for cut < len(ring) && now.Sub(ring[cut].At) > s.opts.History {
 			cut++

@@ -191,3 +191,27 @@ func TestCloseStopsServing(t *testing.T) {
 		t.Errorf("dashboard still answers after Close")
 	}
 }
+
+// Requests a sidecar served before the dashboard first scraped it count:
+// its counters started at zero when its pod was created.
+func TestRequestsBeforeTheFirstScrapeCount(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "r.sock")
+	startFakeAdmin(t, sock).set(series("destination", 10, 0, map[string]int{"5": 10, "+Inf": 10}))
+	src := fakeSource{pods: []Pod{{Name: "reviews-1", Namespace: "default", Workload: "reviews", AdminSocket: sock, Created: time.Now().Add(-2 * time.Second)}}}
+	s, err := Start(Options{Source: src, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.ScrapeOnce(context.Background())
+	var g Graph
+	getAPI(t, s.URL()+"api/graph", &g)
+	if len(g.Edges) != 1 || g.Edges[0].Requests != 10 || g.Edges[0].RPS < 4 || g.Edges[0].RPS > 5.1 {
+		t.Fatalf("edges = %+v, want one with the 10 requests of the pod's first 2 s", g.Edges)
+	}
+}

@@ -66,6 +66,7 @@ func (s meshSource) Pods() []dashboard.Pod {
 		dp := dashboard.Pod{
 			Name: p.Name, Namespace: p.Namespace, Workload: p.Deployment, Labels: p.Labels,
 			Policies: PoliciesInForce(snap, p.Namespace, p.Labels),
+			Created:  p.Created,
 		}
 		if p.Sidecar != nil {
 			dp.AdminSocket = p.Sidecar.AdminSocket
