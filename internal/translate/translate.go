@@ -1,12 +1,10 @@
 package translate
 
 import (
-	"cmp"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strconv"
-	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -25,6 +23,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/registry"
+	"github.com/trellismesh/trellis/internal/telemetry/metrics"
 )
 
 // Resources is everything one proxy receives, each list sorted by name.
@@ -453,37 +452,14 @@ func endpointMetadata(in *registry.Instance) *corev3.Metadata {
 
 // peerMetadata is what a client's sidecar labels its metrics with about
 // the endpoint it called (destination_workload, _app, _version,
-// _canonical_service, ...): Istio's workload metadata, derived from the
-// labels as istiod derives it, in one string that the workload's
-// endpoints share.
+// _canonical_service, ...), in one string that the workload's endpoints
+// share.
 func peerMetadata(in *registry.Instance) string {
-	l := in.Labels
-	return strings.Join([]string{
-		in.WorkloadName,
-		in.Namespace,
-		cmp.Or(l["app"], l["app.kubernetes.io/name"]),
-		cmp.Or(l["version"], l["app.kubernetes.io/version"]),
-		CanonicalService(l, in.WorkloadName),
-		CanonicalRevision(l),
-		ClusterID,
-	}, ";")
+	return metrics.WorkloadOf(in.WorkloadName, in.Namespace, in.Labels).EndpointMetadata()
 }
-
-// ClusterID is the cluster every workload is in, as Istio's telemetry
-// labels name it (source_cluster, destination_cluster): Istio's default
-// for a single cluster.
-const ClusterID = "Kubernetes"
 
 // CanonicalService is Istio's canonical service of a workload with those
-// labels: service.istio.io/canonical-name, else app.kubernetes.io/name,
-// else app, else the workload's name.
+// labels (metrics.WorkloadOf).
 func CanonicalService(labels map[string]string, workload string) string {
-	return cmp.Or(labels["service.istio.io/canonical-name"], labels["app.kubernetes.io/name"], labels["app"], workload)
-}
-
-// CanonicalRevision is Istio's canonical revision:
-// service.istio.io/canonical-revision, else app.kubernetes.io/version,
-// else version, else "latest".
-func CanonicalRevision(labels map[string]string) string {
-	return cmp.Or(labels["service.istio.io/canonical-revision"], labels["app.kubernetes.io/version"], labels["version"], "latest")
+	return metrics.WorkloadOf(workload, "", labels).CanonicalService
 }

@@ -22,6 +22,9 @@ type Host struct {
 	// Locality and workload identity, for verification and telemetry.
 	Region, Zone, SubZone               string
 	Workload, Namespace, ServiceAccount string
+	// Peer is the workload's telemetry metadata (xdsresource.Endpoint's
+	// Peer), for the destination_ labels of the requests sent to it.
+	Peer string
 	// TLSMode is "istio" when the host runs a sidecar that takes mesh
 	// traffic on its tunnel port.
 	TLSMode string
@@ -288,7 +291,7 @@ func (b *Balancer) update(cla *xdsresource.ClusterLoadAssignment) {
 				h = &Host{
 					Address: ep.ep.Address, Port: ep.ep.Port,
 					Region: ep.loc.Region, Zone: ep.loc.Zone, SubZone: ep.loc.SubZone,
-					Workload: ep.ep.Workload, Namespace: ep.ep.Namespace, ServiceAccount: ep.ep.ServiceAccount,
+					Workload: ep.ep.Workload, Namespace: ep.ep.Namespace, ServiceAccount: ep.ep.ServiceAccount, Peer: ep.ep.Peer,
 					TLSMode: ep.ep.TLSMode, Proxyless: ep.ep.Proxyless,
 					addr: addr, ewma: b.ewma,
 				}
@@ -391,7 +394,7 @@ func appendAddr(b []byte, host string, port uint32) []byte {
 }
 
 func sameIdentity(h *Host, ep weightedEndpoint) bool {
-	return h.Workload == ep.ep.Workload && h.Namespace == ep.ep.Namespace &&
+	return h.Workload == ep.ep.Workload && h.Namespace == ep.ep.Namespace && h.Peer == ep.ep.Peer &&
 		h.ServiceAccount == ep.ep.ServiceAccount && h.TLSMode == ep.ep.TLSMode && h.Proxyless == ep.ep.Proxyless && h.Region == ep.loc.Region &&
 		h.Zone == ep.loc.Zone && h.SubZone == ep.loc.SubZone
 }

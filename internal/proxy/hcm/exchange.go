@@ -55,6 +55,9 @@ type exchange struct {
 	// and the request's tries.
 	retry retryState
 
+	// telemetry's (telemetry.go)
+	tel telemetryState
+
 	// callUpstream's and writeResponse's
 	resp *http.Response
 	h    http.Header // the response header being written
@@ -98,6 +101,10 @@ type responseWriter interface {
 	// the direct path nothing uses the request's header map after, which
 	// the fast path's parser then reuses.
 	sent(resp *http.Response)
+
+	// result is the final status written (0: none) and the body bytes
+	// written after it, for telemetry.
+	result() (code int, body int64)
 }
 
 // stdWriter is net/http's response writer with what responseWriter adds,
@@ -107,7 +114,28 @@ type stdWriter struct {
 	http.ResponseWriter
 	cancel context.CancelFunc
 	body   bodyWatch
+	// What was written, for telemetry.
+	code    int
+	written int64
 }
+
+func (w *stdWriter) WriteHeader(code int) {
+	if w.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *stdWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+func (w *stdWriter) result() (int, int64) { return w.code, w.written }
 
 func (w *stdWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

@@ -437,6 +437,7 @@ type fastWriter struct {
 	closeAfter  bool
 	length      int64 // -1: none
 	written     int64
+	code        int // the final status written
 	err         error
 	// The request path's (responseWriter): the route timeout is running,
 	// the request body is bound by the connection's read deadline, or by
@@ -495,6 +496,7 @@ func (w *fastWriter) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader = true
+	w.code = code
 	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	if cl := w.header.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
@@ -617,6 +619,8 @@ func (w *fastWriter) Write(p []byte) (int, error) {
 	w.written += int64(len(p))
 	return len(p), nil
 }
+
+func (w *fastWriter) result() (int, int64) { return w.code, w.written }
 
 // FlushError sends what is buffered (http.ResponseController's Flush).
 func (w *fastWriter) FlushError() error {

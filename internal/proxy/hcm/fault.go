@@ -51,6 +51,7 @@ func (s *Server) injectFault(x *exchange) bool {
 	if !isGRPC(x.r) {
 		// Envoy answers a gRPC-status abort 200, and only a gRPC
 		// client reads the status from it.
+		x.tel.flags |= flags
 		s.local(x.w, http.StatusOK, flags, faultAbortBody)
 		return false
 	}

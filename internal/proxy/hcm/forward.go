@@ -33,6 +33,10 @@ const FlagsHeader = "X-Trellis-Flags"
 // telemetry each become one more step here, not branches inside another.
 func (s *Server) serveHTTP(x *exchange) {
 	s.stats.RqTotal.Add(1)
+	if s.cfg.Telemetry != nil {
+		s.startTelemetry(x)
+		defer s.endTelemetry(x)
+	}
 	if x.r.Method == http.MethodConnect && x.http1() {
 		s.connect(x)
 		return
@@ -46,6 +50,10 @@ func (s *Server) serveHTTP(x *exchange) {
 		return
 	}
 	defer x.resp.Body.Close()
+	if x.tel.on && x.grpc {
+		// Its messages are counted as they go to the client.
+		x.resp.Body = &countingBody{ReadCloser: x.resp.Body, grpc: true}
+	}
 	if !s.writeResponse(x) {
 		return
 	}
@@ -631,6 +639,7 @@ func copyBody(w http.ResponseWriter, resp *http.Response) error {
 // since a gRPC client cannot read a text/plain answer.
 func (s *Server) reply(x *exchange, status int, flags upstream.Flags, msg string) {
 	w, r := x.w, x.r
+	x.tel.flags |= flags
 	closeIfBodyPending(w.Header(), x)
 	corsResponseHeaders(x, w.Header()) // cors.go
 	if d := responseDetails(status, flags, x.retry.detail); d != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/telemetry/metrics"
 )
 
 // Envoy-like defaults for untrusted downstream input.
@@ -70,6 +71,13 @@ type Conn struct {
 	// Done, if set, is called once when the server is finished with the
 	// connection (tunnel streams end then).
 	Done func()
+	// Peer is the calling workload as its sidecar told this one (the
+	// tunnel's peer metadata), for inbound telemetry; nil: unknown.
+	Peer *metrics.Peer
+	// Service is the destination service the caller addressed, when the
+	// connection says (the tunnel's); "" takes it from each request's
+	// authority.
+	Service string
 
 	closeOnce sync.Once
 	sourceStr atomic.Pointer[string] // Source's address as X-Forwarded-For has it
@@ -120,6 +128,8 @@ type Config struct {
 	IdleTimeout          time.Duration
 	MaxConcurrentStreams uint32
 	Log                  *slog.Logger
+	// Telemetry, when set, reports every request (telemetry.go).
+	Telemetry *Telemetry
 }
 
 // Stats are the server's counters, by Envoy's http.<prefix>. names.

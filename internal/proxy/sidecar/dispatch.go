@@ -20,6 +20,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/tunnel"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/telemetry/metrics"
 )
 
 // tcpStats are the TCP proxy's counters, by Envoy's tcp.<prefix>. names.
@@ -96,7 +97,7 @@ func (p *Proxy) serveCapturedOutbound(c net.Conn, dst netip.AddrPort) {
 		p.tcp.cxNoRoute.Add(1)
 		return
 	}
-	p.proxyTCP(c, passthroughCluster, dst)
+	p.proxyTCP(c, passthroughCluster, dst, nil)
 }
 
 // serveCapturedInbound serves a connection the capture sent to 15006, by
@@ -143,7 +144,7 @@ func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort, peer peerIdentity) 
 			p.passInbound(c, dst)
 			return
 		}
-		p.proxyTCP(c, name, dst)
+		p.proxyTCP(c, name, dst, &peer)
 	}
 }
 
@@ -176,7 +177,7 @@ func (p *Proxy) serveTCPListener(c net.Conn, l *xdsresource.Listener, match, dst
 		p.tcp.cxNoRoute.Add(1)
 		return
 	}
-	p.proxyTCPWith(c, fc.TCP.Pick(rand.Uint64()), dst, tcpLimitsOf(fc.TCP))
+	p.proxyTCPWith(c, fc.TCP.Pick(rand.Uint64()), dst, tcpLimitsOf(fc.TCP), nil)
 }
 
 // serveSniffed serves an HTTP port's connection as HTTP when it speaks
@@ -188,13 +189,17 @@ func (p *Proxy) serveSniffed(s *hcm.Server, c net.Conn, dst netip.AddrPort, rout
 		return
 	}
 	if res.Protocol == sniff.HTTP1 || res.Protocol == sniff.HTTP2 {
-		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), Paths: p.httpPaths(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash, SNI: peer.sni})
+		p.serveHTTP(s, &hcm.Conn{Conn: sc, Dst: dst, Source: remoteAddr(c), Routes: routes, Authz: p.httpAuthz(s, dst), JWT: p.httpJWT(s, dst), Paths: p.httpPaths(s, dst), PeerID: peer.id, PeerCertHash: peer.certHash, SNI: peer.sni, Peer: peer.meta, Service: peer.service})
 		return
 	}
 	if s == p.inbound && !p.authorizeInboundConn(sc, dst, peer) {
 		return
 	}
-	p.proxyTCP(sc, p.tcpClusterFor(routes(), dst), dst)
+	var from *peerIdentity
+	if s == p.inbound {
+		from = &peer
+	}
+	p.proxyTCP(sc, p.tcpClusterFor(routes(), dst), dst, from)
 }
 
 // tcpClusterFor is where non-HTTP bytes on an HTTP port go: the cluster
@@ -219,7 +224,7 @@ func (p *Proxy) passInbound(c net.Conn, dst netip.AddrPort) {
 		return
 	}
 	p.tcp.cxTotal.Add(1)
-	p.pipe(c, up)
+	p.pipe(c, up, nil)
 }
 
 // dialApp dials the local app (see appSource for the source address).
@@ -262,7 +267,7 @@ func (p *Proxy) tunnelInbound(ctx context.Context, target netip.AddrPort, peer t
 	go func() {
 		defer p.bg.Done()
 		defer ours.Close()
-		p.serveInbound(withRemote(ours, peer.Addr), target, peerOf(peer.TLS))
+		p.serveInbound(withRemote(ours, peer.Addr), target, p.tunnelPeer(peer))
 	}()
 	return theirs, nil
 }
@@ -274,44 +279,54 @@ func (p *Proxy) tunnelHandle(target netip.AddrPort, peer tunnel.Peer, c net.Conn
 	if !p.admitTunnel(target, peer) {
 		return
 	}
-	p.serveInbound(c, target, peerOf(peer.TLS))
+	p.serveInbound(c, target, p.tunnelPeer(peer))
 }
 
 // proxyTCP connects c to a host of the named cluster and copies both ways.
-func (p *Proxy) proxyTCP(c net.Conn, cluster string, dst netip.AddrPort) {
-	p.proxyTCPWith(c, cluster, dst, defaultTCPLimits)
+// from is the caller of an inbound connection (nil for outbound), for
+// telemetry.
+func (p *Proxy) proxyTCP(c net.Conn, cluster string, dst netip.AddrPort, from *peerIdentity) {
+	p.proxyTCPWith(c, cluster, dst, defaultTCPLimits, from)
 }
 
 // proxyTCPWith is proxyTCP under a TCP proxy filter's limits (tcplimits.go).
-func (p *Proxy) proxyTCPWith(c net.Conn, cluster string, dst netip.AddrPort, lim tcpLimits) {
+func (p *Proxy) proxyTCPWith(c net.Conn, cluster string, dst netip.AddrPort, lim tcpLimits, from *peerIdentity) {
 	p.tcp.cxTotal.Add(1)
 	cl := p.cluster(cluster)
 	if cl == nil {
 		p.tcp.cxNoRoute.Add(1)
 		return
 	}
-	up, _, _, err := cl.DialTCP(context.Background(), &upstream.Call{Dst: dst})
+	up, host, flags, err := cl.DialTCP(context.Background(), &upstream.Call{Dst: dst})
+	labels := p.tcpLabels(cluster, host, from)
 	if err != nil {
 		p.tcp.cxConnectFail.Add(1)
+		p.tel.reg.OpenTCP(labels)
+		p.tel.reg.CloseTCP(labels, uint64(flags))
 		return
 	}
+	series := p.tel.reg.OpenTCP(labels)
+	defer p.tel.reg.CloseTCP(labels, 0)
 	c, stop := limitTCP(c, up, lim)
 	defer stop()
-	p.pipe(c, up)
+	p.pipe(c, up, series)
 }
 
 // pipe copies a <-> b until both directions end, passing half-closes
-// through, then closes both.
-func (p *Proxy) pipe(a, b net.Conn) {
+// through, then closes both; a is the downstream, whose bytes each way
+// series counts (nil: none).
+func (p *Proxy) pipe(a, b net.Conn, series *metrics.TCPSeries) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		n, _ := io.Copy(b, a)
 		p.tcp.txBytes.Add(uint64(n))
+		series.AddReceived(int(n))
 		closeWrite(b)
 	}()
 	n, _ := io.Copy(a, b)
 	p.tcp.rxBytes.Add(uint64(n))
+	series.AddSent(int(n))
 	closeWrite(a)
 	<-done
 	a.Close()
@@ -419,5 +434,5 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, c *hcm.Conn) {
 		}
 		dst = netip.AddrPortFrom(ips[0].Unmap(), uint16(port))
 	}
-	p.proxyTCP(sc, cluster, dst)
+	p.proxyTCP(sc, cluster, dst, nil)
 }

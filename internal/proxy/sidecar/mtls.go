@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/balance"
 	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/telemetry/metrics"
 )
 
 // Mesh mTLS between sidecars. With an identity (Options.Identity) a
@@ -31,6 +33,10 @@ type peerIdentity struct {
 	id       string // SPIFFE ID
 	certHash string // hex SHA-256 of the leaf's DER
 	sni      string // the server name the handshake asked for (connection.sni)
+	// What a tunnel's CONNECT said (tunnelPeer): the caller's workload
+	// and the service it addressed, for telemetry.
+	meta    *metrics.Peer
+	service string
 }
 
 func peerOf(st *tls.ConnectionState) peerIdentity {
@@ -127,6 +133,10 @@ func (p *Proxy) expectedPeer(sans []string, h *balance.Host) func(string) bool {
 //   - no TLS (plaintext endpoints, DISABLE): straight to the endpoint.
 func (p *Proxy) clusterDialer(xc *xdsresource.Cluster, local net.IP) func(ctx context.Context, h *balance.Host) (net.Conn, error) {
 	tunnel := p.opts.Mode == Explicit || p.opts.Identity != nil
+	var header http.Header
+	if xc != nil {
+		header = p.tunnelHeader(metrics.ClusterService(xc.Name))
+	}
 	return func(ctx context.Context, h *balance.Host) (net.Conn, error) {
 		var ut *xdsresource.UpstreamTLS
 		if xc != nil {
@@ -144,7 +154,7 @@ func (p *Proxy) clusterDialer(xc *xdsresource.Cluster, local net.IP) func(ctx co
 			// One HTTP/1.1 CONNECT tunnel per pooled upstream
 			// connection: raw bytes after the handshake (see
 			// tunnel/h1.go for why not HTTP/2 here).
-			return p.dialMesh(ctx, h, a, ut)
+			return p.dialMesh(ctx, h, a, ut, header)
 		}
 		d := net.Dialer{}
 		if local != nil {
@@ -276,13 +286,13 @@ func originationConfig(ut *xdsresource.UpstreamTLS, h *balance.Host) (*tls.Confi
 // asks for the cluster's SNI as Istio's sidecars do
 // (outbound_.PORT_.SUBSET_.HOST), which the server side's connection.sni
 // conditions see.
-func (p *Proxy) dialMesh(ctx context.Context, h *balance.Host, a netip.Addr, ut *xdsresource.UpstreamTLS) (net.Conn, error) {
+func (p *Proxy) dialMesh(ctx context.Context, h *balance.Host, a netip.Addr, ut *xdsresource.UpstreamTLS, header http.Header) (net.Conn, error) {
 	var cfg *tls.Config
 	if p.opts.Identity != nil {
 		cfg = certs.ClientConfig(p.opts.Identity, p.expectedPeer(ut.SANs, h))
 		cfg.ServerName = ut.SNI
 	}
-	return p.tunnelDialer.DialHTTP1TLS(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), nil, cfg)
+	return p.tunnelDialer.DialHTTP1TLS(ctx, netip.AddrPortFrom(a, TunnelPort), h.Addr(), header, cfg)
 }
 
 // tlsStats adds the tunnel's handshake counters, by Envoy's ssl. names:

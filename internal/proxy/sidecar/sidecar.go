@@ -137,6 +137,11 @@ type Proxy struct {
 	rds        applied[*xdsresource.RouteConfig]
 
 	updates, rejected atomic.Uint64
+	// xdsConnected is true while the xDS stream delivers config.
+	xdsConnected atomic.Bool
+	// tel is Istio's metrics and what this workload tells its peers
+	// (telemetry.go).
+	tel telemetry
 
 	outbound, inbound *hcm.Server
 	// inboundPassthrough reaches the app when an inbound request's
@@ -190,6 +195,7 @@ func New(opts Options) *Proxy {
 		quit: make(chan struct{}),
 		jwks: jwtauthn.NewCache(jwtauthn.CacheOptions{Log: log}),
 	}
+	p.initTelemetry()
 	p.routing.Store(&routing{routes: map[string]*router.Table{}, passthrough: passthroughTable(false)})
 	p.clusters.Store(&clusterSet{byName: map[string]*upstream.Cluster{}, endpoints: map[string]*xdsresource.ClusterLoadAssignment{}})
 	if opts.Mode == Explicit || opts.Identity != nil {
@@ -253,6 +259,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
 		LocalID:           p.localID,
 		Log:               p.log,
+		Telemetry:         p.hcmTelemetry(),
 	}
 	out := hcfg
 	out.Outbound = true
@@ -275,12 +282,21 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.inbound.Close()
 		return err
 	}
+	stopStats, err := p.serveStats()
+	if err != nil {
+		stopAdmin()
+		p.closeListeners()
+		p.outbound.Close()
+		p.inbound.Close()
+		return err
+	}
+	defer stopStats()
 
 	xctx, stopXDS := context.WithCancel(context.Background())
 	xdsDone := make(chan struct{})
 	go func() {
 		defer close(xdsDone)
-		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, TLS: p.opts.XDSTLS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log}, p.subscriptions()...)
+		err := xdsclient.Run(xctx, xdsclient.Config{Server: p.opts.XDS, TLS: p.opts.XDSTLS, Node: p.opts.Node, Backoff: p.opts.Backoff, Log: p.log, Connected: p.xdsConnected.Store}, p.subscriptions()...)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Error("xds client stopped", "err", err)
 		}

@@ -191,9 +191,16 @@ func (p *Proxy) stats() []stat {
 // Prometheus text format (names with dots and bars made safe, prefixed
 // envoy_ as Envoy's own exposition does).
 func (p *Proxy) WriteStats(w io.Writer, format string) error {
+	if format == "prometheus" {
+		return p.writePrometheus(w)
+	}
+	return p.writeEnvoyStats(w, false)
+}
+
+func (p *Proxy) writeEnvoyStats(w io.Writer, prometheus bool) error {
 	for _, s := range p.stats() {
 		var err error
-		if format == "prometheus" {
+		if prometheus {
 			_, err = fmt.Fprintf(w, "envoy_%s %d\n", promName(s.name), s.value)
 		} else {
 			_, err = fmt.Fprintf(w, "%s: %d\n", s.name, s.value)

@@ -445,6 +445,7 @@ func (c *Cluster) RoundTrip(ctx context.Context, req *http.Request, call *Call) 
 		c.finish(p)
 	}
 	h := p.host
+	call.Host = h
 	if call.Reselect > 0 {
 		call.Tried = append(call.Tried, h)
 	}

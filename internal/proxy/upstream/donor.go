@@ -41,6 +41,10 @@ type Call struct {
 	// of each), which RoundTrip adds the picked host's priority to.
 	AvoidPriorities bool
 	TriedPriorities uint64
+	// Host is RoundTrip's answer: the host the request was sent to (the
+	// last try's), for telemetry's destination labels and access logs;
+	// nil when none was picked.
+	Host *balance.Host
 }
 
 // tried reports whether h is among the call's earlier hosts.

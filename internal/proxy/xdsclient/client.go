@@ -30,6 +30,10 @@ type Config struct {
 	// plane splits states over 16 MiB into several responses.
 	MaxRecvMsgSize int
 	Log            *slog.Logger
+	// Connected, if set, hears when a stream starts delivering config
+	// (true) and when that stream ends (false), for the proxy's health
+	// metrics.
+	Connected func(bool)
 }
 
 // Backoff is a jittered exponential backoff: each wait is a random
@@ -170,6 +174,11 @@ func newClient(cfg Config, subs ...Subscription) (*client, error) {
 func (c *client) session(ctx context.Context) (healthy bool, err error) {
 	st := openStream(ctx, c.t, c.cfg.TLS, c.cfg.MaxRecvMsgSize)
 	defer st.close()
+	defer func() {
+		if healthy && c.cfg.Connected != nil {
+			c.cfg.Connected(false)
+		}
+	}()
 	for i, ts := range c.order {
 		req := &deltaRequest{TypeURL: ts.typeURL(), Subscribe: []string{"*"}, InitialResourceVersions: ts.versionsHeld()}
 		if i == 0 {
@@ -191,6 +200,9 @@ func (c *client) session(ctx context.Context) (healthy bool, err error) {
 		if !healthy {
 			healthy = true
 			c.log.Info("connected to the xDS server", "server", c.cfg.Server, "node", c.cfg.Node.id())
+			if c.cfg.Connected != nil {
+				c.cfg.Connected(true)
+			}
 		}
 		resp, err := unmarshalResponse(msg)
 		if err != nil {

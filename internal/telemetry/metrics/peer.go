@@ -80,8 +80,9 @@ const MaxPeers = 4096
 // Peers interns peers by their endpoint metadata (or header value) and
 // principal.
 type Peers struct {
-	m sync.Map // peerKey → *Peer
-	n atomic.Int64
+	m   sync.Map // peerKey → *Peer
+	ids sync.Map // identityKey → *Peer
+	n   atomic.Int64
 }
 
 type peerKey struct {
@@ -195,4 +196,50 @@ func DecodeHeader(v string) (Workload, error) {
 	w.CanonicalService = cmp.Or(str(labels, "service.istio.io/canonical-name"), w.App, w.Name)
 	w.CanonicalRevision = cmp.Or(str(labels, "service.istio.io/canonical-revision"), w.Version, "latest")
 	return w, nil
+}
+
+type identityKey struct{ meta, trustDomain, ns, sa string }
+
+// EndpointIdentity is Endpoint with the principal an endpoint's
+// namespace and service account make (spiffe://TD/ns/NS/sa/SA), built
+// only the first time.
+func (c *Peers) EndpointIdentity(meta, trustDomain, ns, sa string) *Peer {
+	k := identityKey{meta, trustDomain, ns, sa}
+	if v, ok := c.ids.Load(k); ok {
+		return v.(*Peer)
+	}
+	p := c.Endpoint(meta, "spiffe://"+trustDomain+"/ns/"+ns+"/sa/"+sa)
+	if c.n.Load() < MaxPeers {
+		c.ids.Store(k, p)
+	}
+	return p
+}
+
+// ClusterID is the cluster every workload is in, as Istio's labels name
+// it (source_cluster, destination_cluster): Istio's default for a single
+// cluster.
+const ClusterID = "Kubernetes"
+
+// WorkloadOf is the workload a pod with those labels is, as istiod
+// derives Istio's labels: app from app (or app.kubernetes.io/name),
+// version from version (or app.kubernetes.io/version), the canonical
+// service from service.istio.io/canonical-name, else
+// app.kubernetes.io/name, else app, else the workload's name, and the
+// canonical revision from service.istio.io/canonical-revision, else
+// app.kubernetes.io/version, else version, else "latest".
+func WorkloadOf(name, namespace string, labels map[string]string) Workload {
+	return Workload{
+		Name: name, Namespace: namespace,
+		App:               cmp.Or(labels["app"], labels["app.kubernetes.io/name"]),
+		Version:           cmp.Or(labels["version"], labels["app.kubernetes.io/version"]),
+		CanonicalService:  cmp.Or(labels["service.istio.io/canonical-name"], labels["app.kubernetes.io/name"], labels["app"], name),
+		CanonicalRevision: cmp.Or(labels["service.istio.io/canonical-revision"], labels["app.kubernetes.io/version"], labels["version"], "latest"),
+		Cluster:           ClusterID,
+	}
+}
+
+// EndpointMetadata is the string ParseEndpointPeer reads: what the
+// control plane puts on each endpoint for the sidecars that call it.
+func (w Workload) EndpointMetadata() string {
+	return strings.Join([]string{w.Name, w.Namespace, w.App, w.Version, w.CanonicalService, w.CanonicalRevision, w.Cluster}, ";")
 }

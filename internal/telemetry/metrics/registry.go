@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,8 +91,9 @@ type Registry struct {
 
 	Peers Peers
 
-	services sync.Map // host → *Service
-	nsvc     atomic.Int64
+	services    sync.Map // host → *Service
+	authorities sync.Map // authorityKey → *Service
+	nsvc        atomic.Int64
 
 	mu       sync.RWMutex
 	http     map[httpKey]*httpSeries
@@ -136,6 +138,39 @@ func (r *Registry) Service(host string) *Service {
 		return v.(*Service)
 	}
 	r.nsvc.Add(1)
+	return s
+}
+
+type authorityKey struct{ authority, ns string }
+
+// AuthorityService is the service a request's authority names, as a
+// server's sidecar reports it: a short name (reviews, reviews:9080) is
+// in namespace ns, reviews.ns and reviews.ns.svc are completed to the
+// cluster domain, an IP address names no service.
+func (r *Registry) AuthorityService(authority, ns string) *Service {
+	k := authorityKey{authority, ns}
+	if v, ok := r.authorities.Load(k); ok {
+		return v.(*Service)
+	}
+	host := authority
+	if h, _, err := net.SplitHostPort(authority); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	switch {
+	case host == "" || net.ParseIP(strings.Trim(host, "[]")) != nil:
+		host = ""
+	case !strings.Contains(host, "."):
+		host += "." + ns + ".svc.cluster.local"
+	case strings.HasSuffix(host, ".svc"):
+		host += ".cluster.local"
+	case strings.Count(host, ".") == 1:
+		host += ".svc.cluster.local"
+	}
+	s := r.Service(host)
+	if r.nsvc.Load() < MaxPeers {
+		r.authorities.Store(k, s)
+	}
 	return s
 }
 
