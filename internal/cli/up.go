@@ -21,6 +21,7 @@ func newUpCmd() *cobra.Command {
 		transparent bool
 		pluginCA    string
 		dashAddr    string
+		profile     string
 	)
 	cmd := &cobra.Command{
 		Use:   "up DIR",
@@ -55,6 +56,17 @@ ones within seconds. Either way <state>/root-cert.pem is the bundle the
 sidecars trust. Istio's MAX_WORKLOAD_CERT_TTL caps the sidecars'
 certificate lifetime (renewed at half of it).
 
+--profile picks the starting point. default (the default) serves the
+folder's config and nothing else: no PeerAuthentication means PERMISSIVE,
+as in Istio. minimal adds one mesh-wide PERMISSIVE PeerAuthentication
+(istio-system/` + local.ProfilePeerAuthenticationName + `, kept in the state
+dir) so the mesh's mTLS mode is in config from the start. Your namespace
+and workload PeerAuthentications win over it, and so does a mesh-wide one
+named before it (the first mesh-wide policy by name is in force), such as
+istio-system/default. Neither profile adds routing, retries beyond Istio's
+defaults, or authorization, and both serve every file in DIR. Istio's metrics are on
+in both. See docs/adoption.md.
+
 Ctrl-C stops every process and exits 0. The mesh's state (logs, sockets)
 lives in the state dir, where 'trellis status', 'exec', 'logs' and 'down'
 find it.`,
@@ -62,7 +74,10 @@ find it.`,
   trellis up examples/shop
 
   # Then, from another terminal
-  trellis exec sleep -- curl -s http://reviews:9080/reviews/0`,
+  trellis exec sleep -- curl -s http://reviews:9080/reviews/0
+
+  # Phase 1 of docs/adoption.md: observability only, mesh-wide PERMISSIVE
+  trellis up --profile minimal examples/adoption/1-observability`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError(cmd, errors.New("name one folder of manifests, e.g. trellis up examples/shop"))
@@ -71,6 +86,9 @@ find it.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := local.ValidProfile(profile); err != nil {
+				return usageError(cmd, err)
+			}
 			// Same checks, same messages, as trellis validate.
 			if code := runValidate(cmd.Context(), out, errOut, args, recursive); code != 0 {
 				fmt.Fprintln(errOut, "not starting: fix the errors above")
@@ -81,7 +99,7 @@ find it.`,
 			err := local.Up(ctx, local.Options{
 				Dir: args[0], Recursive: recursive, StateDir: stateDir, Timeout: timeout,
 				Out: out, Console: errOut, Log: slog.Default(), Transparent: transparent,
-				PluginCADir: pluginCA, DashboardAddr: dashAddr,
+				PluginCADir: pluginCA, Profile: profile, DashboardAddr: dashAddr,
 			})
 			var pe local.PlanErrors
 			if errors.As(err, &pe) {
@@ -98,6 +116,7 @@ find it.`,
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the mesh keeps its state (default $"+local.StateDirEnv+" or ./.trellis)")
 	cmd.Flags().BoolVar(&transparent, "transparent", false, "run pods in network namespaces with traffic captured by nftables, Service VIPs and mesh DNS, as in Kubernetes (root, Linux)")
 	cmd.Flags().StringVar(&pluginCA, "plugin-ca-dir", "", "your own intermediate CA in Istio's plug-in layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of the state dir's self-signed root; replaced files are reloaded")
+	cmd.Flags().StringVar(&profile, "profile", local.ProfileDefault, "starting config: default (the folder's config only) or minimal (plus mesh-wide PERMISSIVE mTLS, which your PeerAuthentications override); see docs/adoption.md")
 	cmd.Flags().StringVar(&dashAddr, "dashboard-addr", "", "where the web dashboard listens (default 127.0.0.1 on a free port, printed at start; \"off\" for none); trellis dashboard opens it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 120*time.Second, "fail if the mesh is not ready within this time")
 	return cmd
