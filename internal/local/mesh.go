@@ -48,7 +48,9 @@ type Options struct {
 	// DashboardAddr is where the web dashboard listens (127.0.0.1 on an
 	// ephemeral port when empty; DashboardOff for none).
 	DashboardAddr string
-	Log           *slog.Logger
+	// Profile is the --profile name (profile.go); "" is ProfileDefault.
+	Profile string
+	Log     *slog.Logger
 }
 
 // PlanErrors are the manifests' problems that keep a mesh from starting.
@@ -216,12 +218,18 @@ func start(opts Options) (*Mesh, error) {
 		secureLis.Close()
 		return nil, err
 	}
+	profilePaths, err := profileConfigPaths(opts.Profile, stateDir)
+	if err != nil {
+		lis.Close()
+		secureLis.Close()
+		return nil, err
+	}
 	caDir := filepath.Join(stateDir, caDirName)
 	if opts.PluginCADir != "" {
 		caDir = ""
 	}
 	m.cp, err = controlplane.Start(context.Background(), controlplane.Options{
-		ConfigPaths: []string{dir}, Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: m.node.transform(),
+		ConfigPaths: append([]string{dir}, profilePaths...), Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: m.node.transform(),
 		SecureXDSListener: secureLis, CADir: caDir, PluginCADir: opts.PluginCADir,
 		CertTTL: certTTL, MaxCertTTL: maxCertTTL,
 		// Sidecars trust this file whichever CA signs: the control plane
