@@ -94,6 +94,7 @@ func TestDashboardInChromium(t *testing.T) {
 	for _, want := range []string{
 		"default/ratings-", "default/sleep-", // the proxies table, one row per pod
 		"PeerAuthentication istio-system/default (STRICT)",
+		"VirtualService default/ratings",
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("page lacks %q:\n%s", want, dom)
@@ -109,16 +110,16 @@ func TestDashboardInChromium(t *testing.T) {
 	if rps, err := strconv.ParseFloat(r["data-rps"], 64); err != nil || rps <= 0 {
 		t.Errorf("ratings node data-rps = %q, want > 0", r["data-rps"])
 	}
-	if r["data-success"] != "1.0000" {
-		t.Errorf("ratings node data-success = %q, want 1.0000 (every request answered 200)", r["data-success"])
+	if r["data-requests"] != strconv.Itoa(n) || r["data-success"] != "1.0000" {
+		t.Errorf("ratings node = %v, want data-requests %d and data-success 1.0000 (every request answered 200)", r, n)
 	}
 	edges := svgElements(dom, "edge")
 	e, ok := edges["default/sleep>default/ratings"]
 	if !ok {
 		t.Fatalf("graph has no edge sleep -> ratings; edges: %v", edges)
 	}
-	if e["data-mtls"] != "true" || e["data-success"] != "1.0000" {
-		t.Errorf("edge sleep -> ratings = %v, want mTLS and success 1.0000", e)
+	if e["data-mtls"] != "true" || e["data-requests"] != strconv.Itoa(n) || e["data-success"] != "1.0000" {
+		t.Errorf("edge sleep -> ratings = %v, want mTLS, %d requests at success 1.0000", e, n)
 	}
 	if rps, err := strconv.ParseFloat(e["data-rps"], 64); err != nil || rps <= 0 {
 		t.Errorf("edge data-rps = %q, want > 0", e["data-rps"])

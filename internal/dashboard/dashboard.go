@@ -396,24 +396,69 @@ func nodeID(ns, wl string) string {
 	return ns + "/" + wl
 }
 
-// preferred keeps, for each edge, one reporter's view: the destination's
-// (it sees mTLS and every client), else the source's when the
-// destination has no sidecar reporting it. Summing both would count each
-// request twice.
+// preferred keeps, for each edge, one reporter's view, as Kiali does:
+// the source's (it also counts requests that never reached the
+// destination: faults, timeouts, no healthy upstream), else the
+// destination's when the caller has no sidecar. Summing both would count
+// each request twice. Only the destination knows the connection was
+// mutual TLS, so its mTLS flag is carried over.
 func preferred(all map[EdgeKey]delta) map[EdgeKey]delta {
 	type pair struct{ src, dst, svc, proto string }
-	hasDest := map[pair]bool{}
-	for k := range all {
-		if k.Reporter == "destination" {
-			hasDest[pair{nodeID(k.SourceNS, k.Source), nodeID(k.DestNS, k.Dest), k.DestServiceNS + "/" + k.DestService, k.Protocol}] = true
+	pairOf := func(k EdgeKey) pair {
+		return pair{nodeID(k.SourceNS, k.Source), nodeID(k.DestNS, k.Dest), k.DestServiceNS + "/" + k.DestService, k.Protocol}
+	}
+	hasSource, mtls := map[pair]bool{}, map[pair]bool{}
+	for k, v := range all {
+		switch k.Reporter {
+		case "source":
+			hasSource[pairOf(k)] = true
+		case "destination":
+			mtls[pairOf(k)] = mtls[pairOf(k)] || v.mtls
 		}
 	}
+	all = resolveDestinations(all)
 	out := map[EdgeKey]delta{}
 	for k, v := range all {
-		p := pair{nodeID(k.SourceNS, k.Source), nodeID(k.DestNS, k.Dest), k.DestServiceNS + "/" + k.DestService, k.Protocol}
-		if k.Reporter == "destination" || !hasDest[p] {
+		p := pairOf(k)
+		if k.Reporter == "source" || !hasSource[p] {
+			v.mtls = v.mtls || mtls[p]
 			out[k] = v
 		}
+	}
+	return out
+}
+
+// resolveDestinations gives a request its service's workload when its
+// reporter could not name one: a request the source's sidecar failed
+// before picking an endpoint (a fault abort, no healthy upstream) has
+// destination_workload "unknown", as in Istio, but a known service. When
+// one workload serves that service, the request is that workload's, so
+// the failure shows on the edge it belongs to.
+func resolveDestinations(all map[EdgeKey]delta) map[EdgeKey]delta {
+	type svc struct{ ns, name string }
+	workloads := map[svc]map[EdgeKey]bool{}
+	for k := range all {
+		if k.Dest == "" || k.Dest == "unknown" || k.DestService == "" || k.DestService == "unknown" {
+			continue
+		}
+		s := svc{k.DestServiceNS, k.DestService}
+		if workloads[s] == nil {
+			workloads[s] = map[EdgeKey]bool{}
+		}
+		workloads[s][EdgeKey{DestNS: k.DestNS, Dest: k.Dest}] = true
+	}
+	out := make(map[EdgeKey]delta, len(all))
+	for k, v := range all {
+		if k.Dest == "" || k.Dest == "unknown" {
+			if ws := workloads[svc{k.DestServiceNS, k.DestService}]; len(ws) == 1 {
+				for w := range ws {
+					k.DestNS, k.Dest = w.DestNS, w.Dest
+				}
+			}
+		}
+		x := out[k]
+		x.add(v)
+		out[k] = x
 	}
 	return out
 }

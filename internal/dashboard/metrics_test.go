@@ -138,21 +138,31 @@ func TestWindowSurvivesAProxyRestart(t *testing.T) {
 	}
 }
 
-func TestGraphPrefersTheDestinationsReport(t *testing.T) {
+// Both sidecars report each request; the graph counts it once, from the
+// source's report, which also holds the requests that failed before
+// reaching the destination, and takes mTLS from the destination's.
+func TestGraphCountsEachRequestOnce(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	w := map[EdgeKey]delta{}
-	for _, rep := range []string{"source", "destination"} {
+	for _, r := range []struct {
+		rep          string
+		ok, failures int
+	}{{"source", 27, 3}, {"destination", 27, 0}} {
+		text := func(ok, failures int) string {
+			return strings.ReplaceAll(series(r.rep, ok, failures, nil), `connection_security_policy="mutual_tls"`, map[string]string{
+				"source": `connection_security_policy="unknown"`, "destination": `connection_security_policy="mutual_tls"`}[r.rep])
+		}
 		e, _ := Window([]Scrape{
-			scrapeAt(t, t0, series(rep, 0, 0, nil)),
-			scrapeAt(t, t0.Add(10*time.Second), series(rep, 30, 0, nil)),
+			scrapeAt(t, t0, text(0, 0)),
+			scrapeAt(t, t0.Add(10*time.Second), text(r.ok, r.failures)),
 		})
 		for k, v := range e {
 			w[k] = v
 		}
 	}
 	g := BuildGraph([]Pod{{Name: "reviews-1", Namespace: "default", Workload: "reviews"}}, w, 10)
-	if len(g.Edges) != 1 || g.Edges[0].RPS != 3 {
-		t.Fatalf("edges = %+v, want one at 3 rps (not 6: both sides report the same requests)", g.Edges)
+	if len(g.Edges) != 1 || g.Edges[0].RPS != 3 || g.Edges[0].Success == nil || *g.Edges[0].Success != 0.9 || !g.Edges[0].MTLS {
+		t.Fatalf("edges = %+v, want one at 3 rps (not 5.7: both sides report), 0.9 success (3 503s the destination never saw), mTLS", g.Edges)
 	}
 	var ids []string
 	for _, n := range g.Nodes {
@@ -175,4 +185,32 @@ func deref(p *float64) any {
 		return nil
 	}
 	return *p
+}
+
+// A request the source's sidecar aborted before picking an endpoint names
+// no destination workload (as in Istio) but its service: it lands on the
+// one workload serving that service, not on an "unknown" node.
+func TestAbortedRequestsLandOnTheServicesWorkload(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	w := map[EdgeKey]delta{}
+	for _, text := range []func(n int) string{
+		func(n int) string { return series("source", n, 0, nil) },
+		func(n int) string {
+			return strings.ReplaceAll(series("source", 0, n/3, nil), `destination_workload="reviews"`, `destination_workload="unknown"`)
+		},
+	} {
+		e, _ := Window([]Scrape{scrapeAt(t, t0, text(0)), scrapeAt(t, t0.Add(10*time.Second), text(15))})
+		for k, v := range e {
+			w[k] = v
+		}
+	}
+	g := BuildGraph(nil, w, 10)
+	if len(g.Edges) != 1 || g.Edges[0].Target != "default/reviews" || g.Edges[0].Requests != 20 || *g.Edges[0].Success != 0.75 {
+		t.Fatalf("edges = %+v, want one to default/reviews with 20 requests at 0.75", g.Edges)
+	}
+	for _, n := range g.Nodes {
+		if n.ID == "unknown" {
+			t.Errorf("graph has an unknown node: %+v", g.Nodes)
+		}
+	}
 }

@@ -43,7 +43,7 @@ function drawGraph(g) {
     const grp = el("svg:g", {
       class: "edge " + health(e.success, e.rps), "data-source": e.source, "data-target": e.target,
       "data-protocol": e.protocol, "data-rps": fmt(e.rps, 2), "data-success": e.success === null ? "" : fmt(e.success, 4),
-      "data-mtls": e.mtls ? "true" : "false",
+      "data-mtls": e.mtls ? "true" : "false", "data-requests": String(Math.round(e.requests)),
     });
     grp.append(el("svg:line", { x1, y1, x2, y2 }));
     const lx = (x1 + x2) / 2 + 4, ly = (y1 + y2) / 2 - 4;
@@ -56,7 +56,7 @@ function drawGraph(g) {
   for (const n of g.nodes) {
     const p = pos[n.id], s = n.inbound || {};
     const grp = el("svg:g", {
-      class: "node", "data-workload": n.id, "data-pods": n.pods,
+      class: "node", "data-workload": n.id, "data-pods": n.pods, "data-requests": String(Math.round(s.requests || 0)),
       "data-rps": fmt(s.rps, 2), "data-success": s.success === null || s.success === undefined ? "" : fmt(s.success, 4),
       "data-p50": s.p50ms == null ? "" : fmt(s.p50ms, 2), "data-p99": s.p99ms == null ? "" : fmt(s.p99ms, 2),
       transform: "translate(" + p.x + "," + p.y + ")",
