@@ -11,11 +11,13 @@ import (
 
 	"github.com/trellismesh/trellis/internal/proxy/authz"
 	"github.com/trellismesh/trellis/internal/proxy/balance"
+	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellismesh/trellis/internal/proxy/router"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsclient"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/telemetry/metrics"
 )
 
 // Names the control plane gives the sidecar's own listeners and catch-all
@@ -60,6 +62,16 @@ type routing struct {
 	// compiled with (jwt.go).
 	jwks *jwtauthn.Cache
 	log  *slog.Logger
+
+	// Telemetry (chaintelemetry.go): the tracers and loggers this
+	// generation's chains use, taken over from the last one's (prevTel,
+	// only while building), and the outbound listeners' telemetry.
+	proxy       *Proxy
+	tel         *telemetryRuntime
+	prevTel     *telemetryRuntime
+	outboundTel *hcm.Chain
+	// The reporters' metric overrides, from the chains' istio.stats.
+	sourceStats, destinationStats *xdsresource.Stats
 }
 
 // chain is one inbound filter chain, compiled.
@@ -70,6 +82,7 @@ type chain struct {
 	authz  *authz.Engine                 // its RBAC filters (authz.go); nil allows all
 	jwt    *jwtauthn.Filter              // its jwt_authn filter (jwt.go); nil verifies nothing
 	paths  xdsresource.PathNormalization // its connection manager's (pathnorm.go)
+	tel    *hcm.Chain                    // its connection manager's telemetry (chaintelemetry.go)
 }
 
 // clusterSet is the cluster side: upstream state by name, plus the last
@@ -252,9 +265,13 @@ func (p *Proxy) rebuildRouting(listeners map[string]*xdsresource.Listener, route
 		inbound:      map[uint32]*chain{},
 		jwks:         p.jwks,
 		log:          p.log,
+		proxy:        p,
+		tel:          newTelemetryRuntime(),
+		prevTel:      old.tel,
 	}
 	for name, l := range listeners {
 		if err := r.addListener(l); err != nil {
+			r.tel.closeExcept(context.Background(), old.tel)
 			return fmt.Errorf("listener %s: %w", name, err)
 		}
 	}
@@ -266,7 +283,21 @@ func (p *Proxy) rebuildRouting(listeners map[string]*xdsresource.Listener, route
 		}
 	}
 	r.passthrough = passthroughTable(r.registryOnly)
+	p.tel.reg.SetConfig(metrics.Source, statsConfig(r.sourceStats))
+	p.tel.reg.SetConfig(metrics.Destination, statsConfig(r.destinationStats))
+	r.prevTel = nil
 	p.routing.Store(r)
+	if old.tel != nil {
+		// What the new generation did not take over: spans still queued
+		// are exported and log lines flushed, off the update path.
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			old.tel.closeExcept(ctx, r.tel)
+		}()
+	}
 	return nil
 }
 
@@ -301,6 +332,10 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 			}
 			if fc.HTTP != nil {
 				c.paths = fc.HTTP.Paths
+				c.tel = r.tel.chain(r.proxy, fc.HTTP, r.prevTel)
+				if r.destinationStats == nil {
+					r.destinationStats = fc.HTTP.Stats
+				}
 			}
 			r.inbound[fc.DestinationPort] = c
 			r.noteInboundTLS(fc)
@@ -320,6 +355,10 @@ func (r *routing) addListener(l *xdsresource.Listener) error {
 		case fc.HTTP != nil && fc.HTTP.RDSName != "":
 			r.outboundHTTP[l.Port] = fc.HTTP.RDSName
 			r.outboundPaths = fc.HTTP.Paths
+			if r.outboundTel == nil {
+				r.outboundTel = r.tel.chain(r.proxy, fc.HTTP, r.prevTel)
+				r.sourceStats = fc.HTTP.Stats
+			}
 		case fc.TCP != nil:
 			// Connections are handed whole to the chosen chain's TCP
 			// proxy; there is no connection manager to hand them to.

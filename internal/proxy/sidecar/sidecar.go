@@ -259,15 +259,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ReadHeaderTimeout: p.opts.ReadHeaderTimeout,
 		LocalID:           p.localID,
 		Log:               p.log,
-		Telemetry:         p.hcmTelemetry(),
 	}
 	out := hcfg
 	out.Outbound = true
+	out.Telemetry = p.hcmTelemetry(true)
 	out.Routes = p.forwardRoutes
 	out.Connect = p.connect
 	p.outbound = hcm.New(out)
 	in := hcfg
 	in.Cluster = p.inboundCluster
+	in.Telemetry = p.hcmTelemetry(false)
 	p.inbound = hcm.New(in)
 
 	if err := p.listen(); err != nil {
@@ -312,6 +313,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// the requests still being made.
 	stopXDS()
 	<-xdsDone
+	// Spans still queued go to the collector while its cluster is up;
+	// access logs are flushed.
+	flushCtx, flushed := context.WithTimeout(context.Background(), 5*time.Second)
+	p.routing.Load().tel.closeExcept(flushCtx, nil)
+	flushed()
 	stopAdmin()
 	for _, c := range p.clusters.Load().byName {
 		c.Close()

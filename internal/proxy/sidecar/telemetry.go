@@ -84,14 +84,13 @@ func (p *Proxy) selfPeer() *metrics.Peer {
 	return o.peer
 }
 
-// hcmTelemetry is the connection managers' telemetry.
-func (p *Proxy) hcmTelemetry() *hcm.Telemetry {
-	return &hcm.Telemetry{
-		Metrics:     p.tel.reg,
-		Self:        p.selfPeer,
-		TrustDomain: p.trustDomain,
-		Chain:       p.chainTelemetry,
+// hcmTelemetry is a connection manager's telemetry.
+func (p *Proxy) hcmTelemetry(outbound bool) *hcm.Telemetry {
+	t := &hcm.Telemetry{Metrics: p.tel.reg, Self: p.selfPeer, TrustDomain: p.trustDomain, Chain: p.inboundChain}
+	if outbound {
+		t.Chain = p.outboundChain
 	}
+	return t
 }
 
 // tunnelHeader is the CONNECT header of a tunnel to a host of the
@@ -233,9 +232,6 @@ func (p *Proxy) serveStats() (stop func(), err error) {
 	}()
 	return func() { cancel(); wg.Wait() }, nil
 }
-
-// chainTelemetry is the telemetry of a connection's listener chain.
-func (p *Proxy) chainTelemetry(c *hcm.Conn) *hcm.Chain { return nil }
 
 // tcpLabels are the labels of a TCP connection proxied to cluster's host
 // (nil when the dial failed before picking one): inbound when from is
