@@ -228,9 +228,15 @@ func start(opts Options) (*Mesh, error) {
 	if opts.PluginCADir != "" {
 		caDir = ""
 	}
+	monLis, err := listenMonitoring(stateDir)
+	if err != nil {
+		lis.Close()
+		secureLis.Close()
+		return nil, err
+	}
 	m.cp, err = controlplane.Start(context.Background(), controlplane.Options{
 		ConfigPaths: append([]string{dir}, profilePaths...), Recursive: opts.Recursive, XDSListener: lis, Log: cpLog, Transform: m.node.transform(),
-		SecureXDSListener: secureLis, CADir: caDir, PluginCADir: opts.PluginCADir,
+		SecureXDSListener: secureLis, CADir: caDir, PluginCADir: opts.PluginCADir, MonitoringListener: monLis,
 		CertTTL: certTTL, MaxCertTTL: maxCertTTL,
 		// Sidecars trust this file whichever CA signs: the control plane
 		// keeps it the current bundle, a plug-in CA's root-cert.pem too.
@@ -242,6 +248,7 @@ func start(opts Options) (*Mesh, error) {
 	if err != nil {
 		lis.Close()
 		secureLis.Close()
+		monLis.Close()
 		return nil, err
 	}
 	if err := m.node.start(m.cp.Store.Snapshot()); err != nil {
