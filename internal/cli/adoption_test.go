@@ -2,6 +2,10 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,12 +149,51 @@ func TestAdoptionPhase1Observability(t *testing.T) {
 			t.Errorf("no request answered by reviews %s with no routing config: %v", v, got)
 		}
 	}
+	// The metrics phase 1 is for: reviews-v1's sidecar counted each of
+	// sleep's requests it served, as Istio's istio_requests_total.
+	want := fmt.Sprintf("%d", got["v1"])
+	var series string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if series = sleepToReviewsV1(t, m); strings.HasSuffix(series, " "+want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("reviews-v1's sidecar: istio_requests_total from sleep is %q, want a mutual_tls 200 series of %s", series, want)
+			break
+		}
+	}
 	if code := statusCode(t, m, "no-sidecar", "http://ratings:9080/ratings/1"); code != "200" {
 		t.Errorf("plaintext from outside the mesh under the profile's PERMISSIVE: status %s, want 200", code)
 	}
 	if code := statusCode(t, m, "sleep", "http://ratings:9080/ratings/1"); code != "200" {
 		t.Errorf("sleep to ratings through the mesh: status %s, want 200", code)
 	}
+}
+
+var requestsSeries = regexp.MustCompile(`(?m)^istio_requests_total\{reporter="destination",source_workload="sleep",[^}]*destination_workload="reviews-v1",[^}]*response_code="200",[^}]*connection_security_policy="mutual_tls"\} \d+$`)
+
+// sleepToReviewsV1 scrapes reviews-v1's sidecar (its admin socket's
+// /stats/prometheus, the text :15090 serves) for the series counting
+// sleep's mTLS requests answered 200.
+func sleepToReviewsV1(t *testing.T, m *uptest.Mesh) string {
+	t.Helper()
+	sock := filepath.Join(m.StateDir, "run", "default.reviews-v1-0.admin.sock")
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	resp, err := c.Get("http://admin/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return requestsSeries.FindString(string(b))
 }
 
 // TestAdoptionPhase2MTLS: PERMISSIVE admits the plaintext caller; the
