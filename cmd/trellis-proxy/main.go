@@ -229,11 +229,14 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		stopAppHealth, err := sidecar.ServeAppHealth(opts, probers)
+		opts.AppProbers = probers
+	}
+	if v := os.Getenv(sidecar.EnvPrometheusAnnotations); v != "" {
+		am, err := sidecar.ParsePrometheusAnnotations(v)
 		if err != nil {
 			return err
 		}
-		defer stopAppHealth()
+		opts.AppMetrics = am
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

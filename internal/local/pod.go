@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/identity/filecert"
 	"github.com/trellismesh/trellis/internal/proxy/apphealth"
+	"github.com/trellismesh/trellis/internal/proxy/sidecar"
 )
 
 // pod is one running pod: an optional sidecar, init containers run to
@@ -151,6 +153,12 @@ func (p *pod) newSidecar(probers string) *container {
 	env = dedupEnv(append(env, p.sidecarIdentity()...)) // the secure XDS_ADDRESS wins
 	if probers != "" {
 		env = append(env, apphealth.EnvName+"="+probers)
+	}
+	if a := p.w.Pod.Annotations; a["prometheus.io/scrape"] == "true" {
+		// The app's own metrics, merged into the sidecar's :15020 view as
+		// Istio's injector arranges it.
+		b, _ := json.Marshal(map[string]string{"scrape": "true", "port": a["prometheus.io/port"], "path": a["prometheus.io/path"]})
+		env = append(env, sidecar.EnvPrometheusAnnotations+"="+string(b))
 	}
 	ready := &Probe{HTTPGet: true, Port: 15021, Path: "/healthz/ready", Scheme: "HTTP", Period: time.Second, Timeout: time.Second, SuccessThreshold: 1, FailureThreshold: 3}
 	ps := proxySettingsFor(s.meshConfig())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/proxy/admin"
+	"github.com/trellismesh/trellis/internal/proxy/apphealth"
 	"github.com/trellismesh/trellis/internal/proxy/balance"
 	"github.com/trellismesh/trellis/internal/proxy/certs"
 	"github.com/trellismesh/trellis/internal/proxy/dnsproxy"
@@ -110,6 +111,12 @@ type Options struct {
 	// DestinationRule sets no maxConnectionDuration (upstream.Options):
 	// 0 means DefaultMaxConnectionAge, a negative value turns it off.
 	MaxConnectionAge time.Duration
+	// AppProbers are the pod's rewritten probes, answered on the status
+	// port (15020, ISTIO_KUBE_APP_PROBERS); nil answers none.
+	AppProbers apphealth.Probers
+	// AppMetrics, when set, is merged into the status port's
+	// /stats/prometheus after the proxy's own metrics.
+	AppMetrics *AppMetrics
 }
 
 // DefaultMaxConnectionAge is Options.MaxConnectionAge when unset: long
@@ -292,6 +299,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopStats()
+	stopStatus, err := serveStatus(p.opts, p.opts.AppProbers, p.writeMergedStats, p.opts.AppMetrics)
+	if err != nil {
+		stopAdmin()
+		p.closeListeners()
+		p.outbound.Close()
+		p.inbound.Close()
+		return err
+	}
+	defer stopStatus()
 
 	xctx, stopXDS := context.WithCancel(context.Background())
 	xdsDone := make(chan struct{})

@@ -120,7 +120,11 @@ func (p *Proxy) tunnelPeer(peer tunnel.Peer) peerIdentity {
 
 // proxyStats writes the proxy's health as Prometheus gauges: what a
 // dashboard or alert needs to tell a healthy sidecar from a stuck one.
-func (p *Proxy) proxyStats(w io.Writer) error {
+// runtime adds the Go runtime's and the process's (go_goroutines,
+// process_resident_memory_bytes), which the merged view leaves to the
+// app: a Go app exports the same names, and two families of one name
+// make the whole scrape invalid.
+func (p *Proxy) proxyStats(w io.Writer, runtimeStats bool) error {
 	bw := bufio.NewWriter(w)
 	gauge := func(name, help, labels string, v float64) {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s gauge\n%s%s %s\n", name, help, name, name, labels, strconv.FormatFloat(v, 'g', -1, 64))
@@ -147,9 +151,11 @@ func (p *Proxy) proxyStats(w io.Writer) error {
 		active += uint64(l.Stats().CxActive)
 	}
 	gauge("trellis_proxy_active_connections", "Downstream connections open on the proxy's listeners.", "", float64(active))
-	gauge("go_goroutines", "Goroutines that currently exist.", "", float64(runtime.NumGoroutine()))
-	if rss, ok := residentBytes(); ok {
-		gauge("process_resident_memory_bytes", "Resident memory size in bytes.", "", float64(rss))
+	if runtimeStats {
+		gauge("go_goroutines", "Goroutines that currently exist.", "", float64(runtime.NumGoroutine()))
+		if rss, ok := residentBytes(); ok {
+			gauge("process_resident_memory_bytes", "Resident memory size in bytes.", "", float64(rss))
+		}
 	}
 	return bw.Flush()
 }
@@ -196,7 +202,19 @@ func (p *Proxy) writePrometheus(w io.Writer) error {
 	if err := p.tel.reg.WritePrometheus(w); err != nil {
 		return err
 	}
-	if err := p.proxyStats(w); err != nil {
+	if err := p.proxyStats(w, true); err != nil {
+		return err
+	}
+	return p.writeEnvoyStats(w, true)
+}
+
+// writeMergedStats is the proxy's part of the status port's merged view:
+// all of writePrometheus but the runtime gauges (see proxyStats).
+func (p *Proxy) writeMergedStats(w io.Writer) error {
+	if err := p.tel.reg.WritePrometheus(w); err != nil {
+		return err
+	}
+	if err := p.proxyStats(w, false); err != nil {
 		return err
 	}
 	return p.writeEnvoyStats(w, true)

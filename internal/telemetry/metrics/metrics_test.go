@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 var (
@@ -292,4 +295,29 @@ func BenchmarkRecord(b *testing.B) {
 			r.RecordHTTP(q)
 		}
 	})
+}
+
+// The hand-written Struct is the one protobuf's runtime reads, and a
+// header an Istio sidecar makes with that runtime decodes here.
+func TestPeerHeaderWireCompatible(t *testing.T) {
+	raw, _ := base64.StdEncoding.DecodeString(EncodeHeader(productpage, "productpage-v1-0"))
+	var st structpb.Struct
+	if err := proto.Unmarshal(raw, &st); err != nil {
+		t.Fatalf("protobuf cannot read our Struct: %v", err)
+	}
+	want := map[string]any{"NAME": "productpage-v1-0", "NAMESPACE": "default", "WORKLOAD_NAME": "productpage-v1", "CLUSTER_ID": "Kubernetes",
+		"LABELS": map[string]any{"app": "productpage", "version": "v1", "service.istio.io/canonical-name": "productpage", "service.istio.io/canonical-revision": "v1"}}
+	if d := cmp.Diff(want, st.AsMap()); d != "" {
+		t.Errorf("our Struct (-want +got):\n%s", d)
+	}
+	istio, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "shop", "WORKLOAD_NAME": "cart", "CLUSTER_ID": "east", "MESH_ID": "m", "APP_CONTAINERS": []any{"cart"},
+		"LABELS": map[string]any{"app": "cart", "version": "v3", "pod-template-hash": "abc"}})
+	b, _ := proto.Marshal(istio)
+	got, err := DecodeHeader(base64.StdEncoding.EncodeToString(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(Workload{Name: "cart", Namespace: "shop", App: "cart", Version: "v3", CanonicalService: "cart", CanonicalRevision: "v3", Cluster: "east"}, got); d != "" {
+		t.Errorf("an Istio sidecar's header (-want +got):\n%s", d)
+	}
 }

@@ -4,12 +4,13 @@ import (
 	"cmp"
 	"encoding/base64"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Unknown is Istio's value for a label it cannot fill.
@@ -140,34 +141,61 @@ const (
 
 // EncodeHeader is a workload's x-envoy-peer-metadata value as Istio's
 // sidecars send it: a base64 google.protobuf.Struct of the node metadata
-// keys (NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS with app, version
-// and the canonical service labels). name is the pod's name (NAME).
+// keys (NAME, NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, and LABELS with app,
+// version and the canonical service labels). name is the pod's name.
+// The Struct is written with protowire, as the proxy decodes xDS: the
+// sidecar links no protobuf runtime.
 func EncodeHeader(w Workload, name string) string {
-	labels := map[string]any{}
-	add := func(k, v string) {
+	labels := map[string]string{}
+	add := func(m map[string]string, k, v string) {
 		if v != "" && v != Unknown {
-			labels[k] = v
+			m[k] = v
 		}
 	}
-	add("app", w.App)
-	add("version", w.Version)
-	add("service.istio.io/canonical-name", w.CanonicalService)
-	add("service.istio.io/canonical-revision", w.CanonicalRevision)
-	fields := map[string]any{"LABELS": labels}
-	for k, v := range map[string]string{"NAME": name, "NAMESPACE": w.Namespace, "WORKLOAD_NAME": w.Name, "CLUSTER_ID": w.Cluster} {
-		if v != "" && v != Unknown {
-			fields[k] = v
-		}
-	}
-	st, err := structpb.NewStruct(fields)
-	if err != nil {
-		return "" // unreachable: only strings and maps of strings
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
-	if err != nil {
-		return ""
+	add(labels, "app", w.App)
+	add(labels, "version", w.Version)
+	add(labels, "service.istio.io/canonical-name", w.CanonicalService)
+	add(labels, "service.istio.io/canonical-revision", w.CanonicalRevision)
+	top := map[string]string{}
+	add(top, "NAME", name)
+	add(top, "NAMESPACE", w.Namespace)
+	add(top, "WORKLOAD_NAME", w.Name)
+	add(top, "CLUSTER_ID", w.Cluster)
+	b := appendStructEntry(nil, "LABELS", valueStruct(appendStringStruct(nil, labels)))
+	for _, k := range slices.Sorted(maps.Keys(top)) {
+		b = appendStructEntry(b, k, valueString(top[k]))
 	}
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// google.protobuf.Struct's and Value's field numbers.
+const (
+	structFields      = 1 // Struct.fields: map<string, Value>
+	mapKey, mapValue  = 1, 2
+	valueStringNumber = 3 // Value.string_value
+	valueStructNumber = 5 // Value.struct_value
+)
+
+func appendStringStruct(b []byte, m map[string]string) []byte {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		b = appendStructEntry(b, k, valueString(m[k]))
+	}
+	return b
+}
+
+func valueString(s string) []byte {
+	return protowire.AppendString(protowire.AppendTag(nil, valueStringNumber, protowire.BytesType), s)
+}
+
+func valueStruct(st []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, valueStructNumber, protowire.BytesType), st)
+}
+
+func appendStructEntry(b []byte, key string, value []byte) []byte {
+	var e []byte
+	e = protowire.AppendString(protowire.AppendTag(e, mapKey, protowire.BytesType), key)
+	e = protowire.AppendBytes(protowire.AppendTag(e, mapValue, protowire.BytesType), value)
+	return protowire.AppendBytes(protowire.AppendTag(b, structFields, protowire.BytesType), e)
 }
 
 // DecodeHeader reads an x-envoy-peer-metadata value (EncodeHeader's, or
@@ -180,22 +208,117 @@ func DecodeHeader(v string) (Workload, error) {
 	if err != nil {
 		return Workload{}, err
 	}
-	var st structpb.Struct
-	if err := proto.Unmarshal(b, &st); err != nil {
+	top := map[string]string{}
+	labels := map[string]string{}
+	err = readStruct(b, func(key string, value []byte) error {
+		return readValue(value, func(s string) { top[key] = s }, func(st []byte) error {
+			if key != "LABELS" {
+				return nil
+			}
+			return readStruct(st, func(k string, lv []byte) error {
+				return readValue(lv, func(s string) { labels[k] = s }, func([]byte) error { return nil })
+			})
+		})
+	})
+	if err != nil {
 		return Workload{}, err
 	}
-	str := func(s *structpb.Struct, k string) string { return s.GetFields()[k].GetStringValue() }
-	labels := st.GetFields()["LABELS"].GetStructValue()
 	w := Workload{
-		Name:      str(&st, "WORKLOAD_NAME"),
-		Namespace: str(&st, "NAMESPACE"),
-		Cluster:   str(&st, "CLUSTER_ID"),
-		App:       cmp.Or(str(labels, "app"), str(labels, "app.kubernetes.io/name")),
-		Version:   cmp.Or(str(labels, "version"), str(labels, "app.kubernetes.io/version")),
+		Name:      top["WORKLOAD_NAME"],
+		Namespace: top["NAMESPACE"],
+		Cluster:   top["CLUSTER_ID"],
+		App:       cmp.Or(labels["app"], labels["app.kubernetes.io/name"]),
+		Version:   cmp.Or(labels["version"], labels["app.kubernetes.io/version"]),
 	}
-	w.CanonicalService = cmp.Or(str(labels, "service.istio.io/canonical-name"), w.App, w.Name)
-	w.CanonicalRevision = cmp.Or(str(labels, "service.istio.io/canonical-revision"), w.Version, "latest")
+	w.CanonicalService = cmp.Or(labels["service.istio.io/canonical-name"], w.App, w.Name)
+	w.CanonicalRevision = cmp.Or(labels["service.istio.io/canonical-revision"], w.Version, "latest")
 	return w, nil
+}
+
+var errMalformed = errors.New("malformed google.protobuf.Struct")
+
+// readStruct calls f with each key and encoded Value of a Struct.
+func readStruct(b []byte, f func(key string, value []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errMalformed
+		}
+		b = b[n:]
+		if num != structFields || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return errMalformed
+			}
+			b = b[n:]
+			continue
+		}
+		e, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return errMalformed
+		}
+		b = b[n:]
+		var key string
+		var value []byte
+		for len(e) > 0 {
+			num, typ, n := protowire.ConsumeTag(e)
+			if n < 0 {
+				return errMalformed
+			}
+			e = e[n:]
+			if typ != protowire.BytesType {
+				if n = protowire.ConsumeFieldValue(num, typ, e); n < 0 {
+					return errMalformed
+				}
+				e = e[n:]
+				continue
+			}
+			v, n := protowire.ConsumeBytes(e)
+			if n < 0 {
+				return errMalformed
+			}
+			e = e[n:]
+			switch num {
+			case mapKey:
+				key = string(v)
+			case mapValue:
+				value = v
+			}
+		}
+		if err := f(key, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readValue calls str for a string Value and st for a Struct one; other
+// kinds are skipped.
+func readValue(b []byte, str func(string), st func([]byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errMalformed
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == valueStringNumber || num == valueStructNumber) {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return errMalformed
+			}
+			b = b[n:]
+			if num == valueStringNumber {
+				str(string(v))
+			} else if err := st(v); err != nil {
+				return err
+			}
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return errMalformed
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 type identityKey struct{ meta, trustDomain, ns, sa string }
