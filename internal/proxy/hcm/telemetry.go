@@ -99,14 +99,17 @@ func (s *Server) endTelemetry(x *exchange) {
 		proto = metrics.GRPC
 		grpcStatus = x.grpcStatus()
 	}
-	reqBytes := headerBytes(x.r.Header) + int64(len(x.r.Method)+len(x.r.RequestURI)+len(x.r.Proto)+4)
+	var reqBody int64
 	var reqMsgs uint64
 	if b := ts.body; b != nil {
-		reqBytes += b.n
+		reqBody = b.n
 		reqMsgs = b.msgs
 	} else if x.r.ContentLength > 0 {
-		reqBytes += x.r.ContentLength
+		reqBody = x.r.ContentLength
 	}
+	// Istio's size metrics count headers too; Envoy's %BYTES_RECEIVED% and
+	// %BYTES_SENT% of an HTTP stream are its body bytes only.
+	reqBytes := headerBytes(x.r.Header) + int64(len(x.r.Method)+len(x.r.RequestURI)+len(x.r.Proto)+4) + reqBody
 	var respHeader http.Header
 	if x.h != nil {
 		respHeader = x.h
@@ -115,8 +118,14 @@ func (s *Server) endTelemetry(x *exchange) {
 	}
 	respBytes := headerBytes(respHeader) + respBody + 17
 	var clusterName string
-	if x.cl != nil {
+	switch {
+	case x.cl != nil:
 		clusterName = x.cl.Name()
+	case x.route != nil && x.route.Action != nil && len(x.route.Action.Clusters) > 0:
+		// Answered before a cluster was chosen (a fault's abort, a
+		// policy's denial): the route still says which service was
+		// asked for, as Istio's metrics do.
+		clusterName = x.route.Action.Clusters[0].Name
 	}
 	chain := ts.chain
 	if chain == nil || !chain.NoMetrics {
@@ -151,7 +160,7 @@ func (s *Server) endTelemetry(x *exchange) {
 		e := accesslog.Entry{
 			StartTime: ts.start, Method: x.r.Method, Path: x.r.URL.RequestURI(), Protocol: x.r.Proto, ResponseCode: code,
 			ResponseFlags: flagString(flags), ResponseCodeDetails: respHeader.Get(DetailsHeader),
-			BytesReceived: uint64(max(reqBytes, 0)), BytesSent: uint64(max(respBytes, 0)), Duration: now.Sub(ts.start),
+			BytesReceived: uint64(max(reqBody, 0)), BytesSent: uint64(max(respBody, 0)), Duration: now.Sub(ts.start),
 			XForwardedFor: x.r.Header.Get("X-Forwarded-For"), UserAgent: x.r.UserAgent(), RequestID: x.r.Header.Get("X-Request-Id"),
 			Authority: x.r.Host, UpstreamCluster: clusterName, TraceID: ts.span.TraceID(),
 			RequestHeaders: x.r.Header, ResponseHeaders: respHeader,
@@ -163,8 +172,14 @@ func (s *Server) endTelemetry(x *exchange) {
 			e.UpstreamHost = x.call.Host.Addr()
 		}
 		if x.c != nil {
-			e.DownstreamRemoteAddress = x.c.Source.String()
-			e.DownstreamLocalAddress = x.c.Dst.String()
+			// An outbound connection may not know its original destination;
+			// the line then says none rather than "invalid AddrPort".
+			if x.c.Source.IsValid() {
+				e.DownstreamRemoteAddress = x.c.Source.String()
+			}
+			if x.c.Dst.IsValid() {
+				e.DownstreamLocalAddress = x.c.Dst.String()
+			}
 			e.RequestedServerName = x.c.SNI
 			e.DownstreamPeerPrincipal = strings.TrimPrefix(x.c.PeerID, "spiffe://")
 		}

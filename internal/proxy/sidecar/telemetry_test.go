@@ -166,3 +166,41 @@ func TestIstioMetricsBothSides(t *testing.T) {
 		t.Errorf("peer-metadata headers reached the app: %v", leaked)
 	}
 }
+
+// A request the client's sidecar answers itself before choosing a
+// cluster (a fault's abort) is still reported against the service the
+// route names, with the flag that says why.
+func TestIstioMetricsFaultAbortNamesService(t *testing.T) {
+	const base = "127.77.241"
+	m := meshtest.New(t, istioMetricsConfig(base)+`---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: reviews}}]
+`)
+	m.Backend(base+".2:9080", "reviews", nil)
+	client := m.Sidecar("productpage", base+".1", map[string]string{"app": "productpage", "version": "v1"})
+	m.WaitSynced()
+	c := client.Client()
+	defer c.CloseIdleConnections()
+	meshtest.Eventually(t, 5*time.Second, func() string {
+		if code, flags, _, _ := get(c, "http://reviews:9080/", nil); code != 503 || flags != "FI" {
+			return fmt.Sprintf("got %d %s, want the fault's 503 FI", code, flags)
+		}
+		return ""
+	})
+	for k, v := range scrape(t, base+".1", "istio_requests_total") {
+		if !strings.Contains(k, "response_code=503") {
+			continue
+		}
+		if !strings.Contains(k, "destination_service=reviews.default.svc.cluster.local") || !strings.Contains(k, "response_flags=FI") || v < 1 {
+			t.Errorf("the aborted requests' series: %s = %v", k, v)
+		}
+		return
+	}
+	t.Error("no series for the aborted requests")
+}
