@@ -144,7 +144,7 @@ func (p *Proxy) serveInbound(c net.Conn, dst netip.AddrPort, peer peerIdentity) 
 			p.passInbound(c, dst)
 			return
 		}
-		p.proxyTCP(c, name, dst, &peer)
+		p.proxyTCPWith(c, name, dst, tcpLimitsOf(ch.tcp), &peer)
 	}
 }
 
@@ -297,40 +297,43 @@ func (p *Proxy) proxyTCPWith(c net.Conn, cluster string, dst netip.AddrPort, lim
 		p.tcp.cxNoRoute.Add(1)
 		return
 	}
+	start := time.Now()
 	up, host, flags, err := cl.DialTCP(context.Background(), &upstream.Call{Dst: dst})
-	labels := p.tcpLabels(cluster, host, from)
+	tl := p.tcpTelemetry(cluster, host, from, lim.proxy)
 	if err != nil {
 		p.tcp.cxConnectFail.Add(1)
-		p.tel.reg.OpenTCP(labels)
-		p.tel.reg.CloseTCP(labels, uint64(flags))
+		tl.open()
+		tl.close(c, start, uint64(flags), 0, 0)
 		return
 	}
-	series := p.tel.reg.OpenTCP(labels)
-	defer p.tel.reg.CloseTCP(labels, 0)
+	series := tl.open()
 	c, stop := limitTCP(c, up, lim)
 	defer stop()
-	p.pipe(c, up, series)
+	sent, received := p.pipe(c, up, series)
+	tl.close(c, start, 0, sent, received)
 }
 
 // pipe copies a <-> b until both directions end, passing half-closes
 // through, then closes both; a is the downstream, whose bytes each way
-// series counts (nil: none).
-func (p *Proxy) pipe(a, b net.Conn, series *metrics.TCPSeries) {
+// series counts (nil: none) and pipe returns.
+func (p *Proxy) pipe(a, b net.Conn, series *metrics.TCPSeries) (sent, received int64) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		n, _ := io.Copy(b, a)
+		received = n
 		p.tcp.txBytes.Add(uint64(n))
 		series.AddReceived(int(n))
 		closeWrite(b)
 	}()
-	n, _ := io.Copy(a, b)
-	p.tcp.rxBytes.Add(uint64(n))
-	series.AddSent(int(n))
+	sent, _ = io.Copy(a, b)
+	p.tcp.rxBytes.Add(uint64(sent))
+	series.AddSent(int(sent))
 	closeWrite(a)
 	<-done
 	a.Close()
 	b.Close()
+	return sent, received
 }
 
 func closeWrite(c net.Conn) {

@@ -17,6 +17,10 @@ import (
 // maxConnectionDuration.
 type tcpLimits struct {
 	idle, maxAge time.Duration
+	// proxy is the TCP proxy filter the limits come from, whose
+	// telemetry (access logs, istio.stats) the connection follows; nil
+	// for TCP no filter carries.
+	proxy *xdsresource.TCPProxy
 }
 
 // defaultTCPLimits are Envoy's for a tcp_proxy that sets neither, used
@@ -25,7 +29,7 @@ type tcpLimits struct {
 var defaultTCPLimits = tcpLimits{idle: time.Hour}
 
 func tcpLimitsOf(t *xdsresource.TCPProxy) tcpLimits {
-	return tcpLimits{idle: t.TCPIdleTimeout(), maxAge: t.MaxConnectionDuration}
+	return tcpLimits{idle: t.TCPIdleTimeout(), maxAge: t.MaxConnectionDuration, proxy: t}
 }
 
 // limitTCP enforces lim on a connection a proxied to b, by closing both

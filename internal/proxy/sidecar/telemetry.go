@@ -21,6 +21,8 @@ import (
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/proxy/tunnel"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
+	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
+	"github.com/trellismesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellismesh/trellis/internal/telemetry/metrics"
 )
 
@@ -249,6 +251,77 @@ func (p *Proxy) serveStats() (stop func(), err error) {
 		}
 	}()
 	return func() { cancel(); wg.Wait() }, nil
+}
+
+// tcpTel is one proxied TCP connection's telemetry: the labels of its
+// metrics and the access logs of its TCP proxy filter.
+type tcpTel struct {
+	p       *Proxy
+	labels  metrics.TCPConn
+	metrics bool
+	logs    []*accesslog.Logger
+	cluster string
+	host    *balance.Host
+	from    *peerIdentity
+}
+
+// tcpTelemetry is the telemetry of a connection proxied to cluster's host
+// (nil when the dial failed before picking one): inbound when from is the
+// caller, outbound otherwise; tp is its TCP proxy filter (nil: none, whose
+// connections get metrics and no access log).
+func (p *Proxy) tcpTelemetry(cluster string, host *balance.Host, from *peerIdentity, tp *xdsresource.TCPProxy) *tcpTel {
+	t := &tcpTel{p: p, labels: p.tcpLabels(cluster, host, from), metrics: tp == nil || tp.Stats != nil, cluster: cluster, host: host, from: from}
+	if tp != nil && len(tp.AccessLogs) > 0 {
+		rt := p.routing.Load().tel
+		for _, l := range tp.AccessLogs {
+			if lg := rt.logger(p, nil, l); lg != nil {
+				t.logs = append(t.logs, lg)
+			}
+		}
+	}
+	return t
+}
+
+func (t *tcpTel) open() *metrics.TCPSeries {
+	if !t.metrics {
+		return nil
+	}
+	return t.p.tel.reg.OpenTCP(t.labels)
+}
+
+// close counts the connection closed and writes its access-log lines:
+// sent and received are the downstream's bytes.
+func (t *tcpTel) close(c net.Conn, start time.Time, flags uint64, sent, received int64) {
+	if t.metrics {
+		t.p.tel.reg.CloseTCP(t.labels, flags)
+	}
+	if len(t.logs) == 0 {
+		return
+	}
+	e := accesslog.Entry{
+		StartTime: start, Duration: time.Since(start), ResponseFlags: "-", UpstreamCluster: t.cluster,
+		BytesReceived: uint64(max(received, 0)), BytesSent: uint64(max(sent, 0)), Direction: "outbound",
+	}
+	if flags != 0 {
+		e.ResponseFlags = upstream.Flags(flags).String()
+	}
+	if t.host != nil {
+		e.UpstreamHost = t.host.Addr()
+	}
+	if a := c.RemoteAddr(); a != nil {
+		e.DownstreamRemoteAddress = a.String()
+	}
+	if a := c.LocalAddr(); a != nil {
+		e.DownstreamLocalAddress = a.String()
+	}
+	if t.from != nil {
+		e.Direction = "inbound"
+		e.DownstreamPeerPrincipal = strings.TrimPrefix(t.from.id, "spiffe://")
+		e.RequestedServerName = t.from.sni
+	}
+	for _, l := range t.logs {
+		l.Log(&e)
+	}
 }
 
 // tcpLabels are the labels of a TCP connection proxied to cluster's host

@@ -204,3 +204,50 @@ spec:
 	}
 	t.Error("no series for the aborted requests")
 }
+
+// A TCP connection through both sidecars is reported by each: opened and
+// closed once, its bytes each way, Istio's TCP labels (no response code),
+// the source learned from the tunnel's peer metadata.
+func TestIstioTCPMetrics(t *testing.T) {
+	const base = "127.77.242"
+	m := meshtest.New(t, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp-db, port: 9000}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: db-v1}
+spec: {address: %s.2, serviceAccount: db, labels: {app: db, version: v1, security.istio.io/tlsMode: istio}}
+`, base), meshtest.WithCA())
+	nameServer(t, base+".2:9000", "db says hello") // 13 bytes, then closes
+	m.Sidecar("db-v1", base+".2", map[string]string{"app": "db", "version": "v1"}, m.WithIdentity(m.Identity("default", "db", time.Hour)))
+	client := m.Sidecar("productpage", base+".1", map[string]string{"app": "productpage", "version": "v1"}, m.WithIdentity(m.Identity("default", "productpage", time.Hour)))
+	m.WaitSynced()
+	if got := dbAnswer(t, client); got != "db says hello" {
+		t.Fatalf("db answered %q", got)
+	}
+	names := []string{"istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total", "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"}
+	for _, side := range []struct{ ip, reporter, security string }{{base + ".1", "source", "unknown"}, {base + ".2", "destination", "mutual_tls"}} {
+		ls := []string{"reporter", side.reporter,
+			"source_workload", "productpage", "source_workload_namespace", "default", "source_principal", "spiffe://cluster.local/ns/default/sa/productpage",
+			"source_app", "productpage", "source_version", "v1", "source_cluster", "Kubernetes", "source_canonical_service", "productpage", "source_canonical_revision", "v1",
+			"destination_workload", "db-v1", "destination_workload_namespace", "default", "destination_principal", "spiffe://cluster.local/ns/default/sa/db",
+			"destination_app", "db", "destination_version", "v1", "destination_cluster", "Kubernetes", "destination_canonical_service", "db", "destination_canonical_revision", "v1",
+			"destination_service", "db.default.svc.cluster.local", "destination_service_name", "db", "destination_service_namespace", "default",
+			"request_protocol", "tcp", "response_flags", "-", "connection_security_policy", side.security}
+		want := map[string]float64{
+			series(names[0], ls...): 1,
+			series(names[1], ls...): 1,
+			series(names[2], ls...): 13,
+			series(names[3], ls...): 0,
+		}
+		// The close is counted as the copies end, just after the client
+		// read the answer: wait for it.
+		meshtest.Eventually(t, 5*time.Second, func() string {
+			return cmp.Diff(want, scrape(t, side.ip, names...))
+		})
+	}
+}
