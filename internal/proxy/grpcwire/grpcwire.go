@@ -66,6 +66,20 @@ type Conn struct {
 // tlsConf's ServerName defaults to t's host ("localhost" for a Unix
 // socket). ka, when non-zero, keeps idle streams checked.
 func NewConn(t Target, tlsConf *tls.Config, ka Keepalive) *Conn {
+	return NewConnDial(t, tlsConf, ka, nil)
+}
+
+// NewConnDial is NewConn with the connections made by dial instead of
+// t.Network and t.Address (nil: those), for a server reached some other
+// way, such as a collector behind one of the proxy's clusters; t.Address
+// still names it in errors.
+func NewConnDial(t Target, tlsConf *tls.Config, ka Keepalive, dial func(context.Context) (net.Conn, error)) *Conn {
+	if dial == nil {
+		dial = func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, t.Network, t.Address)
+		}
+	}
 	protocols := new(http.Protocols)
 	scheme := "http"
 	if tlsConf == nil {
@@ -85,10 +99,7 @@ func NewConn(t Target, tlsConf *tls.Config, ka Keepalive) *Conn {
 	tr := &http.Transport{
 		Protocols:       protocols,
 		TLSClientConfig: tlsConf,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, t.Network, t.Address)
-		},
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: ka.Every,
 			PingTimeout:     ka.Timeout,

@@ -116,3 +116,35 @@ func TestUnaryAgainstNotGRPC(t *testing.T) {
 		t.Errorf("got %v, want a not-gRPC error", err)
 	}
 }
+
+// NewConnDial's connections come from its dial function, not the
+// target's address: a target naming nothing that listens still reaches
+// the server the dial function connects to, with the target's authority.
+func TestNewConnDialUsesDial(t *testing.T) {
+	real := startServer(t)
+	dials := 0
+	c := NewConnDial(Target{Network: "tcp", Address: "127.0.0.1:1", Authority: "collector.observability:4317"}, nil, Keepalive{},
+		func(ctx context.Context) (net.Conn, error) {
+			dials++
+			var d net.Dialer
+			return d.DialContext(ctx, real.Network, real.Address)
+		})
+	defer c.Close()
+	req, err := proto.Marshal(&securityv1.IstioCertificateRequest{Csr: "via dial"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := c.Unary(ctx, method, nil, req, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp securityv1.IstioCertificateResponse
+	if err := proto.Unmarshal(b, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.CertChain) != 1 || resp.CertChain[0] != "via dial" || dials != 1 {
+		t.Errorf("answer %q after %d dials, want the echo after 1", resp.CertChain, dials)
+	}
+}
