@@ -20,9 +20,10 @@ var proxyDeps = deptest.Check{
 	// same on a developer's Mac.
 	Env: []string{"GOOS=linux"},
 	Allow: deptest.Rules{
-		"github.com/trellismesh/trellis/cmd/trellis-proxy":  "the binary itself",
-		"github.com/trellismesh/trellis/internal/proxy/...": "the sidecar's own packages; what they import is what this list checks",
-		"github.com/trellismesh/trellis/internal/dnsserver": "DNS sockets and framing shared with the mesh resolver, so the two cannot drift; standard library only",
+		"github.com/trellismesh/trellis/cmd/trellis-proxy":          "the binary itself",
+		"github.com/trellismesh/trellis/internal/proxy/...":         "the sidecar's own packages; what they import is what this list checks",
+		"github.com/trellismesh/trellis/internal/dnsserver":         "DNS sockets and framing shared with the mesh resolver, so the two cannot drift; standard library only",
+		"github.com/trellismesh/trellis/internal/telemetry/tracing": "the sidecar's spans: W3C/B3 propagation, sampling, OTLP encoded by hand with protowire and sent over grpcwire or net/http",
 
 		"golang.org/x/sys/unix":             "socket calls the standard library lacks: SO_ORIGINAL_DST (origdst), a non-blocking MSG_PEEK liveness check of pooled connections (upstream)",
 		"golang.org/x/net/dns/dnsmessage":   "DNS message parsing for the DNS proxy (the standard library's copy is internal)",
@@ -34,7 +35,7 @@ var proxyDeps = deptest.Check{
 		"golang.org/x/text/unicode/bidi":    "imported by idna, not by the proxy",
 		"golang.org/x/text/unicode/norm":    "imported by idna, not by the proxy",
 
-		"google.golang.org/protobuf/encoding/protowire": "xDS is decoded straight from wire bytes (xdsresource); ADS messages (xdsclient) and the CA's CreateCertificate request (certs) are encoded by hand",
+		"google.golang.org/protobuf/encoding/protowire": "xDS is decoded straight from wire bytes (xdsresource); ADS messages (xdsclient), the CA's CreateCertificate request (certs) and OTLP spans (telemetry/tracing) are encoded by hand",
 		"google.golang.org/protobuf/internal/errors":    "imported by protowire, not by the proxy",
 		"google.golang.org/protobuf/internal/detrand":   "imported by protowire, not by the proxy",
 	},

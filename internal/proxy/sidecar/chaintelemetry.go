@@ -7,9 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
+	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 	"github.com/trellismesh/trellis/internal/proxy/hcm"
 	"github.com/trellismesh/trellis/internal/proxy/upstream"
 	"github.com/trellismesh/trellis/internal/proxy/xdsresource"
@@ -201,15 +199,10 @@ func (p *Proxy) spanExporter(pr xdsresource.TracingProvider) (tracing.Exporter, 
 		client := &http.Client{Transport: tr, Timeout: cmpDuration(pr.Timeout, 10*time.Second)}
 		return tracing.NewHTTPExporter(client, "http://"+pr.Authority+pr.HTTPPath, pr.Authority), tr.CloseIdleConnections
 	}
-	cc, err := grpc.NewClient("passthrough:///"+pr.Authority,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return dial(ctx) }),
-		grpc.WithAuthority(pr.Authority))
-	if err != nil {
-		p.log.Error("tracing: cannot make the collector's client", "cluster", pr.Cluster, "err", err)
-		return nil, nil
-	}
-	return tracing.NewGRPCExporter(cc), func() { cc.Close() }
+	// The address names the collector in errors; connections come from
+	// dial, with the provider's authority as :authority.
+	conn := grpcwire.NewConnDial(grpcwire.Target{Network: "tcp", Address: pr.Cluster, Authority: pr.Authority}, nil, grpcwire.Keepalive{}, dial)
+	return tracing.NewGRPCExporter(conn), conn.Close
 }
 
 type errNoCollectorCluster struct{ name string }

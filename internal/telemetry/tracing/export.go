@@ -10,37 +10,40 @@ import (
 	"net/http"
 	"time"
 
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 )
 
-// Exporter sends one batch to the collector. The batch is
-// ExportTraceServiceRequest's content (TracesData has its wire shape).
+// Exporter sends one batch to the collector: req is an encoded
+// ExportTraceServiceRequest (TracesData has its wire shape), which the
+// exporter must not keep after Export returns.
 type Exporter interface {
-	Export(ctx context.Context, req *tracepb.TracesData) error
+	Export(ctx context.Context, req []byte) error
 }
 
 // ExportMethod is the OTLP/gRPC method the gRPC exporter calls.
 const ExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
+// maxResponse bounds the collector's ExportTraceServiceResponse: it holds
+// at most a count and an error message.
+const maxResponse = 64 << 10
+
 // GRPCExporter exports over OTLP/gRPC on a connection the caller built (and
 // closes).
-type GRPCExporter struct{ cc grpc.ClientConnInterface }
+type GRPCExporter struct{ conn *grpcwire.Conn }
 
-// NewGRPCExporter exports through cc.
-func NewGRPCExporter(cc grpc.ClientConnInterface) *GRPCExporter { return &GRPCExporter{cc: cc} }
+// NewGRPCExporter exports through conn.
+func NewGRPCExporter(conn *grpcwire.Conn) *GRPCExporter { return &GRPCExporter{conn: conn} }
 
 // Export calls TraceService/Export. A partial success that rejected spans
 // is an error, so it is counted as a failure.
-func (e *GRPCExporter) Export(ctx context.Context, req *tracepb.TracesData) error {
-	var resp emptypb.Empty // ExportTraceServiceResponse's fields land in unknown
-	if err := e.cc.Invoke(ctx, ExportMethod, req, &resp); err != nil {
+func (e *GRPCExporter) Export(ctx context.Context, req []byte) error {
+	resp, err := e.conn.Unary(ctx, ExportMethod, nil, req, maxResponse)
+	if err != nil {
 		return fmt.Errorf("otlp/grpc export: %w (check the tracing provider's collector address and that it serves OTLP/gRPC)", err)
 	}
-	return partialSuccess(resp.ProtoReflect().GetUnknown())
+	return partialSuccess(resp)
 }
 
 // HTTPExporter exports over OTLP/HTTP: a POST of the protobuf request.
@@ -61,12 +64,8 @@ func NewHTTPExporter(client *http.Client, url, host string) *HTTPExporter {
 }
 
 // Export POSTs req as application/x-protobuf.
-func (e *HTTPExporter) Export(ctx context.Context, req *tracepb.TracesData) error {
-	body, err := proto.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("otlp/http export: encode: %w", err)
-	}
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
+func (e *HTTPExporter) Export(ctx context.Context, req []byte) error {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(req))
 	if err != nil {
 		return fmt.Errorf("otlp/http export: %w (check the provider's path)", err)
 	}
@@ -79,7 +78,7 @@ func (e *HTTPExporter) Export(ctx context.Context, req *tracepb.TracesData) erro
 		return fmt.Errorf("otlp/http export to %s: %w (check the collector is reachable)", e.url, err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("otlp/http export to %s: status %d: %.200s (check the provider's path and port)", e.url, resp.StatusCode, data)
 	}
@@ -152,7 +151,7 @@ func partialSuccess(b []byte) error {
 // Stop drains the queue and exports what is left.
 func (t *Tracer) run() {
 	defer close(t.done)
-	batch := make([]*tracepb.Span, 0, t.cfg.BatchSize)
+	batch := make([]*spanData, 0, t.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
@@ -215,16 +214,13 @@ func (t *Tracer) run() {
 	}
 }
 
-func (t *Tracer) export(ctx context.Context, batch []*tracepb.Span) {
+func (t *Tracer) export(ctx context.Context, batch []*spanData) {
 	n := uint64(len(batch))
 	if t.exporter == nil {
 		t.dropped.Add(n)
 		return
 	}
-	req := &tracepb.TracesData{ResourceSpans: []*tracepb.ResourceSpans{{
-		Resource:   t.resource,
-		ScopeSpans: []*tracepb.ScopeSpans{{Scope: t.scope, Spans: batch}},
-	}}}
+	req := encodeTraces(t.resource, t.scope, batch)
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.ExportTimeout)
 	defer cancel()
 	if err := t.exporter.Export(ctx, req); err != nil {

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/trellismesh/trellis/internal/proxy/grpcwire"
 	"github.com/trellismesh/trellis/internal/testing/leak"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -100,12 +100,13 @@ func grpcCollector(t *testing.T) (*receiver, *GRPCExporter) {
 	srv.RegisterService(&traceServiceDesc, rec)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	tgt, err := grpcwire.ParseTarget(lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cc.Close() })
-	return rec, NewGRPCExporter(cc)
+	conn := grpcwire.NewConn(tgt, nil, grpcwire.Keepalive{})
+	t.Cleanup(conn.Close)
+	return rec, NewGRPCExporter(conn)
 }
 
 func attrs(sp *tracepb.Span) map[string]string {
@@ -353,9 +354,13 @@ type blockingExporter struct {
 	n       int
 }
 
-func (b *blockingExporter) Export(ctx context.Context, req *tracepb.TracesData) error {
+func (b *blockingExporter) Export(ctx context.Context, raw []byte) error {
 	b.entered <- struct{}{}
 	<-b.release
+	var req tracepb.TracesData
+	if err := proto.Unmarshal(raw, &req); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	b.n += len(req.ResourceSpans[0].ScopeSpans[0].Spans)
 	b.mu.Unlock()
@@ -397,7 +402,7 @@ func TestQueueOverflowDropsAndCounts(t *testing.T) {
 // does not hang shutdown.
 func TestStopBoundedByContext(t *testing.T) {
 	leak.Check(t)
-	hang := exporterFunc(func(ctx context.Context, _ *tracepb.TracesData) error {
+	hang := exporterFunc(func(ctx context.Context, _ []byte) error {
 		<-ctx.Done()
 		return ctx.Err()
 	})
@@ -417,9 +422,9 @@ func TestStopBoundedByContext(t *testing.T) {
 	}
 }
 
-type exporterFunc func(context.Context, *tracepb.TracesData) error
+type exporterFunc func(context.Context, []byte) error
 
-func (f exporterFunc) Export(ctx context.Context, req *tracepb.TracesData) error { return f(ctx, req) }
+func (f exporterFunc) Export(ctx context.Context, req []byte) error { return f(ctx, req) }
 
 // A collector's partial success that rejected spans counts as a failure.
 func TestGRPCPartialSuccessCounted(t *testing.T) {

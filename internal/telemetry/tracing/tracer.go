@@ -11,10 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
 // Kind is the span's side of the call: SERVER on the inbound sidecar, CLIENT
@@ -77,12 +73,12 @@ type Tracer struct {
 	cfg      Config
 	rand     func() uint64
 	exporter Exporter
-	resource *resourcepb.Resource
-	scope    *commonpb.InstrumentationScope
-	static   []*commonpb.KeyValue // node_id, zone, istio.*, component, literal and env tags
-	headers  []CustomTag          // header custom tags, read at End
+	resource []attr // the resource's attributes
+	scope    scope
+	static   []attr      // node_id, zone, istio.*, component, literal and env tags
+	headers  []CustomTag // header custom tags, read at End
 
-	queue    chan *tracepb.Span
+	queue    chan *spanData
 	stop     chan stopReq
 	done     chan struct{}
 	stopOnce sync.Once
@@ -120,16 +116,16 @@ func New(cfg Config, exp Exporter) *Tracer {
 		cfg:      cfg,
 		rand:     cfg.Rand,
 		exporter: exp,
-		queue:    make(chan *tracepb.Span, cfg.QueueSize),
+		queue:    make(chan *spanData, cfg.QueueSize),
 		stop:     make(chan stopReq),
 		done:     make(chan struct{}),
 	}
 	if t.rand == nil {
 		t.rand = rand.Uint64
 	}
-	t.resource = &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("service.name", cfg.ServiceName)}}
-	t.scope = &commonpb.InstrumentationScope{Name: "trellis-proxy"}
-	t.static = []*commonpb.KeyValue{
+	t.resource = []attr{str("service.name", cfg.ServiceName)}
+	t.scope = scope{name: "trellis-proxy"}
+	t.static = []attr{
 		str("node_id", cfg.NodeID),
 		str("zone", cfg.Zone),
 		str("component", "proxy"),
@@ -382,7 +378,7 @@ func (s *Span) End(info *EndInfo, now time.Time) {
 	}
 }
 
-func (t *Tracer) build(s *Span, in *EndInfo, now time.Time) *tracepb.Span {
+func (t *Tracer) build(s *Span, in *EndInfo, now time.Time) *spanData {
 	path := in.Path
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -402,7 +398,7 @@ func (t *Tracer) build(s *Span, in *EndInfo, now time.Time) *tracepb.Span {
 	if scheme == "" {
 		scheme = "http"
 	}
-	attrs := make([]*commonpb.KeyValue, 0, len(t.static)+len(t.headers)+20)
+	attrs := make([]attr, 0, len(t.static)+len(t.headers)+20)
 	attrs = append(attrs, t.static...)
 	attrs = append(attrs,
 		str("http.method", in.Method),
@@ -432,30 +428,25 @@ func (t *Tracer) build(s *Span, in *EndInfo, now time.Time) *tracepb.Span {
 		}
 		attrs = append(attrs, str(ct.Tag, v))
 	}
-	sp := &tracepb.Span{
-		TraceId:           append([]byte(nil), s.traceID[:]...),
-		SpanId:            append([]byte(nil), s.spanID[:]...),
-		TraceState:        s.tracestate,
-		Name:              name,
-		StartTimeUnixNano: uint64(s.start.UnixNano()),
-		EndTimeUnixNano:   uint64(now.UnixNano()),
-		Attributes:        attrs,
-		Flags:             1, // W3C sampled
-	}
-	if s.hasParent {
-		sp.ParentSpanId = append([]byte(nil), s.parentID[:]...)
-	}
-	if s.kind == Client {
-		sp.Kind = tracepb.Span_SPAN_KIND_CLIENT
-	} else {
-		sp.Kind = tracepb.Span_SPAN_KIND_SERVER
+	sp := &spanData{
+		traceID:    s.traceID,
+		spanID:     s.spanID,
+		parentID:   s.parentID,
+		hasParent:  s.hasParent,
+		traceState: s.tracestate,
+		name:       name,
+		kind:       s.kind,
+		start:      uint64(s.start.UnixNano()),
+		end:        uint64(now.UnixNano()),
+		attrs:      attrs,
+		flags:      1, // W3C sampled
 	}
 	// Envoy tags error=true on a 5xx (or no response at all) and on a gRPC
 	// status other than OK; its OpenTelemetry tracer turns that into
 	// STATUS_CODE_ERROR.
 	if in.StatusCode == 0 || in.StatusCode >= 500 || in.GRPCStatus > 0 {
-		sp.Attributes = append(sp.Attributes, str("error", "true"))
-		sp.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
+		sp.attrs = append(sp.attrs, str("error", "true"))
+		sp.statusCode = statusError
 	}
 	return sp
 }
@@ -470,8 +461,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func str(k, v string) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 }
