@@ -52,19 +52,6 @@ func (c *collector) got() []gotSpan {
 	return append([]gotSpan(nil), c.spans...)
 }
 
-// waitSpans polls until n spans arrived: sidecars flush every 5s, so
-// this allows two flushes.
-func (c *collector) waitSpans(t *testing.T, n int) []gotSpan {
-	t.Helper()
-	meshtest.Eventually(t, 12*time.Second, func() string {
-		if got := len(c.got()); got < n {
-			return fmt.Sprintf("collector got %d spans, want %d", got, n)
-		}
-		return ""
-	})
-	return c.got()
-}
-
 // otlpTraceService is opentelemetry.proto.collector.trace.v1.TraceService
 // as a collector registers it; the request decodes as TracesData (the
 // same wire shape as ExportTraceServiceRequest), the response is an empty
