@@ -159,7 +159,7 @@ func (s *Server) endTelemetry(x *exchange) {
 	if len(chain.Logs) > 0 {
 		e := accesslog.Entry{
 			StartTime: ts.start, Method: x.r.Method, Path: x.r.URL.RequestURI(), Protocol: x.r.Proto, ResponseCode: code,
-			ResponseFlags: flagString(flags), ResponseCodeDetails: respHeader.Get(DetailsHeader),
+			ResponseFlags: flagString(flags), ResponseCodeDetails: responseCodeDetails(x, respHeader),
 			BytesReceived: uint64(max(reqBody, 0)), BytesSent: uint64(max(respBody, 0)), Duration: now.Sub(ts.start),
 			XForwardedFor: x.r.Header.Get("X-Forwarded-For"), UserAgent: x.r.UserAgent(), RequestID: x.r.Header.Get("X-Request-Id"),
 			Authority: x.r.Host, UpstreamCluster: clusterName, TraceID: ts.span.TraceID(),
@@ -335,4 +335,17 @@ func (b *countingBody) frames(p []byte) {
 			b.prefixN = 0
 		}
 	}
+}
+
+// responseCodeDetails is Envoy's %RESPONSE_CODE_DETAILS%: a local reply's
+// (its X-Trellis-Details), or via_upstream for an answer the upstream
+// gave.
+func responseCodeDetails(x *exchange, h http.Header) string {
+	if d := h.Get(DetailsHeader); d != "" {
+		return d
+	}
+	if x.resp != nil {
+		return "via_upstream"
+	}
+	return ""
 }

@@ -234,13 +234,9 @@ func (r *Registry) RecordHTTP(q *Request) {
 	if k.svc == nil {
 		k.svc = r.Service("")
 	}
-	r.mu.RLock()
-	s := r.http[k]
-	r.mu.RUnlock()
+	s := lookupOrAdd(r, r.http, k, r.newHTTP)
 	if s == nil {
-		if s = r.newHTTP(k); s == nil {
-			return
-		}
+		return
 	}
 	s.requests.Add(1)
 	s.duration.observe(float64(q.Duration)/float64(time.Millisecond), uint64(q.Duration))
@@ -253,20 +249,8 @@ func (r *Registry) RecordHTTP(q *Request) {
 }
 
 func (r *Registry) newHTTP(k httpKey) *httpSeries {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s := r.http[k]; s != nil {
-		return s
-	}
-	if len(r.http) >= MaxSeries {
-		r.overflow.Add(1)
-		return nil
-	}
 	var b strings.Builder
-	writeLabel(&b, "reporter", k.rep.String())
-	b.WriteString(k.src.src)
-	b.WriteString(k.dst.dst)
-	b.WriteString(k.svc.labels)
+	peerLabels(&b, k.rep, k.src, k.dst, k.svc)
 	writeLabel(&b, "request_protocol", k.proto.String())
 	writeLabel(&b, "response_code", strconv.Itoa(int(k.code)))
 	grpc := ""
@@ -276,9 +260,39 @@ func (r *Registry) newHTTP(k httpKey) *httpSeries {
 	writeLabel(&b, "grpc_response_status", grpc)
 	writeLabel(&b, "response_flags", r.flags(k.flags))
 	writeLabel(&b, "connection_security_policy", k.sec.String())
-	s := &httpSeries{labels: strings.TrimSuffix(b.String(), ","), rep: k.rep, grpc: k.proto == GRPC}
-	r.http[k] = s
+	return &httpSeries{labels: strings.TrimSuffix(b.String(), ","), rep: k.rep, grpc: k.proto == GRPC}
+}
+
+// lookupOrAdd is k's series in m, made by mk the first time, or nil
+// past MaxSeries (counted).
+func lookupOrAdd[K comparable, S any](r *Registry, m map[K]*S, k K, mk func(K) *S) *S {
+	r.mu.RLock()
+	s := m[k]
+	r.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := m[k]; s != nil {
+		return s
+	}
+	if len(m) >= MaxSeries {
+		r.overflow.Add(1)
+		return nil
+	}
+	s = mk(k)
+	m[k] = s
 	return s
+}
+
+// peerLabels starts a series' labels: the reporter, both sides and the
+// destination service.
+func peerLabels(b *strings.Builder, rep Reporter, src, dst *Peer, svc *Service) {
+	writeLabel(b, "reporter", rep.String())
+	b.WriteString(src.src)
+	b.WriteString(dst.dst)
+	b.WriteString(svc.labels)
 }
 
 func (r *Registry) flags(f uint64) string {
@@ -360,32 +374,14 @@ func (r *Registry) tcpSeries(c TCPConn, flags uint64) *TCPSeries {
 	if k.svc == nil {
 		k.svc = r.Service("")
 	}
-	r.mu.RLock()
-	s := r.tcp[k]
-	r.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s := r.tcp[k]; s != nil {
-		return s
-	}
-	if len(r.tcp) >= MaxSeries {
-		r.overflow.Add(1)
-		return nil
-	}
-	var b strings.Builder
-	writeLabel(&b, "reporter", k.rep.String())
-	b.WriteString(k.src.src)
-	b.WriteString(k.dst.dst)
-	b.WriteString(k.svc.labels)
-	writeLabel(&b, "request_protocol", "tcp")
-	writeLabel(&b, "response_flags", r.flags(k.flags))
-	writeLabel(&b, "connection_security_policy", k.sec.String())
-	s = &TCPSeries{labels: strings.TrimSuffix(b.String(), ","), rep: k.rep}
-	r.tcp[k] = s
-	return s
+	return lookupOrAdd(r, r.tcp, k, func(k tcpKey) *TCPSeries {
+		var b strings.Builder
+		peerLabels(&b, k.rep, k.src, k.dst, k.svc)
+		writeLabel(&b, "request_protocol", "tcp")
+		writeLabel(&b, "response_flags", r.flags(k.flags))
+		writeLabel(&b, "connection_security_policy", k.sec.String())
+		return &TCPSeries{labels: strings.TrimSuffix(b.String(), ","), rep: k.rep}
+	})
 }
 
 // writeLabel appends name="value", with the value escaped as the text
