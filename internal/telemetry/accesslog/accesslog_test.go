@@ -545,3 +545,18 @@ func TestAddAfterStop(t *testing.T) {
 		t.Errorf("stats %+v, writes %v; want the line dropped", got, w.sizes)
 	}
 }
+
+func TestWithoutPort(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.5:50112":  "10.0.0.5",
+		"[fd00::5]:50112": "fd00::5",
+		"[fd00::5]":       "[fd00::5]",
+		"fd00::5":         "fd00::5",
+		"10.0.0.5":        "10.0.0.5",
+		"":                "",
+	} {
+		if got := withoutPort(in); got != want {
+			t.Errorf("withoutPort(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

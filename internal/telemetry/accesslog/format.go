@@ -330,14 +330,19 @@ func stringField(e *Entry, op opKind) string {
 // allocating.
 func withoutPort(a string) string {
 	i := strings.LastIndexByte(a, ':')
-	if i < 0 || strings.IndexByte(a, ':') != i && (len(a) == 0 || a[0] != '[') {
-		return a // no port, or a bare IPv6 address
+	if i < 0 {
+		return a
 	}
-	h := a[:i]
-	if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
-		h = h[1 : len(h)-1]
+	if a[0] == '[' {
+		if a[i-1] != ']' {
+			return a // [ip6] without a port
+		}
+		return a[1 : i-1]
 	}
-	return h
+	if strings.IndexByte(a, ':') != i {
+		return a // a bare IPv6 address
+	}
+	return a[:i]
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
