@@ -22,12 +22,12 @@ import (
 )
 
 // dashboardDir is a two-workload mesh (sleep calling ratings) under a
-// mesh-wide STRICT PeerAuthentication.
+// mesh-wide STRICT PeerAuthentication, with JSON access logs on.
 var dashboardDir = filepath.Join("testdata", "dashboard")
 
 // TestDashboardInChromium runs `trellis up`, sends requests from sleep to
 // ratings, then loads the dashboard in headless Chromium and reads the
-// graph, proxies and policies from the rendered DOM.
+// graph, proxies, policies and recent requests from the rendered DOM.
 func TestDashboardInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh and a browser")
@@ -81,6 +81,26 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 	}
 
+	// The access logs (MeshConfig accessLogFile in meshconfig.yaml) reach
+	// the dashboard through the proxies' log files: wait for both sides'
+	// lines before loading the page.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		var rq struct{ Requests []dashboard.Request }
+		getJSON(t, url+"api/requests", &rq)
+		dirs := map[string]int{}
+		for _, r := range rq.Requests {
+			if r.Path == "/ratings/7" {
+				dirs[r.Direction]++
+			}
+		}
+		if dirs["outbound"] > 0 && dirs["inbound"] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("api/requests has no inbound and outbound access-log lines for /ratings/7 after 30s: %+v", rq.Requests)
+		}
+	}
+
 	dom := dumpDOM(ctx, t, chromium, url)
 	if !strings.Contains(dom, `data-loaded="true"`) {
 		t.Fatalf("the page did not load its data:\n%s", dom)
@@ -100,6 +120,7 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Errorf("page lacks %q:\n%s", want, dom)
 		}
 	}
+	checkRequestRows(t, dom)
 	if !metrics {
 		if needs.CI() {
 			t.Fatalf("the ratings sidecar serves no istio_requests_total on /stats/prometheus after %d requests, so the graph cannot show them", n)
@@ -123,6 +144,42 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if rps, err := strconv.ParseFloat(e["data-rps"], 64); err != nil || rps <= 0 {
 		t.Errorf("edge data-rps = %q, want > 0", e["data-rps"])
+	}
+}
+
+var requestRow = regexp.MustCompile(`<tr class="request"[^>]*>`)
+
+// checkRequestRows finds, in the recent-requests table, sleep's outbound
+// and ratings' inbound access-log rows for the requests sent.
+func checkRequestRows(t *testing.T, dom string) {
+	t.Helper()
+	var rows []map[string]string
+	for _, tr := range requestRow.FindAllString(dom, -1) {
+		attrs := map[string]string{}
+		for _, a := range svgAttr.FindAllStringSubmatch(tr, -1) {
+			attrs[a[1]] = a[2]
+		}
+		rows = append(rows, attrs)
+	}
+	for _, want := range []map[string]string{
+		{"data-workload": "default/sleep", "data-direction": "outbound", "data-method": "GET", "data-path": "/ratings/7",
+			"data-code": "200", "data-upstream": "outbound|9080||ratings.default.svc.cluster.local"},
+		{"data-workload": "default/ratings", "data-direction": "inbound", "data-method": "GET", "data-path": "/ratings/7",
+			"data-code": "200", "data-upstream": "inbound|9080||", "data-peer": "cluster.local/ns/default/sa/sleep"},
+	} {
+		found := false
+		for _, r := range rows {
+			match := true
+			for k, v := range want {
+				if r[k] != v {
+					match = false
+				}
+			}
+			found = found || match
+		}
+		if !found {
+			t.Errorf("recent requests have no row with %v; rows: %v", want, rows)
+		}
 	}
 }
 

@@ -76,10 +76,12 @@ function lock(x, y) {
   return g;
 }
 
-function fill(id, rows) {
+// fill replaces a table's rows; rowAttrs, when given, maps a row's index
+// to its <tr>'s attributes (data- keys tests and scripts can read).
+function fill(id, rows, rowAttrs) {
   const body = document.querySelector("#" + id + " tbody");
-  body.replaceChildren(...rows.map(cells => {
-    const tr = el("tr");
+  body.replaceChildren(...rows.map((cells, i) => {
+    const tr = el("tr", rowAttrs ? rowAttrs(i) : {});
     for (const c of cells) {
       const td = typeof c === "object" ? el("td", c.attrs, c.text) : el("td", {}, c);
       tr.append(td);
@@ -100,8 +102,15 @@ async function refresh() {
       p.connected ? (p.synced ? "synced" : "syncing") : "disconnected",
       Object.keys(p.versions).sort().map(k => k + "=" + p.versions[k]).join(" "), num(String(p.nacks) + (p.lastNACK ? " (" + p.lastNACK + ")" : ""))]));
     fill("policies", po.workloads.map(w => [w.namespace + "/" + w.workload, w.policies.length ? w.policies.join("\n") : "none"]));
-    fill("requests", rq.requests.slice(0, 50).map(r => [r.start_time, r.namespace + "/" + r.pod, r.direction,
-      r.method + " " + r.authority + r.path, num(String(r.response_code)), r.response_flags, num(String(r.duration)), r.upstream_cluster]));
+    const recent = rq.requests.slice(0, 50);
+    fill("requests", recent.map(r => [r.start_time, r.namespace + "/" + r.pod, r.direction,
+      r.method + " " + r.authority + r.path, num(String(r.response_code)), r.response_flags, num(String(r.duration)), r.upstream_cluster]),
+    i => {
+      const r = recent[i];
+      return { class: "request", "data-workload": r.namespace + "/" + (r.workload || r.pod), "data-pod": r.pod, "data-direction": r.direction,
+        "data-method": r.method, "data-path": r.path, "data-code": String(r.response_code), "data-flags": r.response_flags,
+        "data-upstream": r.upstream_cluster, "data-peer": r.downstream_peer_principal || "" };
+    });
     document.getElementById("status").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
   } catch (err) {
