@@ -20,6 +20,15 @@
 #                 DestinationRule with outlierDetection (consecutive5xxErrors 5,
 #                 interval 10s, baseEjectionTime 30s); nothing fails, so this is
 #                 what retries and outlier detection cost when not needed
+#  (bn) trellis-notel  (b)'s path through two more trellis-proxy processes
+#                 to a fourth fortio server, with no telemetry: a Telemetry
+#                 for both workloads names a metrics provider that is not
+#                 Prometheus (so no istio.stats filter, Istio's way of turning
+#                 metrics off), and no tracing or access log
+#  (bt) trellis-traced  the same to a fifth fortio server, with metrics on (the
+#                 default) and tracing at 1% (a Telemetry for both workloads)
+#                 over OTLP/gRPC to bench/otlpsink, which discards the spans;
+#                 (b) itself is the default: metrics on, no tracing
 #   (c) haproxy   client -> haproxy -> haproxy -> server
 #   (d) nginx     client -> nginx -> nginx -> server
 #
@@ -38,26 +47,31 @@
 # per request for each sidecar, of added p50 and p99 and of max throughput,
 # each round, and the median CPU ratios over the rounds (also the client's
 # ratio over the server's: the server sidecars do the same work in both, so
-# this is the client's extra cost net of drift). Before measuring,
-# the script checks each client sidecar's decoded config (/config_dump):
-# (b3)'s route has 2 retries and its cluster outlier detection, (b)'s neither.
+# this is the client's extra cost net of drift); telemetry: trellis /
+# trellis-notel (metrics on / none) and trellis-traced / trellis-notel
+# (metrics + 1% tracing / none) of CPU per request for each sidecar and of
+# added p50, each round, their medians, and each telemetry sidecar's RSS
+# (sampled peak, VmHWM) in its 1,000 qps run. Before measuring, the script
+# checks each client sidecar's decoded config (/config_dump): (b3)'s route
+# has 2 retries and its cluster outlier detection, (b)'s neither; (b) and
+# (bt) have istio.stats, (bn) not; only (bt) traces, at 1%.
 #
 # The control plane is bench/meshcp: `trellis controlplane` (the same
 # controlplane.Start, CA in memory) that also writes a per-pod credential
 # for each mTLS sidecar, as `trellis up` hands its pods one.
 #
 # Usage: bench/sidecar.sh [DURATION [MAXDURATION]]     defaults 30s 10s
-#   ROUNDS=n         measure trellis, trellis-mtls and trellis-resilient n
-#                    times, alternating (default 1), to tell their
-#                    differences from drift
+#   ROUNDS=n         measure trellis, trellis-mtls, trellis-resilient,
+#                    trellis-notel and trellis-traced n times, alternating
+#                    (default 1), to tell their differences from drift
 #   AA=1             give (b3) (b)'s plain config (an A/A check: how far two
 #                    pairs of one config differ here)
 #   CERT_TTL=d       the mTLS sidecars' certificate lifetime (default 24h);
 #                    e.g. 5s measures them while they rotate every 1-2 s
 #   PROFILE_DIR=dir  also profiles the client sidecar under the (b), (b2) and
 #                    (b3) loads: CPU (10 s), heap and allocs, as `go tool pprof
-#                    -top` text (mtls-* for b2, resilient-* for b3), and the
-#                    server sidecars' CPU
+#                    -top` text (mtls-* for b2, resilient-* for b3, notel-*
+#                    for bn, traced-* for bt), and the server sidecars' CPU
 #   CAPTURE_DIR=dir  also captures loopback traffic (tcpdump, as root) for 8 s
 #                    of an extra 1,000 qps load of (b) and of (c) after the
 #                    measured runs, and times each leg and hop with bench/legs:
@@ -84,6 +98,13 @@ MTLS_SERVER_POD=$NET.4   # mTLS server sidecar (same pod IP as APP2)
 APP3=$NET.6:9080         # the resilient pair's app: a third fortio server
 RES_CLIENT_POD=$NET.5    # resilient client sidecar (retries, outlier detection)
 RES_SERVER_POD=$NET.6    # resilient server sidecar (same pod IP as APP3)
+APP4=$NET.8:9080         # the no-telemetry pair's app
+NOTEL_CLIENT_POD=$NET.7  # no-telemetry client sidecar
+NOTEL_SERVER_POD=$NET.8  # no-telemetry server sidecar (same pod IP as APP4)
+APP5=$NET.10:9080        # the traced pair's app
+TRACED_CLIENT_POD=$NET.9 # traced client sidecar (metrics + tracing at 1%)
+TRACED_SERVER_POD=$NET.10 # traced server sidecar (same pod IP as APP5)
+OTLP=$NET.101:4317       # bench/otlpsink: the OTLP/gRPC collector
 XDS=$NET.100:15010
 SECURE_XDS=$NET.100:15012 # xDS and the CA over TLS
 ROUNDS=${ROUNDS:-1}
@@ -112,6 +133,7 @@ mkdir -p "$OUT"
 echo "results and logs in $OUT"
 go build -o "$OUT/trellis-proxy" ./cmd/trellis-proxy
 go build -o "$OUT/meshcp" ./bench/meshcp
+go build -o "$OUT/otlpsink" ./bench/otlpsink
 
 # --- processes ---------------------------------------------------------------
 PIDS=()
@@ -150,9 +172,18 @@ PIDS+=($!)
 "$FORTIO" server -http-port "$APP3" -grpc-port disabled -redirect-port disabled \
 	-tcp-port disabled -udp-port disabled >"$OUT/app3.log" 2>&1 &
 PIDS+=($!)
+for a in "$APP4" "$APP5"; do
+	"$FORTIO" server -http-port "$a" -grpc-port disabled -redirect-port disabled \
+		-tcp-port disabled -udp-port disabled >"$OUT/app-$a.log" 2>&1 &
+	PIDS+=($!)
+done
+"$OUT/otlpsink" --listen "$OTLP" >"$OUT/otlpsink.log" 2>&1 &
+PIDS+=($!)
 wait_http "http://$APP/echo"
 wait_http "http://$APP2/echo"
 wait_http "http://$APP3/echo"
+wait_http "http://$APP4/echo"
+wait_http "http://$APP5/echo"
 
 # Trellis: a control plane and the sidecars. reviews (b) and ratings (b2)
 # turn retries off (attempts 0: no retry policy on the route, as before
@@ -246,7 +277,78 @@ metadata: {name: details}
 spec:
   hosts: [details]
   http: [{route: [{destination: {host: details, subset: v1}}]$DETAILS_RETRIES}]
+---
+# Telemetry pairs (bn, bt): an OTLP collector named in MeshConfig (no
+# default providers: (b)'s pairs stay as they were, metrics on, no tracing),
+# and per-workload Telemetry selecting each pair's client and server by a
+# bench-telemetry label.
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: otel
+      opentelemetry: {service: otel-collector.istio-system.svc.cluster.local, port: 4317}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: otel-collector, namespace: istio-system}
+spec:
+  selector: {app: otel-collector}
+  ports: [{name: grpc-otlp, port: 4317}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: otel-collector, namespace: istio-system}
+spec: {address: ${OTLP%:*}, labels: {app: otel-collector}}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: notel, namespace: default}
+spec:
+  selector: {matchLabels: {bench-telemetry: none}}
+  # A metrics provider that is not Prometheus: no istio.stats filter.
+  metrics: [{providers: [{name: otel}]}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: traced, namespace: default}
+spec:
+  selector: {matchLabels: {bench-telemetry: traced}}
+  tracing: [{providers: [{name: otel}], randomSamplingPercentage: 1}]
 EOF
+for svc in notel traced; do
+	case $svc in notel) pod=$NOTEL_SERVER_POD ;; traced) pod=$TRACED_SERVER_POD ;; esac
+	cat >>"$OUT/mesh/mesh.yaml" <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $svc}
+spec:
+  selector: {app: $svc}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: $svc-v1}
+spec: {address: $pod, labels: {app: $svc, version: v1, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: $svc}
+spec:
+  host: $svc
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: $svc}
+spec:
+  hosts: [$svc]
+  http: [{route: [{destination: {host: $svc, subset: v1}}], retries: {attempts: 0}}]
+EOF
+done
 rm -rf "$OUT/ca"
 "$OUT/meshcp" --config "$OUT/mesh" --xds-address "$XDS" --secure-xds-address "$SECURE_XDS" \
 	--out "$OUT/ca" --identity default/ratings --identity default/sleep-mtls >"$OUT/controlplane.log" 2>&1 &
@@ -284,6 +386,23 @@ PIDS+=("$TD2")
 	--labels app=sleep-res --mode NONE --log-level warn >"$OUT/proxy-res-client.log" 2>&1 &
 TD1=$!
 PIDS+=("$TD1")
+# The telemetry pairs: plaintext, as (b), with retries off as (b).
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$NOTEL_SERVER_POD" --pod-name notel-v1 --namespace default \
+	--labels app=notel,version=v1,bench-telemetry=none --mode NONE --log-level warn >"$OUT/proxy-notel-server.log" 2>&1 &
+TN2=$!
+PIDS+=("$TN2")
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$NOTEL_CLIENT_POD" --pod-name sleep-notel --namespace default \
+	--labels app=sleep-notel,bench-telemetry=none --mode NONE --log-level warn >"$OUT/proxy-notel-client.log" 2>&1 &
+TN1=$!
+PIDS+=("$TN1")
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$TRACED_SERVER_POD" --pod-name traced-v1 --namespace default \
+	--labels app=traced,version=v1,bench-telemetry=traced --mode NONE --log-level warn >"$OUT/proxy-traced-server.log" 2>&1 &
+TT2=$!
+PIDS+=("$TT2")
+"$OUT/trellis-proxy" --xds "$XDS" --pod-ip "$TRACED_CLIENT_POD" --pod-name sleep-traced --namespace default \
+	--labels app=sleep-traced,bench-telemetry=traced --mode NONE --log-level warn >"$OUT/proxy-traced-client.log" 2>&1 &
+TT1=$!
+PIDS+=("$TT1")
 
 # haproxy pair: two processes, 2 threads each (as GOMAXPROCS=2 here).
 haproxy_cfg() { # listen upstream
@@ -397,6 +516,28 @@ if [ "$(route_field "$RES_CLIENT_POD" details NumRetries)" != "$WANT_RETRIES" ] 
 		"$(route_field "$CLIENT_POD" reviews NumRetries) outlier $(cluster_field "$CLIENT_POD" reviews Consecutive5xx) (want [null] [null])" >&2
 	exit 1
 fi
+wait_http "http://$NOTEL_CLIENT_POD:15021/healthz/ready"
+wait_http "http://$NOTEL_SERVER_POD:15021/healthz/ready"
+wait_http "http://$NOTEL_CLIENT_POD:15001/echo" -H "Host: notel:9080"
+wait_http "http://$TRACED_CLIENT_POD:15021/healthz/ready"
+wait_http "http://$TRACED_SERVER_POD:15021/healthz/ready"
+wait_http "http://$TRACED_CLIENT_POD:15001/echo" -H "Host: traced:9080"
+# The telemetry pairs carry what they are meant to measure: over every HTTP
+# chain of a sidecar's listeners, [istio.stats present, tracing sampling %].
+telemetry_of() {
+	curl -s -m 5 "http://$1:15000/config_dump" |
+		jq -c '[.listeners.resources[] | .FilterChains[]? | .HTTP | select(. != null) | [(.Stats != null), (.Tracing.SamplingPercent // null)]] | unique'
+}
+for want in "$CLIENT_POD $SERVER_POD [[true,null]]" "$NOTEL_CLIENT_POD $NOTEL_SERVER_POD [[false,null]]" \
+	"$TRACED_CLIENT_POD $TRACED_SERVER_POD [[true,1]]"; do
+	read -r c sv w <<<"$want"
+	for pod in "$c" "$sv"; do
+		if [ "$(telemetry_of "$pod")" != "$w" ]; then
+			echo "sidecar $pod's telemetry is not what it measures: $(telemetry_of "$pod") (want $w: [istio.stats on, tracing %])" >&2
+			exit 1
+		fi
+	done
+done
 wait_http "http://$HA1/echo"
 wait_http "http://$NG1/echo"
 
@@ -438,18 +579,24 @@ kbv() {
 }
 kb() { kbv "$@" && echo "$REPLY"; }
 HZ=$(getconf CLK_TCK)
-declare -A PROXY1=([trellis]=$TR1 [trellis-mtls]=$TM1 [trellis-resilient]=$TD1 [haproxy]=$HA1PID [nginx]=$NG1PID)
-declare -A PROXY2=([trellis]=$TR2 [trellis-mtls]=$TM2 [trellis-resilient]=$TD2 [haproxy]=$HA2PID [nginx]=$NG2PID)
+declare -A PROXY1=([trellis]=$TR1 [trellis-mtls]=$TM1 [trellis-resilient]=$TD1 [trellis-notel]=$TN1 [trellis-traced]=$TT1
+	[haproxy]=$HA1PID [nginx]=$NG1PID)
+declare -A PROXY2=([trellis]=$TR2 [trellis-mtls]=$TM2 [trellis-resilient]=$TD2 [trellis-notel]=$TN2 [trellis-traced]=$TT2
+	[haproxy]=$HA2PID [nginx]=$NG2PID)
 declare -A URL=([direct]="http://$APP/echo" [trellis]="http://$CLIENT_POD:15001/echo"
 	[trellis-mtls]="http://$MTLS_CLIENT_POD:15001/echo" [trellis-resilient]="http://$RES_CLIENT_POD:15001/echo"
+	[trellis-notel]="http://$NOTEL_CLIENT_POD:15001/echo" [trellis-traced]="http://$TRACED_CLIENT_POD:15001/echo"
 	[haproxy]="http://$HA1/echo" [nginx]="http://$NG1/echo")
-declare -A HOSTH=([trellis-mtls]="ratings:9080" [trellis-resilient]="details:9080")
-declare -A ADMIN1=([trellis]=$CLIENT_POD [trellis-mtls]=$MTLS_CLIENT_POD [trellis-resilient]=$RES_CLIENT_POD)
-declare -A ADMIN2=([trellis]=$SERVER_POD [trellis-mtls]=$MTLS_SERVER_POD [trellis-resilient]=$RES_SERVER_POD)
+declare -A HOSTH=([trellis-mtls]="ratings:9080" [trellis-resilient]="details:9080" [trellis-notel]="notel:9080"
+	[trellis-traced]="traced:9080")
+declare -A ADMIN1=([trellis]=$CLIENT_POD [trellis-mtls]=$MTLS_CLIENT_POD [trellis-resilient]=$RES_CLIENT_POD
+	[trellis-notel]=$NOTEL_CLIENT_POD [trellis-traced]=$TRACED_CLIENT_POD)
+declare -A ADMIN2=([trellis]=$SERVER_POD [trellis-mtls]=$MTLS_SERVER_POD [trellis-resilient]=$RES_SERVER_POD
+	[trellis-notel]=$NOTEL_SERVER_POD [trellis-traced]=$TRACED_SERVER_POD)
 declare -A IDLE1 IDLE2
 
 sleep 2 # let the sidecars settle after their first config
-for s in trellis trellis-mtls trellis-resilient haproxy nginx; do
+for s in trellis trellis-mtls trellis-resilient trellis-notel trellis-traced haproxy nginx; do
 	IDLE1[$s]=$(kb "${PROXY1[$s]}" VmRSS)
 	IDLE2[$s]=$(kb "${PROXY2[$s]}" VmRSS)
 done
@@ -468,10 +615,10 @@ qps() { jq -r '.ActualQPS | floor' "$1"; }
 
 declare -A P50 P90 P99 P999 QPSA MAXQPS CPU1 CPU2 LOAD1 LOAD2 PEAK1 PEAK2 HWM1 HWM2 ERRS HS1 HS2 HSALL
 # RUNS are the measured runs in order; a run is its scenario's name, with
-# .N for the Nth round of trellis, trellis-mtls and trellis-resilient
-# (ROUNDS, alternating).
-RUNS=(direct trellis trellis-mtls trellis-resilient)
-for ((r = 2; r <= ROUNDS; r++)); do RUNS+=("trellis.$r" "trellis-mtls.$r" "trellis-resilient.$r"); done
+# .N for the Nth round of the trellis scenarios (ROUNDS, alternating).
+ROUND_SCENARIOS=(trellis trellis-mtls trellis-resilient trellis-notel trellis-traced)
+RUNS=(direct "${ROUND_SCENARIOS[@]}")
+for ((r = 2; r <= ROUNDS; r++)); do for s in "${ROUND_SCENARIOS[@]}"; do RUNS+=("$s.$r"); done; done
 RUNS+=(haproxy nginx)
 for k in "${RUNS[@]}"; do
 	s=${k%%.*}
@@ -533,9 +680,10 @@ if [ -n "${PROFILE_DIR:-}" ]; then
 	mkdir -p "$PROFILE_DIR"
 	# Files: client-*, server-cpu for trellis; mtls-client-*, mtls-server-cpu
 	# for trellis-mtls; resilient-client-*, resilient-server-cpu for
-	# trellis-resilient.
-	declare -A PRE=([trellis]= [trellis-mtls]=mtls- [trellis-resilient]=resilient-)
-	for s in trellis trellis-mtls trellis-resilient; do
+	# trellis-resilient; notel-*, traced-* for trellis-notel and
+	# trellis-traced.
+	declare -A PRE=([trellis]= [trellis-mtls]=mtls- [trellis-resilient]=resilient- [trellis-notel]=notel- [trellis-traced]=traced-)
+	for s in "${ROUND_SCENARIOS[@]}"; do
 		pre=${PRE[$s]}
 		echo "== profiling the sidecars under ${QPS} qps ($s)"
 		load "$s" $QPS 25s "$OUT/$s-profile.json" &
@@ -633,7 +781,7 @@ for q in 50 90 99; do
 	unset -n P
 done
 echo "  max throughput: trellis / haproxy = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[haproxy]}")   trellis / direct = $(ratio "${MAXQPS[trellis]}" "${MAXQPS[direct]}")"
-echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), trellis-mtls $(echo "${CPU1[trellis-mtls]} + ${CPU2[trellis-mtls]}" | bc -l), trellis-resilient $(echo "${CPU1[trellis-resilient]} + ${CPU2[trellis-resilient]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
+echo "  vCPU per 1,000 rps, both proxies: trellis $(echo "${CPU1[trellis]} + ${CPU2[trellis]}" | bc -l), trellis-mtls $(echo "${CPU1[trellis-mtls]} + ${CPU2[trellis-mtls]}" | bc -l), trellis-resilient $(echo "${CPU1[trellis-resilient]} + ${CPU2[trellis-resilient]}" | bc -l), trellis-notel $(echo "${CPU1[trellis-notel]} + ${CPU2[trellis-notel]}" | bc -l), trellis-traced $(echo "${CPU1[trellis-traced]} + ${CPU2[trellis-traced]}" | bc -l), haproxy $(echo "${CPU1[haproxy]} + ${CPU2[haproxy]}" | bc -l), nginx $(echo "${CPU1[nginx]} + ${CPU2[nginx]}" | bc -l)"
 echo
 echo "mTLS mesh / plaintext mesh, each round (target: added p50 and p99 <= 1.2):"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -682,6 +830,30 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	echo "$line"
 done
 echo "  median of $ROUNDS: vCPU/1k rps client $(median "${R1[@]}") server $(median "${R2[@]}") client/server $(median "${RN[@]}")"
+echo
+# Telemetry: (b) is the default (metrics on), (bt) metrics + 1% tracing,
+# both against (bn), no telemetry, in the same round.
+echo "Telemetry / none, each round (target: vCPU/1k rps <= 1.10; m = metrics on (b), t = metrics + tracing at 1% (bt), n = none (bn)):"
+M1=() M2=() T1=() T2=() MP=() TP=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	suf=
+	[ "$r" -gt 1 ] && suf=.$r
+	nt=trellis-notel$suf mt=trellis$suf tt=trellis-traced$suf
+	M1+=("$(ratio3 "${CPU1[$mt]}" "${CPU1[$nt]}")") M2+=("$(ratio3 "${CPU2[$mt]}" "${CPU2[$nt]}")")
+	T1+=("$(ratio3 "${CPU1[$tt]}" "${CPU1[$nt]}")") T2+=("$(ratio3 "${CPU2[$tt]}" "${CPU2[$nt]}")")
+	MP+=("$(ratio3 "$(added "${P50[$mt]}" "${P50[direct]}")" "$(added "${P50[$nt]}" "${P50[direct]}")")")
+	TP+=("$(ratio3 "$(added "${P50[$tt]}" "${P50[direct]}")" "$(added "${P50[$nt]}" "${P50[direct]}")")")
+	echo "  round $r: m/n vCPU/1k rps client ${M1[-1]} server ${M2[-1]} added p50 ${MP[-1]};" \
+		"t/n client ${T1[-1]} server ${T2[-1]} added p50 ${TP[-1]}"
+done
+echo "  median of $ROUNDS: m/n client $(median "${M1[@]}") server $(median "${M2[@]}") added p50 $(median "${MP[@]}");" \
+	"t/n client $(median "${T1[@]}") server $(median "${T2[@]}") added p50 $(median "${TP[@]}")"
+echo "  RSS MB in the ${QPS} qps runs, client/server, sampled peak and VmHWM (budget with tracing at 1%: <= 25):"
+for k in "${RUNS[@]}"; do
+	case ${k%%.*} in trellis | trellis-notel | trellis-traced) ;; *) continue ;; esac
+	printf '    %-19s peak %5s/%-5s hwm %5s/%-5s\n' "$k" "$(mb "${PEAK1[$k]}")" "$(mb "${PEAK2[$k]}")" "$(mb "${HWM1[$k]}")" "$(mb "${HWM2[$k]}")"
+done
+echo "  OTLP exports the sink received (all runs): $(awk '/ export bytes=/ {n++; sub(/.*bytes=/, ""); b += $1} END {printf "%d, %d bytes", n, b}' "$OUT/otlpsink.log")"
 for s in "${CAPTURED[@]}"; do
 	echo
 	echo "Per leg and hop, $s, from 8 s of captured traffic (bench/legs; legs 1, 2, 3 = client -> proxy 1 -> proxy 2 -> app):"
