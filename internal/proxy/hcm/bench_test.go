@@ -3,7 +3,6 @@ package hcm_test
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -112,35 +111,7 @@ func BenchmarkFastPath(b *testing.B) {
 }
 
 func benchFastPath(b *testing.B, action *xdsresource.RouteAction) {
-	f := startFrontEndRoute(b, rawBackend(b), hcm.Config{Outbound: true}, action)
-	c, err := net.Dial("tcp", f.Addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReaderSize(c, 8<<10)
-	do := func() error {
-		if _, err := c.Write(benchRequest); err != nil {
-			return err
-		}
-		n, err := readRawMessage(br)
-		if err == nil && n != len(benchBody) {
-			err = errors.New("short answer")
-		}
-		return err
-	}
-	for range 100 {
-		if err := do(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if err := do(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchFastPathConfig(b, hcm.Config{Outbound: true}, action)
 }
 
 // TestFastPathAllocations pins what a proxied request costs in
