@@ -76,6 +76,7 @@ type proxyState struct {
 	watchers map[chan struct{}]struct{}
 	sent     map[string]string // type URL -> nonce of the last response sent
 	acked    map[string]string // type URL -> nonce of the last response ACKed
+	nacked   map[string]nackRecord // type URL -> the last NACK, until an ACK
 	nacks    int
 	lastErr  string
 	// version is the store version of the layers set last; updates counts
@@ -181,6 +182,10 @@ func (st *streams) nack(ps *proxyState, typeURL, nonce, reason string, code int3
 	ps.mu.Lock()
 	ps.nacks++
 	ps.lastErr = reason
+	if ps.nacked == nil {
+		ps.nacked = map[string]nackRecord{}
+	}
+	ps.nacked[typeURL] = nackRecord{nonce: nonce, reason: reason}
 	ps.mu.Unlock()
 	st.log.Warn("proxy rejected config (NACK)", "proxy", ps.proxy.ID, "type", typeURL, "nonce", nonce, "reason", reason)
 }
@@ -190,6 +195,7 @@ func (st *streams) nack(ps *proxyState, typeURL, nonce, reason string, code int3
 func (ps *proxyState) ack(typeURL, nonce string) {
 	ps.mu.Lock()
 	ps.acked[typeURL] = nonce
+	delete(ps.nacked, typeURL)
 	ps.mu.Unlock()
 }
 
