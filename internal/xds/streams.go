@@ -74,8 +74,8 @@ type proxyState struct {
 	sotw       int
 	// watchers are the delta streams of this proxy, told of new layers.
 	watchers map[chan struct{}]struct{}
-	sent     map[string]string // type URL -> nonce of the last response sent
-	acked    map[string]string // type URL -> nonce of the last response ACKed
+	sent     map[string]string     // type URL -> nonce of the last response sent
+	acked    map[string]string     // type URL -> nonce of the last response ACKed
 	nacked   map[string]nackRecord // type URL -> the last NACK, until an ACK
 	nacks    int
 	lastErr  string
