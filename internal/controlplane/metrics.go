@@ -147,6 +147,7 @@ func (s countingSink) Apply(source string, objects []*config.Object, errs []erro
 func (cp *ControlPlane) serveMonitoring(ctx context.Context, lis net.Listener, reg *prometheus.Registry, log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.Handle("GET "+SynczPath, cp.synczHandler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	cp.monitoringAddr = lis.Addr()
 	cp.goRun(func() error {
