@@ -80,10 +80,12 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newUpCmd(),
 		newExecCmd(),
 		newStatusCmd(),
+		newProxyStatusCmd(),
 		newLogsCmd(),
 		newDownCmd(),
 		newPortForwardCmd(),
 		newDashboardCmd(),
+		newInjectCmd(),
 	)
 	return root
 }
