@@ -85,7 +85,6 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newDownCmd(),
 		newPortForwardCmd(),
 		newDashboardCmd(),
-		newInjectCmd(),
 	)
 	return root
 }
