@@ -116,3 +116,44 @@ sleep-1.default CDS rejected: bad cluster
 		t.Errorf("table (-want +got):\n%s", d)
 	}
 }
+
+// --xds-debug reads a `trellis controlplane`'s monitoring address: no
+// proxies connected, the header and nothing else; a wrong address says so.
+func TestProxyStatusXDSDebug(t *testing.T) {
+	mon := freeLoopbackAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Execute(ctx, []string{"controlplane", "--config", t.TempDir(), "--xds-address", freeLoopbackAddr(t),
+			"--secure-xds-address", "", "--ca-dir", "", "--monitoring-addr", mon, "--log-level", "error"}, &bytes.Buffer{}, &stderr)
+	}()
+	var out, errOut bytes.Buffer
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out.Reset()
+		errOut.Reset()
+		if Execute(context.Background(), []string{"proxy-status", "--xds-debug", mon}, &out, &errOut) == 0 {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("controlplane exited %d: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy-status --xds-debug %s: %s", mon, errOut.String())
+		}
+	}
+	if f := strings.Fields(out.String()); !cmp.Equal(f, []string{"NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ISTIOD", "VERSION"}) {
+		t.Errorf("with no proxies, output = %q, want the header only", out.String())
+	}
+	errOut.Reset()
+	if code := Execute(context.Background(), []string{"proxy-status", "--xds-debug", "http://" + freeLoopbackAddr(t)}, &bytes.Buffer{}, &errOut); code == 0 || !strings.Contains(errOut.String(), "cannot reach the control plane's monitoring server") {
+		t.Errorf("unreachable --xds-debug: exit %d, %q", code, errOut.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("controlplane exit %d: %s", code, stderr.String())
+	}
+}
