@@ -183,3 +183,16 @@ func TestInjectEveryKindRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+func TestInjectIsATrellisCommand(t *testing.T) {
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetArgs([]string{"inject", "-f", "testdata/inject/deployment.yaml"})
+	root.SetOut(&out)
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "name: trellis-proxy\n") {
+		t.Errorf("trellis inject did not inject:\n%s", out.String())
+	}
+}

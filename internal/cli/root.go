@@ -85,6 +85,7 @@ Find more information at https://github.com/trellismesh/trellis`,
 		newDownCmd(),
 		newPortForwardCmd(),
 		newDashboardCmd(),
+		newInjectCmd(),
 	)
 	return root
 }
