@@ -1,7 +1,6 @@
 package controlplane_test
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -12,17 +11,10 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellismesh/trellis/internal/controlplane"
 	"github.com/trellismesh/trellis/internal/testing/meshtest"
@@ -124,7 +116,7 @@ func TestControlPlaneMetrics(t *testing.T) {
 	// gauge by node and error code; both go when the client does.
 	m.AllowNACKs("this test sends one to count it")
 	node := "sidecar~127.91.16.3~nacker.default~default.svc.cluster.local"
-	closeNacker := nack(t, m.XDSAddr(), node)
+	closeNacker := meshtest.NACKClusters(t, m.XDSAddr(), node)
 	meshtest.Eventually(t, 5*time.Second, func() string {
 		got := scrape(t, url)
 		want := map[string]float64{
@@ -227,35 +219,4 @@ func pick(got, want map[string]float64) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// nack connects as node id over delta ADS, asks for clusters and rejects
-// the first response with code 3 (INVALID_ARGUMENT); the returned func
-// closes the stream.
-func nack(t *testing.T, addr, id string) func() {
-	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	closeAll := func() { cancel(); cc.Close() }
-	t.Cleanup(closeAll)
-	st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "default"})
-	if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, Node: &corev3.Node{Id: id, Metadata: md}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := st.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce(),
-		ErrorDetail: &status.Status{Code: 3, Message: "cannot use this cluster"}}); err != nil {
-		t.Fatal(err)
-	}
-	return closeAll
 }

@@ -30,7 +30,7 @@ func TestSyncz(t *testing.T) {
 
 	m.AllowNACKs("this test sends one to see it in /debug/syncz")
 	node := "sidecar~127.91.17.3~nacker.default~default.svc.cluster.local"
-	nack(t, m.XDSAddr(), node)
+	meshtest.NACKClusters(t, m.XDSAddr(), node)
 
 	meshtest.Eventually(t, 5*time.Second, func() string {
 		sz, err := getSyncz(url)

@@ -1,21 +1,12 @@
 package meshtest_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellismesh/trellis/internal/testing/meshtest"
 )
@@ -133,7 +124,7 @@ func TestMeshFailsTheTestOnANACK(t *testing.T) {
 			if allow {
 				m.AllowNACKs("this test sends one")
 			}
-			nack(t, m.XDSAddr(), "sidecar~127.77.202.9~nacker.default~default.svc.cluster.local")
+			meshtest.NACKClusters(t, m.XDSAddr(), "sidecar~127.77.202.9~nacker.default~default.svc.cluster.local")
 			meshtest.Eventually(t, 10*time.Second, func() string {
 				if n := m.NACKs(); n != 1 {
 					return fmt.Sprintf("the mesh counted %d NACKs, want 1", n)
@@ -154,35 +145,6 @@ func TestMeshFailsTheTestOnANACK(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// nack connects as node id, asks for clusters and rejects the first
-// response.
-func nack(t *testing.T, addr, id string) {
-	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, _ := structpb.NewStruct(map[string]any{"NAMESPACE": "default"})
-	if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, Node: &corev3.Node{Id: id, Metadata: md}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := st.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce(),
-		ErrorDetail: &status.Status{Code: 3, Message: "cannot use this cluster"}}); err != nil {
-		t.Fatal(err)
 	}
 }
 
