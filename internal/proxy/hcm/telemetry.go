@@ -22,9 +22,6 @@ type Telemetry struct {
 	// Self is the proxy's own workload, with its SPIFFE ID as principal
 	// once it has one (read per request: the identity can come late).
 	Self func() *metrics.Peer
-	// TrustDomain makes a destination's principal from its endpoint's
-	// namespace and service account.
-	TrustDomain func() string
 	// Chain is the telemetry config of a request's listener chain (c nil
 	// or without Telemetry: the server's default); nil means metrics only.
 	Chain func(c *Conn) *Chain
@@ -208,11 +205,7 @@ func (s *Server) peers(x *exchange, q *metrics.Request, clusterName string) {
 		q.Reporter = metrics.Source
 		q.Source = self
 		if h := x.call.Host; h != nil {
-			if h.TLSMode == "istio" && h.ServiceAccount != "" && self.Principal != metrics.Unknown {
-				q.Destination = t.Metrics.Peers.EndpointIdentity(h.Peer, t.TrustDomain(), h.Namespace, h.ServiceAccount)
-			} else {
-				q.Destination = t.Metrics.Peers.Endpoint(h.Peer, "")
-			}
+			q.Destination = t.Metrics.Peers.Upstream(self, h.Peer, h.Namespace, h.ServiceAccount, h.TLSMode == "istio")
 		}
 		svc := metrics.ClusterService(clusterName)
 		if svc == "" {

@@ -31,7 +31,7 @@ func BenchmarkFastPathTelemetry(b *testing.B) {
 	self := reg.Peers.Own(metrics.Workload{Name: "sleep", Namespace: "default", App: "sleep", CanonicalService: "sleep"}, "")
 	tel := func(c *hcm.Chain) *hcm.Telemetry {
 		return &hcm.Telemetry{Metrics: reg, Self: func() *metrics.Peer { return self },
-			TrustDomain: func() string { return "cluster.local" }, Chain: func(*hcm.Conn) *hcm.Chain { return c }}
+			Chain: func(*hcm.Conn) *hcm.Chain { return c }}
 	}
 	tracer := func(b *testing.B) *tracing.Tracer {
 		tr := tracing.New(tracing.Config{ServiceName: "sleep.default"}, discardExporter{})

@@ -88,7 +88,7 @@ func (p *Proxy) selfPeer() *metrics.Peer {
 
 // hcmTelemetry is a connection manager's telemetry.
 func (p *Proxy) hcmTelemetry(outbound bool) *hcm.Telemetry {
-	t := &hcm.Telemetry{Metrics: p.tel.reg, Self: p.selfPeer, TrustDomain: p.trustDomain, Chain: p.inboundChain}
+	t := &hcm.Telemetry{Metrics: p.tel.reg, Self: p.selfPeer, Chain: p.inboundChain}
 	if outbound {
 		t.Chain = p.outboundChain
 	}
@@ -333,11 +333,7 @@ func (p *Proxy) tcpLabels(cluster string, host *balance.Host, from *peerIdentity
 	if from == nil {
 		c := metrics.TCPConn{Reporter: metrics.Source, Source: self}
 		if host != nil {
-			if host.TLSMode == "istio" && host.ServiceAccount != "" && self.Principal != metrics.Unknown {
-				c.Destination = reg.Peers.EndpointIdentity(host.Peer, p.trustDomain(), host.Namespace, host.ServiceAccount)
-			} else {
-				c.Destination = reg.Peers.Endpoint(host.Peer, "")
-			}
+			c.Destination = reg.Peers.Upstream(self, host.Peer, host.Namespace, host.ServiceAccount, host.TLSMode == "istio")
 		}
 		svc := cmp.Or(metrics.ClusterService(cluster), cluster)
 		c.Service = reg.Service(svc)

@@ -321,3 +321,28 @@ func TestPeerHeaderWireCompatible(t *testing.T) {
 		t.Errorf("an Istio sidecar's header (-want +got):\n%s", d)
 	}
 }
+
+// The destination's principal is the one mesh mTLS proves: in the
+// caller's trust domain, only when the caller has a SPIFFE ID and the
+// endpoint a sidecar and a service account.
+func TestUpstreamPrincipal(t *testing.T) {
+	var c Peers
+	withID := c.Own(productpage, "spiffe://example.org/ns/default/sa/productpage")
+	noID := c.Own(productpage, "")
+	for _, tc := range []struct {
+		self    *Peer
+		sa      string
+		meshTLS bool
+		want    string
+	}{
+		{withID, "reviews", true, "spiffe://example.org/ns/default/sa/reviews"},
+		{withID, "reviews", false, Unknown},
+		{withID, "", true, Unknown},
+		{noID, "reviews", true, Unknown},
+	} {
+		p := c.Upstream(tc.self, reviews, "default", tc.sa, tc.meshTLS)
+		if p.Principal != tc.want || p.Name != "reviews-v2" {
+			t.Errorf("Upstream(self %s, sa %q, mTLS %v) = %s %s, want %s reviews-v2", tc.self.Principal, tc.sa, tc.meshTLS, p.Principal, p.Name, tc.want)
+		}
+	}
+}

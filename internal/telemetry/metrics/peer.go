@@ -321,6 +321,31 @@ func readValue(b []byte, str func(string), st func([]byte) error) error {
 	return nil
 }
 
+// Upstream is the workload an endpoint with that telemetry metadata is,
+// as the caller self labels it: when the call went over mesh mTLS (the
+// endpoint runs a sidecar, meshTLS, and has a service account, and self
+// has a SPIFFE ID) with the principal its certificate proves, in self's
+// trust domain; otherwise with none.
+func (c *Peers) Upstream(self *Peer, meta, ns, sa string, meshTLS bool) *Peer {
+	if meshTLS && sa != "" {
+		if td, ok := trustDomain(self.Principal); ok {
+			return c.EndpointIdentity(meta, td, ns, sa)
+		}
+	}
+	return c.Endpoint(meta, "")
+}
+
+// trustDomain is the trust domain of a SPIFFE ID
+// (spiffe://TD/ns/NS/sa/SA), without parsing it as a URL.
+func trustDomain(principal string) (string, bool) {
+	rest, ok := strings.CutPrefix(principal, "spiffe://")
+	if !ok {
+		return "", false
+	}
+	td, _, _ := strings.Cut(rest, "/")
+	return td, td != ""
+}
+
 type identityKey struct{ meta, trustDomain, ns, sa string }
 
 // EndpointIdentity is Endpoint with the principal an endpoint's
