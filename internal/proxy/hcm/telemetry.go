@@ -69,9 +69,11 @@ func (s *Server) startTelemetry(x *exchange) {
 		delete(h, metrics.HeaderMetadata)
 		delete(h, metrics.HeaderMetadataID)
 	}
-	if b := x.r.Body; b != nil && b != http.NoBody && (x.r.ContentLength < 0 || isGRPC(x.r)) {
-		ts.body = &countingBody{ReadCloser: b, grpc: isGRPC(x.r)}
-		x.r.Body = ts.body
+	if b := x.r.Body; b != nil && b != http.NoBody {
+		if grpc := isGRPC(x.r); grpc || x.r.ContentLength < 0 {
+			ts.body = &countingBody{ReadCloser: b, grpc: grpc}
+			x.r.Body = ts.body
+		}
 	}
 	if c := ts.chain; c != nil && c.Tracer != nil {
 		kind := tracing.Server
@@ -135,12 +137,13 @@ func (s *Server) endTelemetry(x *exchange) {
 		s.peers(x, &q, clusterName)
 		t.Metrics.RecordHTTP(&q)
 	}
-	if chain == nil {
+	if chain == nil || (chain.Tracer == nil && len(chain.Logs) == 0) {
 		return
 	}
+	path := x.r.URL.RequestURI()
 	if chain.Tracer != nil {
 		info := tracing.EndInfo{
-			Method: x.r.Method, Authority: x.r.Host, Path: x.r.URL.RequestURI(), Protocol: x.r.Proto,
+			Method: x.r.Method, Authority: x.r.Host, Path: path, Protocol: x.r.Proto,
 			StatusCode: code, GRPCStatus: grpcStatus, UpstreamCluster: clusterName, UpstreamClusterName: clusterName,
 			RequestID: x.r.Header.Get("X-Request-Id"), UserAgent: x.r.UserAgent(), RequestSize: reqBytes, ResponseSize: respBytes,
 			ResponseFlags: flagString(flags), RequestHeader: x.r.Header,
@@ -155,7 +158,7 @@ func (s *Server) endTelemetry(x *exchange) {
 	}
 	if len(chain.Logs) > 0 {
 		e := accesslog.Entry{
-			StartTime: ts.start, Method: x.r.Method, Path: x.r.URL.RequestURI(), Protocol: x.r.Proto, ResponseCode: code,
+			StartTime: ts.start, Method: x.r.Method, Path: path, Protocol: x.r.Proto, ResponseCode: code,
 			ResponseFlags: flagString(flags), ResponseCodeDetails: responseCodeDetails(x, respHeader),
 			BytesReceived: uint64(max(reqBody, 0)), BytesSent: uint64(max(respBody, 0)), Duration: now.Sub(ts.start),
 			XForwardedFor: x.r.Header.Get("X-Forwarded-For"), UserAgent: x.r.UserAgent(), RequestID: x.r.Header.Get("X-Request-Id"),

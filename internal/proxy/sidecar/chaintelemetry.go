@@ -63,59 +63,60 @@ func (rt *telemetryRuntime) tracer(p *Proxy, prev *telemetryRuntime, t *xdsresou
 		tags += ct.Tag + "\x00" + ct.Literal + "\x00" + ct.Header + "\x00" + ct.Env + "\x00" + ct.Default + "\x01"
 	}
 	k := tracerKey{provider: t.Provider, serviceName: t.ServiceName, maxPath: t.MaxPathTagLength, tags: tags}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if e := rt.tracers[k]; e != nil {
-		return e.tracer
-	}
-	if prev != nil {
-		prev.mu.Lock()
-		e := prev.tracers[k]
-		prev.mu.Unlock()
-		if e != nil {
-			rt.tracers[k] = e
-			return e.tracer
+	e := adopt(rt, prev, func(r *telemetryRuntime) map[tracerKey]*tracerEntry { return r.tracers }, k, func() (*tracerEntry, bool) {
+		n := p.opts.Node
+		cfg := tracing.Config{
+			ServiceName: t.ServiceName, NodeID: n.NodeID(), Namespace: n.Namespace,
+			CanonicalService: p.tel.self.CanonicalService, MeshID: "cluster.local", MaxPathTagLength: t.MaxPathTagLength,
 		}
-	}
-	n := p.opts.Node
-	cfg := tracing.Config{
-		ServiceName: t.ServiceName, NodeID: nodeID(n.ID, n.IP, n.Pod, n.Namespace), Namespace: n.Namespace,
-		CanonicalService: p.tel.self.CanonicalService, MeshID: "cluster.local", MaxPathTagLength: t.MaxPathTagLength,
-	}
-	for _, ct := range t.CustomTags {
-		cfg.CustomTags = append(cfg.CustomTags, tracing.CustomTag(ct))
-	}
-	exp, closeExp := p.spanExporter(t.Provider)
-	e := &tracerEntry{tracer: tracing.New(cfg, exp), close: closeExp}
-	rt.tracers[k] = e
+		for _, ct := range t.CustomTags {
+			cfg.CustomTags = append(cfg.CustomTags, tracing.CustomTag(ct))
+		}
+		exp, closeExp := p.spanExporter(t.Provider)
+		return &tracerEntry{tracer: tracing.New(cfg, exp), close: closeExp}, true
+	})
 	return e.tracer
 }
 
+// logger returns the access logger for l, the previous generation's
+// when it has one, else a new one; nil when the file cannot be opened.
 func (rt *telemetryRuntime) logger(p *Proxy, prev *telemetryRuntime, l xdsresource.AccessLog) *accesslog.Logger {
 	k := accesslog.Config{Path: l.Path, JSON: l.JSON, Format: l.Format}
+	return adopt(rt, prev, func(r *telemetryRuntime) map[accesslog.Config]*accesslog.Logger { return r.loggers }, k, func() (*accesslog.Logger, bool) {
+		lg, err := accesslog.New(k)
+		if err != nil {
+			// The control plane validated the format; a file that cannot
+			// be opened is the pod's problem, said once per config.
+			p.log.Error("access log not written", "path", l.Path, "err", err)
+			return nil, false
+		}
+		return lg, true
+	})
+}
+
+// adopt is rt's entry for k in the map pick selects: its own, else the
+// previous generation's (prev, nil for none), taken over, else one mk
+// makes; mk's false keeps nothing and returns the zero value.
+func adopt[K comparable, V any](rt, prev *telemetryRuntime, pick func(*telemetryRuntime) map[K]V, k K, mk func() (V, bool)) V {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if lg := rt.loggers[k]; lg != nil {
-		return lg
+	if v, ok := pick(rt)[k]; ok {
+		return v
 	}
 	if prev != nil {
 		prev.mu.Lock()
-		lg := prev.loggers[k]
+		v, ok := pick(prev)[k]
 		prev.mu.Unlock()
-		if lg != nil {
-			rt.loggers[k] = lg
-			return lg
+		if ok {
+			pick(rt)[k] = v
+			return v
 		}
 	}
-	lg, err := accesslog.New(k)
-	if err != nil {
-		// The control plane validated the format; a file that cannot be
-		// opened is the pod's problem, said once per config.
-		p.log.Error("access log not written", "path", l.Path, "err", err)
-		return nil
+	v, ok := mk()
+	if ok {
+		pick(rt)[k] = v
 	}
-	rt.loggers[k] = lg
-	return lg
+	return v
 }
 
 // closeExcept stops what keep (the generation in force; nil for none)

@@ -59,15 +59,8 @@ func (p *Proxy) initTelemetry() {
 	t.self = metrics.WorkloadOf(cmp.Or(n.WorkloadName, n.Pod), n.Namespace, n.Labels)
 	t.header = http.Header{
 		metrics.HeaderMetadata:   {metrics.EncodeHeader(t.self, n.Pod)},
-		metrics.HeaderMetadataID: {nodeID(n.ID, n.IP, n.Pod, n.Namespace)},
+		metrics.HeaderMetadataID: {n.NodeID()},
 	}
-}
-
-func nodeID(id, ip, pod, ns string) string {
-	if id != "" {
-		return id
-	}
-	return "sidecar~" + ip + "~" + pod + "." + ns + "~" + ns + ".svc.cluster.local"
 }
 
 // selfPeer is this workload with its SPIFFE ID (unknown until it has
@@ -200,23 +193,17 @@ func residentBytes() (uint64, bool) {
 
 // writePrometheus is the proxy's whole Prometheus exposition: Istio's
 // standard metrics, the proxy's health, and every Envoy-style stat.
-func (p *Proxy) writePrometheus(w io.Writer) error {
-	if err := p.tel.reg.WritePrometheus(w); err != nil {
-		return err
-	}
-	if err := p.proxyStats(w, true); err != nil {
-		return err
-	}
-	return p.writeEnvoyStats(w, true)
-}
+func (p *Proxy) writePrometheus(w io.Writer) error { return p.writeExposition(w, true) }
 
 // writeMergedStats is the proxy's part of the status port's merged view:
 // all of writePrometheus but the runtime gauges (see proxyStats).
-func (p *Proxy) writeMergedStats(w io.Writer) error {
+func (p *Proxy) writeMergedStats(w io.Writer) error { return p.writeExposition(w, false) }
+
+func (p *Proxy) writeExposition(w io.Writer, runtimeStats bool) error {
 	if err := p.tel.reg.WritePrometheus(w); err != nil {
 		return err
 	}
-	if err := p.proxyStats(w, false); err != nil {
+	if err := p.proxyStats(w, runtimeStats); err != nil {
 		return err
 	}
 	return p.writeEnvoyStats(w, true)

@@ -62,7 +62,9 @@ type Node struct {
 	InterceptionMode string
 }
 
-func (n *Node) id() string {
+// NodeID is the node id the proxy sends: ID, else Istio's form
+// sidecar~<IP>~<Pod>.<Namespace>~<Namespace>.svc.cluster.local.
+func (n *Node) NodeID() string {
 	if n.ID != "" {
 		return n.ID
 	}
@@ -199,7 +201,7 @@ func (c *client) session(ctx context.Context) (healthy bool, err error) {
 		}
 		if !healthy {
 			healthy = true
-			c.log.Info("connected to the xDS server", "server", c.cfg.Server, "node", c.cfg.Node.id())
+			c.log.Info("connected to the xDS server", "server", c.cfg.Server, "node", c.cfg.Node.NodeID())
 			if c.cfg.Connected != nil {
 				c.cfg.Connected(true)
 			}

@@ -380,11 +380,11 @@ func TestNACKKeepsLastGood(t *testing.T) {
 
 	nacks := func() (int, string) {
 		for _, st := range cp.XDS.Status() {
-			if st.ID == testNode.id() {
+			if st.ID == testNode.NodeID() {
 				return st.NACKs, st.LastNACK
 			}
 		}
-		t.Fatalf("proxy %s not connected: %+v", testNode.id(), cp.XDS.Status())
+		t.Fatalf("proxy %s not connected: %+v", testNode.NodeID(), cp.XDS.Status())
 		return 0, ""
 	}
 	waitNACKs := func(n int) string {

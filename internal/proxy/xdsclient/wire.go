@@ -102,7 +102,7 @@ func (r *deltaRequest) marshal() []byte {
 // marshal encodes envoy.config.core.v3.Node.
 func (n *Node) marshal() []byte {
 	var b []byte
-	b = appendString(b, 1, n.id())
+	b = appendString(b, 1, n.NodeID())
 	b = appendString(b, 2, n.Cluster)
 	md := n.metadata()
 	if len(md) > 0 {
