@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -66,37 +65,16 @@ func TestDestinationRuleCaCrl(t *testing.T) {
 	expired := filepath.Join(dir, "expired.crl")
 	writeCRL(t, expired, ca, now.Add(-3*time.Hour))
 
-	entry := func(host, ip, dr string) string {
-		return fmt.Sprintf(`---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: %[1]s}
-spec:
-  hosts: [%[1]s]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  ports: [{number: 8443, name: http, protocol: HTTP}]
-  endpoints: [{address: %[2]s}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: %[1]s}
-spec:
-  host: %[1]s
-  trafficPolicy:
-    tls: %[3]s
-`, host, ip, dr)
-	}
 	simple := func(sni, crlFile string) string {
 		return `{mode: SIMPLE, caCertificates: ` + caFile + `, caCrl: ` + crlFile + `, sni: ` + sni + `}`
 	}
-	cfg := entry("revoked.example", base+".5", simple("revoked.example", crl)) +
-		entry("good.example", base+".6", simple("good.example", crl)) +
-		entry("mutual.example", base+".7", `{mode: MUTUAL, caCertificates: `+caFile+`, caCrl: `+crl+`, clientCertificate: `+clientFile+`, privateKey: `+clientKey+`, sni: revoked.example}`) +
-		entry("fresh.example", base+".8", simple("fresh.example", crl)) +
-		entry("missing.example", base+".6", simple("good.example", filepath.Join(dir, "missing.crl"))) +
-		entry("forged.example", base+".6", simple("good.example", forged)) +
-		entry("expired.example", base+".6", simple("good.example", expired))
+	cfg := externalTLSEntry("revoked.example", base+".5", simple("revoked.example", crl)) +
+		externalTLSEntry("good.example", base+".6", simple("good.example", crl)) +
+		externalTLSEntry("mutual.example", base+".7", `{mode: MUTUAL, caCertificates: `+caFile+`, caCrl: `+crl+`, clientCertificate: `+clientFile+`, privateKey: `+clientKey+`, sni: revoked.example}`) +
+		externalTLSEntry("fresh.example", base+".8", simple("fresh.example", crl)) +
+		externalTLSEntry("missing.example", base+".6", simple("good.example", filepath.Join(dir, "missing.crl"))) +
+		externalTLSEntry("forged.example", base+".6", simple("good.example", forged)) +
+		externalTLSEntry("expired.example", base+".6", simple("good.example", expired))
 	m := meshtest.New(t, cfg)
 	client := m.Sidecar("sleep", base+".1", nil)
 	m.WaitSynced()

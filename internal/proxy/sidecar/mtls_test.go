@@ -366,33 +366,12 @@ func TestDestinationRuleSimpleAndMutual(t *testing.T) {
 	tlsBackend(t, base+".5:8443", "secure", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"secure.example"}}), nil)
 	tlsBackend(t, base+".6:8443", "impostor", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"impostor.example"}}), nil)
 	tlsBackend(t, base+".7:8443", "mutual", ca.Leaf(t, "", certtest.LeafOptions{DNSNames: []string{"mutual.example"}}), ca.Pool())
-	entry := func(host, ip, dr string) string {
-		return fmt.Sprintf(`---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: %[1]s}
-spec:
-  hosts: [%[1]s]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  ports: [{number: 8443, name: http, protocol: HTTP}]
-  endpoints: [{address: %[2]s}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: %[1]s}
-spec:
-  host: %[1]s
-  trafficPolicy:
-    tls: %[3]s
-`, host, ip, dr)
-	}
-	cfg := entry("secure.example", base+".5", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: secure.example}`) +
-		entry("impostor.example", base+".6", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: impostor.example, subjectAltNames: [secure.example]}`) +
-		entry("mutual.example", base+".7", `{mode: MUTUAL, caCertificates: `+caFile+`, clientCertificate: `+clientFile+`, privateKey: `+clientKey+`, sni: mutual.example}`) +
-		entry("nocert.example", base+".7", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: mutual.example}`) +
-		entry("skipverify.example", base+".6", `{mode: SIMPLE, insecureSkipVerify: true, sni: impostor.example}`) +
-		entry("systemroots.example", base+".5", `{mode: SIMPLE, sni: secure.example}`)
+	cfg := externalTLSEntry("secure.example", base+".5", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: secure.example}`) +
+		externalTLSEntry("impostor.example", base+".6", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: impostor.example, subjectAltNames: [secure.example]}`) +
+		externalTLSEntry("mutual.example", base+".7", `{mode: MUTUAL, caCertificates: `+caFile+`, clientCertificate: `+clientFile+`, privateKey: `+clientKey+`, sni: mutual.example}`) +
+		externalTLSEntry("nocert.example", base+".7", `{mode: SIMPLE, caCertificates: `+caFile+`, sni: mutual.example}`) +
+		externalTLSEntry("skipverify.example", base+".6", `{mode: SIMPLE, insecureSkipVerify: true, sni: impostor.example}`) +
+		externalTLSEntry("systemroots.example", base+".5", `{mode: SIMPLE, sni: secure.example}`)
 	m := meshtest.New(t, cfg)
 	client := m.Sidecar("sleep", base+".1", nil)
 	m.WaitSynced()
@@ -421,4 +400,29 @@ spec:
 	if n := statInt(t, client, "upstream.origination.ssl.handshake"); n < 2 {
 		t.Errorf("origination handshakes %d, want at least 2", n)
 	}
+}
+
+// externalTLSEntry is a MESH_EXTERNAL ServiceEntry for host at ip:8443
+// and a DestinationRule originating TLS to it with the tls policy given
+// (flow YAML).
+func externalTLSEntry(host, ip, tls string) string {
+	return fmt.Sprintf(`---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s}
+spec:
+  hosts: [%[1]s]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 8443, name: http, protocol: HTTP}]
+  endpoints: [{address: %[2]s}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: %[1]s}
+spec:
+  host: %[1]s
+  trafficPolicy:
+    tls: %[3]s
+`, host, ip, tls)
 }
