@@ -121,6 +121,9 @@ func decodeTracing(b []byte) (*Tracing, error) {
 	return t, nil
 }
 
+// customTagSources names a CustomTag's source fields by number.
+var customTagSources = map[protowire.Number]string{2: "literal", 3: "environment", 4: "request_header"}
+
 func decodeCustomTag(b []byte) (CustomTag, error) {
 	var ct CustomTag
 	m := msg{b: b}
@@ -129,30 +132,27 @@ func decodeCustomTag(b []byte) (CustomTag, error) {
 		switch m.num {
 		case 1:
 			ct.Tag = m.str("tag")
-		case 2:
-			if lb, ok := m.bytes(); ok {
-				ct.Literal, ct.Header, ct.Env, ct.Default = "", "", "", ""
-				ct.Literal, _ = nameDefault(&m, lb, "literal")
-				sources++
+		case 2, 3, 4:
+			// The tag's source is a oneof: the last one set counts.
+			sb, ok := m.bytes()
+			if !ok {
+				break
 			}
-		case 3:
-			if eb, ok := m.bytes(); ok {
-				ct.Literal, ct.Header = "", ""
-				ct.Env, ct.Default = nameDefault(&m, eb, "environment")
-				if ct.Env == "" {
-					m.fail(within(errRequired, "name"), "environment")
-				}
-				sources++
+			field := customTagSources[m.num]
+			name, def := nameDefault(&m, sb, field)
+			ct = CustomTag{Tag: ct.Tag}
+			switch m.num {
+			case 2:
+				ct.Literal = name
+			case 3:
+				ct.Env, ct.Default = name, def
+			case 4:
+				ct.Header, ct.Default = name, def
 			}
-		case 4:
-			if hb, ok := m.bytes(); ok {
-				ct.Literal, ct.Env = "", ""
-				ct.Header, ct.Default = nameDefault(&m, hb, "request_header")
-				if ct.Header == "" {
-					m.fail(within(errRequired, "name"), "request_header")
-				}
-				sources++
+			if m.num != 2 && name == "" {
+				m.fail(within(errRequired, "name"), field)
 			}
+			sources++
 		case 5:
 			m.fail(errNotSupported, "metadata")
 		case 6:
